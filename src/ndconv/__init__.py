@@ -1,0 +1,37 @@
+"""ndconv: N-d convolution from the lecture "From MLP to convolution".
+
+A convolutional layer cross-correlates its input with a learnable kernel and
+adds a learnable bias. ndconv provides that operation in any number of
+dimensions with exact gradients (:mod:`ndconv.functional`) and layers that
+learn (:mod:`ndconv.nn`).
+"""
+
+from .algorithms.choose import choose as choose_method
+from .functional import (
+    conv,
+    conv1d,
+    conv2d,
+    conv3d,
+    conv_backward,
+    conv_output_shape,
+    conv_transpose,
+    conv_transpose_backward,
+    convolve,
+    correlate,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "choose_method",
+    "conv",
+    "conv1d",
+    "conv2d",
+    "conv3d",
+    "conv_backward",
+    "conv_output_shape",
+    "conv_transpose",
+    "conv_transpose_backward",
+    "convolve",
+    "correlate",
+]

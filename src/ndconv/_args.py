@@ -1,0 +1,215 @@
+"""Argument normalisation and validation, shared by every public function.
+
+Public functions validate here, once, and hand plain tuples to the private
+computing code; nothing in this module allocates anything proportional to an
+array's size, so a bad call fails before any large allocation.
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+
+import numpy as np
+
+PADDING_STRINGS = ("valid", "same", "full")
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _as_int(value, name):
+    """``operator.index(value)`` with an error that names the argument."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be an int or a tuple of ints, got {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be an int or a tuple of ints, got {value!r}"
+        ) from None
+
+
+def ntuple(value, n, name, *, minimum=None):
+    """Return ``value`` as a tuple of ``n`` ints.
+
+    Parameters
+    ----------
+    value : int or sequence of int
+        One int (repeated ``n`` times) or exactly ``n`` ints.
+    n : int
+        Required length.
+    name : str
+        Argument name, for the error message.
+    minimum : int, optional
+        Smallest allowed value of every entry.
+    """
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"`{name}` must be an int or a tuple of ints, got {value!r}")
+    if isinstance(value, (tuple, list, np.ndarray)):
+        items = tuple(_as_int(v, name) for v in value)
+        if len(items) != n:
+            raise ValueError(
+                f"`{name}` (={tuple(value)!r}) must have one entry per spatial "
+                f"dimension ({n}), got {len(items)}"
+            )
+    else:
+        items = (_as_int(value, name),) * n
+    if minimum is not None and any(v < minimum for v in items):
+        rule = "positive" if minimum == 1 else f">= {minimum}"
+        raise ValueError(f"`{name}` (={_show(value)}) must be {rule}")
+    return items
+
+
+def _show(value):
+    return repr(tuple(value)) if isinstance(value, (list, np.ndarray)) else repr(value)
+
+
+def positive_int(value, name):
+    """Validate one positive int (``groups``, channel counts)."""
+    v = _as_int(value, name)
+    if v < 1:
+        raise ValueError(f"`{name}` (={value!r}) must be a positive int")
+    return v
+
+
+def padding_pairs(padding, kernel_size, dilation, stride=None):
+    """Turn every padding form into ``((lo, hi), ...)``, one pair per spatial dim.
+
+    Parameters
+    ----------
+    padding : int, sequence, or {'valid', 'same', 'full'}
+        An int (all sides), one int per dim, a ``(lo, hi)`` pair per dim, or a
+        string. ``'same'`` pads ``d*(k-1)`` in total with the extra element at
+        the end, as PyTorch; ``'full'`` pads ``d*(k-1)`` on both sides.
+    kernel_size, dilation : tuple of int
+        Used by the string forms.
+    stride : tuple of int, optional
+        ``'same'`` is refused with a stride above 1, as in PyTorch.
+
+    Returns
+    -------
+    tuple of (int, int)
+    """
+    n = len(kernel_size)
+    if isinstance(padding, str):
+        if padding not in PADDING_STRINGS:
+            raise ValueError(
+                f"`padding` (={padding!r}) must be an int, a tuple, or one of "
+                f"{PADDING_STRINGS}"
+            )
+        total = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
+        if padding == "valid":
+            return ((0, 0),) * n
+        if padding == "full":
+            return tuple((t, t) for t in total)
+        if stride is not None and any(s != 1 for s in stride):
+            raise ValueError(
+                f"`padding`='same' is not supported with `stride` (={stride}) "
+                "above 1: the output cannot have the input's size"
+            )
+        return tuple((t // 2, t - t // 2) for t in total)
+    if isinstance(padding, (tuple, list)) and any(
+        isinstance(p, (tuple, list)) for p in padding
+    ):
+        if len(padding) != n or not all(
+            isinstance(p, (tuple, list)) and len(p) == 2 for p in padding
+        ):
+            raise ValueError(
+                f"`padding` (={padding!r}) given as pairs must hold one (lo, hi) "
+                f"pair per spatial dimension ({n})"
+            )
+        pairs = tuple((_as_int(lo, "padding"), _as_int(hi, "padding")) for lo, hi in padding)
+    else:
+        pairs = tuple((p, p) for p in ntuple(padding, n, "padding"))
+    if any(v < 0 for pair in pairs for v in pair):
+        raise ValueError(f"`padding` (={padding!r}) must be non-negative")
+    return pairs
+
+
+def check_padding_mode(padding_mode):
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(
+            f"`padding_mode` (={padding_mode!r}) must be one of {PADDING_MODES}"
+        )
+    return padding_mode
+
+
+def check_mode_fits(spatial, pairs, padding_mode):
+    """Refuse padding that the boundary mode cannot produce (PyTorch's rules)."""
+    for i, (n, (lo, hi)) in enumerate(zip(spatial, pairs)):
+        if padding_mode == "reflect" and max(lo, hi) >= n:
+            raise ValueError(
+                f"`padding_mode`='reflect' needs padding < input size in every "
+                f"dim; dim {i} has size {n} and padding {(lo, hi)}"
+            )
+        if padding_mode == "circular" and max(lo, hi) > n:
+            raise ValueError(
+                f"`padding_mode`='circular' needs padding <= input size in every "
+                f"dim (it wraps around once); dim {i} has size {n} and padding "
+                f"{(lo, hi)}"
+            )
+
+
+def output_size(spatial, kernel_size, stride, pairs, dilation):
+    """Output size per dim, ``floor((S + lo + hi - d*(k-1) - 1) / s) + 1``.
+
+    Raises ``ValueError`` naming the dim and showing the formula when the dilated
+    kernel does not fit in the padded input.
+    """
+    out = []
+    for i, (n, k, s, (lo, hi), d) in enumerate(
+        zip(spatial, kernel_size, stride, pairs, dilation)
+    ):
+        span = n + lo + hi - d * (k - 1) - 1
+        if span < 0:
+            raise ValueError(
+                f"kernel (dilated size {d * (k - 1) + 1}) is larger than the padded "
+                f"input (size {n + lo + hi}) in spatial dim {i}: output size = "
+                f"floor((S + lo + hi - d*(k-1) - 1)/s) + 1 = "
+                f"floor(({n} + {lo} + {hi} - {d}*({k}-1) - 1)/{s}) + 1 = "
+                f"{span // s + 1} (must be >= 1)"
+            )
+        out.append(span // s + 1)
+    return tuple(out)
+
+
+def check_array(a, name, *, floating=True):
+    """Return ``a`` as an ndarray of a supported dtype.
+
+    ``floating=True`` (the layers and ``conv``) accepts float32 and float64;
+    otherwise integer and unsigned arrays are accepted as well (``correlate``).
+    """
+    if isinstance(a, np.ndarray):
+        arr = a
+    else:
+        if isinstance(a, (str, bytes)) or a is None:
+            raise TypeError(f"`{name}` must be a numeric array, got {type(a).__name__}")
+        try:
+            arr = np.asarray(a)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"`{name}` must be a numeric array: {exc}") from None
+    kind = arr.dtype.kind
+    if floating:
+        if arr.dtype not in FLOAT_DTYPES:
+            if kind in "iu" and not isinstance(a, np.ndarray):
+                # Python lists of ints are a convenience, as in NumPy.
+                arr = arr.astype(np.float64)
+            else:
+                raise TypeError(
+                    f"`{name}` must be float32 or float64, got dtype {arr.dtype}"
+                )
+    elif kind not in "iuf" or arr.dtype.itemsize > 8:
+        raise TypeError(
+            f"`{name}` must be a real numeric array (int, uint or float), got "
+            f"dtype {arr.dtype}"
+        )
+    return arr
+
+
+def check_no_empty(a, name):
+    if a.size == 0:
+        raise ValueError(f"`{name}` has an empty dimension (shape {a.shape})")
+
+
+def is_number(x):
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)

@@ -1,0 +1,48 @@
+"""Direct method: the lecture's formula, a sum over kernel taps of shifted slices.
+
+``y = sum_t w[:, :, t] @ x[shifted by t]``: one matrix product (or, for
+depthwise layers, one broadcast multiply) per kernel tap, never a loop over
+pixels. Best when the kernel has few taps; its cost grows with the taps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._windows import pad
+
+
+def supports(spec):
+    return True, "any arguments"
+
+
+def run(x, w, spec):
+    xp = pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation)
+    B, C = xp.shape[:2]
+    g = spec.groups
+    Cg, O = C // g, spec.out_channels
+    Og = O // g
+    S_out = spec.out_spatial
+    P = math.prod(S_out)
+    xg = xp.reshape(B, g, Cg, *xp.shape[2:])
+    wt = w.reshape(g, Og, Cg, spec.taps)
+    if Cg == 1:
+        # Depthwise: each output channel sees one input channel, so a tap is a
+        # broadcast multiply, cheaper than a matrix product of width one.
+        out = np.zeros((B, g, Og, *S_out), dtype=spec.dtype)
+        expand = (slice(None), slice(None)) + (None,) * len(S_out)
+        for t, tap in enumerate(np.ndindex(*spec.kernel_size)):
+            sl = xg[(slice(None), slice(None), slice(None), *spec.tap_slices(tap))]
+            out += wt[:, :, 0, t][expand] * sl
+        return out.reshape(B, O, *S_out)
+    # One GEMM per tap over all batch items: (g, Og, Cg) @ (g, Cg, B*P).
+    acc = np.zeros((g, Og, B * P), dtype=spec.dtype)
+    col = np.empty((g, Cg, B, *S_out), dtype=spec.dtype)
+    for t, tap in enumerate(np.ndindex(*spec.kernel_size)):
+        sl = xg[(slice(None), slice(None), slice(None), *spec.tap_slices(tap))]
+        np.copyto(col, np.moveaxis(sl, 0, 2))
+        acc += np.matmul(wt[..., t], col.reshape(g, Cg, B * P))
+    out = acc.reshape(g, Og, B, *S_out)
+    return np.ascontiguousarray(np.moveaxis(out.reshape(O, B, *S_out), 0, 1))

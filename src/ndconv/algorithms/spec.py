@@ -1,0 +1,79 @@
+"""The description of one correlation that every algorithm receives."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class CorrSpec:
+    """A general N-d cross-correlation, the one primitive every algorithm computes.
+
+    ``out[b, o, p] = sum_{c, t} w[o, c, t] * xp[b, g(o)*Cg + c, p*stride + t*dilation]``
+    where ``xp`` is ``x`` dilated by ``lhs_dilation`` (zeros inserted between
+    elements) and then padded by ``pairs`` (negative entries crop) with
+    ``padding_mode``. The convolution, both its gradients and the transposed
+    convolution are all this primitive (JAX's ``conv_general_dilated``).
+    """
+
+    batch: int
+    in_channels: int
+    out_channels: int
+    groups: int
+    in_spatial: tuple
+    kernel_size: tuple
+    stride: tuple
+    dilation: tuple
+    pairs: tuple
+    lhs_dilation: tuple
+    padding_mode: str
+    dtype: np.dtype
+
+    @property
+    def ndim(self):
+        return len(self.kernel_size)
+
+    @property
+    def padded_spatial(self):
+        return tuple(
+            (n - 1) * r + 1 + lo + hi
+            for n, r, (lo, hi) in zip(self.in_spatial, self.lhs_dilation, self.pairs)
+        )
+
+    @property
+    def out_spatial(self):
+        return tuple(
+            (n - d * (k - 1) - 1) // s + 1
+            for n, k, s, d in zip(
+                self.padded_spatial, self.kernel_size, self.stride, self.dilation
+            )
+        )
+
+    @property
+    def taps(self):
+        return math.prod(self.kernel_size)
+
+    @property
+    def macs(self):
+        """Multiply-adds of the direct formula (the FLOP count is twice this)."""
+        return (
+            self.batch
+            * self.out_channels
+            * math.prod(self.out_spatial)
+            * (self.in_channels // self.groups)
+            * self.taps
+        )
+
+    @property
+    def out_shape(self):
+        return (self.batch, self.out_channels, *self.out_spatial)
+
+    def tap_slices(self, tap):
+        """Slices of the padded input that kernel tap ``tap`` multiplies."""
+        return tuple(
+            slice(t * d, t * d + s * (o - 1) + 1, s)
+            for t, d, s, o in zip(tap, self.dilation, self.stride, self.out_spatial)
+        )
