@@ -1,0 +1,203 @@
+"""Convolution layers: one N-d base, thin 1-D/2-D/3-D names (as PyTorch's ``_ConvNd``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _args
+from .. import functional as F
+from .init import as_dtype, as_rng, bias_uniform, fan_in, kaiming_uniform
+from .module import Module, Parameter
+
+__all__ = [
+    "Conv",
+    "Conv1d",
+    "Conv2d",
+    "Conv3d",
+    "ConvTranspose",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
+    "ConvTranspose3d",
+]
+
+
+class _ConvNd(Module):
+    """Shared validation, parameters, initialisation and repr."""
+
+    transposed = False
+
+    def __init__(self, num_spatial_dims, in_channels, out_channels, kernel_size,
+                 stride, padding, dilation, groups, bias, padding_mode,
+                 output_padding, dtype, rng):
+        super().__init__()
+        n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
+        self.in_channels = _args.positive_int(in_channels, "in_channels")
+        self.out_channels = _args.positive_int(out_channels, "out_channels")
+        self.groups = _args.positive_int(groups, "groups")
+        if in_channels % groups:
+            raise ValueError(f"`in_channels` (={in_channels}) must be divisible by `groups` (={groups})")
+        if out_channels % groups:
+            raise ValueError(f"`out_channels` (={out_channels}) must be divisible by `groups` (={groups})")
+        self.kernel_size = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
+        self.stride = _args.ntuple(stride, n, "stride", minimum=1)
+        self.dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
+        self.padding_mode = _args.check_padding_mode(padding_mode)
+        if self.transposed:
+            if padding_mode != "zeros":
+                raise ValueError(
+                    f"`padding_mode` (={padding_mode!r}) must be 'zeros' for "
+                    f"{type(self).__name__}, as in PyTorch"
+                )
+            self.padding = _args.ntuple(padding, n, "padding", minimum=0)
+            self.output_padding = _args.ntuple(output_padding, n, "output_padding", minimum=0)
+        else:
+            # Validates now, so a bad layer fails at construction, not first call.
+            _args.padding_pairs(padding, self.kernel_size, self.dilation, self.stride)
+            self.padding = padding
+        dt = as_dtype(dtype)
+        rng = as_rng(rng)
+        if self.transposed:
+            shape = (in_channels, out_channels // groups, *self.kernel_size)
+        else:
+            shape = (out_channels, in_channels // groups, *self.kernel_size)
+        self.weight = Parameter(kaiming_uniform(shape, rng, dt))
+        if bias:
+            self.bias = Parameter(bias_uniform(out_channels, fan_in(shape), rng, dt))
+        else:
+            self.bias = None
+        self._cache = None
+
+    def extra_repr(self):
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        n = len(self.kernel_size)
+        if self.padding not in (0, (0,) * n, "valid"):
+            s += f", padding={self.padding}"
+        if self.transposed and any(self.output_padding):
+            s += f", output_padding={self.output_padding}"
+        if self.dilation != (1,) * n:
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s
+
+    def _bias_data(self):
+        return None if self.bias is None else self.bias.data
+
+    def _accumulate(self, gw, gb):
+        self.weight.accumulate(gw)
+        if self.bias is not None:
+            self.bias.accumulate(gb)
+
+
+class Conv(_ConvNd):
+    """N-d convolution layer: ``y = conv(x, weight) + bias``.
+
+    Parameters
+    ----------
+    num_spatial_dims : int
+    in_channels, out_channels : int
+    kernel_size, stride, dilation : int or tuple of int
+    padding : int, tuple, tuple of (lo, hi) pairs, or {'valid', 'same', 'full'}
+    groups : int
+    bias : bool
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
+    dtype : float32 or float64
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights (PyTorch's default initialisation).
+
+    Notes
+    -----
+    Input ``(B, C_in, *S)`` or ``(C_in, *S)``; output ``(B, C_out, *S_out)`` with
+    ``S_out = floor((S + lo + hi - dilation*(K-1) - 1) / stride) + 1``. The weight
+    has shape ``(C_out, C_in // groups, *K)`` as in PyTorch.
+    """
+
+    def __init__(self, num_spatial_dims, in_channels, out_channels, kernel_size,
+                 stride=1, padding=0, dilation=1, groups=1, bias=True,
+                 padding_mode="zeros", dtype=np.float32, rng=None):
+        super().__init__(num_spatial_dims, in_channels, out_channels, kernel_size,
+                         stride, padding, dilation, groups, bias, padding_mode, 0,
+                         dtype, rng)
+
+    def _check_input(self, x):
+        x = np.asarray(x)
+        n = len(self.kernel_size)
+        if x.ndim not in (n + 1, n + 2) or x.shape[-n - 1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, "
+                f"*S) or ({self.in_channels}, *S) with {n} spatial dims; got {x.shape}"
+            )
+        return x
+
+    def forward(self, x):
+        x = self._check_input(x)
+        y = F.conv(x, self.weight.data, self._bias_data(), self.stride, self.padding,
+                   self.dilation, self.groups, self.padding_mode)
+        self._cache = x
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        x = self._cache
+        gx, gw, gb = F.conv_backward(grad_out, x, self.weight.data, self.stride,
+                                     self.padding, self.dilation, self.groups,
+                                     self.padding_mode)
+        self._accumulate(gw, gb)
+        return gx
+
+
+class ConvTranspose(_ConvNd):
+    """N-d transposed convolution layer, as ``torch.nn.ConvTransposeNd``.
+
+    The weight has shape ``(C_in, C_out // groups, *K)``. Output size
+    ``S_out = (S - 1)*stride - 2*padding + dilation*(K-1) + output_padding + 1``.
+    """
+
+    transposed = True
+
+    def __init__(self, num_spatial_dims, in_channels, out_channels, kernel_size,
+                 stride=1, padding=0, output_padding=0, groups=1, bias=True,
+                 dilation=1, padding_mode="zeros", dtype=np.float32, rng=None):
+        super().__init__(num_spatial_dims, in_channels, out_channels, kernel_size,
+                         stride, padding, dilation, groups, bias, padding_mode,
+                         output_padding, dtype, rng)
+
+    _check_input = Conv._check_input
+
+    def forward(self, x):
+        x = self._check_input(x)
+        y = F.conv_transpose(x, self.weight.data, self._bias_data(), self.stride,
+                             self.padding, self.output_padding, self.groups,
+                             self.dilation)
+        self._cache = x
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        gx, gw, gb = F.conv_transpose_backward(
+            grad_out, self._cache, self.weight.data, self.stride, self.padding,
+            self.output_padding, self.groups, self.dilation)
+        self._accumulate(gw, gb)
+        return gx
+
+
+def _fixed(base, n):
+    """A subclass of ``base`` with ``num_spatial_dims`` fixed to ``n``."""
+
+    def __init__(self, *args, **kwargs):
+        base.__init__(self, n, *args, **kwargs)
+
+    name = f"{base.__name__}{n}d"
+    doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
+    return type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+Conv1d, Conv2d, Conv3d = (_fixed(Conv, n) for n in (1, 2, 3))
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_fixed(ConvTranspose, n) for n in (1, 2, 3))

@@ -1,0 +1,44 @@
+"""PyTorch's default initialisation, drawn from a NumPy Generator."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def fan_in(shape):
+    """``shape[1] * prod(shape[2:])``, as ``torch.nn.init._calculate_fan_in_and_fan_out``."""
+    return shape[1] * math.prod(shape[2:]) if len(shape) > 1 else shape[0]
+
+
+def kaiming_uniform(shape, rng, dtype, a=math.sqrt(5)):
+    """``U(-bound, bound)`` with ``bound = gain * sqrt(3 / fan_in)``, ``gain = sqrt(2 / (1 + a^2))``.
+
+    With PyTorch's default ``a = sqrt(5)`` the bound is ``1 / sqrt(fan_in)``.
+    """
+    gain = math.sqrt(2.0 / (1 + a * a))
+    bound = gain * math.sqrt(3.0 / fan_in(shape))
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def bias_uniform(n, fan, rng, dtype):
+    """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, PyTorch's default bias."""
+    bound = 1.0 / math.sqrt(fan) if fan > 0 else 0.0
+    return rng.uniform(-bound, bound, size=(n,)).astype(dtype)
+
+
+def as_rng(rng):
+    """A ``numpy.random.Generator`` from None, a seed, or a Generator."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"`rng` must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
+
+
+def as_dtype(dtype):
+    dt = np.dtype(dtype)
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"`dtype` (={dtype!r}) must be float32 or float64")
+    return dt

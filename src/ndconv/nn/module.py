@@ -1,0 +1,231 @@
+"""Module, Parameter and Sequential: the PyTorch habits without autograd.
+
+A :class:`Module` computes ``forward(x)`` and keeps what its ``backward`` needs;
+``backward(grad_out)`` returns the gradient with respect to the input and adds
+the gradients of its parameters into ``Parameter.grad``. Parameter and
+submodule names follow PyTorch, so ``state_dict()`` keys match (``"0.weight"``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+
+class Parameter:
+    """A learnable array: ``.data`` (ndarray) and ``.grad`` (ndarray or None).
+
+    Parameters
+    ----------
+    data : array_like
+        Wrapped as a float ndarray (float32 or float64 are kept; other numeric
+        input becomes float64).
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        arr = np.asarray(data)
+        if arr.dtype.kind not in "iuf":
+            raise TypeError(f"`data` must be a real numeric array, got dtype {arr.dtype}")
+        if arr.dtype.kind != "f":
+            arr = arr.astype(np.float64)
+        self.data = arr
+        self.grad = None
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def accumulate(self, g):
+        """Add ``g`` into ``.grad`` (allocating it on first use)."""
+        if self.grad is None:
+            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
+        else:
+            self.grad += g
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer.
+
+    Subclasses implement ``forward(x)`` and ``backward(grad_out)``. Attributes
+    that are :class:`Parameter` or :class:`Module` instances are registered in
+    assignment order, as in PyTorch.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before "
+                "assigning attributes"
+            )
+        params, modules = self.__dict__["_parameters"], self.__dict__["_modules"]
+        params.pop(name, None)
+        modules.pop(name, None)
+        if isinstance(value, Parameter):
+            params[name] = value
+        elif isinstance(value, Module):
+            modules[name] = value
+        object.__setattr__(self, name, value)
+
+    # -- computation -------------------------------------------------------
+
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not define forward")
+
+    def backward(self, grad_out):
+        raise NotImplementedError(f"{type(self).__name__} does not define backward")
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # -- parameters and state ---------------------------------------------
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, m in self.named_modules():
+            yield m
+
+    def named_parameters(self, prefix=""):
+        """``(name, Parameter)`` pairs with PyTorch's dotted names."""
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield (f"{prefix}.{name}" if prefix else name), p
+        for name, m in self._modules.items():
+            yield from m.named_parameters(f"{prefix}.{name}" if prefix else name)
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def num_parameters(self):
+        return sum(p.size for p in self.parameters())
+
+    def state_dict(self):
+        """Copies of every parameter's data, keyed as in PyTorch."""
+        return OrderedDict((k, p.data.copy()) for k, p in self.named_parameters())
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays from ``state`` into the parameters.
+
+        Raises ``KeyError`` naming missing or unexpected keys (``strict``) and
+        ``ValueError`` naming a key whose shape differs. Arrays are cast to the
+        parameter's dtype, so a float32 PyTorch state dict loads into float64.
+        """
+        own = dict(self.named_parameters())
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(
+                f"state dict does not match {type(self).__name__}: missing keys "
+                f"{missing}, unexpected keys {unexpected}"
+            )
+        for k, p in own.items():
+            if k not in state:
+                continue
+            v = np.asarray(state[k])
+            if v.shape != p.data.shape:
+                raise ValueError(
+                    f"state dict key {k!r} has shape {v.shape}, the parameter has "
+                    f"shape {p.data.shape}"
+                )
+            if v.dtype.kind not in "iuf":
+                raise TypeError(f"state dict key {k!r} has non-numeric dtype {v.dtype}")
+            p.data = np.array(v, dtype=p.data.dtype, copy=True)
+        return self
+
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- printing ----------------------------------------------------------
+
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            for name, m in self._modules.items():
+                sub = repr(m).replace("\n", "\n  ")
+                lines.append(f"  ({name}): {sub}")
+            return "\n".join(lines) + "\n)"
+        return lines[0] + ")"
+
+
+class Sequential(Module):
+    """Modules applied in order; children are named ``"0"``, ``"1"``, ...
+
+    ``backward`` runs the children's ``backward`` in reverse order.
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Module):
+                raise TypeError(f"Sequential item {i} must be a Module, got {type(layer).__name__}")
+            setattr(self, str(i), layer)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        mods = list(self._modules.values())
+        if isinstance(i, slice):
+            return Sequential(*mods[i])
+        return mods[i]
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def append(self, layer):
+        setattr(self, str(len(self)), layer)
+        return self
+
+    def forward(self, x):
+        for name, layer in self._modules.items():
+            try:
+                x = layer(x)
+            except ValueError as exc:
+                shape = getattr(x, "shape", None)
+                raise ValueError(f"layer {name} ({type(layer).__name__}) got input of shape {shape}: {exc}") from exc
+        return x
+
+    def backward(self, grad_out):
+        for layer in reversed(self._modules.values()):
+            grad_out = layer.backward(grad_out)
+        return grad_out
