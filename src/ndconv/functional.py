@@ -128,6 +128,11 @@ def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode):
     )
 
 
+def _is_dask(a):
+    """True for a dask array, without importing dask (the core never does)."""
+    return type(a).__module__.split(".")[0] == "dask"
+
+
 def _add_bias(out, bias):
     if bias is not None:
         out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
@@ -257,6 +262,11 @@ def conv(
     array([[[19., 25.],
             [37., 43.]]])
     """
+    if _is_dask(x):  # lazy, chunked with halos: see ndconv.dask
+        from . import dask as _dask
+
+        return _dask.conv(x, weight, bias, stride, padding, dilation, groups,
+                          padding_mode, method=method)
     method = _check_method(method)
     w = _check_weight(weight)
     xb, unbatched = _check_input(x, w)
@@ -569,6 +579,10 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     array([[19., 25.],
            [37., 43.]])
     """
+    if _is_dask(x):
+        from . import dask as _dask
+
+        return _dask.correlate(x, kernel, bias, mode, method=method)
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
@@ -578,4 +592,8 @@ def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     Equal to ``scipy.signal.convolve(x, kernel, mode) + bias``; see
     :func:`correlate` for the parameters.
     """
+    if _is_dask(x):
+        from . import dask as _dask
+
+        return _dask.convolve(x, kernel, bias, mode, method=method)
     return _plain(x, kernel, bias, mode, method, flip=True)
