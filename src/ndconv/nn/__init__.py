@@ -11,6 +11,20 @@ from .conv import (
     ConvTranspose3d,
 )
 from .module import Module, Parameter, Sequential
+from .activation import ReLU, Sigmoid, Tanh
+from .dropout import Dropout
+from .linear import Linear
+from .pool import (
+    AvgPool,
+    AvgPool1d,
+    AvgPool2d,
+    AvgPool3d,
+    MaxPool,
+    MaxPool1d,
+    MaxPool2d,
+    MaxPool3d,
+)
+from .shape import Flatten
 
 __all__ = [
     "Conv",
@@ -24,4 +38,18 @@ __all__ = [
     "Module",
     "Parameter",
     "Sequential",
+    "Linear",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Flatten",
+    "Dropout",
+    "MaxPool",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "AvgPool",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
 ]

@@ -1,0 +1,158 @@
+"""Pooling layers: one N-d base, thin 1-D/2-D/3-D names (as PyTorch's ``_MaxPoolNd``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import _args
+from .. import pooling as P
+from .module import Module
+
+__all__ = [
+    "MaxPool",
+    "MaxPool1d",
+    "MaxPool2d",
+    "MaxPool3d",
+    "AvgPool",
+    "AvgPool1d",
+    "AvgPool2d",
+    "AvgPool3d",
+]
+
+
+class _PoolNd(Module):
+    """Shared argument handling, input check and repr of the pooling layers."""
+
+    def __init__(self, num_spatial_dims, kernel_size, stride, padding, dilation, ceil_mode):
+        super().__init__()
+        n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
+        self.kernel_size = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
+        self.stride = (self.kernel_size if stride is None
+                       else _args.ntuple(stride, n, "stride", minimum=1))
+        self.padding = _args.ntuple(padding, n, "padding", minimum=0)
+        self.dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
+        self.ceil_mode = bool(ceil_mode)
+        self._cache = None
+
+    def _check_input(self, x):
+        x = np.asarray(x)
+        n = len(self.kernel_size)
+        if x.ndim not in (n + 1, n + 2):
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (B, C, *S) or (C, *S) "
+                f"with {n} spatial dims; got {x.shape}"
+            )
+        return x
+
+    def extra_repr(self):
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.dilation != (1,) * len(self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.ceil_mode:
+            s += ", ceil_mode=True"
+        return s
+
+
+class MaxPool(_PoolNd):
+    """N-d max pooling layer, as ``torch.nn.MaxPoolNd``.
+
+    Parameters
+    ----------
+    num_spatial_dims : int
+    kernel_size : int or tuple of int
+    stride : int or tuple of int, optional
+        Defaults to ``kernel_size``.
+    padding : int or tuple of int
+        Implicit ``-inf`` padding, at most half the dilated kernel.
+    dilation : int or tuple of int
+    ceil_mode : bool
+
+    Notes
+    -----
+    ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1``.
+    ``backward`` sends each output gradient to the element that won its window.
+    """
+
+    def __init__(self, num_spatial_dims, kernel_size, stride=None, padding=0, dilation=1,
+                 ceil_mode=False):
+        super().__init__(num_spatial_dims, kernel_size, stride, padding, dilation, ceil_mode)
+        # Validates now, so a bad layer fails at construction, not first call.
+        P._check_padding(self.kernel_size, self.padding, self.dilation, "max", padding)
+
+    def forward(self, x):
+        x = self._check_input(x)
+        y, idx = P.max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                            self.ceil_mode, return_indices=True)
+        self._cache = (x, idx)
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        x, idx = self._cache
+        return P.max_pool_backward(grad_out, x, idx, self.kernel_size, self.stride,
+                                   self.padding, self.dilation, self.ceil_mode)
+
+
+class AvgPool(_PoolNd):
+    """N-d average pooling layer, as ``torch.nn.AvgPoolNd``.
+
+    Parameters
+    ----------
+    num_spatial_dims : int
+    kernel_size, stride, padding, ceil_mode
+        As :class:`MaxPool` (zero padding, at most half the kernel).
+    count_include_pad : bool
+        Count padded zeros in the divisor (PyTorch's default).
+    divisor_override : int, optional
+
+    Notes
+    -----
+    ``backward`` shares each output gradient evenly among its window.
+    """
+
+    def __init__(self, num_spatial_dims, kernel_size, stride=None, padding=0,
+                 ceil_mode=False, count_include_pad=True, divisor_override=None):
+        super().__init__(num_spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = P._check_divisor(divisor_override)
+        P._check_padding(self.kernel_size, self.padding, self.dilation, "avg", padding)
+
+    def extra_repr(self):
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if self.ceil_mode:
+            s += ", ceil_mode=True"
+        if not self.count_include_pad:
+            s += ", count_include_pad=False"
+        if self.divisor_override is not None:
+            s += f", divisor_override={self.divisor_override}"
+        return s
+
+    def forward(self, x):
+        x = self._check_input(x)
+        y = P.avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                       self.count_include_pad, self.divisor_override)
+        self._cache = x
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return P.avg_pool_backward(grad_out, self._cache, self.kernel_size, self.stride,
+                                   self.padding, self.ceil_mode, self.count_include_pad,
+                                   self.divisor_override)
+
+
+def _fixed(base, n):
+    """A subclass of ``base`` with ``num_spatial_dims`` fixed to ``n``."""
+
+    def __init__(self, *args, **kwargs):
+        base.__init__(self, n, *args, **kwargs)
+
+    name = f"{base.__name__}{n}d"
+    doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
+    return type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
+
+
+MaxPool1d, MaxPool2d, MaxPool3d = (_fixed(MaxPool, n) for n in (1, 2, 3))
+AvgPool1d, AvgPool2d, AvgPool3d = (_fixed(AvgPool, n) for n in (1, 2, 3))

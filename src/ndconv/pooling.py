@@ -1,0 +1,333 @@
+"""N-d max and average pooling with their gradients, as ``torch.nn.functional``.
+
+Pooling reads its windows through the same helper as the convolution
+(:func:`ndconv._windows.pad` and :func:`ndconv._windows.windows`), so stride,
+dilation and padding are handled in one place. The backward passes are a sum
+over kernel taps of strided slices, like the direct convolution: the max pool
+sends each output gradient to the tap that won (its argmax), the average pool
+shares it evenly among the taps it averaged over. Never a loop over pixels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _args
+from ._windows import fold_padding, pad, windows
+
+__all__ = [
+    "max_pool",
+    "max_pool_backward",
+    "avg_pool",
+    "avg_pool_backward",
+    "pool_output_shape",
+]
+
+
+# --------------------------------------------------------------------------
+# validation
+
+
+def _pool_args(x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
+    """Validate a pooling call; return the batched input and plain tuples.
+
+    ``n`` is the number of spatial dims, or None to take every dim after the
+    first two (batched) or after the first (unbatched) from ``kernel_size``.
+    """
+    x = _args.check_array(x, "x")
+    if n is None:
+        if isinstance(kernel_size, (tuple, list)):
+            n = len(kernel_size)
+        else:
+            raise TypeError(
+                "`kernel_size` must be a tuple (one entry per spatial dim) when the "
+                "number of spatial dims is not given"
+            )
+    if x.ndim not in (n + 1, n + 2):
+        raise ValueError(
+            f"`x` must have shape (B, C, *S) or (C, *S) with {n} spatial dims, so "
+            f"ndim {n + 2} or {n + 1}; got shape {x.shape}"
+        )
+    _args.check_no_empty(x, "x")
+    k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
+    s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
+    p = _args.ntuple(padding, n, "padding", minimum=0)
+    d = _args.ntuple(dilation, n, "dilation", minimum=1)
+    _check_padding(k, p, d, kind, padding)
+    unbatched = x.ndim == n + 1
+    xb = x[None] if unbatched else x
+    out = _out_size(xb.shape[2:], k, s, p, d, bool(ceil_mode))
+    return xb, unbatched, k, s, p, d, out
+
+
+def _check_padding(k, p, d, kind, padding):
+    """PyTorch's rule: padding at most half the (dilated) kernel, so no window is all padding."""
+    for i, (ki, pi, di) in enumerate(zip(k, p, d)):
+        half = (di * (ki - 1) + 1) // 2 if kind == "max" else ki // 2
+        if pi > half:
+            raise ValueError(
+                f"`padding` (={padding!r}) must be at most half of the "
+                f"{'dilated ' if kind == 'max' else ''}kernel size in every dim, as in "
+                f"PyTorch; dim {i}: padding {pi}, kernel_size {ki}"
+                f"{f', dilation {di}' if kind == 'max' else ''}, so at most {half}"
+            )
+
+
+def _out_size(spatial, k, s, p, d, ceil_mode):
+    """PyTorch's ``pooling_output_shape`` per dim, with a formula in the error."""
+    out = []
+    for i, (n, ki, si, pi, di) in enumerate(zip(spatial, k, s, p, d)):
+        span = n + 2 * pi - di * (ki - 1) - 1
+        o = (span + (si - 1 if ceil_mode else 0)) // si + 1
+        # With ceil_mode the last window must start inside the input or the
+        # left padding, never in the right padding.
+        if ceil_mode and (o - 1) * si >= n + pi:
+            o -= 1
+        if span < 0 or o < 1:
+            raise ValueError(
+                f"pooling window (dilated size {di * (ki - 1) + 1}) is larger than the "
+                f"padded input (size {n + 2 * pi}) in spatial dim {i}: output size = "
+                f"floor((S + 2*p - d*(k-1) - 1)/s) + 1 = "
+                f"floor(({n} + 2*{pi} - {di}*({ki}-1) - 1)/{si}) + 1 = "
+                f"{span // si + 1} (must be >= 1)"
+            )
+        out.append(o)
+    return tuple(out)
+
+
+def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation=1,
+                      ceil_mode=False):
+    """Spatial output shape of a pooling layer, without computing anything.
+
+    ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1`` (ceil
+    instead of floor with ``ceil_mode``), as in PyTorch.
+    """
+    k = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else None
+    n = len(k) if k is not None else len(input_shape) - 2
+    k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
+    s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
+    p = _args.ntuple(padding, n, "padding", minimum=0)
+    d = _args.ntuple(dilation, n, "dilation", minimum=1)
+    return _out_size(tuple(input_shape[-n:]), k, s, p, d, bool(ceil_mode))
+
+
+# --------------------------------------------------------------------------
+# computing cores (arguments validated)
+
+
+def _pairs(spatial, k, s, p, d, out):
+    """``(lo, hi)`` padding per dim: ``p`` on both sides plus what ceil_mode needs."""
+    return tuple(
+        (pi, max(pi, (o - 1) * si + di * (ki - 1) + 1 - n - pi))
+        for n, ki, si, pi, di, o in zip(spatial, k, s, p, d, out)
+    )
+
+
+def _tap_slices(tap, s, d, out):
+    """Slices of the padded input that tap ``tap`` reads for every output position."""
+    return tuple(
+        slice(t * di, t * di + (o - 1) * si + 1, si) for t, si, di, o in zip(tap, s, d, out)
+    )
+
+
+def _max_forward(x, k, s, p, d, out):
+    pairs = _pairs(x.shape[2:], k, s, p, d, out)
+    xp = pad(x, pairs, value=-np.inf)
+    win = windows(xp, k, s, d)  # (B, C, *S_out, *k), a view
+    flat = win.reshape(*x.shape[:2], *out, math.prod(k))  # one copy
+    idx = flat.argmax(axis=-1)  # first maximum, as PyTorch
+    y = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
+    return y, idx
+
+
+def _max_backward(gy, idx, spatial, k, s, p, d):
+    out = gy.shape[2:]
+    pairs = _pairs(spatial, k, s, p, d, out)
+    gp = np.zeros((*gy.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))),
+                  dtype=gy.dtype)
+    for t, tap in enumerate(np.ndindex(*k)):
+        # Overlapping windows (stride < kernel) may send several gradients to
+        # one input; the += over taps adds them, as autograd does.
+        gp[(Ellipsis, *_tap_slices(tap, s, d, out))] += np.where(idx == t, gy, 0)
+    return fold_padding(gp, spatial, pairs, "zeros")
+
+
+def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
+    """How many elements each average divides by (PyTorch's rules), shape S_out."""
+    n = len(spatial)
+    ones = (1,) * n
+    pairs = _pairs(spatial, k, s, p, ones, out)
+    # Count the cells of each window that lie inside the input, or inside the
+    # symmetrically padded input with count_include_pad; never the extra
+    # cells that ceil_mode adds past the padding.
+    if count_include_pad:
+        mask = pad(np.ones(tuple(sz + 2 * pi for sz, pi in zip(spatial, p)), dtype),
+                   tuple((0, hi - pi) for (lo, hi), pi in zip(pairs, p)))
+    else:
+        mask = pad(np.ones(spatial, dtype), pairs)
+    return windows(mask, k, s, ones).reshape(*out, -1).sum(axis=-1)
+
+
+def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
+    n = len(k)
+    ones = (1,) * n
+    pairs = _pairs(x.shape[2:], k, s, p, ones, out)
+    xp = pad(x, pairs)
+    acc = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
+    for tap in np.ndindex(*k):
+        acc += xp[(Ellipsis, *_tap_slices(tap, s, ones, out))]
+    if divisor_override is not None:
+        return acc / x.dtype.type(divisor_override)
+    return acc / _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, x.dtype)
+
+
+def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
+    n = len(k)
+    ones = (1,) * n
+    out = gy.shape[2:]
+    pairs = _pairs(spatial, k, s, p, ones, out)
+    if divisor_override is not None:
+        share = gy / gy.dtype.type(divisor_override)
+    else:
+        share = gy / _avg_divisor(spatial, k, s, p, out, count_include_pad, gy.dtype)
+    gp = np.zeros((*gy.shape[:2], *(sz + lo + hi for sz, (lo, hi) in zip(spatial, pairs))),
+                  dtype=gy.dtype)
+    for tap in np.ndindex(*k):
+        gp[(Ellipsis, *_tap_slices(tap, s, ones, out))] += share
+    return fold_padding(gp, spatial, pairs, "zeros")
+
+
+# --------------------------------------------------------------------------
+# public API
+
+
+def _check_grad(grad_out, expected, dtype):
+    gy = _args.check_array(grad_out, "grad_out")
+    if gy.shape != tuple(expected):
+        raise ValueError(
+            f"`grad_out` must have the output's shape {tuple(expected)}, got {gy.shape}"
+        )
+    if gy.dtype != dtype:
+        raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {dtype}")
+    return gy
+
+
+def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+             ndim=None, return_indices=False):
+    """N-d max pooling, as ``torch.nn.functional.max_pool{1,2,3}d``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, C, *S) or (C, *S)
+        float32 or float64.
+    kernel_size : int or tuple of N ints
+        An int needs ``ndim``; a tuple gives N.
+    stride : int or tuple of N ints, optional
+        Defaults to ``kernel_size``.
+    padding : int or tuple of N ints
+        Implicit ``-inf`` on both sides; at most half the dilated kernel.
+    dilation : int or tuple of N ints
+    ceil_mode : bool
+        Round the output size up instead of down (the last window may be partial).
+    ndim : int, optional
+        Number of spatial dims N when ``kernel_size`` is an int.
+    return_indices : bool
+        Also return, per output, the index of the winning tap within its window
+        (row-major over the kernel), which :func:`max_pool_backward` takes.
+
+    Returns
+    -------
+    ndarray, shape (B, C, *S_out) or (C, *S_out)
+        ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1``.
+
+    Examples
+    --------
+    >>> import numpy as np, ndconv
+    >>> ndconv.max_pool(np.arange(9.0).reshape(1, 3, 3), (2, 2), stride=1)
+    array([[[4., 5.],
+            [7., 8.]]])
+    """
+    xb, unbatched, k, s, p, d, out = _pool_args(x, ndim, kernel_size, stride, padding,
+                                                dilation, ceil_mode, "max")
+    y, idx = _max_forward(xb, k, s, p, d, out)
+    if unbatched:
+        y, idx = y[0], idx[0]
+    return (y, idx) if return_indices else y
+
+
+def max_pool_backward(grad_out, x, indices, kernel_size, stride=None, padding=0,
+                      dilation=1, ceil_mode=False, *, ndim=None):
+    """Gradient of :func:`max_pool` with respect to ``x``.
+
+    Each output's gradient goes to the input element that won its window
+    (``indices`` from ``max_pool(..., return_indices=True)``); elements that
+    won several overlapping windows receive the sum.
+    """
+    xb, unbatched, k, s, p, d, out = _pool_args(x, ndim, kernel_size, stride, padding,
+                                                dilation, ceil_mode, "max")
+    expected = xb.shape[:2] + out
+    gy = _check_grad(grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    idx = np.asarray(indices)
+    if idx.shape != gy.shape or idx.dtype.kind not in "iu":
+        raise ValueError(
+            f"`indices` must be an int array of the output's shape {gy.shape}, got "
+            f"{idx.dtype} array of shape {idx.shape}"
+        )
+    if unbatched:
+        gy, idx = gy[None], idx[None]
+    gx = _max_backward(gy, idx, xb.shape[2:], k, s, p, d)
+    return gx[0] if unbatched else gx
+
+
+def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
+             count_include_pad=True, divisor_override=None, *, ndim=None):
+    """N-d average pooling, as ``torch.nn.functional.avg_pool{1,2,3}d``.
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, C, *S) or (C, *S)
+    kernel_size, stride, padding, ceil_mode, ndim
+        As :func:`max_pool` (zero padding, at most half the kernel).
+    count_include_pad : bool
+        Divide by the window size including padded zeros (PyTorch's default).
+    divisor_override : int, optional
+        Divide every sum by this instead.
+
+    Returns
+    -------
+    ndarray, shape (B, C, *S_out) or (C, *S_out)
+
+    Examples
+    --------
+    >>> import numpy as np, ndconv
+    >>> ndconv.avg_pool(np.arange(9.0).reshape(1, 3, 3), (2, 2), stride=1)
+    array([[[2., 3.],
+            [5., 6.]]])
+    """
+    xb, unbatched, k, s, p, _, out = _pool_args(x, ndim, kernel_size, stride, padding,
+                                                1, ceil_mode, "avg")
+    dov = _check_divisor(divisor_override)
+    y = _avg_forward(xb, k, s, p, out, bool(count_include_pad), dov)
+    return y[0] if unbatched else y
+
+
+def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                      count_include_pad=True, divisor_override=None, *, ndim=None):
+    """Gradient of :func:`avg_pool`: each output's gradient shared evenly by its window."""
+    xb, unbatched, k, s, p, _, out = _pool_args(x, ndim, kernel_size, stride, padding,
+                                                1, ceil_mode, "avg")
+    dov = _check_divisor(divisor_override)
+    expected = xb.shape[:2] + out
+    gy = _check_grad(grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    if unbatched:
+        gy = gy[None]
+    gx = _avg_backward(gy, xb.shape[2:], k, s, p, bool(count_include_pad), dov)
+    return gx[0] if unbatched else gx
+
+
+def _check_divisor(divisor_override):
+    if divisor_override is None:
+        return None
+    return _args.positive_int(divisor_override, "divisor_override")
