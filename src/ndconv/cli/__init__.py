@@ -1,0 +1,88 @@
+"""The ``ndconv`` command line: ``ndconv COMMAND [options]``.
+
+One module per command, each with ``HELP`` (one line), ``EXAMPLES``,
+``add_arguments(parser)`` and ``run(args)``. Modules import their heavy
+dependencies (matplotlib, Pillow, scikit-learn) inside ``run`` so that
+``ndconv --help`` starts fast. Errors follow :mod:`ndconv.cli._errors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ._errors import ArgumentParser, run_command
+
+__all__ = ["main"]
+
+# command name -> module (relative to this package)
+COMMANDS = {
+    "tour": "tour",
+    "filter": "filter",
+    "explain": "explain",
+    "params": "params",
+    "learn-kernel": "learn_kernel",
+    "train": "train",
+    "bench": "bench",
+}
+
+EXAMPLES = """\
+examples:
+  ndconv tour                       the lecture on real data, report in ./ndconv-tour/
+  ndconv tour --quick --out report  a smaller, faster tour (under a minute)
+  ndconv filter cat.png edges.png --kernel edge
+  ndconv explain "[[0,1,2],[3,4,5],[6,7,8]]" "[[0,1],[2,3]]" --at 0,0
+  ndconv params                     why not an MLP: the parameter counts
+  ndconv learn-kernel               learn the edge kernel [1, -1] back from data
+  ndconv train --epochs 2           a CNN on the digits, with a checkpoint
+  ndconv bench                      the benchmark
+
+Run 'ndconv COMMAND --help' for a command's options. Bad input gives one line on
+stderr and exit code 2; add --debug for the traceback.
+"""
+
+
+def _version():
+    from .. import __version__
+
+    return __version__
+
+
+def build_parser():
+    """Return the top-level parser with every command's subparser."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    parser = ArgumentParser(
+        prog="ndconv",
+        description="N-d convolution from the lecture 'From MLP to convolution'.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"ndconv {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    for name, modname in COMMANDS.items():
+        mod = importlib.import_module(f".{modname}", __name__)
+        p = sub.add_parser(
+            name,
+            help=mod.HELP,
+            description=mod.HELP,
+            epilog=mod.EXAMPLES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run, _prog=f"ndconv {name}")
+    return parser
+
+
+def main(argv=None):
+    """Run the command line; return the exit code (0 ok, 2 bad input, 1 bug)."""
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    return run_command(args._run, args, args._prog)

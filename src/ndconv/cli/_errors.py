@@ -1,0 +1,77 @@
+"""One line on stderr and exit code 2 for bad input; a traceback only with --debug.
+
+Every command runs inside :func:`run_command`. Problems with what the user gave
+(a missing or corrupt file, an unknown kernel, an invalid stride, an output
+that would overwrite something) surface as :class:`UsageError`, ``ValueError``,
+``TypeError`` or ``OSError`` and become ``ndconv CMD: error: MESSAGE`` with exit
+code 2. Anything else is a bug in ndconv: one line saying so, exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+
+EXIT_OK = 0
+EXIT_BUG = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A problem with the command's input, reported as one line (exit code 2)."""
+
+
+def one_line(message):
+    """Collapse a message onto one line (library messages may span several)."""
+    return re.sub(r"\s*\n\s*", " ", str(message)).strip()
+
+
+def _describe_oserror(exc):
+    # OSError's str() is "[Errno 13] Permission denied: 'x'"; keep the words.
+    if exc.strerror and exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename!r}"
+    return str(exc)
+
+
+def run_command(func, args, prog):
+    """Run ``func(args)``; turn failures into one stderr line and an exit code."""
+    debug = getattr(args, "debug", False)
+    try:
+        rc = func(args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (UsageError, ValueError, TypeError) as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"{prog}: error: {one_line(_describe_oserror(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug in ndconv, not the user's fault
+        if debug:
+            raise
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)} "
+            "(run again with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
+    return EXIT_OK if rc is None else rc
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block) and exit code 2."""
+
+    def error(self, message):
+        self.exit(
+            EXIT_USAGE,
+            f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n",
+        )

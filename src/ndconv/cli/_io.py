@@ -1,0 +1,94 @@
+"""Safe output: check first, write to a temporary file, then rename.
+
+The rules of every command that writes a file:
+
+* the output's folder must exist and be writable;
+* an existing output is refused unless ``--force``;
+* the output may never be one of the inputs, even with ``--force`` (the same
+  path, a symlink to it or a hard link to it);
+* the data goes to a temporary file in the output's folder, which replaces the
+  output with ``os.replace`` only once it is complete, so an interrupted or
+  failed run leaves no half-written file and the old file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+from ._errors import UsageError
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(out, inputs=(), force=False, what="output"):
+    """Validate an output path before any work is done; return it as a str.
+
+    Raises
+    ------
+    UsageError
+        With the reason, naming the path.
+    """
+    out = os.fspath(out)
+    for src in inputs:
+        if src is not None and os.path.exists(os.fspath(src)) and _same_file(out, src):
+            raise UsageError(
+                f"{what} {out!r} is the input file; refusing to overwrite the input "
+                "(even with --force): choose another output path"
+            )
+    folder = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(folder):
+        raise UsageError(f"the folder of {what} {out!r} does not exist: {folder!r}")
+    if os.path.isdir(out):
+        raise UsageError(f"{what} {out!r} is a folder; give a file name")
+    if os.path.lexists(out) and not force:
+        raise UsageError(f"{what} {out!r} already exists; use --force to replace it")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"the folder of {what} {out!r} is not writable: {folder!r}")
+    return out
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(out):
+    """Yield a binary file object; on success it atomically becomes ``out``.
+
+    On any exception the temporary file is removed and ``out`` is untouched.
+    """
+    out = os.fspath(out)
+    folder = os.path.dirname(os.path.abspath(out))
+    try:
+        fd, tmp = tempfile.mkstemp(
+            dir=folder, prefix="." + os.path.basename(out) + ".", suffix=".part"
+        )
+    except OSError as exc:
+        raise UsageError(f"cannot write in the folder {folder!r}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file private (0600); give it the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(out, data):
+    """Write ``data`` to ``out`` atomically."""
+    with atomic_output(out) as f:
+        f.write(data)

@@ -1,0 +1,87 @@
+"""argparse types shared by the commands: int tuples, padding, kernels from .npy."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+from ._errors import UsageError
+
+# A .npy kernel or small explain array larger than this is refused before loading.
+MAX_NPY_ELEMENTS = 1 << 20
+
+
+def int_tuple(text):
+    """'2' -> 2, '2,1' -> (2, 1); positive ints only (stride, dilation)."""
+    parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a positive int or comma-separated ints like 2,1"
+        ) from None
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be a positive int or comma-separated positive ints"
+        )
+    return values[0] if len(values) == 1 else values
+
+
+def padding(text):
+    """'same' | 'valid' | 'full' | '1' | '1,2' (per dim)."""
+    t = text.strip().lower()
+    if t in ("same", "valid", "full"):
+        return t
+    parts = [p for p in t.replace(" ", ",").split(",") if p]
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be same, valid, full, an int or comma-separated ints"
+        ) from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be same, valid, full or non-negative ints"
+        )
+    return values[0] if len(values) == 1 else values
+
+
+def load_npy(path, what="kernel"):
+    """Load a numeric .npy file safely (no pickles, size checked from the header)."""
+    if not os.path.exists(path):
+        raise UsageError(f"{what} file {path!r} does not exist")
+    if os.path.isdir(path):
+        raise UsageError(f"{what} file {path!r} is a folder")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise UsageError(
+            f"{what} file {path!r} is not a .npy file (it lacks the NUMPY header; "
+            "save one with numpy.save)"
+        )
+    try:
+        # mmap reads only the header, so a huge file is refused before loading.
+        mm = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UsageError(f"{what} file {path!r} is not a valid .npy array: {exc}") from None
+    if not isinstance(mm, np.ndarray):
+        raise UsageError(f"{what} file {path!r} must hold one array (.npy), not an archive")
+    if mm.dtype.kind not in "iuf":
+        raise UsageError(
+            f"{what} file {path!r} must hold real numbers, got dtype {mm.dtype}"
+        )
+    if mm.size > MAX_NPY_ELEMENTS:
+        raise UsageError(
+            f"{what} file {path!r} has {mm.size} elements (shape {mm.shape}); at most "
+            f"{MAX_NPY_ELEMENTS} are accepted"
+        )
+    try:
+        arr = np.array(mm, dtype=np.float64)
+    except (ValueError, OSError) as exc:  # a header promising more data than the file has
+        raise UsageError(f"{what} file {path!r} is truncated: {exc}") from None
+    del mm
+    if not np.isfinite(arr).all():
+        raise UsageError(f"{what} file {path!r} contains NaN or infinity")
+    return arr
