@@ -1,0 +1,149 @@
+"""The memory guard: refuse an allocation that cannot fit, before attempting it.
+
+A fully connected layer on one 12-megapixel photo needs 14.4 GB of float32
+weights; NumPy would try to allocate them and the machine would swap or the
+process would be killed. Layers and :mod:`ndconv.derive` call :func:`check`
+with the bytes they are about to allocate, and get a
+:class:`MemoryLimitError` stating the bytes needed instead.
+
+The limit is, in order of precedence: the innermost :func:`memory_limit`
+context, :func:`set_memory_limit`, the environment variable
+``NDCONV_MEMORY_LIMIT`` (bytes, or a number with a unit such as ``"2GB"`` or
+``"512MiB"``), and otherwise the memory the operating system reports as
+available (``MemAvailable`` in ``/proc/meminfo``), read at each check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+__all__ = [
+    "MemoryLimitError",
+    "available_memory",
+    "check",
+    "format_bytes",
+    "get_memory_limit",
+    "memory_limit",
+    "parse_bytes",
+    "set_memory_limit",
+]
+
+_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+_limit = None  # set by set_memory_limit; None means "not set"
+_stack = []  # memory_limit contexts, innermost last
+
+
+class MemoryLimitError(MemoryError):
+    """An allocation was refused before it was attempted.
+
+    Attributes
+    ----------
+    what : str
+        What was about to be allocated.
+    nbytes : int
+        Bytes it needs.
+    limit : int
+        The limit in force.
+    """
+
+    def __init__(self, what, nbytes, limit, source):
+        self.what = what
+        self.nbytes = int(nbytes)
+        self.limit = int(limit)
+        super().__init__(
+            f"{what} would need {self.nbytes:,} bytes ({format_bytes(self.nbytes)}), "
+            f"more than the memory limit of {self.limit:,} bytes "
+            f"({format_bytes(self.limit)}, {source}); nothing was allocated. Raise "
+            "the limit with ndconv.plan.memory_limit(...) or NDCONV_MEMORY_LIMIT if "
+            "the memory really is there"
+        )
+
+
+def format_bytes(n):
+    """``14400000000 -> '14.4 GB'`` (decimal units, as disk and RAM are sold)."""
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if abs(n) < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def parse_bytes(value, name="limit"):
+    """An int number of bytes from an int or a string like ``"2GB"``, ``"512 MiB"``."""
+    if isinstance(value, bool):
+        raise TypeError(f"`{name}` must be a number of bytes, got {value!r}")
+    if isinstance(value, (int, float)):
+        nbytes = value
+    elif isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", value)
+        if not m or m.group(2).lower() not in _UNITS:
+            raise ValueError(
+                f"`{name}` (={value!r}) must be a number of bytes, optionally with a "
+                "unit: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB"
+            )
+        nbytes = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    else:
+        raise TypeError(f"`{name}` must be a number of bytes, got {type(value).__name__}")
+    if nbytes < 0:
+        raise ValueError(f"`{name}` (={value!r}) must be non-negative")
+    return int(nbytes)
+
+
+def available_memory():
+    """Bytes the OS reports as available, or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def get_memory_limit():
+    """``(limit in bytes or None, where it comes from)``."""
+    if _stack:
+        return _stack[-1], "set by ndconv.plan.memory_limit()"
+    if _limit is not None:
+        return _limit, "set by ndconv.plan.set_memory_limit()"
+    env = os.environ.get("NDCONV_MEMORY_LIMIT")
+    if env:
+        return parse_bytes(env, "NDCONV_MEMORY_LIMIT"), "from NDCONV_MEMORY_LIMIT"
+    avail = available_memory()
+    return avail, "the memory available now"
+
+
+def set_memory_limit(limit):
+    """Set the limit for the whole process (``None`` restores the default)."""
+    global _limit
+    _limit = None if limit is None else parse_bytes(limit)
+
+
+@contextlib.contextmanager
+def memory_limit(limit):
+    """Context manager: allocations checked inside it may use at most ``limit`` bytes."""
+    _stack.append(parse_bytes(limit))
+    try:
+        yield
+    finally:
+        _stack.pop()
+
+
+def check(nbytes, what):
+    """Raise :class:`MemoryLimitError` if ``nbytes`` exceeds the limit in force."""
+    limit, source = get_memory_limit()
+    if limit is not None and nbytes > limit:
+        raise MemoryLimitError(what, nbytes, limit, source)
+    return nbytes
