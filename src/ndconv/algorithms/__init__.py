@@ -7,10 +7,10 @@ Each module declares ``supports(spec) -> (bool, reason)`` and ``run(x, w, spec)`
 
 from __future__ import annotations
 
-from . import direct, gemm
+from . import direct, fft, gemm, winograd
 from .spec import CorrSpec
 
-ALGORITHMS = {"direct": direct, "gemm": gemm}
+ALGORITHMS = {"direct": direct, "gemm": gemm, "fft": fft, "winograd": winograd}
 
 
 def run(x, w, spec, method="auto"):

@@ -1,0 +1,160 @@
+"""FFT method: blocked overlap-save with ``scipy.fft``, for large kernels.
+
+The correlation is a convolution with the flipped (and, for ``dilation > 1``,
+zero-dilated) kernel. A circular convolution of length ``L`` with a kernel of
+span ``Kd`` is exact at positions ``Kd - 1 .. L - 1`` (overlap-save), so the
+padded input is cut into overlapping blocks of length ``L`` that step by
+``T*stride`` (``T`` outputs each), every block is transformed at once with
+``rfftn`` over the spatial axes, multiplied by the kernel's transform (a
+matrix product over channels at each frequency), transformed back, and the
+``T`` exact outputs of each block are kept, subsampled by the stride. ``L`` is
+picked per dim to minimise ``L log L / T``: the whole axis for short inputs,
+blocks a few kernel spans long for long signals and big images.
+
+Cost ~ ``B*(C + O)*S*log(L)`` transforms plus ``B*C*O*S`` complex
+multiply-adds, independent of the kernel's taps, so it wins for large kernels.
+Error: floating-point rounding of the transforms, about
+``eps * log2(L) * sum|x| |w|`` per output, relative to the exact result
+(see ``tests/test_algorithms.py`` for the tolerance tested).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._windows import pad, windows
+from .threads import fft_workers
+
+#: Upper bound on the complex buffers of one chunk of blocks, in bytes.
+CHUNK_BYTES = 64 * 2**20
+
+
+def supports(spec):
+    try:
+        import scipy.fft  # noqa: F401
+    except ImportError:
+        return False, "needs SciPy (pip install 'ndconv[fast]')"
+    if spec.dtype.kind != "f":
+        return False, f"dtype {spec.dtype} is not floating point (FFT rounds)"
+    return True, "any arguments (floating point; rounding error ~ eps*log2(n))"
+
+
+def block_length(n, span, stride=1, extra=0.0):
+    """FFT length along one dim: minimise the cost per output of a block.
+
+    Parameters
+    ----------
+    n : int
+        Padded input length along the dim.
+    span : int
+        Dilated kernel span ``d*(k-1)+1``.
+    stride : int
+    extra : float
+        Cost of the per-frequency channel product relative to one
+        ``log2(L)`` of transform work; larger values favour fewer wasted
+        frequencies (longer blocks).
+
+    Returns
+    -------
+    L : int
+        The block (FFT) length; ``>= n`` means one block covers the axis.
+    T : int
+        Outputs per block.
+    """
+    from scipy.fft import next_fast_len
+
+    whole = next_fast_len(n, real=True)
+    n_out = (n - span) // stride + 1
+    best = (whole * (math.log2(max(whole, 2)) + extra) / n_out, whole, n_out)
+    L = next_fast_len(max(2 * span, 16), real=True)
+    while L < whole:
+        T = (L - span) // stride + 1
+        if T >= 1:
+            blocks = -(-n_out // T)
+            cost = blocks * L * (math.log2(L) + extra) / n_out
+            best = min(best, (cost, L, T))
+        L = next_fast_len(L + 1, real=True)
+    return best[1], best[2]
+
+
+def _kernel(w, spec):
+    """The flipped, zero-dilated kernel ``(O, Cg, *Kd)`` whose convolution is the correlation."""
+    K, d = spec.kernel_size, spec.dilation
+    span = tuple(di * (k - 1) + 1 for k, di in zip(K, d))
+    wd = np.zeros(w.shape[:2] + span, dtype=w.dtype)
+    wd[(Ellipsis, *[slice(None, None, di) for di in d])] = w
+    return np.flip(wd, axis=tuple(range(2, w.ndim))), span
+
+
+def run(x, w, spec):
+    from scipy import fft as sfft
+
+    N = spec.ndim
+    g = spec.groups
+    B, C, O = spec.batch, spec.in_channels, spec.out_channels
+    Cg, Og = C // g, O // g
+    s = spec.stride
+    S_out = spec.out_spatial
+    wf, span = _kernel(w, spec)
+    Sp = spec.padded_spatial
+    extra = 4.0 * Cg * Og / (Cg + Og)
+    LT = [block_length(n, k, st, extra) for n, k, st in zip(Sp, span, s)]
+    L = tuple(lt[0] for lt in LT)
+    T = tuple(lt[1] for lt in LT)
+    nT = tuple(-(-o // t) for o, t in zip(S_out, T))
+    # Pad past the end so that every block is a full L long (extra zeros only
+    # feed outputs that are cropped away).
+    need = tuple((nt - 1) * t * st + l for nt, t, st, l in zip(nT, T, s, L))
+    pairs = tuple(
+        (lo, hi + max(0, nd - sp)) for (lo, hi), nd, sp in zip(spec.pairs, need, Sp)
+    )
+    xp = pad(x, pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation)
+    xp = xp[(Ellipsis, *[slice(0, nd) for nd in need])]
+    axes = tuple(range(-N, 0))
+    workers = fft_workers()
+    Wf = sfft.rfftn(wf, s=L, axes=axes, workers=workers)  # (O, Cg, *F)
+    F = Wf.shape[2:]
+    nF = math.prod(F)
+    Wm = Wf.reshape(g, Og, Cg, nF)
+    if Cg > 1:
+        Wm = np.ascontiguousarray(np.moveaxis(Wm, -1, 0).swapaxes(-1, -2))  # (nF, g, Cg, Og)
+    # Block views: (B, C, *nT, *L); chunk over batch and the first block axis.
+    blocks = windows(xp, L, tuple(t * st for t, st in zip(T, s)), (1,) * N)
+    rest = math.prod(nT[1:])
+    per_row = (C + O) * rest * nF * np.dtype(Wf.dtype).itemsize * 2
+    rows = max(1, CHUNK_BYTES // max(per_row, 1))
+    keep = tuple(slice(k - 1, k - 1 + (t - 1) * st + 1, st) for k, t, st in zip(span, T, s))
+    out = np.empty((B, O, *[nt * t for nt, t in zip(nT, T)]), dtype=spec.dtype)
+    if rows >= nT[0]:
+        nb = max(1, rows // nT[0])
+        chunks = [(b0, min(B, b0 + nb), 0, nT[0]) for b0 in range(0, B, nb)]
+    else:
+        chunks = [(b, b + 1, i0, min(nT[0], i0 + rows)) for b in range(B) for i0 in range(0, nT[0], rows)]
+    for b0, b1, i0, i1 in chunks:
+        blk = blocks[b0:b1, :, i0:i1]
+        nb, ni = b1 - b0, i1 - i0
+        nblk = ni * rest
+        Xf = sfft.rfftn(blk, axes=axes, workers=workers)  # (nb, C, ni, *nT', *F)
+        Xf = Xf.reshape(nb, g, Cg, nblk, nF)
+        if Cg == 1:
+            Y = Xf * Wm[None, :, :, 0, None, :]  # (nb, g, Og, nblk, nF)
+        else:
+            Xm = np.moveaxis(Xf, -1, 0).swapaxes(-1, -2)  # (nF, nb, g, nblk, Cg)
+            Xm = np.ascontiguousarray(np.moveaxis(Xm, 1, 2)).reshape(nF, g, nb * nblk, Cg)
+            Y = np.matmul(Xm, Wm)  # (nF, g, nb*nblk, Og)
+            Y = Y.reshape(nF, g, nb, nblk, Og)
+            Y = np.moveaxis(Y, 0, -1)  # (g, nb, nblk, Og, nF)
+            Y = np.moveaxis(Y, (0, 1, 3), (1, 0, 2))  # (nb, g, Og, nblk, nF)
+        Y = Y.reshape(nb, O, ni, *nT[1:], *F)
+        y = sfft.irfftn(Y, s=L, axes=axes, workers=workers)
+        y = y[(Ellipsis, *keep)]  # (nb, O, ni, *nT', *T)
+        # Interleave block and in-block axes: (nb, O, ni, T0, nT1, T1, ...).
+        order = [0, 1] + [a for i in range(N) for a in (2 + i, 2 + N + i)]
+        y = y.transpose(order)
+        dst = out[b0:b1, :, i0 * T[0] : i1 * T[0]]
+        dst[...] = y.reshape(dst.shape)
+    if out.shape[2:] != tuple(S_out):
+        out = np.ascontiguousarray(out[(Ellipsis, *[slice(0, o) for o in S_out])])
+    return out

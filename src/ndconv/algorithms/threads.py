@@ -1,0 +1,82 @@
+"""How many threads the algorithms use: BLAS threads and ``scipy.fft`` workers.
+
+By default ndconv leaves BLAS at its own default (all cores) and gives
+``scipy.fft`` one worker per core. :func:`set_num_threads` sets both; the BLAS
+part needs ``threadpoolctl`` (installed with scikit-learn), otherwise only the
+FFT workers change and the BLAS count stays as the environment variables
+(``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``) set it.
+"""
+
+from __future__ import annotations
+
+import os
+
+_state = {"threads": None, "limiter": None}
+
+
+def _cpu_count():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def get_num_threads():
+    """Number of threads ndconv's algorithms use (BLAS and FFT).
+
+    Returns
+    -------
+    int
+        The value given to :func:`set_num_threads`, or the usable CPU count.
+    """
+    return _state["threads"] or _cpu_count()
+
+
+def set_num_threads(n):
+    """Use ``n`` threads in BLAS matrix products and ``scipy.fft`` transforms.
+
+    Parameters
+    ----------
+    n : int or None
+        Positive thread count; ``None`` restores the defaults.
+
+    Returns
+    -------
+    bool
+        True if the BLAS thread count was set too (``threadpoolctl`` is
+        installed), False if only the FFT workers were.
+
+    Notes
+    -----
+    The setting is process-wide, like ``torch.set_num_threads``. For a
+    temporary change use ``threadpoolctl.threadpool_limits`` as a context
+    manager instead.
+
+    Examples
+    --------
+    >>> import ndconv
+    >>> _ = ndconv.set_num_threads(1)
+    >>> ndconv.get_num_threads()
+    1
+    >>> _ = ndconv.set_num_threads(None)
+    """
+    if n is not None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"`n` (={n!r}) must be a positive int or None")
+    if _state["limiter"] is not None:
+        _state["limiter"].restore_original_limits()
+        _state["limiter"] = None
+    _state["threads"] = n
+    if n is None:
+        return True
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return False
+    _state["limiter"] = threadpool_limits(limits=n, user_api="blas")
+    return True
+
+
+def fft_workers():
+    """``workers`` argument for ``scipy.fft`` calls."""
+    return get_num_threads()
