@@ -14,6 +14,13 @@ from .module import Module, Parameter, Sequential
 from .activation import ReLU, Sigmoid, Tanh
 from .dropout import Dropout
 from .linear import Linear
+from .local import (
+    FullyConnected,
+    LocallyConnected,
+    LocallyConnected1d,
+    LocallyConnected2d,
+    LocallyConnected3d,
+)
 from .pool import (
     AvgPool,
     AvgPool1d,
@@ -52,4 +59,9 @@ __all__ = [
     "AvgPool1d",
     "AvgPool2d",
     "AvgPool3d",
+    "FullyConnected",
+    "LocallyConnected",
+    "LocallyConnected1d",
+    "LocallyConnected2d",
+    "LocallyConnected3d",
 ]
