@@ -1,7 +1,510 @@
-"""stub"""
-HELP = "(not written yet)"
-EXAMPLES = ""
+"""``ndconv tour``: the whole lecture on real bundled data, as an HTML report.
+
+Each section is a function ``(Tour) -> None`` that first imports the library
+parts it needs (a missing part, ImportError or AttributeError there, skips the
+section with a line saying so) and then computes, prints a short summary and
+adds text, tables and figures to the report. Sections never download anything:
+the data ship inside installed packages (scikit-image, PyWavelets, nibabel,
+scikit-learn).
+
+The report goes to ``--out DIR`` (refused if ``DIR/index.html`` exists, unless
+``--force``) or, by default, to a fresh folder ``./ndconv-tour`` (then
+``./ndconv-tour-2``, ``-3``, ... when that exists): earlier reports are never
+overwritten. It is built in a temporary folder beside the target and moved
+into place at the end, so a failed run leaves no half-written report.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from ._errors import UsageError
+
+HELP = "run the lecture on real bundled data and write an HTML report with figures"
+
+EXAMPLES = """\
+sections:
+  1 why not an MLP (parameter counts)      5 1-D: an ECG (PyWavelets)
+  2 the 2-D layer: 19 and the edge example 6 3-D: an MRI volume (nibabel)
+  3 kernels on a photo (scikit-image)      7 invariance, locality; MLP vs CNN
+  4 learning the kernel [1, -1] back       8 a CNN on the digits (scikit-learn)
+Sections whose library parts are missing are skipped with a line saying so.
+
+examples:
+  ndconv tour                       report in ./ndconv-tour/ (or -2, -3, ... if taken)
+  ndconv tour --quick               smaller data and training, under a minute
+  ndconv tour --out report --force  replace report/index.html and its figures
+"""
+
+DEFAULT_OUT = "ndconv-tour"
+
+
+class Skip(Exception):
+    """A section's library parts are not available."""
+
+
 def add_arguments(p):
-    pass
+    p.add_argument("--out", metavar="DIR", default=None,
+                   help=f"report folder (default: a fresh ./{DEFAULT_OUT}, ./{DEFAULT_OUT}-2, ...)")
+    p.add_argument("--quick", action="store_true",
+                   help="smaller data and shorter training (under a minute)")
+    p.add_argument("--force", action="store_true",
+                   help="write into --out DIR even if it holds a report")
+    p.add_argument("--sections", default=None, metavar="1,2,...",
+                   help="run only these sections (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+# --------------------------------------------------------------------------
+# the report
+
+
+class Tour:
+    """What a section writes to: figures, text and the printed summary."""
+
+    def __init__(self, folder, quick, seed, write):
+        self.folder = folder
+        self.quick = quick
+        self.seed = seed
+        self.write = write  # prints a line without breaking the progress bar
+        self.blocks = []    # (kind, payload) for the current section
+        self.figures = []
+
+    def say(self, text):
+        """A paragraph in the report, and a line on stdout."""
+        self.blocks.append(("p", text))
+        self.write("  " + text)
+
+    def table(self, text):
+        """Preformatted text (tables, sums) in the report and on stdout."""
+        self.blocks.append(("pre", text))
+        for line in text.splitlines():
+            self.write("    " + line)
+
+    def figure(self, fig, name, caption):
+        """Save a matplotlib figure as NAME.png and add it to the report."""
+        import matplotlib.pyplot as plt
+
+        path = os.path.join(self.folder, name + ".png")
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        self.blocks.append(("img", (name + ".png", caption)))
+        self.figures.append(name + ".png")
+        self.write(f"  figure: {name}.png ({caption})")
+
+
+def _html(results, quick, total):
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        "<title>ndconv tour: from MLP to convolution</title>",
+        "<style>body{font-family:sans-serif;max-width:62em;margin:auto;padding:1em}"
+        "pre{background:#f4f4f4;padding:.5em;overflow-x:auto}img{max-width:100%}"
+        ".skip{color:#a60}.fail{color:#b00}</style></head><body>",
+        "<h1>ndconv tour: from MLP to convolution</h1>",
+        f"<p>{'Quick' if quick else 'Full'} run, {total:.1f} s in all, on real data "
+        "bundled in installed packages (nothing downloaded).</p>",
+    ]
+    for title, status, seconds, blocks in results:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        if status != "ok":
+            cls = "skip" if status.startswith("skipped") else "fail"
+            parts.append(f"<p class='{cls}'>{html.escape(status)}</p>")
+        for kind, payload in blocks:
+            if kind == "p":
+                parts.append(f"<p>{html.escape(payload)}</p>")
+            elif kind == "pre":
+                parts.append(f"<pre>{html.escape(payload)}</pre>")
+            else:
+                src, caption = payload
+                parts.append(
+                    f"<figure><img src='{html.escape(src)}' alt='{html.escape(caption)}'>"
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
+        if status == "ok":
+            parts.append(f"<p><small>{seconds:.1f} s</small></p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------
+# helpers for figures
+
+
+def _annotated(ax, a, title):
+    """A small matrix as an image with its numbers written in."""
+    a = np.atleast_2d(a)
+    ax.imshow(a, cmap="viridis")
+    if a.size <= 64:
+        for (i, j), v in np.ndenumerate(a):
+            ax.text(j, i, f"{v:g}", ha="center", va="center", color="w", fontsize=9)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _gaussian_1d(sigma):
+    r = int(np.ceil(3 * sigma))
+    t = np.arange(-r, r + 1, dtype=np.float64)
+    g = np.exp(-t * t / (2 * sigma * sigma))
+    return g / g.sum()
+
+
+# --------------------------------------------------------------------------
+# the sections
+
+
+def section_params(t):
+    """1. Why not an MLP: parameter counts for a 12-megapixel photo."""
+    try:
+        from .params import parameter_table
+    except (ImportError, AttributeError) as exc:
+        raise Skip(f"ndconv.plan is not on main yet ({type(exc).__name__}: {exc})")
+    text, rows = parameter_table()
+    t.say("A 12-megapixel RGB photo has 36 million input values. A fully connected "
+          "layer with 100 hidden units needs 3.6 billion weights; translation "
+          "invariance and locality cut that to a few kernel weights.")
+    t.table(text)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3))
+    names = [r[0] for r in rows]
+    counts = [max(r[1], 1) for r in rows]
+    ax.barh(names, counts, color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("parameters (log scale)")
+    ax.invert_yaxis()
+    t.figure(fig, "1-params", "parameters of one layer on a 36M-element photo")
+
+
+def section_layer(t):
+    """2. The 2-D layer: the worked example (19) and the edge example."""
+    from .. import correlate
+    from .explain import Explainer
+
+    X = np.arange(9.0).reshape(3, 3)
+    K = np.array([[0.0, 1.0], [2.0, 3.0]])
+    Y = correlate(X, K)
+    ex = Explainer(X, K, 1, 0, 1, "zeros", 0.0)
+    sums = "\n".join(ex.line(o) for o in np.ndindex(*ex.out_shape))
+    t.say("The lecture's worked example: input [[0,1,2],[3,4,5],[6,7,8]], kernel "
+          "[[0,1],[2,3]]. Each output is a sum of products (ndconv explain):")
+    t.table(sums)
+    E = np.ones((6, 8))
+    E[:, 2:6] = 0
+    D = correlate(E, [[1.0, -1.0]])
+    DT = correlate(E.T, [[1.0, -1.0]])
+    t.say(f"Edge detection: ones(6, 8) with columns 2..5 at 0, kernel [[1, -1]]: "
+          f"every row of the 6x7 output is {D[0].astype(int).tolist()}; on the "
+          f"transposed input the output is all zeros: {bool(np.all(DT == 0))} "
+          "(this kernel only sees vertical edges).")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(9, 5.5))
+    _annotated(axes[0, 0], X, "X (3x3)")
+    _annotated(axes[0, 1], K, "K (2x2)")
+    _annotated(axes[0, 2], Y, "Y = X * K (2x2)")
+    _annotated(axes[1, 0], E, "X: a dark band (6x8)")
+    _annotated(axes[1, 1], np.array([[1.0, -1.0]]), "K = [[1, -1]]")
+    _annotated(axes[1, 2], D, "Y: +1 / -1 at the edges (6x7)")
+    t.figure(fig, "2-layer", "the worked example and the edge example")
+
+
+def section_photo(t):
+    """3. Kernels on a real photo."""
+    import skimage.data
+
+    from .. import images, kernels
+
+    cat = skimage.data.chelsea()
+    coffee = skimage.data.coffee()
+    if t.quick:  # every second pixel: a quarter of the work
+        cat, coffee = cat[::2, ::2].copy(), coffee[::2, ::2].copy()
+    gray = np.rint(cat @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)
+    t.say(f"scikit-image's chelsea ({cat.shape[1]}x{cat.shape[0]} RGB) filtered with "
+          "the kernel bank (padding 'same', reflect border); colour kernels act on "
+          "each channel alone, edge kernels on the gray image, shown as |y|.")
+    same = images.filter_image(cat, kernels.get("identity"))
+    t.say(f"Check: the identity kernel returns the photo exactly (max |difference| = "
+          f"{int(np.abs(same.astype(int) - cat).max())}).")
+    panels = [("original", cat, None, "clip")]
+    for name in ("gaussian", "gaussian:3", "box:7", "motion:15", "sharpen", "emboss"):
+        panels.append((name, cat, name, "rescale" if name == "emboss" else "clip"))
+    for name in ("edge", "sobel-x", "sobel-y", "laplacian"):
+        panels.append((name + " (gray, |y|)", gray, name, "abs"))
+    rows = []
+    out = []
+    for title, img, name, rng in panels:
+        if name is None:
+            out.append((title, img))
+            continue
+        k = kernels.get(name)
+        t0 = time.perf_counter()
+        y = images.filter_image(img, k, padding="same", padding_mode="reflect",
+                                value_range=rng)
+        rows.append(f"{name:<12} {k.shape[0]:>2}x{k.shape[1]:<2} {rng:<8} "
+                    f"{(time.perf_counter() - t0) * 1e3:7.1f} ms")
+        out.append((title, y))
+    # A 3 -> 3 colour-mixing kernel (1x1 spatial): the sepia matrix, on coffee.
+    sepia = np.array([[0.393, 0.769, 0.189], [0.349, 0.686, 0.168],
+                      [0.272, 0.534, 0.131]])[:, :, None, None]
+    y = images.filter_image(coffee, sepia)
+    out.append(("coffee, 3->3 sepia mix", y))
+    rows.append(f"{'sepia 3->3':<12}  1x1  clip     (coffee, mixing channels)")
+    t.table("kernel        size  range     time\n" + "\n".join(rows))
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 4, figsize=(12, 7))
+    for ax, (title, img) in zip(axes.flat, out):
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    t.figure(fig, "3-kernels", "the kernel bank on scikit-image's chelsea and coffee")
+
+
+def section_learn(t):
+    """4. Learning the edge kernel back from data."""
+    from .learn_kernel import learn_edge_kernel
+
+    losses, k, _, _ = learn_edge_kernel(iterations=10, lr=3e-2, seed=t.seed)
+    t.say("Conv2d(1, 1, kernel_size=(1, 2), bias=False) from a random start, sum of "
+          "squared errors, gradient descent with lr 0.03 for 10 iterations (the book):")
+    t.table("\n".join(f"iteration {i}: loss {v:.4f}" for i, v in enumerate(losses, 1)
+                      if i % 2 == 0))
+    t.say(f"Learnt kernel [[{k[0, 0]:.4f}, {k[0, 1]:.4f}]]; the true one is [[1, -1]] "
+          "(the book's reference run printed [[0.9895, -0.9874]]).")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
+    a.semilogy(range(1, len(losses) + 1), losses, "o-")
+    a.set_xlabel("iteration")
+    a.set_ylabel("loss (sum of squares)")
+    a.set_title("the loss falls ~10x every 2 iterations", fontsize=9)
+    b.bar(["k[0]", "k[1]"], k.ravel(), color="tab:orange", label="learnt")
+    b.plot(["k[0]", "k[1]"], [1, -1], "kx", ms=12, label="true")
+    b.axhline(0, color="k", lw=0.5)
+    b.legend()
+    b.set_title("the learnt kernel", fontsize=9)
+    t.figure(fig, "4-learn", "learning the kernel [1, -1] back")
+
+
+def section_ecg(t):
+    """5. 1-D: convolution on a real ECG."""
+    import pywt.data
+
+    from .. import conv1d
+
+    ecg = np.asarray(pywt.data.ecg(), dtype=np.float64)
+    x = ecg[None]  # (C=1, L)
+    g = _gaussian_1d(4.0)
+    smooth = conv1d(x, g[None, None], padding="same", padding_mode="replicate")[0]
+    d = conv1d(smooth[None], np.array([[[-0.5, 0.0, 0.5]]]), padding="same",
+               padding_mode="replicate")[0]
+    ref = np.correlate(np.pad(ecg, len(g) // 2, mode="edge"), g, mode="valid")
+    t.say(f"PyWavelets' ECG ({ecg.size} samples) smoothed with a Gaussian "
+          f"(sigma 4 samples, {g.size} taps, replicate border) and differentiated with "
+          "[-1/2, 0, 1/2] (a central difference), both with ndconv.conv1d.")
+    t.say(f"Check against numpy.correlate: max |difference| = "
+          f"{np.abs(smooth - ref).max():.2e}. Smoothing removes high-frequency noise of std "
+          f"{np.std(ecg - smooth):.2f}; the steepest slope (the R waves) is "
+          f"{np.abs(d).max():.2f} per sample.")
+    import matplotlib.pyplot as plt
+
+    time_s = np.arange(ecg.size)
+    fig, axes = plt.subplots(3, 1, figsize=(10, 5.5), sharex=True)
+    axes[0].plot(time_s, ecg, lw=0.8)
+    axes[0].set_title("ECG (pywt.data.ecg)", fontsize=9)
+    axes[1].plot(time_s, smooth, lw=0.8, color="tab:green")
+    axes[1].set_title("smoothed: Gaussian kernel, sigma 4", fontsize=9)
+    axes[2].plot(time_s, d, lw=0.8, color="tab:red")
+    axes[2].set_title("derivative: kernel [-1/2, 0, 1/2]", fontsize=9)
+    axes[2].set_xlabel("sample")
+    t.figure(fig, "5-ecg", "1-D convolution on an ECG")
+
+
+def section_mri(t):
+    """6. 3-D: convolution on a real MRI volume."""
+    import nibabel
+
+    from .. import conv3d
+
+    path = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "anatomical.nii")
+    if not os.path.exists(path):
+        raise Skip(f"nibabel's bundled anatomical.nii is missing ({path})")
+    vol = np.asarray(nibabel.load(path).get_fdata(), dtype=np.float64)
+    g = _gaussian_1d(1.0)
+    blur_k = g[:, None, None] * g[None, :, None] * g[None, None, :]
+    lap = np.zeros((3, 3, 3))
+    lap[1, 1, :] = lap[1, :, 1] = lap[:, 1, 1] = 1
+    lap[1, 1, 1] = -6
+    x = vol[None]
+    blur = conv3d(x, blur_k[None, None], padding="same", padding_mode="replicate")[0]
+    edges = np.abs(conv3d(blur[None], lap[None, None], padding="same",
+                          padding_mode="replicate")[0])
+    t.say(f"nibabel's bundled MRI volume anatomical.nii, shape {vol.shape}, blurred "
+          f"with a 3-D Gaussian ({blur_k.shape[0]}x{blur_k.shape[1]}x{blur_k.shape[2]}, "
+          "sigma 1) and then a 3-D Laplacian (the 7-point stencil), with ndconv.conv3d.")
+    try:
+        from scipy import ndimage
+
+        ref = ndimage.correlate(vol, blur_k, mode="nearest")
+        t.say(f"Check against scipy.ndimage.correlate: max |difference| = "
+              f"{np.abs(ref - blur).max():.2e}.")
+    except ImportError:
+        t.say("(SciPy is not installed; the check against scipy.ndimage is skipped.)")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 3, figsize=(8, 8))
+    mid = [s // 2 for s in vol.shape]
+    for r, (name, v) in enumerate([("volume", vol), ("3-D Gaussian", blur),
+                                   ("|3-D Laplacian|", edges)]):
+        for c in range(3):
+            sl = np.take(v, mid[c], axis=c)
+            axes[r, c].imshow(np.rot90(sl), cmap="gray")
+            axes[r, c].set_title(f"{name}, axis {c} slice {mid[c]}", fontsize=8)
+            axes[r, c].axis("off")
+    t.figure(fig, "6-mri", "3-D convolution on an MRI volume, middle slices")
+
+
+def section_properties(t):
+    """7. Translation invariance and locality; MLP vs locally connected vs CNN."""
+    raise Skip("ndconv.properties / ndconv.experiments are not on main yet")
+
+
+def section_digits(t):
+    """8. A CNN trained on the digits."""
+    raise Skip("ndconv.train / ndconv.data are not on main yet")
+
+
+SECTIONS = [
+    ("1. Why not an MLP", section_params),
+    ("2. The 2-D convolutional layer", section_layer),
+    ("3. Kernels on a real photo", section_photo),
+    ("4. Learning a kernel back from data", section_learn),
+    ("5. 1-D: an ECG", section_ecg),
+    ("6. 3-D: an MRI volume", section_mri),
+    ("7. Translation invariance, locality, and MLP vs CNN", section_properties),
+    ("8. A CNN on the digits", section_digits),
+]
+
+
+# --------------------------------------------------------------------------
+# the command
+
+
+def _target(args):
+    """The report folder, checked before any work; ``(path, exists)``."""
+    if args.out is None:
+        path, i = DEFAULT_OUT, 1
+        while os.path.lexists(path):  # a fresh name: never touch an old report
+            i += 1
+            path = f"{DEFAULT_OUT}-{i}"
+        exists = False
+    else:
+        path = args.out
+        exists = os.path.isdir(path)
+        if os.path.lexists(path) and not exists:
+            raise UsageError(f"--out {path!r} exists and is not a folder")
+        if os.path.exists(os.path.join(path, "index.html")) and not args.force:
+            raise UsageError(
+                f"--out {path!r} already holds a report (index.html); use --force to "
+                "replace it or choose another folder"
+            )
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise UsageError(f"the folder above --out {path!r} does not exist: {parent!r}")
+    if not os.access(exists and path or parent, os.W_OK | os.X_OK):
+        raise UsageError(f"cannot write the report: {path if exists else parent!r} is not writable")
+    return path, exists
+
+
+def _select(text):
+    if text is None:
+        return list(range(1, len(SECTIONS) + 1))
+    try:
+        chosen = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        chosen = []
+    if not chosen or any(not 1 <= c <= len(SECTIONS) for c in chosen):
+        raise UsageError(f"--sections {text!r} must be numbers from 1 to {len(SECTIONS)}, "
+                         "comma-separated")
+    return chosen
+
+
 def run(args):
-    raise SystemExit("not yet")
+    chosen = _select(args.sections)
+    path, exists = _target(args)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from tqdm import tqdm
+
+    parent = os.path.dirname(os.path.abspath(path))
+    tmp = tempfile.mkdtemp(prefix=".ndconv-tour-", dir=parent)
+    try:
+        status = _run_sections(args, chosen, tmp, tqdm)
+        results, failed, total = status
+        with open(os.path.join(tmp, "index.html"), "w", encoding="utf-8") as f:
+            f.write(_html(results, args.quick, total))
+        _publish(tmp, path, exists)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    ran = sum(1 for _, s, _, _ in results if s == "ok")
+    skipped = sum(1 for _, s, _, _ in results if s.startswith("skipped"))
+    print(f"tour: {ran} sections ran, {skipped} skipped, {failed} failed in "
+          f"{total:.1f} s; report: {os.path.join(path, 'index.html')}")
+    return 1 if failed else 0
+
+
+def _run_sections(args, chosen, folder, tqdm):
+    write = tqdm.write
+    t = Tour(folder, args.quick, args.seed, lambda s: write(s, file=sys.stdout))
+    results = []
+    failed = 0
+    start = time.perf_counter()
+    bar = tqdm(chosen, desc="tour", unit="section", file=sys.stderr, leave=False,
+               disable=None)  # a bar on a terminal only, not in logs
+    for i in bar:
+        title, fn = SECTIONS[i - 1]
+        bar.set_postfix_str(title.split(". ", 1)[1][:30])
+        write(title, file=sys.stdout)
+        t.blocks = []
+        t0 = time.perf_counter()
+        try:
+            fn(t)
+            status = "ok"
+        except Skip as exc:
+            status = f"skipped: {exc}"
+            write(f"  {status}", file=sys.stdout)
+        except Exception as exc:  # one broken section must not lose the others
+            if getattr(args, "debug", False):
+                raise
+            failed += 1
+            status = f"failed: {type(exc).__name__}: {exc}"
+            write(f"  {status}", file=sys.stdout)
+        seconds = time.perf_counter() - t0
+        if status == "ok":
+            write(f"  ({seconds:.1f} s)", file=sys.stdout)
+        results.append((title, status, seconds, list(t.blocks)))
+    bar.close()
+    return results, failed, time.perf_counter() - start
+
+
+def _publish(tmp, path, exists):
+    """Move the finished report from the temporary folder into ``path``."""
+    if not exists:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp made it private
+        os.rename(tmp, path)
+        return
+    for name in os.listdir(tmp):
+        os.replace(os.path.join(tmp, name), os.path.join(path, name))
+    os.rmdir(tmp)
