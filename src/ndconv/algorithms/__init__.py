@@ -7,10 +7,13 @@ Each module declares ``supports(spec) -> (bool, reason)`` and ``run(x, w, spec)`
 
 from __future__ import annotations
 
-from . import direct, fft, gemm, winograd
+from . import depthwise, direct, fft, gemm, winograd
 from .spec import CorrSpec
 
-ALGORITHMS = {"direct": direct, "gemm": gemm, "fft": fft, "winograd": winograd}
+ALGORITHMS = {
+    "direct": direct, "gemm": gemm, "fft": fft, "winograd": winograd,
+    "depthwise": depthwise,
+}
 
 
 def run(x, w, spec, method="auto"):

@@ -1,0 +1,88 @@
+"""Depthwise method: one input channel per group (``groups == in_channels``).
+
+Each output channel then sees a single input plane, so there is no channel sum
+to hand to BLAS: the output is the lecture's sum over kernel taps of the tap's
+weight times a shifted slice, a broadcast multiply-add per tap. The direct
+method does the same over whole arrays, which streams every array through
+memory once per tap; here the planes are cut into chunks small enough to stay
+in the CPU cache for all the taps (:data:`CHUNK_BYTES`), and the chunks are
+shared among threads (NumPy releases the GIL inside its loops). This also
+serves plain single-channel filtering (``ndconv.correlate`` of an image).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._windows import pad
+from .threads import get_num_threads
+
+#: Size of one chunk's output, in bytes: small enough for L2 with its inputs.
+CHUNK_BYTES = 256 * 2**10
+
+#: Below this many output bytes, one thread (thread start-up would dominate).
+THREAD_BYTES = 4 * 2**20
+
+
+def supports(spec):
+    cg = spec.in_channels // spec.groups
+    if cg != 1:
+        return False, f"{cg} input channels per group; needs 1 (groups == in_channels)"
+    return True, "one input channel per group"
+
+
+def _chunks(planes, rows, row_bytes):
+    """Blocks ``(p0, p1, r0, r1)`` of (planes, first output dim) under CHUNK_BYTES."""
+    per = max(1, CHUNK_BYTES // max(row_bytes, 1))
+    if per >= rows:
+        n = max(1, per // rows)
+        return [(p0, min(planes, p0 + n), 0, rows) for p0 in range(0, planes, n)]
+    return [(p, p + 1, r0, min(rows, r0 + per)) for p in range(planes) for r0 in range(0, rows, per)]
+
+
+def run(x, w, spec):
+    g = spec.groups
+    B, O = spec.batch, spec.out_channels
+    Og = O // g
+    S_out = spec.out_spatial
+    N = spec.ndim
+    xp = pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation)
+    planes = xp.reshape(B * g, *xp.shape[2:])
+    wt = w.reshape(g, Og, spec.taps).astype(spec.dtype, copy=False)
+    out = np.empty((B * g, Og, *S_out), dtype=spec.dtype)
+    taps = list(np.ndindex(*spec.kernel_size))
+    s0, d0 = spec.stride[0], spec.dilation[0]
+    rest = math.prod(S_out[1:])
+    chunks = _chunks(B * g, S_out[0], Og * rest * spec.dtype.itemsize)
+    one = (None,) * N
+
+    def work(chunk):
+        p0, p1, r0, r1 = chunk
+        # Weights of these planes: plane p is group p % g.
+        wsel = wt[np.arange(p0, p1) % g]  # (np, Og, taps)
+        acc = out[p0:p1, :, r0:r1]
+        tmp = np.empty(acc.shape, dtype=spec.dtype)
+        for t, tap in enumerate(taps):
+            sl = spec.tap_slices(tap)
+            # Rows r0..r1 of the output read input rows r*s0 + tap*d0.
+            first = slice(tap[0] * d0 + r0 * s0, tap[0] * d0 + (r1 - 1) * s0 + 1, s0)
+            src = planes[(slice(p0, p1), first, *sl[1:])][:, None]
+            wk = wsel[:, :, t][(Ellipsis, *one)]
+            if t == 0:
+                np.multiply(src, wk, out=acc)
+            else:
+                np.multiply(src, wk, out=tmp)
+                acc += tmp
+
+    nthreads = get_num_threads()
+    if nthreads > 1 and out.nbytes >= THREAD_BYTES and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(nthreads) as pool:
+            list(pool.map(work, chunks))
+    else:
+        for c in chunks:
+            work(c)
+    return out.reshape(B, O, *S_out)
