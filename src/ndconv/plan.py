@@ -1,0 +1,468 @@
+"""Accounting: what a layer costs before it is built.
+
+For an input shape and a layer (or a :class:`~ndconv.nn.Sequential`), each
+row gives the output shape, the weights and parameters, their bytes per dtype,
+the FLOPs per sample and the receptive field, all computed from the
+hyper-parameters alone, so the lecture's 14.4 GB layer can be costed on any
+machine. :func:`lecture_table` is the lecture's case; :func:`format_table`
+prints rows as text (``ndconv params`` shows it).
+
+The memory guard lives here for users: :func:`memory_limit` /
+:func:`set_memory_limit` (or ``NDCONV_MEMORY_LIMIT``) set the bytes that
+:class:`~ndconv.nn.FullyConnected`, :class:`~ndconv.nn.LocallyConnected` and
+:mod:`ndconv.derive` may allocate; beyond it they raise
+:class:`MemoryLimitError` (a ``MemoryError``) stating the bytes needed,
+before allocating anything.
+
+Examples
+--------
+>>> from ndconv import plan
+>>> rows = plan.lecture_table()
+>>> rows[0].weights, plan.format_bytes(rows[0].nbytes("float32"))
+(3600000000, '14.4 GB')
+>>> rows[-1].params
+2800
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _args
+from ._memory import (
+    MemoryLimitError,
+    available_memory,
+    format_bytes,
+    get_memory_limit,
+    memory_limit,
+    set_memory_limit,
+)
+from ._memory import check as check_memory
+
+__all__ = [
+    "MemoryLimitError",
+    "Row",
+    "available_memory",
+    "check_memory",
+    "conv",
+    "format_bytes",
+    "format_table",
+    "fully_connected",
+    "get_memory_limit",
+    "layer_rows",
+    "lecture_table",
+    "locally_connected",
+    "memory_limit",
+    "receptive_region",
+    "set_memory_limit",
+    "total",
+]
+
+LECTURE_INPUT = (3, 3000, 4000)  # a 12-megapixel RGB photo: 36 million numbers
+LECTURE_HIDDEN = 100
+
+
+@dataclass(frozen=True)
+class Row:
+    """The cost of one layer on one input (a row of the table).
+
+    Attributes
+    ----------
+    name : str
+        The layer's name in its model ("0", "1.2") or a description.
+    layer : str
+        What the layer is, e.g. ``"Conv2d(3, 100, k=(3, 3))"``.
+    in_shape, out_shape : tuple of int
+        Unbatched shapes.
+    weights, biases : int
+        Parameter counts; ``params = weights + biases``.
+    flops : int
+        Per sample: 2 x the multiply-adds of the weights (bias additions,
+        activations and pooling are not counted).
+    receptive_field : tuple of int or None
+        Input positions (of the model's input) per spatial dim that one output
+        element depends on, through all layers so far; None where unknown.
+    """
+
+    name: str
+    layer: str
+    in_shape: tuple
+    out_shape: tuple
+    weights: int
+    biases: int
+    flops: int
+    receptive_field: tuple | None = None
+    _state: object = field(default=None, repr=False, compare=False)
+
+    @property
+    def params(self):
+        return self.weights + self.biases
+
+    def nbytes(self, dtype="float32"):
+        """Bytes of the parameters in ``dtype``."""
+        return self.params * np.dtype(dtype).itemsize
+
+
+# --------------------------------------------------------------------------
+# receptive field: each spatial dim maps output index p to the model-input
+# interval [p*jump + start, p*jump + start + size) (wrapped when circular)
+
+
+@dataclass(frozen=True)
+class _Field:
+    input_size: tuple
+    jump: tuple
+    start: tuple
+    size: tuple
+    whole: bool = False  # every output sees the whole input
+    circular: bool = False
+    known: bool = True
+
+    @classmethod
+    def identity(cls, spatial):
+        n = len(spatial)
+        return cls(tuple(spatial), (1,) * n, (0,) * n, (1,) * n)
+
+    def window(self, k, s, d, lo, circular=False):
+        if self.whole or not self.known:
+            return self
+        if len(k) != len(self.jump):
+            return _Field(self.input_size, (), (), (), known=False)
+        return _Field(
+            self.input_size,
+            tuple(j * si for j, si in zip(self.jump, s)),
+            tuple(st - l * j for st, l, j in zip(self.start, lo, self.jump)),
+            tuple(sz + di * (ki - 1) * j for sz, di, ki, j in zip(self.size, d, k, self.jump)),
+            circular=self.circular or circular,
+        )
+
+    def everything(self):
+        return _Field(self.input_size, self.jump, self.start, self.size, whole=True,
+                      circular=self.circular)
+
+    def sizes(self):
+        if not self.known:
+            return None
+        if self.whole:
+            return tuple(self.input_size)
+        return tuple(min(sz, n) if self.circular else sz
+                     for sz, n in zip(self.size, self.input_size))
+
+
+# --------------------------------------------------------------------------
+# one function per kind of layer, from hyper-parameters alone
+
+
+def _shape(value, name):
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"`{name}` must be an int or a non-empty tuple of ints, got {value!r}")
+    return _args.ntuple(value, len(value), name, minimum=1)
+
+
+def fully_connected(in_shape, out_shape, bias=True, *, name="fully connected",
+                    _field=None):
+    """Cost of :class:`ndconv.nn.FullyConnected` ``(in_shape -> out_shape)``.
+
+    Every output element has a weight for every input element: ``weights =
+    prod(out_shape) * prod(in_shape)``.
+    """
+    i, o = _shape(in_shape, "in_shape"), _shape(out_shape, "out_shape")
+    fld = (_field or _Field.identity(i[1:] or i)).everything()
+    w = math.prod(i) * math.prod(o)
+    return Row(name, "FullyConnected", i, o, w, math.prod(o) if bias else 0,
+               2 * w, fld.sizes(), fld)
+
+
+def _window_geometry(in_shape, kernel_size, stride, padding, dilation):
+    x = _shape(in_shape, "in_shape")
+    if len(x) < 2:
+        raise ValueError(
+            f"`in_shape` (={in_shape!r}) must be (C_in, *S) with at least one spatial dim"
+        )
+    n = len(x) - 1
+    k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
+    s = _args.ntuple(stride, n, "stride", minimum=1)
+    d = _args.ntuple(dilation, n, "dilation", minimum=1)
+    pairs = _args.padding_pairs(padding, k, d, s)
+    out = _args.output_size(x[1:], k, s, pairs, d)
+    return x, k, s, d, pairs, out
+
+
+def conv(in_shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+         bias=True, padding_mode="zeros", *, name="convolution", _field=None):
+    """Cost of :class:`ndconv.nn.Conv`: one kernel shared by all positions.
+
+    ``weights = C_out * C_in / groups * prod(K)``, whatever the input size.
+    """
+    x, k, s, d, pairs, out = _window_geometry(in_shape, kernel_size, stride, padding, dilation)
+    o = _args.positive_int(out_channels, "out_channels")
+    g = _args.positive_int(groups, "groups")
+    if x[0] % g or o % g:
+        raise ValueError(
+            f"`in_channels` (={x[0]}) and `out_channels` (={o}) must be divisible by "
+            f"`groups` (={g})"
+        )
+    w = o * (x[0] // g) * math.prod(k)
+    fld = (_field or _Field.identity(x[1:])).window(
+        k, s, d, [lo for lo, _ in pairs], padding_mode == "circular")
+    return Row(name, f"Conv{len(k)}d({x[0]}, {o}, k={k})", x, (o, *out), w, o if bias else 0,
+               2 * w * math.prod(out), fld.sizes(), fld)
+
+
+def locally_connected(in_shape, out_channels, kernel_size, stride=1, padding=0,
+                      dilation=1, bias=True, *, name="locally connected", _field=None):
+    """Cost of :class:`ndconv.nn.LocallyConnected`: one kernel per output position.
+
+    ``weights = C_out * prod(S_out) * C_in * prod(K)``; biases ``C_out * prod(S_out)``.
+    """
+    x, k, s, d, pairs, out = _window_geometry(in_shape, kernel_size, stride, padding, dilation)
+    o = _args.positive_int(out_channels, "out_channels")
+    w = o * math.prod(out) * x[0] * math.prod(k)
+    fld = (_field or _Field.identity(x[1:])).window(k, s, d, [lo for lo, _ in pairs])
+    return Row(name, f"LocallyConnected{len(k)}d({x[0]}, {o}, k={k})", x, (o, *out), w,
+               o * math.prod(out) if bias else 0, 2 * w, fld.sizes(), fld)
+
+
+# --------------------------------------------------------------------------
+# layers and models
+
+
+def _layer_row(layer, name, in_shape, fld):
+    """The row of one (non-container) layer; dispatch on the class name and attributes
+    so that this module needs no import of every layer."""
+    from . import nn
+
+    kind = type(layer).__name__
+    if isinstance(layer, nn.FullyConnected):
+        if in_shape != layer.in_shape:
+            raise ValueError(f"layer {name} ({kind}) expects input {layer.in_shape}, gets {in_shape}")
+        return fully_connected(in_shape, layer.out_shape, layer.bias is not None, name=name,
+                               _field=fld)
+    if isinstance(layer, nn.LocallyConnected):
+        if in_shape != (layer.in_channels, *layer.input_size):
+            raise ValueError(
+                f"layer {name} ({kind}) expects input {(layer.in_channels, *layer.input_size)}, "
+                f"gets {in_shape}")
+        r = locally_connected(in_shape, layer.out_channels, layer.kernel_size, layer.stride,
+                              layer.pairs, layer.dilation, layer.bias is not None, name=name,
+                              _field=fld)
+        return _renamed(r, kind)
+    if isinstance(layer, nn.Conv):
+        if in_shape[0] != layer.in_channels or len(in_shape) != len(layer.kernel_size) + 1:
+            raise ValueError(
+                f"layer {name} ({kind}) expects input ({layer.in_channels}, *S) with "
+                f"{len(layer.kernel_size)} spatial dims, gets {in_shape}")
+        r = conv(in_shape, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                 layer.dilation, layer.groups, layer.bias is not None, layer.padding_mode,
+                 name=name, _field=fld)
+        return _renamed(r, kind)
+    if isinstance(layer, nn.ConvTranspose):
+        # S_out = (S - 1)*s - 2*p + d*(k - 1) + output_padding + 1; each output
+        # sees a stride-dependent set of inputs, so the field is left unknown.
+        out = tuple(
+            (S - 1) * s - 2 * p + d * (k - 1) + op + 1
+            for S, k, s, p, op, d in zip(in_shape[1:], layer.kernel_size, layer.stride,
+                                         layer.padding, layer.output_padding, layer.dilation))
+        w = layer.weight.size
+        unknown = _Field(fld.input_size, (), (), (), known=False)
+        return Row(name, kind, in_shape, (layer.out_channels, *out), w,
+                   0 if layer.bias is None else layer.bias.size,
+                   2 * w * math.prod(in_shape[1:]), None, unknown)
+    if isinstance(layer, nn.Linear):
+        if in_shape[-1] != layer.in_features:
+            raise ValueError(f"layer {name} (Linear) expects (*, {layer.in_features}), gets {in_shape}")
+        out = (*in_shape[:-1], layer.out_features)
+        w = layer.weight.size
+        new = fld.everything() if len(in_shape) == 1 else _Field(fld.input_size, (), (), (), known=False)
+        return Row(name, f"Linear({layer.in_features}, {layer.out_features})", in_shape, out, w,
+                   0 if layer.bias is None else layer.bias.size,
+                   2 * w * math.prod(in_shape[:-1]), new.sizes(), new)
+    if kind.startswith(("MaxPool", "AvgPool")):
+        from .pooling import pool_output_shape
+
+        out = pool_output_shape(in_shape, layer.kernel_size, layer.stride, layer.padding,
+                                layer.dilation, getattr(layer, "ceil_mode", False))
+        new = fld.window(layer.kernel_size, layer.stride, layer.dilation, layer.padding)
+        return Row(name, kind, in_shape, (in_shape[0], *out), 0, 0, 0, new.sizes(), new)
+    if kind == "Flatten":
+        nd = len(in_shape) + 1  # with the batch dim
+        s, e = layer.start_dim % nd, layer.end_dim % nd
+        b = (1, *in_shape)
+        out = b[:s] + (math.prod(b[s : e + 1]),) + b[e + 1 :]
+        # Each flattened element still depends on the same inputs.
+        return Row(name, kind, in_shape, out[1:], 0, 0, 0, fld.sizes(), fld)
+    if not layer.parameters() and kind in ("ReLU", "Sigmoid", "Tanh", "Dropout", "Identity"):
+        return Row(name, kind, in_shape, in_shape, 0, 0, 0, fld.sizes(), fld)
+    raise ValueError(
+        f"plan does not know how to cost layer {name} ({kind}); known: FullyConnected, "
+        "LocallyConnected, Conv, ConvTranspose, Linear, MaxPool, AvgPool, Flatten, "
+        "ReLU, Sigmoid, Tanh, Dropout and Sequential"
+    )
+
+
+def _renamed(row, kind):
+    k = row.layer.split("(", 1)[1]
+    return Row(row.name, f"{kind}({k}", row.in_shape, row.out_shape, row.weights,
+               row.biases, row.flops, row.receptive_field, row._state)
+
+
+def _leaves(module, prefix=""):
+    children = list(module.named_children())
+    if not children:
+        yield prefix or type(module).__name__, module
+        return
+    for name, child in children:
+        yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
+
+
+def layer_rows(model, input_shape):
+    """One :class:`Row` per layer of ``model`` (a layer or a nested Sequential).
+
+    Parameters
+    ----------
+    model : ndconv.nn.Module
+    input_shape : tuple of int
+        One sample's shape, without the batch dim, e.g. ``(1, 8, 8)``.
+
+    Returns
+    -------
+    list of Row
+        Each layer's input is the previous layer's output; the receptive field
+        is measured in positions of ``input_shape``.
+    """
+    from .nn import Module
+
+    if not isinstance(model, Module):
+        raise TypeError(f"`model` must be an ndconv.nn.Module, got {type(model).__name__}")
+    shape = _shape(input_shape, "input_shape")
+    fld = _Field.identity(shape[1:] if len(shape) > 1 else shape)
+    rows = []
+    for name, layer in _leaves(model):
+        row = _layer_row(layer, name, shape, fld)
+        rows.append(row)
+        shape, fld = row.out_shape, row._state
+    return rows
+
+
+def total(rows, name="total"):
+    """One row summing weights, biases and FLOPs; shapes and field of the ends."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("`rows` is empty")
+    return Row(name, "", rows[0].in_shape, rows[-1].out_shape,
+               sum(r.weights for r in rows), sum(r.biases for r in rows),
+               sum(r.flops for r in rows), rows[-1].receptive_field, rows[-1]._state)
+
+
+def receptive_region(model, input_shape, out_index):
+    """Input positions that one output element can depend on.
+
+    Parameters
+    ----------
+    model : ndconv.nn.Module
+    input_shape : tuple of int
+        ``(C, *S)``.
+    out_index : tuple of int
+        Spatial index of the output element (channels excluded).
+
+    Returns
+    -------
+    tuple of ndarray
+        Per spatial dim, the sorted input indices inside the field (wrapped
+        for circular padding, clipped to the input otherwise).
+    """
+    rows = layer_rows(model, input_shape)
+    fld = rows[-1]._state
+    S = fld.input_size
+    if not fld.known:
+        raise ValueError("the receptive field of this model is not known to plan")
+    if fld.whole:
+        return tuple(np.arange(n) for n in S)
+    idx = _args.ntuple(out_index, len(S), "out_index", minimum=0)
+    region = []
+    for p, j, st, sz, n in zip(idx, fld.jump, fld.start, fld.size, S):
+        r = np.arange(p * j + st, p * j + st + sz)
+        r = np.unique(r % n) if fld.circular else r[(r >= 0) & (r < n)]
+        region.append(r)
+    return tuple(region)
+
+
+# --------------------------------------------------------------------------
+# the lecture's case and the text table
+
+
+def lecture_table(input_shape=LECTURE_INPUT, hidden=LECTURE_HIDDEN, kernel_size=3):
+    """The lecture's comparison on one photo, computed, never allocated.
+
+    Rows: the fully connected layer into ``hidden`` units (3,600,000,000
+    weights, 14.4 GB in float32); a fully connected layer into the same
+    ``hidden``-channel image a convolution produces; the locally connected
+    layer (locality only); the convolution (locality and translation
+    invariance: 2,800 parameters). Convolution and locally connected layer use
+    ``padding = kernel_size // 2`` so the hidden image keeps the photo's size.
+    """
+    x = _shape(input_shape, "input_shape")
+    h = _args.positive_int(hidden, "hidden")
+    k = _args.ntuple(kernel_size, len(x) - 1, "kernel_size", minimum=1)
+    pad = tuple(kk // 2 for kk in k)
+    c = conv(x, h, k, padding=pad, name="convolution (both principles)")
+    return [
+        fully_connected(x, (h,), name=f"fully connected, {h} hidden units"),
+        fully_connected(x, c.out_shape, name="fully connected, same output as conv"),
+        locally_connected(x, h, k, padding=pad, name="locally connected (locality only)"),
+        c,
+    ]
+
+
+def _si(n, unit=""):
+    if n < 1000:
+        return f"{n:,}{unit and ' ' + unit}"
+    for p in ("k", "M", "G", "T", "P", "E", "Z"):
+        n /= 1000
+        if n < 1000 or p == "Z":
+            return f"{n:.3g} {p}{unit}"
+    raise AssertionError("unreachable")
+
+
+def format_table(rows, dtypes=("float32",), *, with_total=False):
+    """The rows as a plain-text table (what ``ndconv params`` prints).
+
+    Parameters
+    ----------
+    rows : list of Row
+    dtypes : sequence of dtype names
+        One bytes column per dtype.
+    with_total : bool
+        Append a :func:`total` row.
+    """
+    rows = list(rows)
+    if with_total and rows:
+        rows.append(total(rows))
+    dts = [np.dtype(d) for d in dtypes]
+    head = ["layer", "kind", "input", "output", "weights", "params",
+            *[f"{d.name} bytes" for d in dts], "FLOPs", "receptive field"]
+
+    def shp(s):
+        return "x".join(str(v) for v in s)
+
+    body = []
+    for r in rows:
+        rf = "?" if r.receptive_field is None else shp(r.receptive_field)
+        body.append([r.name, r.layer, shp(r.in_shape), shp(r.out_shape), f"{r.weights:,}",
+                     f"{r.params:,}", *[format_bytes(r.nbytes(d)) for d in dts],
+                     _si(r.flops), rf])
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    right = {4, 5, *range(6, 6 + len(dts) + 1)}
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    out = [line(head), "  ".join("-" * w for w in widths)]
+    out += [line(b) for b in body]
+    return "\n".join(out)
