@@ -6,8 +6,9 @@ dimensions with exact gradients (:mod:`ndconv.functional`) and layers that
 learn (:mod:`ndconv.nn`).
 """
 
-from .algorithms.choose import choose as choose_method
+from .algorithms.threads import get_num_threads, set_num_threads
 from .functional import (
+    choose_method,
     conv,
     conv1d,
     conv2d,
@@ -34,4 +35,6 @@ __all__ = [
     "conv_transpose_backward",
     "convolve",
     "correlate",
+    "get_num_threads",
+    "set_num_threads",
 ]

@@ -27,6 +27,7 @@ __all__ = [
     "conv_transpose",
     "conv_transpose_backward",
     "conv_output_shape",
+    "choose_method",
     "correlate",
     "convolve",
 ]
@@ -306,6 +307,61 @@ def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, k, dilation, stride)
     return _args.output_size(tuple(input_shape[-n:]), k, stride, pairs, dilation)
+
+
+def choose_method(
+    x,
+    weight,
+    stride=1,
+    padding=0,
+    dilation=1,
+    groups=1,
+    padding_mode="zeros",
+    *,
+    measure=False,
+):
+    """Which algorithm ``conv(x, weight, ..., method='auto')`` uses, and why.
+
+    Parameters
+    ----------
+    x, weight, stride, padding, dilation, groups, padding_mode
+        As given to :func:`conv`.
+    measure : bool
+        If True, time the plausible algorithms on ``x`` and ``weight`` (each
+        twice, the faster run kept) and pick the fastest, as
+        ``scipy.signal.choose_conv_method(measure=True)``; otherwise use the
+        cost model of :mod:`ndconv.algorithms.choose` (no computation).
+
+    Returns
+    -------
+    method : str
+        A key of ``ndconv.algorithms.ALGORITHMS``, always one whose
+        ``supports()`` accepts these arguments.
+    reason : str
+        The estimated (or measured) time of the winner and of the others,
+        and why any algorithm was ruled out.
+
+    Notes
+    -----
+    :func:`conv_backward` chooses separately for each gradient, which is a
+    correlation of its own (the weight gradient's "kernel" is the output
+    gradient, with many taps, so FFT or GEMM often wins there).
+
+    Examples
+    --------
+    >>> import numpy as np, ndconv
+    >>> x = np.zeros((1, 1, 512, 512), np.float32)
+    >>> ndconv.choose_method(x, np.zeros((1, 1, 31, 31), np.float32))[0]
+    'fft'
+    """
+    from .algorithms.choose import choose
+
+    w = _check_weight(weight)
+    xb, _ = _check_input(x, w)
+    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
+    if not isinstance(measure, (bool, np.bool_)):
+        raise TypeError(f"`measure` (={measure!r}) must be True or False")
+    return choose(spec, measure=bool(measure), x=xb, w=w)
 
 
 def conv_backward(

@@ -1,24 +1,221 @@
-"""Pick an algorithm for a correlation, and say why."""
+"""Pick an algorithm for a correlation, and say why.
+
+A cost model estimates each supported algorithm's time from the arguments
+alone, with rates calibrated on the development machine (2 cores of an
+AVX-512 Xeon, OpenBLAS; see :data:`RATES`); ``measure=True`` times the
+plausible candidates on the actual arrays instead, as
+``scipy.signal.choose_conv_method(measure=True)``. An algorithm whose
+``supports(spec)`` says no is never chosen.
+"""
 
 from __future__ import annotations
 
+import math
+import time
+
+import numpy as np
+
 from . import ALGORITHMS
 
+#: Machine rates behind the estimates, measured on the development machine
+#: (2 cores): float32 GEMM flop/s for large well-shaped products; elementwise
+#: NumPy operations per second with data in cache; memory copy bytes/s;
+#: ``scipy.fft`` throughput in points*log2(points)/s; fixed seconds per
+#: Python-level step (one ufunc or BLAS call).
+RATES = {"gemm": 1.5e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 1e-5}
 
-def choose(spec):
-    """Return ``(method, reason)`` for ``spec``.
 
-    A simple cost model: the direct method does one pass over the input per
-    kernel tap, so it wins when the taps are few compared with the channels
-    (1x1 kernels, depthwise layers); otherwise im2col + GEMM.
+def _gemm_eff(k, n):
+    """Fraction of GEMM peak reached with inner size ``k`` and ``n`` output columns.
+
+    Skinny products (few channels) are bound by memory, not arithmetic.
     """
+    return max(0.03, min(1.0, k / 128) * min(1.0, n / 48))
+
+
+def _direct(spec):
+    B, O, g = spec.batch, spec.out_channels, spec.groups
+    Cg = spec.in_channels // g
+    P = math.prod(spec.out_spatial)
+    it = spec.dtype.itemsize
+    r = RATES
+    if Cg == 1:
+        # Two passes over whole (out-of-cache) arrays per tap.
+        per_tap = 3 * B * O * P * it / r["copy"]
+    else:
+        per_tap = (
+            2 * B * spec.in_channels * P * it / r["copy"]
+            + 2 * B * O * P * Cg / (r["gemm"] * _gemm_eff(Cg, O // g))
+            + 3 * B * O * P * it / r["copy"]
+        )
+    return spec.taps * (per_tap + r["step"])
+
+
+def _gemm(spec):
+    B, O, g = spec.batch, spec.out_channels, spec.groups
+    Cg = spec.in_channels // g
+    P = math.prod(spec.out_spatial)
+    it = spec.dtype.itemsize
+    r = RATES
+    cols = B * P * spec.taps * spec.in_channels * it
+    k = spec.taps * Cg
+    return (
+        2 * cols / r["copy"]
+        + 2 * spec.macs / (r["gemm"] * _gemm_eff(k, O // g))
+        + 2 * B * O * P * it / r["copy"]
+        + (cols // (32 * 2**20) + 1) * r["step"]
+    )
+
+
+def _winograd(spec):
+    from .winograd import tile_size
+
+    N = spec.ndim
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    m = tile_size(N)
+    a = m + 2
+    tiles = B * math.prod(-(-o // m) for o in spec.out_spatial)
+    r = RATES
+    v, y = tiles * a**N * C, tiles * a**N * O
+    transforms = (v * N * 4 + y * N * 3) / r["elem"]
+    products = 2 * tiles * a**N * (C // g) * O / (r["gemm"] * _gemm_eff(C // g, O // g))
+    chunks = max(1, v * spec.dtype.itemsize // (8 * 2**20))
+    out = 2 * B * O * math.prod(spec.out_spatial) * spec.dtype.itemsize / r["copy"]
+    return transforms + products + out + chunks * (a**N + 20 * N) * r["step"]
+
+
+def _fft(spec):
+    from .fft import block_length
+
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    Cg, Og = C // g, O // g
+    span = [d * (k - 1) + 1 for k, d in zip(spec.kernel_size, spec.dilation)]
+    extra = 4.0 * Cg * Og / (Cg + Og)
+    total, L = 1, 1
+    for n, k, s, o in zip(spec.padded_spatial, span, spec.stride, spec.out_spatial):
+        bl, t = block_length(n, k, s, extra)
+        total *= -(-o // t) * bl
+        L *= bl
+    r = RATES
+    lg = math.log2(max(L, 2))
+    transforms = (B * C + B * O) * total * lg / r["fft"] + O * Cg * L * lg / r["fft"]
+    if Cg == 1:
+        products = 3 * B * O * total / r["elem"]
+    else:
+        products = 4 * B * Cg * O * total / (r["gemm"] * _gemm_eff(Cg, Og))
+    return transforms + products + 20 * r["step"]
+
+
+def _depthwise(spec):
+    B, O = spec.batch, spec.out_channels
+    P = math.prod(spec.out_spatial)
+    padded = B * spec.in_channels * math.prod(spec.padded_spatial) * spec.dtype.itemsize
+    work = 2 * spec.taps * B * O * P / (RATES["elem"] * 2)  # in cache, both cores
+    chunks = B * O * P * spec.dtype.itemsize // (256 * 2**10) + 1
+    return work + 2 * padded / RATES["copy"] + chunks * 2 * spec.taps * RATES["step"]
+
+
+_ESTIMATES = {
+    "direct": _direct,
+    "gemm": _gemm,
+    "winograd": _winograd,
+    "fft": _fft,
+    "depthwise": _depthwise,
+}
+
+
+def estimate(method, spec):
+    """Estimated seconds of ``method`` for ``spec`` on the calibrated machine."""
+    return _ESTIMATES[method](spec)
+
+
+def candidates(spec):
+    """``({method: estimated seconds}, {method: reason unsupported})``."""
+    est, no = {}, {}
+    for name, algo in ALGORITHMS.items():
+        ok, why = algo.supports(spec)
+        if not ok:
+            no[name] = why
+        elif name in _ESTIMATES:
+            est[name] = estimate(name, spec)
+    return est, no
+
+
+def _fmt(seconds):
+    return f"{seconds * 1e3:.3g} ms"
+
+
+def _timed(algo, x, w, spec):
+    best = math.inf
+    for _ in range(2):
+        t0 = time.perf_counter()
+        algo.run(x, w, spec)
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def choose(spec, measure=False, x=None, w=None):
+    """Return ``(method, reason)`` for the correlation ``spec``.
+
+    Parameters
+    ----------
+    spec : CorrSpec
+    measure : bool
+        Time the candidates whose estimate is within 10x of the best (each
+        run twice, the faster kept) instead of trusting the estimates.
+    x, w : ndarray, optional
+        Arrays to time with; random ones of the spec's shapes otherwise.
+
+    Returns
+    -------
+    method : str
+    reason : str
+        The winner's estimated (or measured) time, the others', and why
+        any algorithm was ruled out.
+    """
+    est, no = candidates(spec)
+    ruled = "; ".join(f"{k} ruled out: {v}" for k, v in no.items())
+    if measure:
+        best_est = min(est.values())
+        pool = {k: v for k, v in est.items() if v <= 10 * best_est}
+        if x is None or w is None:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(
+                (spec.batch, spec.in_channels, *spec.in_spatial)
+            ).astype(spec.dtype)
+            w = rng.standard_normal(
+                (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
+            ).astype(spec.dtype)
+        times = {k: _timed(ALGORITHMS[k], x, w, spec) for k in pool}
+        method = min(times, key=times.get)
+        others = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(times.items(), key=lambda kv: kv[1]) if k != method)
+        skipped = [k for k in est if k not in pool]
+        reason = f"measured {_fmt(times[method])}, fastest of: {others or 'no other'}"
+        if skipped:
+            reason += f" (not timed, estimated >10x slower: {', '.join(skipped)})"
+    else:
+        method = min(est, key=est.get)
+        others = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(est.items(), key=lambda kv: kv[1]) if k != method)
+        reason = (
+            f"estimated {_fmt(est[method])} ({_why(method, spec)}); others estimated: "
+            f"{others or 'none'}"
+        )
+    if ruled:
+        reason += f"; {ruled}"
+    return method, reason
+
+
+def _why(method, spec):
     cg = spec.in_channels // spec.groups
-    if cg == 1:
-        return "direct", f"depthwise-like (1 input channel per group): {spec.taps} broadcast multiplies"
-    if spec.taps == 1:
-        return "direct", "1-tap kernel: a single matrix product, no im2col copy"
-    for name in ("gemm", "direct"):
-        ok, _ = ALGORITHMS[name].supports(spec)
-        if ok:
-            return name, f"{spec.taps} taps x {cg} channels per group: im2col + BLAS GEMM"
-    raise AssertionError("direct supports everything")
+    if method == "depthwise":
+        return f"1 input channel per group: {spec.taps} cache-blocked multiply-adds per output"
+    if method == "direct":
+        return f"{spec.taps} taps: one product per tap over shifted slices, no im2col copy"
+    if method == "gemm":
+        return f"{spec.taps} taps x {cg} channels per group: im2col + BLAS GEMM"
+    if method == "winograd":
+        from .winograd import tile_size
+
+        m = tile_size(spec.ndim)
+        return f"3x..x3 stride 1: Winograd F({m},3) per dim, fewer multiplies than im2col"
+    return f"kernel span {spec.kernel_size} is large: FFT cost does not grow with the taps"
