@@ -336,12 +336,8 @@ def write_image(array, fileobj, fmt):
     """Write ``array`` (as returned by :func:`filter_image`) to an open binary file."""
     Image = _pillow()
     a = np.ascontiguousarray(array)
-    if a.dtype == np.uint16:
-        im = Image.fromarray(a.astype(np.int32)).convert("I;16") if a.ndim == 2 else None
-        im = Image.fromarray(a, mode="I;16") if im is None else im
-    elif a.dtype.kind == "f":
-        im = Image.fromarray(a.astype(np.float32), mode="F")
-    else:
-        im = Image.fromarray(a)
+    if a.dtype.kind == "f":
+        a = a.astype(np.float32)  # Pillow's mode 'F'
+    im = Image.fromarray(a)  # uint8 -> L/RGB/RGBA, uint16 -> I;16, float32 -> F
     kwargs = {"quality": 95} if fmt == "JPEG" else {}
     im.save(fileobj, format=fmt, **kwargs)
