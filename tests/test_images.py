@@ -69,7 +69,10 @@ def test_same_padding_keeps_the_size_and_tiles_do_not_matter():
     a = images.filter_image(cat, k, padding_mode="reflect", rows_per_tile=7)
     b = images.filter_image(cat, k, padding_mode="reflect", max_tile_bytes=1 << 30)
     assert a.shape == cat.shape and a.dtype == np.uint8
-    np.testing.assert_array_equal(a, b)
+    # float32 sums in another order (or another algorithm) may round a .5 the
+    # other way; nothing else may differ.
+    d = np.abs(a.astype(int) - b)
+    assert d.max() <= 1 and (d > 0).mean() < 1e-3
 
 
 def test_real_photo_against_scipy_ndimage():
