@@ -20,6 +20,10 @@ from .functional import (
     convolve,
     correlate,
 )
+from .io import load, save
+from .pooling import avg_pool, max_pool
+from .train import evaluate, fit, predict
+from . import data, losses, nn, optim  # noqa: E402  (NumPy only at import time)
 
 __version__ = "0.1.0"
 
@@ -37,4 +41,11 @@ __all__ = [
     "correlate",
     "get_num_threads",
     "set_num_threads",
+    "max_pool",
+    "avg_pool",
+    "fit",
+    "evaluate",
+    "predict",
+    "save",
+    "load",
 ]
