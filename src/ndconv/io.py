@@ -139,8 +139,9 @@ def load(path, like=None):
     ----------
     path : str or os.PathLike
     like : dict, optional
-        The expected structure, for example ``{"model": model.state_dict()}``.
-        Every array must then be present with the same shape and dtype.
+        The expected structure, for example ``{"model": model.state_dict(),
+        "optimizer": None}``. Every array must then be present with the same
+        shape and dtype; a ``None`` value accepts whatever the file holds.
 
     Returns
     -------
@@ -160,6 +161,8 @@ def load(path, like=None):
         A dtype mismatch, naming the key and both dtypes.
     """
     path = os.fspath(path)
+    if os.path.exists(path) and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} is not a readable .npz checkpoint (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             if not hasattr(z, "files"):
