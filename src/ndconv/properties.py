@@ -108,13 +108,22 @@ def _tol(y, atol):
 
 
 def _default_margin(layer, in_shape, shift):
+    """``(lo, hi)`` per dim: the shift on its side, plus the field's reach.
+
+    An output ``i`` is compared only if every layer's window around it sees the
+    same values in ``shift(x)`` as around ``i - shift`` in ``x``; the field
+    reaches ``below`` positions before ``i`` and ``above`` after it.
+    """
     fld = plan.layer_rows(layer, in_shape)[-1]._state
     if not fld.known:
         raise ValueError("the layer's receptive field is unknown to plan: pass `margin`")
     if fld.whole:
-        return tuple(in_shape[1:])  # no interior: reported by the caller
-    return tuple(abs(s) + max(-st, st + sz - 1, 0)
-                 for s, st, sz in zip(shift, fld.start, fld.size))
+        return tuple((n, n) for n in in_shape[1:])  # no interior: reported by the caller
+    pairs = []
+    for s, st, sz in zip(shift, fld.start, fld.size):
+        below, above = max(-st, 0), max(st + sz - 1, 0)
+        pairs.append((s + below, above) if s > 0 else (below, -s + above) if s < 0 else (0, 0))
+    return tuple(pairs)
 
 
 def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=None,
@@ -134,11 +143,11 @@ def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=N
         ``'zeros'``: shifted-in values are zero; compare only the interior,
         ``margin`` positions away from every border.
     margin : int or tuple of int, optional
-        For ``'zeros'``; default ``|shift| + reach``, where ``reach`` is how far
-        the receptive field (:func:`ndconv.plan.layer_rows`) extends from the
-        output's own position on either side (a Module is needed for that).
-        Where a shifted-in zero or a zero-padded border enters any layer's
-        window, outputs within this margin of the border may differ.
+        For ``'zeros'``: outputs this close to a border are not compared. By
+        default, per side, the shift (on the side it enters) plus how far the
+        receptive field (:func:`ndconv.plan.layer_rows`) reaches from the
+        output's own position, which needs a Module. Within it, a shifted-in
+        zero or a zero-padded border enters some layer's window differently.
     atol : float, optional
         Default: a few ulps of the output's magnitude.
 
@@ -168,14 +177,15 @@ def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=N
             if not isinstance(layer, Module):
                 raise ValueError("`margin` is required with boundary='zeros' for a plain callable")
             margin = _default_margin(layer, x.shape[1:], shift)
-        margin = _args.ntuple(margin, n, "margin", minimum=0)
-        if any(2 * m >= s for m, s in zip(margin, S)):
+        else:
+            margin = tuple((m, m) for m in _args.ntuple(margin, n, "margin", minimum=0))
+        if any(lo + hi >= s for (lo, hi), s in zip(margin, S)):
             raise ValueError(
-                f"no interior is left: margin {margin} on each side of an output of "
+                f"no interior is left: margins {margin} (lo, hi) of an output of "
                 f"spatial size {S} (a receptive field as large as the input, as a "
                 "fully connected layer's, has none: use boundary='circular')"
             )
-        region = (Ellipsis, *[slice(m, s - m) for m, s in zip(margin, S)])
+        region = (Ellipsis, *[slice(lo, s - hi) for (lo, hi), s in zip(margin, S)])
     a, b = y_shifted_in[region], y_then_shift[region]
     err = np.abs(a - b)
     tol = _tol(y, atol)
@@ -227,7 +237,8 @@ def locality(layer, x, out_index=None, *, channel=0, region=None):
         raise ValueError(f"`region` must hold one index array per spatial dim ({n}), got {len(region)}")
     g = np.zeros_like(y)
     g[(0, channel, *out_index)] = 1
-    saved = [(p, p.grad) for p in layer.parameters()]
+    # Copies: Parameter.accumulate adds into an existing .grad in place.
+    saved = [(p, None if p.grad is None else p.grad.copy()) for p in layer.parameters()]
     try:
         gx = layer.backward(g)
     finally:
