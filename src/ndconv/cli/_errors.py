@@ -23,6 +23,10 @@ class UsageError(Exception):
     """A problem with the command's input, reported as one line (exit code 2)."""
 
 
+class Unavailable(Exception):
+    """A part the command needs is not installed or not present (exit code 1)."""
+
+
 def one_line(message):
     """Collapse a message onto one line (library messages may span several)."""
     return re.sub(r"\s*\n\s*", " ", str(message)).strip()
@@ -45,6 +49,11 @@ def run_command(func, args, prog):
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Unavailable as exc:
+        if debug:
+            raise
+        print(f"{prog}: not available: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BUG
     except (UsageError, ValueError, TypeError) as exc:
         if debug:
             raise

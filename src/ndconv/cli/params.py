@@ -1,7 +1,63 @@
-"""stub"""
-HELP = "(not written yet)"
-EXAMPLES = ""
+"""``ndconv params``: why not an MLP, in parameter counts (from :mod:`ndconv.plan`)."""
+
+from __future__ import annotations
+
+from . import _parse
+from ._errors import Unavailable, UsageError
+
+HELP = "parameter and memory counts: fully connected vs locally connected vs convolution"
+
+EXAMPLES = """\
+The lecture's case: one 12-megapixel RGB photo (3x3000x4000, 36 million numbers)
+into 100 hidden units needs 3.6 billion weights (14.4 GB in float32); the
+locally connected layer keeps locality only; the 3x3 convolution, 2,800.
+
+examples:
+  ndconv params
+  ndconv params --input 3,224,224 --hidden 64 --kernel 5 --dtype float32,float64
+  ndconv params --input 1,28,28 --hidden 6 --kernel 5
+"""
+
+
 def add_arguments(p):
-    pass
+    p.add_argument("--input", type=_parse.int_tuple, default=(3, 3000, 4000), metavar="C,H,W",
+                   help="input shape, channels first (default 3,3000,4000)")
+    p.add_argument("--hidden", type=int, default=100,
+                   help="hidden units / output channels (default 100)")
+    p.add_argument("--kernel", type=_parse.int_tuple, default=3, help="kernel size (default 3)")
+    p.add_argument("--dtype", default="float32",
+                   help="comma-separated dtypes for the bytes columns (default float32)")
+
+
+def parameter_table(input_shape=None, hidden=None, kernel_size=3, dtypes=("float32",)):
+    """Return ``(text, [(name, params), ...])`` of :func:`ndconv.plan.lecture_table`."""
+    from .. import plan
+
+    kwargs = {}
+    if input_shape is not None:
+        kwargs["input_shape"] = input_shape
+    if hidden is not None:
+        kwargs["hidden"] = hidden
+    rows = plan.lecture_table(kernel_size=kernel_size, **kwargs)
+    return plan.format_table(rows, dtypes=dtypes), [(r.name, r.params) for r in rows]
+
+
 def run(args):
-    raise SystemExit("not yet")
+    import numpy as np
+
+    shape = args.input if isinstance(args.input, tuple) else (args.input,)
+    if len(shape) < 2:
+        raise UsageError(f"--input {shape} must be channels plus at least one spatial size, e.g. 3,224,224")
+    dtypes = tuple(d.strip() for d in args.dtype.split(",") if d.strip())
+    for d in dtypes:
+        try:
+            np.dtype(d)
+        except TypeError:
+            raise UsageError(f"--dtype {d!r} is not a NumPy dtype name (e.g. float32)") from None
+    try:
+        text, _ = parameter_table(shape, args.hidden, args.kernel, dtypes)
+    except ImportError as exc:
+        raise Unavailable(f"ndconv.plan is not installed ({exc})") from None
+    print(f"one layer on an input of shape {'x'.join(map(str, shape))} "
+          f"({int(np.prod(shape)):,} numbers), {args.hidden} hidden units / channels:")
+    print(text)

@@ -374,12 +374,137 @@ def section_mri(t):
 
 def section_properties(t):
     """7. Translation invariance and locality; MLP vs locally connected vs CNN."""
-    raise Skip("ndconv.properties / ndconv.experiments are not on main yet")
+    try:
+        from .. import nn, properties
+        from ..nn import Conv2d, FullyConnected, LocallyConnected2d  # noqa: F401
+        check_tr = properties.translation_equivariance
+        check_loc = properties.locality
+    except (ImportError, AttributeError) as exc:
+        raise Skip(f"ndconv.properties / the layers are not on main yet "
+                   f"({type(exc).__name__}: {exc})")
+    import skimage.data
+
+    n = 12 if t.quick else 16
+    cam = skimage.data.camera()
+    x = (cam[200:200 + 4 * n:4, 220:220 + 4 * n:4] / 255.0)[None, None]  # (1, 1, n, n)
+    rng = np.random.default_rng(t.seed)
+    f64 = np.float64
+    layers = [
+        ("fully connected", nn.FullyConnected((1, n, n), (4, n, n), dtype=f64, rng=rng)),
+        ("locally connected 3x3",
+         nn.LocallyConnected2d(1, 4, 3, input_size=(n, n), padding=1, dtype=f64, rng=rng)),
+        ("convolution 3x3, zeros", nn.Conv2d(1, 4, 3, padding=1, dtype=f64, rng=rng)),
+        ("convolution 3x3, circular",
+         nn.Conv2d(1, 4, 3, padding=1, padding_mode="circular", dtype=f64, rng=rng)),
+    ]
+    rows = [f"{'layer':<26} {'params':>8}  {'shift (2, 3): f(shift x) = shift f(x)':<40} locality (3x3)"]
+    grads = []
+    mid = (n // 2, n // 2)
+    window = tuple(np.arange(m - 1, m + 2) for m in mid)
+    for name, layer in layers:
+        # A fully connected layer has no interior away from the border (its
+        # field is the whole input), so it is checked with circular shifts.
+        boundary = "circular" if ("circular" in name or "fully" in name) else "zeros"
+        tr = check_tr(layer, x, shift=(2, 3), boundary=boundary)
+        # Locality against the 3x3 window the principle allows (the layer's own
+        # receptive field would make a fully connected layer pass trivially).
+        loc = check_loc(layer, x, out_index=mid, region=window)
+        verdict = lambda r: f"{'holds' if r else 'FAILS'} (max error {r.max_error:.2g})"
+        rows.append(f"{name:<26} {layer.num_parameters():>8,}  "
+                    f"{verdict(tr) + ', ' + boundary:<40} {verdict(loc)}")
+        # |d y[0, mid] / d x|: which inputs one output element depends on.
+        y = layer(x)
+        g = np.zeros_like(y)
+        g[(0, 0) + mid] = 1.0
+        layer.zero_grad()
+        grads.append((name, np.abs(layer.backward(g))[0, 0]))
+        layer.zero_grad()
+    t.say(f"Both principles checked on a {n}x{n} patch of scikit-image's camera "
+          "image (ndconv.properties): translation equivariance (circular shifts "
+          "everywhere, or the interior with zero padding) and locality (the gradient "
+          "of the middle output is exactly zero outside the 3x3 window around it).")
+    t.table("\n".join(rows))
+    try:
+        from .. import experiments
+
+        text = _experiment_table(experiments, t)
+    except (ImportError, AttributeError) as exc:
+        t.say(f"The MLP vs locally connected vs CNN experiment is skipped: "
+              f"ndconv.experiments is not on main yet ({type(exc).__name__}: {exc}).")
+    else:
+        t.say("MLP vs locally connected vs CNN, trained on the same data "
+              "(ndconv.experiments):")
+        t.table(text)
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(grads) + 1, figsize=(3 * (len(grads) + 1), 3))
+    axes[0].imshow(x[0, 0], cmap="gray")
+    axes[0].set_title("input patch", fontsize=9)
+    for ax, (name, gmap) in zip(axes[1:], grads):
+        ax.imshow(gmap, cmap="magma")
+        ax.plot(mid[1], mid[0], "c+", ms=10)
+        ax.set_title(f"{name}:\n|d y[mid] / d x|", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    t.figure(fig, "7-properties", "which inputs the middle output depends on (locality)")
+
+
+def _experiment_table(experiments, t):
+    """Run the derivation's experiment through whatever ndconv.experiments offers."""
+    return experiments.format_table(experiments.compare(quick=t.quick, seed=t.seed))
 
 
 def section_digits(t):
     """8. A CNN trained on the digits."""
-    raise Skip("ndconv.train / ndconv.data are not on main yet")
+    try:
+        from .. import data, evaluate, fit  # noqa: F401
+        from ..nn import Conv2d, Linear, MaxPool2d  # noqa: F401
+        from .train import train_digits
+    except (ImportError, AttributeError) as exc:
+        raise Skip(f"ndconv.train / ndconv.data / the layers are not on main yet "
+                   f"({type(exc).__name__}: {exc})")
+    epochs = 3 if t.quick else 15
+    r = train_digits(epochs=epochs, seed=t.seed, progress=sys.stderr.isatty())
+    h, model, split = r["history"], r["model"], r["split"]
+    n = split.y_test.size
+    t.say(f"scikit-learn's 1797 handwritten 8x8 digits, {split.y_train.size} for training "
+          f"and {n} held out; the CNN {model[0]} - ReLU - MaxPool - {model[3]} - ReLU - "
+          f"MaxPool - Linear - ReLU - Linear ({model.num_parameters():,} parameters), "
+          f"Adam, {epochs} epochs in {r['seconds']:.1f} s.")
+    t.table("\n".join(
+        f"epoch {e + 1:2d}  loss {h['loss'][e]:.4f}  train acc {h['accuracy'][e]:.3f}  "
+        f"test acc {h['val_accuracy'][e]:.3f}" for e in range(len(h["loss"]))))
+    t.say(f"Test accuracy {r['accuracy']:.4f} ({round(r['accuracy'] * n)}/{n}).")
+    import matplotlib.pyplot as plt
+
+    ep = np.arange(1, len(h["loss"]) + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3))
+    a.plot(ep, h["loss"], "o-", label="train")
+    a.plot(ep, h["val_loss"], "s--", label="test")
+    a.set_xlabel("epoch")
+    a.set_ylabel("cross-entropy")
+    a.legend()
+    b.plot(ep, h["accuracy"], "o-", label="train")
+    b.plot(ep, h["val_accuracy"], "s--", label="test")
+    b.set_xlabel("epoch")
+    b.set_ylabel("accuracy")
+    b.legend()
+    t.figure(fig, "8-curves", "learning curves of the digits CNN")
+    w = model[0].weight.data[:, 0]  # (16, 3, 3)
+    digit = split.x_test[:1]
+    maps = model[1](model[0](digit))[0]  # after the first convolution and ReLU
+    fig, axes = plt.subplots(3, 16, figsize=(16, 3.4))
+    for i in range(16):
+        axes[0, i].imshow(w[i], cmap="bwr", vmin=-abs(w).max(), vmax=abs(w).max())
+        axes[1, i].imshow(maps[i], cmap="viridis")
+        axes[2, i].axis("off")
+        axes[0, i].axis("off")
+        axes[1, i].axis("off")
+    axes[2, 0].imshow(digit[0, 0], cmap="gray_r")
+    axes[2, 0].set_title(f"input: {split.y_test[0]}", fontsize=8)
+    axes[0, 0].set_title("learnt 3x3 kernels", fontsize=8, loc="left")
+    axes[1, 0].set_title("feature maps", fontsize=8, loc="left")
+    t.figure(fig, "8-kernels", "first-layer kernels and their feature maps on a test digit")
 
 
 SECTIONS = [
