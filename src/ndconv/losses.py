@@ -67,7 +67,7 @@ class MSELoss(_Loss):
         if t.dtype.kind not in "iuf":
             raise TypeError(f"MSELoss: `target` must be numeric, got dtype {t.dtype}")
         diff = x - t.astype(x.dtype, copy=False)
-        total = np.sum(diff * diff, dtype=np.float64)
+        total = np.sum(np.square(diff, dtype=np.float64))  # no float32 overflow
         scale = 1.0 if self.reduction == "sum" else 1.0 / max(x.size, 1)
         self._grad = diff * x.dtype.type(2 * scale)
         return float(total * scale)
