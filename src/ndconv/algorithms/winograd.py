@@ -26,7 +26,7 @@ import numpy as np
 from .._windows import pad
 
 #: Upper bound on the transformed input of one chunk, in bytes.
-CHUNK_BYTES = 8 * 2**20
+CHUNK_BYTES = 512 * 2**10
 
 # (B^T, G, A^T) for F(m, 3), from Lavin & Gray, "Fast Algorithms for
 # Convolutional Neural Networks" (2015), section 4.
