@@ -388,3 +388,23 @@ def test_guard_refuses_a_huge_dense_weight_before_allocating():
     with plan.memory_limit(1000):
         with pytest.raises(plan.MemoryLimitError, match="1 kB"):
             D.reindex(np.ones((6, 6, 6, 6)))
+
+
+@given(
+    K=st.lists(st.integers(-1, 4), min_size=1, max_size=3),
+    S=st.lists(st.integers(-1, 6), min_size=1, max_size=3),
+    stride=st.integers(-1, 3), padding=st.one_of(st.integers(-1, 3), st.sampled_from(["same", "valid", "full", "x"])),
+    dilation=st.integers(-1, 3), mode=st.sampled_from(["zeros", "circular", "reflect"]),
+)
+def test_random_arguments_raise_clearly_or_are_right(K, S, stride, padding, dilation, mode):
+    """Never a crash: a clear ValueError/TypeError, or the right dense weight."""
+    try:
+        w = np.ones((1, 1, *[max(k, 0) for k in K]))
+        W = D.conv_to_dense(w, (1, *S), stride, padding, dilation, 1, mode)
+    except (ValueError, TypeError) as e:
+        assert str(e)
+        return
+    x = np.arange(float(np.prod(S))).reshape(1, *S)
+    np.testing.assert_allclose(np.tensordot(W, x, axes=x.ndim),
+                               ndconv.conv(x, w, None, stride, padding, dilation, 1, mode),
+                               rtol=1e-12, atol=1e-9)
