@@ -203,6 +203,14 @@ def _weight_grad(gy, x, spec, method):
         kernel_size=P, stride=spec.dilation, dilation=spec.stride, pairs=spec.pairs,
         lhs_dilation=(1,) * n, padding_mode=spec.padding_mode, dtype=spec.dtype,
     )
+    from .algorithms import ALGORITHMS
+
+    if method != "auto" and not ALGORITHMS[method].supports(wspec)[0]:
+        # The kernel here is the output gradient (many taps, B channels per
+        # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
+        # 1 channel per group) cannot take; choosing the layer's method should
+        # not make its weight gradient fail, so 'auto' computes this one.
+        method = "auto"
     r = _run(xt, np.ascontiguousarray(gt), wspec, method)
     # With stride > dilation the correlation can reach past the kernel; crop.
     r = r[(Ellipsis, *[slice(0, k) for k in spec.kernel_size])]
@@ -383,7 +391,10 @@ def conv_backward(
     grad_out : ndarray, shape of ``conv(x, weight, ...)``
         Gradient of the loss with respect to the convolution's output.
     x, weight, stride, padding, dilation, groups, padding_mode, method
-        As given to :func:`conv`.
+        As given to :func:`conv`. ``method`` computes both gradients, except
+        that a method which cannot take the weight gradient's correlation (its
+        kernel is ``grad_out``: winograd needs 3x3, depthwise one channel per
+        group) leaves that one to ``'auto'``.
 
     Returns
     -------
