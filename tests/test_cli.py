@@ -388,3 +388,49 @@ def test_entry_point_and_main_agree():
     from ndconv.cli import main
 
     assert main(["explain", X, K, "--at", "1,1"]) == 0
+
+
+def test_params_prints_the_lectures_table():
+    r = ndconv_inproc("params")
+    assert r.returncode == 0, r.stderr
+    assert "3x3000x4000 (36,000,000 numbers)" in r.stdout
+    fc = next(l for l in r.stdout.splitlines() if l.startswith("fully connected, 100 hidden"))
+    assert "3,600,000,000" in fc and "14.4 GB" in fc
+    conv = next(l for l in r.stdout.splitlines() if l.startswith("convolution"))
+    assert "2,700" in conv and "2,800" in conv
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--hidden", "0"], "hidden"), (["--input", "5"], "channels plus"),
+    (["--dtype", "float33"], "dtype"), (["--kernel", "3,3,3"], "kernel_size"),
+])
+def test_params_refusals(args, fragment):
+    assert_refused(ndconv_inproc("params", *args), fragment, prog="ndconv params")
+
+
+def test_train_one_epoch_writes_a_loadable_checkpoint(tmp_path):
+    import ndconv as pkg
+
+    (tmp_path / "old.npz").write_bytes(b"keep me")
+    r = ndconv_inproc("train", "--checkpoint", "old.npz", cwd=tmp_path)
+    assert_refused(r, "already exists", prog="ndconv train")
+    assert (tmp_path / "old.npz").read_bytes() == b"keep me"
+    assert_refused(ndconv_inproc("train", "--epochs", "0", "--no-checkpoint"),
+                   "--epochs", prog="ndconv train")
+    r = ndconv_inproc("train", "--epochs", 1, "--checkpoint", "c.npz", "--no-progress",
+                      cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    acc = float(r.stdout.split("test accuracy ")[-1].split(" ")[0])
+    assert 0.3 < acc <= 1.0  # one epoch: well above chance (0.1)
+    state = pkg.load(tmp_path / "c.npz")
+    assert state["epoch"] == 1 and "0.weight" in state["model"]
+    assert state["model"]["0.weight"].shape == (16, 1, 3, 3)
+
+
+def test_bench_runs_the_script_with_arguments(tmp_path):
+    (tmp_path / "b.py").write_text("import sys\nprint('bench args', sys.argv[1:])\n")
+    r = ndconv_inproc("bench", "--script", "b.py", "--", "--quick", "x", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == "bench args ['--quick', 'x']\n"
+    r = ndconv_inproc("bench", "--script", "missing.py", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1
+    assert r.stderr.startswith("ndconv bench: not available: ")

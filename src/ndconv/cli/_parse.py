@@ -29,6 +29,17 @@ def int_tuple(text):
     return values[0] if len(values) == 1 else values
 
 
+def positive_int(text):
+    """A single positive int."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive int")
+    return v
+
+
 def padding(text):
     """'same' | 'valid' | 'full' | '1' | '1,2' (per dim)."""
     t = text.strip().lower()

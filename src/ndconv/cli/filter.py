@@ -45,7 +45,7 @@ def add_arguments(p):
                    choices=("clip", "abs", "rescale"),
                    help="output value range handling (default clip)")
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    p.add_argument("--tile-rows", type=_parse.int_tuple, default=None,
+    p.add_argument("--tile-rows", type=_parse.positive_int, default=None,
                    help="output rows per tile (default: from a 64 MiB budget)")
 
 
@@ -63,8 +63,6 @@ def load_kernel(spec):
 def run(args):
     from .. import images
 
-    if isinstance(args.tile_rows, tuple):
-        raise UsageError("--tile-rows must be one positive int")
     # Every check before any work: a refused run touches nothing.
     if not os.path.exists(args.input):
         raise UsageError(f"input image {args.input!r} does not exist")
