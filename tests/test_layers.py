@@ -225,6 +225,10 @@ def test_pool_random_arguments_agree_with_torch(n, k, s, p, size, ceil, kind):
         got = getattr(nn, f"{kind}Pool{n}d")(k, s, p, ceil_mode=ceil)(x)
     except ValueError:
         got = None
+    if want is None and got is not None and kind == "Avg" and n == 3 and size < k:
+        # torch's avg_pool3d alone refuses an input smaller than the kernel
+        # even when padding makes it fit; AvgPool1d/2d (and ndconv) accept it.
+        return
     if want is None or got is None:
         assert want is None and got is None
     else:

@@ -85,13 +85,13 @@ def _out_size(spatial, k, s, p, d, ceil_mode):
         # left padding, never in the right padding.
         if ceil_mode and (o - 1) * si >= n + pi:
             o -= 1
-        if span < 0 or o < 1:
+        if o < 1:
+            r = "ceil" if ceil_mode else "floor"
             raise ValueError(
                 f"pooling window (dilated size {di * (ki - 1) + 1}) is larger than the "
                 f"padded input (size {n + 2 * pi}) in spatial dim {i}: output size = "
-                f"floor((S + 2*p - d*(k-1) - 1)/s) + 1 = "
-                f"floor(({n} + 2*{pi} - {di}*({ki}-1) - 1)/{si}) + 1 = "
-                f"{span // si + 1} (must be >= 1)"
+                f"{r}((S + 2*p - d*(k-1) - 1)/s) + 1 = "
+                f"{r}(({n} + 2*{pi} - {di}*({ki}-1) - 1)/{si}) + 1 = {o} (must be >= 1)"
             )
         out.append(o)
     return tuple(out)
@@ -134,12 +134,45 @@ def _tap_slices(tap, s, d, out):
 
 def _max_forward(x, k, s, p, d, out):
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
-    xp = pad(x, pairs, value=-np.inf)
+    xp = pad(x, pairs, value=-np.inf) if any(lo or hi for lo, hi in pairs) else x
     win = windows(xp, k, s, d)  # (B, C, *S_out, *k), a view
     flat = win.reshape(*x.shape[:2], *out, math.prod(k))  # one copy
     idx = flat.argmax(axis=-1)  # first maximum, as PyTorch
-    y = np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0]
-    return y, idx
+    # take_along_axis, not flat.max: NumPy reduces a short last axis slowly.
+    return np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0], idx
+
+
+def _tiles(k, s, d):
+    """True when the windows tile the input: no overlap, no gaps (the usual 2x2/2)."""
+    return all(ki == si and di == 1 for ki, si, di in zip(k, s, d))
+
+
+def _untile(blocks, out, k):
+    """``(B, C, *S_out, *k)`` -> ``(B, C, *(S_out*k))``: each window back in its place."""
+    n = len(k)
+    order = [0, 1] + [a for i in range(n) for a in (2 + i, 2 + n + i)]
+    lead = blocks.shape[:2]
+    return blocks.transpose(order).reshape(*lead, *(o * ki for o, ki in zip(out, k)))
+
+
+def _scatter(gp, per_tap, all_taps, out, k, s, d):
+    """Add each tap's share of the output gradient into its slice of ``gp``.
+
+    ``per_tap(t)`` gives tap ``t``'s share, shape (B, C, *S_out);
+    ``all_taps()`` all of them at once, shape (B, C, *S_out, prod(k)).
+    """
+    if _tiles(k, s, d):
+        # Each input cell is in exactly one window: one reshape instead of a
+        # strided add per tap.
+        blocks = all_taps()
+        core = tuple(slice(0, o * ki) for o, ki in zip(out, k))
+        gp[(Ellipsis, *core)] += _untile(blocks.reshape(*blocks.shape[:-1], *k), out, k)
+        return gp
+    for t, tap in enumerate(np.ndindex(*k)):
+        # Overlapping windows (stride < kernel) may send several gradients to
+        # one input; the += over taps adds them, as autograd does.
+        gp[(Ellipsis, *_tap_slices(tap, s, d, out))] += per_tap(t)
+    return gp
 
 
 def _max_backward(gy, idx, spatial, k, s, p, d):
@@ -147,10 +180,11 @@ def _max_backward(gy, idx, spatial, k, s, p, d):
     pairs = _pairs(spatial, k, s, p, d, out)
     gp = np.zeros((*gy.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))),
                   dtype=gy.dtype)
-    for t, tap in enumerate(np.ndindex(*k)):
-        # Overlapping windows (stride < kernel) may send several gradients to
-        # one input; the += over taps adds them, as autograd does.
-        gp[(Ellipsis, *_tap_slices(tap, s, d, out))] += np.where(idx == t, gy, 0)
+    zero = gy.dtype.type(0)
+    T = math.prod(k)
+    _scatter(gp, lambda t: np.where(idx == t, gy, zero),
+             lambda: np.where(np.arange(T) == idx[..., None], gy[..., None], zero),
+             out, k, s, d)
     return fold_padding(gp, spatial, pairs, "zeros")
 
 
@@ -194,8 +228,9 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
         share = gy / _avg_divisor(spatial, k, s, p, out, count_include_pad, gy.dtype)
     gp = np.zeros((*gy.shape[:2], *(sz + lo + hi for sz, (lo, hi) in zip(spatial, pairs))),
                   dtype=gy.dtype)
-    for tap in np.ndindex(*k):
-        gp[(Ellipsis, *_tap_slices(tap, s, ones, out))] += share
+    T = math.prod(k)
+    _scatter(gp, lambda t: share, lambda: np.broadcast_to(share[..., None], (*share.shape, T)),
+             out, k, s, ones)
     return fold_padding(gp, spatial, pairs, "zeros")
 
 
