@@ -10,6 +10,7 @@ code 2. Anything else is a bug in ndconv: one line saying so, exit code 1.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 
@@ -17,6 +18,7 @@ EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_SIGPIPE = 141
 
 
 class UsageError(Exception):
@@ -44,6 +46,12 @@ def run_command(func, args, prog):
     debug = getattr(args, "debug", False)
     try:
         rc = func(args)
+    except BrokenPipeError:
+        # The reader went away (``ndconv explain ... | head``): not an error of
+        # the input; stop quietly, as other Unix tools do on SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_SIGPIPE
     except KeyboardInterrupt:
         if debug:
             raise
