@@ -431,6 +431,10 @@ def test_bench_runs_the_script_with_arguments(tmp_path):
     (tmp_path / "b.py").write_text("import sys\nprint('bench args', sys.argv[1:])\n")
     r = ndconv_inproc("bench", "--script", "b.py", "--", "--quick", "x", cwd=tmp_path)
     assert r.returncode == 0 and r.stdout == "bench args ['--quick', 'x']\n"
+    r = ndconv_inproc("bench", "--script", "b.py", "--quick", "--only", "image", cwd=tmp_path)
+    assert r.returncode == 0 and r.stdout == "bench args ['--quick', '--only', 'image']\n"
+    assert_refused(ndconv_inproc("filter", "a.png", "b.png", "--kernel", "edge", "--bogus"),
+                   "unrecognized arguments: --bogus", prog="ndconv")
     r = ndconv_inproc("bench", "--script", "missing.py", cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("ndconv bench: not available: ")

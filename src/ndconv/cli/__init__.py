@@ -81,7 +81,12 @@ def build_parser():
 def main(argv=None):
     """Run the command line; return the exit code (0 ok, 2 bad input, 1 bug)."""
     parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if extra:
+        if getattr(args, "command", None) != "bench":
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        # `ndconv bench --quick` hands options it does not know to the script.
+        args.args = extra + [a for a in args.args if a != "--"]
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
