@@ -119,3 +119,26 @@ def test_tour_refusals_are_one_line(tmp_path, args, fragment):
     assert rc == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("ndconv tour: error: ") and fragment in err
     assert sorted(os.listdir(tmp_path)) == ["afile"]
+
+
+@pytest.mark.parametrize("missing, sections", [("plan", "1"), ("experiments", "7")])
+def test_missing_library_parts_are_skipped_with_a_line(tmp_path, monkeypatch, missing,
+                                                       sections):
+    import ndconv
+
+    # Make the module unimportable, as it was before it landed on main.
+    monkeypatch.setitem(sys.modules, f"ndconv.{missing}", None)
+    monkeypatch.delattr(ndconv, missing, raising=False)
+    rc, out, err = inproc("tour", "--quick", "--sections", sections, "--out", "r",
+                          cwd=tmp_path)
+    assert rc == 0, err
+    html = (tmp_path / "r" / "index.html").read_text()
+    if missing == "plan":  # the whole section
+        assert "  skipped: ndconv.plan is not on main yet (ModuleNotFoundError" in out
+        assert "tour: 0 sections ran, 1 skipped, 0 failed" in out
+        assert "<p class='skip'>skipped: ndconv.plan is not on main yet" in html
+        assert "<img" not in html
+    else:  # the experiment inside section 7; the property checks still run
+        assert "The MLP vs locally connected vs CNN experiment is skipped" in out
+        assert "tour: 1 sections ran, 0 skipped, 0 failed" in out
+        assert "7-properties.png" in html and "7-experiment.png" not in html

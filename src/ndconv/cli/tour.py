@@ -167,7 +167,10 @@ def _gaussian_1d(sigma):
 def section_params(t):
     """1. Why not an MLP: parameter counts for a 12-megapixel photo."""
     try:
+        from .. import plan
         from .params import parameter_table
+
+        plan.lecture_table, plan.format_table  # noqa: B018  (present on main?)
     except (ImportError, AttributeError) as exc:
         raise Skip(f"ndconv.plan is not on main yet ({type(exc).__name__}: {exc})")
     text, rows = parameter_table()
