@@ -53,7 +53,12 @@ class _ConvNd(Module):
         else:
             # Validates now, so a bad layer fails at construction, not first call.
             _args.padding_pairs(padding, self.kernel_size, self.dilation, self.stride)
-            self.padding = padding
+            # Ints and per-dim ints become a tuple, as torch stores them; strings
+            # and (lo, hi) pairs are kept as given.
+            is_pairs = isinstance(padding, (tuple, list)) and any(
+                isinstance(p, (tuple, list)) for p in padding)
+            self.padding = (padding if isinstance(padding, str) or is_pairs
+                            else _args.ntuple(padding, n, "padding"))
         dt = as_dtype(dtype)
         rng = as_rng(rng)
         if self.transposed:
