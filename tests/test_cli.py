@@ -438,3 +438,32 @@ def test_bench_runs_the_script_with_arguments(tmp_path):
     r = ndconv_inproc("bench", "--script", "missing.py", cwd=tmp_path)
     assert r.returncode == 1 and r.stderr.count("\n") == 1
     assert r.stderr.startswith("ndconv bench: not available: ")
+
+
+def test_read_only_folder_logic_without_root(folder, monkeypatch):
+    """The check itself, for machines where the test above is skipped (root)."""
+    from ndconv.cli import _io
+
+    real = os.access
+    monkeypatch.setattr(_io.os, "access",
+                        lambda p, mode: False if str(p).endswith("ro") else real(p, mode))
+    (folder / "ro").mkdir()
+    before = snapshot(folder)
+    r = ndconv_inproc("filter", "cat.png", "ro/out.png", "--kernel", "edge", cwd=folder)
+    assert_refused(r, "not writable")
+    assert snapshot(folder) == before
+
+
+def test_a_failure_while_writing_leaves_no_partial_file(folder, monkeypatch):
+    from ndconv import images
+
+    def broken_write(array, f, fmt):
+        f.write(b"half an image")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(images, "write_image", broken_write)
+    before = snapshot(folder)
+    r = ndconv_inproc("filter", "cat.png", "existing.png", "--kernel", "edge", "--force",
+                      cwd=folder)
+    assert_refused(r, "No space left on device")
+    assert snapshot(folder) == before  # the old output intact, no .part file

@@ -142,3 +142,20 @@ def test_missing_library_parts_are_skipped_with_a_line(tmp_path, monkeypatch, mi
         assert "The MLP vs locally connected vs CNN experiment is skipped" in out
         assert "tour: 1 sections ran, 0 skipped, 0 failed" in out
         assert "7-properties.png" in html and "7-experiment.png" not in html
+
+
+def test_a_failing_section_does_not_lose_the_others(tmp_path, monkeypatch):
+    from ndconv.cli import tour
+
+    def broken(t):
+        raise RuntimeError("boom")
+
+    sections = list(tour.SECTIONS)
+    sections[3] = (sections[3][0], broken)
+    monkeypatch.setattr(tour, "SECTIONS", sections)
+    rc, out, err = inproc("tour", "--sections", "2,4", "--out", "r", cwd=tmp_path)
+    assert rc == 1
+    assert "  failed: RuntimeError: boom" in out
+    assert "tour: 1 sections ran, 0 skipped, 1 failed" in out
+    html = (tmp_path / "r" / "index.html").read_text()
+    assert "2-layer.png" in html and "<p class='fail'>failed: RuntimeError: boom</p>" in html
