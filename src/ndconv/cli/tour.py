@@ -146,8 +146,10 @@ def _annotated(ax, a, title):
     a = np.atleast_2d(a)
     ax.imshow(a, cmap="viridis")
     if a.size <= 64:
+        bright = (a.min() + a.max()) / 2  # viridis is light at the top: dark text there
         for (i, j), v in np.ndenumerate(a):
-            ax.text(j, i, f"{v:g}", ha="center", va="center", color="w", fontsize=9)
+            ax.text(j, i, f"{v:g}", ha="center", va="center", fontsize=9,
+                    color="k" if v > bright else "w")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
