@@ -309,3 +309,38 @@ def test_transpose_matches_torch_simple():
     np.testing.assert_array_equal(out, [[[1.0, 10.0, 102.0, 20.0, 200.0]]])
     pytest.importorskip("torch")
     np.testing.assert_array_equal(out, torch_conv_transpose(x, w, None, 2, 0, 0, 1, 1))
+
+
+# --------------------------------------------------------------------------
+# memory layouts: views, negative strides, Fortran order, broadcasts
+
+
+def _layouts():
+    r = np.random.default_rng(0)
+    base, wb = r.standard_normal((2, 6, 9, 10)), r.standard_normal((4, 6, 3, 3))
+    return {
+        "strided": (base[:, ::2, ::2, 1:], wb[:, ::2]),
+        "negative": (base[:, :3, ::-1, ::-1], np.flip(wb[:, :3], (2, 3))),
+        "fortran": (np.asfortranarray(base[:, :3]), np.asfortranarray(wb[:, :3])),
+        "transposed": (base[:, :3].transpose(0, 1, 3, 2), wb[:, :3].transpose(0, 1, 3, 2)),
+        "broadcast": (np.broadcast_to(base[:1, :3], (2, 3, 9, 10)),
+                      np.broadcast_to(wb[:1, :3], (4, 3, 3, 3))),
+    }
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("layout", list(_layouts()))
+def test_any_memory_layout_gives_the_same_result(layout, method):
+    x, w = _layouts()[layout]
+    xc, wc = np.ascontiguousarray(x), np.ascontiguousarray(w)
+    keep = x.copy(), w.copy()
+    out = _call(ndconv.conv, x, w, padding=1, stride=(1, 2), method=method)
+    assert_close(out, conv_ref(xc, wc, None, (1, 2), 1), np.float64, layout)
+    gy = np.random.default_rng(1).standard_normal(out.shape)
+    got = _call(ndconv.conv_backward, gy, x, w, padding=1, stride=(1, 2), method=method)
+    want = ndconv.conv_backward(gy, xc, wc, padding=1, stride=(1, 2), method="direct")
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10)
+    # inputs are never written to
+    np.testing.assert_array_equal(x, keep[0])
+    np.testing.assert_array_equal(w, keep[1])
