@@ -397,3 +397,13 @@ def test_fuzz_never_crashes_and_accepted_calls_are_right(args):
         ref = ref[0]
     assert out.shape == ref.shape and out.dtype == args["weight"].dtype
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * (np.abs(ref).max() + 1))
+
+
+def test_numpy_integers_and_0d_arrays_are_ints():
+    ref = ndconv.conv(X, W, stride=2, padding=1, groups=1)
+    for kw in (dict(stride=np.int64(2), padding=np.int32(1), groups=np.int64(1)),
+               dict(stride=np.array(2), padding=np.array(1)),
+               dict(stride=np.array([2, 2]), padding=[np.int8(1), 1])):
+        np.testing.assert_array_equal(ndconv.conv(X, W, **kw), ref)
+    with pytest.raises(TypeError, match=r"`stride` must be an int or a tuple of ints, got array\(2\.\)"):
+        ndconv.conv(X, W, stride=np.array(2.0))

@@ -45,7 +45,7 @@ def ntuple(value, n, name, *, minimum=None):
     """
     if isinstance(value, (str, bytes)):
         raise TypeError(f"`{name}` must be an int or a tuple of ints, got {value!r}")
-    if isinstance(value, (tuple, list, np.ndarray)):
+    if isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray) and value.ndim):
         items = tuple(_as_int(v, name) for v in value)
         if len(items) != n:
             raise ValueError(
