@@ -185,6 +185,16 @@ def test_maxpool_dilation_ties_and_unbatched():
                  np.ones((1, 1, 4, 4)), rng)
 
 
+@pytest.mark.parametrize("kind", ["Max", "Avg"])
+def test_pool_tiles_shifted_by_padding(kind):
+    # k = s = 3, padding 1 on a 6x6 input: two windows per dim that tile 6
+    # cells but start at -1, so the last cell is in no window.
+    rng = np.random.default_rng(7)
+    _check_layer(getattr(nn, f"{kind}Pool2d")(3, padding=1),
+                 getattr(torch.nn, f"{kind}Pool2d")(3, padding=1),
+                 rng.standard_normal((2, 2, 6, 6)), rng)
+
+
 def test_avgpool_divisor_override():
     rng = np.random.default_rng(6)
     _check_layer(nn.AvgPool2d(3, 2, 1, divisor_override=4),

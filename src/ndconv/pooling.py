@@ -155,37 +155,42 @@ def _untile(blocks, out, k):
     return blocks.transpose(order).reshape(*lead, *(o * ki for o, ki in zip(out, k)))
 
 
-def _scatter(gp, per_tap, all_taps, out, k, s, d):
-    """Add each tap's share of the output gradient into its slice of ``gp``.
+def _scatter(lead, spatial, pairs, per_tap, all_taps, out, k, s, d, dtype):
+    """Gradient of the input: each tap's share of the output gradient added into place.
 
     ``per_tap(t)`` gives tap ``t``'s share, shape (B, C, *S_out);
     ``all_taps()`` all of them at once, shape (B, C, *S_out, prod(k)).
+    Returns shape ``lead + spatial``.
     """
-    if _tiles(k, s, d):
-        # Each input cell is in exactly one window: one reshape instead of a
+    tiles = _tiles(k, s, d)
+    exact = all(o * ki == n and lo == 0 for o, ki, n, (lo, _) in zip(out, k, spatial, pairs))
+    if tiles and exact:
+        # The windows tile the unpadded input exactly (2x2 pooling of an even
+        # image): the gradient is the windows put back in place, one copy.
+        return _untile(all_taps().reshape(*lead, *out, *k), out, k)
+    gp = np.zeros((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))), dtype=dtype)
+    if tiles:
+        # Each input cell is in at most one window: one reshape instead of a
         # strided add per tap.
-        blocks = all_taps()
         core = tuple(slice(0, o * ki) for o, ki in zip(out, k))
-        gp[(Ellipsis, *core)] += _untile(blocks.reshape(*blocks.shape[:-1], *k), out, k)
-        return gp
-    for t, tap in enumerate(np.ndindex(*k)):
-        # Overlapping windows (stride < kernel) may send several gradients to
-        # one input; the += over taps adds them, as autograd does.
-        gp[(Ellipsis, *_tap_slices(tap, s, d, out))] += per_tap(t)
-    return gp
+        gp[(Ellipsis, *core)] += _untile(all_taps().reshape(*lead, *out, *k), out, k)
+    else:
+        for t, tap in enumerate(np.ndindex(*k)):
+            # Overlapping windows (stride < kernel) may send several gradients
+            # to one input; the += over taps adds them, as autograd does.
+            gp[(Ellipsis, *_tap_slices(tap, s, d, out))] += per_tap(t)
+    return fold_padding(gp, spatial, pairs, "zeros")
 
 
 def _max_backward(gy, idx, spatial, k, s, p, d):
     out = gy.shape[2:]
     pairs = _pairs(spatial, k, s, p, d, out)
-    gp = np.zeros((*gy.shape[:2], *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))),
-                  dtype=gy.dtype)
     zero = gy.dtype.type(0)
     T = math.prod(k)
-    _scatter(gp, lambda t: np.where(idx == t, gy, zero),
-             lambda: np.where(np.arange(T) == idx[..., None], gy[..., None], zero),
-             out, k, s, d)
-    return fold_padding(gp, spatial, pairs, "zeros")
+    return _scatter(gy.shape[:2], spatial, pairs,
+                    lambda t: np.where(idx == t, gy, zero),
+                    lambda: np.where(np.arange(T) == idx[..., None], gy[..., None], zero),
+                    out, k, s, d, gy.dtype)
 
 
 def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
@@ -226,12 +231,10 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
         share = gy / gy.dtype.type(divisor_override)
     else:
         share = gy / _avg_divisor(spatial, k, s, p, out, count_include_pad, gy.dtype)
-    gp = np.zeros((*gy.shape[:2], *(sz + lo + hi for sz, (lo, hi) in zip(spatial, pairs))),
-                  dtype=gy.dtype)
     T = math.prod(k)
-    _scatter(gp, lambda t: share, lambda: np.broadcast_to(share[..., None], (*share.shape, T)),
-             out, k, s, ones)
-    return fold_padding(gp, spatial, pairs, "zeros")
+    return _scatter(gy.shape[:2], spatial, pairs, lambda t: share,
+                    lambda: np.broadcast_to(share[..., None], (*share.shape, T)),
+                    out, k, s, ones, gy.dtype)
 
 
 # --------------------------------------------------------------------------
