@@ -7,12 +7,12 @@ Each module declares ``supports(spec) -> (bool, reason)`` and ``run(x, w, spec)`
 
 from __future__ import annotations
 
-from . import depthwise, direct, fft, gemm, winograd
+from . import depthwise, direct, fft, gemm, implicit, winograd
 from .spec import CorrSpec
 
 ALGORITHMS = {
     "direct": direct, "gemm": gemm, "fft": fft, "winograd": winograd,
-    "depthwise": depthwise,
+    "depthwise": depthwise, "implicit": implicit,
 }
 
 

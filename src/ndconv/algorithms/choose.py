@@ -22,15 +22,16 @@ from . import ALGORITHMS
 #: NumPy operations per second with data in cache; memory copy bytes/s;
 #: ``scipy.fft`` throughput in points*log2(points)/s; fixed seconds per
 #: Python-level step (one ufunc or BLAS call).
-RATES = {"gemm": 1.5e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 1e-5}
+RATES = {"gemm": 2.0e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 3e-6}
 
 
 def _gemm_eff(k, n):
     """Fraction of GEMM peak reached with inner size ``k`` and ``n`` output columns.
 
-    Skinny products (few channels) are bound by memory, not arithmetic.
+    Skinny products (few channels) are bound by memory, not arithmetic; fitted
+    to OpenBLAS on the development machine (k = n = 64: ~0.5, 128: ~1).
     """
-    return max(0.03, min(1.0, k / 128) * min(1.0, n / 48))
+    return max(0.03, min(1.0, (k / 128) ** 0.6 * min(1.0, n / 128) ** 0.3))
 
 
 def _direct(spec):
@@ -68,7 +69,7 @@ def _gemm(spec):
 
 
 def _winograd(spec):
-    from .winograd import tile_size
+    from .winograd import CHUNK_BYTES, tile_size
 
     N = spec.ndim
     B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
@@ -77,11 +78,15 @@ def _winograd(spec):
     tiles = B * math.prod(-(-o // m) for o in spec.out_spatial)
     r = RATES
     v, y = tiles * a**N * C, tiles * a**N * O
-    transforms = (v * N * 4 + y * N * 3) / r["elem"]
+    # Elementwise operations per transformed value and dim (nonzeros of the
+    # B^T and A^T rows; earlier dims work on smaller arrays, hence 0.6).
+    nnz_in, nnz_out = (1.2, 1.5) if m == 2 else (3.7, 4.0)
+    transforms = 0.6 * N * (v * nnz_in + y * nnz_out) / r["elem"]
     products = 2 * tiles * a**N * (C // g) * O / (r["gemm"] * _gemm_eff(C // g, O // g))
-    chunks = max(1, v * spec.dtype.itemsize // (8 * 2**20))
+    chunks = max(1, v * spec.dtype.itemsize // CHUNK_BYTES)
     out = 2 * B * O * math.prod(spec.out_spatial) * spec.dtype.itemsize / r["copy"]
-    return transforms + products + out + chunks * (a**N + 20 * N) * r["step"]
+    calls = a**N // 8 + (a + 1) * N * 4  # one batched matmul, ~4 ufuncs per row
+    return transforms + products + out + chunks * calls * r["step"]
 
 
 def _fft(spec):
@@ -98,12 +103,35 @@ def _fft(spec):
         L *= bl
     r = RATES
     lg = math.log2(max(L, 2))
-    transforms = (B * C + B * O) * total * lg / r["fft"] + O * Cg * L * lg / r["fft"]
+    # Transforms of the input blocks, the output blocks and the kernel (the
+    # kernel's is large when channels are many and the image small), plus
+    # the complex buffers' layout copies and the per-frequency products.
+    points = (B * C + B * O) * total + O * Cg * L
+    transforms = points * lg / r["fft"] + 3 * 4 * points * spec.dtype.itemsize / r["copy"]
     if Cg == 1:
         products = 3 * B * O * total / r["elem"]
     else:
-        products = 4 * B * Cg * O * total / (r["gemm"] * _gemm_eff(Cg, Og))
+        # many small complex products (one per frequency): well below peak
+        products = 4 * B * Cg * O * total / (r["gemm"] * 0.25 * _gemm_eff(Cg, Og))
     return transforms + products + 20 * r["step"]
+
+
+def _implicit(spec):
+    from .implicit import CHUNK_ROWS, mode, waste
+
+    B, C, O = spec.batch, spec.in_channels, spec.out_channels
+    it = spec.dtype.itemsize
+    r = RATES
+    flops = 2 * spec.macs * waste(spec)
+    grid = B * math.prod(spec.padded_spatial)
+    copies = 2 * (grid * C + grid * O) * it / r["copy"]
+    if mode(spec) == "taps":
+        eff = _gemm_eff(C, O)
+        calls = spec.taps * (grid // CHUNK_ROWS + 1)
+    else:
+        eff = _gemm_eff(spec.taps * (C // spec.groups), B)
+        calls = spec.groups * math.prod(spec.out_spatial)
+    return flops / (r["gemm"] * eff) + copies + calls * r["step"]
 
 
 def _depthwise(spec):
@@ -121,6 +149,7 @@ _ESTIMATES = {
     "winograd": _winograd,
     "fft": _fft,
     "depthwise": _depthwise,
+    "implicit": _implicit,
 }
 
 
@@ -218,4 +247,10 @@ def _why(method, spec):
 
         m = tile_size(spec.ndim)
         return f"3x..x3 stride 1: Winograd F({m},3) per dim, fewer multiplies than im2col"
+    if method == "implicit":
+        from .implicit import mode
+
+        if mode(spec) == "taps":
+            return f"stride 1: {spec.taps} in-place GEMMs of shifted row slices, no im2col copy"
+        return f"{spec.taps} taps, few outputs: one GEMM per output over the kernel on the grid"
     return f"kernel span {spec.kernel_size} is large: FFT cost does not grow with the taps"

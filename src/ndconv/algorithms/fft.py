@@ -20,6 +20,7 @@ Error: floating-point rounding of the transforms, about
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -41,6 +42,7 @@ def supports(spec):
     return True, "any arguments (floating point; rounding error ~ eps*log2(n))"
 
 
+@functools.lru_cache(maxsize=1024)
 def block_length(n, span, stride=1, extra=0.0):
     """FFT length along one dim: minimise the cost per output of a block.
 

@@ -73,6 +73,10 @@ def set_num_threads(n):
         from threadpoolctl import threadpool_limits
     except ImportError:
         return False
+    try:  # load SciPy's own BLAS now, so that the limit reaches it too
+        import scipy.linalg  # noqa: F401
+    except ImportError:
+        pass
     _state["limiter"] = threadpool_limits(limits=n, user_api="blas")
     return True
 
