@@ -293,6 +293,29 @@ def test_nan_and_inf_propagate_like_torch(method):
     np.testing.assert_allclose(out[fin], ref[fin], rtol=1e-12)
 
 
+@pytest.mark.parametrize(
+    "xs, ws",
+    [((1, 1, 64, 64), (1, 1, 15, 15)),  # large kernel: 'auto' would pick FFT
+     ((1, 64, 28, 28), (64, 64, 3, 3)),  # 3x3, many channels: Winograd
+     ((1, 4, 9, 9), (4, 4, 3, 3))],
+)
+def test_auto_keeps_nan_and_inf_local_like_torch(xs, ws):
+    """FFT and Winograd mix a whole block of inputs into every output of the
+    block (and Inf - Inf = NaN), so one NaN would spoil a block; 'auto' must
+    give PyTorch's answer: non-finite values only where the window sees them."""
+    pytest.importorskip("torch")
+    r = np.random.default_rng(0)
+    x, w = r.standard_normal(xs).astype(np.float32), r.standard_normal(ws).astype(np.float32)
+    x[0, 0, 4, 4], x[0, -1, 1, 6] = np.nan, np.inf
+    out = ndconv.conv(x, w, padding=1)
+    ref = torch_conv(x, w, None, (1, 1), 1, (1, 1), 1, "zeros")
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(ref))
+    gx, _, _ = ndconv.conv_backward(np.where(np.isfinite(out), 1.0, np.nan).astype(np.float32),
+                                    np.nan_to_num(x), w, padding=1)
+    assert np.isnan(gx).sum() < gx.size / 2  # the NaNs of grad_out stay local too
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_nan_never_raises_and_reaches_every_output_torch_marks(method):
     x = np.ones((1, 1, 8, 8))

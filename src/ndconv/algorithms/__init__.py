@@ -7,6 +7,8 @@ Each module declares ``supports(spec) -> (bool, reason)`` and ``run(x, w, spec)`
 
 from __future__ import annotations
 
+import numpy as np
+
 from . import depthwise, direct, fft, gemm, implicit, winograd
 from .spec import CorrSpec
 
@@ -16,12 +18,34 @@ ALGORITHMS = {
 }
 
 
+#: Methods whose outputs mix inputs beyond the kernel's window.
+_BLOCK_MIXING = ("fft", "winograd")
+
+
+def _finite(x, w):
+    """No NaN or Inf in ``x`` or ``w``, without a temporary array as large as x.
+
+    A sum is NaN or Inf whenever a term is; a finite sum that overflows only
+    sends the call to a slower method, never to a wrong answer.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isfinite(np.sum(x)) and np.isfinite(np.sum(w)))
+
+
 def run(x, w, spec, method="auto"):
     """Compute the correlation described by ``spec`` with ``method``."""
     from .choose import choose
 
     if method == "auto":
         method = choose(spec)[0]
+        if method in _BLOCK_MIXING and not _finite(x, w):
+            # FFT and Winograd mix a whole block of inputs into every output of
+            # the block (and Inf - Inf = NaN): one NaN or Inf would spoil the
+            # block. PyTorch keeps them where the window sees them; so do these.
+            from .choose import candidates
+
+            est = {k: v for k, v in candidates(spec)[0].items() if k not in _BLOCK_MIXING}
+            method = min(est, key=est.get) if est else "direct"
     algo = ALGORITHMS.get(method)
     if algo is None:
         raise ValueError(
