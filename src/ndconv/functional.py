@@ -610,6 +610,12 @@ def _plain(x, kernel, bias, mode, method, flip):
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype,
     )
     out = _forward(a[None, None], np.ascontiguousarray(k)[None, None], spec, method)[0, 0]
+    if out.dtype.kind == "f" and np.result_type(out, bias) == out.dtype:
+        # Same dtype either way: add in place rather than copy the (possibly
+        # image-sized) result, and skip the pass entirely for the default 0.
+        if bias != 0:
+            out += bias
+        return out
     return out + bias
 
 

@@ -42,7 +42,56 @@ def _chunks(planes, rows, row_bytes):
     return [(p, p + 1, r0, min(rows, r0 + per)) for p in range(planes) for r0 in range(0, rows, per)]
 
 
+def _padded(x, spec):
+    """``pad`` for the jit path; zero padding writes only the border, not all twice."""
+    simple = spec.padding_mode == "zeros" and all(r == 1 for r in spec.lhs_dilation)
+    if not simple or any(lo < 0 or hi < 0 for lo, hi in spec.pairs):
+        return np.ascontiguousarray(
+            pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation)
+        )
+    xp = np.empty(x.shape[:2] + spec.padded_spatial, dtype=x.dtype)
+    for i, (lo, hi) in enumerate(spec.pairs):
+        edge = [slice(None)] * xp.ndim
+        edge[2 + i] = slice(0, lo)
+        xp[tuple(edge)] = 0
+        edge[2 + i] = slice(xp.shape[2 + i] - hi, None)
+        xp[tuple(edge)] = 0
+    xp[(Ellipsis, *[slice(lo, lo + n) for (lo, _), n in zip(spec.pairs, spec.in_spatial)])] = x
+    return xp
+
+
+def _run_jit(kernel, x, w, spec):
+    N = spec.ndim
+    g = spec.groups
+    B, O = spec.batch, spec.out_channels
+    Og = O // g
+    S_out = spec.out_spatial
+    Sp = spec.padded_spatial
+    xf = _padded(x, spec).reshape(B * g, -1)
+    gs = [math.prod(Sp[i + 1:]) for i in range(N)]
+    offs = np.array(
+        [sum(t * d * st for t, d, st in zip(tap, spec.dilation, gs))
+         for tap in np.ndindex(*spec.kernel_size)],
+        dtype=np.int64,
+    )
+    wt = np.ascontiguousarray(w.reshape(g, Og, spec.taps))
+    out = np.empty((B * g, Og, math.prod(S_out[:-1]), S_out[-1]), dtype=spec.dtype)
+    shape = np.array(S_out[:-1], dtype=np.int64)
+    gstr = np.array([s * st for s, st in zip(spec.stride[:-1], gs[:-1])], dtype=np.int64)
+    from ._jit import set_threads
+
+    set_threads(get_num_threads())
+    kernel(xf, wt, offs, out, shape, gstr, spec.stride[-1], np.arange(B * g) % g)
+    return out.reshape(B, O, *S_out)
+
+
 def run(x, w, spec):
+    if spec.dtype in (np.dtype(np.float32), np.dtype(np.float64)):
+        from ._jit import taps_kernel
+
+        kernel = taps_kernel()
+        if kernel is not None:
+            return _run_jit(kernel, x, w.astype(spec.dtype, copy=False), spec)
     g = spec.groups
     B, O = spec.batch, spec.out_channels
     Og = O // g
