@@ -22,7 +22,7 @@ from .functional import (
 )
 from .io import load, save
 from .pooling import avg_pool, max_pool
-from .train import evaluate, fit, predict
+from .train import NonFiniteLossError, evaluate, fit, predict
 from . import data, losses, nn, optim  # noqa: E402  (NumPy only at import time)
 
 __version__ = "0.1.0"
@@ -46,6 +46,7 @@ __all__ = [
     "fit",
     "evaluate",
     "predict",
+    "NonFiniteLossError",
     "save",
     "load",
 ]
