@@ -3,9 +3,10 @@
 Pooling reads its windows through the same helper as the convolution
 (:func:`ndconv._windows.pad` and :func:`ndconv._windows.windows`), so stride,
 dilation and padding are handled in one place. The backward passes are a sum
-over kernel taps of strided slices, like the direct convolution: the max pool
-sends each output gradient to the tap that won (its argmax), the average pool
-shares it evenly among the taps it averaged over. Never a loop over pixels.
+over kernel taps of strided slices, like the direct convolution (or, when the
+windows tile the input, as in 2x2 pooling with stride 2, one reshape): the max
+pool sends each output gradient to the tap that won (its argmax), the average
+pool shares it evenly among the taps it averaged over. Never a loop over pixels.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ __all__ = [
 def _pool_args(x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
     """Validate a pooling call; return the batched input and plain tuples.
 
-    ``n`` is the number of spatial dims, or None to take every dim after the
-    first two (batched) or after the first (unbatched) from ``kernel_size``.
+    ``n`` is the number of spatial dims, or None to take it from the length
+    of ``kernel_size`` (which must then be a tuple).
     """
     x = _args.check_array(x, "x")
     if n is None:
@@ -213,10 +214,11 @@ def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
     n = len(k)
     ones = (1,) * n
     pairs = _pairs(x.shape[2:], k, s, p, ones, out)
-    xp = pad(x, pairs)
+    xp = pad(x, pairs) if any(lo or hi for lo, hi in pairs) else x
+    win = windows(xp, k, s, ones)  # (B, C, *S_out, *k), a view
     acc = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
     for tap in np.ndindex(*k):
-        acc += xp[(Ellipsis, *_tap_slices(tap, s, ones, out))]
+        acc += win[(Ellipsis, *tap)]
     if divisor_override is not None:
         return acc / x.dtype.type(divisor_override)
     return acc / _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, x.dtype)
