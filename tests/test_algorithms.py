@@ -254,6 +254,26 @@ def test_fft_float32_tolerance_is_met_on_a_large_kernel_image():
     assert np.max(np.abs(out - ref)) <= tolerance("fft", spec, np.float32) * scale
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["numpy", "numba"])
+def test_depthwise_numpy_and_numba_paths_agree_with_reference(jit, monkeypatch):
+    """Both depthwise paths (NumPy chunks; the optional numba kernel), strided N-d."""
+    from ndconv.algorithms import _jit
+
+    if jit:
+        pytest.importorskip("numba")
+    else:
+        monkeypatch.setattr(_jit, "_KERNEL", False)  # as if numba were absent
+    for n, s, d in [(1, (2,), (1,)), (2, (1, 2), (2, 1)), (3, (1, 1, 2), (1, 2, 1))]:
+        spec = CorrSpec(
+            batch=2, in_channels=3, out_channels=6, groups=3, in_spatial=(9, 8, 7)[:n],
+            kernel_size=(3, 2, 3)[:n], stride=s, dilation=d, pairs=((1, 2), (0, 1), (2, 0))[:n],
+            lhs_dilation=(1,) * n, padding_mode="zeros", dtype=np.dtype(np.float32),
+        )
+        x, w = _arrays(spec, seed=n)
+        out = ndconv.algorithms.run(x, w, spec, "depthwise")
+        np.testing.assert_allclose(out, spec_ref(x, w, spec), atol=1e-5)
+
+
 def test_winograd_matrices_compute_a_3_tap_correlation():
     """A^T [(G g) * (B^T d)] == correlate(d, g, 'valid') for F(2,3) and F(4,3)."""
     from ndconv.algorithms.winograd import _MATRICES

@@ -138,7 +138,11 @@ def _depthwise(spec):
     B, O = spec.batch, spec.out_channels
     P = math.prod(spec.out_spatial)
     padded = B * spec.in_channels * math.prod(spec.padded_spatial) * spec.dtype.itemsize
-    work = 2 * spec.taps * B * O * P / (RATES["elem"] * 2)  # in cache, both cores
+    import importlib.util
+
+    # In cache on both cores; numba's fused kernel does ~4x the NumPy rate.
+    jit = spec.dtype.kind == "f" and importlib.util.find_spec("numba") is not None
+    work = 2 * spec.taps * B * O * P / (RATES["elem"] * (8 if jit else 2))
     chunks = B * O * P * spec.dtype.itemsize // (256 * 2**10) + 1
     return work + 2 * padded / RATES["copy"] + chunks * 2 * spec.taps * RATES["step"]
 
