@@ -27,13 +27,17 @@ def _example(name):
     return mod
 
 
+@contextlib.contextmanager
 def _one_blas_thread():
-    """Small matrices on a shared 2-core machine: BLAS threads only fight each other."""
+    """Small matrices on a shared 2-core machine: threads only fight each other."""
+    from ndconv.algorithms import threads
+
+    before = threads._state["threads"]
+    ndconv.set_num_threads(1)
     try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
+        yield
+    finally:
+        ndconv.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------
