@@ -47,6 +47,10 @@ def add_arguments(p):
     p.add_argument("--force", action="store_true", help="replace OUT if it exists")
     p.add_argument("--tile-rows", type=_parse.positive_int, default=None,
                    help="output rows per tile (default: from a 64 MiB budget)")
+    p.add_argument("--tiled", action="store_true",
+                   help="for images bigger than memory: stream TIFF/Zarr chunk by chunk "
+                        "through dask to a tiled TIFF or Zarr (automatic for .zarr; "
+                        "needs ndconv[dask])")
 
 
 def load_kernel(spec):
@@ -66,6 +70,8 @@ def run(args):
     # Every check before any work: a refused run touches nothing.
     if not os.path.exists(args.input):
         raise UsageError(f"input image {args.input!r} does not exist")
+    if args.tiled or any(p.lower().rstrip("/\\").endswith(".zarr") for p in (args.input, args.output)):
+        return _run_tiled(args)
     _io.check_output(args.output, inputs=[args.input], force=args.force)
     kernel, kdesc = load_kernel(args.kernel)
     image = images.read_image(args.input)
@@ -107,3 +113,28 @@ def _progress(rows):
     except ImportError:
         return None
     return tqdm(total=rows, unit="row", desc="filter", leave=False)
+
+
+def _run_tiled(args):
+    """Bigger than memory: :func:`ndconv.tiled.filter_tiled`, chunk by chunk."""
+    try:
+        import dask.array  # noqa: F401
+    except ImportError:
+        from ._errors import Unavailable
+
+        raise Unavailable("--tiled and .zarr need dask: pip install 'ndconv[dask]'") from None
+    from .. import tiled
+
+    if not args.output.lower().rstrip("/\\").endswith(".zarr"):  # a Zarr is a folder
+        _io.check_output(args.output, inputs=[args.input], force=args.force)
+    kernel, kdesc = load_kernel(args.kernel)
+    shape = tiled.filter_tiled(
+        args.input, args.output, kernel, padding=args.padding, padding_mode=args.mode,
+        stride=args.stride, dilation=args.dilation, value_range=args.value_range,
+        overwrite=args.force, block=args.tile_rows or 1024,
+    )
+    print(
+        f"wrote {args.output}: {shape[1]}x{shape[0]} tiled, kernel {kdesc}, padding "
+        f"{args.padding}, mode {args.mode}, stride {args.stride}, dilation "
+        f"{args.dilation}, range {args.value_range}"
+    )
