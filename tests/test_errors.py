@@ -407,3 +407,87 @@ def test_numpy_integers_and_0d_arrays_are_ints():
         np.testing.assert_array_equal(ndconv.conv(X, W, **kw), ref)
     with pytest.raises(TypeError, match=r"`stride` must be an int or a tuple of ints, got array\(2\.\)"):
         ndconv.conv(X, W, stride=np.array(2.0))
+
+
+@st.composite
+def transpose_fuzz_args(draw):
+    """Small ints, often out of range: torch is the oracle for what is valid."""
+    n = draw(st.integers(1, 2))
+    g = draw(st.integers(1, 2))
+    cin, cout_g = g * draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    xshape = (draw(st.integers(1, 2)), cin, *(draw(st.integers(1, 4)) for _ in range(n)))
+    wshape = (cin, cout_g, *(draw(st.integers(1, 3)) for _ in range(n)))
+    if draw(st.integers(0, 5)) == 0:
+        wshape = (cin + 1, *wshape[1:])
+
+    def ints(lo, hi, bad_lo, bad_hi):
+        if draw(st.integers(0, 5)) == 0:  # now and then out of range or wrong length
+            return draw(st.one_of(st.integers(bad_lo, bad_hi),
+                                  st.tuples(*[st.integers(bad_lo, bad_hi)] * (n + 1))))
+        return draw(st.one_of(st.integers(lo, hi), st.tuples(*[st.integers(lo, hi)] * n)))
+
+    return dict(x_shape=xshape, w_shape=wshape, stride=ints(1, 3, -1, 3),
+                padding=ints(0, 2, -2, 4), output_padding=ints(0, 1, -1, 3),
+                groups=draw(st.sampled_from([g, g, g, g, 0, 3])), dilation=ints(1, 2, -1, 2))
+
+
+def _torch_refuses(fn, *args):
+    try:
+        return False, fn(*args)
+    except (RuntimeError, ValueError, TypeError, IndexError):
+        return True, None
+
+
+@settings(max_examples=max(100, settings.default.max_examples))
+@given(args=transpose_fuzz_args())
+def test_fuzz_conv_transpose_refuses_exactly_what_torch_refuses(args):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    r = np.random.default_rng(0)
+    x, w = r.standard_normal(args["x_shape"]), r.standard_normal(args["w_shape"])
+    n = len(args["x_shape"]) - 2
+    kw = {k: args[k] for k in ("stride", "padding", "output_padding", "groups", "dilation")}
+    # torch takes a tuple of the right length or an int; a wrong-length tuple
+    # it may broadcast or index oddly, so those count as refused by the rules.
+    wrong_len = any(isinstance(v, tuple) and len(v) != n for v in kw.values())
+    refused, ref = _torch_refuses(getattr(F, f"conv_transpose{n}d"), torch.tensor(x),
+                                  torch.tensor(w), None, *kw.values())
+    refused = refused or wrong_len or (ref is not None and min(ref.shape) == 0)
+    try:
+        out = ndconv.conv_transpose(x, w, **kw)
+    except (ValueError, TypeError) as exc:
+        assert refused, f"ndconv refused what torch computes: {exc}"
+        event("refused")
+        return
+    assert not refused, "ndconv accepted what torch refuses"
+    event("accepted")
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@given(x=st.one_of(st.lists(st.integers(-3, 3), max_size=4),
+                   st.lists(st.lists(st.floats(-2, 2), min_size=1, max_size=3), max_size=3),
+                   st.sampled_from([None, "ab", 3, [[]], [[1, 2], [3]], np.ones((2, 0))])),
+       k=st.one_of(st.lists(st.integers(-3, 3), max_size=3), st.sampled_from([[[1.0]], [1], None])),
+       mode=st.sampled_from(["valid", "same", "full", "x"]))
+def test_fuzz_correlate_raises_only_value_or_type_errors(x, k, mode):
+    for fn, ref_fn in ((ndconv.correlate, signal_correlate), (ndconv.convolve, signal_convolve)):
+        try:
+            out = fn(x, k, mode=mode)
+        except (ValueError, TypeError) as exc:
+            assert str(exc)
+            continue
+        np.testing.assert_allclose(out, ref_fn(np.asarray(x, float), np.asarray(k, float),
+                                               mode=mode), atol=1e-12)
+
+
+def signal_correlate(a, b, mode):
+    from scipy import signal
+
+    return signal.correlate(a, b, mode=mode, method="direct")
+
+
+def signal_convolve(a, b, mode):
+    from scipy import signal
+
+    return signal.convolve(a, b, mode=mode, method="direct")
