@@ -118,7 +118,11 @@ def test_fit_is_reproducible_and_learns():
     assert set(ha) == {"loss", "accuracy", "val_loss", "val_accuracy", "seconds"}
     assert ha.epochs == 8 and ha["loss"][-1] < ha["loss"][0]
     assert ha["val_accuracy"][-1] > 0.8
-    assert not a.training  # fit leaves the model in evaluation mode
+    assert a.training  # fit leaves the model in the mode it found it
+    m = _toy_model().eval()
+    ndconv.fit(m, *_toy(), loss=CrossEntropyLoss(), optimizer=optim.SGD(m, lr=0.1),
+               epochs=1, progress=False)
+    assert not m.training
 
 
 def test_fit_progress_bar_can_be_turned_off(capsys):

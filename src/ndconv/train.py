@@ -133,7 +133,8 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
     History
         ``loss`` and, for class labels, ``accuracy`` (running over the epoch's
         batches, in training mode), ``val_loss`` / ``val_accuracy``, and
-        ``seconds`` per epoch.
+        ``seconds`` per epoch. The model is left in the mode it had before
+        (``fit`` trains in training mode and evaluates in evaluation mode).
 
     Raises
     ------
@@ -156,6 +157,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
     from .io import save  # here: io is only needed when checkpointing
 
     history = History()
+    was_training = model.training
     n = x.shape[0]
     steps = math.ceil(n / batch_size)
     last_good = _snapshot(model, optimizer)
@@ -207,7 +209,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
         if checkpoint is not None:
             save({"model": last_good[0], "optimizer": last_good[1], "epoch": epoch,
                   "history": {k: list(v) for k, v in history.items()}}, checkpoint)
-    model.eval()
+    model.train(was_training)
     return history
 
 
