@@ -181,4 +181,6 @@ def test_learning_the_edge_kernel():
         layer.weight.data -= 3e-2 * layer.weight.grad
     assert losses[-1] < losses[0] * 1e-3
     assert all(b < a for a, b in zip(losses, losses[1:]))
+    # "falls by about 10x every 2 iterations" in the book's run; here at least 3x
+    assert all(losses[i + 2] < losses[i] / 3 for i in range(8))
     np.testing.assert_allclose(layer.weight.data.ravel(), [1.0, -1.0], atol=0.05)
