@@ -252,9 +252,7 @@ def bench_memory(args, rows):
 
     shape = (1, 3, 1500, 2000) if args.quick else (1, 3, 3000, 4000)
     x = _rng().random(shape, dtype=np.float32)
-    layer = Conv2d(3, 16, 3, padding=1)
-    for p in layer.parameters():
-        p.data = p.data.astype(np.float32)
+    layer = Conv2d(3, 16, 3, padding=1, dtype=np.float32)
     gc.collect()
     tracemalloc.start()  # NumPy reports its buffers to tracemalloc
     base = tracemalloc.get_traced_memory()[0]

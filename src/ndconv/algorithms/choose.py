@@ -80,7 +80,7 @@ def _winograd(spec):
     v, y = tiles * a**N * C, tiles * a**N * O
     # Elementwise operations per transformed value and dim (nonzeros of the
     # B^T and A^T rows; earlier dims work on smaller arrays, hence 0.6).
-    nnz_in, nnz_out = (1.2, 1.5) if m == 2 else (3.7, 4.0)
+    nnz_in, nnz_out = (0.8, 1.0) if m == 2 else (3.7, 4.0)
     transforms = 0.6 * N * (v * nnz_in + y * nnz_out) / r["elem"]
     products = 2 * tiles * a**N * (C // g) * O / (r["gemm"] * _gemm_eff(C // g, O // g))
     chunks = max(1, v * spec.dtype.itemsize // CHUNK_BYTES)

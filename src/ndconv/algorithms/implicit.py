@@ -29,7 +29,7 @@ import numpy as np
 from .._windows import pad
 
 #: Rows of the output grid per chunk (accumulated over all taps in cache).
-CHUNK_ROWS = 4096
+CHUNK_ROWS = 8192
 
 
 def supports(spec):
