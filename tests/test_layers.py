@@ -195,6 +195,20 @@ def test_pool_tiles_shifted_by_padding(kind):
                  rng.standard_normal((2, 2, 6, 6)), rng)
 
 
+def test_maxpool_nan_like_torch():
+    # NaN wins its window and takes the gradient (the last NaN, as PyTorch).
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 2, 6, 6))
+    x[0, 0, 0, 0] = x[0, 0, 1, 1] = x[0, 1, 3, 2] = np.nan
+    xt = _t(x, grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, 3, 2, 1)
+    g = rng.standard_normal(yt.shape)
+    yt.backward(_t(g))
+    layer = nn.MaxPool2d(3, 2, 1)
+    np.testing.assert_array_equal(layer(x), yt.detach().numpy())  # NaN where torch has NaN
+    np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-12)
+
+
 def test_avgpool_divisor_override():
     rng = np.random.default_rng(6)
     _check_layer(nn.AvgPool2d(3, 2, 1, divisor_override=4),

@@ -133,65 +133,76 @@ def _tap_slices(tap, s, d, out):
     )
 
 
+def _padded(x, pairs, value):
+    """``x`` padded by ``pairs`` (no copy when there is nothing to pad)."""
+    return pad(x, pairs, value=value) if any(lo or hi for lo, hi in pairs) else x
+
+
 def _max_forward(x, k, s, p, d, out):
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
-    xp = pad(x, pairs, value=-np.inf) if any(lo or hi for lo, hi in pairs) else x
-    win = windows(xp, k, s, d)  # (B, C, *S_out, *k), a view
-    flat = win.reshape(*x.shape[:2], *out, math.prod(k))  # one copy
-    idx = flat.argmax(axis=-1)  # first maximum, as PyTorch
-    # take_along_axis, not flat.max: NumPy reduces a short last axis slowly.
-    return np.take_along_axis(flat, idx[..., None], axis=-1)[..., 0], idx
+    win = windows(_padded(x, pairs, -np.inf), k, s, d)  # (B, C, *S_out, *k), a view
+    taps = list(np.ndindex(*k))
+    # A running maximum over the taps: output-sized operations only, no
+    # copy of the windows. np.maximum propagates NaN, as PyTorch does.
+    y = np.array(win[(Ellipsis, *taps[0])])
+    for tap in taps[1:]:
+        np.maximum(y, win[(Ellipsis, *tap)], out=y)
+    return y
 
 
-def _tiles(k, s, d):
-    """True when the windows tile the input: no overlap, no gaps (the usual 2x2/2)."""
-    return all(ki == si and di == 1 for ki, si, di in zip(k, s, d))
+def _max_winners(x, y, k, s, p, d):
+    """Per tap (in row-major order), where that tap is its window's winner.
 
-
-def _untile(blocks, out, k):
-    """``(B, C, *S_out, *k)`` -> ``(B, C, *(S_out*k))``: each window back in its place."""
-    n = len(k)
-    order = [0, 1] + [a for i in range(n) for a in (2 + i, 2 + n + i)]
-    lead = blocks.shape[:2]
-    return blocks.transpose(order).reshape(*lead, *(o * ki for o, ki in zip(out, k)))
-
-
-def _scatter(lead, spatial, pairs, per_tap, all_taps, out, k, s, d, dtype):
-    """Gradient of the input: each tap's share of the output gradient added into place.
-
-    ``per_tap(t)`` gives tap ``t``'s share, shape (B, C, *S_out);
-    ``all_taps()`` all of them at once, shape (B, C, *S_out, prod(k)).
-    Returns shape ``lead + spatial``.
+    The winner is the first maximum of the window, as in PyTorch; in a window
+    holding NaN (whose maximum is NaN) it is the last NaN, as in PyTorch.
     """
-    tiles = _tiles(k, s, d)
-    exact = all(o * ki == n and lo == 0 for o, ki, n, (lo, _) in zip(out, k, spatial, pairs))
-    if tiles and exact:
-        # The windows tile the unpadded input exactly (2x2 pooling of an even
-        # image): the gradient is the windows put back in place, one copy.
-        return _untile(all_taps().reshape(*lead, *out, *k), out, k)
-    gp = np.zeros((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))), dtype=dtype)
-    if tiles:
-        # Each input cell is in at most one window: one reshape instead of a
-        # strided add per tap.
-        core = tuple(slice(0, o * ki) for o, ki in zip(out, k))
-        gp[(Ellipsis, *core)] += _untile(all_taps().reshape(*lead, *out, *k), out, k)
-    else:
+    out = y.shape[2:]
+    win = windows(_padded(x, _pairs(x.shape[2:], k, s, p, d, out), -np.inf), k, s, d)
+    nan_y = np.isnan(y)
+    last_nan = None
+    if nan_y.any():
+        last_nan = np.full(y.shape, -1)
         for t, tap in enumerate(np.ndindex(*k)):
-            # Overlapping windows (stride < kernel) may send several gradients
-            # to one input; the += over taps adds them, as autograd does.
-            gp[(Ellipsis, *_tap_slices(tap, s, d, out))] += per_tap(t)
+            last_nan[np.isnan(win[(Ellipsis, *tap)]) & nan_y] = t
+    taken = np.zeros(y.shape, dtype=bool)
+    hit = np.empty(y.shape, dtype=bool)
+    for t, tap in enumerate(np.ndindex(*k)):
+        np.equal(win[(Ellipsis, *tap)], y, out=hit)
+        np.greater(hit, taken, out=hit)  # hit and not taken, without a temporary
+        taken |= hit
+        if last_nan is not None:
+            hit |= last_nan == t
+        yield hit
+
+
+def _scatter(lead, spatial, pairs, shares, out, k, s, d, dtype):
+    """Gradient of the input: each tap's share of the output gradient put in place.
+
+    ``shares`` yields, tap by tap in row-major order, that tap's share of the
+    output gradient, shape ``lead + S_out``. Returns shape ``lead + spatial``.
+    """
+    slices = [_tap_slices(tap, s, d, out) for tap in np.ndindex(*k)]
+    exact = all(ki == si and di == 1 and o * ki == n and lo == 0
+                for ki, si, di, o, n, (lo, _) in zip(k, s, d, out, spatial, pairs))
+    if exact:
+        # The windows tile the unpadded input exactly (2x2 pooling of an even
+        # image): every input cell gets exactly one share, written in place.
+        gx = np.empty((*lead, *spatial), dtype=dtype)
+        for sl, share in zip(slices, shares):
+            gx[(Ellipsis, *sl)] = share
+        return gx
+    gp = np.zeros((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))), dtype=dtype)
+    for sl, share in zip(slices, shares):
+        # Overlapping windows (stride < kernel) may send several gradients to
+        # one input; the += over taps adds them, as autograd does.
+        gp[(Ellipsis, *sl)] += share
     return fold_padding(gp, spatial, pairs, "zeros")
 
 
-def _max_backward(gy, idx, spatial, k, s, p, d):
-    out = gy.shape[2:]
-    pairs = _pairs(spatial, k, s, p, d, out)
-    zero = gy.dtype.type(0)
-    T = math.prod(k)
-    return _scatter(gy.shape[:2], spatial, pairs,
-                    lambda t: np.where(idx == t, gy, zero),
-                    lambda: np.where(np.arange(T) == idx[..., None], gy[..., None], zero),
-                    out, k, s, d, gy.dtype)
+def _max_backward(gy, x, y, k, s, p, d):
+    pairs = _pairs(x.shape[2:], k, s, p, d, y.shape[2:])
+    shares = (gy * hit for hit in _max_winners(x, y, k, s, p, d))
+    return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
 
 
 def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
@@ -214,8 +225,7 @@ def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
     n = len(k)
     ones = (1,) * n
     pairs = _pairs(x.shape[2:], k, s, p, ones, out)
-    xp = pad(x, pairs) if any(lo or hi for lo, hi in pairs) else x
-    win = windows(xp, k, s, ones)  # (B, C, *S_out, *k), a view
+    win = windows(_padded(x, pairs, 0), k, s, ones)  # (B, C, *S_out, *k), a view
     acc = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
     for tap in np.ndindex(*k):
         acc += win[(Ellipsis, *tap)]
@@ -233,9 +243,7 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
         share = gy / gy.dtype.type(divisor_override)
     else:
         share = gy / _avg_divisor(spatial, k, s, p, out, count_include_pad, gy.dtype)
-    T = math.prod(k)
-    return _scatter(gy.shape[:2], spatial, pairs, lambda t: share,
-                    lambda: np.broadcast_to(share[..., None], (*share.shape, T)),
+    return _scatter(gy.shape[:2], spatial, pairs, (share for _ in range(math.prod(k))),
                     out, k, s, ones, gy.dtype)
 
 
@@ -255,7 +263,7 @@ def _check_grad(grad_out, expected, dtype):
 
 
 def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-             ndim=None, return_indices=False):
+             ndim=None):
     """N-d max pooling, as ``torch.nn.functional.max_pool{1,2,3}d``.
 
     Parameters
@@ -273,14 +281,12 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
         Round the output size up instead of down (the last window may be partial).
     ndim : int, optional
         Number of spatial dims N when ``kernel_size`` is an int.
-    return_indices : bool
-        Also return, per output, the index of the winning tap within its window
-        (row-major over the kernel), which :func:`max_pool_backward` takes.
 
     Returns
     -------
     ndarray, shape (B, C, *S_out) or (C, *S_out)
         ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1``.
+        A window holding NaN gives NaN, as in PyTorch.
 
     Examples
     --------
@@ -291,33 +297,40 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     """
     xb, unbatched, k, s, p, d, out = _pool_args(x, ndim, kernel_size, stride, padding,
                                                 dilation, ceil_mode, "max")
-    y, idx = _max_forward(xb, k, s, p, d, out)
-    if unbatched:
-        y, idx = y[0], idx[0]
-    return (y, idx) if return_indices else y
+    y = _max_forward(xb, k, s, p, d, out)
+    return y[0] if unbatched else y
 
 
-def max_pool_backward(grad_out, x, indices, kernel_size, stride=None, padding=0,
-                      dilation=1, ceil_mode=False, *, ndim=None):
+def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
+                      ceil_mode=False, *, out=None, ndim=None):
     """Gradient of :func:`max_pool` with respect to ``x``.
 
-    Each output's gradient goes to the input element that won its window
-    (``indices`` from ``max_pool(..., return_indices=True)``); elements that
-    won several overlapping windows receive the sum.
+    Each output's gradient goes to the element that won its window (the first
+    maximum, as in PyTorch); an element that won several overlapping windows
+    receives the sum.
+
+    Parameters
+    ----------
+    grad_out : ndarray, shape of ``max_pool(x, ...)``
+    x, kernel_size, stride, padding, dilation, ceil_mode, ndim
+        As given to :func:`max_pool`.
+    out : ndarray, optional
+        ``max_pool(x, ...)`` if already computed (it is recomputed otherwise).
     """
-    xb, unbatched, k, s, p, d, out = _pool_args(x, ndim, kernel_size, stride, padding,
-                                                dilation, ceil_mode, "max")
-    expected = xb.shape[:2] + out
+    xb, unbatched, k, s, p, d, shape = _pool_args(x, ndim, kernel_size, stride, padding,
+                                                  dilation, ceil_mode, "max")
+    expected = xb.shape[:2] + shape
     gy = _check_grad(grad_out, expected[1:] if unbatched else expected, xb.dtype)
-    idx = np.asarray(indices)
-    if idx.shape != gy.shape or idx.dtype.kind not in "iu":
-        raise ValueError(
-            f"`indices` must be an int array of the output's shape {gy.shape}, got "
-            f"{idx.dtype} array of shape {idx.shape}"
-        )
+    if out is None:
+        y = _max_forward(xb, k, s, p, d, shape)
+    else:
+        y = np.asarray(out)
+        if y.shape != gy.shape:
+            raise ValueError(f"`out` must have the output's shape {gy.shape}, got {y.shape}")
+        y = y[None] if unbatched else y
     if unbatched:
-        gy, idx = gy[None], idx[None]
-    gx = _max_backward(gy, idx, xb.shape[2:], k, s, p, d)
+        gy = gy[None]
+    gx = _max_backward(gy, xb, y, k, s, p, d)
     return gx[0] if unbatched else gx
 
 

@@ -81,17 +81,17 @@ class MaxPool(_PoolNd):
 
     def forward(self, x):
         x = self._check_input(x)
-        y, idx = P.max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation,
-                            self.ceil_mode, return_indices=True)
-        self._cache = (x, idx)
+        y = P.max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation,
+                       self.ceil_mode)
+        self._cache = (x, y)
         return y
 
     def backward(self, grad_out):
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        x, idx = self._cache
-        return P.max_pool_backward(grad_out, x, idx, self.kernel_size, self.stride,
-                                   self.padding, self.dilation, self.ceil_mode)
+        x, y = self._cache
+        return P.max_pool_backward(grad_out, x, self.kernel_size, self.stride, self.padding,
+                                   self.dilation, self.ceil_mode, out=y)
 
 
 class AvgPool(_PoolNd):
