@@ -240,15 +240,18 @@ def test_pool_errors():
 def test_pool_random_arguments_agree_with_torch(n, k, s, p, size, ceil, kind):
     """Random arguments: the same error class as torch or the same numbers."""
     x = np.random.default_rng(size).standard_normal((1, 2, *[size] * n))
+    xt = _t(x, grad=True)
     try:
         tl = getattr(torch.nn, f"{kind}Pool{n}d")(k, s, p, ceil_mode=ceil)
-        want = tl(_t(x)).detach().numpy()
+        yt = tl(xt)
+        want = yt.detach().numpy()
     except RuntimeError:
         want = None
     try:
-        got = getattr(nn, f"{kind}Pool{n}d")(k, s, p, ceil_mode=ceil)(x)
+        layer = getattr(nn, f"{kind}Pool{n}d")(k, s, p, ceil_mode=ceil)
+        got = layer(x)
     except ValueError:
-        got = None
+        layer = got = None
     if want is None and got is not None and kind == "Avg" and n == 3 and size < k:
         # torch's avg_pool3d alone refuses an input smaller than the kernel
         # even when padding makes it fit; AvgPool1d/2d (and ndconv) accept it.
@@ -257,6 +260,10 @@ def test_pool_random_arguments_agree_with_torch(n, k, s, p, size, ceil, kind):
         assert want is None and got is None
     else:
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+        g = np.cos(np.arange(got.size)).reshape(got.shape)
+        yt.backward(_t(g))
+        layer(x)
+        np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------
