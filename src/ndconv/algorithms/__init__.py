@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import depthwise, direct, fft, gemm, implicit, winograd
+from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
 from .spec import CorrSpec
 
 ALGORITHMS = {
     "direct": direct, "gemm": gemm, "fft": fft, "winograd": winograd,
     "depthwise": depthwise, "implicit": implicit,
+    "scatter": scatter,
 }
 
 

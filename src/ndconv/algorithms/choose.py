@@ -134,6 +134,24 @@ def _implicit(spec):
     return flops / (r["gemm"] * eff) + copies + calls * r["step"]
 
 
+def _scatter(spec):
+    from .scatter import TILE_BYTES
+
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    it = spec.dtype.itemsize
+    r = RATES
+    M = B * math.prod(spec.in_spatial)  # real (undilated) input elements
+    flops = 2 * M * (C // g) * spec.taps * O
+    contrib = M * spec.taps * O * it
+    out = B * O * math.prod(spec.out_spatial) * it
+    return (
+        flops / (r["gemm"] * _gemm_eff(C // g, spec.taps * O // g))
+        + 4 * contrib / r["copy"]
+        + 3 * out / r["copy"]
+        + (contrib // TILE_BYTES + 1) * spec.taps * r["step"]
+    )
+
+
 def _depthwise(spec):
     B, O = spec.batch, spec.out_channels
     P = math.prod(spec.out_spatial)
@@ -154,6 +172,7 @@ _ESTIMATES = {
     "fft": _fft,
     "depthwise": _depthwise,
     "implicit": _implicit,
+    "scatter": _scatter,
 }
 
 
@@ -251,6 +270,11 @@ def _why(method, spec):
 
         m = tile_size(spec.ndim)
         return f"3x..x3 stride 1: Winograd F({m},3) per dim, fewer multiplies than im2col"
+    if method == "scatter":
+        return (
+            f"input dilation {spec.lhs_dilation}: only the real input elements are "
+            "multiplied (one GEMM), then added into place per tap"
+        )
     if method == "implicit":
         from .implicit import mode
 

@@ -1,0 +1,88 @@
+"""Scatter method (col2im): each input element adds a copy of the kernel to the output.
+
+With input dilation ``r > 1`` (the input gradient of a strided convolution,
+and the transposed convolution) most of the dilated input is zeros, which
+every gather-style method multiplies anyway. Here only the real elements
+work: one GEMM ``(B*P_in, C) @ (C, taps*O)`` gives every element's
+contribution to every tap, and one strided slice-add per tap (the lecture's
+sum over taps, run backwards) puts them in place. Stride 1 only (which is what
+input gradients are); any dilation, input dilation, cropping and groups.
+Work is split over batch items and taps so the contribution buffer stays
+under :data:`TILE_BYTES` (or one tap of one item, if that is larger).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Upper bound on the contribution buffer of one chunk, in bytes.
+TILE_BYTES = 32 * 2**20
+
+
+def supports(spec):
+    if spec.dtype.kind not in "fiu":
+        return False, f"dtype {spec.dtype} is not numeric"
+    if any(s != 1 for s in spec.stride):
+        return False, f"stride {spec.stride} is not 1"
+    if spec.padding_mode != "zeros":
+        return False, f"padding_mode {spec.padding_mode!r} is not 'zeros'"
+    return True, "stride 1, zero padding (any input dilation)"
+
+
+def _tap_slices(tap, spec):
+    """``(src, dst)`` slices: input elements ``src`` land on outputs ``dst`` for ``tap``.
+
+    Input element ``p`` sits at ``lo + p*r`` of the padded, dilated input; tap
+    ``t`` of output ``q`` reads position ``q + t*d``, so ``q = lo + p*r - t*d``.
+    """
+    src, dst = [], []
+    for t, d, r, (lo, _), n_in, n_out in zip(
+        tap, spec.dilation, spec.lhs_dilation, spec.pairs, spec.in_spatial, spec.out_spatial
+    ):
+        shift = lo - t * d
+        p0 = max(0, -(shift // r))  # smallest p with shift + p*r >= 0
+        p1 = min(n_in - 1, (n_out - 1 - shift) // r)
+        if p1 < p0:
+            return None
+        src.append(slice(p0, p1 + 1))
+        q0 = shift + p0 * r
+        dst.append(slice(q0, q0 + (p1 - p0) * r + 1, r))
+    return tuple(src), tuple(dst)
+
+
+def run(x, w, spec):
+    g = spec.groups
+    B, C, O = spec.batch, spec.in_channels, spec.out_channels
+    Cg, Og = C // g, O // g
+    S_in, S_out = spec.in_spatial, spec.out_spatial
+    T = spec.taps
+    Pin = math.prod(S_in)
+    moves = [_tap_slices(tap, spec) for tap in np.ndindex(*spec.kernel_size)]
+    # (g, T*Og, Cg): row (t, o) of group gi holds w[gi*Og + o, :, t]. Its
+    # product with the channels-first input (Cg, Pin) is every element's
+    # contribution, already laid out (t, o, *S_in): no transposes anywhere.
+    wm = w.reshape(g, Og, Cg, T).transpose(0, 3, 1, 2).reshape(g, T * Og, Cg)
+    wm = np.ascontiguousarray(wm, dtype=spec.dtype)
+    xr = x.reshape(B, g, Cg, Pin)
+    out = np.zeros((B, O, *S_out), dtype=spec.dtype)
+    # Chunks of batch items and taps; one tap of one item (the size of that
+    # item's output, at most) is the smallest unit.
+    per_tap = Pin * O * spec.dtype.itemsize
+    nt = max(1, min(T, TILE_BYTES // max(per_tap, 1)))
+    nb = max(1, TILE_BYTES // max(per_tap * nt, 1))
+    for b0 in range(0, B, nb):
+        b1 = min(B, b0 + nb)
+        ob = out[b0:b1]
+        for t0 in range(0, T, nt):
+            t1 = min(T, t0 + nt)
+            contrib = np.matmul(wm[:, t0 * Og : t1 * Og], xr[b0:b1])  # (nb, g, nt*Og, Pin)
+            contrib = contrib.reshape(b1 - b0, g, t1 - t0, Og, *S_in)
+            for t in range(t0, t1):
+                if moves[t] is None:
+                    continue
+                src, dst = moves[t]
+                part = contrib[:, :, t - t0].reshape(b1 - b0, O, *S_in)
+                ob[(slice(None), slice(None), *dst)] += part[(slice(None), slice(None), *src)]
+    return out
