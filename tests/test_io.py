@@ -108,7 +108,8 @@ def test_load_errors_name_the_key(tmp_path):
     wrong_shape = {"model": nn.Sequential(
         nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
         nn.Linear(64, 12)).state_dict()}
-    with pytest.raises(ValueError, match=r"'model\.4\.weight' has shape \(10, 64\), expected \(12, 64\)"):
+    with pytest.raises(ValueError,
+                       match=r"'model\.4\.weight' has shape \(10, 64\), expected \(12, 64\)"):
         ndconv.load(path, like=wrong_shape)
     wrong_dtype = {"model": _lenet(dtype=np.float64).state_dict()}
     with pytest.raises(TypeError, match=r"'model\.0\.weight' has dtype float32, expected float64"):

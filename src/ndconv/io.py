@@ -200,7 +200,9 @@ def _compare(expected, got, where):
         expected = expected.state_dict()
     if isinstance(expected, Mapping):
         if not isinstance(got, Mapping):
-            raise TypeError(f"checkpoint entry {where!r} is a {type(got).__name__}, expected a dict")
+            raise TypeError(
+                f"checkpoint entry {where!r} is a {type(got).__name__}, expected a dict"
+            )
         missing = [k for k in expected if k not in got]
         extra = [k for k in got if k not in expected]
         if missing or extra:
@@ -213,7 +215,9 @@ def _compare(expected, got, where):
             _compare(expected[k], got[k], f"{where}.{k}" if where else k)
     elif isinstance(expected, np.ndarray):
         if not isinstance(got, np.ndarray):
-            raise TypeError(f"checkpoint entry {where!r} is a {type(got).__name__}, expected an array")
+            raise TypeError(
+                f"checkpoint entry {where!r} is a {type(got).__name__}, expected an array"
+            )
         if got.shape != expected.shape:
             raise ValueError(
                 f"checkpoint entry {where!r} has shape {got.shape}, expected {expected.shape}"

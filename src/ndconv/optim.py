@@ -93,7 +93,10 @@ class Optimizer:
         }
 
     def load_state_dict(self, state):
-        """Restore from :meth:`state_dict`; a buffer whose shape differs raises ValueError naming it."""
+        """Restore from :meth:`state_dict`.
+
+        A buffer whose shape differs from its parameter's raises ValueError naming it.
+        """
         for key in ("step", "hyper", "state"):
             if key not in state:
                 raise KeyError(f"optimizer state dict has no key {key!r}")
@@ -159,7 +162,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
                  nesterov=False):
         lr, momentum = _nonneg(lr, "lr"), _nonneg(momentum, "momentum")
-        dampening, weight_decay = _nonneg(dampening, "dampening"), _nonneg(weight_decay, "weight_decay")
+        dampening = _nonneg(dampening, "dampening")
+        weight_decay = _nonneg(weight_decay, "weight_decay")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError(
                 f"`nesterov`=True needs `momentum` > 0 and `dampening` == 0 (got momentum="

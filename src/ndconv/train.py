@@ -53,7 +53,9 @@ class History(dict):
 def _check_data(x, y, name="x"):
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:
-        raise ValueError(f"`{name}` must hold at least one example along its first dim; got shape {x.shape}")
+        raise ValueError(
+            f"`{name}` must hold at least one example along its first dim; got shape {x.shape}"
+        )
     if y is not None:
         y = np.asarray(y)
         if y.ndim < 1 or y.shape[0] != x.shape[0]:

@@ -37,7 +37,8 @@ class Linear(Module):
         rng = as_rng(rng)
         shape = (self.out_features, self.in_features)
         self.weight = Parameter(kaiming_uniform(shape, rng, dt))
-        self.bias = Parameter(bias_uniform(self.out_features, self.in_features, rng, dt)) if bias else None
+        self.bias = (Parameter(bias_uniform(self.out_features, self.in_features, rng, dt))
+                     if bias else None)
         self._cache = None
 
     def extra_repr(self):
