@@ -28,6 +28,10 @@ import numpy as np
 from .._windows import pad, windows
 from .threads import fft_workers
 
+#: Fixed cost of one more block along a dim (edges copied, transform set-up),
+#: in the units of ``L * log2(L)``; favours fewer, longer blocks.
+_PER_BLOCK = 256
+
 #: Upper bound on the complex buffers of one chunk of blocks, in bytes.
 CHUNK_BYTES = 64 * 2**20
 
@@ -75,7 +79,7 @@ def block_length(n, span, stride=1, extra=0.0):
         T = (L - span) // stride + 1
         if T >= 1:
             blocks = -(-n_out // T)
-            cost = blocks * L * (math.log2(L) + extra) / n_out
+            cost = blocks * (L * (math.log2(L) + extra) + _PER_BLOCK) / n_out
             best = min(best, (cost, L, T))
         L = next_fast_len(L + 1, real=True)
     return best[1], best[2]
