@@ -10,6 +10,7 @@ plausible candidates on the actual arrays instead, as
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 
@@ -225,36 +226,45 @@ def choose(spec, measure=False, x=None, w=None):
         The winner's estimated (or measured) time, the others', and why
         any algorithm was ruled out.
     """
+    if not measure:
+        return _choose_cached(spec)
     est, no = candidates(spec)
-    ruled = "; ".join(f"{k} ruled out: {v}" for k, v in no.items())
-    if measure:
-        best_est = min(est.values())
-        pool = {k: v for k, v in est.items() if v <= 10 * best_est}
-        if x is None or w is None:
-            rng = np.random.default_rng(0)
-            x = rng.standard_normal(
-                (spec.batch, spec.in_channels, *spec.in_spatial)
-            ).astype(spec.dtype)
-            w = rng.standard_normal(
-                (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
-            ).astype(spec.dtype)
-        times = {k: _timed(ALGORITHMS[k], x, w, spec) for k in pool}
-        method = min(times, key=times.get)
-        others = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(times.items(), key=lambda kv: kv[1]) if k != method)
-        skipped = [k for k in est if k not in pool]
-        reason = f"measured {_fmt(times[method])}, fastest of: {others or 'no other'}"
-        if skipped:
-            reason += f" (not timed, estimated >10x slower: {', '.join(skipped)})"
-    else:
-        method = min(est, key=est.get)
-        others = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(est.items(), key=lambda kv: kv[1]) if k != method)
-        reason = (
-            f"estimated {_fmt(est[method])} ({_why(method, spec)}); others estimated: "
-            f"{others or 'none'}"
+    best_est = min(est.values())
+    pool = [k for k, v in est.items() if v <= 10 * best_est]
+    if x is None or w is None:
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((spec.batch, spec.in_channels, *spec.in_spatial))
+        w = rng.standard_normal(
+            (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
         )
-    if ruled:
-        reason += f"; {ruled}"
-    return method, reason
+        x, w = x.astype(spec.dtype), w.astype(spec.dtype)
+    times = {k: _timed(ALGORITHMS[k], x, w, spec) for k in pool}
+    method = min(times, key=times.get)
+    others = ", ".join(
+        f"{k} {_fmt(v)}" for k, v in sorted(times.items(), key=lambda kv: kv[1]) if k != method
+    )
+    reason = f"measured {_fmt(times[method])}, fastest of: {others or 'no other'}"
+    skipped = [k for k in est if k not in pool]
+    if skipped:
+        reason += f" (not timed, estimated >10x slower: {', '.join(skipped)})"
+    ruled = "; ".join(f"{k} ruled out: {v}" for k, v in no.items())
+    return method, reason + (f"; {ruled}" if ruled else "")
+
+
+@functools.lru_cache(maxsize=512)
+def _choose_cached(spec):
+    """The cost-model choice; specs repeat (a layer per step), so remember it."""
+    est, no = candidates(spec)
+    method = min(est, key=est.get)
+    others = ", ".join(
+        f"{k} {_fmt(v)}" for k, v in sorted(est.items(), key=lambda kv: kv[1]) if k != method
+    )
+    reason = (
+        f"estimated {_fmt(est[method])} ({_why(method, spec)}); others estimated: "
+        f"{others or 'none'}"
+    )
+    ruled = "; ".join(f"{k} ruled out: {v}" for k, v in no.items())
+    return method, reason + (f"; {ruled}" if ruled else "")
 
 
 def _why(method, spec):

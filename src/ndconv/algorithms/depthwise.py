@@ -80,7 +80,9 @@ def _run_jit(kernel, x, w, spec):
     gstr = np.array([s * st for s, st in zip(spec.stride[:-1], gs[:-1])], dtype=np.int64)
     from ._jit import set_threads
 
-    set_threads(get_num_threads())
+    # Small problems on one thread: waking the pool costs more than it saves.
+    work = B * O * math.prod(S_out) * spec.taps
+    set_threads(get_num_threads() if work >= 2**21 else 1)
     kernel(xf, wt, offs, out, shape, gstr, spec.stride[-1], np.arange(B * g) % g)
     return out.reshape(B, O, *S_out)
 
