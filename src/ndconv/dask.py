@@ -135,10 +135,18 @@ def _out_bounds(in_chunks, stride, out_size):
     return sorted(out)
 
 
-def _window_block(parts, crops, w, bias, stride, dilation, groups, method):
-    """Correlate one padded input window (given as its nested chunks) with ``w``."""
-    x = np.block(parts)
-    x = x[(slice(None), slice(None), *[slice(a, a + m) for a, m in crops])]
+def _cut(chunk, index):
+    """A copy of part of an input chunk, so the chunk can be freed once cut.
+
+    A view would keep the whole chunk alive until the window that needs a
+    thin halo of it runs; in 3-D that held several slabs of chunks at once.
+    """
+    return chunk[index].copy()
+
+
+def _window_block(parts, w, bias, stride, dilation, groups, method):
+    """Correlate one padded input window (given as nested pieces) with ``w``."""
+    x = np.block(parts) if isinstance(parts, list) else parts
     n = len(stride)
     spec = CorrSpec(
         batch=x.shape[0], in_channels=x.shape[1], out_channels=w.shape[0],
@@ -152,11 +160,37 @@ def _window_block(parts, crops, w, bias, stride, dilation, groups, method):
     return y
 
 
-def _nested(name, lead, ranges):
-    """Nested lists of chunk keys, outermost list = first spatial dim (np.block's order)."""
-    if not ranges:
-        return (name, *lead)
-    return [_nested(name, lead + (j,), ranges[1:]) for j in ranges[0]]
+def _windows(bounds, stride, dilation, kernel_size, chunks):
+    """Per spatial dim, per output block: the input pieces its window reads.
+
+    Output block ``[o0, o1)`` reads padded cells ``[o0*s, (o1-1)*s + d*(k-1) + 1)``;
+    each piece is ``(chunk index, slice within the chunk, whole chunk?)``.
+    """
+    out = []
+    for b, s, d, k, c in zip(bounds, stride, dilation, kernel_size, chunks):
+        st = np.cumsum((0,) + tuple(c))
+        blocks = []
+        for o0, o1 in zip(b[:-1], b[1:]):
+            lo, hi = o0 * s, (o1 - 1) * s + d * (k - 1) + 1
+            j0 = int(np.searchsorted(st, lo, side="right")) - 1
+            j1 = int(np.searchsorted(st, hi, side="left"))
+            pieces = []
+            for j in range(j0, j1):
+                a, z = max(lo, int(st[j])) - int(st[j]), min(hi, int(st[j + 1])) - int(st[j])
+                pieces.append((j, slice(a, z), a == 0 and z == c[j]))
+            blocks.append((pieces, hi - lo))
+        out.append(blocks)
+    return out
+
+
+def _nest(items, n):
+    """Nested lists (outermost = first spatial dim, np.block's order) of a
+    row-major flat list over an ``n``-dim grid whose shape ``items`` gives."""
+    shape, flat = items
+    if n == 0:
+        return flat[0]
+    step = len(flat) // shape[0]
+    return [_nest((shape[1:], flat[i * step:(i + 1) * step]), n - 1) for i in range(shape[0])]
 
 
 def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chunks, method):
@@ -168,21 +202,11 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
     n = len(stride)
     K = w.shape[2:]
     bounds = [_out_bounds(c, s, p) for c, s, p in zip(in_chunks, stride, out_spatial)]
-    starts = [np.cumsum((0,) + c) for c in xp.chunks[2:]]
-    per_dim = []  # per spatial dim: per output block (input chunk range, crop)
-    for b, s, d, k, st in zip(bounds, stride, dilation, K, starts):
-        blocks = []
-        for o0, o1 in zip(b[:-1], b[1:]):
-            lo = o0 * s
-            hi = (o1 - 1) * s + d * (k - 1) + 1  # one past the window's last cell
-            j0 = int(np.searchsorted(st, lo, side="right")) - 1
-            j1 = int(np.searchsorted(st, hi, side="left"))
-            blocks.append((range(j0, j1), (lo - int(st[j0]), hi - lo)))
-        per_dim.append(blocks)
+    per_dim = _windows(bounds, stride, dilation, K, xp.chunks[2:])
     if method == "auto":
         # One algorithm for every block, chosen for the largest: the cost model
         # would otherwise pick by block size and blocks could differ in rounding.
-        window = tuple(max(m for _, (_, m) in blocks) for blocks in per_dim)
+        window = tuple(max(m for _, m in blocks) for blocks in per_dim)
         method = choose(CorrSpec(
             batch=max(xp.chunks[0]), in_channels=xp.shape[1], out_channels=w.shape[0],
             groups=groups, in_spatial=window, kernel_size=K, stride=stride,
@@ -190,15 +214,25 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
             padding_mode="zeros", dtype=xp.dtype,
         ))[0]
     token = tokenize(xp.name, w, bias, stride, dilation, groups, bounds, method)
-    name = f"ndconv-conv-{token}"
+    name, cut = f"ndconv-conv-{token}", f"ndconv-halo-{token}"
     dsk = {}
     for bi in range(len(xp.chunks[0])):
         for idx in itertools.product(*(range(len(b)) for b in per_dim)):
-            chosen = [per_dim[i][j] for i, j in enumerate(idx)]
-            parts = _nested(xp.name, (bi, 0), [r for r, _ in chosen])
-            crops = tuple(c for _, c in chosen)
+            chosen = [per_dim[i][j][0] for i, j in enumerate(idx)]
+            keys = []
+            for piece in itertools.product(*chosen):
+                js = tuple(j for j, _, _ in piece)
+                src = (xp.name, bi, 0, *js)
+                if all(whole for _, _, whole in piece):
+                    keys.append(src)
+                else:
+                    key = (cut, bi, *idx, *js)
+                    index = (slice(None), slice(None), *(sl for _, sl, _ in piece))
+                    dsk[key] = (_cut, src, index)
+                    keys.append(key)
+            parts = _nest((tuple(len(c) for c in chosen), keys), n)
             dsk[(name, bi, 0, *idx)] = (
-                _window_block, parts, crops, w, bias, stride, dilation, groups, method,
+                _window_block, parts, w, bias, stride, dilation, groups, method,
             )
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[xp])
     chunks = (xp.chunks[0], (w.shape[0],)) + tuple(
