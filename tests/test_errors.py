@@ -235,6 +235,26 @@ def test_huge_kernel_fails_before_allocating():
 # NaN and Inf are values, not errors
 
 
+@pytest.mark.filterwarnings("error")  # and not warnings either: torch is silent
+@pytest.mark.parametrize("method", ["auto", *ndconv.algorithms.ALGORITHMS])
+def test_nan_inf_are_not_errors_or_warnings(method):
+    x = np.ones((1, 2, 5, 5))
+    x[0, 0, 2, 2], x[0, 1, 0, 0] = np.nan, np.inf
+    w = np.zeros((2, 1, 3, 3))  # inf * 0 = nan, silently
+    try:
+        out = ndconv.conv(x, w, padding=1, groups=2, method=method)
+    except ValueError as exc:
+        if method == "auto" or "cannot compute this correlation" not in str(exc):
+            raise
+        return
+    assert np.isnan(out[0, 0, 1:4, 1:4]).all() and np.isnan(out[0, 1, :2, :2]).all()
+    gx, gw, gb = ndconv.conv_backward(np.ones_like(out), x, w, padding=1, groups=2, method=method)
+    assert np.isnan(gw).any()
+    big = np.full((1, 1, 3, 3), 3e38, np.float32)  # float32 overflow: inf, silently
+    assert np.isinf(ndconv.conv(big, np.ones((1, 1, 2, 2), np.float32))).all()
+
+
+@pytest.mark.filterwarnings("error")
 def test_nan_inf_are_not_errors():
     x = np.full((1, 1, 4, 4), np.nan)
     assert np.isnan(ndconv.conv(x, np.ones((1, 1, 2, 2)))).all()

@@ -55,7 +55,9 @@ def run(x, w, spec, method="auto"):
     ok, why = algo.supports(spec)
     if not ok:
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
-    return algo.run(x, w, spec)
+    # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
+    with np.errstate(invalid="ignore", over="ignore"):
+        return algo.run(x, w, spec)
 
 
 __all__ = ["ALGORITHMS", "CorrSpec", "run"]
