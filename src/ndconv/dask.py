@@ -15,10 +15,13 @@ wrong at chunk edges). Then each output block is one task: it reads exactly
 the padded input window its outputs need, ``[o0*s, (o1-1)*s + d*(k-1) + 1)``
 per spatial dim, from as many input chunks as that window touches (so chunks
 smaller than the kernel, and any stride, work), and runs the in-memory
-algorithm on it. This is ``map_overlap`` with the halo computed per output
-block instead of per input chunk, which is what keeps the blocks on the
-stride grid. Output blocks follow the input chunks divided by the stride;
-batch chunks are kept, channels are made whole (one chunk).
+algorithm on it (``method='auto'`` is resolved once, for the largest block).
+This is ``map_overlap`` with the halo computed per output block instead of
+per input chunk, which is what keeps the blocks on the stride grid. The parts
+of a neighbouring chunk a window needs are cut out as copies by small tasks,
+so each input chunk can be freed as soon as it has been cut, not held until
+every window around it has run. Output blocks follow the input chunks
+divided by the stride; batch chunks are kept, channels are made whole.
 
 Dask is an optional extra (``pip install 'ndconv[dask]'``); ``import ndconv``
 never imports it.
