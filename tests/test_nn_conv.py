@@ -287,3 +287,22 @@ def test_load_state_dict_errors():
     sd = layer.state_dict()
     sd["weight"][...] = 7.0
     assert not (layer.weight.data == 7.0).any()
+
+
+def test_nd_base_class_in_4d():
+    """The one N-d class serves N = 4 too (torch has no Conv4d: the reference is NumPy)."""
+    from reference import conv_ref  # tests/ is on the path (conftest.py)
+
+    layer = nn.Conv(4, 2, 4, kernel_size=(2, 1, 2, 2), stride=(1, 2, 1, 1), padding=1,
+                    padding_mode="circular", dtype=np.float64, rng=0)
+    assert layer.weight.data.shape == (4, 2, 2, 1, 2, 2)
+    x = np.random.default_rng(0).standard_normal((2, 2, 3, 4, 3, 3))
+    y = layer(x)
+    ref = conv_ref(x, layer.weight.data, layer.bias.data, (1, 2, 1, 1), 1, 1, 1, "circular")
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-12)
+    # backward: <grad_x, dx> equals the change of <gy, y> (linear in x)
+    gy = np.random.default_rng(1).standard_normal(y.shape)
+    gx = layer.backward(gy)
+    dx = np.random.default_rng(2).standard_normal(x.shape)
+    np.testing.assert_allclose(np.vdot(gx, dx), np.vdot(gy, layer(x + dx) - y), rtol=1e-10)
+    np.testing.assert_allclose(layer.bias.grad, gy.sum(axis=(0, 2, 3, 4, 5)), rtol=1e-12)
