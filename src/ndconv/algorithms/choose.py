@@ -81,12 +81,12 @@ def _winograd(spec):
     v, y = tiles * a**N * C, tiles * a**N * O
     # Elementwise operations per transformed value and dim (nonzeros of the
     # B^T and A^T rows; earlier dims work on smaller arrays, hence 0.6).
-    nnz_in, nnz_out = (0.8, 1.0) if m == 2 else (3.7, 4.0)
+    nnz_in, nnz_out = (0.6, 0.8) if m == 2 else (3.7, 4.0)
     transforms = 0.6 * N * (v * nnz_in + y * nnz_out) / r["elem"]
     products = 2 * tiles * a**N * (C // g) * O / (r["gemm"] * _gemm_eff(C // g, O // g))
     chunks = max(1, v * spec.dtype.itemsize // CHUNK_BYTES)
     out = 2 * B * O * math.prod(spec.out_spatial) * spec.dtype.itemsize / r["copy"]
-    calls = a**N // 8 + (a + 1) * N * 4  # one batched matmul, ~4 ufuncs per row
+    calls = a**N // 8 + (a + 1) * N * (2 if m == 2 else 4)  # one matmul, ufuncs per row
     return transforms + products + out + chunks * calls * r["step"]
 
 
