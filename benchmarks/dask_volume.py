@@ -8,7 +8,11 @@ writes the result to its own Zarr store, so every variant does the same I/O:
 - ``numpy``        read the whole volume, ``ndconv.conv`` in memory, write it;
 - ``dask-threads`` ``ndconv.conv`` on ``da.from_zarr`` (dask's threaded
                    scheduler, one thread per core), ``to_zarr``;
-- ``dask-cluster`` the same graph on a ``distributed.LocalCluster`` (worker
+- ``dask-slabs``   the same, written with ``ndconv.dask.store_by_slabs``: one
+                   slab of chunks (and its halo) at a time, which bounds the
+                   memory where dask's order of the whole stencil graph holds
+                   most of the input;
+- ``dask-cluster`` the same graph as ``dask-threads`` on a ``distributed.LocalCluster`` (worker
                    processes, one thread each, loopback, no dashboard); the
                    cluster's start-up is timed separately;
 - ``dask-image``   ``dask_image.ndfilters.correlate(mode='constant')`` (SciPy's
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import shutil
@@ -49,7 +54,7 @@ import time
 
 import numpy as np
 
-VARIANTS = ("numpy", "dask-threads", "dask-cluster", "dask-image")
+VARIANTS = ("numpy", "dask-threads", "dask-slabs", "dask-cluster", "dask-image")
 
 
 def _kernel(k):
@@ -109,11 +114,16 @@ def _run_child(variant, inp, out, k):
         info["seconds"] = time.perf_counter() - t0
         return info
     ndconv.set_num_threads(1)  # dask runs one block per core
-    if variant == "dask-threads":
+    if variant in ("dask-threads", "dask-slabs"):
+        from ndconv.dask import store_by_slabs
+
         t0 = time.perf_counter()
         x = da.from_zarr(src)
         y = ndconv.conv(x[None, None], w[None, None], padding="same")[0, 0]
-        da.store(y, dst, lock=False, scheduler="threads")
+        if variant == "dask-slabs":
+            store_by_slabs(y, dst, scheduler="threads")
+        else:
+            da.store(y, dst, lock=False, scheduler="threads")
         info["seconds"] = time.perf_counter() - t0
         return info
     if variant == "dask-cluster":
@@ -122,7 +132,7 @@ def _run_child(variant, inp, out, k):
         t0 = time.perf_counter()
         with LocalCluster(
             n_workers=os.cpu_count() or 1, threads_per_worker=1, processes=True,
-            dashboard_address=None, host="127.0.0.1",
+            dashboard_address=None, host="127.0.0.1", silence_logs=logging.CRITICAL,
         ) as cluster, Client(cluster) as client:
             client.run(ndconv.set_num_threads, 1)
             info["startup_seconds"] = time.perf_counter() - t0

@@ -300,3 +300,19 @@ def test_local_cluster(client):
             client.compute(ndconv.convolve(xd, k, 1.0, "full", method="direct")).result(),
             ndconv.convolve(x[0, 0], k, 1.0, "full", method="direct"),
         )
+
+
+def test_store_by_slabs():
+    x, w, b = _case(3, seed=40)
+    ref = ndconv.conv(x, w, b, 1, "same", 1, 2, "replicate", method="direct")
+    y = ndconv.conv(_chunked(x, 2), w, b, 1, "same", 1, 2, "replicate", method="direct")
+    from ndconv.dask import store_by_slabs
+
+    for axis in (0, 2, -1):
+        out = np.full(ref.shape, np.nan)
+        store_by_slabs(y, out, axis=axis, scheduler="sync")
+        _same(out, ref)
+    with pytest.raises(ValueError, match="must have the shape"):
+        store_by_slabs(y, np.empty((1, 2)))
+    with pytest.raises(TypeError, match="dask array"):
+        store_by_slabs(ref, np.empty(ref.shape))

@@ -49,7 +49,7 @@ from .algorithms import CorrSpec
 from .algorithms import run as _run
 from .algorithms.choose import choose
 
-__all__ = ["conv", "correlate", "convolve"]
+__all__ = ["conv", "correlate", "convolve", "store_by_slabs"]
 
 
 # --------------------------------------------------------------------------
@@ -388,3 +388,39 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
 def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.convolve` of a dask array (flipped kernel); see :func:`correlate`."""
     return _plain(x, kernel, bias, mode, method, flip=True)
+
+
+def store_by_slabs(y, target, *, axis=0, scheduler=None):
+    """Compute ``y`` and write it into ``target`` one slab of blocks at a time.
+
+    Dask orders the tasks of the whole graph at once, and for a stencil in
+    3-D its order can keep most of the input in memory (measured with
+    ``benchmarks/dask_volume.py``, also for ``map_overlap``). Computing one
+    row of blocks along ``axis`` at a time bounds the memory by a slab and
+    its halo, at the price of reading the chunks next to each slab again.
+
+    Parameters
+    ----------
+    y : dask.array.Array
+    target : array-like supporting ``target[index] = block`` (Zarr, memmap)
+        Same shape as ``y``.
+    axis : int
+        The axis cut into slabs (one of ``y``'s chunks thick).
+    scheduler : str or distributed.Client, optional
+        Passed to ``dask.compute`` (a client computes there).
+    """
+    if not _f._is_dask(y):
+        raise TypeError(f"`y` must be a dask array, got {type(y).__name__}")
+    if tuple(target.shape) != tuple(y.shape):
+        raise ValueError(
+            f"`target` (shape {tuple(target.shape)}) must have the shape of `y` ({y.shape})"
+        )
+    axis = _args.ntuple(axis, 1, "axis")[0] % y.ndim
+    edges = np.cumsum((0,) + y.chunks[axis])
+    for a, b in zip(edges[:-1], edges[1:]):
+        index = (slice(None),) * axis + (slice(int(a), int(b)),)
+        part = da.store(y[index], target, regions=index, lock=False, compute=False)
+        if hasattr(scheduler, "compute"):  # a distributed.Client
+            scheduler.compute(part).result()
+        else:
+            part.compute(scheduler=scheduler)
