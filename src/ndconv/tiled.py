@@ -8,9 +8,9 @@ TIFF via tifffile, memory-mapped when uncompressed, otherwise as a Zarr view
 of its tiles or strips; a Zarr array directly), filtered by
 :func:`ndconv.dask.conv` (blocks with halos), and written one band of rows at
 a time: a tiled TIFF (tifffile, tiles streamed in order) or a Zarr array
-(each block stored as it is computed). The output is written under a
-temporary name in the output's folder and renamed into place only when
-complete, so a failed run leaves no partial output and an old one intact.
+(:func:`ndconv.dask.store_by_slabs`). The output is written under a temporary
+name in the output's folder and renamed into place only when complete, so a
+failed run leaves no partial output and an old one intact.
 
 Memory stays bounded by the block size (``block``), times the threads, plus
 one band of output rows for a TIFF. A TIFF stored as one compressed strip
@@ -282,8 +282,7 @@ def filter_tiled(
 
             z = zarr.create_array(store=tmp, shape=y.shape, dtype=y.dtype,
                                   chunks=(rows, block) + y.shape[2:])
-            stored = y.store(z, lock=False, compute=False)
-            compute(stored)
+            ndask.store_by_slabs(y, z, scheduler=scheduler)  # a band of rows at a time
         else:
             _write_tiff(y, tmp, (tile, tile), compression, compute)
     return y.shape
