@@ -10,6 +10,8 @@ numba (``pip install 'ndconv[jit]'``) the NumPy path in ``depthwise.py`` runs.
 
 from __future__ import annotations
 
+import numpy as np
+
 _KERNEL = None
 
 
@@ -69,11 +71,62 @@ def _build(numba):
                             row[j] += wv * xf[p, ot + j * s_last]
         return out
 
-    return taps_kernel
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def border_kernel(xf, wt, tapidx, out, in_shape, in_gstr, out_shape, stride,
+                      dilation, lo, plane_group):
+        # Zero padding without a padded copy: taps that fall outside the
+        # input contribute nothing, so each (row, tap) keeps only the part of
+        # the row whose inputs exist. xf: (planes, prod(S_in)); tapidx: (T, N)
+        # kernel index per dim; in_gstr: flat stride of each input dim.
+        planes, Og, Q, W = out.shape
+        T, N = tapidx.shape
+        last = N - 1
+        s, d, l0, n_last = stride[last], dilation[last], lo[last], in_shape[last]
+        for idx in prange(planes * Q):
+            p = idx // Q
+            q = idx - p * Q
+            coord = np.empty(N, np.int64)
+            r = q
+            for i in range(last - 1, -1, -1):
+                coord[i] = r % out_shape[i]
+                r //= out_shape[i]
+            g = plane_group[p]
+            for o in range(Og):
+                row = out[p, o, q]
+                row[:] = 0
+                for t in range(T):
+                    base = 0
+                    inside = True
+                    for i in range(last):
+                        c = coord[i] * stride[i] + tapidx[t, i] * dilation[i] - lo[i]
+                        if c < 0 or c >= in_shape[i]:
+                            inside = False
+                            break
+                        base += c * in_gstr[i]
+                    if not inside:
+                        continue
+                    # input column of output j: j*s + t*d - lo, kept in [0, n_last)
+                    shift = tapidx[t, last] * d - l0
+                    j0 = 0 if shift >= 0 else (-shift + s - 1) // s
+                    j1 = min(W - 1, (n_last - 1 - shift) // s) if n_last - 1 - shift >= 0 else -1
+                    if j1 < j0:
+                        continue
+                    wv = wt[g, o, t]
+                    if s == 1:
+                        src = xf[p, base + shift + j0:base + shift + j1 + 1]
+                        dst = row[j0:j1 + 1]
+                        for j in range(j1 - j0 + 1):
+                            dst[j] += wv * src[j]
+                    else:
+                        for j in range(j0, j1 + 1):
+                            row[j] += wv * xf[p, base + shift + j * s]
+        return out
+
+    return taps_kernel, border_kernel
 
 
 def taps_kernel():
-    """The compiled depthwise kernel, or None when numba is not installed."""
+    """``(padded_kernel, border_kernel)`` compiled, or None without numba."""
     global _KERNEL
     if _KERNEL is None:
         try:

@@ -60,6 +60,28 @@ def _padded(x, spec):
     return xp
 
 
+def _run_border(kernel, x, w, spec):
+    """Zero padding handled inside the kernel: no padded copy of the input."""
+    g = spec.groups
+    B, O = spec.batch, spec.out_channels
+    Og = O // g
+    S_in, S_out = spec.in_spatial, spec.out_spatial
+    N = spec.ndim
+    xf = np.ascontiguousarray(x).reshape(B * g, -1)
+    gs = np.array([math.prod(S_in[i + 1:]) for i in range(N)], dtype=np.int64)
+    tapidx = np.array(list(np.ndindex(*spec.kernel_size)), dtype=np.int64).reshape(-1, N)
+    wt = np.ascontiguousarray(w.reshape(g, Og, spec.taps))
+    out = np.empty((B * g, Og, math.prod(S_out[:-1]), S_out[-1]), dtype=spec.dtype)
+    i64 = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
+    from ._jit import set_threads
+
+    work = B * O * math.prod(S_out) * spec.taps
+    set_threads(get_num_threads() if work >= 2**21 else 1)
+    kernel(xf, wt, tapidx, out, i64(S_in), gs, i64(S_out), i64(spec.stride),
+           i64(spec.dilation), i64([lo for lo, _ in spec.pairs]), np.arange(B * g) % g)
+    return out.reshape(B, O, *S_out)
+
+
 def _run_jit(kernel, x, w, spec):
     N = spec.ndim
     g = spec.groups
@@ -91,9 +113,12 @@ def run(x, w, spec):
     if spec.dtype in (np.dtype(np.float32), np.dtype(np.float64)):
         from ._jit import taps_kernel
 
-        kernel = taps_kernel()
-        if kernel is not None:
-            return _run_jit(kernel, x, w.astype(spec.dtype, copy=False), spec)
+        kernels = taps_kernel()
+        if kernels is not None:
+            w = w.astype(spec.dtype, copy=False)
+            if spec.padding_mode == "zeros" and all(r == 1 for r in spec.lhs_dilation):
+                return _run_border(kernels[1], x, w, spec)
+            return _run_jit(kernels[0], x, w, spec)
     g = spec.groups
     B, O = spec.batch, spec.out_channels
     Og = O // g
