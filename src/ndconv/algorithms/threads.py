@@ -84,3 +84,25 @@ def set_num_threads(n):
 def fft_workers():
     """``workers`` argument for ``scipy.fft`` calls."""
     return get_num_threads()
+
+
+_controller = {}
+
+
+def blas_single_thread():
+    """Context: BLAS on one thread, while ndconv runs its own threads around it.
+
+    Algorithms that split work into independent chunks (Winograd) run the
+    chunks on :func:`get_num_threads` Python threads (NumPy releases the GIL);
+    BLAS must not start its own threads inside each, or the cores are
+    oversubscribed. Without threadpoolctl this does nothing.
+    """
+    import contextlib
+
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    if "c" not in _controller:  # finding the BLAS libraries is slow: once
+        _controller["c"] = ThreadpoolController()
+    return _controller["c"].limit(limits=1, user_api="blas")
