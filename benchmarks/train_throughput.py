@@ -14,23 +14,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir, "examples"))
-
-import ndconv  # noqa: E402
-from ndconv.losses import CrossEntropyLoss  # noqa: E402
-from ndconv.optim import Adam  # noqa: E402
-from train_digits import build_model  # noqa: E402
+import ndconv
+from ndconv.losses import CrossEntropyLoss
+from ndconv.optim import Adam
+from ndconv.models import digits_cnn
 
 
 def torch_model(model):
-    """The PyTorch twin of ``build_model()``, with the same initial weights."""
+    """The PyTorch twin of ``digits_cnn()``, with the same initial weights."""
     import torch
 
     t = torch.nn.Sequential(
@@ -78,7 +74,7 @@ def blas_limit(n):
 
 def profile(x, y, bs, steps=100):
     """Seconds per step spent in each layer's forward and backward, and the rest."""
-    model = build_model()
+    model = digits_cnn()
     loss = CrossEntropyLoss()
     opt = Adam(model.parameters(), lr=3e-3)
     layers = list(model)
@@ -136,7 +132,7 @@ def main():
     import torch
 
     torch.set_num_threads(args.threads)
-    model = build_model()
+    model = digits_cnn()
     opt = Adam(model.parameters(), lr=3e-3)
     loss = CrossEntropyLoss()
     tm = torch_model(model)

@@ -13,36 +13,16 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import ndconv
-from ndconv import nn
 from ndconv.losses import CrossEntropyLoss
+from ndconv.models import faces_cnn
 from ndconv.optim import AdamW
-
-
-def build_model(rng=0, dtype=np.float32):
-    """1x25x25 -> 8x21x21 -> 8x10x10 -> 16x8x8 -> 16x4x4 -> 256 -> 32 -> 2."""
-    rng = np.random.default_rng(rng)
-    return nn.Sequential(
-        nn.Conv2d(1, 8, 5, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 3, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(16 * 4 * 4, 32, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.Dropout(0.3, rng=rng),
-        nn.Linear(32, 2, dtype=dtype, rng=rng),
-    )
 
 
 def train(epochs=30, seed=0, batch_size=16, lr=3e-3, progress=False):
     """Train from scratch; return ``(model, history, test_accuracy, seconds)``."""
     split = ndconv.data.load_faces(seed=seed)
-    model = build_model(rng=seed)
+    model = faces_cnn(rng=seed)
     t0 = time.perf_counter()
     history = ndconv.fit(
         model, split.x_train, split.y_train, loss=CrossEntropyLoss(),

@@ -12,35 +12,16 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
-
 import ndconv
-from ndconv import nn
 from ndconv.losses import CrossEntropyLoss
+from ndconv.models import digits_cnn
 from ndconv.optim import Adam
-
-
-def build_model(rng=0, dtype=np.float32):
-    """The digits CNN: 1x8x8 -> 16x8x8 -> 16x4x4 -> 32x4x4 -> 32x2x2 -> 128 -> 64 -> 10."""
-    rng = np.random.default_rng(rng)
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 2 * 2, 64, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.Linear(64, 10, dtype=dtype, rng=rng),
-    )
 
 
 def train(epochs=20, seed=0, batch_size=32, lr=3e-3, progress=False):
     """Train from scratch; return ``(model, history, test_accuracy, seconds)``."""
     split = ndconv.data.load_digits(seed=seed)
-    model = build_model(rng=seed)
+    model = digits_cnn(rng=seed)
     t0 = time.perf_counter()
     history = ndconv.fit(
         model, split.x_train, split.y_train, loss=CrossEntropyLoss(),

@@ -151,7 +151,7 @@ def run(x, w, spec):
     N = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
-    Cg, Og = C // g, O // g
+    Cg = C // g
     m = tile_size(N)
     a = m + 2
     BT, _, AT = _MATRICES[m]

@@ -38,29 +38,11 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_model(seed=0, dtype=np.float32):
-    """The digits CNN: 1x8x8 -> 16x8x8 -> 16x4x4 -> 32x4x4 -> 32x2x2 -> 128 -> 64 -> 10."""
-    from .. import nn
-
-    rng = np.random.default_rng(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(16, 32, 3, padding=1, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(32 * 2 * 2, 64, dtype=dtype, rng=rng),
-        nn.ReLU(),
-        nn.Linear(64, 10, dtype=dtype, rng=rng),
-    )
-
-
 def train_digits(epochs=20, seed=0, lr=3e-3, batch_size=32, progress=True, checkpoint=None):
     """Train the digits CNN; return a dict with model, history, accuracy, seconds, split."""
     from .. import data, evaluate, fit
     from ..losses import CrossEntropyLoss
+    from ..models import digits_cnn
     from ..optim import Adam
 
     if not 1 <= epochs <= 10_000:
@@ -68,7 +50,7 @@ def train_digits(epochs=20, seed=0, lr=3e-3, batch_size=32, progress=True, check
     if not (np.isfinite(lr) and lr > 0):
         raise UsageError(f"--lr (={lr}) must be a positive number")
     split = data.load_digits(seed=seed)
-    model = build_model(seed)
+    model = digits_cnn(seed)
     t0 = time.perf_counter()
     history = fit(model, split.x_train, split.y_train, loss=CrossEntropyLoss(),
                   optimizer=Adam(model.parameters(), lr=lr), epochs=epochs,
