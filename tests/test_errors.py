@@ -511,3 +511,27 @@ def signal_convolve(a, b, mode):
     from scipy import signal
 
     return signal.convolve(a, b, mode=mode, method="direct")
+
+
+def test_huge_valid_padding_is_refused_before_allocating():
+    """A valid call whose arrays cannot fit raises MemoryError naming the bytes,
+    without attempting the allocation (tracemalloc stays small)."""
+    import tracemalloc
+
+    from ndconv import plan
+
+    x = np.ones((1, 1, 4, 4), np.float32)
+    w = np.ones((1, 1, 3, 3), np.float32)
+    tracemalloc.start()
+    try:
+        with pytest.raises(MemoryError, match=r"would need 320,009,600,080 bytes"):
+            ndconv.conv(x, w, padding=10**5)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+    # An explicit limit applies to small calls too; within it the call runs.
+    with plan.memory_limit("1MB"):
+        with pytest.raises(plan.MemoryLimitError, match="memory limit of 1,000,000 bytes"):
+            ndconv.conv(np.ones((1, 1, 1000, 1000), np.float32), w)
+        assert ndconv.conv(x, w).shape == (1, 1, 2, 2)

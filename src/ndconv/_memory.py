@@ -125,6 +125,11 @@ def get_memory_limit():
     return avail, "the memory available now"
 
 
+def has_explicit_limit():
+    """True when a limit was set (context, process-wide or environment)."""
+    return bool(_stack) or _limit is not None or bool(os.environ.get("NDCONV_MEMORY_LIMIT"))
+
+
 def set_memory_limit(limit):
     """Set the limit for the whole process (``None`` restores the default)."""
     global _limit

@@ -7,8 +7,11 @@ Each module declares ``supports(spec) -> (bool, reason)`` and ``run(x, w, spec)`
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .. import _memory
 from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
 from .spec import CorrSpec
 
@@ -17,6 +20,28 @@ ALGORITHMS = {
     "depthwise": depthwise, "implicit": implicit,
     "scatter": scatter,
 }
+
+
+#: Below this many bytes of input and output, skip the check against the
+#: available memory (reading it costs more than a small convolution); a limit
+#: the user set is always checked.
+GUARD_BYTES = 256 * 2**20
+
+
+def _check_memory(spec):
+    """Refuse, before allocating, a correlation whose arrays cannot fit.
+
+    Counts the padded input and the output (the least any method holds at
+    once); a valid but enormous padding or input dilation is caught here
+    rather than by the operating system.
+    """
+    nbytes = spec.dtype.itemsize * (
+        spec.batch * spec.in_channels * math.prod(spec.padded_spatial)
+        + spec.batch * spec.out_channels * math.prod(spec.out_spatial)
+    )
+    if nbytes > GUARD_BYTES or _memory.has_explicit_limit():
+        _memory.check(nbytes, f"a correlation of padded input {spec.padded_spatial} "
+                              f"and output {spec.out_shape}")
 
 
 #: Methods whose outputs mix inputs beyond the kernel's window.
@@ -37,6 +62,7 @@ def run(x, w, spec, method="auto"):
     """Compute the correlation described by ``spec`` with ``method``."""
     from .choose import choose
 
+    _check_memory(spec)
     if method == "auto":
         method = choose(spec)[0]
         if method in _BLOCK_MIXING and not _finite(x, w):
