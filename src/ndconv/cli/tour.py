@@ -481,7 +481,7 @@ def section_digits(t):
     except (ImportError, AttributeError) as exc:
         raise Skip(f"ndconv.train / ndconv.data / the layers are not on main yet "
                    f"({type(exc).__name__}: {exc})")
-    epochs = 2 if t.quick else 15
+    epochs = 2 if t.quick else 20  # as `ndconv train` and examples/train_digits.py
     r = train_digits(epochs=epochs, seed=t.seed, progress=sys.stderr.isatty())
     h, model, split = r["history"], r["model"], r["split"]
     n = split.y_test.size
