@@ -157,3 +157,14 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     assert path.read_bytes() == before  # the old checkpoint is intact
     assert os.listdir(tmp_path) == ["ck.npz"]  # and no temporary file is left
     assert zipfile.is_zipfile(path)
+
+
+def test_save_gives_the_usual_permissions(tmp_path):
+    """The temporary file is private (mkstemp); the checkpoint must not stay so."""
+    mask = os.umask(0o022)
+    try:
+        path = tmp_path / "ck.npz"
+        ndconv.save({"w": np.ones(3)}, path)
+        assert (path.stat().st_mode & 0o777) == 0o644
+    finally:
+        os.umask(mask)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Mapping
 
 import numpy as np
+
+from ._files import atomic_write
 
 __all__ = ["save", "load"]
 
@@ -92,26 +93,14 @@ def save(obj, path, *, compress=False):
     arrays = {}
     tree = _flatten(obj, "", arrays, "")
     manifest = json.dumps({"format": _FORMAT, "version": 1, "tree": tree})
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-            # Written entry by entry (as numpy.savez does) so that any key,
-            # even "file", is allowed.
-            with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as zf:
-                for name, arr in [(_MANIFEST, np.array(manifest)), *arrays.items()]:
-                    with zf.open(name + ".npy", "w", force_zip64=True) as fh:
-                        np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_write(path) as f:
+        mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+        # Written entry by entry (as numpy.savez does) so that any key,
+        # even "file", is allowed.
+        with zipfile.ZipFile(f, "w", compression=mode, allowZip64=True) as zf:
+            for name, arr in [(_MANIFEST, np.array(manifest)), *arrays.items()]:
+                with zf.open(name + ".npy", "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asanyarray(arr), allow_pickle=False)
 
 
 def _rebuild(node, arrays):

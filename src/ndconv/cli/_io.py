@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 
+from .._files import atomic_write
 from ._errors import UsageError
 
 
@@ -54,38 +54,25 @@ def check_output(out, inputs=(), force=False, what="output"):
     return out
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @contextlib.contextmanager
 def atomic_output(out):
     """Yield a binary file object; on success it atomically becomes ``out``.
 
-    On any exception the temporary file is removed and ``out`` is untouched.
+    On any exception the temporary file is removed and ``out`` is untouched;
+    a folder that cannot take the temporary file is a usage error.
     """
     out = os.fspath(out)
-    folder = os.path.dirname(os.path.abspath(out))
     try:
-        fd, tmp = tempfile.mkstemp(
-            dir=folder, prefix="." + os.path.basename(out) + ".", suffix=".part"
-        )
+        cm = atomic_write(out)
+        f = cm.__enter__()
     except OSError as exc:
+        folder = os.path.dirname(os.path.abspath(out))
         raise UsageError(f"cannot write in the folder {folder!r}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file private (0600); give it the usual permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # Only the temporary file's creation is a usage error; from here on the
+    # context manager's own exit (cleanup on failure, rename on success) runs.
+    with contextlib.ExitStack() as stack:
+        stack.push(cm)
+        yield f
 
 
 def write_bytes(out, data):

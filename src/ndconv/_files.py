@@ -1,0 +1,43 @@
+"""Atomic file output, shared by checkpoints (``ndconv.io``) and the CLI.
+
+A file is written under a temporary name in its own folder and renamed over
+the target only once complete, so an interrupted write never leaves a
+half-written file and never damages what was there before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_write(path):
+    """Yield a binary file object that becomes ``path`` when the block succeeds.
+
+    On any exception the temporary file is removed and ``path`` is untouched.
+    ``OSError`` from creating the temporary file (missing or read-only folder)
+    propagates before anything is written.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file private (0600); give it the usual permissions.
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
