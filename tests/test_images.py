@@ -229,3 +229,20 @@ def test_write_then_read_round_trip(arr, fmt):
     with Image.open(buf) as im:
         back = np.asarray(im)
     np.testing.assert_array_equal(back.astype(arr.dtype), arr)
+
+
+def test_gray_image_into_several_channels_keeps_every_channel():
+    """A (C_out, 1, kh, kw) kernel on a gray image gives (H, W, C_out), each
+    channel the correlation with its own kernel (compared with SciPy)."""
+    import scipy.ndimage as ndi
+
+    rng = np.random.default_rng(3)
+    img = rng.random((9, 11))
+    k = rng.standard_normal((3, 1, 3, 3))
+    out = images.filter_image(img, k, padding="same", value_range="rescale")
+    assert out.shape == (9, 11, 3)
+    raw = images.filter_image(img, k, padding="same", value_range="clip")
+    for c in range(3):
+        ref = ndi.correlate(img, k[c, 0], mode="constant")
+        # float images are clipped to their own range (see images._limits)
+        np.testing.assert_allclose(np.clip(ref, img.min(), img.max()), raw[..., c], atol=1e-12)

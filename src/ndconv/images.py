@@ -224,7 +224,8 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
         out[:, r0:r1] = band
         if progress is not None:
             progress(r1 - r0)
-    return out[0] if gray else np.moveaxis(out, 0, -1)
+    # A gray image stays 2-D unless the kernel makes several channels of it.
+    return out[0] if gray and C_out == 1 else np.moveaxis(out, 0, -1)
 
 
 # --------------------------------------------------------------------------
