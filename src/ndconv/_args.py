@@ -64,6 +64,15 @@ def _show(value):
     return repr(tuple(value)) if isinstance(value, (list, np.ndarray)) else repr(value)
 
 
+def shape_tuple(value, name):
+    """A shape as a non-empty tuple of positive ints (an int is a 1-D shape)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = (value,)
+    if not isinstance(value, (tuple, list)) or not value:
+        raise TypeError(f"`{name}` must be an int or a non-empty tuple of ints, got {value!r}")
+    return ntuple(value, len(value), name, minimum=1)
+
+
 def positive_int(value, name):
     """Validate one positive int (``groups``, channel counts)."""
     v = _as_int(value, name)

@@ -156,14 +156,6 @@ class _Field:
 # one function per kind of layer, from hyper-parameters alone
 
 
-def _shape(value, name):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value,)
-    if not isinstance(value, (tuple, list)) or not value:
-        raise TypeError(f"`{name}` must be an int or a non-empty tuple of ints, got {value!r}")
-    return _args.ntuple(value, len(value), name, minimum=1)
-
-
 def fully_connected(in_shape, out_shape, bias=True, *, name="fully connected",
                     _field=None):
     """Cost of :class:`ndconv.nn.FullyConnected` ``(in_shape -> out_shape)``.
@@ -171,7 +163,7 @@ def fully_connected(in_shape, out_shape, bias=True, *, name="fully connected",
     Every output element has a weight for every input element: ``weights =
     prod(out_shape) * prod(in_shape)``.
     """
-    i, o = _shape(in_shape, "in_shape"), _shape(out_shape, "out_shape")
+    i, o = _args.shape_tuple(in_shape, "in_shape"), _args.shape_tuple(out_shape, "out_shape")
     fld = (_field or _Field.identity(i[1:] or i)).everything()
     w = math.prod(i) * math.prod(o)
     return Row(name, "FullyConnected", i, o, w, math.prod(o) if bias else 0,
@@ -179,7 +171,7 @@ def fully_connected(in_shape, out_shape, bias=True, *, name="fully connected",
 
 
 def _window_geometry(in_shape, kernel_size, stride, padding, dilation):
-    x = _shape(in_shape, "in_shape")
+    x = _args.shape_tuple(in_shape, "in_shape")
     if len(x) < 2:
         raise ValueError(
             f"`in_shape` (={in_shape!r}) must be (C_in, *S) with at least one spatial dim"
@@ -339,7 +331,7 @@ def layer_rows(model, input_shape):
 
     if not isinstance(model, Module):
         raise TypeError(f"`model` must be an ndconv.nn.Module, got {type(model).__name__}")
-    shape = _shape(input_shape, "input_shape")
+    shape = _args.shape_tuple(input_shape, "input_shape")
     fld = _Field.identity(shape[1:] if len(shape) > 1 else shape)
     rows = []
     for name, layer in _leaves(model):
@@ -406,7 +398,7 @@ def lecture_table(input_shape=LECTURE_INPUT, hidden=LECTURE_HIDDEN, kernel_size=
     invariance: 2,800 parameters). Convolution and locally connected layer use
     ``padding = kernel_size // 2`` so the hidden image keeps the photo's size.
     """
-    x = _shape(input_shape, "input_shape")
+    x = _args.shape_tuple(input_shape, "input_shape")
     h = _args.positive_int(hidden, "hidden")
     k = _args.ntuple(kernel_size, len(x) - 1, "kernel_size", minimum=1)
     pad = tuple(kk // 2 for kk in k)

@@ -7,7 +7,7 @@ import numpy as np
 from .. import _args
 from .. import functional as F
 from .init import as_dtype, as_rng, bias_uniform, fan_in, kaiming_uniform
-from .module import Module, Parameter
+from .module import Module, Parameter, fixed_ndim
 
 __all__ = [
     "Conv",
@@ -193,16 +193,5 @@ class ConvTranspose(_ConvNd):
         return gx
 
 
-def _fixed(base, n):
-    """A subclass of ``base`` with ``num_spatial_dims`` fixed to ``n``."""
-
-    def __init__(self, *args, **kwargs):
-        base.__init__(self, n, *args, **kwargs)
-
-    name = f"{base.__name__}{n}d"
-    doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
-    return type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
-
-
-Conv1d, Conv2d, Conv3d = (_fixed(Conv, n) for n in (1, 2, 3))
-ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (_fixed(ConvTranspose, n) for n in (1, 2, 3))
+Conv1d, Conv2d, Conv3d = (fixed_ndim(Conv, n) for n in (1, 2, 3))
+ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (fixed_ndim(ConvTranspose, n) for n in (1, 2, 3))

@@ -33,14 +33,6 @@ __all__ = [
 ]
 
 
-def _shape(value, name):
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        value = (value,)
-    if not isinstance(value, (tuple, list)) or not value:
-        raise TypeError(f"`{name}` must be an int or a non-empty tuple of ints, got {value!r}")
-    return _args.ntuple(value, len(value), name, minimum=1)
-
-
 def _uniform(shape, bound, rng, dtype):
     """``U(-bound, bound)`` generated in ``dtype`` in place (no float64 temporary)."""
     a = rng.random(shape, dtype=dtype)
@@ -95,8 +87,8 @@ class FullyConnected(Module):
 
     def __init__(self, in_shape, out_shape, bias=True, dtype=np.float32, rng=None):
         super().__init__()
-        self.in_shape = _shape(in_shape, "in_shape")
-        self.out_shape = _shape(out_shape, "out_shape")
+        self.in_shape = _args.shape_tuple(in_shape, "in_shape")
+        self.out_shape = _args.shape_tuple(out_shape, "out_shape")
         dt = as_dtype(dtype)
         rng = as_rng(rng)
         n_in, n_out = math.prod(self.in_shape), math.prod(self.out_shape)

@@ -229,3 +229,18 @@ class Sequential(Module):
         for layer in reversed(self._modules.values()):
             grad_out = layer.backward(grad_out)
         return grad_out
+
+
+def fixed_ndim(base, n):
+    """Subclass of ``base`` with ``num_spatial_dims`` fixed to ``n`` (``Conv`` -> ``Conv2d``).
+
+    One N-d implementation, thin names per dimension, as Equinox does.
+    """
+
+    def __init__(self, *args, **kwargs):
+        base.__init__(self, n, *args, **kwargs)
+
+    name = f"{base.__name__}{n}d"
+    doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
+    return type(name, (base,), {"__init__": __init__, "__doc__": doc,
+                                "__module__": base.__module__})

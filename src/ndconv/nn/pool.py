@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _args
 from .. import pooling as P
-from .module import Module
+from .module import Module, fixed_ndim
 
 __all__ = [
     "MaxPool",
@@ -143,16 +143,5 @@ class AvgPool(_PoolNd):
                                    self.divisor_override)
 
 
-def _fixed(base, n):
-    """A subclass of ``base`` with ``num_spatial_dims`` fixed to ``n``."""
-
-    def __init__(self, *args, **kwargs):
-        base.__init__(self, n, *args, **kwargs)
-
-    name = f"{base.__name__}{n}d"
-    doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
-    return type(name, (base,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
-
-
-MaxPool1d, MaxPool2d, MaxPool3d = (_fixed(MaxPool, n) for n in (1, 2, 3))
-AvgPool1d, AvgPool2d, AvgPool3d = (_fixed(AvgPool, n) for n in (1, 2, 3))
+MaxPool1d, MaxPool2d, MaxPool3d = (fixed_ndim(MaxPool, n) for n in (1, 2, 3))
+AvgPool1d, AvgPool2d, AvgPool3d = (fixed_ndim(AvgPool, n) for n in (1, 2, 3))
