@@ -12,7 +12,8 @@ import os
 import tempfile
 
 
-def _umask():
+def current_umask():
+    """The process umask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -35,7 +36,7 @@ def atomic_write(path):
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file private (0600); give it the usual permissions.
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

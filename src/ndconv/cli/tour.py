@@ -643,9 +643,9 @@ def _run_sections(args, chosen, folder, tqdm):
 def _publish(tmp, path, exists):
     """Move the finished report from the temporary folder into ``path``."""
     if not exists:
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp made it private
+        from .._files import current_umask
+
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it private
         os.rename(tmp, path)
         return
     for name in os.listdir(tmp):
