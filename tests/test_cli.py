@@ -325,6 +325,13 @@ def test_explain_dilation_reflect_and_bias_by_hand():
     assert r.stdout.splitlines()[1].endswith("= x[1]*k[0] + x[1]*k[1] + x[3]*k[2]")
 
 
+def test_explain_sum_too_large_for_an_int_prints_inf():
+    # 1e308 + 1e308 overflows to inf; the sum is still printed, not an internal error
+    r = ndconv_inproc("explain", "[1e308,1e308]", "[1,1]")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].endswith("= inf")
+
+
 def test_explain_3d():
     x = np.arange(8).reshape(2, 2, 2).tolist()
     r = ndconv_inproc("explain", str(x), "[[[1,1],[1,1]],[[1,1],[1,1]]]")
@@ -344,6 +351,12 @@ def test_explain_3d():
     (["[1,2,3]", "[1,2]", "--padding", "same", "--stride", "2"], ["same"]),
     (["5", "[1]"], ["1, 2 or 3 dims"]),
     (["[1,2,3]", "[1]", "--at", "0", "--all"], ["not allowed"]),
+    # a huge padding or dilation is refused before the padded copy is allocated
+    (["[[1,2],[3,4]]", "[[1]]", "--padding", "100000"], ["padded", "at most"]),
+    (["[[1,2],[3,4]]", "[[1,1],[1,1]]", "--padding", "same", "--dilation", "100000"],
+     ["padded", "at most"]),
+    (["[1,2,3]", "[1]", "--bias", "nan"], ["--bias"]),
+    (["[1,2,3]", "[1]", "--bias", "inf"], ["--bias"]),
 ])
 def test_explain_refuses_bad_input(args, fragments):
     assert_refused(ndconv_inproc("explain", *args), *fragments, prog="ndconv explain")

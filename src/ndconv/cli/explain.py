@@ -27,6 +27,7 @@ examples:
 
 MAX_X = 4096
 MAX_TAPS = 343  # 7x7x7
+MAX_PADDED = 1 << 20  # elements of the padded X (a huge padding or dilation)
 
 
 def add_arguments(p):
@@ -78,7 +79,8 @@ def _fmt_factory(*arrays):
     integral = all(np.all(np.mod(a, 1) == 0) for a in arrays)
 
     def fmt(v, paren=False):
-        s = f"{int(round(v))}" if integral else f"{v:.6g}"
+        # An overflowed sum (1e308 + 1e308) is inf, which has no int form.
+        s = f"{int(round(v))}" if integral and np.isfinite(v) else f"{v:.6g}"
         return f"({s})" if paren and s.startswith("-") else s
 
     return fmt
@@ -104,6 +106,8 @@ class Explainer:
                 f"explain is for small arrays: X may have at most {MAX_X} elements "
                 f"(has {x.size}), KERNEL at most {MAX_TAPS} (has {k.size})"
             )
+        if not np.isfinite(bias):
+            raise UsageError(f"--bias (={bias}) must be a finite number")
         n = x.ndim
         self.x, self.k, self.bias, self.mode = x, k, bias, mode
         self.stride = _args.ntuple(stride, n, "stride", minimum=1)
@@ -111,6 +115,14 @@ class Explainer:
         self.pairs = _args.padding_pairs(padding, k.shape, self.dilation, self.stride)
         _args.check_padding_mode(mode)
         _args.check_mode_fits(x.shape, self.pairs, mode)
+        padded = [s + lo + hi for s, (lo, hi) in zip(x.shape, self.pairs)]
+        if np.prod(padded, dtype=float) > MAX_PADDED:
+            # Checked before np.pad allocates it (--padding 100000 would need GBs).
+            raise UsageError(
+                f"explain is for small arrays: the padded X would have shape "
+                f"{tuple(padded)}, at most {MAX_PADDED} elements are accepted; "
+                "use a smaller --padding or --dilation"
+            )
         self.out_shape = _args.output_size(x.shape, k.shape, self.stride, self.pairs,
                                            self.dilation)
         np_mode = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
