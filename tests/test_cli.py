@@ -378,6 +378,14 @@ def test_learn_kernel_recovers_one_minus_one():
     assert abs(k[0] - 1) < 0.05 and abs(k[1] + 1) < 0.05
 
 
+@pytest.mark.parametrize("cmd", [["learn-kernel"], ["train", "--no-checkpoint"],
+                                 ["tour", "--out", "never-written"]])
+def test_negative_seed_is_refused_naming_the_option(tmp_path, cmd):
+    r = ndconv_inproc(*cmd, "--seed", "-1", cwd=tmp_path)
+    assert_refused(r, "--seed", "-1", prog=f"ndconv {cmd[0]}")
+    assert os.listdir(tmp_path) == []
+
+
 def test_version():
     import ndconv as pkg
 

@@ -40,6 +40,17 @@ def positive_int(text):
     return v
 
 
+def seed(text):
+    """A random seed: an int >= 0 (NumPy refuses negative seeds)."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative int")
+    return v
+
+
 def padding(text):
     """'same' | 'valid' | 'full' | '1' | '1,2' (per dim)."""
     t = text.strip().lower()

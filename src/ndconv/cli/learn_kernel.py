@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _parse
+
 HELP = "learn the edge-detection kernel [1, -1] back from input/output pairs"
 
 EXAMPLES = """\
@@ -21,7 +23,7 @@ examples:
 def add_arguments(p):
     p.add_argument("--iterations", type=int, default=10, help="gradient steps (default 10)")
     p.add_argument("--lr", type=float, default=3e-2, help="learning rate (default 0.03)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial kernel (default 0)")
+    p.add_argument("--seed", type=_parse.seed, default=0, help="seed of the initial kernel (default 0)")
 
 
 def learn_edge_kernel(iterations=10, lr=3e-2, seed=0):

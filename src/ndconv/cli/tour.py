@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from . import _parse
 from ._errors import UsageError
 
 HELP = "run the lecture on real bundled data and write an HTML report with figures"
@@ -59,7 +60,7 @@ def add_arguments(p):
                    help="write into --out DIR even if it holds a report")
     p.add_argument("--sections", default=None, metavar="1,2,...",
                    help="run only these sections (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_parse.seed, default=0, help="random seed (default 0)")
 
 
 # --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from . import _io
+from . import _io, _parse
 from ._errors import Unavailable, UsageError
 
 HELP = "train a small CNN on the bundled 8x8 digits (progress bar, checkpoint)"
@@ -30,7 +30,7 @@ def add_arguments(p):
     p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 0.003)")
     p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed of split, weights, shuffling")
+    p.add_argument("--seed", type=_parse.seed, default=0, help="seed of split, weights, shuffling")
     p.add_argument("--checkpoint", default="digits-cnn.npz", metavar="FILE.npz",
                    help="checkpoint path (default digits-cnn.npz)")
     p.add_argument("--no-checkpoint", action="store_true", help="do not write a checkpoint")
