@@ -81,6 +81,19 @@ def test_cross_entropy_is_stable_for_huge_logits():
     assert np.isfinite(CrossEntropyLoss()(x.astype(np.float32), y))
 
 
+def test_cross_entropy_masked_logit_is_finite_as_torch():
+    # A class masked with -inf logits (not the target) has probability 0; the
+    # loss stays finite, as PyTorch's nll of the target's log-probability.
+    x = np.array([[-np.inf, 0.0, 1.0], [0.5, -np.inf, -1.0]])
+    y = np.array([1, 0])
+    xt = _t(x, grad=True)
+    lt = torch.nn.functional.cross_entropy(xt, torch.tensor(y))
+    lt.backward()
+    loss = CrossEntropyLoss()
+    assert loss(x, y) == pytest.approx(lt.item(), rel=1e-12)
+    np.testing.assert_allclose(loss.backward(), xt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
 def test_cross_entropy_errors():
     ce = CrossEntropyLoss()
     with pytest.raises(ValueError, match=r"label 3, outside \[0, 3\)"):

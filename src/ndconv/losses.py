@@ -110,7 +110,8 @@ class CrossEntropyLoss(_Loss):
         z = np.moveaxis(x, 1, -1).reshape(-1, C)
         z = z - z.max(axis=1, keepdims=True)
         logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-        if t.shape == x.shape and t.dtype.kind == "f":
+        probs = t.shape == x.shape and t.dtype.kind == "f"
+        if probs:
             q = np.moveaxis(t, 1, -1).reshape(-1, C).astype(x.dtype, copy=False)
         else:
             expected = x.shape[:1] + x.shape[2:]
@@ -135,7 +136,11 @@ class CrossEntropyLoss(_Loss):
             q[np.arange(q.shape[0]), t.reshape(-1)] = 1
         if self.label_smoothing:
             q = q * (1 - self.label_smoothing) + self.label_smoothing / C
-        per_row = -(q * logp).sum(axis=1, dtype=np.float64)
+        # 0 * -inf (a class masked with a -inf logit) counts as 0 for class
+        # indices, as PyTorch's nll; probability targets keep q * logp (NaN there too).
+        with np.errstate(invalid="ignore"):
+            terms = q * logp if probs else np.where(q == 0, 0, q * logp)
+        per_row = -terms.sum(axis=1, dtype=np.float64)
         n = per_row.shape[0]
         scale = 1.0 / max(n, 1) if self.reduction == "mean" else 1.0
         g = (np.exp(logp) * q.sum(axis=1, keepdims=True) - q) * x.dtype.type(scale)
