@@ -117,6 +117,8 @@ BROKEN = [
      ["larger than the padded input"]),
     (["cat.png", "out.png", "--kernel", "edge", "--padding", "500", "--mode", "reflect"],
      ["reflect"]),
+    (["small.png", "out.png", "--kernel", "edge", "--dilation", "100000"],
+     ["would need", "nothing was allocated"]),
     (["cat.png", "out.gif", "--kernel", "edge"], ["must end in"]),
     (["cat.png", "out.png"], ["--kernel"]),
     (["cat.png", "existing.png", "--kernel", "edge"], ["already exists", "--force"]),

@@ -146,6 +146,16 @@ def test_bad_arguments(kwargs, exc, match):
         images.filter_image(img, kernel, **kwargs)
 
 
+def test_huge_dilation_is_refused_before_the_band_is_allocated():
+    # 'same' with dilation 100000 pads 100000 on every side: one band of rows
+    # with its halo would be 3 x 200001 x 200012 floats (480 GB).
+    from ndconv.plan import MemoryLimitError, memory_limit
+
+    img = np.zeros((10, 12, 3), np.uint8)
+    with memory_limit("1GB"), pytest.raises(MemoryLimitError, match="band"):
+        images.filter_image(img, np.ones((3, 3)), dilation=100000)
+
+
 @pytest.mark.parametrize("img, exc, match", [
     (np.zeros((2, 2, 2, 2), np.uint8), ValueError, "shape"),
     (np.zeros((4, 4), bool), TypeError, "dtype"),

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _args
+from . import _args, _memory
 from .functional import conv
 
 __all__ = ["filter_image", "read_image", "write_image", "output_format", "VALUE_RANGES"]
@@ -197,6 +197,13 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
         rows_per_tile = int(max(1, min(H_out, max_tile_bytes // max(per_row, 1))))
     else:
         rows_per_tile = _args.positive_int(rows_per_tile, "rows_per_tile")
+    # A band also holds the kernel's halo of dilation*(kh-1) rows, which the
+    # budget above does not bound: a huge dilation with 'same' padding would
+    # otherwise allocate hundreds of GB in _tiles.
+    band_rows = (min(rows_per_tile, H_out) - 1) * stride[0] + dilation[0] * (kh - 1) + 1
+    W_pad = W + pairs[1][0] + pairs[1][1]
+    _memory.check(np.dtype(dtype).itemsize * C * band_rows * W_pad,
+                  f"a band of {band_rows} padded rows x {W_pad} columns x {C} channels")
     C_out = w.shape[0]
     lo, hi = _limits(image)
     out_dtype = image.dtype if image.dtype.kind == "u" else dtype

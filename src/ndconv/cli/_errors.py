@@ -14,6 +14,8 @@ import os
 import re
 import sys
 
+from .._memory import MemoryLimitError
+
 EXIT_OK = 0
 EXIT_BUG = 1
 EXIT_USAGE = 2
@@ -57,6 +59,13 @@ def run_command(func, args, prog):
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except MemoryLimitError as exc:
+        # Refused before allocating what the input asks for (a huge dilation,
+        # a huge photo): a usage error, not a bug.
+        if debug:
+            raise
+        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except Unavailable as exc:
         if debug:
             raise
