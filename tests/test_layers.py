@@ -327,3 +327,27 @@ def test_shape_error_between_layers_names_layer_and_shapes():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(100, 10))
     with pytest.raises(ValueError, match=r"layer 2 \(Linear\).*\(2, 144\).*in_features=100"):
         model(np.ones((2, 1, 8, 8), dtype=np.float32))
+
+
+def test_tied_weight_is_one_parameter_and_one_sgd_step_as_torch():
+    # A weight shared by two layers is one parameter, as torch's parameters():
+    # the optimizer must not update it twice per step.
+    a, b = nn.Linear(3, 3, dtype=np.float64, rng=0), nn.Linear(3, 3, dtype=np.float64, rng=1)
+    b.weight = a.weight
+    model = nn.Sequential(a, b)
+    ta, tb = torch.nn.Linear(3, 3).double(), torch.nn.Linear(3, 3).double()
+    tmodel = torch.nn.Sequential(ta, tb)
+    with torch.no_grad():
+        ta.weight.copy_(_t(a.weight.data))
+        ta.bias.copy_(_t(a.bias.data))
+        tb.bias.copy_(_t(b.bias.data))
+    tb.weight = ta.weight
+    assert len(model.parameters()) == len(list(tmodel.parameters())) == 3
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    opt = ndconv.optim.SGD(model.parameters(), lr=0.1)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1)
+    model.backward(np.ones((4, 3)) / 12 * 2 * model(x))
+    opt.step()
+    tmodel(_t(x)).square().mean().backward()
+    topt.step()
+    np.testing.assert_allclose(a.weight.data, ta.weight.detach().numpy(), rtol=1e-12)

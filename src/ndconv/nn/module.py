@@ -122,7 +122,10 @@ class Module:
             yield from m.named_parameters(f"{prefix}.{name}" if prefix else name)
 
     def parameters(self):
-        return [p for _, p in self.named_parameters()]
+        # A parameter shared by several layers (tied weights) is listed once,
+        # as in PyTorch, so an optimizer updates it once per step.
+        unique = {id(p): p for _, p in self.named_parameters()}
+        return list(unique.values())
 
     def zero_grad(self):
         for p in self.parameters():
