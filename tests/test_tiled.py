@@ -57,6 +57,17 @@ def test_equals_in_memory_filter(tmp_path, rgb, src, dst, kwargs):
     assert sorted(os.listdir(tmp_path)) == sorted([src, dst])  # no temporary left
 
 
+def test_two_channel_tiff_output(tmp_path, rgb):
+    # A kernel mixing RGB into 2 channels: the TIFF holds (H, W, 2) samples per
+    # pixel (tifffile read (H, W, 2) as H images of W x 2 and refused the tile).
+    tifffile.imwrite(tmp_path / "in.tif", rgb[:40, :50])
+    mix = np.array([[1, 0, 0], [0, 0.5, 0.5]], dtype=float)[:, :, None, None]
+    shape = tiled.filter_tiled(tmp_path / "in.tif", tmp_path / "out.tif", mix, block=16, tile=16)
+    got, ref = _read(str(tmp_path / "out.tif")), filter_image(rgb[:40, :50], mix)
+    assert shape == got.shape == ref.shape == (40, 50, 2)
+    assert np.array_equal(got, ref)
+
+
 def test_float_gray_against_scipy(tmp_path):
     ndimage = pytest.importorskip("scipy.ndimage")
     rng = np.random.default_rng(0)

@@ -151,6 +151,9 @@ def _write_tiff(y, path, tile, compression, compute):
         path, tiles(), shape=y.shape, dtype=y.dtype, tile=tile,
         photometric="rgb" if rgb else "minisblack",
         extrasamples=("unassalpha",) if rgb and y.shape[2] == 4 else None,
+        # The last axis holds the samples of a pixel, whatever their number
+        # (without this, tifffile reads (H, W, 2) as H images of W x 2).
+        planarconfig="contig" if y.ndim == 3 else None,
         compression=compression, bigtiff=y.nbytes > 2**31,
     )
 
