@@ -229,6 +229,37 @@ def test_each_method_conv_and_backward_match_torch(method):
     np.testing.assert_allclose(gw, wt.grad.numpy(), atol=2e-3)
 
 
+def test_depthwise_with_channel_multiplier_backward_matches_torch():
+    # groups == in_channels with 2 outputs per group: the forward is depthwise,
+    # its input gradient (2 channels per group) is not; conv_backward must not
+    # fail for the method that computed the forward.
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 7, 6))
+    w = rng.standard_normal((8, 1, 3, 3))
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    yt = torch.nn.functional.conv2d(xt, wt, padding=1, groups=4)
+    gy = rng.standard_normal(yt.shape)
+    yt.backward(torch.from_numpy(gy))
+    y = ndconv.conv(x, w, padding=1, groups=4, method="depthwise")
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    gx, gw, _ = ndconv.conv_backward(gy, x, w, padding=1, groups=4, method="depthwise")
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-10, atol=1e-12)
+    # The transposed convolution of such a weight: the same, the other way round.
+    wt2 = torch.tensor(w.reshape(4, 2, 3, 3), requires_grad=True)
+    xt2 = torch.tensor(x, requires_grad=True)
+    yt2 = torch.nn.functional.conv_transpose2d(xt2, wt2, padding=1, groups=4)
+    gy2 = rng.standard_normal(yt2.shape)
+    yt2.backward(torch.from_numpy(gy2))
+    y2 = ndconv.conv_transpose(x, wt2.detach().numpy(), padding=1, groups=4, method="depthwise")
+    np.testing.assert_allclose(y2, yt2.detach().numpy(), rtol=1e-10, atol=1e-12)
+    gx2, gw2, _ = ndconv.conv_transpose_backward(gy2, x, wt2.detach().numpy(), padding=1,
+                                                 groups=4, method="depthwise")
+    np.testing.assert_allclose(gx2, xt2.grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(gw2, wt2.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_fft_long_signal_blocks_match_scipy():
     """1-D overlap-save over many blocks (the 2048-tap case, scaled down)."""
     scipy_signal = pytest.importorskip("scipy.signal")

@@ -148,8 +148,28 @@ def _forward(x, w, spec, method):
     return _run(x, w, spec, method)
 
 
-def _input_grad(gy, w, spec, method):
-    """Gradient of ``sum(gy * corr(x, w))`` with respect to ``x`` (B, C, *S)."""
+def _for_gradient(method, spec):
+    """``method``, or 'auto' where it cannot take this gradient's correlation.
+
+    A gradient's correlation differs from the forward's (channels per group
+    swap, stride becomes input dilation; the weight gradient's kernel is the
+    output gradient), so a method chosen for the forward (depthwise with a
+    channel multiplier, winograd) may not take it; choosing the layer's method
+    should not make its gradients fail, so 'auto' computes that one.
+    """
+    from .algorithms import ALGORITHMS
+
+    if method != "auto" and not ALGORITHMS[method].supports(spec)[0]:
+        return "auto"
+    return method
+
+
+def _input_grad(gy, w, spec, method, gradient=False):
+    """Gradient of ``sum(gy * corr(x, w))`` with respect to ``x`` (B, C, *S).
+
+    ``gradient=True`` (a backward pass, not conv_transpose's forward) lets
+    :func:`_for_gradient` replace a method that cannot take it.
+    """
     n = spec.ndim
     g = spec.groups
     O, Cg = w.shape[:2]
@@ -181,6 +201,8 @@ def _input_grad(gy, w, spec, method):
         dilation=spec.dilation, pairs=tpairs, lhs_dilation=spec.stride,
         padding_mode="zeros", dtype=spec.dtype,
     )
+    if gradient:
+        method = _for_gradient(method, tspec)
     gx = _run(gy, np.ascontiguousarray(wt), tspec, method)
     if not zeros:
         gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
@@ -203,14 +225,10 @@ def _weight_grad(gy, x, spec, method):
         kernel_size=P, stride=spec.dilation, dilation=spec.stride, pairs=spec.pairs,
         lhs_dilation=(1,) * n, padding_mode=spec.padding_mode, dtype=spec.dtype,
     )
-    from .algorithms import ALGORITHMS
-
-    if method != "auto" and not ALGORITHMS[method].supports(wspec)[0]:
-        # The kernel here is the output gradient (many taps, B channels per
-        # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
-        # 1 channel per group) cannot take; choosing the layer's method should
-        # not make its weight gradient fail, so 'auto' computes this one.
-        method = "auto"
+    # The kernel here is the output gradient (many taps, B channels per
+    # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
+    # 1 channel per group) cannot take.
+    method = _for_gradient(method, wspec)
     r = _run(xt, np.ascontiguousarray(gt), wspec, method)
     # With stride > dilation the correlation can reach past the kernel; crop.
     r = r[(Ellipsis, *[slice(0, k) for k in spec.kernel_size])]
@@ -392,9 +410,11 @@ def conv_backward(
         Gradient of the loss with respect to the convolution's output.
     x, weight, stride, padding, dilation, groups, padding_mode, method
         As given to :func:`conv`. ``method`` computes both gradients, except
-        that a method which cannot take the weight gradient's correlation (its
-        kernel is ``grad_out``: winograd needs 3x3, depthwise one channel per
-        group) leaves that one to ``'auto'``.
+        that a method which cannot take a gradient's correlation (the weight
+        gradient's kernel is ``grad_out``: winograd needs 3x3, depthwise one
+        channel per group; the input gradient of a depthwise conv with a
+        channel multiplier has several channels per group) leaves that one to
+        ``'auto'``.
 
     Returns
     -------
@@ -421,7 +441,7 @@ def conv_backward(
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
     gyb = gy[None] if unbatched else gy
-    gx = _input_grad(gyb, w, spec, method)
+    gx = _input_grad(gyb, w, spec, method, gradient=True)
     gw = _weight_grad(gyb, xb, spec, method)
     gb = gyb.sum(axis=(0, *range(2, gyb.ndim)))
     return (gx[0] if unbatched else gx), gw, gb
@@ -552,7 +572,7 @@ def conv_transpose_backward(
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
     gyb = gy[None] if unbatched else gy
-    gx = _forward(gyb, w, spec, method)
+    gx = _forward(gyb, w, spec, _for_gradient(method, spec))
     # output_padding >= stride (allowed when below dilation) can add a position.
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
     gw = _weight_grad(xb, gyb, spec, method)
