@@ -246,6 +246,19 @@ def test_errors_same_as_numpy(kwargs):
     assert str(got.value) == str(ref.value)
 
 
+def test_huge_window_is_refused_before_computing():
+    # 'same' with dilation 100000: every block's window is about 200000 x
+    # 200000 cells; NumPy refuses it, and so must the lazy graph, not np.block.
+    from ndconv.plan import MemoryLimitError, memory_limit
+
+    x, w = np.zeros((1, 1, 20, 30)), np.ones((1, 1, 3, 3))
+    with memory_limit("1GB"):
+        with pytest.raises(MemoryLimitError):
+            ndconv.conv(x, w, padding="same", dilation=100000)
+        with pytest.raises(MemoryLimitError):
+            ndconv.conv(da.from_array(x, chunks=10), w, padding="same", dilation=100000)
+
+
 def test_errors_specific_to_dask():
     w = np.zeros((1, 1, 3))
     with pytest.raises(TypeError, match="float32 or float64"):

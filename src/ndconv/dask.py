@@ -45,7 +45,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from . import _args
 from . import functional as _f
-from .algorithms import CorrSpec
+from .algorithms import CorrSpec, _check_memory
 from .algorithms import run as _run
 from .algorithms.choose import choose
 
@@ -206,16 +206,20 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
     K = w.shape[2:]
     bounds = [_out_bounds(c, s, p) for c, s, p in zip(in_chunks, stride, out_spatial)]
     per_dim = _windows(bounds, stride, dilation, K, xp.chunks[2:])
+    window = tuple(max(m for _, m in blocks) for blocks in per_dim)
+    largest = CorrSpec(
+        batch=max(xp.chunks[0]), in_channels=xp.shape[1], out_channels=w.shape[0],
+        groups=groups, in_spatial=window, kernel_size=K, stride=stride,
+        dilation=dilation, pairs=((0, 0),) * n, lhs_dilation=(1,) * n,
+        padding_mode="zeros", dtype=xp.dtype,
+    )
+    # The halo makes a window as large as the dilated kernel (a huge dilation
+    # with 'same'): refuse now, as the NumPy path does, not in a worker.
+    _check_memory(largest)
     if method == "auto":
         # One algorithm for every block, chosen for the largest: the cost model
         # would otherwise pick by block size and blocks could differ in rounding.
-        window = tuple(max(m for _, m in blocks) for blocks in per_dim)
-        method = choose(CorrSpec(
-            batch=max(xp.chunks[0]), in_channels=xp.shape[1], out_channels=w.shape[0],
-            groups=groups, in_spatial=window, kernel_size=K, stride=stride,
-            dilation=dilation, pairs=((0, 0),) * n, lhs_dilation=(1,) * n,
-            padding_mode="zeros", dtype=xp.dtype,
-        ))[0]
+        method = choose(largest)[0]
     token = tokenize(xp.name, w, bias, stride, dilation, groups, bounds, method)
     name, cut = f"ndconv-conv-{token}", f"ndconv-halo-{token}"
     dsk = {}
