@@ -317,6 +317,17 @@ def _keep_valid(L, W):
     return out
 
 
+def test_circular_taps_wrapping_onto_one_input_cannot_be_split():
+    # Kernel [1, 2, 4] on 2 inputs, circular 'same': taps 0 and 2 read the same
+    # input, so W holds 1 + 4 = 5 there (checked by hand) and no tap is recoverable.
+    w = np.array([[[1.0, 2.0, 4.0]]])
+    W = D.conv_to_dense(w, (1, 2), padding="same", padding_mode="circular")
+    np.testing.assert_array_equal(W[0, :, 0, :], [[2.0, 5.0], [5.0, 2.0]])
+    for f in (D.dense_to_conv, D.dense_to_local):
+        with pytest.raises(ValueError, match="same input position"):
+            f(W, 3, padding="same", padding_mode="circular")
+
+
 def test_dense_to_conv_rejects_a_fully_connected_weight(rng):
     from ndconv import nn
 

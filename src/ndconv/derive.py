@@ -598,6 +598,20 @@ def _dense_and_grid(W, kernel_size, stride, padding, dilation, padding_mode):
             f"gives S_out = floor((S + lo + hi - d*(K-1) - 1)/s) + 1 = {S_exp}"
         )
     grid = _Grid(S_out, S, K, stride, dilation, pairs, padding_mode == "circular")
+    if grid.circular:
+        # A window wider than the input wraps two taps onto one input position;
+        # W then holds their sum, which cannot be split back into taps.
+        for d, (q, so, k) in enumerate(zip(grid.Q, S_out, K)):
+            q = np.sort(q.reshape(so, k), axis=1)
+            dup = np.argwhere(q[:, 1:] == q[:, :-1])
+            if dup.size:
+                raise ValueError(
+                    f"with padding_mode='circular', the dilated kernel (size "
+                    f"{dilation[d] * (K[d] - 1) + 1}) wraps around the input (size "
+                    f"{S[d]}) in spatial dim {d}: two taps read the same input "
+                    f"position {int(q[tuple(dup[0])])}, so `W` holds their sum and "
+                    "cannot be split into taps"
+                )
     return W, len(K), S, grid
 
 
