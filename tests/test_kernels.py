@@ -1,5 +1,7 @@
 """The named kernel bank: values from the lecture, orientations against SciPy."""
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import ndimage, signal
@@ -52,6 +54,15 @@ def test_gaussian_sigma_matches_scipy_window(sigma):
     ref = np.outer(w, w) / np.outer(w, w).sum()
     assert k.shape == (size, size)
     np.testing.assert_allclose(k, ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("sigma", ["1e-170", "1e-300"])
+def test_tiny_sigma_is_the_identity_not_nan(sigma):
+    # sigma**2 underflows to 0; the limit of a Gaussian is a single 1 at the centre.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        k = kernels.get(f"gaussian:{sigma}")
+    np.testing.assert_array_equal(k, [[0, 0, 0], [0, 1, 0], [0, 0, 0]])
 
 
 @pytest.mark.parametrize("spec, shape", [("box", (3, 3)), ("box:5", (5, 5)),

@@ -92,7 +92,10 @@ def _gaussian(arg):
         )
     r = math.ceil(3 * sigma)
     t = np.arange(-r, r + 1, dtype=np.float64)
-    g = np.exp(-(t * t) / (2 * sigma * sigma))
+    # t / sigma, not t*t / sigma**2: a tiny sigma squared underflows to 0 (0/0 = NaN);
+    # (t / sigma)**2 overflows to inf instead, and exp(-inf) = 0 is the limit.
+    with np.errstate(over="ignore"):
+        g = np.exp(-0.5 * (t / sigma) ** 2)
     k = np.outer(g, g)
     return k / k.sum()
 
