@@ -209,6 +209,21 @@ def test_maxpool_nan_like_torch():
     np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-12)
 
 
+def test_maxpool_all_minus_inf_window_sends_gradient_to_input_like_torch():
+    # A window whose input cells are all -inf ties with the -inf padding: the
+    # gradient goes to its first input cell (as PyTorch), never to the padding.
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((1, 2, 5, 5))
+    x[0, 0, :2, :2] = x[0, 1, 3:, :] = -np.inf
+    xt = _t(x, grad=True)
+    yt = torch.nn.functional.max_pool2d(xt, 3, 1, 1, ceil_mode=True)
+    g = rng.standard_normal(yt.shape)
+    yt.backward(_t(g))
+    layer = nn.MaxPool2d(3, 1, 1, ceil_mode=True)
+    np.testing.assert_array_equal(layer(x), yt.detach().numpy())
+    np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-12)
+
+
 def test_avgpool_divisor_override():
     rng = np.random.default_rng(6)
     _check_layer(nn.AvgPool2d(3, 2, 1, divisor_override=4),

@@ -157,7 +157,13 @@ def _max_winners(x, y, k, s, p, d):
     holding NaN (whose maximum is NaN) it is the last NaN, as in PyTorch.
     """
     out = y.shape[2:]
-    win = windows(_padded(x, _pairs(x.shape[2:], k, s, p, d, out), -np.inf), k, s, d)
+    pairs = _pairs(x.shape[2:], k, s, p, d, out)
+    win = windows(_padded(x, pairs, -np.inf), k, s, d)
+    inside = None
+    if any(lo or hi for lo, hi in pairs) and np.isneginf(y).any():
+        # A window of -inf inputs ties with the -inf padding; the padding must
+        # not win (PyTorch gives the gradient to the first input cell).
+        inside = windows(pad(np.ones(x.shape[2:], bool), pairs, value=False), k, s, d)
     nan_y = np.isnan(y)
     last_nan = None
     if nan_y.any():
@@ -168,6 +174,8 @@ def _max_winners(x, y, k, s, p, d):
     hit = np.empty(y.shape, dtype=bool)
     for t, tap in enumerate(np.ndindex(*k)):
         np.equal(win[(Ellipsis, *tap)], y, out=hit)
+        if inside is not None:
+            hit &= inside[(Ellipsis, *tap)]
         np.greater(hit, taken, out=hit)  # hit and not taken, without a temporary
         taken |= hit
         if last_nan is not None:
