@@ -423,6 +423,13 @@ def test_params_prints_the_lectures_table():
     assert "2,700" in conv and "2,800" in conv
 
 
+def test_params_counts_a_huge_input_exactly():
+    # 3 x 2**32 x 2**32 = 3 * 2**64 numbers: more than int64 holds
+    r = ndconv_inproc("params", "--input", "3,4294967296,4294967296")
+    assert r.returncode == 0, r.stderr
+    assert "(55,340,232,221,128,654,848 numbers)" in r.stdout.splitlines()[0]
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--hidden", "0"], "hidden"), (["--input", "5"], "channels plus"),
     (["--dtype", "float33"], "dtype"), (["--kernel", "3,3,3"], "kernel_size"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from . import _parse
 from ._errors import Unavailable, UsageError
 
@@ -59,5 +61,5 @@ def run(args):
     except ImportError as exc:
         raise Unavailable(f"ndconv.plan is not installed ({exc})") from None
     print(f"one layer on an input of shape {'x'.join(map(str, shape))} "
-          f"({int(np.prod(shape)):,} numbers), {args.hidden} hidden units / channels:")
+          f"({math.prod(shape):,} numbers), {args.hidden} hidden units / channels:")
     print(text)
