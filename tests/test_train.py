@@ -193,6 +193,30 @@ def test_nan_loss_stops_with_epoch_and_step_and_keeps_last_good(tmp_path):
     assert all(np.isfinite(p.data).all() for p in model.parameters())
 
 
+def test_nan_loss_leaves_the_model_in_the_mode_it_found():
+    x, y = _toy()
+    x[0] = np.nan
+    model = _toy_model().eval()
+    with pytest.raises(NonFiniteLossError):
+        ndconv.fit(model, x, y, loss=CrossEntropyLoss(), optimizer=optim.SGD(model, lr=0.1),
+                   epochs=1, shuffle=False, progress=False)
+    assert not model.training
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_epoch_loss_agrees_with_evaluate_for_either_reduction(reduction):
+    # lr = 0: the model does not change, so the epoch's loss over odd-sized
+    # batches (16, 16, 16, 16, 1) is the loss of the whole set, as evaluate
+    # reports it (the mean over examples, or the total for 'sum').
+    x, y = _toy(65)
+    model = _toy_model()
+    loss = CrossEntropyLoss(reduction)
+    h = ndconv.fit(model, x, y, loss=loss, optimizer=optim.SGD(model, lr=0.0), epochs=1,
+                   batch_size=16, progress=False)
+    want = ndconv.evaluate(model, x, y, loss=loss)["loss"]
+    assert h["loss"][0] == pytest.approx(want, rel=1e-5)
+
+
 def test_divergence_names_epoch_and_step():
     x, y = _toy()
     model = _toy_model()

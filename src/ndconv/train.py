@@ -133,10 +133,12 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
     Returns
     -------
     History
-        ``loss`` and, for class labels, ``accuracy`` (running over the epoch's
-        batches, in training mode), ``val_loss`` / ``val_accuracy``, and
-        ``seconds`` per epoch. The model is left in the mode it had before
-        (``fit`` trains in training mode and evaluates in evaluation mode).
+        ``loss`` (the mean over examples, or the total for a ``'sum'`` loss,
+        as :func:`evaluate`) and, for class labels, ``accuracy`` (running over
+        the epoch's batches, in training mode), ``val_loss`` / ``val_accuracy``,
+        and ``seconds`` per epoch. The model is left in the mode it had before,
+        also when training stops with an error (``fit`` trains in training mode
+        and evaluates in evaluation mode).
 
     Raises
     ------
@@ -153,13 +155,28 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
             raise ValueError("`validation` must be a pair (x_val, y_val)")
-        xv, yv = _check_data(*validation, name="validation x")
+        validation = _check_data(*validation, name="validation x")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     from .io import save  # here: io is only needed when checkpointing
 
     history = History()
     was_training = model.training
+    summed = getattr(loss, "reduction", "mean") == "sum"
+    try:
+        _epochs(model, x, y, loss, optimizer, epochs, batch_size, validation, shuffle,
+                rng, progress, checkpoint, history, summed, save)
+    finally:
+        # Also after a NonFiniteLossError: the caller's mode comes back.
+        model.train(was_training)
+    return history
+
+
+def _epochs(model, x, y, loss, optimizer, epochs, batch_size, validation, shuffle, rng,
+            progress, checkpoint, history, summed, save):
+    """The epoch loop of :func:`fit` (arguments validated), filling ``history``."""
+    if validation is not None:
+        xv, yv = validation
     n = x.shape[0]
     steps = math.ceil(n / batch_size)
     last_good = _snapshot(model, optimizer)
@@ -187,7 +204,9 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
                 optimizer.zero_grad()
                 model.backward(loss.backward())
                 optimizer.step()
-                total += value * len(idx)
+                # A 'mean' loss weighs each batch by its size; a 'sum' loss
+                # adds up to the epoch's total (as evaluate reports it).
+                total += value if summed else value * len(idx)
                 c = _correct(out, yb)
                 if c is None:
                     counted = False
@@ -199,7 +218,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
         finally:
             if bar is not None:
                 bar.close()
-        row = {"loss": total / n}
+        row = {"loss": total if summed else total / n}
         if counted:
             row["accuracy"] = correct / n
         if validation is not None:
@@ -211,8 +230,6 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
         if checkpoint is not None:
             save({"model": last_good[0], "optimizer": last_good[1], "epoch": epoch,
                   "history": {k: list(v) for k, v in history.items()}}, checkpoint)
-    model.train(was_training)
-    return history
 
 
 def predict(model, x, batch_size=256):
