@@ -366,3 +366,15 @@ def test_tied_weight_is_one_parameter_and_one_sgd_step_as_torch():
     tmodel(_t(x)).square().mean().backward()
     topt.step()
     np.testing.assert_allclose(a.weight.data, ta.weight.detach().numpy(), rtol=1e-12)
+
+
+def test_assigning_an_array_to_a_parameter_raises_like_torch():
+    # Replacing a registered Parameter by a plain array would drop it from
+    # state_dict() and the optimizer; PyTorch refuses, naming the parameter.
+    layer = nn.Linear(3, 2, dtype=np.float64, rng=0)
+    with pytest.raises(TypeError, match=r"'weight'.*Parameter or None"):
+        layer.weight = np.zeros((2, 3))
+    assert list(layer.state_dict()) == ["weight", "bias"]
+    layer.weight = nn.Parameter(np.zeros((2, 3)))  # a Parameter is fine
+    layer.bias = None  # and so is None, as torch
+    assert list(layer.state_dict()) == ["weight"]

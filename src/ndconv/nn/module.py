@@ -77,6 +77,14 @@ class Module:
                 "assigning attributes"
             )
         params, modules = self.__dict__["_parameters"], self.__dict__["_modules"]
+        if name in params and not (value is None or isinstance(value, Parameter)):
+            # An array here would silently drop the parameter from
+            # state_dict() and the optimizer; PyTorch refuses too.
+            raise TypeError(
+                f"cannot assign a {type(value).__name__} as parameter {name!r} of "
+                f"{type(self).__name__} (Parameter or None expected); to change its "
+                f"values, assign to {name}.data"
+            )
         params.pop(name, None)
         modules.pop(name, None)
         if isinstance(value, Parameter):
