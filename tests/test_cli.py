@@ -457,6 +457,15 @@ def test_train_one_epoch_writes_a_loadable_checkpoint(tmp_path):
     assert state["model"]["0.weight"].shape == (16, 1, 3, 3)
 
 
+def test_train_diverging_is_one_line_and_exit_2(tmp_path):
+    # lr 1e30: the loss becomes NaN at once; the user's learning rate, not a bug,
+    # and NumPy's overflow warnings must not add lines (a real subprocess).
+    r = ndconv("train", "--epochs", 1, "--lr", "1e30", "--no-checkpoint", "--no-progress",
+               cwd=tmp_path)
+    assert_refused(r, "smaller learning rate", prog="ndconv train")
+    assert os.listdir(tmp_path) == []
+
+
 def test_bench_runs_the_script_with_arguments(tmp_path):
     (tmp_path / "b.py").write_text("import sys\nprint('bench args', sys.argv[1:])\n")
     r = ndconv_inproc("bench", "--script", "b.py", "--", "--quick", "x", cwd=tmp_path)

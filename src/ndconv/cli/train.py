@@ -70,10 +70,17 @@ def run(args):
             raise UsageError(f"checkpoint {ckpt!r} must end in .npz")
     try:
         from .. import fit  # noqa: F401  (the training loop of ndconv.train)
+        from ..train import NonFiniteLossError
     except ImportError as exc:
         raise Unavailable(f"ndconv.train is not installed ({exc})") from None
-    r = train_digits(args.epochs, args.seed, args.lr, args.batch_size,
-                     progress=not args.no_progress, checkpoint=ckpt)
+    try:
+        # A diverging run (too large --lr) is reported once, by fit's
+        # NonFiniteLossError, not by NumPy's overflow warnings on the way.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            r = train_digits(args.epochs, args.seed, args.lr, args.batch_size,
+                             progress=not args.no_progress, checkpoint=ckpt)
+    except NonFiniteLossError as exc:
+        raise UsageError(str(exc)) from None
     h = r["history"]
     for e in range(len(h["loss"])):
         print(f"epoch {e + 1:3d}  loss {h['loss'][e]:.4f}  train accuracy "
