@@ -225,6 +225,19 @@ def test_output_format_refuses(path, dtype, ch, match):
         images.output_format(path, dtype, ch)
 
 
+@pytest.mark.parametrize("path, dtype, ch, advice", [
+    ("a.jpg", np.uint16, 1, "use a .tif output"),
+    ("a.png", np.float32, 1, "use a .tif output"),
+    ("a.jpg", np.uint8, 4, "use a .png or .tif output"),
+    ("a.tif", np.float32, 3, "use uint8 input"),  # was: "... or a .tif output"
+    ("a.png", np.uint16, 3, "use uint8 input"),
+])
+def test_output_format_refusal_gives_advice_that_works(path, dtype, ch, advice):
+    with pytest.raises(ValueError) as exc:
+        images.output_format(path, dtype, ch)
+    assert str(exc.value).endswith(advice), str(exc.value)
+
+
 @pytest.mark.parametrize("arr, fmt", [
     (np.arange(60, dtype=np.uint8).reshape(4, 5, 3), "PNG"),
     (np.arange(20, dtype=np.uint8).reshape(4, 5), "PNG"),

@@ -333,10 +333,11 @@ def output_format(path, dtype, channels):
         "TIFF": dtype == np.uint8 or channels == 1,
     }[fmt]
     if not ok:
-        raise ValueError(
-            f"{fmt} cannot store a {channels}-channel {dtype} image; use "
-            + ("a .tif output" if channels == 1 else "uint8 input or a .tif output")
-        )
+        # Advice that works: TIFF takes any one-channel image, PNG and TIFF any
+        # uint8 one; no format here (Pillow) takes several channels of another dtype.
+        advice = ("a .tif output" if channels == 1
+                  else "a .png or .tif output" if dtype == np.uint8 else "uint8 input")
+        raise ValueError(f"{fmt} cannot store a {channels}-channel {dtype} image; use {advice}")
     return fmt
 
 
