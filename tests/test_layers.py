@@ -238,6 +238,12 @@ def test_pool_errors():
         nn.AvgPool1d(3, padding=2)
     with pytest.raises(ValueError, match=r"larger than the padded input.*must be >= 1"):
         nn.MaxPool2d(5)(np.ones((1, 1, 3, 3)))
+    # An input shape without spatial dims is refused, not answered with ().
+    with pytest.raises(ValueError, match=r"`input_shape` \(=\(5, 5\)\)"):
+        ndconv.pooling.pool_output_shape((5, 5), 2)
+    with pytest.raises(ValueError, match="`input_shape`"):
+        ndconv.pooling.pool_output_shape((5,), (2, 2))
+    assert ndconv.pooling.pool_output_shape((1, 1, 5, 4), 2) == (2, 2)
     with pytest.raises(ValueError, match="kernel_size"):
         nn.MaxPool2d(0)
     with pytest.raises(ValueError, match="one entry per spatial"):

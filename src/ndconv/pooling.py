@@ -107,6 +107,11 @@ def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation
     """
     k = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else None
     n = len(k) if k is not None else len(input_shape) - 2
+    if n < 1 or len(input_shape) < n:
+        raise ValueError(
+            f"`input_shape` (={tuple(input_shape)!r}) must be (B, C, *S) with at least one "
+            f"spatial dim (or hold the len(kernel_size) spatial dims last)"
+        )
     k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
     s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
     p = _args.ntuple(padding, n, "padding", minimum=0)
