@@ -32,6 +32,16 @@ def test_lecture_numbers():
     assert conv.flops == lc.flops == 2 * 100 * 3000 * 4000 * 27
 
 
+@pytest.mark.parametrize("k", [2, 4, (3, 4)])
+def test_lecture_table_keeps_the_photos_size_for_even_kernels(k):
+    # The docstring's promise: the hidden image keeps the photo's size
+    # (padding k//2 on both sides made 3001x4001 for k = 4).
+    fc, fc_same, lc, conv = plan.lecture_table(kernel_size=k)
+    assert conv.out_shape == lc.out_shape == fc_same.out_shape == (100, 3000, 4000)
+    kk = (k, k) if isinstance(k, int) else k
+    assert conv.params == 100 * 3 * kk[0] * kk[1] + 100
+
+
 def test_format_table_shows_the_lecture():
     text = plan.format_table(plan.lecture_table(), dtypes=("float32", "float64"))
     for s in ("3,600,000,000", "14.4 GB", "28.8 GB", "2,800", "3x3000x4000", "float64 bytes"):

@@ -396,12 +396,13 @@ def lecture_table(input_shape=LECTURE_INPUT, hidden=LECTURE_HIDDEN, kernel_size=
     ``hidden``-channel image a convolution produces; the locally connected
     layer (locality only); the convolution (locality and translation
     invariance: 2,800 parameters). Convolution and locally connected layer use
-    ``padding = kernel_size // 2`` so the hidden image keeps the photo's size.
+    ``padding='same'`` (``kernel_size // 2`` per side for an odd kernel; the
+    extra one at the end for an even one) so the hidden image keeps the photo's size.
     """
     x = _args.shape_tuple(input_shape, "input_shape")
     h = _args.positive_int(hidden, "hidden")
     k = _args.ntuple(kernel_size, len(x) - 1, "kernel_size", minimum=1)
-    pad = tuple(kk // 2 for kk in k)
+    pad = "same"
     c = conv(x, h, k, padding=pad, name="convolution (both principles)")
     return [
         fully_connected(x, (h,), name=f"fully connected, {h} hidden units"),
