@@ -101,5 +101,8 @@ def test_bad_arguments(rng):
         P.locality(lambda x: x, _x(rng, 1, (6, 6)))
     with pytest.raises(ValueError, match="out_index"):
         P.locality(conv, _x(rng, 1, (6, 6)), (5, 5))
+    for channel in (1, -1):  # one output channel only (was an IndexError / the last)
+        with pytest.raises(ValueError, match="channel"):
+            P.locality(conv, _x(rng, 1, (6, 6)), channel=channel)
     # A plain callable works for the circular check.
     assert P.translation_equivariance(lambda x: 2 * x, _x(rng, 1, (6, 6)), 2)

@@ -231,6 +231,10 @@ def locality(layer, x, out_index=None, *, channel=0, region=None):
     out_index = _args.ntuple(out_index, len(S_out), "out_index", minimum=0)
     if any(i >= s for i, s in zip(out_index, S_out)):
         raise ValueError(f"`out_index` (={out_index}) must lie in the output's spatial shape {S_out}")
+    channel = _args._as_int(channel, "channel")
+    if not 0 <= channel < y.shape[1]:
+        raise ValueError(
+            f"`channel` (={channel!r}) must be an output channel, 0..{y.shape[1] - 1}")
     if region is None:
         region = plan.receptive_region(layer, x.shape[1:], out_index)
     if len(region) != n:
