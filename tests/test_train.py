@@ -217,6 +217,20 @@ def test_epoch_loss_agrees_with_evaluate_for_either_reduction(reduction):
     assert h["loss"][0] == pytest.approx(want, rel=1e-5)
 
 
+def test_accuracy_of_per_pixel_labels_is_a_fraction():
+    # Labels (B, H, W) for logits (B, C, H, W): accuracy is the fraction of
+    # correctly labelled pixels, not correct pixels per example.
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 1, 4, 3)).astype(np.float32)
+    y = rng.integers(0, 3, (5, 4, 3))
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1, rng=0))
+    want = np.mean(model(x).argmax(axis=1) == y)
+    assert ndconv.evaluate(model, x, y)["accuracy"] == pytest.approx(want)
+    h = ndconv.fit(model, x, y, loss=CrossEntropyLoss(), optimizer=optim.SGD(model, lr=0.0),
+                   epochs=1, batch_size=2, progress=False)
+    assert h["accuracy"][0] == pytest.approx(want)
+
+
 def test_divergence_names_epoch_and_step():
     x, y = _toy()
     model = _toy_model()

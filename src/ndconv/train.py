@@ -220,7 +220,7 @@ def _epochs(model, x, y, loss, optimizer, epochs, batch_size, validation, shuffl
                 bar.close()
         row = {"loss": total if summed else total / n}
         if counted:
-            row["accuracy"] = correct / n
+            row["accuracy"] = correct / y.size  # per label: (B,) or per pixel (B, *d)
         if validation is not None:
             ev = evaluate(model, xv, yv, loss=loss, batch_size=max(batch_size, 256))
             row.update({f"val_{k}": v for k, v in ev.items()})
@@ -265,5 +265,5 @@ def evaluate(model, x, y, *, loss=None, batch_size=256):
         res["loss"] = float(loss(out, y))
     c = _correct(out, y)
     if c is not None:
-        res["accuracy"] = c / x.shape[0]
+        res["accuracy"] = c / y.size  # per label: (B,) or per pixel (B, *d)
     return res
