@@ -384,3 +384,13 @@ def test_assigning_an_array_to_a_parameter_raises_like_torch():
     layer.weight = nn.Parameter(np.zeros((2, 3)))  # a Parameter is fine
     layer.bias = None  # and so is None, as torch
     assert list(layer.state_dict()) == ["weight"]
+
+
+def test_sequential_append_takes_modules_only():
+    model = nn.Sequential(nn.Linear(2, 2, rng=0))
+    model.append(nn.ReLU())
+    assert len(model) == 2 and [k for k, _ in model.named_children()] == ["0", "1"]
+    # A non-Module (say, a plain function) would be silently skipped by forward.
+    with pytest.raises(TypeError, match="Sequential item 2 must be a Module, got function"):
+        model.append(lambda x: np.tanh(x))
+    assert len(model) == 2

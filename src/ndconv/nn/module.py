@@ -224,6 +224,10 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def append(self, layer):
+        if not isinstance(layer, Module):
+            raise TypeError(
+                f"Sequential item {len(self)} must be a Module, got {type(layer).__name__}"
+            )
         setattr(self, str(len(self)), layer)
         return self
 
