@@ -388,6 +388,13 @@ def test_negative_seed_is_refused_naming_the_option(tmp_path, cmd):
     assert os.listdir(tmp_path) == []
 
 
+def test_learn_kernel_diverging_prints_no_numpy_warnings():
+    # lr 1e300 overflows at once: the losses say so (inf, nan), stderr stays empty.
+    r = ndconv("learn-kernel", "--lr", "1e300")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "nan" in r.stdout.splitlines()[-1]
+
+
 def test_version():
     import ndconv as pkg
 

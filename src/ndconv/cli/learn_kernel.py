@@ -57,7 +57,10 @@ def learn_edge_kernel(iterations=10, lr=3e-2, seed=0):
 
 
 def run(args):
-    losses, kernel, _, _ = learn_edge_kernel(args.iterations, args.lr, args.seed)
+    # A too large --lr diverges: the printed losses (inf, nan) say so, without
+    # NumPy's overflow warnings on stderr.
+    with np.errstate(over="ignore", invalid="ignore"):
+        losses, kernel, _, _ = learn_edge_kernel(args.iterations, args.lr, args.seed)
     for i, loss in enumerate(losses, 1):
         if i % 2 == 0 or i == len(losses):
             print(f"iteration {i}, loss {loss:.3f}")
