@@ -316,6 +316,27 @@ def test_auto_keeps_nan_and_inf_local_like_torch(xs, ws):
     assert np.isnan(gx).sum() < gx.size / 2  # the NaNs of grad_out stay local too
 
 
+def test_auto_weight_gradient_keeps_nan_and_inf_local_like_torch():
+    """The weight gradient's correlation (kernel = grad_out, many taps) is one
+    where 'auto' prefers FFT and then the implicit GEMM's loop over outputs,
+    which lays the kernel on the grid with zeros (0 * Inf = NaN): neither may
+    spread a NaN or Inf of x to weight taps whose windows never see it."""
+    torch = pytest.importorskip("torch")
+    r = np.random.default_rng(0)
+    x, w = r.standard_normal((1, 2, 64, 64)), r.standard_normal((2, 2, 15, 15))
+    x[0, 0, 3, 3], x[0, 1, 55, 50] = np.inf, np.nan
+    gy = r.standard_normal((1, 2, 50, 50))
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    torch.nn.functional.conv2d(xt, wt).backward(torch.tensor(gy))
+    _, gw, _ = ndconv.conv_backward(gy, x, w)
+    ref = wt.grad.numpy()
+    np.testing.assert_array_equal(np.isnan(gw), np.isnan(ref))
+    np.testing.assert_array_equal(np.isinf(gw), np.isinf(ref))
+    fin = np.isfinite(ref)
+    np.testing.assert_allclose(gw[fin], ref[fin], rtol=1e-9)
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_nan_never_raises_and_reaches_every_output_torch_marks(method):
     x = np.ones((1, 1, 8, 8))

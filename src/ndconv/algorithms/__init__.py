@@ -48,6 +48,15 @@ def _check_memory(spec):
 _BLOCK_MIXING = ("fft", "winograd")
 
 
+def _mixes(method, spec):
+    """Whether ``method`` lets a NaN or Inf reach outputs whose window misses it.
+
+    Besides FFT and Winograd, the implicit GEMM's loop over outputs multiplies
+    the kernel laid on the whole grid, zeros off its support (0 * Inf = NaN).
+    """
+    return method in _BLOCK_MIXING or (method == "implicit" and implicit.mode(spec) == "outputs")
+
+
 def _finite(x, w):
     """No NaN or Inf in ``x`` or ``w``, without a temporary array as large as x.
 
@@ -65,13 +74,13 @@ def run(x, w, spec, method="auto"):
     _check_memory(spec)
     if method == "auto":
         method = choose(spec)[0]
-        if method in _BLOCK_MIXING and not _finite(x, w):
+        if _mixes(method, spec) and not _finite(x, w):
             # FFT and Winograd mix a whole block of inputs into every output of
             # the block (and Inf - Inf = NaN): one NaN or Inf would spoil the
             # block. PyTorch keeps them where the window sees them; so do these.
             from .choose import candidates
 
-            est = {k: v for k, v in candidates(spec)[0].items() if k not in _BLOCK_MIXING}
+            est = {k: v for k, v in candidates(spec)[0].items() if not _mixes(k, spec)}
             method = min(est, key=est.get) if est else "direct"
     algo = ALGORITHMS.get(method)
     if algo is None:
