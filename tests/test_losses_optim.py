@@ -218,3 +218,10 @@ def test_optimizer_errors():
     with pytest.raises(ValueError, match=r"state\.0\.momentum_buffer.*\(3,\)"):
         optim.SGD(p, lr=0.1, momentum=0.9).load_state_dict(
             {"step": 1, "hyper": {}, "state": {"0": {"momentum_buffer": np.ones(3)}}})
+    # A malformed state dict is a clear error naming the key, never an AttributeError.
+    with pytest.raises(TypeError, match=r"'state\.0' must be a dict"):
+        optim.SGD(p, lr=0.1).load_state_dict({"step": 1, "hyper": {}, "state": {"0": 5}})
+    with pytest.raises(KeyError, match=r"'state\.x'"):
+        optim.SGD(p, lr=0.1).load_state_dict({"step": 1, "hyper": {}, "state": {"x": {}}})
+    with pytest.raises(TypeError, match="must be a dict"):
+        optim.SGD(p, lr=0.1).load_state_dict(None)

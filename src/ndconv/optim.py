@@ -9,6 +9,7 @@ state (moment buffers, step count) round-trips through ``state_dict()`` /
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -97,12 +98,27 @@ class Optimizer:
 
         A buffer whose shape differs from its parameter's raises ValueError naming it.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(
+                f"optimizer state dict must be a dict (from state_dict()), got "
+                f"{type(state).__name__}"
+            )
         for key in ("step", "hyper", "state"):
             if key not in state:
                 raise KeyError(f"optimizer state dict has no key {key!r}")
         new = [dict() for _ in self.params]
         for i, st in dict(state["state"]).items():
-            j = int(i)
+            try:
+                j = int(i)
+            except (TypeError, ValueError):
+                raise KeyError(
+                    f"optimizer state dict key 'state.{i}' must name a parameter index"
+                ) from None
+            if not isinstance(st, Mapping):
+                raise TypeError(
+                    f"optimizer state dict entry 'state.{i}' must be a dict of buffers, "
+                    f"got {type(st).__name__}"
+                )
             if not 0 <= j < len(self.params):
                 raise KeyError(
                     f"optimizer state dict key 'state.{i}' names parameter {j}, but the "
