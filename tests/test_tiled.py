@@ -57,6 +57,26 @@ def test_equals_in_memory_filter(tmp_path, rgb, src, dst, kwargs):
     assert sorted(os.listdir(tmp_path)) == sorted([src, dst])  # no temporary left
 
 
+def test_planar_tiff_is_read_as_height_width_channels(tmp_path, rgb):
+    # A planar RGB TIFF stores (3, H, W) (tifffile's axes 'SYX'); it is one
+    # (H, W, 3) image, as Pillow reads it, not an image of height 3.
+    img = rgb[:40, :50]
+    tifffile.imwrite(tmp_path / "planar.tif", np.moveaxis(img, -1, 0), photometric="rgb",
+                     planarconfig="separate")
+    assert tiled.open_image(tmp_path / "planar.tif").shape == (40, 50, 3)
+    shape = tiled.filter_tiled(tmp_path / "planar.tif", tmp_path / "out.tif", SHARPEN, block=16,
+                               tile=16)
+    assert shape == (40, 50, 3)
+    np.testing.assert_array_equal(_read(str(tmp_path / "out.tif")), filter_image(img, SHARPEN))
+
+
+def test_a_stack_of_pages_is_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 40, 50), np.uint8),
+                     photometric="minisblack")
+    with pytest.raises(ValueError, match="stack"):
+        tiled.open_image(tmp_path / "stack.tif")
+
+
 def test_two_channel_tiff_output(tmp_path, rgb):
     # A kernel mixing RGB into 2 channels: the TIFF holds (H, W, 2) samples per
     # pixel (tifffile read (H, W, 2) as H images of W x 2 and refused the tile).

@@ -68,15 +68,31 @@ def open_image(path, block=None):
         import tifffile
         import zarr
 
+        try:
+            with tifffile.TiffFile(path) as tf:
+                axes = tf.series[0].axes
+        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+            raise ValueError(f"input image {path!r} is not a readable TIFF: {exc}") from None
+        # Samples (or ImageJ channels) first, 'SYX': a planar image, read as
+        # (H, W, C) like Pillow does; another leading axis is a stack of pages.
+        planar = len(axes) == 3 and axes[0] in "SC" and axes[1:] == "YX"
+        if len(axes) == 3 and not planar and axes[2] != "S":
+            raise ValueError(
+                f"input image {path!r} is a stack of pages (tifffile axes {axes!r}), "
+                "not one image (H, W) or (H, W, C)"
+            )
         try:  # uncompressed and contiguous: the OS pages in what is read
             arr = tifffile.memmap(path, mode="r")
-            x = da.from_array(arr, chunks=(block or 1024,) * 2 + (-1,) * (arr.ndim - 2))
+            chunks = (block or 1024,) * 2 + (-1,) * (arr.ndim - 2)
+            x = da.from_array(arr, chunks=chunks[::-1] if planar else chunks)
         except ValueError:  # compressed or tiled: read tile by tile
             try:
                 store = tifffile.imread(path, aszarr=True)
             except (tifffile.TiffFileError, OSError, ValueError) as exc:
                 raise ValueError(f"input image {path!r} is not a readable TIFF: {exc}") from None
             x = da.from_zarr(zarr.open_array(store, mode="r"))
+        if planar:
+            x = x.transpose(1, 2, 0)
     else:
         import zarr
 
