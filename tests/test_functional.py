@@ -345,6 +345,21 @@ def test_nan_never_raises_and_reaches_every_output_torch_marks(method):
     assert np.isnan(out[0, 0, 3:6, 3:6]).all()
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_huge_stride_or_dilation_taken_once_computes(method):
+    # A stride that yields one output (or a dilation of a 1-tap kernel) is
+    # never stepped; 2**62 must not overflow the strides of a window view.
+    pytest.importorskip("torch")
+    r = np.random.default_rng(0)
+    x, w = r.standard_normal((1, 2, 5, 5)), r.standard_normal((2, 2, 3, 3))
+    out = _call(ndconv.conv, x, w, stride=(2**62, 1), method=method)
+    ref = torch_conv(x, w, None, (3, 1), 0, (1, 1), 1, "zeros")  # also one output row
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
+    out = _call(ndconv.conv, x, w[:, :, :1, :], dilation=(10**30, 1), method=method)
+    ref = torch_conv(x, w[:, :, :1, :], None, (1, 1), 0, (1, 1), 1, "zeros")
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-12)
+
+
 def test_transpose_matches_torch_simple():
     """A plain hand-checkable case: stride 2 scatters copies of the kernel."""
     x = np.array([[[1.0, 2.0]]])

@@ -106,11 +106,13 @@ def windows(x, kernel_size, stride, dilation, axis=-1):
         for sz, k, s, d in zip(sizes, kernel_size, stride, dilation)
     )
     shape = x.shape[:first] + out + x.shape[last + 1 :] + tuple(kernel_size)
+    # A step taken only once (one output, one tap) is never used: 0 there, so
+    # that a huge stride or dilation cannot overflow the strides of the view.
     st = (
         x.strides[:first]
-        + tuple(t * s for t, s in zip(strides, stride))
+        + tuple(t * s if o > 1 else 0 for t, s, o in zip(strides, stride, out))
         + x.strides[last + 1 :]
-        + tuple(t * d for t, d in zip(strides, dilation))
+        + tuple(t * d if k > 1 else 0 for t, d, k in zip(strides, dilation, kernel_size))
     )
     return as_strided(x, shape=shape, strides=st, writeable=False)
 
