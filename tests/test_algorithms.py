@@ -336,3 +336,15 @@ def test_unknown_method_is_named():
     x, w = np.zeros((1, 1, 4, 4)), np.zeros((1, 1, 3, 3))
     with pytest.raises(ValueError, match="'winograd'"):
         ndconv.conv(x, w, method="nope")
+
+
+def test_backward_refuses_a_method_that_cannot_compute_the_forward():
+    """conv_backward(method=X) falls back to 'auto' only for a gradient X cannot
+    take; a method that cannot compute the convolution itself is refused, as by conv."""
+    x = np.ones((1, 2, 6, 6))
+    w = np.ones((2, 2, 5, 5))
+    gy = np.ones((1, 2, 2, 2))
+    with pytest.raises(ValueError, match="`method`='winograd' cannot compute"):
+        ndconv.conv(x, w, method="winograd")
+    with pytest.raises(ValueError, match="`method`='winograd' cannot compute"):
+        ndconv.conv_backward(gy, x, w, method="winograd")

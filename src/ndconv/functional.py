@@ -440,6 +440,12 @@ def conv_backward(
         )
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
+    if method != "auto":
+        from .algorithms import ALGORITHMS
+
+        ok, why = ALGORITHMS[method].supports(spec)
+        if not ok:  # as conv(method=...) would: the layer's own method must fit
+            raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     gyb = gy[None] if unbatched else gy
     gx = _input_grad(gyb, w, spec, method, gradient=True)
     gw = _weight_grad(gyb, xb, spec, method)
