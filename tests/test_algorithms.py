@@ -348,3 +348,14 @@ def test_backward_refuses_a_method_that_cannot_compute_the_forward():
         ndconv.conv(x, w, method="winograd")
     with pytest.raises(ValueError, match="`method`='winograd' cannot compute"):
         ndconv.conv_backward(gy, x, w, method="winograd")
+
+
+def test_set_num_threads_takes_numpy_ints():
+    try:
+        assert ndconv.set_num_threads(np.int64(1)) in (True, False)
+        assert ndconv.get_num_threads() == 1
+        assert type(ndconv.get_num_threads()) is int
+        with pytest.raises(ValueError, match="must be a positive int"):
+            ndconv.set_num_threads(np.int64(0))
+    finally:
+        ndconv.set_num_threads(None)

@@ -394,3 +394,11 @@ def test_sequential_append_takes_modules_only():
     with pytest.raises(TypeError, match="Sequential item 2 must be a Module, got function"):
         model.append(lambda x: np.tanh(x))
     assert len(model) == 2
+
+
+def test_linear_refuses_an_input_of_another_dtype():
+    """As torch.nn.Linear (and the conv layers): no silent float64 computation."""
+    layer = nn.Linear(3, 2)  # float32 by default
+    with pytest.raises(TypeError, match=r"Linear input \(dtype float64\) must have the weight's dtype \(float32\)"):
+        layer(np.ones((1, 3)))
+    assert layer(np.ones((1, 3), np.float32)).dtype == np.float32

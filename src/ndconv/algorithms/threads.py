@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 _state = {"threads": None, "limiter": None}
 
 
@@ -61,8 +63,9 @@ def set_num_threads(n):
     >>> _ = ndconv.set_num_threads(None)
     """
     if n is not None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"`n` (={n!r}) must be a positive int or None")
+        n = int(n)  # threadpoolctl and numba take Python ints only
     if _state["limiter"] is not None:
         _state["limiter"].restore_original_limits()
         _state["limiter"] = None

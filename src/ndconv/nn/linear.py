@@ -52,6 +52,12 @@ class Linear(Module):
                 f"Linear expects input of shape (*, {self.in_features}) (in_features="
                 f"{self.in_features}); got {x.shape}"
             )
+        if x.dtype != self.weight.data.dtype:
+            # As PyTorch (and the conv layers): no silent float64 computation.
+            raise TypeError(
+                f"Linear input (dtype {x.dtype}) must have the weight's dtype "
+                f"({self.weight.data.dtype}); cast it with .astype()"
+            )
         y = x @ self.weight.data.T
         if self.bias is not None:
             y += self.bias.data
