@@ -59,19 +59,14 @@ def run_command(func, args, prog):
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except MemoryLimitError as exc:
-        # Refused before allocating what the input asks for (a huge dilation,
-        # a huge photo): a usage error, not a bug.
-        if debug:
-            raise
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
     except Unavailable as exc:
         if debug:
             raise
         print(f"{prog}: not available: {one_line(exc)}", file=sys.stderr)
         return EXIT_BUG
-    except (UsageError, ValueError, TypeError) as exc:
+    except (UsageError, ValueError, TypeError, MemoryLimitError) as exc:
+        # MemoryLimitError: refused before allocating what the input asks for
+        # (a huge dilation, a huge photo), a usage error, not a bug.
         if debug:
             raise
         print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
