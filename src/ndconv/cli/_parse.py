@@ -13,20 +13,29 @@ from ._errors import UsageError
 MAX_NPY_ELEMENTS = 1 << 20
 
 
-def int_tuple(text):
-    """'2' -> 2, '2,1' -> (2, 1); positive ints only (stride, dilation)."""
-    parts = [p for p in text.replace("x", ",").replace(" ", ",").split(",") if p]
+def _ints(spec, minimum, not_ints, too_small):
+    """Ints of a list separated by commas or spaces: one int alone, else a tuple.
+
+    ``not_ints`` / ``too_small`` are the messages for a non-int part and for an
+    empty list or a value below ``minimum``.
+    """
+    parts = [p for p in spec.replace(" ", ",").split(",") if p]
     try:
         values = tuple(int(p) for p in parts)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must be a positive int or comma-separated ints like 2,1"
-        ) from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must be a positive int or comma-separated positive ints"
-        )
+        raise argparse.ArgumentTypeError(not_ints) from None
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(too_small)
     return values[0] if len(values) == 1 else values
+
+
+def int_tuple(text):
+    """'2' -> 2, '2,1' -> (2, 1); positive ints only (stride, dilation)."""
+    return _ints(
+        text.replace("x", ","), 1,
+        f"{text!r} must be a positive int or comma-separated ints like 2,1",
+        f"{text!r} must be a positive int or comma-separated positive ints",
+    )
 
 
 def positive_int(text):
@@ -56,18 +65,11 @@ def padding(text):
     t = text.strip().lower()
     if t in ("same", "valid", "full"):
         return t
-    parts = [p for p in t.replace(" ", ",").split(",") if p]
-    try:
-        values = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must be same, valid, full, an int or comma-separated ints"
-        ) from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"{text!r} must be same, valid, full or non-negative ints"
-        )
-    return values[0] if len(values) == 1 else values
+    return _ints(
+        t, 0,
+        f"{text!r} must be same, valid, full, an int or comma-separated ints",
+        f"{text!r} must be same, valid, full or non-negative ints",
+    )
 
 
 def load_npy(path, what="kernel"):
