@@ -129,3 +129,56 @@ def _torch_result(out, xt, wt, bt, gy, unbatched):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+# --------------------------------------------------------------------------
+# the browser (Playwright driving Debian's Chromium; scripts/install-system-deps.sh)
+
+CHROMIUM = os.environ.get("NDCONV_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A headless Chromium for the whole session.
+
+    Missing Chromium or Playwright skips the browser tests on a developer's
+    machine, with the reason, but fails them under CI (``CI`` set), where the
+    README's test command installs both and they must run.
+    """
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -e '.[test]')"
+    if reason is None and not os.path.exists(CHROMIUM):
+        reason = f"no Chromium at {CHROMIUM} (bash scripts/install-system-deps.sh)"
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI: {reason}")
+        pytest.skip(reason)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page at 1280 px wide that records console errors and requests.
+
+    ``page.console_errors`` lists console messages of type error and uncaught
+    page errors; ``page.requested`` lists every URL the page asked for.
+    """
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    pg.console_errors = []
+    pg.requested = []
+    pg.on("console", lambda m: pg.console_errors.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+    pg.on("request", lambda r: pg.requested.append(r.url))
+    yield pg
+    context.close()
