@@ -163,6 +163,20 @@ def memory_limit(limit):
         _stack.reset(token)
 
 
+#: Below this many bytes, :func:`guard` skips the check against the available
+#: memory (reading it costs more than a small array); a limit the user set is
+#: always checked.
+GUARD_BYTES = 256 * 2**20
+
+
+def guard(nbytes, what):
+    """:func:`check` for the hot paths: always under a user's limit, otherwise
+    only above :data:`GUARD_BYTES`."""
+    if nbytes > GUARD_BYTES or has_explicit_limit():
+        check(nbytes, what)
+    return nbytes
+
+
 def check(nbytes, what):
     """Raise :class:`MemoryLimitError` if ``nbytes`` exceeds the limit in force."""
     limit, source = get_memory_limit()
