@@ -245,7 +245,8 @@ def workspace_bytes(spec):
     kernel = O * (C // g) * nF * 2 * it * (2 if C // g > 1 else 1)
     rest = math.prod(nT[1:])
     per_row = (C + O) * rest * nF * 2 * it * 2
-    chunk = max(CHUNK_BYTES, per_row) * 2  # transforms, layout copies, inverse output
+    # Transforms, layout copies, inverse output: one chunk of rows, at most all.
+    chunk = min(per_row * nT[0] * B, max(CHUNK_BYTES, per_row)) * 2
     out = B * O * math.prod(n * t for n, (_, t) in zip(nT, LT)) * it
     return B * C * max(need, math.prod(spec.padded_spatial)) * it + out + kernel + chunk
 

@@ -10,7 +10,7 @@ from .. import _memory
 
 #: Values drawn per chunk when initialising a parameter: the float64 draws
 #: never exceed this many bytes, whatever the parameter's size.
-_CHUNK = 2**20
+_CHUNK = 2**16
 
 
 def _uniform(shape, bound, rng, dtype):
