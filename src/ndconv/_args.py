@@ -7,14 +7,20 @@ array's size, so a bad call fails before any large allocation.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
 import numpy as np
 
+from . import _dtypes
+
 PADDING_STRINGS = ("valid", "same", "full")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_DTYPES = _dtypes.FLOAT
+
+#: Most elements an array may have: NumPy indexes with ``np.intp``.
+MAX_ELEMENTS = int(np.iinfo(np.intp).max)
 
 
 def _as_int(value, name):
@@ -29,28 +35,36 @@ def _as_int(value, name):
         ) from None
 
 
-def ntuple(value, n, name, *, minimum=None):
+def ntuple(value, n, name, *, minimum=None, broadcast=True):
     """Return ``value`` as a tuple of ``n`` ints.
 
     Parameters
     ----------
     value : int or sequence of int
-        One int (repeated ``n`` times) or exactly ``n`` ints.
+        One int (repeated ``n`` times), exactly ``n`` ints, or (with
+        ``broadcast``) a one-element sequence, repeated as PyTorch's
+        ``F.conv2d(..., stride=(2,))`` does.
     n : int
         Required length.
     name : str
         Argument name, for the error message.
     minimum : int, optional
         Smallest allowed value of every entry.
+    broadcast : bool
+        Expand a one-element sequence to ``n`` entries (hyper-parameters);
+        False for indices and shapes, where ``(3,)`` in 2-D is a mistake.
     """
     if isinstance(value, (str, bytes)):
         raise TypeError(f"`{name}` must be an int or a tuple of ints, got {value!r}")
     if isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray) and value.ndim):
         items = tuple(_as_int(v, name) for v in value)
-        if len(items) != n:
+        if broadcast and len(items) == 1:
+            items = items * n
+        elif len(items) != n:
+            one = " (or one for all)" if broadcast else ""
             raise ValueError(
                 f"`{name}` (={tuple(value)!r}) must have one entry per spatial "
-                f"dimension ({n}), got {len(items)}"
+                f"dimension ({n}){one}, got {len(items)}"
             )
     else:
         items = (_as_int(value, name),) * n
@@ -165,6 +179,15 @@ def output_size(spatial, kernel_size, stride, pairs, dilation):
     Raises ``ValueError`` naming the dim and showing the formula when the dilated
     kernel does not fit in the padded input.
     """
+    padded = [n + lo + hi for n, (lo, hi) in zip(spatial, pairs)]
+    if math.prod(padded) > MAX_ELEMENTS:
+        # Checked here, before any size is used: an absurd padding would
+        # otherwise surface as a memory error or an overflow far away.
+        raise ValueError(
+            f"`padding` {tuple(pairs)} is too large: the padded input would have "
+            f"spatial shape {tuple(padded)}, {math.prod(padded):.3g} elements per "
+            f"channel, more than NumPy can index ({MAX_ELEMENTS:,})"
+        )
     out = []
     for i, (n, k, s, (lo, hi), d) in enumerate(
         zip(spatial, kernel_size, stride, pairs, dilation)
@@ -182,12 +205,19 @@ def output_size(spatial, kernel_size, stride, pairs, dilation):
     return tuple(out)
 
 
-def check_array(a, name, *, floating=True):
+def check_array(a, name, *, floating=True, dtypes=None, int_lists_as_float=None):
     """Return ``a`` as an ndarray of a supported dtype.
 
-    ``floating=True`` (the layers and ``conv``) accepts float32 and float64;
-    otherwise integer and unsigned arrays are accepted as well (``correlate``).
+    ``floating=True`` (the default) accepts float32 and float64; otherwise
+    every dtype of :func:`ndconv._dtypes.numeric` (``correlate``). ``dtypes``,
+    if given, is the tuple of accepted dtypes instead. A Python list (not an
+    ndarray) of ints becomes float64 when ``int_lists_as_float`` (default:
+    ``floating``), a convenience as in NumPy; ndarrays keep their dtype.
     """
+    if dtypes is None:
+        dtypes = FLOAT_DTYPES if floating else _dtypes.numeric()
+    if int_lists_as_float is None:
+        int_lists_as_float = floating
     if isinstance(a, np.ndarray):
         arr = a
     else:
@@ -197,27 +227,31 @@ def check_array(a, name, *, floating=True):
             arr = np.asarray(a)
         except (ValueError, TypeError) as exc:
             raise TypeError(f"`{name}` must be a numeric array: {exc}") from None
-    kind = arr.dtype.kind
-    if floating:
-        if arr.dtype not in FLOAT_DTYPES:
-            if kind in "iu" and not isinstance(a, np.ndarray):
-                # Python lists of ints are a convenience, as in NumPy.
-                arr = arr.astype(np.float64)
-            else:
-                raise TypeError(
-                    f"`{name}` must be float32 or float64, got dtype {arr.dtype}"
-                )
-    elif kind not in "iuf" or arr.dtype.itemsize > 8:
-        raise TypeError(
-            f"`{name}` must be a real numeric array (int, uint or float), got "
-            f"dtype {arr.dtype}"
-        )
+        if arr.dtype.kind in "iu" and int_lists_as_float and np.dtype(np.float64) in dtypes:
+            arr = arr.astype(np.float64)
+    if arr.dtype not in dtypes:
+        raise TypeError(f"`{name}` must be {_dtypes.names(dtypes)}, got dtype {arr.dtype}")
     return arr
 
 
 def check_no_empty(a, name):
     if a.size == 0:
         raise ValueError(f"`{name}` has an empty dimension (shape {a.shape})")
+
+
+def check_empty_dims(shape, name, allowed, what):
+    """Refuse a zero-size dim of ``shape`` other than those in ``allowed``.
+
+    PyTorch's rule for convolutions: the batch and the channels may be empty
+    (the result is empty, or an empty sum), the spatial dims and the kernel may
+    not. ``what`` names the allowed dims for the message.
+    """
+    for i, s in enumerate(shape):
+        if s == 0 and i not in allowed:
+            raise ValueError(
+                f"`{name}` (shape {tuple(shape)}) is empty in dim {i}: only {what} may "
+                "have size 0, as in PyTorch"
+            )
 
 
 def is_number(x):

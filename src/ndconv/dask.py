@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "ndconv.dask needs the optional dependency dask: pip install 'ndconv[dask]'"
     ) from exc
 
-from . import _args
+from . import _args, _dtypes
 from . import functional as _f
 from .algorithms import CorrSpec, _check_memory
 from .algorithms import run as _run
@@ -331,8 +331,7 @@ def _plain(x, kernel, bias, mode, method, flip):
     if not isinstance(mode, str) or mode not in _f._MODES:
         raise ValueError(f"`mode` (={mode!r}) must be one of {_f._MODES}")
     _args.check_no_empty(k, "kernel")
-    if not (_args.is_number(bias) or (isinstance(bias, np.ndarray) and bias.ndim == 0)):
-        raise TypeError(f"`bias` (={bias!r}) must be a real scalar")
+    _dtypes.check_scalar_bias(bias)
     dtype = np.result_type(x.dtype, k.dtype)
     out_dtype = (np.zeros(1, dtype) + bias).dtype  # NumPy's rules for `+ bias`
     if mode == "valid":
@@ -356,6 +355,8 @@ def _plain(x, kernel, bias, mode, method, flip):
         pairs = tuple((m // 2, (m - 1) // 2) for m in k.shape)
     if flip:  # convolution = correlation with the flipped kernel
         k = np.flip(k)
+    else:  # SciPy's rule: correlate conjugates a complex kernel
+        k = _dtypes.conj(k)
     k = np.ascontiguousarray(k, dtype=dtype)
     n = x.ndim
     xb = x.astype(dtype)[None, None]
@@ -369,13 +370,13 @@ def _plain(x, kernel, bias, mode, method, flip):
     return out + bias
 
 
-def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.correlate` of a dask array (``scipy.signal.correlate`` + bias).
 
     Parameters
     ----------
     x : dask.array.Array, N-d
-        int, uint or float; any chunking.
+        integer, float or complex; any chunking.
     kernel : ndarray, N-d
         In memory.
     bias, mode, method
@@ -389,7 +390,7 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
-def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.convolve` of a dask array (flipped kernel); see :func:`correlate`."""
     return _plain(x, kernel, bias, mode, method, flip=True)
 
