@@ -95,6 +95,14 @@ def positive_int(value, name):
     return v
 
 
+def nonnegative_int(value, name):
+    """Validate one int >= 0 (a channel count that may be empty)."""
+    v = _as_int(value, name)
+    if v < 0:
+        raise ValueError(f"`{name}` (={value!r}) must be a non-negative int")
+    return v
+
+
 def padding_pairs(padding, kernel_size, dilation, stride=None):
     """Turn every padding form into ``((lo, hi), ...)``, one pair per spatial dim.
 

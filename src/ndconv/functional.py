@@ -453,7 +453,7 @@ def conv_backward(
     w = _check_weight(weight)
     xb, unbatched = _check_input(x, w)
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
-    gy = _args.check_array(grad_out, "grad_out")
+    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = spec.out_shape[1:] if unbatched else spec.out_shape
     if gy.shape != tuple(expected):
         raise ValueError(
@@ -593,7 +593,7 @@ def conv_transpose_backward(
     w = _check_weight(weight, transposed=True)
     xb, unbatched = _check_input(x, w)
     spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
-    gy = _args.check_array(grad_out, "grad_out")
+    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = (spec.batch, spec.in_channels, *spec.in_spatial)
     if unbatched:
         expected = expected[1:]
