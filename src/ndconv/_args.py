@@ -61,10 +61,10 @@ def ntuple(value, n, name, *, minimum=None, broadcast=True):
         if broadcast and len(items) == 1:
             items = items * n
         elif len(items) != n:
-            one = " (or one for all)" if broadcast else ""
+            one = " (or a single entry for all)" if broadcast else ""
             raise ValueError(
                 f"`{name}` (={tuple(value)!r}) must have one entry per spatial "
-                f"dimension ({n}){one}, got {len(items)}"
+                f"dimension ({n}), got {len(items)}{one}"
             )
     else:
         items = (_as_int(value, name),) * n
