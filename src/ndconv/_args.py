@@ -19,8 +19,9 @@ PADDING_STRINGS = ("valid", "same", "full")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 FLOAT_DTYPES = _dtypes.FLOAT
 
-#: Most elements an array may have: NumPy indexes with ``np.intp``.
-MAX_ELEMENTS = int(np.iinfo(np.intp).max)
+#: Most elements an array may have: its bytes, at 16 per element (complex128,
+#: the widest dtype), must be addressable by ``np.intp``.
+MAX_ELEMENTS = int(np.iinfo(np.intp).max) // 16
 
 
 def _as_int(value, name):
@@ -78,13 +79,19 @@ def _show(value):
     return repr(tuple(value)) if isinstance(value, (list, np.ndarray)) else repr(value)
 
 
-def shape_tuple(value, name):
-    """A shape as a non-empty tuple of positive ints (an int is a 1-D shape)."""
+def shape_tuple(value, name, *, empty_ok=()):
+    """A shape as a non-empty tuple of positive ints (an int is a 1-D shape).
+
+    Entries at the indices in ``empty_ok`` may also be 0.
+    """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (tuple, list)) or not value:
         raise TypeError(f"`{name}` must be an int or a non-empty tuple of ints, got {value!r}")
-    return ntuple(value, len(value), name, minimum=1)
+    items = ntuple(value, len(value), name)
+    if any(v < (0 if i in empty_ok else 1) for i, v in enumerate(items)):
+        raise ValueError(f"`{name}` (={_show(value)}) must be positive")
+    return items
 
 
 def positive_int(value, name):
@@ -194,7 +201,7 @@ def output_size(spatial, kernel_size, stride, pairs, dilation):
         raise ValueError(
             f"`padding` {tuple(pairs)} is too large: the padded input would have "
             f"spatial shape {tuple(padded)}, {math.prod(padded):.3g} elements per "
-            f"channel, more than NumPy can index ({MAX_ELEMENTS:,})"
+            f"channel, more than an array can hold ({MAX_ELEMENTS:,}: its bytes must be addressable)"
         )
     out = []
     for i, (n, k, s, (lo, hi), d) in enumerate(
