@@ -24,6 +24,7 @@ also what ``scipy.signal.correlate`` returns).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib.util
 import numbers
@@ -99,25 +100,46 @@ def check_scalar_bias(bias):
     raise TypeError(f"`bias` (={bias!r}) must be a scalar (int, float or complex)")
 
 
-def add_scalar_bias(out, bias):
-    """``out + bias`` by NumPy's promotion rules, in place where the dtype stays.
+def add_scalar_bias(out, bias, dtype):
+    """``out + bias`` with the dtype NumPy gives an array of ``dtype`` plus ``bias``.
 
-    A Python int added to an integer result keeps its dtype (NEP 50); one that
-    does not fit is refused by name rather than by NumPy's OverflowError.
+    ``out`` holds the correlation in the compute dtype (float32 for half
+    inputs, rounded to ``dtype`` only after the bias); the sum is made in
+    place where the dtype stays. A Python int added to an integer result
+    keeps its dtype (NEP 50); one that does not fit is refused by name rather
+    than by NumPy's OverflowError.
     """
+    final = np.result_type(np.empty(0, dtype), bias)
     try:
         if np.result_type(out, bias) == out.dtype:
             # Same dtype either way: add in place rather than copy the
             # (possibly image-sized) result; skip the pass for the default 0.
             if bias != 0:
                 out += bias
-            return out
-        return out + bias
+        else:
+            out = out + bias
+        return out.astype(final, copy=False)
     except OverflowError:
         raise ValueError(
             f"`bias` (={bias!r}) does not fit in the result's dtype {out.dtype}; "
             "pass it as a wider array scalar, e.g. np.int64(bias), or cast the inputs"
         ) from None
+
+
+def to_compute(spec, *arrays):
+    """``spec`` and ``arrays`` in the compute dtype, and the dtype to round back to.
+
+    A public function calls this after validating, so that half-precision
+    inputs are cast to float32 once, the bias is added before rounding, and
+    the result is rounded once: ``out.astype(dtype)``. Other dtypes pass
+    through unchanged (no copy). ``None`` entries stay None.
+    """
+    dtype = spec.dtype
+    cdt = compute_dtype(dtype)
+    if cdt == dtype:
+        return spec, arrays, dtype
+    cast = tuple(None if a is None else a.astype(cdt) for a in arrays)
+    return dataclasses.replace(spec, dtype=cdt), cast, dtype
 
 
 def conj(a):

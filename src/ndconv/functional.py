@@ -307,7 +307,9 @@ def conv(
     xb, unbatched = _check_input(x, w)
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
     b = _check_bias(bias, w.shape[0], w.dtype)
-    out = _add_bias(_forward(xb, w, spec, method), b)
+    # Half precision: compute and add the bias in float32, round once.
+    spec, (xb, w, b), dtype = _dtypes.to_compute(spec, xb, w, b)
+    out = _add_bias(_forward(xb, w, spec, method), b).astype(dtype, copy=False)
     return out[0] if unbatched else out
 
 
@@ -564,7 +566,8 @@ def conv_transpose(
     xb, unbatched = _check_input(x, w)
     spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
     b = _check_bias(bias, spec.in_channels, w.dtype)
-    out = _add_bias(_input_grad(xb, w, spec, method), b)
+    spec, (xb, w, b), dtype = _dtypes.to_compute(spec, xb, w, b)  # as conv
+    out = _add_bias(_input_grad(xb, w, spec, method), b).astype(dtype, copy=False)
     return out[0] if unbatched else out
 
 
@@ -661,8 +664,9 @@ def _plain(x, kernel, bias, mode, method, flip):
         kernel_size=k.shape, stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype,
     )
+    spec, (a, k), _ = _dtypes.to_compute(spec, a, k)  # as conv
     out = _forward(a[None, None], np.ascontiguousarray(k)[None, None], spec, method)[0, 0]
-    return _dtypes.add_scalar_bias(out, bias)
+    return _dtypes.add_scalar_bias(out, bias, dtype)
 
 
 def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
