@@ -247,7 +247,9 @@ def test_integer_mixed_dtypes_and_every_int_method():
 def test_integer_overflow_wraps_as_numpy_and_scipy():
     a = np.array([100, 100], np.int8)
     k = np.array([1, 1], np.int8)
-    np.testing.assert_array_equal(ndconv.correlate(a, k, mode="full"), [100, -56, 100])
+    y = ndconv.correlate(a, k, mode="full")
+    assert y.dtype == np.int8
+    np.testing.assert_array_equal(y, [100, -56, 100])
     np.testing.assert_array_equal(ss.correlate(a, k, mode="full"), [100, -56, 100])
 
 

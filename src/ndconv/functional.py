@@ -266,7 +266,11 @@ def conv(
     Parameters
     ----------
     x : ndarray, shape (B, C_in, *S) or (C_in, *S)
-        float32 or float64.
+        float32, float64, float16 or bfloat16 (computed in float32, rounded
+        once), complex64 or complex128 (no conjugation, as PyTorch), or an
+        integer dtype (exact; wraps around on overflow as NumPy). ``B`` and
+        ``C_in`` may be 0: an empty batch gives an empty output, no input
+        channels an empty sum (the output is the bias).
     weight : ndarray, shape (C_out, C_in // groups, *K)
         Same dtype as ``x``.
     bias : ndarray, shape (C_out,), optional
@@ -447,7 +451,9 @@ def conv_backward(
 
     Notes
     -----
-    ``grad_x`` is the correlation of ``grad_out`` (dilated by the stride) with the
+    Complex inputs follow PyTorch's autograd (the conjugate Wirtinger
+    derivative of a real loss): ``grad_x`` uses ``conj(weight)`` and
+    ``grad_weight`` uses ``conj(x)``. ``grad_x`` is the correlation of ``grad_out`` (dilated by the stride) with the
     flipped kernel; ``grad_weight`` is the correlation of the padded input with
     ``grad_out`` as the kernel, stride and dilation swapped.
     """
