@@ -56,13 +56,13 @@ __all__ = ["conv", "correlate", "convolve", "store_by_slabs"]
 # validation of the lazy input (never computes it)
 
 
-def _check_lazy(x, name, *, floating):
+def _check_lazy(x, name, *, dtypes):
     """Check a dask array's dtype and shape without computing anything."""
     if not _f._is_dask(x):
         raise TypeError(f"`{name}` must be a dask array, got {type(x).__name__}")
     # The dtype rules (and their messages) are those of the NumPy path; an
     # empty array of the same dtype carries them without touching the data.
-    _args.check_array(np.empty(0, dtype=x.dtype), name, floating=floating)
+    _args.check_array(np.empty(0, dtype=x.dtype), name, dtypes=dtypes)
     if any(math.isnan(s) for s in x.shape):
         raise ValueError(
             f"`{name}` has unknown chunk sizes (shape {x.shape}); call "
@@ -292,7 +292,7 @@ def conv(
     """
     method = _f._check_method(method)
     w = _f._check_weight(_in_memory(weight, "weight"))
-    x = _check_lazy(x, "x", floating=True)
+    x = _check_lazy(x, "x", dtypes=_dtypes.conv_dtypes())
     n = w.ndim - 2
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
@@ -321,7 +321,7 @@ def conv(
 def _plain(x, kernel, bias, mode, method, flip):
     """Lazy twin of :func:`ndconv.functional._plain` (same checks, same messages)."""
     method = _f._check_method(method)
-    x = _check_lazy(x, "x", floating=False)
+    x = _check_lazy(x, "x", dtypes=_dtypes.numeric())
     k = _args.check_array(_in_memory(kernel, "kernel"), "kernel", floating=False)
     if x.ndim != k.ndim or x.ndim == 0:
         raise ValueError(
