@@ -14,6 +14,7 @@ import os
 import re
 import sys
 
+from .._extras import missing_message
 from .._memory import MemoryLimitError
 
 EXIT_OK = 0
@@ -76,16 +77,30 @@ def run_command(func, args, prog):
             raise
         print(f"{prog}: error: {one_line(_describe_oserror(exc))}", file=sys.stderr)
         return EXIT_USAGE
+    except ImportError as exc:
+        # A core install (no extras) lacks matplotlib, SciPy, ...: name the
+        # extra that brings the missing library instead of an internal error.
+        message = missing_message(exc)
+        if debug or message is None:
+            if debug:
+                raise
+            return _internal_error(prog, exc)
+        print(f"{prog}: not available: {message}", file=sys.stderr)
+        return EXIT_BUG
     except Exception as exc:  # a bug in ndconv, not the user's fault
         if debug:
             raise
-        print(
-            f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)} "
-            "(run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_BUG
+        return _internal_error(prog, exc)
     return EXIT_OK if rc is None else rc
+
+
+def _internal_error(prog, exc):
+    print(
+        f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)} "
+        "(run again with --debug for the traceback)",
+        file=sys.stderr,
+    )
+    return EXIT_BUG
 
 
 class ArgumentParser(argparse.ArgumentParser):
