@@ -138,6 +138,9 @@ def test_in_channels_zero_is_an_empty_sum():
     gx = m.backward(gy)
     assert gx.shape == x.shape and m.weight.grad.shape == (8, 0, 2)
     np.testing.assert_array_equal(m.bias.grad, gy.sum(axis=(0, 2)))
+    # the plan and the shape helper agree with what ran
+    assert plan.layer_rows(m, (0, 15))[0].out_shape == y.shape[1:]
+    assert ndconv.conv_output_shape(x.shape, m.weight.shape, stride=2) == y.shape[2:]
     # torch refuses an empty spatial dim; so does ndconv, naming it
     with pytest.raises(RuntimeError):
         TF.conv1d(torch.randn(2, 1, 0), torch.randn(8, 1, 2))

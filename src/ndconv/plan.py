@@ -332,7 +332,8 @@ def layer_rows(model, input_shape):
 
     if not isinstance(model, Module):
         raise TypeError(f"`model` must be an ndconv.nn.Module, got {type(model).__name__}")
-    shape = _args.shape_tuple(input_shape, "input_shape")
+    # No input channels is allowed, as nn.Conv allows it (an empty sum).
+    shape = _args.shape_tuple(input_shape, "input_shape", empty_ok=(0,))
     fld = _Field.identity(shape[1:] if len(shape) > 1 else shape)
     rows = []
     for name, layer in _leaves(model):
