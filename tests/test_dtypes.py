@@ -384,3 +384,21 @@ def test_half_is_computed_at_float32_speed():
     t32 = best(lambda: ndconv.conv(x32, w32, padding=1, method="gemm"))
     # A float16 GEMM would be ~100x slower; the casts cost about one copy each.
     assert t16 < 5 * t32 + 0.05, (t16, t32)
+
+
+def test_dask_takes_the_same_dtypes():
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(17)
+    a, k = _crandn(rng, (30, 30)), _crandn(rng, (5, 5))
+    y = ndconv.correlate(da.from_array(a, chunks=10), k, mode="same").compute()
+    assert_close(y, ss.correlate(a, k, mode="same"),
+                 magnitude=ss.correlate(np.abs(a), np.abs(k), mode="same"))
+    ai, ki = rng.integers(-50, 50, (30, 30)), rng.integers(-3, 3, (3, 3))
+    yi = ndconv.correlate(da.from_array(ai, chunks=10), ki, mode="full").compute()
+    assert yi.dtype == np.int64
+    np.testing.assert_array_equal(yi, ss.correlate(ai, ki, mode="full"))
+    for dt in HALF:
+        x, w, b = _half(rng, (1, 2, 30, 30), dt), _half(rng, (3, 2, 3, 3), dt), _half(rng, (3,), dt)
+        yd = ndconv.conv(da.from_array(x, chunks=(1, 2, 10, 10)), w, b, padding=1).compute()
+        assert yd.dtype == dt
+        assert_close(yd, torch_conv(x, w, b, 1, 1, 1, 1, "zeros"), magnitude=8.0)

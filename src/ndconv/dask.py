@@ -157,10 +157,12 @@ def _window_block(parts, w, bias, stride, dilation, groups, method):
         stride=stride, dilation=dilation, pairs=((0, 0),) * n,
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=x.dtype,
     )
+    # As ndconv.conv: half precision computed with its bias in float32, rounded once.
+    spec, (x, w, bias), dtype = _dtypes.to_compute(spec, x, w, bias)
     y = _run(np.ascontiguousarray(x), w, spec, method)
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * n)
-    return y
+    return y.astype(dtype, copy=False)
 
 
 def _windows(bounds, stride, dilation, kernel_size, chunks):
