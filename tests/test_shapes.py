@@ -262,15 +262,22 @@ def test_wrong_length_tuple_still_refused():
     lambda p: ndconv.conv(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), padding=p),
     lambda p: ndconv.conv_backward(np.ones((1, 1, 2, 2)), np.ones((1, 1, 4, 4)),
                                    np.ones((1, 1, 3, 3)), padding=p),
-    lambda p: ndconv.conv_output_shape((1, 1, 4, 4), (1, 1, 3, 3), padding=p),
     lambda p: nn.Conv2d(1, 1, 3, padding=p)(np.ones((1, 1, 4, 4), np.float32)),
-    lambda p: plan.conv((1, 4, 4), 1, 3, padding=p),
+    lambda p: ndconv.choose_method(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), padding=p),
     lambda p: ndconv.conv(np.ones((1, 1, 4)), np.ones((1, 1, 3)), padding=((0, p),)),
 ])
 def test_huge_padding_names_padding(call):
     with pytest.raises(ValueError, match=r"`padding` .* is too large: the padded input would "
                                          r"have spatial shape"):
         call(2**62)
+
+
+def test_huge_padding_in_the_formulas_is_hypothetical():
+    # plan and conv_output_shape answer for sizes no array holds (the lecture's
+    # petabyte layers); they agree with the formula, and conv refuses to compute.
+    p = 2**62
+    assert ndconv.conv_output_shape((1, 1, 4, 4), (1, 1, 3, 3), padding=p) == (2 * p + 2,) * 2
+    assert plan.conv((1, 4, 4), 1, 3, padding=p).out_shape == (1, 2 * p + 2, 2 * p + 2)
 
 
 def test_conv_output_shape_with_empty_batch_and_channels():

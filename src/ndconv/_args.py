@@ -194,15 +194,6 @@ def output_size(spatial, kernel_size, stride, pairs, dilation):
     Raises ``ValueError`` naming the dim and showing the formula when the dilated
     kernel does not fit in the padded input.
     """
-    padded = [n + lo + hi for n, (lo, hi) in zip(spatial, pairs)]
-    if math.prod(padded) > MAX_ELEMENTS:
-        # Checked here, before any size is used: an absurd padding would
-        # otherwise surface as a memory error or an overflow far away.
-        raise ValueError(
-            f"`padding` {tuple(pairs)} is too large: the padded input would have "
-            f"spatial shape {tuple(padded)}, {math.prod(padded):.3g} elements per "
-            f"channel, more than an array can hold ({MAX_ELEMENTS:,}: its bytes must be addressable)"
-        )
     out = []
     for i, (n, k, s, (lo, hi), d) in enumerate(
         zip(spatial, kernel_size, stride, pairs, dilation)
@@ -218,6 +209,24 @@ def output_size(spatial, kernel_size, stride, pairs, dilation):
             )
         out.append(span // s + 1)
     return tuple(out)
+
+
+def check_padded_size(spatial, pairs):
+    """Refuse a padding whose padded input no array could hold.
+
+    For the functions that compute (``ndconv.plan`` and ``conv_output_shape``
+    answer for hypothetical sizes too). The input exists, so only the padding
+    can make it this large; an absurd padding would otherwise surface as a
+    memory error or an index overflow far from the argument.
+    """
+    padded = [n + lo + hi for n, (lo, hi) in zip(spatial, pairs)]
+    if math.prod(padded) > MAX_ELEMENTS:
+        raise ValueError(
+            f"`padding` {tuple(pairs)} is too large: the padded input would have "
+            f"spatial shape {tuple(padded)}, {math.prod(padded):.3g} elements per "
+            f"channel, more than an array can hold ({MAX_ELEMENTS:,}, so that its "
+            "bytes are addressable)"
+        )
 
 
 def check_array(a, name, *, floating=True, dtypes=None, int_lists_as_float=None):

@@ -128,6 +128,7 @@ def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode):
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, K, dilation, stride)
     padding_mode = _args.check_padding_mode(padding_mode)
+    _args.check_padded_size(x.shape[2:], pairs)
     _args.check_mode_fits(x.shape[2:], pairs, padding_mode)
     _args.output_size(x.shape[2:], K, stride, pairs, dilation)
     return CorrSpec(
