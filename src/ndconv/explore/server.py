@@ -153,7 +153,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not self.server.check_host:
             return True
         host = (self.headers.get("Host") or "").strip().lower()
-        return host in self.server.allowed_hosts
+        return not host or host in self.server.allowed_hosts  # HTTP/1.0 may send none
 
     # --- methods ----------------------------------------------------------
 
