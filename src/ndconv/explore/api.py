@@ -352,6 +352,19 @@ def _kernel(spec):
     return k
 
 
+def warm_up():
+    """Run each code path once on tiny inputs.
+
+    The first call of a compiled kernel (numba, with the ``jit`` extra) takes
+    seconds; done when the server starts, the user's first click does not wait.
+    """
+    conv({"x": np.ones((16, 16)).tolist(), "kernel": np.ones((3, 3)).tolist(),
+          "padding": 1, "padding_mode": "reflect"})
+    from ..images import filter_image
+
+    filter_image(np.zeros((16, 16, 3), np.uint8), np.ones((3, 3)))
+
+
 def signal():
     """``GET /api/signal``: PyWavelets' ECG."""
     x = samples.ecg()

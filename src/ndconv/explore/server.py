@@ -36,6 +36,7 @@ import importlib.resources
 import ipaddress
 import json
 import socket
+import threading
 import time
 import urllib.parse
 
@@ -287,10 +288,17 @@ class ExploreServer(http.server.ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.log = log or (lambda line: None)
         self.images = api.Images()
+        threading.Thread(target=self._warm_up, daemon=True).start()
         port = self.server_address[1]
         self.check_host = is_loopback(host)
         names = {f"[{host}]" if ":" in host else host, "localhost", "127.0.0.1", "[::1]"}
         self.allowed_hosts = {f"{h}:{port}" for h in names} | (names if port == 80 else set())
+
+    def _warm_up(self):
+        try:
+            api.warm_up()
+        except Exception as exc:  # only a head start; a real request would say more
+            self.log(f"warm-up failed: {type(exc).__name__}: {exc}"[:300])
 
     @property
     def url(self):

@@ -187,9 +187,9 @@ function highlight(canvas, cells, fill) {
     bottom = Math.max(bottom, i + 1); right = Math.max(right, j + 1);
   }
   if (top === Infinity) return;
-  g.lineWidth = 2 * px;
+  g.lineWidth = 2.5 * px;
   g.strokeStyle = "#ff2d55";
-  const m = 2 * px;
+  const m = 4 * px; // clear of the cells, so they stay visible
   g.strokeRect(left - m, top - m, right - left + 2 * m, bottom - top + 2 * m);
 }
 
