@@ -598,6 +598,14 @@ def test_cli_refuses(args, fragment):
                    prog="ndconv explore")
 
 
+def test_cli_help_has_examples():
+    from test_cli import ndconv_inproc
+
+    r = ndconv_inproc("explore", "--help")
+    assert r.returncode == 0 and "examples:" in r.stdout and "--allow-remote" in r.stdout
+    assert "ndconv explore" in ndconv_inproc("--help").stdout
+
+
 def test_cli_port_in_use_is_one_line():
     from test_cli import assert_refused, ndconv_inproc
 

@@ -5,27 +5,16 @@ against the server's own code.
 """
 
 import re
-import threading
 
 import numpy as np
 import pytest
 import skimage.data
+from PIL import Image
 from scipy import ndimage
 
-from ndconv.explore import make_server
+from test_explore import srv  # noqa: F401  (the server fixture, one per module)
 
 expect = pytest.importorskip("playwright.sync_api").expect
-
-
-@pytest.fixture(scope="module")
-def srv():
-    s = make_server("127.0.0.1", 0)
-    t = threading.Thread(target=s.serve_forever, daemon=True)
-    t.start()
-    yield s
-    s.shutdown()
-    s.server_close()
-    t.join(5)
 
 
 def opened(page, srv):
@@ -123,6 +112,32 @@ def test_typed_kernel_stride_and_dilation(page, srv):
         f"x[{r + 3}, {c + 3}]*k[1, 1]")
 
 
+def test_upload_then_filter_and_click(page, srv, tmp_path):
+    rgb = skimage.data.astronaut()[100:160, 200:280]  # 60 x 80
+    path = tmp_path / "crop.png"
+    Image.fromarray(rgb).save(path)
+    opened(page, srv)
+    page.get_by_test_id("upload").set_input_files(str(path))
+    expect(page.get_by_test_id("photo")).to_have_value(re.compile(r"^upload-[0-9a-f]{16}$"))
+    expect(page.get_by_test_id("in-shape")).to_contain_text("60 x 80, 3 channel(s)")
+    page.get_by_test_id("kernel").select_option("identity")
+    expect(page.get_by_test_id("kernel-text")).to_have_value(re.compile(r"\[\[0, 0, 0\]"))
+    click_cell(page, "output", 30, 40, 60, 80)
+    i, j = picked(page, 30, 40)
+    lines = page.get_by_test_id("sum").text_content().splitlines()
+    for c, line in enumerate(lines):  # identity: each channel's sum is the pixel itself
+        assert line.startswith("RGB"[c] + ": ") and sum_value(line.split(": ", 1)[1]) == rgb[i, j, c]
+    assert page.console_errors == [] and only_local(page, srv) == []
+
+
+def test_bad_upload_shows_the_reason(page, srv, tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("not a picture")
+    opened(page, srv)
+    page.get_by_test_id("upload").set_input_files(str(path))
+    expect(page.get_by_test_id("error")).to_contain_text("upload: the upload is not an image")
+
+
 def test_bad_setting_shows_ndconv_message(page, srv):
     opened(page, srv)
     page.get_by_test_id("stride").fill("2")  # with padding 'same'
@@ -163,6 +178,17 @@ def test_3d_mode_mri_slices(page, srv):
     text = page.get_by_test_id("sum").text_content()
     assert text.count("x0.037037") == 27
     assert sum_value(text) == pytest.approx(ref[16, 20, 12], rel=1e-5)
+    # the output in the input's grey scale by default, or in its own
+    def js(v):  # JavaScript's Number(v.toPrecision(4)) as text
+        g = float(f"{v:.4g}")
+        return str(int(g)) if g.is_integer() else repr(g)
+
+    lo, hi = (js(v) for v in np.percentile(vol, [1, 99], method="lower"))
+    note = page.get_by_test_id("scale-note")
+    expect(note).to_contain_text(f"input {lo}..{hi}, output {lo}..{hi}")
+    page.get_by_test_id("scale").select_option("own")
+    olo, ohi = (js(v) for v in np.percentile(ref, [1, 99], method="lower"))
+    expect(note).to_contain_text(f"output {olo}..{ohi}")
     # another slice along another axis
     page.get_by_test_id("axis").select_option("0")
     expect(page.get_by_test_id("slice-value")).to_have_text("16 of 0..32")

@@ -353,16 +353,18 @@ def _kernel(spec):
 
 
 def warm_up():
-    """Run each code path once on tiny inputs.
+    """Run the image code paths once, at the size of a bundled photo.
 
-    The first call of a compiled kernel (numba, with the ``jit`` extra) takes
-    seconds; done when the server starts, the user's first click does not wait.
+    The first call of a compiled kernel (numba, with the ``jit`` extra) imports
+    and loads it, which takes seconds; done when the server starts, the user's
+    first click does not wait. (Small inputs take other methods, so the size matters.)
     """
-    conv({"x": np.ones((16, 16)).tolist(), "kernel": np.ones((3, 3)).tolist(),
-          "padding": 1, "padding_mode": "reflect"})
     from ..images import filter_image
 
-    filter_image(np.zeros((16, 16, 3), np.uint8), np.ones((3, 3)))
+    photo = np.zeros((300, 451, 3), np.uint8)
+    for mode in ("zeros", "reflect"):
+        filter_image(photo, np.ones((3, 3)), padding_mode=mode)
+        Explainer(photo[..., 0], np.ones((3, 3)), padding="same", padding_mode=mode).output()
 
 
 def signal():

@@ -220,6 +220,13 @@ function greyCanvas(canvas, plane, lo, hi) {
   sizeCanvas(canvas);
 }
 
+// The 1st and 99th percentiles: a few very bright voxels would leave the rest black.
+function robustRange(flat) {
+  const a = Float64Array.from(flat).sort();
+  const at = (q) => a[Math.min(a.length - 1, Math.floor(q * (a.length - 1)))];
+  return [at(0.01), at(0.99)];
+}
+
 function minMax(flat) {
   let lo = Infinity, hi = -Infinity;
   for (const v of flat) { if (v < lo) lo = v; if (v > hi) hi = v; }
@@ -229,7 +236,7 @@ function minMax(flat) {
 function plot(canvas, ys, marks, title) {
   // Drawn at the panel's size times the screen's pixel ratio: sharp lines and text.
   const ratio = window.devicePixelRatio || 1;
-  const w = Math.max(300, (canvas.parentElement.clientWidth || 900) - 14), h = 240;
+  const w = Math.max(300, (canvas.parentElement.clientWidth || 900) - 14), h = 250;
   canvas.width = Math.round(w * ratio);
   canvas.height = Math.round(h * ratio);
   canvas.style.width = `${w}px`;
@@ -248,6 +255,14 @@ function plot(canvas, ys, marks, title) {
   g.fillStyle = "#555";
   g.font = "13px sans-serif";
   g.fillText(`${title}  (min ${lo.toPrecision(4)}, max ${hi.toPrecision(4)}; ${ys.length} samples)`, pad, 18);
+  // Ticks along the samples: a round step giving about eight labels.
+  const step = [1, 2, 5, 10, 20, 50, 100, 128, 200, 256, 500, 1000].find((t) => ys.length / t <= 9) || 1000;
+  g.textAlign = "center";
+  for (let i = 0; i < ys.length; i += step) {
+    g.fillRect(X(i), h - pad, 1, 4);
+    g.fillText(String(i), X(i), h - pad + 16);
+  }
+  g.textAlign = "left";
   g.strokeStyle = "#1f5fbf";
   g.lineWidth = 1.3;
   g.beginPath();
@@ -357,9 +372,10 @@ async function run3d(seq) {
   if (seq !== state.seq) return;
   state.y = r.y;
   state.yShape = r.shape;
+  state.ranges = null;
   $("in-shape").textContent = `${state.volume.shape.join(" x ")} (nibabel anatomical.nii)`;
   $("out-shape").textContent = `${r.shape.join(" x ")} (padding ${JSON.stringify(r.padding)})`;
-  setStatus("ndconv.conv on one channel, 3-D; each panel scaled to its own min..max");
+  setStatus("ndconv.conv on one channel, 3-D");
   const keep = state.picked;
   clearReadout();
   draw3d();
@@ -390,8 +406,16 @@ function draw3d() {
   if (Number(slider.value) > n - 1) slider.value = String(Math.floor((n - 1) / 2));
   const s = Number(slider.value);
   $("slice-value").textContent = `${s} of 0..${n - 1}`;
-  const flatIn = state.volume.x.flat(2), flatOut = state.y.flat(2);
-  const [ilo, ihi] = minMax(flatIn), [olo, ohi] = minMax(flatOut);
+  if (!state.ranges) {
+    state.ranges = { in: robustRange(state.volume.x.flat(2)), out: robustRange(state.y.flat(2)) };
+  }
+  const [ilo, ihi] = state.ranges.in;
+  // "shared": the output in the input's grey scale (a blur looks like a blur);
+  // "own": its own, for outputs on another scale (a Laplacian's signed values).
+  const [olo, ohi] = $("scale").value === "shared" ? state.ranges.in : state.ranges.out;
+  const f = (v) => Number(v.toPrecision(4));
+  $("scale-note").textContent = `black..white: input ${f(ilo)}..${f(ihi)}, output ${f(olo)}..${f(ohi)} ` +
+    "(1st..99th percentiles)";
   const a = slicePlane(state.volume.x, state.volume.shape, axis, s);
   const b = slicePlane(state.y, state.yShape, axis, s);
   greyCanvas($("in-canvas"), a.plane, ilo, ihi);
@@ -509,6 +533,7 @@ async function init() {
     draw3d();
   });
   $("slice").addEventListener("input", () => { if (state.y) draw3d(); });
+  $("scale").addEventListener("change", () => { if (state.y) draw3d(); });
   $("out-canvas").addEventListener("click", onOutputClick);
   setMode("2d");
 }
