@@ -90,8 +90,8 @@ class Explainer:
         anything proportional to the output is allocated.
     """
 
-    def __init__(self, x, kernel, *, stride=1, padding=0, dilation=1,
-                 padding_mode="zeros", bias=0.0):
+    def __init__(self, x, kernel, stride=1, padding=0, dilation=1, padding_mode="zeros",
+                 bias=0.0):
         x = _as_real(x, "x")
         k = _as_real(kernel, "kernel")
         if x.ndim != k.ndim:

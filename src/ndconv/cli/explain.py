@@ -11,6 +11,7 @@ import itertools
 
 import numpy as np
 
+from ..explain import Explainer  # noqa: F401  (also imported from here: cli/tour.py)
 from . import _parse
 from ._errors import UsageError
 
@@ -81,8 +82,6 @@ def parse_array(text, what):
 
 def _explainer(x, k, args):
     """The library's :class:`ndconv.explain.Explainer`, after the CLI's size caps."""
-    from ..explain import Explainer
-
     if not np.isfinite(args.bias):
         raise UsageError(f"--bias (={args.bias}) must be a finite number")
     if x.size > MAX_X or k.size > MAX_TAPS:

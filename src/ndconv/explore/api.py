@@ -52,10 +52,16 @@ IMAGE_FIELDS = {"image": None, "kernel": None, "stride": 1, "padding": "same",
 class ApiError(Exception):
     """A refused request: ``status`` (4xx) and a one-line ``message``."""
 
+    #: Longest message sent back: a message quoting a 100,000-entry list stays short.
+    MAX_LENGTH = 500
+
     def __init__(self, status, message):
         super().__init__(message)
         self.status = status
-        self.message = re.sub(r"\s*\n\s*", " ", str(message)).strip()
+        line = re.sub(r"\s*\n\s*", " ", str(message)).strip()
+        if len(line) > self.MAX_LENGTH:
+            line = line[:self.MAX_LENGTH - 20] + " ... (cut short)"
+        self.message = line
 
 
 def parse_json(body):

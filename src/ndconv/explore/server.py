@@ -109,7 +109,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def send_error(self, code, message=None, explain=None):
         """http.server's errors (bad request line, 414, 431, 501) as JSON too."""
-        self._answer(code, {"error": message or self.responses.get(code, ("error",))[0]})
+        text = message or self.responses.get(code, ("error",))[0]
+        self._answer(code, {"error": api.ApiError(code, text).message})
 
     def _answer(self, code, payload, content_type="application/json", headers=()):
         body = payload if isinstance(payload, bytes) else (
@@ -204,7 +205,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except api.ApiError as exc:
             self._error(exc.status, exc.message)
         except samples.Missing as exc:
-            self._error(503, str(exc))
+            self._error(503, api.ApiError(503, str(exc)).message)
         except MemoryLimitError as exc:
             self._error(413, api.ApiError(413, str(exc)).message)
         except (ValueError, TypeError) as exc:  # ndconv's own refusals
