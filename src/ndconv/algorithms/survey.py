@@ -62,18 +62,19 @@ class Survey:
     def _x_stats(self):
         """``(max|x|, smallest block mean |x|)``; NaN max where x holds NaN."""
         x, spec = self.x, self.spec
-        if x.dtype.kind not in "fc":
-            x = x.astype(np.float64)  # integers: exact in float64 up to 2**53
+        # Integers per slab in float64 (abs of the most negative int overflows).
+        wide = x.dtype.kind not in "fc"
         B, C = x.shape[:2]
         S = x.shape[2:]
         block = block_shape(spec)
-        row_bytes = C * math.prod(S[1:]) * x.dtype.itemsize
+        row_bytes = C * math.prod(S[1:]) * (8 if wide else x.dtype.itemsize)
         rows = max(block[0], SLAB_BYTES // max(row_bytes, 1) // block[0] * block[0])
         biggest, smallest = 0.0, math.inf
         with np.errstate(invalid="ignore", over="ignore"):
             for b in range(B):
                 for r0 in range(0, S[0], rows):
-                    a = np.abs(x[b, :, r0:r0 + rows])
+                    slab = x[b, :, r0:r0 + rows]
+                    a = np.abs(slab.astype(np.float64) if wide else slab)
                     top = float(a.max())
                     if not math.isfinite(top):
                         return top, 0.0
