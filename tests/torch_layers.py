@@ -1,0 +1,52 @@
+"""Test helper: one ndconv layer against its torch.nn twin (forward, backward, parameter grads).
+
+The torch twin runs in float64 on the same numbers (also for a float32 ndconv
+layer), so the comparison measures ndconv's rounding alone (``assert_close``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import assert_close
+
+
+def copy_torch_state(m, tm):
+    """Load the torch module's state dict (parameters and buffers) into ``m``."""
+    m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+
+
+def check_layer(m, tm, x, *, seed=0, what="", copy_state=True, grad=True):
+    """Run ``m`` (ndconv) and ``tm`` (torch, float64) on ``x``; compare everything.
+
+    Returns ``(y, grad_in)`` of ndconv. Compares the output, the input gradient
+    for a random output gradient, every parameter gradient by state-dict name,
+    and every buffer after the forward (running statistics).
+    """
+    import torch
+
+    tm = tm.double()
+    if copy_state:
+        copy_torch_state(m, tm)
+    x = np.asarray(x)
+    dt = x.dtype
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    yt = tm(xt)
+    y = m(x)
+    assert_close(y, yt.detach().numpy(), dt, what=f"{what} forward")
+    for name, b in tm.named_buffers():
+        mine = dict(m.named_buffers())[name]
+        if b.dtype.is_floating_point:
+            assert_close(mine, b.numpy(), dt, what=f"{what} buffer {name}")
+        else:
+            np.testing.assert_array_equal(mine, b.numpy(), err_msg=f"{what} buffer {name}")
+    if not grad:
+        return y, None
+    g = np.random.default_rng(1000 + seed).standard_normal(y.shape).astype(dt)
+    yt.backward(torch.tensor(g.astype(np.float64)))
+    m.zero_grad()
+    gx = m.backward(g)
+    assert_close(gx, xt.grad.numpy(), dt, what=f"{what} grad input")
+    mine = dict(m.named_parameters())
+    for name, p in tm.named_parameters():
+        assert_close(mine[name].grad, p.grad.numpy(), dt, what=f"{what} grad {name}")
+    return y, gx
