@@ -3,7 +3,7 @@
 Element-wise: ReLU, LeakyReLU, PReLU (learnable slope), ELU, GELU, SiLU,
 Hardswish, Hardsigmoid, Sigmoid, Tanh. Along one dim: Softmax, LogSoftmax.
 At a kink the derivative is PyTorch's choice (ReLU 0 at 0, LeakyReLU the
-slope at 0, Hardswish ``x/3 + 1/2`` at -3 and 3, Hardsigmoid 0 at -3 and 3).
+slope at 0, Hardswish 0 at -3 and 1 at 3, Hardsigmoid 0 at -3 and 3).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class PReLU(_Activation):
     ----------
     num_parameters : int
         1 (one slope shared by all channels) or ``C``, the size of dim 1 of
-        the input (dim 0 of an unbatched 1-D input).
+        the input.
     init : float
         Initial slope.
     dtype : float32 or float64
@@ -148,13 +148,13 @@ class PReLU(_Activation):
     def _view(self, x):
         if self.num_parameters == 1:
             return ()
-        ch = 1 if x.ndim >= 2 else 0
-        if x.ndim == 0 or x.shape[ch] != self.num_parameters:
+        # As PyTorch: the channels are dim 1; an input with fewer dims has one channel.
+        if x.ndim < 2 or x.shape[1] != self.num_parameters:
             raise ValueError(
                 f"PReLU(num_parameters={self.num_parameters}) expects {self.num_parameters} "
-                f"channels in dim {ch} of the input; got shape {x.shape}"
+                f"channels in dim 1 of the input; got shape {x.shape}"
             )
-        return (1,) * ch + (-1,) + (1,) * (x.ndim - ch - 1)
+        return (1, -1) + (1,) * (x.ndim - 2)
 
     def forward(self, x):
         x = np.asarray(x)
@@ -291,7 +291,8 @@ class Hardswish(_Activation):
         g, x = self._saved(grad_out)
         t = x.dtype.type
         mid = g * (x / t(3) + t(0.5))
-        return np.where(x < -3, t(0), np.where(x <= 3, mid, g))
+        # PyTorch's choice at the kinks: 0 at -3, 1 at 3.
+        return np.where(x <= -3, t(0), np.where(x < 3, mid, g))
 
 
 class Hardsigmoid(_Activation):
@@ -310,7 +311,8 @@ class Hardsigmoid(_Activation):
     def backward(self, grad_out):
         g, x = self._saved(grad_out)
         t = x.dtype.type
-        return np.where((x > -3) & (x < 3), g / t(6), t(0))
+        # PyTorch multiplies by the float32 constant 1/6 in every dtype.
+        return np.where((x > -3) & (x < 3), g * t(np.float32(1 / 6)), t(0))
 
 
 def _softmax_dim(dim, ndim, name):
