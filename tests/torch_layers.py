@@ -50,3 +50,14 @@ def check_layer(m, tm, x, *, seed=0, what="", copy_state=True, grad=True):
     for name, p in tm.named_parameters():
         assert_close(mine[name].grad, p.grad.numpy(), dt, what=f"{what} grad {name}")
     return y, gx
+
+
+def assert_state_close(sd, tsd, dtype):
+    """Same keys in the same order; floats within ``assert_close``, integers exact."""
+    assert list(sd) == list(tsd)
+    for k, v in tsd.items():
+        v = v.detach().numpy()
+        if v.dtype.kind == "f":
+            assert_close(sd[k], v, dtype, what=k)
+        else:
+            np.testing.assert_array_equal(sd[k], v, err_msg=k)
