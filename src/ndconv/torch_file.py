@@ -20,6 +20,7 @@ offset and strides, after checking that every view lies inside its storage.
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
 import os
 import pickle
@@ -139,7 +140,13 @@ def _view(storage, offset, size, stride, dtype=None, what="tensor"):
         start = base[:0]
         stride = (0,) * len(size)
     item = base.dtype.itemsize
-    return as_strided(start, shape=size, strides=tuple(st * item for st in stride))
+    strides = tuple(st * item for st in stride)
+    if base.dtype.type.__module__.startswith("ml_dtypes"):
+        # as_strided cannot name ml_dtypes' types (bfloat16, float8) in its array
+        # interface: stride an unsigned view of the same size, then view it back.
+        raw = as_strided(start.view(f"u{item}"), shape=size, strides=strides)
+        return raw.view(base.dtype)
+    return as_strided(start, shape=size, strides=strides)
 
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
@@ -232,6 +239,11 @@ class _Unpickler(pickle.Unpickler):
         self._load_storage = load_storage
 
     def find_class(self, module, name):
+        # Python 2 names in protocol 2 pickles (__builtin__.set), mapped as pickle does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _FUNCTIONS:
             return _FUNCTIONS[(module, name)]()
         if (module, name) in _TYPES:
