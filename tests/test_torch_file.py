@@ -402,3 +402,13 @@ def test_checkpoint_of_torch_weights_via_ndconv_save(tmp_path):
     back = ndconv.load(tmp_path / "bn.npz")
     np.testing.assert_array_equal(back["running_mean"], tm.running_mean.numpy())
     assert int(back["num_batches_tracked"]) == 1
+
+
+def test_zip_bomb_record_is_refused_before_expanding(tmp_path):
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl",
+                   _pickle({"a": _tensor(_Storage("0", 50 * 2**18), 0, (1,), (1,))}))
+        z.writestr("archive/data/0", b"\0" * (50 * 2**20))
+    with pytest.raises(ValueError, match="expands"):
+        load_torch(path)

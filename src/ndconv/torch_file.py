@@ -281,6 +281,17 @@ def _key(v, where):
     return str(v)
 
 
+def _read_record(zf, name, where):
+    """A record's bytes; a compressed record that would expand enormously is refused first."""
+    info = zf.getinfo(name)
+    # torch.save stores records uncompressed; a re-zipped file may deflate them,
+    # but a 1000-fold expansion is a zip bomb, not a checkpoint.
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > 1000 * info.compress_size + 2**20:
+        raise ValueError(f"{where}: record {name!r} expands from {info.compress_size} to "
+                         f"{info.file_size} bytes; refused")
+    return zf.read(name)
+
+
 def _load_zip(zf, where):
     names = zf.namelist()
     pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
@@ -292,7 +303,7 @@ def _load_zip(zf, where):
     prefix = pkls[0][: -len("data.pkl")]
     big = False
     if prefix + "byteorder" in names:
-        order = zf.read(prefix + "byteorder")
+        order = _read_record(zf, prefix + "byteorder", where)
         if order not in (b"little", b"big"):
             raise ValueError(f"{where}: unknown byte order {order[:20]!r}")
         big = order == b"big"
@@ -316,12 +327,12 @@ def _load_zip(zf, where):
                 f"{where}: storage {key!r} declares {numel!r} elements of {dtype} but its "
                 f"record holds {info.file_size} bytes"
             )
-        arr = np.frombuffer(bytearray(zf.read(record)), dtype=dtype)
+        arr = np.frombuffer(bytearray(_read_record(zf, record, where)), dtype=dtype)
         storages[key] = _Storage(_native(arr, big))
         return storages[key]
 
     try:
-        data = zf.read(pkls[0])
+        data = _read_record(zf, pkls[0], where)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{where}: damaged zip archive: {exc}") from None
     return _unpickle(io.BytesIO(data), where, load_storage)

@@ -109,7 +109,7 @@ class LeakyReLU(_Activation):
         return f"negative_slope={self.negative_slope}"
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         self._cache = x > 0
         return np.where(self._cache, x, x * x.dtype.type(self.negative_slope))
 
@@ -157,7 +157,7 @@ class PReLU(_Activation):
         return (1, -1) + (1,) * (x.ndim - 2)
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         if x.dtype != self.weight.dtype:
             raise TypeError(
                 f"PReLU input (dtype {x.dtype}) must have the weight's dtype "
@@ -195,7 +195,7 @@ class ELU(_Activation):
         return f"alpha={self.alpha}"
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         self._cache = x
         a = x.dtype.type(self.alpha)
         return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
@@ -234,7 +234,7 @@ class GELU(_Activation):
         return f"approximate={self.approximate!r}"
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         self._cache = x
         t = x.dtype.type
         if self.approximate == "tanh":
@@ -262,7 +262,7 @@ class SiLU(_Activation):
         self.inplace = bool(inplace)
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         s = _sigmoid(x)
         self._cache = x
         self._s = s
@@ -282,7 +282,7 @@ class Hardswish(_Activation):
         self.inplace = bool(inplace)
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         self._cache = x
         t = x.dtype.type
         return x * np.clip(x + t(3), t(0), t(6)) / t(6)
@@ -303,7 +303,7 @@ class Hardsigmoid(_Activation):
         self.inplace = bool(inplace)
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         self._cache = x
         t = x.dtype.type
         return np.clip(x + t(3), t(0), t(6)) / t(6)
@@ -342,7 +342,7 @@ class Softmax(_Activation):
         return f"dim={self.dim}"
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         d = _softmax_dim(self.dim, x.ndim, "Softmax")
         e = np.exp(x - x.max(axis=d, keepdims=True))
         y = e / e.sum(axis=d, keepdims=True)
@@ -365,7 +365,7 @@ class LogSoftmax(_Activation):
         return f"dim={self.dim}"
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = _args.check_array(x, "x")
         d = _softmax_dim(self.dim, x.ndim, "LogSoftmax")
         shifted = x - x.max(axis=d, keepdims=True)
         y = shifted - np.log(np.exp(shifted).sum(axis=d, keepdims=True))
