@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close
-from torch_layers import assert_state_close, copy_torch_state
+from torch_layers import assert_state_close, copy_torch_state, train_both
 
 import ndconv
 from ndconv import nn
@@ -91,21 +91,7 @@ def test_resnet_block_forward_backward_equal_torch_autograd(dtype, stride, cout)
 
 def test_resnet_net_trains_like_torch():
     tnet, net = _tnet(), _net()
-    copy_torch_state(net, tnet)
-    topt = torch.optim.SGD(tnet.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
-    opt = ndconv.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-3)
-    loss_fn = ndconv.losses.CrossEntropyLoss()
-    r = np.random.default_rng(0)
-    for _ in range(5):
-        x, y = r.standard_normal((4, 2, 8, 8)), r.integers(0, 3, 4)
-        opt.zero_grad()
-        loss_fn(net(x), y)
-        net.backward(loss_fn.backward())
-        opt.step()
-        topt.zero_grad()
-        torch.nn.functional.cross_entropy(tnet(torch.tensor(x)), torch.tensor(y)).backward()
-        topt.step()
-    assert_state_close(net.state_dict(), tnet.state_dict(), np.float64)
+    r = train_both(net, tnet, (4, 2, 8, 8), 3, 5, lr=0.05, momentum=0.9, weight_decay=1e-3)
     net.eval()
     tnet.eval()
     x = r.standard_normal((3, 2, 8, 8))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close
-from torch_layers import check_layer, copy_torch_state
+from torch_layers import check_layer, train_both
 
 import ndconv
 from ndconv import nn
@@ -184,24 +184,4 @@ def test_small_bn_net_trains_like_torch():
     net = nn.Sequential(
         nn.Conv2d(2, 4, 3, padding=1, dtype=np.float64), nn.BatchNorm2d(4, dtype=np.float64),
         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3, dtype=np.float64))
-    copy_torch_state(net, tnet)
-    topt = torch.optim.SGD(tnet.parameters(), lr=0.1, momentum=0.9)
-    opt = ndconv.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    loss_fn = ndconv.losses.CrossEntropyLoss()
-    r = np.random.default_rng(0)
-    for step in range(4):
-        x = r.standard_normal((6, 2, 5, 5))
-        y = r.integers(0, 3, 6)
-        opt.zero_grad()
-        loss_fn(net(x), y)
-        net.backward(loss_fn.backward())
-        opt.step()
-        topt.zero_grad()
-        torch.nn.functional.cross_entropy(tnet(torch.tensor(x)), torch.tensor(y)).backward()
-        topt.step()
-    for (k, a), (k2, b) in zip(net.state_dict().items(), tnet.state_dict().items()):
-        assert k == k2
-        if b.dtype.is_floating_point:
-            assert_close(a, b.numpy(), np.float64, what=k)
-        else:
-            assert int(a) == int(b)
+    train_both(net, tnet, (6, 2, 5, 5), 3, 4, lr=0.1, momentum=0.9)

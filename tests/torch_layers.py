@@ -61,3 +61,32 @@ def assert_state_close(sd, tsd, dtype):
             assert_close(sd[k], v, dtype, what=k)
         else:
             np.testing.assert_array_equal(sd[k], v, err_msg=k)
+
+
+def train_both(net, tnet, input_shape, classes, steps, **sgd):
+    """The same SGD steps (cross-entropy, random batches) in ndconv and torch; float64.
+
+    Copies torch's initial state into ``net`` first, then checks that every
+    weight and buffer agrees afterwards. Returns the random generator, so a
+    test can draw more inputs.
+    """
+    import torch
+
+    import ndconv
+
+    copy_torch_state(net, tnet)
+    topt = torch.optim.SGD(tnet.parameters(), **sgd)
+    opt = ndconv.optim.SGD(net.parameters(), **sgd)
+    loss_fn = ndconv.losses.CrossEntropyLoss()
+    r = np.random.default_rng(0)
+    for _ in range(steps):
+        x, y = r.standard_normal(input_shape), r.integers(0, classes, input_shape[0])
+        opt.zero_grad()
+        loss_fn(net(x), y)
+        net.backward(loss_fn.backward())
+        opt.step()
+        topt.zero_grad()
+        torch.nn.functional.cross_entropy(tnet(torch.tensor(x)), torch.tensor(y)).backward()
+        topt.step()
+    assert_state_close(net.state_dict(), tnet.state_dict(), np.float64)
+    return r

@@ -90,6 +90,24 @@ def _number(value, name):
     return float(value)
 
 
+class _Pointwise(_Activation):
+    """An element-wise function of a float input: ``forward`` keeps ``x`` for ``backward``.
+
+    Subclasses give ``_value(x, t)`` (``t`` the dtype's scalar type, so that
+    constants keep float32 float32) and ``backward``.
+    """
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        # Accepted for PyTorch compatibility; the result is always a new array.
+        self.inplace = bool(inplace)
+
+    def forward(self, x):
+        x = _args.check_array(x, "x")
+        self._cache = x
+        return self._value(x, x.dtype.type)
+
+
 class LeakyReLU(_Activation):
     """``x`` where ``x > 0``, else ``negative_slope * x``, as ``torch.nn.LeakyReLU``.
 
@@ -183,22 +201,18 @@ class PReLU(_Activation):
         return np.where(neg, w * g, g)
 
 
-class ELU(_Activation):
+class ELU(_Pointwise):
     """``x`` where ``x > 0``, else ``alpha * (exp(x) - 1)``, as ``torch.nn.ELU``."""
 
     def __init__(self, alpha=1.0, inplace=False):
-        super().__init__()
+        super().__init__(inplace)
         self.alpha = _number(alpha, "alpha")
-        self.inplace = bool(inplace)
 
     def extra_repr(self):
         return f"alpha={self.alpha}"
 
-    def forward(self, x):
-        x = _args.check_array(x, "x")
-        self._cache = x
-        a = x.dtype.type(self.alpha)
-        return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+    def _value(self, x, t):
+        return np.where(x > 0, x, t(self.alpha) * np.expm1(np.minimum(x, 0)))
 
     def backward(self, grad_out):
         g, x = self._saved(grad_out)
@@ -215,7 +229,7 @@ def _erf(x):
     return erf(x)
 
 
-class GELU(_Activation):
+class GELU(_Pointwise):
     """``x * Phi(x)`` (``Phi`` the normal CDF), as ``torch.nn.GELU``.
 
     Parameters
@@ -233,10 +247,7 @@ class GELU(_Activation):
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
 
-    def forward(self, x):
-        x = _args.check_array(x, "x")
-        self._cache = x
-        t = x.dtype.type
+    def _value(self, x, t):
         if self.approximate == "tanh":
             return t(0.5) * x * (1 + np.tanh(t(math.sqrt(2 / math.pi)) * (x + t(0.044715) * x**3)))
         return t(0.5) * x * (1 + _erf(x * t(math.sqrt(0.5))))
@@ -254,37 +265,22 @@ class GELU(_Activation):
         return g * (cdf + x * pdf)
 
 
-class SiLU(_Activation):
+class SiLU(_Pointwise):
     """``x * sigmoid(x)`` (swish), as ``torch.nn.SiLU``."""
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = bool(inplace)
-
-    def forward(self, x):
-        x = _args.check_array(x, "x")
-        s = _sigmoid(x)
-        self._cache = x
-        self._s = s
-        return x * s
+    def _value(self, x, t):
+        return x * _sigmoid(x)
 
     def backward(self, grad_out):
         g, x = self._saved(grad_out)
-        s = self._s
+        s = _sigmoid(x)
         return g * s * (1 + x * (1 - s))
 
 
-class Hardswish(_Activation):
+class Hardswish(_Pointwise):
     """``x * clip(x + 3, 0, 6) / 6``, as ``torch.nn.Hardswish``."""
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = bool(inplace)
-
-    def forward(self, x):
-        x = _args.check_array(x, "x")
-        self._cache = x
-        t = x.dtype.type
+    def _value(self, x, t):
         return x * np.clip(x + t(3), t(0), t(6)) / t(6)
 
     def backward(self, grad_out):
@@ -295,17 +291,10 @@ class Hardswish(_Activation):
         return np.where(x <= -3, t(0), np.where(x < 3, mid, g))
 
 
-class Hardsigmoid(_Activation):
+class Hardsigmoid(_Pointwise):
     """``clip(x + 3, 0, 6) / 6``, as ``torch.nn.Hardsigmoid``."""
 
-    def __init__(self, inplace=False):
-        super().__init__()
-        self.inplace = bool(inplace)
-
-    def forward(self, x):
-        x = _args.check_array(x, "x")
-        self._cache = x
-        t = x.dtype.type
+    def _value(self, x, t):
         return np.clip(x + t(3), t(0), t(6)) / t(6)
 
     def backward(self, grad_out):
@@ -327,12 +316,8 @@ def _softmax_dim(dim, ndim, name):
     return d % nd
 
 
-class Softmax(_Activation):
-    """``exp(x) / sum(exp(x))`` along ``dim``, as ``torch.nn.Softmax``.
-
-    Computed as ``exp(x - max)``, so it never overflows; derivative
-    ``y * (g - sum(g * y))``.
-    """
+class _AlongDim(_Activation):
+    """A normalisation along ``dim``: ``forward`` keeps its output for ``backward``."""
 
     def __init__(self, dim=None):
         super().__init__()
@@ -343,34 +328,30 @@ class Softmax(_Activation):
 
     def forward(self, x):
         x = _args.check_array(x, "x")
-        d = _softmax_dim(self.dim, x.ndim, "Softmax")
-        e = np.exp(x - x.max(axis=d, keepdims=True))
-        y = e / e.sum(axis=d, keepdims=True)
+        d = _softmax_dim(self.dim, x.ndim, type(self).__name__)
+        # Shifted by the max, so exp never overflows.
+        y = self._value(x - x.max(axis=d, keepdims=True), d)
         self._cache, self._d = y, d
         return y
+
+
+class Softmax(_AlongDim):
+    """``exp(x) / sum(exp(x))`` along ``dim``, as ``torch.nn.Softmax``; derivative ``y * (g - sum(g * y))``."""
+
+    def _value(self, shifted, d):
+        e = np.exp(shifted)
+        return e / e.sum(axis=d, keepdims=True)
 
     def backward(self, grad_out):
         g, y = self._saved(grad_out)
         return y * (g - (g * y).sum(axis=self._d, keepdims=True))
 
 
-class LogSoftmax(_Activation):
+class LogSoftmax(_AlongDim):
     """``x - logsumexp(x)`` along ``dim``, as ``torch.nn.LogSoftmax``; derivative ``g - softmax * sum(g)``."""
 
-    def __init__(self, dim=None):
-        super().__init__()
-        self.dim = None if dim is None else _args._as_int(dim, "dim")
-
-    def extra_repr(self):
-        return f"dim={self.dim}"
-
-    def forward(self, x):
-        x = _args.check_array(x, "x")
-        d = _softmax_dim(self.dim, x.ndim, "LogSoftmax")
-        shifted = x - x.max(axis=d, keepdims=True)
-        y = shifted - np.log(np.exp(shifted).sum(axis=d, keepdims=True))
-        self._cache, self._d = y, d
-        return y
+    def _value(self, shifted, d):
+        return shifted - np.log(np.exp(shifted).sum(axis=d, keepdims=True))
 
     def backward(self, grad_out):
         g, y = self._saved(grad_out)

@@ -153,13 +153,17 @@ class Module:
             self._non_persistent_buffers.add(name)
         object.__setattr__(self, name, tensor)
 
+    def _named(self, table, prefix):
+        """``(dotted name, value)`` of one registry (parameters or buffers), recursively."""
+        for name, v in self.__dict__[table].items():
+            if v is not None:
+                yield (f"{prefix}.{name}" if prefix else name), v
+        for name, m in self._modules.items():
+            yield from m._named(table, f"{prefix}.{name}" if prefix else name)
+
     def named_buffers(self, prefix=""):
         """``(name, ndarray)`` pairs of every buffer (persistent or not) with dotted names."""
-        for name, b in self._buffers.items():
-            if b is not None:
-                yield (f"{prefix}.{name}" if prefix else name), b
-        for name, m in self._modules.items():
-            yield from m.named_buffers(f"{prefix}.{name}" if prefix else name)
+        return self._named("_buffers", prefix)
 
     def buffers(self):
         return [b for _, b in self.named_buffers()]
@@ -196,11 +200,7 @@ class Module:
 
     def named_parameters(self, prefix=""):
         """``(name, Parameter)`` pairs with PyTorch's dotted names."""
-        for name, p in self._parameters.items():
-            if p is not None:
-                yield (f"{prefix}.{name}" if prefix else name), p
-        for name, m in self._modules.items():
-            yield from m.named_parameters(f"{prefix}.{name}" if prefix else name)
+        return self._named("_parameters", prefix)
 
     def parameters(self):
         # A parameter shared by several layers (tied weights) is listed once,

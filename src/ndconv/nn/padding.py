@@ -115,7 +115,14 @@ class ConstantPad(_PadNd):
         super().__init__(num_spatial_dims, padding, value)
 
 
-class ZeroPad(_PadNd):
+class _ModePad(_PadNd):
+    """A padding layer whose only argument is the padding (no fill value)."""
+
+    def __init__(self, num_spatial_dims, padding):
+        super().__init__(num_spatial_dims, padding)
+
+
+class ZeroPad(_ModePad):
     """Pad with zeros (negative padding crops), as ``torch.nn.ZeroPadNd``.
 
     Parameters
@@ -125,26 +132,17 @@ class ZeroPad(_PadNd):
         PyTorch's order: ``(left, right, top, bottom, front, back)``, last dim first.
     """
 
-    def __init__(self, num_spatial_dims, padding):
-        super().__init__(num_spatial_dims, padding)
 
-
-class ReflectionPad(_PadNd):
+class ReflectionPad(_ModePad):
     """Mirror without repeating the edge (padding < size), as ``torch.nn.ReflectionPadNd``."""
 
     mode = "reflect"
 
-    def __init__(self, num_spatial_dims, padding):
-        super().__init__(num_spatial_dims, padding)
 
-
-class ReplicationPad(_PadNd):
+class ReplicationPad(_ModePad):
     """Repeat the edge value, as ``torch.nn.ReplicationPadNd``."""
 
     mode = "replicate"
-
-    def __init__(self, num_spatial_dims, padding):
-        super().__init__(num_spatial_dims, padding)
 
 
 ZeroPad1d, ZeroPad2d, ZeroPad3d = (fixed_ndim(ZeroPad, n) for n in (1, 2, 3))
