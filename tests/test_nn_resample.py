@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from torch_layers import check_layer
 
 from ndconv import nn
@@ -108,3 +110,84 @@ def test_identity_ignores_arguments():
     m = nn.Identity(54, unused="x")
     x = _x((2, 3), np.float64)
     assert m(x) is x and m.backward(x) is x
+
+
+@given(n=st.integers(1, 3), data=st.data(), mode=st.sampled_from(["nearest", "linear"]),
+       align=st.booleans(), by_size=st.booleans())
+def test_upsample_random_sizes_match_torch(n, data, mode, align, by_size):
+    spatial = tuple(data.draw(st.lists(st.integers(1, 6), min_size=n, max_size=n)))
+    tmode = {"nearest": "nearest", "linear": ("linear", "bilinear", "trilinear")[n - 1]}[mode]
+    kw = {"mode": tmode}
+    if mode == "linear":
+        kw["align_corners"] = align
+    if by_size:
+        kw["size"] = tuple(data.draw(st.lists(st.integers(1, 9), min_size=n, max_size=n)))
+    else:
+        kw["scale_factor"] = tuple(data.draw(st.lists(
+            st.sampled_from([0.5, 0.75, 1.0, 1.3, 2.0, 2.5, 3.0]), min_size=n, max_size=n)))
+        if any(int(s * f) < 1 for s, f in zip(spatial, kw["scale_factor"])):
+            with pytest.raises(ValueError, match="empty output"):
+                nn.Upsample(**kw)(_x((1, 2, *spatial), np.float64))
+            return
+    x = _x((1, 2, *spatial), np.float64)
+    if mode == "nearest" and not by_size and n != 2 and any(
+            int(s * f) in (s, 2 * s) and f not in (1.0, 2.0)
+            for s, f in zip(spatial, kw["scale_factor"])):
+        _check_nearest_where_torch_backward_disagrees(kw, x)
+        return
+    check_layer(nn.Upsample(**kw), torch.nn.Upsample(**kw), x, what=f"Upsample {kw}")
+
+
+def _check_nearest_where_torch_backward_disagrees(kw, x):
+    """Torch's 1-D / 3-D nearest backward takes a shortcut (output size S or 2S) that
+    their CPU forward does not, so there its gradient is not the forward's adjoint. Check
+    the forward against torch and the backward as the adjoint of torch's forward:
+    ``<U x, g> = <x, U^T g>`` for the linear map ``U``, with ``x`` the unit vectors.
+    """
+    m = nn.Upsample(**kw)
+    ref = torch.nn.Upsample(**kw)(torch.tensor(x)).numpy()
+    np.testing.assert_array_equal(m(x), ref)
+    g = _x(ref.shape, np.float64, seed=5)
+    gx = m.backward(g)
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = 1
+        ue = torch.nn.Upsample(**kw)(torch.tensor(e.reshape(x.shape))).numpy()
+        assert abs((ue * g).sum() - gx.reshape(-1)[i]) < 1e-12
+
+
+def test_nearest_gradient_is_the_adjoint_where_torch_shortcuts():
+    """2 pixels at scale 1.3 (1-D): torch's forward picks pixel 0 twice, so pixel 0 gets both."""
+    m = nn.Upsample(scale_factor=1.3)
+    x = np.array([[[1.0, 2.0]]])
+    np.testing.assert_array_equal(m(x), torch.nn.Upsample(scale_factor=1.3)(torch.tensor(x)))
+    np.testing.assert_array_equal(m.backward(np.array([[[1.0, 10.0]]])), [[[11.0, 0.0]]])
+
+
+@given(n=st.integers(1, 3), data=st.data())
+def test_adaptive_avg_pool_random_sizes_match_torch(n, data):
+    spatial = tuple(data.draw(st.lists(st.integers(1, 9), min_size=n, max_size=n)))
+    out = tuple(data.draw(st.lists(st.integers(1, 10), min_size=n, max_size=n)))
+    cls = f"AdaptiveAvgPool{n}d"
+    check_layer(getattr(nn, cls)(out), getattr(torch.nn, cls)(out),
+                _x((2, 1, *spatial), np.float64), what=f"{cls}({out}) on {spatial}")
+
+
+@given(n=st.integers(1, 3), data=st.data(),
+       name=st.sampled_from(["ZeroPad", "ReflectionPad", "ReplicationPad"]))
+def test_padding_random_amounts_match_torch(n, data, name):
+    spatial = tuple(data.draw(st.lists(st.integers(1, 5), min_size=n, max_size=n)))
+    lo = -1 if name == "ZeroPad" else 0
+    pad = data.draw(st.lists(st.integers(lo, 4), min_size=2 * n, max_size=2 * n))
+    cls = f"{name}{n}d"
+    x = _x((1, 2, *spatial), np.float64)
+    try:
+        ref = getattr(torch.nn, cls)(tuple(pad))(torch.tensor(x))
+    except RuntimeError:  # torch refuses (reflection too large, an empty result)
+        with pytest.raises(ValueError):
+            getattr(nn, cls)(tuple(pad))(x)
+        return
+    if ref.numel() == 0:
+        return
+    check_layer(getattr(nn, cls)(tuple(pad)), getattr(torch.nn, cls)(tuple(pad)), x,
+                what=f"{cls}({pad}) on {spatial}")

@@ -41,11 +41,18 @@ def apply_adjoint(g, mats):
     return g
 
 
-def nearest_index(n_in, n_out, scale):
-    """PyTorch's ``nearest_idx`` (float32 arithmetic, as its CPU kernel)."""
-    if n_out == n_in:
+def nearest_index(n_in, n_out, scale, shortcut):
+    """PyTorch's CPU nearest index ``min(floor(o * scale), S_in - 1)`` in float32.
+
+    ``scale`` is ``1 / scale_factor`` when one is given, else ``S_in / S_out``.
+    PyTorch's 2-D kernel (``shortcut``) copies an axis whose size is unchanged
+    and halves the index of one whose size doubles, whatever the scale factor;
+    its 1-D and 3-D kernels do not (a scale factor of 1.3 on 2 pixels picks
+    pixel 0 twice there, and copies in 2-D).
+    """
+    if shortcut and n_out == n_in:
         return np.arange(n_out)
-    if n_out == 2 * n_in:
+    if shortcut and n_out == 2 * n_in:
         return np.arange(n_out) >> 1
     s = np.float32(1.0 / scale) if scale else np.float32(n_in) / np.float32(n_out)
     src = np.floor(np.arange(n_out, dtype=np.float32) * s).astype(np.int64)
@@ -55,6 +62,10 @@ def nearest_index(n_in, n_out, scale):
 def linear_taps(n_in, n_out, scale, align_corners, dtype):
     """``(i0, i1, w0, w1)`` of PyTorch's linear kernel (``area_pixel_compute_source_index``)."""
     t = np.dtype(dtype).type
+    if n_out == n_in:
+        # PyTorch copies an axis whose size does not change, whatever the scale factor.
+        idx = np.arange(n_out)
+        return idx, idx, np.ones(n_out, dtype), np.zeros(n_out, dtype)
     if align_corners:
         s = t((n_in - 1) / (n_out - 1)) if n_out > 1 else t(0)
     else:
@@ -97,7 +108,12 @@ class Upsample(Module):
     Notes
     -----
     Input ``(B, C, *S)``. Nearest picks source ``min(floor(o * S_in / S_out),
-    S_in - 1)`` as PyTorch's ``'nearest'`` (not ``'nearest-exact'``).
+    S_in - 1)`` as PyTorch's ``'nearest'`` (not ``'nearest-exact'``), with its
+    kernels' special cases for a size that a scale factor leaves unchanged
+    (see :func:`nearest_index`). ``backward`` is the exact adjoint of the
+    forward; where PyTorch's 1-D and 3-D nearest backward takes the 2-D
+    shortcut that their forward does not, PyTorch's gradient is not, and
+    ndconv's differs from it.
     """
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
@@ -179,7 +195,7 @@ class Upsample(Module):
         for k, (n_in, n_out, sc) in enumerate(zip(x.shape[2:], out, scales)):
             ax = 2 + k
             if self.mode == "nearest":
-                idx = nearest_index(n_in, n_out, sc)
+                idx = nearest_index(n_in, n_out, sc, shortcut=n == 2)
                 y = _take(y, idx, ax)
                 mats.append(axis_matrix([idx], [np.ones(n_out, x.dtype)], n_in))
             else:
