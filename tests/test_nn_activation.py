@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_close
 from torch_layers import check_layer
 
 from ndconv import nn
@@ -76,3 +77,12 @@ def test_backward_before_forward_and_wrong_grad_shape():
     m(np.ones((2, 3)))
     with pytest.raises(ValueError, match=r"\(2, 3\)"):
         m.backward(np.ones((3, 2)))
+
+
+def test_gelu_without_scipy_uses_math_erf(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy.special", None)  # import fails
+    x = np.linspace(-4, 4, 41)
+    ref = torch.nn.GELU()(torch.tensor(x)).numpy()
+    assert_close(nn.GELU()(x), ref, np.float64)

@@ -412,3 +412,26 @@ def test_zip_bomb_record_is_refused_before_expanding(tmp_path):
         z.writestr("archive/data/0", b"\0" * (50 * 2**20))
     with pytest.raises(ValueError, match="expands"):
         load_torch(path)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int16, torch.complex64,
+                                   torch.bfloat16])
+def test_big_endian_checkpoint_is_swapped_as_torch_does(tmp_path, dtype):
+    t = _random(dtype, (3, 2), 0)
+    little = _save({"t": t}, tmp_path / "l.pt", "zip")
+    big = tmp_path / "b.pt"
+    item = t.element_size()
+    with zipfile.ZipFile(little) as zin, zipfile.ZipFile(big, "w") as zout:
+        for info in zin.infolist():
+            raw = zin.read(info)
+            if info.filename.endswith("/byteorder"):
+                raw = b"big"
+            elif "/data/" in info.filename and not info.filename.endswith("serialization_id"):
+                word = 4 if dtype == torch.complex64 else item  # complex: two swapped floats
+                raw = np.frombuffer(raw, f"u{word}" if word < 8 else "u8").byteswap().tobytes()
+            zout.writestr(info, raw)
+    ref = torch.load(big)["t"]
+    assert torch.equal(ref.view(torch.uint8) if dtype == torch.bfloat16 else ref,
+                       t.view(torch.uint8) if dtype == torch.bfloat16 else t)
+    assert_same_tensor(load_torch(big)["t"], ref)
+
