@@ -86,3 +86,36 @@ def test_gelu_without_scipy_uses_math_erf(monkeypatch):
     x = np.linspace(-4, 4, 41)
     ref = torch.nn.GELU()(torch.tensor(x)).numpy()
     assert_close(nn.GELU()(x), ref, np.float64)
+
+
+ATTRS = [
+    ("BatchNorm2d", (4,), dict(eps=1e-3, momentum=None, affine=False),
+     ["num_features", "eps", "momentum", "affine", "track_running_stats"]),
+    ("GroupNorm", (2, 4), dict(eps=1e-4), ["num_groups", "num_channels", "eps", "affine"]),
+    ("LayerNorm", ((3, 4),), dict(elementwise_affine=False),
+     ["normalized_shape", "eps", "elementwise_affine"]),
+    ("LeakyReLU", (0.2,), {}, ["negative_slope", "inplace"]),
+    ("PReLU", (3, 0.1), {}, ["num_parameters", "init"]),
+    ("ELU", (0.5,), {}, ["alpha", "inplace"]),
+    ("GELU", ("tanh",), {}, ["approximate"]),
+    ("Hardswish", (), {}, ["inplace"]),
+    ("Softmax", (1,), {}, ["dim"]),
+    ("LogSoftmax", (-1,), {}, ["dim"]),
+    ("Upsample", (), dict(scale_factor=(2, 3), mode="bilinear", align_corners=True),
+     ["size", "scale_factor", "mode", "align_corners", "recompute_scale_factor"]),
+    ("Upsample", (7,), {}, ["size", "scale_factor", "mode", "align_corners"]),
+    ("ZeroPad2d", ((1, 2, 3, 4),), {}, ["padding"]),
+    ("ConstantPad1d", (2, 1.5), {}, ["padding", "value"]),
+    ("ReflectionPad3d", (1,), {}, ["padding"]),
+    ("AdaptiveAvgPool2d", ((3, None),), {}, ["output_size"]),
+    ("AdaptiveAvgPool1d", (1,), {}, ["output_size"]),
+]
+
+
+@pytest.mark.parametrize("name, args, kw, attrs", ATTRS, ids=[a[0] for a in ATTRS])
+def test_attributes_as_torch(name, args, kw, attrs):
+    """An exporter reads the same attribute names and values as from the torch module."""
+    m, tm = getattr(nn, name)(*args, **kw), getattr(torch.nn, name)(*args, **kw)
+    for a in attrs:
+        assert getattr(m, a) == getattr(tm, a), a
+    assert list(m.state_dict()) == list(tm.state_dict())

@@ -207,3 +207,14 @@ def test_checkpoint_round_trip_of_a_graph(tmp_path):
     other.load_state_dict(ndconv.load(tmp_path / "r.npz")["model"])
     x = np.random.default_rng(9).standard_normal((2, 2, 8, 8))
     np.testing.assert_array_equal(net.eval()(x), other.eval()(x))
+
+
+def test_graph_structure_is_readable():
+    g = nn.Graph()
+    a, b = g.input(), g.input()
+    s = g.add(a, b)
+    g.output(g.layer("r", nn.ReLU(), s), s)
+    names = [(name, type(m).__name__, [v.index for v in ins], out.index)
+             for name, m, ins, out in g.nodes]
+    assert names == [("add1", "Add", [0, 1], 2), ("r", "ReLU", [2], 3)]
+    assert [v.index for v in g.inputs] == [0, 1] and [v.index for v in g.outputs] == [3, 2]

@@ -157,7 +157,8 @@ class PReLU(_Activation):
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
         super().__init__()
         self.num_parameters = _args.positive_int(num_parameters, "num_parameters")
-        self.weight = Parameter(np.full(self.num_parameters, _number(init, "init"),
+        self.init = _number(init, "init")
+        self.weight = Parameter(np.full(self.num_parameters, self.init,
                                         dtype=as_dtype(dtype)))
 
     def extra_repr(self):

@@ -246,6 +246,27 @@ class Graph(Module):
         object.__setattr__(self, "_graph_outputs", ids)
         return self
 
+    # -- reading (for exporters and summaries) -------------------------------
+
+    @property
+    def inputs(self):
+        """The graph's input values, in ``forward``'s order."""
+        return [Value(self, i) for i in self._graph_inputs]
+
+    @property
+    def outputs(self):
+        """The graph's output values (empty before :meth:`output`)."""
+        return [Value(self, i) for i in (self._graph_outputs or ())]
+
+    @property
+    def nodes(self):
+        """``(name, module, input values, output value)`` per node, in evaluation order.
+
+        ``Value.index`` identifies a value across nodes (an exporter's edge name).
+        """
+        return [(n.name, n.module, [Value(self, i) for i in n.inputs], Value(self, n.output))
+                for n in self._nodes]
+
     # -- running -----------------------------------------------------------
 
     def forward(self, *inputs):
