@@ -282,14 +282,23 @@ def _key(v, where):
 
 
 def _read_record(zf, name, where):
-    """A record's bytes; a compressed record that would expand enormously is refused first."""
+    """A record's bytes (a writable bytearray, read once, without a second copy).
+
+    A compressed record that would expand enormously is refused first.
+    """
     info = zf.getinfo(name)
     # torch.save stores records uncompressed; a re-zipped file may deflate them,
     # but a 1000-fold expansion is a zip bomb, not a checkpoint.
     if info.compress_type != zipfile.ZIP_STORED and info.file_size > 1000 * info.compress_size + 2**20:
         raise ValueError(f"{where}: record {name!r} expands from {info.compress_size} to "
                          f"{info.file_size} bytes; refused")
-    return zf.read(name)
+    buf = bytearray(info.file_size)
+    with zf.open(info) as fh:
+        got = fh.readinto(buf)
+    if got != info.file_size:
+        raise ValueError(f"{where} is truncated: record {name!r} has {got} of "
+                         f"{info.file_size} bytes")
+    return buf
 
 
 def _load_zip(zf, where):
@@ -304,6 +313,7 @@ def _load_zip(zf, where):
     big = False
     if prefix + "byteorder" in names:
         order = _read_record(zf, prefix + "byteorder", where)
+        order = bytes(order)
         if order not in (b"little", b"big"):
             raise ValueError(f"{where}: unknown byte order {order[:20]!r}")
         big = order == b"big"
@@ -327,7 +337,7 @@ def _load_zip(zf, where):
                 f"{where}: storage {key!r} declares {numel!r} elements of {dtype} but its "
                 f"record holds {info.file_size} bytes"
             )
-        arr = np.frombuffer(bytearray(_read_record(zf, record, where)), dtype=dtype)
+        arr = np.frombuffer(_read_record(zf, record, where), dtype=dtype)
         storages[key] = _Storage(_native(arr, big))
         return storages[key]
 
@@ -335,7 +345,7 @@ def _load_zip(zf, where):
         data = _read_record(zf, pkls[0], where)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{where}: damaged zip archive: {exc}") from None
-    return _unpickle(io.BytesIO(data), where, load_storage)
+    return _unpickle(io.BytesIO(bytes(data)), where, load_storage)
 
 
 def _native(arr, big):
