@@ -185,3 +185,18 @@ def test_small_bn_net_trains_like_torch():
         nn.Conv2d(2, 4, 3, padding=1, dtype=np.float64), nn.BatchNorm2d(4, dtype=np.float64),
         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3, dtype=np.float64))
     train_both(net, tnet, (6, 2, 5, 5), 3, 4, lr=0.1, momentum=0.9)
+
+
+def test_fit_trains_a_bn_net_and_checkpoints_its_running_stats(tmp_path):
+    split = ndconv.data.load_digits()
+    x, y = split.x_train[:256], split.y_train[:256]
+    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, rng=0), nn.BatchNorm2d(8), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10, rng=1))
+    hist = ndconv.fit(net, x, y, loss=ndconv.losses.CrossEntropyLoss(),
+                      optimizer=ndconv.optim.Adam(net.parameters(), lr=3e-2), epochs=6,
+                      batch_size=32, rng=0, progress=False, validation=(split.x_test, split.y_test),
+                      checkpoint=tmp_path / "bn.npz")
+    assert hist["val_accuracy"][-1] > 0.5
+    assert int(net[1].num_batches_tracked) == 6 * 256 // 32
+    saved = ndconv.load(tmp_path / "bn.npz")["model"]
+    np.testing.assert_array_equal(saved["1.running_var"], net[1].running_var)
