@@ -85,7 +85,8 @@ def test_nested_containers_and_plain_values(tmp_path, fmt):
            "opt": {"state": {0: {"step": 3, "exp_avg": torch.arange(4.0)}}, "lr": 1e-3},
            "list": [torch.tensor(1.5), (torch.tensor([1, 2]), "x", None, True)],
            "epoch": 7, "name": "résnet", "bytes": b"\x00\xff", "set": {1, 2}, "c": 1 + 2j,
-           "empty": torch.zeros(0, 3), "scalar": torch.tensor(3, dtype=torch.int64)}
+           "empty": torch.zeros(0, 3), "scalar": torch.tensor(3, dtype=torch.int64),
+           "shape": torch.Size([2, 3]), "device": torch.device("cuda", 1)}
     path = _save(obj, tmp_path / "n.pt", fmt)
     ref, got = torch.load(path), load_torch(path)
     assert isinstance(got["model"], OrderedDict) and list(got["model"]) == ["w", "b"]
@@ -98,6 +99,7 @@ def test_nested_containers_and_plain_values(tmp_path, fmt):
         7, "résnet", b"\x00\xff", {1, 2}, 1 + 2j)
     assert_same_tensor(got["empty"], ref["empty"])
     assert got["scalar"].shape == () and int(got["scalar"]) == 3
+    assert got["shape"] == (2, 3) and got["device"] == "cuda:1"
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

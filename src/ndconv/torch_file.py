@@ -207,6 +207,13 @@ def _safe(fn):
     return type(f"_Safe_{fn.__name__}", (_Safe,), {"__slots__": (), "fn": staticmethod(fn)})
 
 
+def _device(kind, index=None):
+    """``torch.device(...)`` becomes its string (``'cuda:0'``); the arrays are on the CPU anyway."""
+    if not isinstance(kind, str) or not (index is None or type(index) is int):
+        raise ValueError(f"torch.device({kind!r}, {index!r}) is not a device")
+    return kind if index is None else f"{kind}:{index}"
+
+
 _REBUILD = (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter)
 # Classes are made once; find_class returns a fresh instance per use.
 _FUNCTIONS = {
@@ -218,6 +225,7 @@ _FUNCTIONS = {
     ("torch", "Tensor"): _TensorType,
     ("torch.nn.parameter", "Parameter"): _TensorType,
     ("torch", "Size"): _safe(_size),
+    ("torch", "device"): _safe(_device),
     ("_codecs", "encode"): _safe(_encode),
 }
 # Built-in types: immutable, so BUILD cannot change them.
@@ -450,7 +458,7 @@ def load_torch(path):
     The saved object with every tensor (and ``nn.Parameter``) as an ndarray of
     its dtype (``bfloat16`` and ``float8_*`` as ml_dtypes' types), dicts,
     ``OrderedDict`` (a state dict), lists, tuples, numbers and strings as
-    saved. Tensors that shared a storage share memory, with PyTorch's offsets
+    saved; a ``torch.Size`` becomes a tuple and a ``torch.device`` its string. Tensors that shared a storage share memory, with PyTorch's offsets
     and strides.
 
     Raises
