@@ -43,7 +43,10 @@ def ndconv_model():
 
 
 def make_torch_checkpoint(path, seed=0):
-    """The torch side: train one epoch on the digits and save the state dict."""
+    """The torch side: train one epoch on the digits, save the state dict.
+
+    Returns the test accuracy and the test logits, for comparison.
+    """
     import torch
 
     class BasicBlock(torch.nn.Module):  # torchvision.models.resnet.BasicBlock(c, c)
@@ -77,7 +80,7 @@ def make_torch_checkpoint(path, seed=0):
     model.eval()
     with torch.no_grad():
         logits = model(torch.tensor(split.x_test)).numpy()
-    return float((logits.argmax(1) == split.y_test).mean())
+    return float((logits.argmax(1) == split.y_test).mean()), logits
 
 
 def finetune(path, epochs=3, seed=0, out=None):
@@ -103,7 +106,7 @@ def main(argv=None):
     ap.add_argument("--out", help="write the fine-tuned weights as safetensors")
     args = ap.parse_args(argv)
     if args.make:
-        acc = make_torch_checkpoint(args.checkpoint)
+        acc, _ = make_torch_checkpoint(args.checkpoint)
         print(f"torch: test accuracy {acc:.3f}; state dict written to {args.checkpoint}")
         return
     before, after = finetune(args.checkpoint, args.epochs, out=args.out)

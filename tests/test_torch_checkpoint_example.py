@@ -7,7 +7,11 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from conftest import assert_close
+
+import ndconv
 
 pytest.importorskip("torch")
 
@@ -22,7 +26,12 @@ def test_example_loads_the_torch_checkpoint_and_fine_tunes_it_without_torch(tmp_
     finally:
         sys.path.pop(0)
     pth = tmp_path / "digits_resnet.pth"
-    torch_acc = ex.make_torch_checkpoint(pth)
+    torch_acc, torch_logits = ex.make_torch_checkpoint(pth)
+    model = ex.ndconv_model()
+    model.load_state_dict(ndconv.io.load_torch(pth))
+    logits = model.eval()(ndconv.data.load_digits(seed=0).x_test)
+    assert (logits.argmax(1) == torch_logits.argmax(1)).all()  # the same predictions
+    assert_close(logits, torch_logits.astype(np.float64), np.float32, what="logits")
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
     out = subprocess.run([sys.executable, SCRIPT, str(pth), "--epochs", "1", "--out",
                           str(tmp_path / "tuned.safetensors")],
