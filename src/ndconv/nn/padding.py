@@ -101,14 +101,9 @@ class _PadNd(Module):
 
 
 class ConstantPad(_PadNd):
-    """Pad with ``value`` (negative padding crops), as ``torch.nn.ConstantPadNd``.
+    """Pad with the float ``value`` (negative padding crops), as ``torch.nn.ConstantPadNd``.
 
-    Parameters
-    ----------
-    num_spatial_dims : int
-    padding : int or tuple of 2N ints
-        PyTorch's order: ``(left, right, top, bottom, front, back)``, last dim first.
-    value : float
+    ``padding`` as :class:`ZeroPad`'s, in PyTorch's order.
     """
 
     def __init__(self, num_spatial_dims, padding, value):
