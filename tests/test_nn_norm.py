@@ -200,3 +200,15 @@ def test_fit_trains_a_bn_net_and_checkpoints_its_running_stats(tmp_path):
     assert int(net[1].num_batches_tracked) == 6 * 256 // 32
     saved = ndconv.load(tmp_path / "bn.npz")["model"]
     np.testing.assert_array_equal(saved["1.running_var"], net[1].running_var)
+
+
+def test_old_state_dict_without_num_batches_tracked_loads_as_torch():
+    """PyTorch < 0.4.1 state dicts (torchvision's first ResNet weights) lack the counter."""
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.BatchNorm2d(2))
+    sd = {k: v for k, v in tm.state_dict().items() if "num_batches_tracked" not in k}
+    tm.load_state_dict(sd)  # torch accepts it (strict)
+    m = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    m.load_state_dict({k: v.numpy() for k, v in sd.items()})
+    assert int(m[1].num_batches_tracked) == int(tm[1].num_batches_tracked) == 0
+    with pytest.raises(KeyError, match=r"missing keys \['1.running_var'\]"):
+        m.load_state_dict({k: v.numpy() for k, v in sd.items() if k != "1.running_var"})

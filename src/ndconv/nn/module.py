@@ -235,6 +235,9 @@ class Module:
         own = {}
         for k, m, a, buf in self._state_items():
             own[k] = (m, a, buf)
+        state = dict(state)
+        for prefix, m in self.named_modules():
+            m._complete_state(state, f"{prefix}." if prefix else "")
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
@@ -267,6 +270,9 @@ class Module:
             else:
                 getattr(m, a).data = v
         return self
+
+    def _complete_state(self, state, prefix):
+        """Add to ``state`` the keys an older format of this layer lacks (none here)."""
 
     def train(self, mode=True):
         for m in self.modules():

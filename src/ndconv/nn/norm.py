@@ -155,6 +155,13 @@ class BatchNorm(_Affine):
             self.running_var = np.ones_like(self.running_var)
             self.num_batches_tracked = np.array(0, dtype=np.int64)
 
+    def _complete_state(self, state, prefix):
+        # State dicts from PyTorch < 0.4.1 (torchvision's original ResNet weights)
+        # have no num_batches_tracked; PyTorch loads them with 0, so does ndconv.
+        key = prefix + "num_batches_tracked"
+        if self.track_running_stats and key not in state and prefix + "running_mean" in state:
+            state[key] = np.array(0, dtype=np.int64)
+
     def _check_input(self, x):
         n = self.num_spatial_dims
         allowed = (2, 3) if n == 1 else (n + 2,)
