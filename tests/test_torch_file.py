@@ -437,3 +437,11 @@ def test_big_endian_checkpoint_is_swapped_as_torch_does(tmp_path, dtype):
                        t.view(torch.uint8) if dtype == torch.bfloat16 else t)
     assert_same_tensor(load_torch(big)["t"], ref)
 
+
+
+def test_pytorch_03_rebuild_function(tmp_path):
+    """torch._utils._rebuild_tensor (no requires_grad), as in PyTorch 0.3 checkpoints."""
+    st = _Storage("0", 6)
+    pkl = _pickle({"w": _Call(torch._utils._rebuild_tensor, st, 0, (2, 3), (3, 1))})
+    path = _zip_checkpoint(tmp_path / "old.pt", pkl, [("0", np.arange(6, dtype=np.float32).tobytes())])
+    assert_same_tensor(load_torch(path)["w"], torch.load(path, weights_only=False)["w"])

@@ -217,6 +217,7 @@ def _device(kind, index=None):
 _REBUILD = (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter)
 # Classes are made once; find_class returns a fresh instance per use.
 _FUNCTIONS = {
+    ("torch._utils", "_rebuild_tensor"): _safe(_rebuild_tensor_v2),  # PyTorch <= 0.3
     ("torch._utils", "_rebuild_tensor_v2"): _safe(_rebuild_tensor_v2),
     ("torch._utils", "_rebuild_tensor_v3"): _safe(_rebuild_tensor_v3),
     ("torch._utils", "_rebuild_parameter"): _safe(_rebuild_parameter),
