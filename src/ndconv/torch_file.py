@@ -45,7 +45,7 @@ def _ml_dtype(name):
     except ImportError:
         raise ValueError(
             f"the checkpoint holds {name} tensors, which NumPy has no dtype for; "
-            "install ml_dtypes (pip install ml_dtypes) to read them"
+            "install ml_dtypes (pip install 'ndconv[half]') to read them"
         ) from None
     return np.dtype(getattr(ml_dtypes, name))
 

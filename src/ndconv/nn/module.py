@@ -23,17 +23,19 @@ class Parameter:
     Parameters
     ----------
     data : array_like
-        Wrapped as a float ndarray (float32 or float64 are kept; other numeric
+        Wrapped as a float ndarray (float16, bfloat16, float32 and float64 are kept; other numeric
         input becomes float64).
     """
 
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
+        from .._dtypes import real_floats
+
         arr = np.asarray(data)
-        if arr.dtype.kind not in "iuf":
-            raise TypeError(f"`data` must be a real numeric array, got dtype {arr.dtype}")
-        if arr.dtype.kind != "f":
+        if arr.dtype not in real_floats():
+            if arr.dtype.kind not in "iuf":
+                raise TypeError(f"`data` must be a real numeric array, got dtype {arr.dtype}")
             arr = arr.astype(np.float64)
         self.data = arr
         self.grad = None
@@ -259,7 +261,8 @@ class Module:
                     f"{'buffer' if buf else 'parameter'} has shape {cur.shape}"
                 )
             # ml_dtypes' bfloat16 / float8 (kind 'V') cast to float like float16.
-            if v.dtype.kind not in "biuf" and v.dtype.name not in _ML_FLOATS:
+            if (v.dtype.kind not in "biuf" and v.dtype.name not in _ML_FLOATS
+                    and v.dtype != cur.dtype):
                 raise TypeError(f"state dict key {k!r} has non-numeric dtype {v.dtype}")
             if v.dtype.kind == "b" and cur.dtype.kind != "b":
                 raise TypeError(f"state dict key {k!r} has dtype bool, expected {cur.dtype}")
