@@ -42,3 +42,24 @@ def atomic_write(path):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def open_regular(path, what="file"):
+    """Open ``path`` for binary reading, refusing anything but a regular file.
+
+    A FIFO would block ``open`` until a writer comes, and ``/dev/zero`` reads
+    forever: the file is opened without blocking and checked with ``fstat``
+    before a byte is read. Raises ``ValueError`` naming the path.
+    """
+    import stat
+
+    fd = os.open(os.fspath(path), os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{what} {os.fspath(path)!r} is not a regular file")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
