@@ -171,7 +171,7 @@ def _flip(path, name, nbytes=8):
     open(path, "wb").write(b)
 
 
-@pytest.mark.parametrize("damage", ["deflate", "method", "encrypted", "lzma"])
+@pytest.mark.parametrize("damage", ["deflate", "method", "encrypted", "lzma", "version"])
 def test_unreadable_zip_entries_are_value_errors(tmp_path, damage):
     pkl = pickle.dumps({"a": 1}, protocol=2)
     comp = {"deflate": zipfile.ZIP_DEFLATED, "lzma": zipfile.ZIP_LZMA}.get(damage, 0)
@@ -180,8 +180,12 @@ def test_unreadable_zip_entries_are_value_errors(tmp_path, damage):
         _flip(path, "archive/data.pkl")
     elif damage == "method":
         patch_central(path, "archive/data.pkl", method=99)
-    else:
+    elif damage == "encrypted":
         patch_central(path, "archive/data.pkl", flags=1)
+    else:  # "version needed to extract" 21.4: NotImplementedError in zipfile
+        b = bytearray(open(path, "rb").read())
+        struct.pack_into("<H", b, b.find(b"PK\x01\x02") + 6, 214)
+        open(path, "wb").write(b)
     with pytest.raises(ValueError, match="d.pt"):
         load_torch(path)
 
@@ -488,3 +492,28 @@ def test_mutated_safetensors_raise_value_error_or_equal_the_package(tmp_path_fac
     for k in want:
         assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
         assert got[k].tobytes() == want[k].tobytes()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)),
+                      min_size=1, max_size=3), cut=st.integers(0, 10**6), do_cut=st.booleans())
+def test_mutated_zip_archives_raise_value_error_or_read_the_original(tmp_path_factory, edits,
+                                                                     cut, do_cut):
+    # Every record is CRC-checked, so whatever ndconv accepts must be what was
+    # saved. (torch.load itself returned uninitialised memory for 5 of 3000
+    # such files, with a damaged local header of another entry: not compared.)
+    folder = tmp_path_factory.mktemp("zmut")
+    src = folder / "src.pt"
+    _base_checkpoint(src)
+    raw = bytearray(src.read_bytes())
+    for pos, val in edits:
+        raw[pos % len(raw)] = val
+    if do_cut:
+        raw = raw[: cut % len(raw)]
+    path = folder / "m.pt"
+    path.write_bytes(raw)
+    try:
+        got = load_torch(path)
+    except ValueError:
+        return
+    _assert_same(got, torch_load(src))

@@ -549,7 +549,8 @@ def load_torch(path):
         if head[:2] == b"PK":
             try:
                 zf = zipfile.ZipFile(f)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            # NotImplementedError: an entry needing a later zip version than zipfile's
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
                 raise ValueError(f"{where}: damaged zip archive: {exc}") from None
             with zf:
                 try:
