@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import itertools
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -99,7 +100,11 @@ class Explainer:
                 f"`x` has {x.ndim} dims (shape {x.shape}) but `kernel` has {k.ndim} "
                 f"(shape {k.shape}); they must match"
             )
-        if not _args.is_number(bias) or not np.isfinite(bias):
+        try:  # math, not np.isfinite: NumPy refuses an int beyond int64 with a TypeError
+            finite = _args.is_number(bias) and math.isfinite(bias)
+        except OverflowError:  # an int beyond float64
+            finite = False
+        if not finite:
             raise ValueError(f"`bias` (={bias!r}) must be a finite number")
         n = x.ndim
         self.x, self.k, self.bias = x, k, float(bias)
