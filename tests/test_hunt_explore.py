@@ -20,23 +20,10 @@ import pytest
 from PIL import Image, ImageOps
 from scipy import ndimage
 
-from ndconv.explore import make_server
 from ndconv.explore import server as srvmod
+from test_explore import srv  # noqa: F401  (the server on a free loopback port)
 
 GOOD = b'{"x": [1, 2, 3], "kernel": [1, 1]}'
-
-
-@pytest.fixture(scope="module")
-def srv():
-    lines = []
-    s = make_server("127.0.0.1", 0, log=lines.append)
-    s.lines = lines
-    t = threading.Thread(target=s.serve_forever, daemon=True)
-    t.start()
-    yield s
-    s.shutdown()
-    s.server_close()
-    t.join(5)
 
 
 def raw(srv, data, timeout=15):

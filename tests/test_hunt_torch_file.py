@@ -257,19 +257,28 @@ def _error(fn, *args):
 
 # ------------------------------------------------------------- pickles
 
-@pytest.mark.parametrize("opcodes", [
-    b"cos\nsystem\n(S'true'\ntR.",                                  # GLOBAL + REDUCE
-    b"\x80\x04\x8c\x02os\x8c\x06system\x93\x8c\x04true\x85R.",     # STACK_GLOBAL
-    b"(S'true'\nios\nsystem\n.",                                     # INST
-    b"\x80\x02(cos\nsystem\nS'true'\no.",                           # OBJ
-    b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93)}\x92.",             # NEWOBJ_EX
-    b"\x80\x02c__builtin__\ngetattr\n.",
-    b"\x80\x02ctorch._utils\n_rebuild_tensor_v2.__globals__\n.",
-    b"\x80\x04\x8c\x05torch\x8c\x0cTensor.__new__\x93.",
+def _short(text):
+    """SHORT_BINUNICODE: protocol 4's string opcode."""
+    return b"\x8c" + bytes([len(text)]) + text.encode()
+
+
+@pytest.mark.parametrize("build", [
+    lambda cmd: b"cos\nsystem\n(S'" + cmd.encode() + b"'\ntR.",              # GLOBAL + REDUCE
+    lambda cmd: b"\x80\x04" + _short("os") + _short("system") + b"\x93" + _short(cmd)
+    + b"\x85R.",                                                               # STACK_GLOBAL
+    lambda cmd: b"(S'" + cmd.encode() + b"'\nios\nsystem\n.",                  # INST
+    lambda cmd: b"\x80\x02(cos\nsystem\nS'" + cmd.encode() + b"'\no.",         # OBJ
+    lambda cmd: b"\x80\x04" + _short("builtins") + _short("exec") + b"\x93(" + _short(
+        f"import os; os.system({cmd!r})") + b"t}\x92.",                        # NEWOBJ_EX
+    lambda cmd: b"\x80\x02c__builtin__\ngetattr\n.",
+    lambda cmd: b"\x80\x02ctorch._utils\n_rebuild_tensor_v2.__globals__\n.",
+    lambda cmd: b"\x80\x04" + _short("torch") + _short("Tensor.__new__") + b"\x93.",
 ])
-def test_code_paths_are_refused(tmp_path, opcodes):
+def test_code_paths_are_refused_and_nothing_runs(tmp_path, build):
+    marker = tmp_path / "ran"
     with pytest.raises(ValueError):
-        load_torch(write_zip(tmp_path / "e.pt", opcodes))
+        load_torch(write_zip(tmp_path / "e.pt", build(f"touch {marker}")))
+    assert not marker.exists()
 
 
 def test_ext_opcode_goes_through_the_allowlist(tmp_path):
@@ -285,7 +294,7 @@ def test_ext_opcode_goes_through_the_allowlist(tmp_path):
 
 
 @pytest.mark.parametrize("opcodes", [
-    # BUILD on the stand-ins and on a loaded array
+    # BUILD on the stand-ins (their class, slots or dict)
     b"\x80\x02ctorch\nTensor\nN}X\x03\x00\x00\x00fooK\x01s\x86b.",
     b"\x80\x02ccollections\nOrderedDict\n}X\x03\x00\x00\x00fooK\x01sb.",
     b"\x80\x02ctorch\nSize\n}X\x02\x00\x00\x00fnK\x01sb.",
