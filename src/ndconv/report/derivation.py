@@ -15,7 +15,7 @@ CROP = (slice(180, 186), slice(236, 242))
 
 
 def steps(quick):
-    return 6
+    return 5
 
 
 def _grid_table(s, a, testid, caption, fmt="{:.3f}"):
