@@ -92,6 +92,12 @@ def test_widget_opens_on_the_lectures_example(loaded):
     win = loaded.eval_on_selector_all("[data-testid^='x-'].win",
                                       "es => es.map(e => e.dataset.testid).sort()")
     assert win == ["x-1-1", "x-1-2", "x-2-1", "x-2-2"]
+    # ... and it shows: the window's cells are drawn in another colour than the rest.
+    bg = "id => getComputedStyle(document.querySelector(`[data-testid='${id}']`)).backgroundColor"
+    colours = {c: loaded.evaluate(f"({bg})('{c}')") for c in ("x-1-1", "x-2-2", "x-0-0", "y-1-1",
+                                                             "y-0-0")}
+    assert colours["x-1-1"] == colours["x-2-2"] != colours["x-0-0"]
+    assert colours["y-1-1"] != colours["y-0-0"]  # the selected output cell too
 
 
 def _terms(text):

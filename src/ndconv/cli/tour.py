@@ -40,7 +40,7 @@ network) with its figures in figures/.
 
 examples:
   ndconv tour                       report in ./ndconv-tour/ (or -2, -3, ... if taken)
-  ndconv tour --quick               fewer seeds and epochs, about a minute
+  ndconv tour --quick               fewer seeds and epochs, a third of the time
   ndconv tour --sections 2,5        only the derivation and the 2-D layer
   ndconv tour --out report --force  replace report/index.html and its figures
 """
@@ -52,7 +52,8 @@ def add_arguments(p):
     p.add_argument("--out", metavar="DIR", default=None,
                    help=f"report folder (default: a fresh ./{DEFAULT_OUT}, ./{DEFAULT_OUT}-2, ...)")
     p.add_argument("--quick", action="store_true",
-                   help="fewer seeds, epochs and pixels (about a minute); unconverged results say so")
+                   help="fewer seeds, epochs and pixels (about a third of the full run's time); "
+                        "results that did not converge say so")
     p.add_argument("--force", action="store_true",
                    help="write into --out DIR even if it holds a report")
     p.add_argument("--sections", default=None, metavar="1,2,...",
