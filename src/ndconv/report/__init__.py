@@ -30,7 +30,7 @@ import time
 
 from ._page import Section, Skip, render
 
-__all__ = ["SECTIONS", "Skip", "build", "section_steps"]
+__all__ = ["SECTIONS", "Skip", "build", "section_steps", "section_title"]
 
 #: The section modules, in the lecture's order (section i is SECTIONS[i - 1]).
 SECTIONS = ("why_not_mlp", "derivation", "invariance", "locality", "layer", "photo", "learn",

@@ -43,9 +43,11 @@ def run(s):
     n = split.y_test.size
     s.p(f"Finally a CNN that learns: scikit-learn's 1797 handwritten 8&times;8 digits, "
         f"{num(split.y_train.size)} for training and {num(n)} held out (stratified). The "
-        f"network is the one <code>ndconv train</code> trains: {esc(model[0])} &ndash; ReLU "
-        f"&ndash; max-pool &ndash; {esc(model[3])} &ndash; ReLU &ndash; max-pool &ndash; "
-        f"Linear &ndash; ReLU &ndash; Linear, {num(model.num_parameters())} parameters, Adam "
+        f"network is the one <code>ndconv train</code> trains: a 3&times;3 convolution "
+        f"from 1 to {model[0].out_channels} channels &ndash; ReLU &ndash; 2&times;2 max-pool "
+        f"&ndash; a 3&times;3 convolution to {model[3].out_channels} channels &ndash; ReLU "
+        f"&ndash; max-pool &ndash; Linear &ndash; ReLU &ndash; Linear, "
+        f"{num(model.num_parameters())} parameters, Adam "
         f"with learning rate {LR}, {epochs} epochs in {seconds:.1f} s. Test accuracy: "
         f"<strong>{100 * acc:.1f}%</strong> ({round(acc * n)} of {n}).")
     if h["accuracy"][-1] < 0.95:
