@@ -66,9 +66,11 @@ def run(s):
         "change the sizes, the stride, the padding or the dilation. The arithmetic is the "
         "page's own JavaScript; the tests check it against <code>ndconv.conv</code> over a "
         "grid of settings.", quiet=True)
-    for i, j in np.ndindex(*Y.shape):
-        terms = " + ".join(f"{X[i + a, j + b]:g}x{K[a, b]:g}" for a, b in np.ndindex(*K.shape))
-        s.log(f"y[{i}, {j}] = {terms} = {Y[i, j]:g}")
+    from ..explain import Explainer  # the sums as `ndconv explain` prints them
+
+    ex = Explainer(X, K)
+    for o in np.ndindex(*Y.shape):
+        s.log(ex.line(o))
     s.html(WIDGET)
     s.step("worked example")
     # Padding, stride, dilation: the general output size, on the book's cases.
