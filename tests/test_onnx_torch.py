@@ -1,0 +1,121 @@
+"""Real network shapes exported by torch.onnx.export(dynamo=False): ndconv's
+forward equals torch and onnxruntime, its backward equals torch autograd, and
+SGD fine-tuning in ndconv follows torch step by step."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+ort = pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+import ndconv.onnx as nx  # noqa: E402
+from ndconv import losses, optim  # noqa: E402
+from onnx_nets import NETS, build, export  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=sorted(NETS))
+def exported(request, tmp_path_factory):
+    model, shape = build(request.param)
+    path = tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export(model, shape, path)
+    return request.param, model, shape, path
+
+
+def _input(shape, batch=3, dtype=np.float32, seed=1):
+    return np.random.default_rng(seed).standard_normal((batch, *shape)).astype(dtype)
+
+
+def test_graph_has_the_ops_the_net_is_about(exported):
+    name, _, _, path = exported
+    kinds = {n[2] for n in nx.load(path).nodes}
+    need = {"resnet": {"BatchNormalization", "Add", "MaxPool", "GlobalAveragePool", "Gemm"},
+            "mobilenet": {"HardSwish", "HardSigmoid", "Mul", "Conv", "BatchNormalization"},
+            "unet": {"ConvTranspose", "Concat", "LeakyRelu", "Sigmoid"}}[name]
+    assert need <= kinds
+
+
+def test_forward_equals_torch_and_onnxruntime(exported):
+    _, model, shape, path = exported
+    x = _input(shape)
+    got = nx.load(path)(x)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (ref,) = sess.run(None, {"x": x})
+    assert got.shape == want.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_folded_export_forward(exported, tmp_path):
+    """With constant folding (BN fused into the convs, names lost) the forward still agrees."""
+    name, model, shape, _ = exported
+    path = tmp_path / "folded.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export(model, shape, path, fold=True)
+    x = _input(shape, batch=1)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(nx.load(path)(x), want, rtol=1e-4, atol=1e-5)
+
+
+# ONNX stores float attributes as float32 (HardSigmoid's 1/6, LeakyRelu's 0.1, BN's
+# epsilon), so a float64 run differs from torch's float64 run in the 8th digit.
+RTOL, ATOL = 1e-6, 1e-9
+
+
+def test_backward_equals_torch_autograd(exported):
+    _, model, shape, path = exported
+    net = nx.load(path, dtype=np.float64)
+    tm = build(exported[0])[0].double()
+    x = _input(shape, dtype=np.float64)
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    ty = tm(tx)
+    r = np.random.default_rng(2).standard_normal(ty.shape)
+    (ty * torch.from_numpy(r)).sum().backward()
+    y = net(x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=RTOL, atol=ATOL)
+    gx = net.backward(r)
+    np.testing.assert_allclose(gx, tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+    params = dict(tm.named_parameters())
+    names = [k for k, _ in net.named_parameters()]
+    assert sorted(names) == sorted(params)  # every trainable torch weight, by its name
+    for k, p in net.named_parameters():
+        np.testing.assert_allclose(p.grad, params[k].grad.numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=k)
+
+
+def test_sgd_fine_tuning_follows_torch(exported):
+    name, _, shape, path = exported
+    net = nx.load(path, dtype=np.float64)
+    tm = build(name)[0].double()  # eval mode: BN statistics frozen, as the import
+    x = _input(shape, dtype=np.float64)
+    with torch.no_grad():
+        target = np.random.default_rng(3).standard_normal(tm(torch.from_numpy(x)).shape)
+    opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    topt = torch.optim.SGD(tm.parameters(), lr=0.05, momentum=0.9)
+    loss_fn = losses.MSELoss()
+    for _ in range(4):
+        loss = loss_fn(net(x), target)
+        opt.zero_grad()
+        net.backward(loss_fn.backward())
+        opt.step()
+        topt.zero_grad()
+        tloss = torch.nn.functional.mse_loss(tm(torch.from_numpy(x)), torch.from_numpy(target))
+        tloss.backward()
+        topt.step()
+        assert loss == pytest.approx(tloss.item(), rel=RTOL)
+    tstate = dict(tm.named_parameters())
+    moved = 0
+    for k, v in net.state_dict().items():
+        np.testing.assert_allclose(v, tstate[k].detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=k)
+        moved += not np.allclose(v, nx.load(path, dtype=np.float64).state_dict()[k])
+    assert moved > 0.5 * len(tstate)  # the steps changed the weights
