@@ -35,6 +35,13 @@ class _Builder:
         self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
         return name
 
+    def scalar(self, name, value):
+        """A Constant node (not an initializer: an importer trains initializers)."""
+        from onnx import numpy_helper
+
+        return self.node("Constant", [], name,
+                         value=numpy_helper.from_array(np.asarray(value, np.float32)))
+
     def weight(self, name, arr):
         return self.const(name, np.asarray(arr, np.float32))
 
@@ -47,7 +54,7 @@ class _Builder:
         self.count += 1
         name = name or "layer"
         out = f"{name}:{op}:{self.count}"
-        self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=f"{name}:{op}", **attrs))
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [out], name=out, **attrs))
         return out
 
 
@@ -165,18 +172,17 @@ def _gelu(b, layer, name, x, shape):
     if getattr(layer, "approximate", "none") != "none":
         raise ValueError(f"layer {name} (GELU): approximate={layer.approximate!r} is not exported")
     # x * 0.5 * (1 + erf(x / sqrt 2)), torch's own opset-17 export
-    e = b.node("Erf", [b.node("Div", [x, b.const(b.key(name, "sqrt2"), np.float32(math.sqrt(2)))],
+    e = b.node("Erf", [b.node("Div", [x, b.scalar(name, math.sqrt(2))],
                               name)], name)
-    h = b.node("Add", [e, b.const(b.key(name, "one"), np.float32(1))], name)
-    return b.node("Mul", [b.node("Mul", [x, h], name), b.const(b.key(name, "half"), np.float32(0.5))],
+    h = b.node("Add", [e, b.scalar(name, 1)], name)
+    return b.node("Mul", [b.node("Mul", [x, h], name), b.scalar(name, 0.5)],
                   name)
 
 
 def _pad(b, layer, name, x, shape):
     pairs = layer._pairs
     n = len(pairs)
-    mode = {"ReflectionPad": "reflect", "ReplicationPad": "edge"}.get(
-        type(layer).__name__.rstrip("123d"), "constant")
+    mode = {"ReflectionPad": "reflect", "ReplicationPad": "edge"}.get(_kind(layer), "constant")
     lead = len(shape) - n
     p = [0] * lead + [lo for lo, _ in pairs] + [0] * lead + [hi for _, hi in pairs]
     ins = [x, b.const(b.key(name, "pads"), np.array(p, np.int64))]
@@ -251,15 +257,19 @@ _EMIT = {
 }
 
 
-def _emitter(layer):
-    for cls in type(layer).__mro__:  # Conv2d -> Conv, BatchNorm2d -> BatchNorm
+def _kind(layer):
+    """The key of ``_EMIT`` for ``layer`` (Conv2d -> Conv, BatchNorm2d -> BatchNorm), or None."""
+    for cls in type(layer).__mro__:
         name = cls.__name__
-        if name in _EMIT:
-            return _EMIT[name]
-        base = name.rstrip("123d") if name[-2:] in ("1d", "2d", "3d") else None
-        if base in _EMIT:
-            return _EMIT[base]
+        for key in (name, name[:-2] if name[-2:] in ("1d", "2d", "3d") else None):
+            if key in _EMIT:
+                return key
     return None
+
+
+def _emitter(layer):
+    kind = _kind(layer)
+    return None if kind is None else _EMIT[kind]
 
 
 def _leaves(module, prefix=""):

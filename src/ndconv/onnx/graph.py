@@ -48,7 +48,9 @@ class OnnxModule(Module):
         self.constants = constants
         for name, arr in params.items():
             # initializer names ("conv1.weight") are the state_dict keys, dots and all
-            self._parameters[name] = Parameter(arr)
+            p = Parameter(arr)
+            self._parameters[name] = p
+            object.__setattr__(self, name, p)  # getattr(net, "conv1.weight") as Module expects
         self._needs_grad = self._grad_flow()
         self._last_use = self._lifetimes()
 

@@ -167,6 +167,35 @@ class BatchNormalization(Op):
         return (gy * (scale * inv), (gy * xhat).sum(axis=axes), gy.sum(axis=axes), None, None)
 
 
+@register("LayerNormalization")
+class LayerNormalization(Op):
+    """``(x - mean) / sqrt(var + epsilon) * Scale + B`` over the dims from ``axis`` on."""
+
+    ATTRS = {"axis": -1, "epsilon": 1e-5, "stash_type": 1}
+    GRAD_INPUTS = (0, 1, 2)
+
+    def forward(self, x, scale, bias=None):
+        a = axis_of(self.attrs["axis"], x.ndim)
+        axes = tuple(range(a, x.ndim))
+        mean = x.mean(axis=axes, keepdims=True)
+        d = x - mean
+        inv = 1 / np.sqrt((d * d).mean(axis=axes, keepdims=True) + x.dtype.type(self.attrs["epsilon"]))
+        xhat = d * inv
+        self._saved = (xhat, inv, scale, axes, bias is not None)
+        y = xhat * scale
+        return y + bias if bias is not None else y
+
+    def backward(self, gy):
+        xhat, inv, scale, axes, has_b = self._saved
+        lead = tuple(range(xhat.ndim - len(axes)))
+        gxhat = gy * scale
+        gx = inv * (gxhat - gxhat.mean(axis=axes, keepdims=True)
+                    - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
+        gs = unbroadcast((gy * xhat).sum(axis=lead), scale.shape)
+        gb = unbroadcast(gy.sum(axis=lead), scale.shape) if has_b else None
+        return gx, gs, gb
+
+
 @register("Gemm")
 class Gemm(Op):
     """``alpha * A' @ B' + beta * C`` with ``A' = A.T`` if transA, ``B' = B.T`` if transB."""
