@@ -9,9 +9,10 @@ package (the ``onnx`` extra); ``import ndconv`` never imports it.
 """
 
 from .export import EXPORT_IR_VERSION, EXPORT_OPSET, save
+from ._read import ModelTooLargeError
 from .graph import OnnxModule, load
 from .ops import OPS
 
 SUPPORTED_OPS = tuple(sorted(OPS))
 
-__all__ = ["load", "save", "OnnxModule", "SUPPORTED_OPS", "EXPORT_OPSET", "EXPORT_IR_VERSION"]
+__all__ = ["load", "save", "OnnxModule", "ModelTooLargeError", "SUPPORTED_OPS", "EXPORT_OPSET", "EXPORT_IR_VERSION"]
