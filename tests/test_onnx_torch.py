@@ -119,3 +119,37 @@ def test_sgd_fine_tuning_follows_torch(exported):
         np.testing.assert_allclose(v, tstate[k].detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=k)
         moved += not np.allclose(v, nx.load(path, dtype=np.float64).state_dict()[k])
     assert moved > 0.5 * len(tstate)  # the steps changed the weights
+
+
+def test_fresh_batchnorm_fine_tunes_like_torch(tmp_path):
+    """A fresh BatchNorm's weight and running_var are equal (ones): torch's exporter
+    stores them once and makes running_var an Identity of the weight. Training
+    the weight must not move the statistics."""
+    import onnx
+
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+                             torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)).eval()
+    path = tmp_path / "fresh.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export(tm, (2, 6, 6), path)
+    assert "Identity" in {n.op_type for n in onnx.load(str(path)).graph.node}
+    net = nx.load(path, dtype=np.float64)
+    tm = tm.double()
+    x = _input((2, 6, 6), dtype=np.float64)
+    target = np.zeros((3, 2))
+    opt, topt = optim.SGD(net.parameters(), lr=0.5), torch.optim.SGD(tm.parameters(), lr=0.5)
+    loss_fn = losses.MSELoss()
+    for _ in range(3):
+        loss_fn(net(x), target)
+        opt.zero_grad()
+        net.backward(loss_fn.backward())
+        opt.step()
+        topt.zero_grad()
+        torch.nn.functional.mse_loss(tm(torch.from_numpy(x)), torch.from_numpy(target)).backward()
+        topt.step()
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x), tm(torch.from_numpy(x)).numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(net.constants["1.running_var"], np.ones(3))
+    assert not np.allclose(net.state_dict()["1.weight"], 1)

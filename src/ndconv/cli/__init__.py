@@ -25,6 +25,8 @@ COMMANDS = {
     "learn-kernel": "learn_kernel",
     "train": "train",
     "bench": "bench",
+    "summary": "summary",
+    "run": "run",
 }
 
 EXAMPLES = """\

@@ -102,6 +102,10 @@ class OnnxModule(Module):
 
     def forward(self, *inputs):
         """Run the graph; return the output array (a tuple for several outputs)."""
+        return self._run(inputs)
+
+    def _run(self, inputs, shapes=None):
+        """Run the nodes; ``shapes`` (a dict) receives every tensor's shape."""
         env = dict(self.constants)
         env.update((k, p.data) for k, p in self._parameters.items())
         env.update(zip(self.input_names, self._check_inputs(inputs)))
@@ -120,6 +124,8 @@ class OnnxModule(Module):
             for n, v in zip(outs, res):
                 if n:
                     env[n] = v
+                    if shapes is not None:
+                        shapes[n] = (np.shape(v), np.asarray(v).dtype)
             for n in ins:  # free what no later node reads (inference memory)
                 if n and self._last_use.get(n) == k and n not in keep:
                     env.pop(n, None)
@@ -155,6 +161,13 @@ class OnnxModule(Module):
                 p.accumulate(grads[k])
         gx = tuple(grads.get(n) for n in self.input_names)
         return gx[0] if len(gx) == 1 else gx
+
+    def plan_steps(self, input_shape):
+        """The nodes as :class:`ndconv.plan.Step` records for ``plan.layer_rows``
+        (one sample of shape ``input_shape`` is run to learn every tensor's shape)."""
+        from .summary import plan_steps
+
+        return plan_steps(self, input_shape)
 
     def extra_repr(self):
         kinds = {}
@@ -245,10 +258,19 @@ def load(path_or_bytes, *, dtype=None):
             arr = arr.astype(_float(arr.dtype, dtype, f"initializer {t.name!r}", where), copy=False)
         init[t.name] = arr
     inputs = [_value_info(onnx, vi, dtype, where) for vi in g.input if vi.name not in init]
+    # torch.onnx.export stores equal initializers once and makes the others
+    # Identity nodes of it (a fresh BatchNorm's running_var = its weight, all
+    # ones): give each its own copy, so that training one leaves the others.
+    nodes = []
+    for i, nd in enumerate(g.node):
+        if nd.op_type == "Identity" and nd.input[0] in init and nd.output[0] not in init:
+            init[nd.output[0]] = init[nd.input[0]].copy()
+        else:
+            nodes.append((i, nd))
 
     # every node's operator and attributes, checked before anything runs
     problems, built, known = [], [], {}
-    for i, nd in enumerate(g.node):
+    for i, nd in nodes:
         label = f"node {i} ({nd.name!r}, {nd.op_type})"
         if nd.domain not in _DEFAULT_DOMAINS:
             problems.append(f"{label}: operator domain {nd.domain!r} is not supported")
