@@ -119,6 +119,14 @@ def test_sgd_fine_tuning_follows_torch(exported):
         np.testing.assert_allclose(v, tstate[k].detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=k)
         moved += not np.allclose(v, nx.load(path, dtype=np.float64).state_dict()[k])
     assert moved > 0.5 * len(tstate)  # the steps changed the weights
+    # export back: onnxruntime runs the fine-tuned weights as torch has them
+    out = path.parent / f"{name}-tuned.onnx"
+    nx.save(net, out)
+    x32 = x.astype(np.float32)
+    (got,) = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x32})
+    with torch.no_grad():
+        want = tm.float()(torch.from_numpy(x32)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_fresh_batchnorm_fine_tunes_like_torch(tmp_path):

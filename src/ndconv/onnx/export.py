@@ -281,11 +281,19 @@ def _leaves(module, prefix=""):
         yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
 
 
-def to_model(model, input_shape):
+def to_model(model, input_shape=None):
     """The ``onnx.ModelProto`` of ``model`` (see :func:`save`)."""
     onnx = _read.require_onnx()
     from ..nn.module import Module
+    from .graph import OnnxModule
 
+    if isinstance(model, OnnxModule):  # an imported graph, with its current weights
+        m = model.to_onnx()
+        onnx.checker.check_model(m, full_check=True)
+        return m
+    if input_shape is None:
+        raise TypeError("`input_shape` (one sample's shape, e.g. (3, 224, 224)) is required "
+                        "to export an ndconv model")
     if not isinstance(model, Module):
         raise TypeError(f"`model` must be an ndconv.nn.Module, got {type(model).__name__}")
     shape = _args.shape_tuple(input_shape, "input_shape")
@@ -322,13 +330,15 @@ def to_model(model, input_shape):
     return m
 
 
-def save(model, path, input_shape):
+def save(model, path, input_shape=None):
     """Write ``model`` as an ONNX file that onnxruntime runs with the same outputs.
 
     Parameters
     ----------
     model : ndconv.nn.Module
-        A layer or a (nested) Sequential of Conv1d/2d/3d, ConvTranspose,
+        An imported :class:`~ndconv.onnx.OnnxModule` (its graph is written
+        back with the current, e.g. fine-tuned, weights, in the file's
+        opset and dtypes), or a layer or a (nested) Sequential of Conv1d/2d/3d, ConvTranspose,
         Linear, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, PReLU, GELU, SiLU,
         Hardswish, Hardsigmoid, Softmax, LogSoftmax, Flatten, Dropout,
         Identity, MaxPool, AvgPool, BatchNorm, LayerNorm, the padding layers,
@@ -337,7 +347,7 @@ def save(model, path, input_shape):
         Written atomically (a temporary file renamed into place).
     input_shape : tuple of int
         One sample's shape without the batch dim, e.g. ``(3, 224, 224)``; the
-        batch dim stays dynamic (``"batch"``).
+        batch dim stays dynamic (``"batch"``). Not needed for an OnnxModule.
 
     Returns
     -------

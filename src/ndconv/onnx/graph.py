@@ -162,6 +162,19 @@ class OnnxModule(Module):
         gx = tuple(grads.get(n) for n in self.input_names)
         return gx[0] if len(gx) == 1 else gx
 
+    def to_onnx(self):
+        """The graph with the current weights as an ``onnx.ModelProto`` (see ndconv.onnx.save)."""
+        from onnx import numpy_helper
+
+        m = type(self._skeleton)()
+        m.CopyFrom(self._skeleton)
+        tensors = dict(self.constants)
+        tensors.update((k, p.data) for k, p in self._parameters.items())
+        m.graph.initializer.extend(
+            numpy_helper.from_array(np.asarray(v, self._file_dtypes.get(k, v.dtype)), k)
+            for k, v in tensors.items())
+        return m
+
     def plan_steps(self, input_shape):
         """The nodes as :class:`ndconv.plan.Step` records for ``plan.layer_rows``
         (one sample of shape ``input_shape`` is run to learn every tensor's shape)."""
@@ -251,11 +264,12 @@ def load(path_or_bytes, *, dtype=None):
     if opset is None:
         raise ValueError(f"{where} imports no version of the default ONNX domain")
 
-    init = OrderedDict()
+    init, file_dtypes = OrderedDict(), {}
     for t in g.initializer:
         arr = _read.to_array(onnx, t)
         if arr.dtype.kind == "f":
             arr = arr.astype(_float(arr.dtype, dtype, f"initializer {t.name!r}", where), copy=False)
+        file_dtypes[t.name] = _read.to_array(onnx, t).dtype if arr.dtype.kind == "f" else arr.dtype
         init[t.name] = arr
     inputs = [_value_info(onnx, vi, dtype, where) for vi in g.input if vi.name not in init]
     # torch.onnx.export stores equal initializers once and makes the others
@@ -265,6 +279,7 @@ def load(path_or_bytes, *, dtype=None):
     for i, nd in enumerate(g.node):
         if nd.op_type == "Identity" and nd.input[0] in init and nd.output[0] not in init:
             init[nd.output[0]] = init[nd.input[0]].copy()
+            file_dtypes[nd.output[0]] = file_dtypes[nd.input[0]]
         else:
             nodes.append((i, nd))
 
@@ -301,4 +316,12 @@ def load(path_or_bytes, *, dtype=None):
     params = OrderedDict((k, v) for k, v in init.items() if k in trained and v.dtype.kind == "f")
     constants = {k: v for k, v in init.items() if k not in params}
     outputs = [o.name for o in g.output]
-    return OnnxModule(where, opset, inputs, outputs, built, params, constants)
+    net = OnnxModule(where, opset, inputs, outputs, built, params, constants)
+    # what save() needs to write the graph back: the model without its tensors
+    # (the Module holds them) and the dtype each tensor had in the file
+    skeleton = model  # no longer needed as it is: drop its tensors rather than copy them
+    del skeleton.graph.initializer[:]
+    del skeleton.graph.node[:]
+    skeleton.graph.node.extend(nd for _, nd in nodes)
+    net._skeleton, net._file_dtypes = skeleton, file_dtypes
+    return net
