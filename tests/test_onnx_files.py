@@ -27,10 +27,17 @@ def _model(w=None):
     return m
 
 
-def test_a_good_model_loads_and_runs():
+def test_a_good_model_loads_runs_and_trains_in_float32():
+    from ndconv import optim
+
     net = nx.load(_model().SerializeToString())
     x = np.ones((2, 3), np.float32)
-    np.testing.assert_array_equal(net(x), x @ np.arange(12, dtype=np.float32).reshape(3, 4))
+    w = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.testing.assert_array_equal(net(x), x @ w)
+    opt = optim.SGD(net.parameters(), lr=0.5)
+    net.backward(np.ones((2, 4), np.float32))
+    opt.step()  # the weights are writable arrays of their own
+    np.testing.assert_array_equal(net.state_dict()["w"], w - 1)
 
 
 @pytest.mark.parametrize("data", [b"not an onnx file at all\n", b"\x89PNG\r\n\x1a\n" + bytes(50),

@@ -313,7 +313,10 @@ def load(path_or_bytes, *, dtype=None):
     trained = set()
     for *_, ins, _, op in built:
         trained.update(ins[k] for k in op.GRAD_INPUTS if k < len(ins) and ins[k] in init)
-    params = OrderedDict((k, v) for k, v in init.items() if k in trained and v.dtype.kind == "f")
+    # onnx hands out read-only views of the file's bytes: the weights are trained
+    # in place, so each Parameter owns a writable copy
+    params = OrderedDict((k, np.array(v, copy=True)) for k, v in init.items()
+                         if k in trained and v.dtype.kind == "f")
     constants = {k: v for k, v in init.items() if k not in params}
     outputs = [o.name for o in g.output]
     net = OnnxModule(where, opset, inputs, outputs, built, params, constants)
