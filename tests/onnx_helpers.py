@@ -11,6 +11,7 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import ndconv.onnx as nx  # noqa: E402
+from reference import numeric_grad  # noqa: E402
 
 NP2ONNX = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE,
            np.dtype(np.int64): TensorProto.INT64, np.dtype(np.bool_): TensorProto.BOOL}
@@ -51,22 +52,6 @@ def one_node_model(op_type, inputs, attrs=None, *, inits=None, n_outputs=1, opse
 def run_ort(model_bytes, inputs):
     sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     return sess.run(None, inputs)
-
-
-def numeric_grad(f, x, eps=1e-6):
-    """Central differences of the scalar ``f()`` with respect to ``x`` (changed in place)."""
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + eps
-        fp = f()
-        x[i] = old - eps
-        fm = f()
-        x[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
 
 
 def check_gradients(model_bytes, inputs, rtol=1e-5, atol=1e-6):

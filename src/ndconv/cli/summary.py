@@ -112,19 +112,12 @@ def load_any(path, input_shape=None):
 
 
 def run(args):
-    import numpy as np
-
     from .. import plan
 
     shape = args.input
     if shape is not None and not isinstance(shape, tuple):
         shape = (shape,)
-    dtypes = tuple(d.strip() for d in args.dtype.split(",") if d.strip())
-    for d in dtypes:
-        try:
-            np.dtype(d)
-        except TypeError:
-            raise UsageError(f"--dtype {d!r} is not a NumPy dtype name (e.g. float32)") from None
+    dtypes = _parse.dtype_list(args.dtype)
     model, shape, what = load_any(args.model, shape)
     rows = plan.layer_rows(model, shape)
     t = plan.total(rows)
