@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from . import _parse
 from ._errors import Unavailable, UsageError
 
 HELP = "run an ONNX image classifier on images and print the top-k classes"
@@ -19,16 +20,6 @@ examples:
       --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --labels imagenet.txt --top 5
   ndconv run digits.onnx digit.png --top 3
 """
-
-
-def _floats(text, what):
-    try:
-        vals = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
-    except ValueError:
-        raise UsageError(f"--{what} {text!r} must be numbers separated by commas") from None
-    if not vals:
-        raise UsageError(f"--{what} {text!r} is empty")
-    return vals
 
 
 def add_arguments(p):
@@ -82,12 +73,12 @@ def run(args):
     for path in [args.model, *args.images] + ([args.labels] if args.labels else []):
         if not os.path.isfile(path):
             raise UsageError(f"{path!r} does not exist or is not a file")
-    mean, std = _floats(args.mean, "mean"), _floats(args.std, "std")
+    mean, std = _parse.float_list(args.mean, "mean"), _parse.float_list(args.std, "std")
     if any(v <= 0 for v in std):
         raise UsageError(f"--std {args.std!r} must be positive")
     size = None
     if args.size is not None:
-        size = tuple(int(v) for v in _floats(args.size, "size"))
+        size = tuple(int(v) for v in _parse.float_list(args.size, "size"))
         if len(size) != 2 or min(size) < 1:
             raise UsageError(f"--size {args.size!r} must be two positive ints H,W")
     labels = None
