@@ -38,7 +38,16 @@ def one_node_model(op_type, inputs, attrs=None, *, inits=None, n_outputs=1, opse
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
     m.ir_version = 8
     if out_types is None:
-        # give the outputs their real types (onnx.checker requires them): ask onnxruntime
+        # give the outputs their real types (onnx.checker requires them): from onnx's
+        # shape inference where it knows them, else ask onnxruntime
+        probe = helper.make_model(helper.make_graph([node], "g", list(g.input), [], list(g.initializer)),
+                                  opset_imports=[helper.make_opsetid("", opset)])
+        probe.ir_version = 8
+        known = {v.name: v for v in onnx.shape_inference.infer_shapes(probe).graph.value_info}
+        if all(o in known and known[o].type.tensor_type.HasField("shape") for o in outs):
+            del m.graph.output[:]
+            m.graph.output.extend(known[o] for o in outs)
+            return m.SerializeToString()
         try:
             res = run_ort(m.SerializeToString(), {k: v for k, v in inputs.items()})
         except Exception:  # noqa: BLE001  (ops onnxruntime refuses: keep float outputs)

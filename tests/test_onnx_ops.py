@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnx_helpers import check_gradients, nx, one_node_model, run_ort
+from onnx_helpers import check_gradients, numpy_helper, nx, one_node_model, run_ort
 
 R = np.random.default_rng(0)
 
@@ -119,6 +119,10 @@ CASES = [
     ("split-13", "Split", {"x": f32(2, 7)}, {"axis": 1, "_n": 2}, {"s": i64(3, 4)}, 13),
     ("split-11", "Split", {"x": f32(6, 2)}, {"axis": 0, "split": [1, 5], "_n": 2}, {}, 11),
     ("split-18", "Split", {"x": f32(2, 7)}, {"axis": 1, "num_outputs": 3, "_n": 3}, {}, 18),
+    ("shape", "Shape", {"x": f32(2, 3, 4)}, {"start": 1}, {}, 17),
+    ("cast", "Cast", {"x": f32(2, 3)}, {"to": 11}, {}, 17),
+    ("constantofshape", "ConstantOfShape", {}, {"value": numpy_helper.from_array(np.array([2.5], np.float32))},
+     {"s": i64(2, 3)}, 17),
     ("identity", "Identity", {"x": f32(2, 3)}, {}, {}, 17),
     ("dropout-10", "Dropout", {"x": f32(2, 3)}, {"ratio": 0.3}, {}, 10),
     ("dropout-13", "Dropout", {"x": f32(2, 3)}, {}, {"r": np.float32(0.2)}, 13),
@@ -169,8 +173,11 @@ def test_forward_matches_onnxruntime(case):
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[1] not in ("Dropout",)],
-                         ids=[c[0] for c in CASES if c[1] not in ("Dropout",)])
+NO_GRAD = ("Dropout", "Shape", "ConstantOfShape")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[1] not in NO_GRAD],
+                         ids=[c[0] for c in CASES if c[1] not in NO_GRAD])
 def test_backward_matches_finite_differences(case):
     _, op, inputs, attrs, inits, opset = case
     m = _model(op, inputs, attrs, inits, opset)
