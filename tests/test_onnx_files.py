@@ -152,6 +152,31 @@ def test_float16_model_needs_a_dtype():
         nx.load(m.SerializeToString(), dtype=np.int32)
 
 
+def test_infer_keeps_nothing_for_backward():
+    import tracemalloc
+
+    from ndconv import nn as _nn
+
+    model = _nn.Sequential(*[_nn.Linear(256, 256, rng=i) for i in range(8)])
+    data = nx.export.to_model(model, (256,)).SerializeToString()
+    net = nx.load(data)
+    x = np.ones((512, 256), np.float32)
+    with pytest.raises(RuntimeError, match="before forward"):
+        net.backward(np.ones((512, 256), np.float32))
+    peaks = []
+    for run in (net.infer, net.forward):
+        tracemalloc.start()
+        y = run(x)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        np.testing.assert_allclose(y, model(x), rtol=1e-5, atol=1e-5)
+    # forward keeps every layer's input for backward (8 x 0.5 MB); infer about two
+    assert peaks[0] < 0.5 * peaks[1]
+    net.infer(x)
+    with pytest.raises(RuntimeError, match="infer keeps nothing"):
+        net.backward(np.ones((512, 256), np.float32))
+
+
 def test_bad_inputs_at_run_time():
     net = nx.load(_model().SerializeToString())
     with pytest.raises(TypeError, match="input 'x' must have dtype float32"):

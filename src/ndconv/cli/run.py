@@ -103,7 +103,7 @@ def run(args):
         if len(v) not in (1, channels):
             raise UsageError(f"--{what} has {len(v)} values; the model takes {channels} channels")
     x = np.stack([preprocess(p, channels, size, mean, std, net.input_dtypes[0]) for p in args.images])
-    y = np.asarray(net(x))
+    y = np.asarray(net.infer(x))
     if y.ndim != 2:
         y = y.reshape(y.shape[0], -1)
     if labels is not None and len(labels) != y.shape[1]:

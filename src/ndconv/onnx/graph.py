@@ -52,6 +52,7 @@ class OnnxModule(Module):
             self._parameters[name] = p
             object.__setattr__(self, name, p)  # getattr(net, "conv1.weight") as Module expects
         self._needs_grad = self._grad_flow()
+        self._ready = False  # forward has kept what backward needs
         self._last_use = self._lifetimes()
 
     # -- analysis at load time ------------------------------------------------
@@ -104,12 +105,18 @@ class OnnxModule(Module):
         """Run the graph; return the output array (a tuple for several outputs)."""
         return self._run(inputs)
 
-    def _run(self, inputs, shapes=None):
-        """Run the nodes; ``shapes`` (a dict) receives every tensor's shape."""
+    def infer(self, *inputs):
+        """``forward`` without keeping anything for ``backward``: inference memory is
+        the live tensors only (each freed after its last reader)."""
+        return self._run(inputs, keep=False)
+
+    def _run(self, inputs, shapes=None, keep=True):
+        """Run the nodes; ``shapes`` (a dict) receives every tensor's shape; ``keep``
+        False releases each operator's saved tensors right after it runs."""
         env = dict(self.constants)
         env.update((k, p.data) for k, p in self._parameters.items())
         env.update(zip(self.input_names, self._check_inputs(inputs)))
-        keep = set(self.output_names) | set(self.constants) | set(self._parameters)
+        pinned = set(self.output_names) | set(self.constants) | set(self._parameters)
         for k, (index, name, op_type, ins, outs, op) in enumerate(self.nodes):
             args = [env[n] if n else None for n in ins]
             while args and args[-1] is None:
@@ -119,6 +126,8 @@ class OnnxModule(Module):
             except ValueError as exc:
                 raise ValueError(f"{self.where}: node {index} ({name!r}, {op_type}) with inputs "
                                  f"{[getattr(a, 'shape', None) for a in args]}: {exc}") from None
+            if not keep:
+                op.release()
             if not isinstance(res, tuple):
                 res = (res,)
             for n, v in zip(outs, res):
@@ -127,9 +136,10 @@ class OnnxModule(Module):
                     if shapes is not None:
                         shapes[n] = (np.shape(v), np.asarray(v).dtype)
             for n in ins:  # free what no later node reads (inference memory)
-                if n and self._last_use.get(n) == k and n not in keep:
+                if n and self._last_use.get(n) == k and n not in pinned:
                     env.pop(n, None)
         result = tuple(env[n] for n in self.output_names)
+        object.__setattr__(self, "_ready", keep)
         return result[0] if len(result) == 1 else result
 
     def backward(self, *grad_outputs):
@@ -143,6 +153,9 @@ class OnnxModule(Module):
         if len(grad_outputs) != len(self.output_names):
             raise ValueError(f"backward takes one gradient per output "
                              f"({len(self.output_names)}), got {len(grad_outputs)}")
+        if not self._ready:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward "
+                               "(infer keeps nothing for backward)")
         grads = {}
         for n, g in zip(self.output_names, grad_outputs):
             if g is not None:

@@ -101,6 +101,11 @@ class Op:
     def backward(self, *grads):
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
+    def release(self):
+        """Drop what ``forward`` kept for ``backward`` (its ``_``-prefixed attributes)."""
+        for k in [k for k in vars(self) if k.startswith("_")]:
+            delattr(self, k)
+
     # helpers for subclasses ----------------------------------------------
 
     def choice(self, name, allowed):
