@@ -87,7 +87,7 @@ def main(argv=None):
             y = net(x)
             assert np.allclose(y, ref, rtol=1e-3, atol=1e-4), "ndconv and torch disagree"
             engines = {
-                "ndconv": lambda: net(x),
+                "ndconv": lambda: net.infer(x),
                 "ort": lambda: sess.run(None, {"x": x}),
                 "torch": lambda: model(tx),
             }

@@ -104,7 +104,8 @@ class UNetish(tnn.Module):
         self.up2 = tnn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2)
         self.dec2 = double(4 * c, 2 * c)
         self.up1 = tnn.ConvTranspose2d(2 * c, c, 3, stride=2, padding=1, output_padding=1)
-        self.dec1 = double(2 * c, c)
+        self.resize = tnn.Upsample(scale_factor=2, mode="bilinear")  # a Resize node
+        self.dec1 = double(4 * c, c)
         self.out = tnn.Conv2d(c, 2, 1)
 
     def forward(self, x):
@@ -112,7 +113,7 @@ class UNetish(tnn.Module):
         e2 = self.enc2(self.pool(e1))
         b = self.bottom(self.pool(e2))
         d2 = self.dec2(torch.cat([self.up2(b), e2], dim=1))
-        d1 = self.dec1(torch.cat([self.up1(d2), e1], dim=1))
+        d1 = self.dec1(torch.cat([self.up1(d2), e1, self.resize(d2)], dim=1))
         return torch.sigmoid(self.out(d1))
 
 

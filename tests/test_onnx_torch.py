@@ -37,7 +37,7 @@ def test_graph_has_the_ops_the_net_is_about(exported):
     kinds = {n[2] for n in nx.load(path).nodes}
     need = {"resnet": {"BatchNormalization", "Add", "MaxPool", "GlobalAveragePool", "Gemm"},
             "mobilenet": {"HardSwish", "HardSigmoid", "Mul", "Conv", "BatchNormalization"},
-            "unet": {"ConvTranspose", "Concat", "LeakyRelu", "Sigmoid"}}[name]
+            "unet": {"ConvTranspose", "Concat", "LeakyRelu", "Sigmoid", "Resize"}}[name]
     assert need <= kinds
 
 
@@ -52,6 +52,21 @@ def test_forward_equals_torch_and_onnxruntime(exported):
     assert got.shape == want.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_older_opsets(exported, tmp_path, opset):
+    """The same nets exported at older opsets (HardSwish as HardSigmoid * x before
+    14, Resize's and Squeeze's older forms)."""
+    name, model, shape, _ = exported
+    path = tmp_path / f"{name}-{opset}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        export(model, shape, path, opset=opset)
+    x = _input(shape, batch=2)
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(nx.load(path)(x), want, rtol=1e-4, atol=1e-5)
 
 
 def test_folded_export_forward(exported, tmp_path):
