@@ -205,7 +205,8 @@ def test_bn_statistics_and_shapes_are_not_trained():
     _, op, inputs, attrs, inits, opset = next(c for c in CASES if c[0] == "batchnorm")
     net = nx.load(_model(op, inputs, attrs, inits, opset))
     assert sorted(k for k, _ in net.named_parameters()) == ["b", "s"]
-    assert sorted(net.constants) == ["m", "v"]
+    assert sorted(k for k, _ in net.named_buffers()) == ["m", "v"]
+    assert list(net.state_dict()) == ["s", "b", "m", "v"]  # parameters, then buffers
     _, op, inputs, attrs, inits, opset = next(c for c in CASES if c[0] == "reshape")
     net = nx.load(_model(op, inputs, attrs, inits, opset))
     assert list(net.named_parameters()) == [] and "s" in net.constants

@@ -69,6 +69,25 @@ def test_older_opsets(exported, tmp_path, opset):
     np.testing.assert_allclose(nx.load(path)(x), want, rtol=1e-4, atol=1e-5)
 
 
+def test_state_dict_is_torchs(exported):
+    """Parameters and BatchNorm statistics under torch's keys: torch's state_dict
+    loads (num_batches_tracked, which ONNX does not carry, aside)."""
+    name, model, shape, path = exported
+    net = nx.load(path)
+    want = {k: v.numpy() for k, v in model.state_dict().items()
+            if not k.endswith("num_batches_tracked")}
+    got = net.state_dict()
+    assert set(got) == set(want)
+    for k, v in want.items():
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+    other = build(name, seed=5)[0]  # other weights and statistics
+    net.load_state_dict({k: v.numpy() for k, v in other.state_dict().items()
+                         if not k.endswith("num_batches_tracked")})
+    x = _input(shape)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(x), other(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
+
+
 def test_folded_export_forward(exported, tmp_path):
     """With constant folding (BN fused into the convs, names lost) the forward still agrees."""
     name, model, shape, _ = exported
@@ -130,9 +149,13 @@ def test_sgd_fine_tuning_follows_torch(exported):
         assert loss == pytest.approx(tloss.item(), rel=RTOL)
     tstate = dict(tm.named_parameters())
     moved = 0
-    for k, v in net.state_dict().items():
-        np.testing.assert_allclose(v, tstate[k].detach().numpy(), rtol=RTOL, atol=ATOL, err_msg=k)
-        moved += not np.allclose(v, nx.load(path, dtype=np.float64).state_dict()[k])
+    start = nx.load(path, dtype=np.float64).state_dict()
+    for k, p in net.named_parameters():
+        np.testing.assert_allclose(p.data, tstate[k].detach().numpy(), rtol=RTOL, atol=ATOL,
+                                   err_msg=k)
+        moved += not np.allclose(p.data, start[k])
+    for k, b in net.named_buffers():  # BatchNorm statistics stay, as torch's in eval mode
+        np.testing.assert_array_equal(b, start[k])
     assert moved > 0.5 * len(tstate)  # the steps changed the weights
     # export back: onnxruntime runs the fine-tuned weights as torch has them
     out = path.parent / f"{name}-tuned.onnx"
@@ -174,5 +197,5 @@ def test_fresh_batchnorm_fine_tunes_like_torch(tmp_path):
         topt.step()
     with torch.no_grad():
         np.testing.assert_allclose(net(x), tm(torch.from_numpy(x)).numpy(), rtol=RTOL, atol=ATOL)
-    np.testing.assert_array_equal(net.constants["1.running_var"], np.ones(3))
+    np.testing.assert_array_equal(dict(net.named_buffers())["1.running_var"], np.ones(3))
     assert not np.allclose(net.state_dict()["1.weight"], 1)

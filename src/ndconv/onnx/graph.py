@@ -29,14 +29,15 @@ class OnnxModule(Module):
         Declared shapes; symbolic dims (a dynamic batch) are None.
     input_dtypes : list of numpy.dtype
     constants : dict
-        Float initializers that are not trained (BatchNormalization's running
-        statistics, shape tensors, ...) and integer initializers.
+        Initializers that are neither trained nor state: shapes, axes,
+        scales, integer tensors. BatchNormalization's running statistics are
+        buffers (``named_buffers()``), in ``state_dict`` as in PyTorch.
     nodes : list of (onnx NodeProto fields, operator)
         ``(index, name, op_type, inputs, outputs, op)`` per node.
     opset : int
     """
 
-    def __init__(self, where, opset, inputs, outputs, nodes, params, constants):
+    def __init__(self, where, opset, inputs, outputs, nodes, params, constants, buffers=None):
         super().__init__()
         self.where = where
         self.opset = opset
@@ -51,6 +52,10 @@ class OnnxModule(Module):
             p = Parameter(arr)
             self._parameters[name] = p
             object.__setattr__(self, name, p)  # getattr(net, "conv1.weight") as Module expects
+        for name, arr in (buffers or {}).items():
+            # state that is not trained (BatchNorm statistics), kept as PyTorch keeps it
+            self._buffers[name] = arr
+            object.__setattr__(self, name, arr)
         self._needs_grad = self._grad_flow()
         self._ready = False  # forward has kept what backward needs
         self._last_use = self._lifetimes()
@@ -114,9 +119,11 @@ class OnnxModule(Module):
         """Run the nodes; ``shapes`` (a dict) receives every tensor's shape; ``keep``
         False releases each operator's saved tensors right after it runs."""
         env = dict(self.constants)
+        env.update(self._buffers)
         env.update((k, p.data) for k, p in self._parameters.items())
         env.update(zip(self.input_names, self._check_inputs(inputs)))
-        pinned = set(self.output_names) | set(self.constants) | set(self._parameters)
+        pinned = (set(self.output_names) | set(self.constants) | set(self._buffers)
+                  | set(self._parameters))
         for k, (index, name, op_type, ins, outs, op) in enumerate(self.nodes):
             args = [env[n] if n else None for n in ins]
             while args and args[-1] is None:
@@ -182,6 +189,7 @@ class OnnxModule(Module):
         m = type(self._skeleton)()
         m.CopyFrom(self._skeleton)
         tensors = dict(self.constants)
+        tensors.update(self._buffers)
         tensors.update((k, p.data) for k, p in self._parameters.items())
         m.graph.initializer.extend(
             numpy_helper.from_array(np.asarray(v, self._file_dtypes.get(k, v.dtype)), k)
@@ -246,7 +254,8 @@ def load(path_or_bytes, *, dtype=None):
     OnnxModule
         Float initializers that receive gradients (weights, biases, scales)
         are its Parameters, named as in the model (a PyTorch export keeps the
-        ``state_dict`` names); the others are ``.constants``.
+        ``state_dict`` names); BatchNormalization's running statistics are
+        buffers (in ``state_dict``, as PyTorch's); the others are ``.constants``.
 
     Raises
     ------
@@ -330,9 +339,12 @@ def load(path_or_bytes, *, dtype=None):
     # in place, so each Parameter owns a writable copy
     params = OrderedDict((k, np.array(v, copy=True)) for k, v in init.items()
                          if k in trained and v.dtype.kind == "f")
-    constants = {k: v for k, v in init.items() if k not in params}
+    stats = {ins[k] for _, _, op_type, ins, _, _ in built if op_type == "BatchNormalization"
+             for k in (3, 4) if k < len(ins) and ins[k] in init and ins[k] not in params}
+    buffers = OrderedDict((k, np.array(init[k], copy=True)) for k in init if k in stats)
+    constants = {k: v for k, v in init.items() if k not in params and k not in buffers}
     outputs = [o.name for o in g.output]
-    net = OnnxModule(where, opset, inputs, outputs, built, params, constants)
+    net = OnnxModule(where, opset, inputs, outputs, built, params, constants, buffers)
     # what save() needs to write the graph back: the model without its tensors
     # (the Module holds them) and the dtype each tensor had in the file
     skeleton = model  # no longer needed as it is: drop its tensors rather than copy them

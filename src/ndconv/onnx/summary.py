@@ -34,7 +34,9 @@ def _size(net, name):
 
 def _value(net, name):
     p = net._parameters.get(name)
-    return p.data if p is not None else net.constants.get(name)
+    if p is not None:
+        return p.data
+    return net._buffers[name] if name in net._buffers else net.constants.get(name)
 
 
 def _describe(net, op_type, op, ins, in_shape, out_shape):
