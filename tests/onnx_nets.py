@@ -137,8 +137,12 @@ def export(model, shape, path, *, batch=2, fold=False, opset=17):
     ``fold=False`` keeps BatchNormalization nodes and the state_dict names of
     every weight (constant folding fuses BN into the convolutions).
     """
+    import warnings
+
     x = torch.zeros(batch, *shape)
-    torch.onnx.export(model, (x,), str(path), dynamo=False, do_constant_folding=fold,
-                      input_names=["x"], output_names=["y"], opset_version=opset,
-                      dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
+    with warnings.catch_warnings():  # torch's exporter deprecation notes
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), dynamo=False, do_constant_folding=fold,
+                          input_names=["x"], output_names=["y"], opset_version=opset,
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}})
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 import pytest
@@ -34,9 +33,7 @@ def _refused(res, *words):
 def resnet_onnx(tmp_path_factory):
     model, shape = build("resnet")
     path = tmp_path_factory.mktemp("cli") / "resnet.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export(model, shape, path, batch=1)
+    export(model, shape, path, batch=1)
     return model, shape, path
 
 
@@ -97,9 +94,7 @@ def test_receptive_field_equals_the_support_of_torch_gradients(tmp_path):
     model = _Trunk().eval()
     shape = (2, 96, 96)
     path = tmp_path / "trunk.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export(model, shape, path, batch=1)
+    export(model, shape, path, batch=1)
     rows = plan.layer_rows(nx.load(path), shape)
     x = torch.randn(1, *shape, dtype=torch.float64, requires_grad=True)
     y = model.double()(x)

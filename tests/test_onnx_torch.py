@@ -4,8 +4,6 @@ SGD fine-tuning in ndconv follows torch step by step."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -22,9 +20,7 @@ from onnx_nets import NETS, build, export  # noqa: E402
 def exported(request, tmp_path_factory):
     model, shape = build(request.param)
     path = tmp_path_factory.mktemp("onnx") / f"{request.param}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export(model, shape, path)
+    export(model, shape, path)
     return request.param, model, shape, path
 
 
@@ -54,15 +50,14 @@ def test_forward_equals_torch_and_onnxruntime(exported):
     np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("opset", [11, 13])
-def test_older_opsets(exported, tmp_path, opset):
-    """The same nets exported at older opsets (HardSwish as HardSigmoid * x before
-    14, Resize's and Squeeze's older forms)."""
+@pytest.mark.parametrize("opset, fold", [(11, False), (13, False), (17, True)],
+                         ids=["opset11", "opset13", "folded"])
+def test_other_export_forms(exported, tmp_path, opset, fold):
+    """The same nets at older opsets (HardSwish as HardSigmoid * x before 14,
+    Resize's and Squeeze's older forms) and with constant folding (BatchNorm
+    fused into the convolutions, names lost): the forward still agrees."""
     name, model, shape, _ = exported
-    path = tmp_path / f"{name}-{opset}.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export(model, shape, path, opset=opset)
+    path = export(model, shape, tmp_path / f"{name}.onnx", opset=opset, fold=fold)
     x = _input(shape, batch=2)
     with torch.no_grad():
         want = model(torch.from_numpy(x)).numpy()
@@ -86,19 +81,6 @@ def test_state_dict_is_torchs(exported):
     x = _input(shape)
     with torch.no_grad():
         np.testing.assert_allclose(net(x), other(torch.from_numpy(x)).numpy(), rtol=1e-4, atol=1e-5)
-
-
-def test_folded_export_forward(exported, tmp_path):
-    """With constant folding (BN fused into the convs, names lost) the forward still agrees."""
-    name, model, shape, _ = exported
-    path = tmp_path / "folded.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export(model, shape, path, fold=True)
-    x = _input(shape, batch=1)
-    with torch.no_grad():
-        want = model(torch.from_numpy(x)).numpy()
-    np.testing.assert_allclose(nx.load(path)(x), want, rtol=1e-4, atol=1e-5)
 
 
 # ONNX stores float attributes as float32 (HardSigmoid's 1/6, LeakyRelu's 0.1, BN's
@@ -177,9 +159,7 @@ def test_fresh_batchnorm_fine_tunes_like_torch(tmp_path):
     tm = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
                              torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 2)).eval()
     path = tmp_path / "fresh.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        export(tm, (2, 6, 6), path)
+    export(tm, (2, 6, 6), path)
     assert "Identity" in {n.op_type for n in onnx.load(str(path)).graph.node}
     net = nx.load(path, dtype=np.float64)
     tm = tm.double()
