@@ -55,6 +55,8 @@ CASES = [
     ("batchnorm2d", lambda: _bn(_layer("BatchNorm2d", 3)), (3, 4, 5)),
     ("batchnorm1d", lambda: _bn(_layer("BatchNorm1d", 3)), (3, 6)),
     ("layernorm", lambda: _layer("LayerNorm", (4, 5)), (3, 4, 5)),
+    ("groupnorm", lambda: _affine(_layer("GroupNorm", 2, 4)), (4, 3, 5)),
+    ("groupnorm-1d-no-affine", lambda: _layer("GroupNorm", 3, 6, affine=False), (6, 7)),
     ("leakyrelu", lambda: _layer("LeakyReLU", 0.2), (3, 4)),
     ("elu", lambda: _layer("ELU", 0.7), (3, 4)),
     ("prelu", lambda: _layer("PReLU", 3), (3, 4, 2)),
@@ -74,6 +76,13 @@ CASES = [
     ("adaptiveavgpool", lambda: _layer("AdaptiveAvgPool2d", 1), (3, 4, 6)),
     ("identity", lambda: _layer("Identity"), (3, 4)),
 ]
+
+
+def _affine(layer):
+    rng = np.random.default_rng(2)
+    layer.weight.data = rng.standard_normal(layer.weight.shape).astype(np.float32)
+    layer.bias.data = rng.standard_normal(layer.bias.shape).astype(np.float32)
+    return layer
 
 
 def _bn(layer):

@@ -179,3 +179,26 @@ def test_fresh_batchnorm_fine_tunes_like_torch(tmp_path):
         np.testing.assert_allclose(net(x), tm(torch.from_numpy(x)).numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_array_equal(dict(net.named_buffers())["1.running_var"], np.ones(3))
     assert not np.allclose(net.state_dict()["1.weight"], 1)
+
+
+def test_torch_groupnorm_and_instancenorm(tmp_path):
+    """torch exports GroupNorm (opset 17) as Reshape, InstanceNormalization, Reshape, Mul, Add."""
+    torch.manual_seed(0)
+    tm = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.GroupNorm(2, 4),
+                             torch.nn.InstanceNorm2d(4, affine=True), torch.nn.SiLU()).eval()
+    for m in (tm[1], tm[2]):
+        m.weight.data.uniform_(0.5, 1.5)
+        m.bias.data.uniform_(-0.5, 0.5)
+    path = export(tm, (2, 7, 6), tmp_path / "gn.onnx")
+    net = nx.load(path, dtype=np.float64)
+    assert "InstanceNormalization" in {n[2] for n in net.nodes}
+    x = _input((2, 7, 6), dtype=np.float64)
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    ty = tm.double()(tx)
+    r = np.random.default_rng(4).standard_normal(ty.shape)
+    (ty * torch.from_numpy(r)).sum().backward()
+    np.testing.assert_allclose(net(x), ty.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(net.backward(r), tx.grad.numpy(), rtol=RTOL, atol=ATOL)
+    for k, p in net.named_parameters():
+        np.testing.assert_allclose(p.grad, dict(tm.named_parameters())[k].grad.numpy(),
+                                   rtol=RTOL, atol=ATOL, err_msg=k)

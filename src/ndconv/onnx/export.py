@@ -39,8 +39,9 @@ class _Builder:
         """A Constant node (not an initializer: an importer trains initializers)."""
         from onnx import numpy_helper
 
-        return self.node("Constant", [], name,
-                         value=numpy_helper.from_array(np.asarray(value, np.float32)))
+        arr = np.asarray(value)
+        return self.node("Constant", [], name, value=numpy_helper.from_array(
+            arr.astype(np.float32) if arr.dtype.kind == "f" or arr.ndim == 0 else arr))
 
     def weight(self, name, arr):
         return self.const(name, np.asarray(arr, np.float32))
@@ -142,6 +143,23 @@ def _batchnorm(b, layer, name, x, shape):
                    b.weight(b.key(name, "running_mean"), layer.running_mean),
                    b.weight(b.key(name, "running_var"), layer.running_var)],
                   name, epsilon=float(layer.eps))
+
+
+def _groupnorm(b, layer, name, x, shape):
+    # torch's own form: (N, G, -1), InstanceNormalization, back to x's shape, affine
+    g, c = layer.num_groups, layer.num_channels
+    xr = b.node("Reshape", [x, b.const(b.key(name, "groups"), np.array([0, g, -1], np.int64))], name)
+    n = b.node("InstanceNormalization", [xr, b.scalar(name, np.ones(g, np.float32)),
+                                         b.scalar(name, np.zeros(g, np.float32))],
+               name, epsilon=float(layer.eps))
+    y = b.node("Reshape", [n, b.node("Shape", [x], name)], name)
+    if getattr(layer, "weight", None) is None:
+        return y
+    view = b.const(b.key(name, "view"), np.array([c] + [1] * (len(shape) - 2), np.int64))
+    y = b.node("Mul", [y, b.node("Reshape", [b.weight(b.key(name, "weight"), layer.weight.data),
+                                             view], name)], name)
+    return b.node("Add", [y, b.node("Reshape", [b.weight(b.key(name, "bias"), layer.bias.data),
+                                                view], name)], name)
 
 
 def _layernorm(b, layer, name, x, shape):
@@ -251,7 +269,7 @@ _EMIT = {
     "Hardsigmoid": _unary("HardSigmoid", alpha=1 / 6, beta=0.5),
     "SiLU": _silu, "GELU": _gelu, "PReLU": _prelu,
     "Softmax": _softmax, "LogSoftmax": _softmax,
-    "BatchNorm": _batchnorm, "LayerNorm": _layernorm,
+    "BatchNorm": _batchnorm, "LayerNorm": _layernorm, "GroupNorm": _groupnorm,
     "ZeroPad": _pad, "ConstantPad": _pad, "ReflectionPad": _pad, "ReplicationPad": _pad,
     "Upsample": _upsample, "AdaptiveAvgPool": _adaptive_avg,
 }
@@ -341,7 +359,7 @@ def save(model, path, input_shape=None):
         opset and dtypes), or a layer or a (nested) Sequential of Conv1d/2d/3d, ConvTranspose,
         Linear, ReLU, Sigmoid, Tanh, LeakyReLU, ELU, PReLU, GELU, SiLU,
         Hardswish, Hardsigmoid, Softmax, LogSoftmax, Flatten, Dropout,
-        Identity, MaxPool, AvgPool, BatchNorm, LayerNorm, the padding layers,
+        Identity, MaxPool, AvgPool, BatchNorm, LayerNorm, GroupNorm, the padding layers,
         Upsample and AdaptiveAvgPool (the last ones where ndconv has them).
     path : str or os.PathLike
         Written atomically (a temporary file renamed into place).

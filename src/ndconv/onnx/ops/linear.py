@@ -167,33 +167,56 @@ class BatchNormalization(Op):
         return (gy * (scale * inv), (gy * xhat).sum(axis=axes), gy.sum(axis=axes), None, None)
 
 
-@register("LayerNormalization")
-class LayerNormalization(Op):
-    """``(x - mean) / sqrt(var + epsilon) * Scale + B`` over the dims from ``axis`` on."""
+class _Normalization(Op):
+    """``(x - mean) / sqrt(var + epsilon) * scale + B``, statistics over ``axes``."""
 
-    ATTRS = {"axis": -1, "epsilon": 1e-5, "stash_type": 1}
     GRAD_INPUTS = (0, 1, 2)
 
-    def forward(self, x, scale, bias=None):
-        a = axis_of(self.attrs["axis"], x.ndim)
-        axes = tuple(range(a, x.ndim))
+    def normalize(self, x, axes, scale, bias):
         mean = x.mean(axis=axes, keepdims=True)
         d = x - mean
         inv = 1 / np.sqrt((d * d).mean(axis=axes, keepdims=True) + x.dtype.type(self.attrs["epsilon"]))
         xhat = d * inv
-        self._saved = (xhat, inv, scale, axes, bias is not None)
+        self._saved = (xhat, inv, scale, axes, None if bias is None else bias.shape)
         y = xhat * scale
         return y + bias if bias is not None else y
 
     def backward(self, gy):
-        xhat, inv, scale, axes, has_b = self._saved
-        lead = tuple(range(xhat.ndim - len(axes)))
+        xhat, inv, scale, axes, bshape = self._saved
         gxhat = gy * scale
         gx = inv * (gxhat - gxhat.mean(axis=axes, keepdims=True)
                     - xhat * (gxhat * xhat).mean(axis=axes, keepdims=True))
-        gs = unbroadcast((gy * xhat).sum(axis=lead), scale.shape)
-        gb = unbroadcast(gy.sum(axis=lead), scale.shape) if has_b else None
+        gs = unbroadcast(gy * xhat, scale.shape)
+        gb = None if bshape is None else unbroadcast(gy, bshape)
         return gx, gs, gb
+
+
+@register("LayerNormalization")
+class LayerNormalization(_Normalization):
+    """Statistics over the dims from ``axis`` on; Scale and B of those dims' shape."""
+
+    ATTRS = {"axis": -1, "epsilon": 1e-5, "stash_type": 1}
+
+    def forward(self, x, scale, bias=None):
+        a = axis_of(self.attrs["axis"], x.ndim)
+        return self.normalize(x, tuple(range(a, x.ndim)), scale, bias)
+
+
+@register("InstanceNormalization")
+class InstanceNormalization(_Normalization):
+    """Statistics per sample and channel over the spatial dims; per-channel scale and B
+    (torch exports GroupNorm as Reshape, this, Reshape, Mul, Add)."""
+
+    ATTRS = {"epsilon": 1e-5}
+
+    def forward(self, x, scale, bias):
+        view = (-1,) + (1,) * (x.ndim - 2)
+        self._channels = scale.shape
+        return self.normalize(x, tuple(range(2, x.ndim)), scale.reshape(view), bias.reshape(view))
+
+    def backward(self, gy):
+        gx, gs, gb = super().backward(gy)
+        return gx, gs.reshape(self._channels), gb.reshape(self._channels)
 
 
 @register("Gemm")
