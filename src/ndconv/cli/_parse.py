@@ -38,6 +38,30 @@ def int_tuple(text):
     )
 
 
+def float_list(text, what):
+    """'0.5,0.4' -> (0.5, 0.4) for the option ``--what``; UsageError otherwise."""
+    try:
+        vals = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        raise UsageError(f"--{what} {text!r} must be numbers separated by commas") from None
+    if not vals:
+        raise UsageError(f"--{what} {text!r} is empty")
+    return vals
+
+
+def dtype_list(text):
+    """'float32,float16' -> ('float32', 'float16'): NumPy dtype names for bytes columns."""
+    names = tuple(d.strip() for d in text.split(",") if d.strip())
+    for d in names:
+        try:
+            np.dtype(d)
+        except TypeError:
+            raise UsageError(f"--dtype {d!r} is not a NumPy dtype name (e.g. float32)") from None
+    if not names:
+        raise UsageError(f"--dtype {text!r} names no dtype (e.g. float32)")
+    return names
+
+
 def positive_int(text):
     """A single positive int."""
     try:
