@@ -345,6 +345,35 @@ def _tifffile():
     return tifffile
 
 
+class tiff_log:
+    """Collect what tifffile logs while reading (it logs a damaged header, such
+    as strip counts that do not match the size it claims, instead of raising);
+    ``with tiff_log() as problems:`` then ``problems`` holds the messages and
+    nothing reaches stderr."""
+
+    def __enter__(self):
+        import logging
+
+        self.records = []
+        records = self.records
+
+        class _Collect(logging.Handler):
+            def emit(self, record):
+                records.append(record.getMessage())
+
+        self.log = logging.getLogger("tifffile")
+        self.handler = _Collect()
+        self.propagate = self.log.propagate
+        self.log.addHandler(self.handler)
+        self.log.propagate = False
+        return records
+
+    def __exit__(self, *exc):
+        self.log.removeHandler(self.handler)
+        self.log.propagate = self.propagate
+        return False
+
+
 def _orient(a, orientation):
     """Apply an EXIF / TIFF orientation (1..8) to ``(H, W[, C])``, as viewers do."""
     flip_lr = lambda x: x[:, ::-1]  # noqa: E731
@@ -461,8 +490,8 @@ def _read_tiff(f, path, tifffile):
     import warnings
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tifffile warns (logging) about odd tags
+        with warnings.catch_warnings(), tiff_log() as problems:
+            warnings.simplefilter("ignore")
             with tifffile.TiffFile(f) as tf:
                 pages = len(tf.pages)
                 if pages > 1:
@@ -478,6 +507,8 @@ def _read_tiff(f, path, tifffile):
                 if len(shape) not in (2, 3) or dtype is None:
                     raise _Refused(f"input image {path!r} has shape {shape}, not (H, W) or (H, W, C)")
                 _guard(path, shape, dtype)
+                if problems:
+                    raise _Refused(f"input image {path!r} is a damaged TIFF: {problems[0]}")
                 arr = page.asarray()
     except _Refused as exc:
         raise ValueError(str(exc)) from None
