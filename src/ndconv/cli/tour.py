@@ -20,7 +20,6 @@ import html
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -589,8 +588,9 @@ def run(args):
     matplotlib.use("Agg")
     from tqdm import tqdm
 
-    parent = os.path.dirname(os.path.abspath(path))
-    tmp = tempfile.mkdtemp(prefix=".ndconv-tour-", dir=parent)
+    from .._files import temp_dir
+
+    tmp = temp_dir(path)  # .NAME.ndconv-HOST-PID-RANDOM.part: stale ones are cleaned
     try:
         status = _run_sections(args, chosen, tmp, tqdm)
         results, failed, total = status
@@ -642,13 +642,11 @@ def _run_sections(args, chosen, folder, tqdm):
 
 
 def _publish(tmp, path, exists):
-    """Move the finished report from the temporary folder into ``path``."""
-    if not exists:
-        from .._files import current_umask
+    """Move the finished report from the temporary folder into ``path``
+    (synced first; a new folder never replaces one that appeared meanwhile)."""
+    from .._files import OutputExistsError, publish_dir
 
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it private
-        os.rename(tmp, path)
-        return
-    for name in os.listdir(tmp):
-        os.replace(os.path.join(tmp, name), os.path.join(path, name))
-    os.rmdir(tmp)
+    try:
+        publish_dir(tmp, path, merge=exists)
+    except OutputExistsError as exc:
+        raise UsageError(str(exc)) from None
