@@ -18,6 +18,7 @@ decompressed; a damaged file of any kind raises ``ValueError`` naming it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import zipfile
@@ -182,8 +183,10 @@ _DATA_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
 def _data_error(exc):
     if isinstance(exc, _memory.MemoryLimitError):
         return False
-    if isinstance(exc, OSError):  # bz2/lzma report bad data as errno-less OSError
-        return exc.errno is None
+    if isinstance(exc, OSError):
+        # bz2/lzma report bad data as errno-less OSError; a damaged offset
+        # makes zipfile seek to a negative position (EINVAL).
+        return exc.errno in (None, errno.EINVAL)
     return isinstance(exc, _DATA_ERRORS) or type(exc).__name__ == "LZMAError"
 
 
