@@ -104,7 +104,7 @@ def run(args):
         images.write_image(result, f, fmt)
     h, w = result.shape[:2]
     print(
-        f"wrote {args.output}: {w}x{h} {fmt} {result.dtype} from {image.shape[1]}x"
+        f"wrote {args.output}: {w}x{h} {fmt} from {image.shape[1]}x"
         f"{image.shape[0]}, kernel {kdesc}, padding {args.padding}, mode {args.mode}, "
         f"stride {args.stride}, dilation {args.dilation}, range {args.value_range}"
         + (", alpha kept (not filtered)" if alpha else "")
