@@ -306,3 +306,21 @@ def test_nd_base_class_in_4d():
     dx = np.random.default_rng(2).standard_normal(x.shape)
     np.testing.assert_allclose(np.vdot(gx, dx), np.vdot(gy, layer(x + dx) - y), rtol=1e-10)
     np.testing.assert_allclose(layer.bias.grad, gy.sum(axis=(0, 2, 3, 4, 5)), rtol=1e-12)
+
+
+def test_fixed_ndim_layers_keep_their_real_signatures():
+    # help(), inspect and tab completion show the torch-style arguments, not (*args, **kwargs).
+    import inspect
+
+    import ndconv.nn as nn
+
+    conv = list(inspect.signature(nn.Conv2d).parameters)
+    assert conv[:4] == ["in_channels", "out_channels", "kernel_size", "stride"]
+    assert "num_spatial_dims" not in conv
+    tconv = list(inspect.signature(nn.ConvTranspose1d).parameters)
+    assert tconv[:6] == ["in_channels", "out_channels", "kernel_size", "stride", "padding",
+                         "output_padding"]
+    assert list(inspect.signature(nn.MaxPool3d).parameters)[0] == "kernel_size"
+    # the signature is the one the constructor really binds
+    layer = nn.Conv3d(**{"in_channels": 2, "out_channels": 4, "kernel_size": 3})
+    assert layer.weight.data.shape == (4, 2, 3, 3, 3)

@@ -8,6 +8,7 @@ submodule names follow PyTorch, so ``state_dict()`` keys match (``"0.weight"``).
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections import OrderedDict
@@ -299,6 +300,12 @@ def fixed_ndim(base, n):
     def __init__(self, *args, **kwargs):
         base.__init__(self, n, *args, **kwargs)
 
+    # The base's real signature without ``num_spatial_dims``, so that help(),
+    # inspect.signature and tab completion show ``Conv2d(in_channels, ...)``
+    # rather than ``(*args, **kwargs)``.
+    sig = inspect.signature(base.__init__)
+    self_param, _, *rest = sig.parameters.values()
+    __init__.__signature__ = sig.replace(parameters=[self_param, *rest])
     name = f"{base.__name__}{n}d"
     doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
     return type(name, (base,), {"__init__": __init__, "__doc__": doc,
