@@ -1,7 +1,7 @@
 """Filter real photos with :func:`ndconv.conv`, in tiles of rows.
 
-An image is an array ``(H, W)`` (grayscale) or ``(H, W, C)`` (colour), of dtype
-uint8, uint16 or float. :func:`filter_image` correlates it with a 2-D kernel
+An image is an array ``(H, W)`` (grayscale) or ``(H, W, C)`` (colour), of an
+int dtype (uint8, uint16, int32, ...) or float. :func:`filter_image` correlates it with a 2-D kernel
 applied to every channel alone (``groups=C``), or with a colour-mixing kernel
 ``(C_out, C_in, k_h, k_w)`` that combines channels (``groups=1``), with any
 padding, boundary mode, stride and dilation of :func:`ndconv.conv`.
@@ -24,8 +24,10 @@ The correlation of a uint8 photo with ``sharpen`` or ``edge`` leaves 0..255, so
 * ``'rescale'``: map the output's ``[min, max]`` linearly onto that range
   (a second pass over the tiles finds min and max first).
 
-Reading and writing files (Pillow, imported only when called) is here too:
-:func:`read_image` and :func:`write_image`.
+Reading and writing files (Pillow, and tifffile for TIFF where installed,
+imported only when called) is here too: :func:`read_image`,
+:func:`write_image` and :func:`verify_written`, which change nothing silently
+(depth, alpha, orientation, pages: see the comment above :func:`read_image`).
 """
 
 from __future__ import annotations
