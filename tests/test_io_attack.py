@@ -190,3 +190,25 @@ def test_fuzz_load_mutated_checkpoints(tmp_path, compress):
                 outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
     assert time.perf_counter() - t0 < 60
     assert outcomes.get("ValueError", 0) > 100, outcomes
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_own_reader_matches_numpy_load(tmp_path, compressed):
+    """load reads the .npy entries itself now: NumPy's np.load is the reference."""
+    arrays = {
+        "fortran": np.asfortranarray(np.arange(12.0).reshape(3, 4)),
+        "scalar": np.array(3.0, np.float32), "empty": np.zeros((0, 5)),
+        "str": np.array(["ab", "c"]), "bool": np.array([True, False]),
+        "complex": np.array([1 + 2j]), "big_endian": np.arange(5, dtype=">i4"),
+        "int8": np.arange(-3, 3, dtype=np.int8),
+    }
+    path = tmp_path / "p.npz"
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    got = ndconv.load(path)
+    with np.load(path) as ref:
+        assert sorted(got) == sorted(ref.files)
+        for k in ref.files:
+            assert got[k].dtype == ref[k].dtype and got[k].shape == ref[k].shape, k
+            np.testing.assert_array_equal(got[k], ref[k])
+            assert got[k].flags.writeable
+    assert got["fortran"].flags.f_contiguous
