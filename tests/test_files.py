@@ -448,3 +448,30 @@ def test_rgba_alpha_is_kept(tmp_path):
     # Stride 2, valid: alpha sampled at each window's centre.
     out = images.filter_image(img, k, padding="valid", stride=2, alpha=True)
     np.testing.assert_array_equal(out[..., 3], img[1:-1:2, 1:-1:2, 3])
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """A 64 kB tmpfs: a really full file system (ENOSPC). Needs the right to mount."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", str(where)], capture_output=True)
+
+
+@pytest.mark.parametrize("out", ["out.jpg", "out.tif", "out.png"])
+def test_really_full_file_system(tmp_path, tiny_tmpfs, out):
+    img = np.random.default_rng(4).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "rgb.png")
+    (tiny_tmpfs / out).write_bytes(b"old")
+    r = run(["filter", str(tmp_path / "rgb.png"), str(tiny_tmpfs / out), "--kernel", "edge",
+             "--force"], tmp_path)
+    line = one_line_error(r)
+    assert "No space left on device" in line and out in line, line
+    assert os.listdir(tiny_tmpfs) == [out] and (tiny_tmpfs / out).read_bytes() == b"old"

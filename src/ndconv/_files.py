@@ -137,9 +137,10 @@ class CheckedFile(io.RawIOBase):
     ignore write errors) fall back to :meth:`write`.
     """
 
-    def __init__(self, fd):
+    def __init__(self, fd, name=None):
         super().__init__()
         self._fd = fd
+        self.name = name  # the output's path, named in write errors
         self.written = 0  # the file's size as this object wrote it
 
     def readable(self):
@@ -159,9 +160,12 @@ class CheckedFile(io.RawIOBase):
         total = len(view)
         done = 0
         while done < total:
-            n = os.write(self._fd, view[done:])
+            try:
+                n = os.write(self._fd, view[done:])
+            except OSError as exc:  # ENOSPC, EFBIG, EIO: say which output
+                raise OSError(exc.errno, exc.strerror, self.name) from None
             if n <= 0:  # never for a regular file, but a loop must progress
-                raise OSError(errno.EIO, "short write")
+                raise OSError(errno.EIO, "short write", self.name)
             done += n
         pos = os.lseek(self._fd, 0, os.SEEK_CUR)
         self.written = max(self.written, pos)
@@ -189,10 +193,14 @@ class CheckedFile(io.RawIOBase):
 
     def sync(self):
         """fsync and check that the file holds every byte written."""
-        os.fsync(self._fd)
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, self.name) from None
         size = os.fstat(self._fd).st_size
         if size != self.written:
-            raise OSError(errno.EIO, f"wrote {self.written} bytes but the file holds {size}")
+            raise OSError(errno.EIO, f"wrote {self.written} bytes but the file holds {size}",
+                          self.name)
 
     def close(self):
         # The descriptor belongs to atomic_write, which closes it.
@@ -291,7 +299,7 @@ def atomic_write(path, *, overwrite=True, verify=None):
     # Created with the usual permissions (0666 less the umask), never following a link.
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     try:
-        f = CheckedFile(fd)
+        f = CheckedFile(fd, path)
         try:
             yield f
             f.sync()
