@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 import ndconv
-from ndconv import _files, images
+from ndconv import _files, images, kernels
 
 tifffile = pytest.importorskip("tifffile")
 
@@ -178,7 +178,7 @@ def test_concurrent_runs_to_one_output_exactly_one_wins(tmp_path, rgb):
             assert len(err.splitlines()) == 1 and "already exists" in err, err
     assert leftovers(tmp_path) == []
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out.png")),
-                                  images.filter_image(rgb, ndconv.kernels.get("box:3")))
+                                  images.filter_image(rgb, kernels.get("box:3")))
 
 
 def test_save_without_overwrite_is_not_raced(tmp_path, monkeypatch):
@@ -391,7 +391,7 @@ def test_16bit_rgb_stays_16bit(tmp_path):
     img = rng.integers(0, 65536, (30, 40, 3), dtype=np.uint16)
     cv2.imwrite(str(tmp_path / "in.png"), img[..., ::-1])  # OpenCV: BGR
     tifffile.imwrite(tmp_path / "in.tif", img, photometric="rgb")
-    ref = images.filter_image(img, ndconv.kernels.get("box:3"))
+    ref = images.filter_image(img, kernels.get("box:3"))
     assert ref.dtype == np.uint16
     for src, dst in [("in.png", "o.png"), ("in.tif", "o.tif"), ("in.png", "o.tif")]:
         r = run(["filter", src, dst, "--kernel", "box:3"], tmp_path)
@@ -402,7 +402,7 @@ def test_16bit_rgb_stays_16bit(tmp_path):
             back = tifffile.imread(tmp_path / dst)
         assert back.dtype == np.uint16
         # The reference: SciPy on the same uint16 pixels (rounded, clipped).
-        sc = ndimage.correlate(img.astype(np.float64), ndconv.kernels.get("box:3")[:, :, None],
+        sc = ndimage.correlate(img.astype(np.float64), kernels.get("box:3")[:, :, None],
                                mode="constant")
         np.testing.assert_allclose(back.astype(np.float64), np.clip(np.rint(sc), 0, 65535),
                                    atol=1)
@@ -441,7 +441,7 @@ def test_rgba_alpha_is_kept(tmp_path):
     assert "alpha kept" in r.stdout
     back = np.asarray(Image.open(tmp_path / "o.png"))
     np.testing.assert_array_equal(back[..., 3], img[..., 3])
-    k = ndconv.kernels.get("edge")
+    k = kernels.get("edge")
     for c in range(3):
         sc = ndimage.correlate(img[..., c].astype(np.float64), k, mode="constant")
         np.testing.assert_array_equal(back[..., c], np.clip(np.rint(sc), 0, 255))
@@ -475,3 +475,27 @@ def test_really_full_file_system(tmp_path, tiny_tmpfs, out):
     line = one_line_error(r)
     assert "No space left on device" in line and out in line, line
     assert os.listdir(tiny_tmpfs) == [out] and (tiny_tmpfs / out).read_bytes() == b"old"
+
+
+@pytest.mark.parametrize("value_range", ["clip", "rescale"])
+def test_tiled_rgba_alpha_is_kept_as_in_memory(tmp_path, value_range):
+    pytest.importorskip("dask")
+    from ndconv import tiled
+
+    img = np.random.default_rng(5).integers(0, 256, (50, 40, 4), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", img, photometric="rgb", extrasamples=("unassalpha",))
+    k = kernels.get("edge")
+    tiled.filter_tiled(tmp_path / "in.tif", tmp_path / "o.tif", k, value_range=value_range,
+                       alpha=True, block=16)
+    back = tifffile.imread(tmp_path / "o.tif")
+    np.testing.assert_array_equal(back[..., 3], img[..., 3])
+    ref = images.filter_image(img, k, value_range=value_range, alpha=True)
+    np.testing.assert_allclose(back.astype(float), ref.astype(float), atol=1)
+
+
+def test_cmyk_tiff_is_converted_as_pillow_does(tmp_path):
+    img = np.random.default_rng(6).integers(0, 256, (8, 9, 4), dtype=np.uint8)
+    Image.fromarray(img, "CMYK").save(tmp_path / "cmyk.tif")
+    with Image.open(tmp_path / "cmyk.tif") as im:
+        ref = np.asarray(im.convert("RGB"))
+    np.testing.assert_array_equal(images.read_image(tmp_path / "cmyk.tif"), ref)

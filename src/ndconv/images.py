@@ -309,13 +309,21 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
     return out[..., 0] if gray and C_out == 1 else out
 
 
+def centre_delta(shape):
+    """A kernel of ``shape`` that is 1 at the centre tap, 0 elsewhere.
+
+    The centre is ``(k-1)//2`` as ``'same'`` padding centres a kernel, so
+    correlating alpha with it samples alpha exactly where each window is
+    centred, under any padding, boundary mode, stride and dilation.
+    """
+    delta = np.zeros(shape)
+    delta[(shape[0] - 1) // 2, (shape[1] - 1) // 2] = 1
+    return delta
+
+
 def _keep_alpha(image, kernel, **kwargs):
     """Filter the colour channels; carry alpha along unfiltered (see ``alpha``)."""
-    k = np.asarray(kernel)
-    # A delta at the centre tap ((k-1)//2, as 'same' padding centres the
-    # kernel) samples alpha exactly where each window is centred.
-    delta = np.zeros(k.shape)
-    delta[(k.shape[0] - 1) // 2, (k.shape[1] - 1) // 2] = 1
+    delta = centre_delta(np.shape(kernel))
     colour = filter_image(image[:, :, :-1], kernel, **kwargs)
     kwargs.update(value_range="clip", progress=None)
     a = filter_image(image[:, :, -1], delta, **kwargs)
@@ -446,7 +454,10 @@ def read_image(path):
         f.seek(0)
         tifffile = _tifffile()
         if head[:4] in _TIFF_MAGIC and tifffile is not None:
-            return _read_tiff(f, path, tifffile)
+            arr = _read_tiff(f, path, tifffile)
+            if arr is not None:
+                return arr
+            f.seek(0)  # palette, CMYK, min-is-white...: Pillow converts them
         if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR" and head[24] == 16 \
                 and head[25] in (2, 6):
             return _read_png16(path, head)
@@ -504,6 +515,8 @@ def struct_error():
 
 
 def _read_tiff(f, path, tifffile):
+    """A one-page gray or RGB(A) TIFF in its own depth; None for other
+    photometric interpretations (left to Pillow, which converts them)."""
     import warnings
 
     try:
@@ -517,6 +530,8 @@ def _read_tiff(f, path, tifffile):
                         "image: split it into one file per page first"
                     )
                 page = tf.pages[0]
+                if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
+                    return None
                 shape, dtype = page.shape, page.dtype
                 planar = page.planarconfig == 2 and len(shape) == 3
                 tag = page.tags.get(274)  # Orientation

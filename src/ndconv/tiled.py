@@ -131,15 +131,16 @@ def _same_path(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _postprocess(y, value_range, lo, hi, scale, offset, out_dtype):
+def _postprocess(y, value_range, lo, hi, scale, offset, out_dtype, keep_alpha=False):
     from .images import check_finite_band
 
     check_finite_band(y, 0, y.shape[1])  # rows of this block; one clear error
     y = y.copy()
+    colour = y[:-1] if keep_alpha else y  # alpha (last) is only rounded and clipped
     if value_range == "rescale":
-        y = (y - offset) * scale + lo
+        colour[...] = (colour - offset) * scale + lo
     elif value_range == "abs":
-        np.abs(y, out=y)
+        np.abs(colour, out=colour)
     if np.dtype(out_dtype).kind == "u":
         np.rint(y, out=y)
     np.clip(y, lo, hi, out=y)
@@ -186,6 +187,7 @@ def filter_tiled(
     tile=256,
     compression=None,
     scheduler="threads",
+    alpha=False,
 ):
     """Filter a TIFF or Zarr image into a tiled TIFF or Zarr, never holding it whole.
 
@@ -214,6 +216,10 @@ def filter_tiled(
         TIFF compression, e.g. ``'zlib'``; ``None`` stores raw tiles.
     scheduler : str or distributed.Client
         Dask scheduler for each band (``'threads'``, ``'sync'``) or a client.
+    alpha : bool
+        The last channel of a 2- or 4-channel image is alpha: with a 2-D
+        kernel it is kept, not filtered, as in
+        :func:`ndconv.images.filter_image`.
 
     Returns
     -------
@@ -227,7 +233,7 @@ def filter_tiled(
         without ``overwrite``, the output being the input, bad arguments.
     """
     from . import dask as ndask
-    from .images import VALUE_RANGES, _weight, _work_dtype
+    from .images import VALUE_RANGES, _weight, _work_dtype, centre_delta
 
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
     out_kind = _kind(out_path, "output")
@@ -253,6 +259,9 @@ def filter_tiled(
     chw = img[None] if gray else img.transpose(2, 0, 1)
     C, H, W = chw.shape
     w, groups = _weight(kernel, C)
+    keep_alpha = bool(alpha) and C in (2, 4) and np.ndim(kernel) == 2
+    if keep_alpha:  # each channel has its own kernel (groups=C): alpha gets the delta
+        w[-1, 0] = centre_delta(w.shape[2:])
     stride = _args.ntuple(stride, 2, "stride", minimum=1)
     dilation = _args.ntuple(dilation, 2, "dilation", minimum=1)
     largest = float(np.iinfo(img.dtype).max) if img.dtype.kind == "u" else None
@@ -284,12 +293,13 @@ def filter_tiled(
     if value_range == "rescale":
         import dask.array as da
 
-        ymin, ymax = (float(v) for v in compute(da.stack([y.min(), y.max()])))
+        colour = y[:-1] if keep_alpha else y
+        ymin, ymax = (float(v) for v in compute(da.stack([colour.min(), colour.max()])))
         span = ymax - ymin
         scale = (hi - lo) / span if span > 0 else 0.0
         offset = ymin
     y = y.map_blocks(_postprocess, value_range, lo, hi, scale, offset, out_dtype,
-                     dtype=out_dtype)
+                     keep_alpha, dtype=out_dtype)
     y = y[0] if y.shape[0] == 1 else y.transpose(1, 2, 0)
     # Regular blocks: Zarr chunks written by one task each, TIFF bands of whole tiles.
     y = y.rechunk((rows, block) + y.shape[2:])

@@ -140,10 +140,12 @@ def _run_tiled(args):
     shape = tiled.filter_tiled(
         args.input, args.output, kernel, padding=args.padding, padding_mode=args.mode,
         stride=args.stride, dilation=args.dilation, value_range=args.value_range,
-        overwrite=args.force, block=args.tile_rows or 1024,
+        overwrite=args.force, block=args.tile_rows or 1024, alpha=True,
     )
+    alpha = len(shape) == 3 and shape[2] in (2, 4) and kernel.ndim == 2
     print(
         f"wrote {args.output}: {shape[1]}x{shape[0]} tiled, kernel {kdesc}, padding "
         f"{args.padding}, mode {args.mode}, stride {args.stride}, dilation "
         f"{args.dilation}, range {args.value_range}"
+        + (", alpha kept (not filtered)" if alpha else "")
     )
