@@ -96,3 +96,57 @@ def test_fuzz_filter_arguments(folder):
     assert not [n for n in os.listdir(folder) if n.endswith(".part")]
     assert codes[0] >= 15 and codes[2] >= 30, codes  # both kinds were exercised
     assert time.perf_counter() - t0 < 240
+
+
+EXPLAIN = {
+    "x": (["[[0,1,2],[3,4,5],[6,7,8]]", "[1,2,3,4]", "x.npy", "[[[1,2],[3,4]],[[5,6],[7,8]]]"],
+          ["[[1,2],[3]]", "[]", "nan", "[[1e999]]", "fifo-free.txt", "missing.npy", "[[", "1"]),
+    "k": (["[[0,1],[2,3]]", "[1,-1]", "k.npy", "[[[1]]]"],
+          ["[[]]", "[[1,2],[3]]", "bad.npy", "x", "[[nan]]"]),
+    "--at": (["0,0", "1,1", "0", "0,0,0"], ["-1,0", "99,99", "a,b", "1,2,3,4"]),
+    "--stride": (["1", "2", "1,2"], ["0", "-1", "x"]),
+    "--padding": (["0", "1", "same", "valid", "full", "1,0"], ["-2", "99999999999", "q"]),
+    "--dilation": (["1", "2"], ["0", "1e9"]),
+    "--mode": (["zeros", "reflect", "replicate", "circular"], ["wrap"]),
+    "--bias": (["0", "1.5", "-3"], ["nan", "inf", "b"]),
+}
+
+
+def test_fuzz_explain_and_params(folder):
+    (folder / "fifo-free.txt").write_text("not an array")
+    np.save(folder / "x.npy", np.arange(9.0).reshape(3, 3))
+    rng = np.random.default_rng(1415)
+    codes = {0: 0, 2: 0}
+    for _ in range(80):
+        args = ["explain"]
+        for name in ("x", "k"):
+            good, bad = EXPLAIN[name]
+            pool = bad if rng.random() < 0.2 else good
+            args.append(pool[rng.integers(len(pool))])
+        for opt in ("--at", "--stride", "--padding", "--dilation", "--mode", "--bias"):
+            if rng.random() < 0.4:
+                good, bad = EXPLAIN[opt]
+                pool = bad if rng.random() < 0.2 else good
+                args += [opt, pool[rng.integers(len(pool))]]
+        if rng.random() < 0.2:
+            args.append("--all")
+        rc, err = _run(args, folder)
+        assert rc in (0, 2), (args, rc, err)
+        assert "Traceback" not in err and len(err.splitlines()) == (0 if rc == 0 else 1), (args, err)
+        codes[rc] += 1
+    for _ in range(20):
+        args = ["params"]
+        if rng.random() < 0.7:
+            args += ["--input", ["3,32,32", "1,28,28", "0,1,1", "3,-1,4", "x", "3,100000,100000"][
+                rng.integers(6)]]
+        if rng.random() < 0.5:
+            args += ["--hidden", ["10", "0", "-5", "1e3"][rng.integers(4)]]
+        if rng.random() < 0.5:
+            args += ["--kernel", ["3", "5", "0", "99999"][rng.integers(4)]]
+        if rng.random() < 0.3:
+            args += ["--dtype", ["float32", "float64,float16", "int3", ""][rng.integers(4)]]
+        rc, err = _run(args, folder)
+        assert rc in (0, 2), (args, rc, err)
+        assert "Traceback" not in err and len(err.splitlines()) == (0 if rc == 0 else 1), (args, err)
+        codes[rc] += 1
+    assert codes[0] >= 10 and codes[2] >= 15, codes  # both kinds were exercised
