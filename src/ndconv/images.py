@@ -486,7 +486,9 @@ def _read_pillow(f, path):
                         "(pip install 'ndconv[dask]')"
                     )
                 bands = len(im.getbands())
-                _guard(path, (im.size[1], im.size[0], bands), np.uint8 if bands > 1 else np.float32)
+                depth = (np.uint16 if im.mode.startswith("I;16")
+                         else np.float32 if im.mode in ("I", "F") else np.uint8)
+                _guard(path, (im.size[1], im.size[0], bands), depth)
                 im.load()  # decode now: a truncated file fails here, not later
                 orientation = im.getexif().get(0x0112, 1)
                 arr = _to_array(im)
