@@ -43,7 +43,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "ndconv.dask needs the optional dependency dask: pip install 'ndconv[dask]'"
     ) from exc
 
-from . import _args
+from . import _args, _dtypes
 from . import functional as _f
 from .algorithms import CorrSpec, _check_memory
 from .algorithms import run as _run
@@ -56,13 +56,13 @@ __all__ = ["conv", "correlate", "convolve", "store_by_slabs"]
 # validation of the lazy input (never computes it)
 
 
-def _check_lazy(x, name, *, floating):
+def _check_lazy(x, name, *, dtypes):
     """Check a dask array's dtype and shape without computing anything."""
     if not _f._is_dask(x):
         raise TypeError(f"`{name}` must be a dask array, got {type(x).__name__}")
     # The dtype rules (and their messages) are those of the NumPy path; an
     # empty array of the same dtype carries them without touching the data.
-    _args.check_array(np.empty(0, dtype=x.dtype), name, floating=floating)
+    _args.check_array(np.empty(0, dtype=x.dtype), name, dtypes=dtypes)
     if any(math.isnan(s) for s in x.shape):
         raise ValueError(
             f"`{name}` has unknown chunk sizes (shape {x.shape}); call "
@@ -157,10 +157,12 @@ def _window_block(parts, w, bias, stride, dilation, groups, method):
         stride=stride, dilation=dilation, pairs=((0, 0),) * n,
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=x.dtype,
     )
+    # As ndconv.conv: half precision computed with its bias in float32, rounded once.
+    spec, (x, w, bias), dtype = _dtypes.to_compute(spec, x, w, bias)
     y = _run(np.ascontiguousarray(x), w, spec, method)
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * n)
-    return y
+    return y.astype(dtype, copy=False)
 
 
 def _windows(bounds, stride, dilation, kernel_size, chunks):
@@ -292,7 +294,7 @@ def conv(
     """
     method = _f._check_method(method)
     w = _f._check_weight(_in_memory(weight, "weight"))
-    x = _check_lazy(x, "x", floating=True)
+    x = _check_lazy(x, "x", dtypes=_dtypes.conv_dtypes())
     n = w.ndim - 2
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
@@ -321,7 +323,7 @@ def conv(
 def _plain(x, kernel, bias, mode, method, flip):
     """Lazy twin of :func:`ndconv.functional._plain` (same checks, same messages)."""
     method = _f._check_method(method)
-    x = _check_lazy(x, "x", floating=False)
+    x = _check_lazy(x, "x", dtypes=_dtypes.numeric())
     k = _args.check_array(_in_memory(kernel, "kernel"), "kernel", floating=False)
     if x.ndim != k.ndim or x.ndim == 0:
         raise ValueError(
@@ -331,8 +333,7 @@ def _plain(x, kernel, bias, mode, method, flip):
     if not isinstance(mode, str) or mode not in _f._MODES:
         raise ValueError(f"`mode` (={mode!r}) must be one of {_f._MODES}")
     _args.check_no_empty(k, "kernel")
-    if not (_args.is_number(bias) or (isinstance(bias, np.ndarray) and bias.ndim == 0)):
-        raise TypeError(f"`bias` (={bias!r}) must be a real scalar")
+    _dtypes.check_scalar_bias(bias)
     dtype = np.result_type(x.dtype, k.dtype)
     out_dtype = (np.zeros(1, dtype) + bias).dtype  # NumPy's rules for `+ bias`
     if mode == "valid":
@@ -356,6 +357,8 @@ def _plain(x, kernel, bias, mode, method, flip):
         pairs = tuple((m // 2, (m - 1) // 2) for m in k.shape)
     if flip:  # convolution = correlation with the flipped kernel
         k = np.flip(k)
+    else:  # SciPy's rule: correlate conjugates a complex kernel
+        k = _dtypes.conj(k)
     k = np.ascontiguousarray(k, dtype=dtype)
     n = x.ndim
     xb = x.astype(dtype)[None, None]
@@ -369,13 +372,13 @@ def _plain(x, kernel, bias, mode, method, flip):
     return out + bias
 
 
-def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.correlate` of a dask array (``scipy.signal.correlate`` + bias).
 
     Parameters
     ----------
     x : dask.array.Array, N-d
-        int, uint or float; any chunking.
+        integer, float or complex; any chunking.
     kernel : ndarray, N-d
         In memory.
     bias, mode, method
@@ -389,7 +392,7 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
-def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.convolve` of a dask array (flipped kernel); see :func:`correlate`."""
     return _plain(x, kernel, bias, mode, method, flip=True)
 

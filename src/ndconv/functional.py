@@ -11,9 +11,11 @@ and dilation swap places). So every algorithm serves the backward pass too.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from . import _args
+from . import _args, _dtypes
 from ._windows import fold_padding
 from .algorithms import CorrSpec
 from .algorithms import run as _run
@@ -47,20 +49,25 @@ def _check_method(method):
     return method
 
 
-def _check_weight(weight, name="weight"):
-    w = _args.check_array(weight, name)
+def _check_weight(weight, name="weight", *, transposed=False):
+    w = _args.check_array(weight, name, dtypes=_dtypes.conv_dtypes())
     if w.ndim < 3:
         raise ValueError(
             f"`{name}` must have shape (C_out, C_in // groups, *kernel_size) with at "
             f"least one spatial dim, got shape {w.shape}"
         )
-    _args.check_no_empty(w, name)
+    # PyTorch: no input channels is an empty sum (conv only); no output
+    # channels or an empty kernel is refused.
+    if transposed:
+        _args.check_empty_dims(w.shape, name, (), "no dim of a transposed convolution's weight")
+    else:
+        _args.check_empty_dims(w.shape, name, (1,), "the input-channel dim (C_in // groups)")
     return w
 
 
 def _check_input(x, w, name="x"):
     """Validate ``x`` against ``w``; return the batched input and the unbatched flag."""
-    x = _args.check_array(x, name)
+    x = _args.check_array(x, name, dtypes=_dtypes.conv_dtypes())
     n = w.ndim - 2
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
@@ -72,15 +79,16 @@ def _check_input(x, w, name="x"):
             f"`{name}` (dtype {x.dtype}) and `weight` (dtype {w.dtype}) must have the "
             "same dtype; cast one of them with .astype()"
         )
-    _args.check_no_empty(x, name)
     unbatched = x.ndim == n + 1
+    _args.check_empty_dims(x.shape, name, (0,) if unbatched else (0, 1),
+                           "the batch and channel dims")
     return (x[None] if unbatched else x), unbatched
 
 
 def _check_bias(bias, channels, dtype):
     if bias is None:
         return None
-    b = _args.check_array(bias, "bias")
+    b = _args.check_array(bias, "bias", dtypes=_dtypes.conv_dtypes())
     if b.shape != (channels,):
         raise ValueError(
             f"`bias` must have shape ({channels},), one value per output channel; got "
@@ -120,6 +128,7 @@ def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode):
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, K, dilation, stride)
     padding_mode = _args.check_padding_mode(padding_mode)
+    _args.check_padded_size(x.shape[2:], pairs)
     _args.check_mode_fits(x.shape[2:], pairs, padding_mode)
     _args.output_size(x.shape[2:], K, stride, pairs, dilation)
     return CorrSpec(
@@ -258,7 +267,11 @@ def conv(
     Parameters
     ----------
     x : ndarray, shape (B, C_in, *S) or (C_in, *S)
-        float32 or float64.
+        float32, float64, float16 or bfloat16 (computed in float32, rounded
+        once), complex64 or complex128 (no conjugation, as PyTorch), or an
+        integer dtype (exact; wraps around on overflow as NumPy). ``B`` and
+        ``C_in`` may be 0: an empty batch gives an empty output, no input
+        channels an empty sum (the output is the bias).
     weight : ndarray, shape (C_out, C_in // groups, *K)
         Same dtype as ``x``.
     bias : ndarray, shape (C_out,), optional
@@ -299,7 +312,9 @@ def conv(
     xb, unbatched = _check_input(x, w)
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
     b = _check_bias(bias, w.shape[0], w.dtype)
-    out = _add_bias(_forward(xb, w, spec, method), b)
+    # Half precision: compute and add the bias in float32, round once.
+    spec, (xb, w, b), dtype = _dtypes.to_compute(spec, xb, w, b)
+    out = _add_bias(_forward(xb, w, spec, method), b).astype(dtype, copy=False)
     return out[0] if unbatched else out
 
 
@@ -326,9 +341,18 @@ conv3d = _conv_n(3)
 
 
 def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1):
-    """Spatial output shape of :func:`conv` without computing anything."""
+    """Spatial output shape of :func:`conv` without computing anything.
+
+    The same rules as :func:`conv`: one-element ``stride``, ``padding`` and
+    ``dilation`` tuples apply to every dim, and only the batch and channel
+    entries of ``input_shape`` may be 0.
+    """
     k = tuple(weight_shape[2:])
     n = len(k)
+    input_shape = tuple(input_shape)
+    _args.check_empty_dims(input_shape, "input_shape", range(len(input_shape) - n),
+                           "the batch and channel dims")
+    _args.check_empty_dims(k, "kernel_size", (), "no entry")
     stride = _args.ntuple(stride, n, "stride", minimum=1)
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, k, dilation, stride)
@@ -387,7 +411,11 @@ def choose_method(
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
     if not isinstance(measure, (bool, np.bool_)):
         raise TypeError(f"`measure` (={measure!r}) must be True or False")
-    return choose(spec, measure=bool(measure), x=xb, w=w)
+    # What runs is the computation in the compute dtype (float32 for halves).
+    cdt = spec.compute_dtype
+    spec = dataclasses.replace(spec, dtype=cdt)
+    return choose(spec, measure=bool(measure), x=xb.astype(cdt, copy=False),
+                  w=w.astype(cdt, copy=False))
 
 
 def conv_backward(
@@ -424,7 +452,9 @@ def conv_backward(
 
     Notes
     -----
-    ``grad_x`` is the correlation of ``grad_out`` (dilated by the stride) with the
+    Complex inputs follow PyTorch's autograd (the conjugate Wirtinger
+    derivative of a real loss): ``grad_x`` uses ``conj(weight)`` and
+    ``grad_weight`` uses ``conj(x)``. ``grad_x`` is the correlation of ``grad_out`` (dilated by the stride) with the
     flipped kernel; ``grad_weight`` is the correlation of the padded input with
     ``grad_out`` as the kernel, stride and dilation swapped.
     """
@@ -432,7 +462,7 @@ def conv_backward(
     w = _check_weight(weight)
     xb, unbatched = _check_input(x, w)
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
-    gy = _args.check_array(grad_out, "grad_out")
+    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = spec.out_shape[1:] if unbatched else spec.out_shape
     if gy.shape != tuple(expected):
         raise ValueError(
@@ -447,9 +477,12 @@ def conv_backward(
         if not ok:  # as conv(method=...) would: the layer's own method must fit
             raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     gyb = gy[None] if unbatched else gy
-    gx = _input_grad(gyb, w, spec, method, gradient=True)
-    gw = _weight_grad(gyb, xb, spec, method)
-    gb = gyb.sum(axis=(0, *range(2, gyb.ndim)))
+    # Complex: PyTorch's convention, the gradient of a real loss is taken
+    # with respect to the conjugate (Wirtinger), so each gradient multiplies
+    # grad_out by the conjugate of the other operand.
+    gx = _input_grad(gyb, _dtypes.conj(w), spec, method, gradient=True)
+    gw = _weight_grad(gyb, _dtypes.conj(xb), spec, method)
+    gb = _dtypes.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
     return (gx[0] if unbatched else gx), gw, gb
 
 
@@ -536,11 +569,12 @@ def conv_transpose(
         ``S_out = (S - 1)*stride - 2*padding + dilation*(K - 1) + output_padding + 1``.
     """
     method = _check_method(method)
-    w = _check_weight(weight)
+    w = _check_weight(weight, transposed=True)
     xb, unbatched = _check_input(x, w)
     spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
     b = _check_bias(bias, spec.in_channels, w.dtype)
-    out = _add_bias(_input_grad(xb, w, spec, method), b)
+    spec, (xb, w, b), dtype = _dtypes.to_compute(spec, xb, w, b)  # as conv
+    out = _add_bias(_input_grad(xb, w, spec, method), b).astype(dtype, copy=False)
     return out[0] if unbatched else out
 
 
@@ -566,10 +600,10 @@ def conv_transpose_backward(
     grad_bias : ndarray, shape (C_out,)
     """
     method = _check_method(method)
-    w = _check_weight(weight)
+    w = _check_weight(weight, transposed=True)
     xb, unbatched = _check_input(x, w)
     spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
-    gy = _args.check_array(grad_out, "grad_out")
+    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = (spec.batch, spec.in_channels, *spec.in_spatial)
     if unbatched:
         expected = expected[1:]
@@ -578,11 +612,12 @@ def conv_transpose_backward(
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
     gyb = gy[None] if unbatched else gy
-    gx = _forward(gyb, w, spec, _for_gradient(method, spec))
+    # Complex: conjugate the other operand, as in conv_backward.
+    gx = _forward(gyb, _dtypes.conj(w), spec, _for_gradient(method, spec))
     # output_padding >= stride (allowed when below dilation) can add a position.
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
-    gw = _weight_grad(xb, gyb, spec, method)
-    gb = gyb.sum(axis=(0, *range(2, gyb.ndim)))
+    gw = _weight_grad(_dtypes.conj(xb), gyb, spec, method)
+    gb = _dtypes.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
     return (gx[0] if unbatched else gx), gw, gb
 
 
@@ -606,11 +641,12 @@ def _plain(x, kernel, bias, mode, method, flip):
         raise ValueError(f"`mode` (={mode!r}) must be one of {_MODES}")
     _args.check_no_empty(a, "x")
     _args.check_no_empty(k, "kernel")
-    if not (_args.is_number(bias) or (isinstance(bias, np.ndarray) and bias.ndim == 0)):
-        raise TypeError(f"`bias` (={bias!r}) must be a real scalar")
+    _dtypes.check_scalar_bias(bias)
     dtype = np.result_type(a, k)
     if flip:  # convolution = correlation with the flipped kernel
         k = np.flip(k)
+    else:  # SciPy's rule: correlate(x, k) = convolve(x, flip(conj(k)))
+        k = _dtypes.conj(k)
     if mode == "valid":
         if all(m >= n for m, n in zip(k.shape, a.shape)) and k.shape != a.shape:
             # scipy's rule: 'valid' needs one array at least as large as the other
@@ -635,17 +671,12 @@ def _plain(x, kernel, bias, mode, method, flip):
         kernel_size=k.shape, stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype,
     )
+    spec, (a, k), _ = _dtypes.to_compute(spec, a, k)  # as conv
     out = _forward(a[None, None], np.ascontiguousarray(k)[None, None], spec, method)[0, 0]
-    if out.dtype.kind == "f" and np.result_type(out, bias) == out.dtype:
-        # Same dtype either way: add in place rather than copy the (possibly
-        # image-sized) result, and skip the pass entirely for the default 0.
-        if bias != 0:
-            out += bias
-        return out
-    return out + bias
+    return _dtypes.add_scalar_bias(out, bias, dtype)
 
 
-def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Cross-correlate two N-d arrays and add a bias: the lecture's ``Y = X * K + b``.
 
     Equal to ``scipy.signal.correlate(x, kernel, mode) + bias``.
@@ -653,10 +684,11 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     Parameters
     ----------
     x : array_like, N-d
-        Real numbers (int, uint or float).
+        Integer, float (float16, bfloat16, float32, float64) or complex.
     kernel : array_like, N-d
-        Same number of dims as ``x``.
-    bias : float
+        Same number of dims as ``x``. Complex kernels are conjugated, as
+        SciPy does: ``y[n] = sum_t x[n + t] * conj(kernel[t])``.
+    bias : int, float or complex scalar
         Added to every output element.
     mode : {'valid', 'same', 'full'}
         ``'valid'``: only positions where the kernel fits, size ``S - K + 1``
@@ -668,15 +700,19 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     Returns
     -------
     ndarray
-        dtype ``np.result_type(x, kernel)`` before the bias is added (NumPy's
-        rules then apply: an integer result plus the default ``0.0`` is float64).
+        dtype ``np.result_type(x, kernel)``, then NumPy's rule for ``+ bias``
+        (a Python scalar does not widen it: an integer result stays integer
+        with an int bias such as the default 0, and becomes float64 with a
+        float bias). Integers are computed exactly in that dtype, wrapping
+        around on overflow as NumPy's integer arithmetic (and SciPy) does;
+        float16 and bfloat16 are computed in float32 and rounded once.
 
     Examples
     --------
     >>> import numpy as np, ndconv
     >>> ndconv.correlate(np.arange(9).reshape(3, 3), [[0, 1], [2, 3]])
-    array([[19., 25.],
-           [37., 43.]])
+    array([[19, 25],
+           [37, 43]])
     """
     if _is_dask(x):
         from . import dask as _dask
@@ -685,7 +721,7 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
-def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Convolve two N-d arrays (flipped kernel) and add a bias.
 
     Equal to ``scipy.signal.convolve(x, kernel, mode) + bias``; see

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import _args
+from . import _args, _dtypes
 from ._windows import fold_padding, pad, windows
 
 __all__ = [
@@ -37,7 +37,7 @@ def _pool_args(x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
     ``n`` is the number of spatial dims, or None to take it from the length
     of ``kernel_size`` (which must then be a tuple).
     """
-    x = _args.check_array(x, "x")
+    x = _args.check_array(x, "x", dtypes=_dtypes.real_floats())
     if n is None:
         if isinstance(kernel_size, (tuple, list)):
             n = len(kernel_size)
@@ -51,7 +51,8 @@ def _pool_args(x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
             f"`x` must have shape (B, C, *S) or (C, *S) with {n} spatial dims, so "
             f"ndim {n + 2} or {n + 1}; got shape {x.shape}"
         )
-    _args.check_no_empty(x, "x")
+    # PyTorch pools an empty batch, nothing else empty.
+    _args.check_empty_dims(x.shape, "x", (0,) if x.ndim == n + 2 else (), "the batch dim")
     k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
     s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
     p = _args.ntuple(padding, n, "padding", minimum=0)
@@ -239,12 +240,15 @@ def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
     ones = (1,) * n
     pairs = _pairs(x.shape[2:], k, s, p, ones, out)
     win = windows(_padded(x, pairs, 0), k, s, ones)  # (B, C, *S_out, *k), a view
-    acc = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
+    # Sums of float16/bfloat16 run in float32, rounded once at the end.
+    cdt = _dtypes.compute_dtype(x.dtype)
+    acc = np.zeros((*x.shape[:2], *out), dtype=cdt)
     for tap in np.ndindex(*k):
         acc += win[(Ellipsis, *tap)]
     if divisor_override is not None:
-        return acc / x.dtype.type(divisor_override)
-    return acc / _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, x.dtype)
+        return (acc / cdt.type(divisor_override)).astype(x.dtype, copy=False)
+    div = _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, cdt)
+    return (acc / div).astype(x.dtype, copy=False)
 
 
 def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
@@ -252,12 +256,15 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
     ones = (1,) * n
     out = gy.shape[2:]
     pairs = _pairs(spatial, k, s, p, ones, out)
+    cdt = _dtypes.compute_dtype(gy.dtype)  # as the forward: float32 for halves
     if divisor_override is not None:
-        share = gy / gy.dtype.type(divisor_override)
+        share = gy.astype(cdt, copy=False) / cdt.type(divisor_override)
     else:
-        share = gy / _avg_divisor(spatial, k, s, p, out, count_include_pad, gy.dtype)
-    return _scatter(gy.shape[:2], spatial, pairs, (share for _ in range(math.prod(k))),
-                    out, k, s, ones, gy.dtype)
+        share = gy.astype(cdt, copy=False) / _avg_divisor(spatial, k, s, p, out,
+                                                          count_include_pad, cdt)
+    gx = _scatter(gy.shape[:2], spatial, pairs, (share for _ in range(math.prod(k))),
+                  out, k, s, ones, cdt)
+    return gx.astype(gy.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------
@@ -265,7 +272,7 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
 
 
 def _check_grad(grad_out, expected, dtype):
-    gy = _args.check_array(grad_out, "grad_out")
+    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.real_floats())
     if gy.shape != tuple(expected):
         raise ValueError(
             f"`grad_out` must have the output's shape {tuple(expected)}, got {gy.shape}"
@@ -282,7 +289,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     Parameters
     ----------
     x : ndarray, shape (B, C, *S) or (C, *S)
-        float32 or float64.
+        float16, bfloat16, float32 or float64; ``B`` may be 0, as in PyTorch.
     kernel_size : int or tuple of N ints
         An int needs ``ndim``; a tuple gives N.
     stride : int or tuple of N ints, optional

@@ -9,11 +9,12 @@ its error and NaN behaviour, its memory); :data:`ALGORITHMS` registers them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from .. import _memory
+from .. import _dtypes, _memory
 from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
 from .record import Algorithm, register
 from .spec import CorrSpec
@@ -58,11 +59,29 @@ def _finite(x, w):
 
 
 def run(x, w, spec, method="auto"):
-    """Compute the correlation described by ``spec`` with ``method``."""
+    """Compute the correlation described by ``spec`` with ``method``.
+
+    Half-precision arrays (float16, bfloat16) are computed in float32 and the
+    result rounded back once (:func:`ndconv._dtypes.compute_dtype`); every
+    algorithm therefore sees float32, float64, complex or integer specs only.
+    """
+    cdt = _dtypes.compute_dtype(spec.dtype)
+    if cdt != spec.dtype:
+        out = run(x.astype(cdt), w.astype(cdt), dataclasses.replace(spec, dtype=cdt), method)
+        return out.astype(spec.dtype)
+    return _run(x, w, spec, method)
+
+
+def _run(x, w, spec, method):
     from .choose import choose
 
     _check_memory(spec)
+    # An empty batch or channel set (PyTorch accepts both): nothing to
+    # compute, and a sum over no input channels is 0.
+    empty = 0 in (spec.batch, spec.in_channels, spec.out_channels)
     if method == "auto":
+        if empty:
+            return np.zeros(spec.out_shape, dtype=spec.dtype)
         method = choose(spec)[0]
         if ALGORITHMS[method].mixes_nonfinite(spec) and not _finite(x, w):
             # FFT and Winograd mix a whole block of inputs into every output of
@@ -81,6 +100,8 @@ def run(x, w, spec, method="auto"):
     ok, why = algo.supports(spec)
     if not ok:
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
+    if empty:
+        return np.zeros(spec.out_shape, dtype=spec.dtype)
     # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
     with np.errstate(invalid="ignore", over="ignore"):
         return algo.run(x, w, spec)

@@ -41,9 +41,9 @@ def supports(spec):
         import scipy.fft  # noqa: F401
     except ImportError:
         return False, "needs SciPy (pip install 'ndconv[fast]')"
-    if spec.dtype.kind != "f":
-        return False, f"dtype {spec.dtype} is not floating point (FFT rounds)"
-    return True, "any arguments (floating point; rounding error ~ eps*log2(n))"
+    if spec.compute_dtype.kind not in "fc":
+        return False, f"dtype {spec.dtype} is not floating point or complex (FFT rounds)"
+    return True, "any arguments (float or complex; rounding error ~ eps*log2(n))"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -120,7 +120,12 @@ def run(x, w, spec):
     xp = xp[(Ellipsis, *[slice(0, nd) for nd in need])]
     axes = tuple(range(-N, 0))
     workers = fft_workers()
-    Wf = sfft.rfftn(wf, s=L, axes=axes, workers=workers)  # (O, Cg, *F)
+    # Real data: half-spectrum transforms; complex data needs the full ones.
+    if spec.dtype.kind == "c":
+        fwd, inv = sfft.fftn, sfft.ifftn
+    else:
+        fwd, inv = sfft.rfftn, sfft.irfftn
+    Wf = fwd(wf, s=L, axes=axes, workers=workers)  # (O, Cg, *F)
     F = Wf.shape[2:]
     nF = math.prod(F)
     Wm = Wf.reshape(g, Og, Cg, nF)
@@ -142,7 +147,7 @@ def run(x, w, spec):
         blk = blocks[b0:b1, :, i0:i1]
         nb, ni = b1 - b0, i1 - i0
         nblk = ni * rest
-        Xf = sfft.rfftn(blk, axes=axes, workers=workers)  # (nb, C, ni, *nT', *F)
+        Xf = fwd(blk, axes=axes, workers=workers)  # (nb, C, ni, *nT', *F)
         Xf = Xf.reshape(nb, g, Cg, nblk, nF)
         if Cg == 1:
             Y = Xf * Wm[None, :, :, 0, None, :]  # (nb, g, Og, nblk, nF)
@@ -154,7 +159,7 @@ def run(x, w, spec):
             Y = np.moveaxis(Y, 0, -1)  # (g, nb, nblk, Og, nF)
             Y = np.moveaxis(Y, (0, 1, 3), (1, 0, 2))  # (nb, g, Og, nblk, nF)
         Y = Y.reshape(nb, O, ni, *nT[1:], *F)
-        y = sfft.irfftn(Y, s=L, axes=axes, workers=workers)
+        y = inv(Y, s=L, axes=axes, workers=workers)
         y = y[(Ellipsis, *keep)]  # (nb, O, ni, *nT', *T)
         # Interleave block and in-block axes: (nb, O, ni, T0, nT1, T1, ...).
         order = [0, 1] + [a for i in range(N) for a in (2 + i, 2 + N + i)]

@@ -22,7 +22,7 @@ TILE_BYTES = 32 * 2**20
 
 
 def supports(spec):
-    if spec.dtype.kind not in "fiu":
+    if spec.compute_dtype.kind not in "fciu":
         return False, f"dtype {spec.dtype} is not numeric"
     if any(s != 1 for s in spec.stride):
         return False, f"stride {spec.stride} is not 1"

@@ -78,8 +78,9 @@ def tile_size(ndim):
 
 
 def supports(spec):
-    if spec.dtype.kind != "f":
-        return False, f"dtype {spec.dtype} is not floating point (transforms have fractions)"
+    if spec.compute_dtype.kind not in "fc":
+        return False, (f"dtype {spec.dtype} is not floating point or complex (the "
+                       "transforms have fractions)")
     if any(k != 3 for k in spec.kernel_size):
         return False, f"kernel {spec.kernel_size} is not 3 in every dim"
     if any(s != 1 for s in spec.stride):

@@ -19,6 +19,7 @@ __all__ = ["main"]
 # command name -> module (relative to this package)
 COMMANDS = {
     "tour": "tour",
+    "explore": "explore",
     "filter": "filter",
     "explain": "explain",
     "params": "params",
@@ -31,6 +32,7 @@ EXAMPLES = """\
 examples:
   ndconv tour                       the lecture on real data, report in ./ndconv-tour/
   ndconv tour --quick --out report  a smaller, faster tour (under a minute)
+  ndconv explore                    a local page: kernels on photos, ECG, MRI
   ndconv filter cat.png edges.png --kernel edge
   ndconv explain "[[0,1,2],[3,4,5],[6,7,8]]" "[[0,1],[2,3]]" --at 0,0
   ndconv params                     why not an MLP: the parameter counts

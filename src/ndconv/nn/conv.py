@@ -31,7 +31,10 @@ class _ConvNd(Module):
                  output_padding, dtype, rng):
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
-        self.in_channels = _args.positive_int(in_channels, "in_channels")
+        # PyTorch allows no input channels for a convolution (an empty sum);
+        # a transposed convolution with none fails in forward, so refuse it here.
+        self.in_channels = (_args.positive_int(in_channels, "in_channels") if self.transposed
+                            else _args.nonnegative_int(in_channels, "in_channels"))
         self.out_channels = _args.positive_int(out_channels, "out_channels")
         self.groups = _args.positive_int(groups, "groups")
         if in_channels % groups:
@@ -59,7 +62,7 @@ class _ConvNd(Module):
                 isinstance(p, (tuple, list)) for p in padding)
             self.padding = (padding if isinstance(padding, str) or is_pairs
                             else _args.ntuple(padding, n, "padding"))
-        dt = as_dtype(dtype)
+        dt = as_dtype(dtype, half=True)
         rng = as_rng(rng)
         if self.transposed:
             shape = (in_channels, out_channels // groups, *self.kernel_size)
@@ -111,7 +114,8 @@ class Conv(_ConvNd):
     groups : int
     bias : bool
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
-    dtype : float32 or float64
+    dtype : float32, float64, float16 or bfloat16
+        Half precision is stored as such and computed in float32.
     rng : None, int or numpy.random.Generator
         Source of the initial weights (PyTorch's default initialisation).
 

@@ -17,6 +17,8 @@ def kaiming_uniform(shape, rng, dtype, a=math.sqrt(5)):
 
     With PyTorch's default ``a = sqrt(5)`` the bound is ``1 / sqrt(fan_in)``.
     """
+    if math.prod(shape) == 0:  # in_channels=0 (PyTorch allows it): nothing to draw
+        return np.zeros(shape, dtype)
     gain = math.sqrt(2.0 / (1 + a * a))
     bound = gain * math.sqrt(3.0 / fan_in(shape))
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
@@ -37,8 +39,16 @@ def as_rng(rng):
     raise TypeError(f"`rng` must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
 
 
-def as_dtype(dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"`dtype` (={dtype!r}) must be float32 or float64")
+def as_dtype(dtype, *, half=False):
+    """The layer's parameter dtype: float32 or float64, or (``half``) also
+    float16 and bfloat16, which the convolution layers compute in float32."""
+    from .._dtypes import FLOAT, names, real_floats
+
+    allowed = real_floats() if half else FLOAT
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in allowed:
+        raise TypeError(f"`dtype` (={dtype!r}) must be {names(allowed)}")
     return dt

@@ -54,17 +54,19 @@ class Parameter:
     Parameters
     ----------
     data : array_like
-        Wrapped as a float ndarray (float32 or float64 are kept; other numeric
+        Wrapped as a float ndarray (float16, bfloat16, float32 and float64 are kept; other numeric
         input becomes float64).
     """
 
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
+        from .._dtypes import real_floats
+
         arr = np.asarray(data)
-        if arr.dtype.kind not in "iuf":
-            raise TypeError(f"`data` must be a real numeric array, got dtype {arr.dtype}")
-        if arr.dtype.kind != "f":
+        if arr.dtype not in real_floats():
+            if arr.dtype.kind not in "iuf":
+                raise TypeError(f"`data` must be a real numeric array, got dtype {arr.dtype}")
             arr = arr.astype(np.float64)
         self.data = arr
         self.grad = None
@@ -215,7 +217,7 @@ class Module:
                     f"state dict key {k!r} has shape {v.shape}, the parameter has "
                     f"shape {p.data.shape}"
                 )
-            if v.dtype.kind not in "iuf":
+            if v.dtype.kind not in "iuf" and v.dtype != p.data.dtype:
                 raise TypeError(f"state dict key {k!r} has non-numeric dtype {v.dtype}")
             p.data = np.array(v, dtype=p.data.dtype, copy=True)
         return self
