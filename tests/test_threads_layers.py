@@ -21,12 +21,19 @@ def _layers():
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Dropout(0.5, rng=1),
+        nn.Flatten(),
+        nn.PReLU(),
+        nn.Softmax(dim=1),
     ]
 
 
 def _input(layer, seed):
     rng = np.random.default_rng(seed)
-    shape = (2, 6) if isinstance(layer, nn.Linear) else (2, 2, 6, 6)
+    # Different shapes per thread where the layer allows it (Flatten's
+    # backward reshapes to its own forward's input shape).
+    shape = (2, 6) if isinstance(layer, nn.Linear) else (2, 2, 6, 6 + 2 * (seed - 1))
+    if isinstance(layer, nn.MaxPool2d):
+        shape = (2, 2, 6, 6)
     return rng.standard_normal(shape)
 
 
@@ -35,9 +42,8 @@ def test_shared_layer_in_two_threads(layer):
     # Interleaved on purpose: A forward, B forward, then both backward. With
     # one cache per layer, A's backward would use B's input.
     xs = [_input(layer, s).astype(np.float64) for s in (1, 2)]
-    if hasattr(layer, "weight"):
-        layer.weight.data = layer.weight.data.astype(np.float64)
-        layer.bias.data = layer.bias.data.astype(np.float64)
+    for p in layer.parameters():
+        p.data = p.data.astype(np.float64)
     ref = copy.deepcopy(layer)
     barrier = threading.Barrier(2)
     got, errors = {}, []
