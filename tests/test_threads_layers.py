@@ -13,9 +13,19 @@ import pytest
 from ndconv import nn
 
 
+def _graph(rng):
+    """A residual block: ReLU(conv(x) + x), the ReLU module used twice."""
+    g, relu = nn.Graph(), nn.ReLU()
+    x = g.input()
+    h = g.layer("relu", relu, g.layer("conv", nn.Conv2d(2, 2, 3, padding=1, rng=rng), x))
+    g.output(g.layer("relu", relu, g.add(h, x)))
+    return g
+
+
 def _layers():
     rng = np.random.default_rng(0)
     return [
+        _graph(rng),
         nn.Conv2d(2, 3, 3, padding=1, rng=rng),
         nn.Linear(6, 4, rng=rng),
         nn.ReLU(),

@@ -33,6 +33,11 @@ class PerThread:
     def __set_name__(self, owner, name):
         self.name = name
 
+    @staticmethod
+    def names(cls):
+        """The per-thread attributes of a layer class (its own and inherited)."""
+        return [k for c in cls.__mro__ for k, v in vars(c).items() if isinstance(v, PerThread)]
+
     def _table(self):
         table = getattr(_thread_state, "values", None)
         if table is None:
