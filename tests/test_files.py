@@ -513,3 +513,22 @@ def test_without_tifffile_or_opencv_16bit_colour_is_refused_not_cut(tmp_path, mo
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
     with pytest.raises(ValueError, match="16-bit colour PNG"):
         images.read_image(buf)
+
+
+def test_report_into_an_existing_folder_swaps_figures_whole(tmp_path):
+    """The tour's --force: figures/ replaced as a whole, index.html last,
+    everything else in the folder left alone, no temporary name left."""
+    report = tmp_path / "report"
+    (report / "figures").mkdir(parents=True)
+    (report / "figures" / "old.png").write_bytes(b"old")
+    (report / "index.html").write_text("old page")
+    (report / "notes.txt").write_text("mine")
+    tmp = _files.temp_dir(report)
+    os.mkdir(os.path.join(tmp, "figures"))
+    open(os.path.join(tmp, "figures", "new.png"), "wb").write(b"new")
+    open(os.path.join(tmp, "index.html"), "w").write("new page")
+    _files.publish_dir(tmp, report, merge=True)
+    assert sorted(os.listdir(report)) == ["figures", "index.html", "notes.txt"]
+    assert os.listdir(report / "figures") == ["new.png"]
+    assert (report / "index.html").read_text() == "new page"
+    assert leftovers(tmp_path) == []

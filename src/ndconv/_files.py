@@ -345,15 +345,22 @@ def publish_dir(tmp, path, *, overwrite=False, merge=False):
     """Publish the finished folder ``tmp`` as ``path`` (synced first).
 
     ``merge``: ``path`` is an existing folder whose entries of the same names
-    are replaced one by one (a report written into a folder that holds other
-    things). Otherwise ``path`` must not exist, unless ``overwrite``: then the
-    old one is moved aside and removed only once the new one is in place.
+    are replaced (a report written into a folder that holds other things):
+    sub-folders first, each swapped as a whole, then files, so a page is
+    replaced only once what it refers to is in place. Otherwise ``path`` must
+    not exist, unless ``overwrite``: then the old one is moved aside and
+    removed only once the new one is in place.
     """
     path = os.fspath(path).rstrip("/\\") or os.fspath(path)
     fsync_tree(tmp)
     if merge:
-        for name in os.listdir(tmp):
-            os.replace(os.path.join(tmp, name), os.path.join(path, name))
+        names = sorted(os.listdir(tmp), key=lambda n: not os.path.isdir(os.path.join(tmp, n)))
+        for name in names:
+            new, old = os.path.join(tmp, name), os.path.join(path, name)
+            if os.path.isdir(new) and os.path.lexists(old):
+                publish_dir(new, old, overwrite=True)
+            else:
+                os.replace(new, old)
         os.rmdir(tmp)
         _fsync_dir(path)
         return
