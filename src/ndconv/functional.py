@@ -157,18 +157,22 @@ def _forward(x, w, spec, method):
     return _run(x, w, spec, method)
 
 
-def _for_gradient(method, spec):
+def _for_gradient(method, spec, kernel):
     """``method``, or 'auto' where it cannot take this gradient's correlation.
 
     A gradient's correlation differs from the forward's (channels per group
     swap, stride becomes input dilation; the weight gradient's kernel is the
     output gradient), so a method chosen for the forward (depthwise with a
-    channel multiplier, winograd) may not take it; choosing the layer's method
-    should not make its gradients fail, so 'auto' computes that one.
+    channel multiplier, winograd; separable, whose kernel must be rank 1) may
+    not take it; choosing the layer's method should not make its gradients
+    fail, so 'auto' computes that one.
     """
     from .algorithms import ALGORITHMS
 
-    if method != "auto" and not ALGORITHMS[method].supports(spec)[0]:
+    if method == "auto":
+        return method
+    algo = ALGORITHMS[method]
+    if not algo.supports(spec)[0] or (algo.applies is not None and algo.applies(spec, kernel)):
         return "auto"
     return method
 
@@ -210,9 +214,10 @@ def _input_grad(gy, w, spec, method, gradient=False):
         dilation=spec.dilation, pairs=tpairs, lhs_dilation=spec.stride,
         padding_mode="zeros", dtype=spec.dtype,
     )
+    wt = np.ascontiguousarray(wt)
     if gradient:
-        method = _for_gradient(method, tspec)
-    gx = _run(gy, np.ascontiguousarray(wt), tspec, method)
+        method = _for_gradient(method, tspec, wt)
+    gx = _run(gy, wt, tspec, method)
     if not zeros:
         gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
     return gx
@@ -237,8 +242,9 @@ def _weight_grad(gy, x, spec, method):
     # The kernel here is the output gradient (many taps, B channels per
     # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
     # 1 channel per group) cannot take.
-    method = _for_gradient(method, wspec)
-    r = _run(xt, np.ascontiguousarray(gt), wspec, method)
+    gt = np.ascontiguousarray(gt)
+    method = _for_gradient(method, wspec, gt)
+    r = _run(xt, gt, wspec, method)
     # With stride > dilation the correlation can reach past the kernel; crop.
     r = r[(Ellipsis, *[slice(0, k) for k in spec.kernel_size])]
     return np.ascontiguousarray(np.swapaxes(r, 0, 1))
@@ -616,7 +622,8 @@ def conv_transpose_backward(
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
     gyb = gy[None] if unbatched else gy
     # Complex: conjugate the other operand, as in conv_backward.
-    gx = _forward(gyb, _dtypes.conj(w), spec, _for_gradient(method, spec))
+    wc = _dtypes.conj(w)
+    gx = _forward(gyb, wc, spec, _for_gradient(method, spec, wc))
     # output_padding >= stride (allowed when below dilation) can add a position.
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
     gw = _weight_grad(_dtypes.conj(xb), gyb, spec, method)

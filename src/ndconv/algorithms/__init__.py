@@ -15,14 +15,14 @@ import math
 import numpy as np
 
 from .. import _dtypes, _memory
-from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
+from . import depthwise, direct, fft, gemm, implicit, scatter, separable, winograd
 from .record import Algorithm, padded_and_output_bytes, register
 from .spec import CorrSpec
 
 #: ``{name: Algorithm}``, in the order the README's method table lists them.
 ALGORITHMS = register(
     direct.ALGORITHM, gemm.ALGORITHM, fft.ALGORITHM, winograd.ALGORITHM,
-    depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM,
+    depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM, separable.ALGORITHM,
 )
 
 
@@ -117,6 +117,10 @@ def _run(x, w, spec, method):
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     if empty:
         return np.zeros(spec.out_shape, dtype=spec.dtype)
+    if algo.applies is not None:
+        note = algo.applies(spec, w)
+        if note:
+            raise ValueError(f"`method`={method!r} cannot compute this correlation: {note}")
     _check_memory(spec, algo)
     return execute(algo, x, w, spec, data)
 
