@@ -7,6 +7,13 @@ with respect to the input is a correlation of the output gradient with the
 flipped kernel (stride becomes input dilation), and the gradient with respect
 to the kernel is a correlation of the input with the output gradient (stride
 and dilation swap places). So every algorithm serves the backward pass too.
+
+Each public function resolves the array library of its arguments once
+(:func:`ndconv._backends.resolve`) and validates and computes through that
+backend: NumPy arrays take the tuned NumPy algorithms, arrays of other
+array-API libraries (PyTorch, JAX, CuPy, ...) the portable and native ones,
+dask arrays a lazy chunked correlation; the result is an array of the
+input's library.
 """
 
 from __future__ import annotations
@@ -14,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import _args
-from ._windows import fold_padding
+from ._backends import resolve
+from ._windows import fold_padding, fold_padding_portable
 from .algorithms import CorrSpec
-from .algorithms import run as _run
 
 __all__ = [
     "conv",
@@ -47,25 +54,25 @@ def _check_method(method):
     return method
 
 
-def _check_weight(weight, name="weight"):
-    w = _args.check_array(weight, name)
+def _check_weight(be, weight, name="weight"):
+    w = be.array(weight, name, kernel=True)
     if w.ndim < 3:
         raise ValueError(
             f"`{name}` must have shape (C_out, C_in // groups, *kernel_size) with at "
-            f"least one spatial dim, got shape {w.shape}"
+            f"least one spatial dim, got shape {tuple(w.shape)}"
         )
     _args.check_no_empty(w, name)
     return w
 
 
-def _check_input(x, w, name="x"):
+def _check_input(be, x, w, name="x"):
     """Validate ``x`` against ``w``; return the batched input and the unbatched flag."""
-    x = _args.check_array(x, name)
+    x = be.array(x, name)
     n = w.ndim - 2
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
             f"`{name}` must have shape (B, C, *S) or (C, *S) with {n} spatial dims "
-            f"(the weight has {n}), so ndim {n + 2} or {n + 1}; got shape {x.shape}"
+            f"(the weight has {n}), so ndim {n + 2} or {n + 1}; got shape {tuple(x.shape)}"
         )
     if x.dtype != w.dtype:
         raise TypeError(
@@ -74,17 +81,17 @@ def _check_input(x, w, name="x"):
         )
     _args.check_no_empty(x, name)
     unbatched = x.ndim == n + 1
-    return (x[None] if unbatched else x), unbatched
+    return (be.batched(x) if unbatched else x), unbatched
 
 
-def _check_bias(bias, channels, dtype):
+def _check_bias(be, bias, channels, dtype):
     if bias is None:
         return None
-    b = _args.check_array(bias, "bias")
-    if b.shape != (channels,):
+    b = be.array(bias, "bias", kernel=True)
+    if tuple(b.shape) != (channels,):
         raise ValueError(
             f"`bias` must have shape ({channels},), one value per output channel; got "
-            f"shape {b.shape}"
+            f"shape {tuple(b.shape)}"
         )
     if b.dtype != dtype:
         raise TypeError(f"`bias` (dtype {b.dtype}) must have the dtype of `x` ({dtype})")
@@ -109,43 +116,30 @@ def _check_groups(groups, in_channels, out_channels, weight_in):
     return g
 
 
-def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode):
+def _conv_spec(be, x, w, stride, padding, dilation, groups, padding_mode):
     """Validate a forward convolution and describe it as a :class:`CorrSpec`."""
     n = w.ndim - 2
     B, C = x.shape[:2]
     O = w.shape[0]
-    K = w.shape[2:]
+    K = tuple(w.shape[2:])
+    S = tuple(x.shape[2:])
     g = _check_groups(groups, C, O, w.shape[1])
     stride = _args.ntuple(stride, n, "stride", minimum=1)
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, K, dilation, stride)
     padding_mode = _args.check_padding_mode(padding_mode)
-    _args.check_mode_fits(x.shape[2:], pairs, padding_mode)
-    _args.output_size(x.shape[2:], K, stride, pairs, dilation)
+    _args.check_mode_fits(S, pairs, padding_mode)
+    _args.output_size(S, K, stride, pairs, dilation)
     return CorrSpec(
-        batch=B, in_channels=C, out_channels=O, groups=g, in_spatial=x.shape[2:],
+        batch=B, in_channels=C, out_channels=O, groups=g, in_spatial=S,
         kernel_size=K, stride=stride, dilation=dilation, pairs=pairs,
-        lhs_dilation=(1,) * n, padding_mode=padding_mode, dtype=x.dtype,
+        lhs_dilation=(1,) * n, padding_mode=padding_mode,
+        dtype=be.numpy_dtype(x.dtype), xp=be.xp,
     )
-
-
-def _is_dask(a):
-    """True for a dask array, without importing dask (the core never does)."""
-    return type(a).__module__.split(".")[0] == "dask"
-
-
-def _add_bias(out, bias):
-    if bias is not None:
-        out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
-    return out
 
 
 # --------------------------------------------------------------------------
 # the three computing cores (private: arguments already validated)
-
-
-def _forward(x, w, spec, method):
-    return _run(x, w, spec, method)
 
 
 def _for_gradient(method, spec):
@@ -164,7 +158,7 @@ def _for_gradient(method, spec):
     return method
 
 
-def _input_grad(gy, w, spec, method, gradient=False):
+def _input_grad(be, gy, w, spec, method, gradient=False):
     """Gradient of ``sum(gy * corr(x, w))`` with respect to ``x`` (B, C, *S).
 
     ``gradient=True`` (a backward pass, not conv_transpose's forward) lets
@@ -176,14 +170,15 @@ def _input_grad(gy, w, spec, method, gradient=False):
     Og = O // g
     K = spec.kernel_size
     # Flipped kernel with input and output channels swapped inside each group.
-    wt = np.flip(w, axis=tuple(range(2, 2 + n)))
-    wt = np.swapaxes(wt.reshape(g, Og, Cg, *K), 1, 2).reshape(g * Cg, Og, *K)
+    wt = be.flip(w, tuple(range(2, 2 + n)))
+    wt = be.permute(be.reshape(wt, (g, Og, Cg, *K)), (0, 2, 1, *range(3, 3 + n)))
+    wt = be.reshape(wt, (g * Cg, Og, *K))
     full = [d * (k - 1) for k, d in zip(K, spec.dilation)]
     # The transposed correlation covers (P-1)*s + d*(k-1) + 1 padded positions;
     # padded positions beyond that (stride remainder) get zero gradient.
     # (Use gy's own size: a transposed conv's output_padding >= stride makes
     # it one less than spec.out_spatial.)
-    P = gy.shape[2:]
+    P = tuple(gy.shape[2:])
     extra = [
         sp - ((p - 1) * s + f + 1)
         for sp, p, s, f in zip(spec.padded_spatial, P, spec.stride, full)
@@ -199,40 +194,47 @@ def _input_grad(gy, w, spec, method, gradient=False):
         batch=spec.batch, in_channels=O, out_channels=spec.in_channels, groups=g,
         in_spatial=P, kernel_size=K, stride=(1,) * n,
         dilation=spec.dilation, pairs=tpairs, lhs_dilation=spec.stride,
-        padding_mode="zeros", dtype=spec.dtype,
+        padding_mode="zeros", dtype=spec.dtype, xp=spec.xp,
     )
     if gradient:
         method = _for_gradient(method, tspec)
-    gx = _run(gy, np.ascontiguousarray(wt), tspec, method)
+    gx = be.correlate(gy, be.contiguous(wt), tspec, method)
     if not zeros:
-        gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
+        if be.numpy:
+            gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
+        else:
+            gx = fold_padding_portable(be.xp, gx, spec.in_spatial, spec.pairs,
+                                       spec.padding_mode)
     return gx
 
 
-def _weight_grad(gy, x, spec, method):
+def _weight_grad(be, gy, x, spec, method):
     """Gradient of ``sum(gy * corr(x, w))`` with respect to ``w`` (O, Cg, *K)."""
     n = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     Cg, Og = C // g, O // g
-    S, P = spec.in_spatial, gy.shape[2:]  # see _input_grad for why not out_spatial
+    S, P = spec.in_spatial, tuple(gy.shape[2:])  # see _input_grad for why not out_spatial
     sp = tuple(range(3, 3 + n))
     # Input channels become the batch, batch items become the channels.
-    xt = x.reshape(B, g, Cg, *S).transpose(2, 1, 0, *sp).reshape(Cg, g * B, *S)
-    gt = gy.reshape(B, g, Og, *P).transpose(1, 2, 0, *sp).reshape(O, B, *P)
+    xt = be.reshape(be.permute(be.reshape(x, (B, g, Cg, *S)), (2, 1, 0, *sp)),
+                    (Cg, g * B, *S))
+    gt = be.reshape(be.permute(be.reshape(gy, (B, g, Og, *P)), (1, 2, 0, *sp)),
+                    (O, B, *P))
     wspec = CorrSpec(
         batch=Cg, in_channels=g * B, out_channels=O, groups=g, in_spatial=S,
         kernel_size=P, stride=spec.dilation, dilation=spec.stride, pairs=spec.pairs,
         lhs_dilation=(1,) * n, padding_mode=spec.padding_mode, dtype=spec.dtype,
+        xp=spec.xp,
     )
     # The kernel here is the output gradient (many taps, B channels per
     # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
     # 1 channel per group) cannot take.
     method = _for_gradient(method, wspec)
-    r = _run(xt, np.ascontiguousarray(gt), wspec, method)
+    r = be.correlate(xt, be.contiguous(gt), wspec, method)
     # With stride > dilation the correlation can reach past the kernel; crop.
     r = r[(Ellipsis, *[slice(0, k) for k in spec.kernel_size])]
-    return np.ascontiguousarray(np.swapaxes(r, 0, 1))
+    return be.contiguous(be.permute(r, (1, 0, *range(2, 2 + n))))
 
 
 # --------------------------------------------------------------------------
@@ -289,28 +291,24 @@ def conv(
     array([[[19., 25.],
             [37., 43.]]])
     """
-    if _is_dask(x):  # lazy, chunked with halos: see ndconv.dask
-        from . import dask as _dask
-
-        return _dask.conv(x, weight, bias, stride, padding, dilation, groups,
-                          padding_mode, method=method)
+    be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)
-    w = _check_weight(weight)
-    xb, unbatched = _check_input(x, w)
-    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
-    b = _check_bias(bias, w.shape[0], w.dtype)
-    out = _add_bias(_forward(xb, w, spec, method), b)
+    w = _check_weight(be, weight)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _conv_spec(be, xb, w, stride, padding, dilation, groups, padding_mode)
+    b = _check_bias(be, bias, w.shape[0], w.dtype)
+    out = be.correlate(xb, w, spec, method, bias=b)
     return out[0] if unbatched else out
 
 
 def _conv_n(n):
     def fn(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, method="auto"):
-        w = _check_weight(weight)
+        w = _check_weight(resolve(x=x, weight=weight, bias=bias), weight)
         if w.ndim != n + 2:
             raise ValueError(
                 f"conv{n}d needs a weight with {n} spatial dims, shape "
-                f"(C_out, C_in // groups{', k' * n}); got shape {w.shape}"
+                f"(C_out, C_in // groups{', k' * n}); got shape {tuple(w.shape)}"
             )
         return conv(x, w, bias, stride, padding, dilation, groups, padding_mode,
                     method=method)
@@ -382,9 +380,10 @@ def choose_method(
     """
     from .algorithms.choose import choose
 
-    w = _check_weight(weight)
-    xb, _ = _check_input(x, w)
-    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
+    be = resolve(x=x, weight=weight)
+    w = _check_weight(be, weight)
+    xb, _ = _check_input(be, x, w)
+    spec = _conv_spec(be, xb, w, stride, padding, dilation, groups, padding_mode)
     if not isinstance(measure, (bool, np.bool_)):
         raise TypeError(f"`measure` (={measure!r}) must be True or False")
     return choose(spec, measure=bool(measure), x=xb, w=w)
@@ -428,15 +427,17 @@ def conv_backward(
     flipped kernel; ``grad_weight`` is the correlation of the padded input with
     ``grad_out`` as the kernel, stride and dilation swapped.
     """
+    be = resolve(grad_out=grad_out, x=x, weight=weight)
     method = _check_method(method)
-    w = _check_weight(weight)
-    xb, unbatched = _check_input(x, w)
-    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
-    gy = _args.check_array(grad_out, "grad_out")
+    w = _check_weight(be, weight)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _conv_spec(be, xb, w, stride, padding, dilation, groups, padding_mode)
+    gy = be.array(grad_out, "grad_out")
     expected = spec.out_shape[1:] if unbatched else spec.out_shape
-    if gy.shape != tuple(expected):
+    if tuple(gy.shape) != tuple(expected):
         raise ValueError(
-            f"`grad_out` must have the output's shape {tuple(expected)}, got {gy.shape}"
+            f"`grad_out` must have the output's shape {tuple(expected)}, got "
+            f"{tuple(gy.shape)}"
         )
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
@@ -446,18 +447,18 @@ def conv_backward(
         ok, why = ALGORITHMS[method].supports(spec)
         if not ok:  # as conv(method=...) would: the layer's own method must fit
             raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
-    gyb = gy[None] if unbatched else gy
-    gx = _input_grad(gyb, w, spec, method, gradient=True)
-    gw = _weight_grad(gyb, xb, spec, method)
-    gb = gyb.sum(axis=(0, *range(2, gyb.ndim)))
+    gyb = be.batched(gy) if unbatched else gy
+    gx = _input_grad(be, gyb, w, spec, method, gradient=True)
+    gw = _weight_grad(be, gyb, xb, spec, method)
+    gb = be.sum(gyb, (0, *range(2, gyb.ndim)))
     return (gx[0] if unbatched else gx), gw, gb
 
 
-def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation):
+def _transpose_spec(be, x, w, stride, padding, output_padding, groups, dilation):
     """Validate a transposed convolution; return the spec of the conv it transposes."""
     n = w.ndim - 2
     B, C_in = x.shape[:2]
-    K = w.shape[2:]
+    K = tuple(w.shape[2:])
     g = _args.positive_int(groups, "groups")
     if w.shape[0] != C_in:
         raise ValueError(
@@ -498,7 +499,7 @@ def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation):
         batch=B, in_channels=w.shape[1] * g, out_channels=C_in, groups=g,
         in_spatial=tuple(out), kernel_size=K, stride=stride, dilation=dilation,
         pairs=tuple((p, p) for p in pad), lhs_dilation=(1,) * n,
-        padding_mode="zeros", dtype=x.dtype,
+        padding_mode="zeros", dtype=be.numpy_dtype(x.dtype), xp=be.xp,
     )
 
 
@@ -535,12 +536,13 @@ def conv_transpose(
     ndarray, shape (B, C_out, *S_out)
         ``S_out = (S - 1)*stride - 2*padding + dilation*(K - 1) + output_padding + 1``.
     """
+    be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)
-    w = _check_weight(weight)
-    xb, unbatched = _check_input(x, w)
-    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
-    b = _check_bias(bias, spec.in_channels, w.dtype)
-    out = _add_bias(_input_grad(xb, w, spec, method), b)
+    w = _check_weight(be, weight)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _transpose_spec(be, xb, w, stride, padding, output_padding, groups, dilation)
+    b = _check_bias(be, bias, spec.in_channels, w.dtype)
+    out = be.add_bias(_input_grad(be, xb, w, spec, method), b)
     return out[0] if unbatched else out
 
 
@@ -565,24 +567,27 @@ def conv_transpose_backward(
     grad_weight : ndarray, shape of ``weight``
     grad_bias : ndarray, shape (C_out,)
     """
+    be = resolve(grad_out=grad_out, x=x, weight=weight)
     method = _check_method(method)
-    w = _check_weight(weight)
-    xb, unbatched = _check_input(x, w)
-    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
-    gy = _args.check_array(grad_out, "grad_out")
+    w = _check_weight(be, weight)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _transpose_spec(be, xb, w, stride, padding, output_padding, groups, dilation)
+    gy = be.array(grad_out, "grad_out")
     expected = (spec.batch, spec.in_channels, *spec.in_spatial)
     if unbatched:
         expected = expected[1:]
-    if gy.shape != expected:
-        raise ValueError(f"`grad_out` must have the output's shape {expected}, got {gy.shape}")
+    if tuple(gy.shape) != expected:
+        raise ValueError(
+            f"`grad_out` must have the output's shape {expected}, got {tuple(gy.shape)}"
+        )
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
-    gyb = gy[None] if unbatched else gy
-    gx = _forward(gyb, w, spec, _for_gradient(method, spec))
+    gyb = be.batched(gy) if unbatched else gy
+    gx = be.correlate(gyb, w, spec, _for_gradient(method, spec))
     # output_padding >= stride (allowed when below dilation) can add a position.
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
-    gw = _weight_grad(xb, gyb, spec, method)
-    gb = gyb.sum(axis=(0, *range(2, gyb.ndim)))
+    gw = _weight_grad(be, xb, gyb, spec, method)
+    gb = be.sum(gyb, (0, *range(2, gyb.ndim)))
     return (gx[0] if unbatched else gx), gw, gb
 
 
@@ -594,9 +599,10 @@ _MODES = ("valid", "same", "full")
 
 
 def _plain(x, kernel, bias, mode, method, flip):
+    be = resolve(x=x, kernel=kernel)
     method = _check_method(method)
-    a = _args.check_array(x, "x", floating=False)
-    k = _args.check_array(kernel, "kernel", floating=False)
+    a = be.array(x, "x", floating=False)
+    k = be.array(kernel, "kernel", floating=False, kernel=True)
     if a.ndim != k.ndim or a.ndim == 0:
         raise ValueError(
             f"`x` (ndim {a.ndim}) and `kernel` (ndim {k.ndim}) must have the same "
@@ -608,41 +614,38 @@ def _plain(x, kernel, bias, mode, method, flip):
     _args.check_no_empty(k, "kernel")
     if not (_args.is_number(bias) or (isinstance(bias, np.ndarray) and bias.ndim == 0)):
         raise TypeError(f"`bias` (={bias!r}) must be a real scalar")
-    dtype = np.result_type(a, k)
+    # NumPy's promotion rule for every library, so that all return its values.
+    dtype = np.result_type(be.numpy_dtype(a.dtype), be.numpy_dtype(k.dtype))
     if flip:  # convolution = correlation with the flipped kernel
-        k = np.flip(k)
+        k = be.flip(k)
     if mode == "valid":
         if all(m >= n for m, n in zip(k.shape, a.shape)) and k.shape != a.shape:
             # scipy's rule: 'valid' needs one array at least as large as the other
             # in every dim; when the kernel is larger the two swap roles
             # (convolution commutes; for correlation that is the flip).
-            a, k = np.flip(k), np.flip(a)
+            a, k = be.flip(k), be.flip(a)
         elif not all(n >= m for m, n in zip(k.shape, a.shape)):
             raise ValueError(
-                f"mode='valid' needs `x` (shape {a.shape}) or `kernel` (shape "
-                f"{k.shape}) to be at least as large as the other in every dim"
+                f"mode='valid' needs `x` (shape {tuple(a.shape)}) or `kernel` (shape "
+                f"{tuple(k.shape)}) to be at least as large as the other in every dim"
             )
         pairs = ((0, 0),) * a.ndim
     elif mode == "full":
         pairs = tuple((m - 1, m - 1) for m in k.shape)
     else:  # scipy centres 'same' on the full output
         pairs = tuple((m // 2, (m - 1) // 2) for m in k.shape)
-    a = a.astype(dtype, copy=False)
-    k = k.astype(dtype, copy=False)
+    a = be.astype(a, dtype)
+    k = be.astype(k, dtype)
     n = a.ndim
     spec = CorrSpec(
-        batch=1, in_channels=1, out_channels=1, groups=1, in_spatial=a.shape,
-        kernel_size=k.shape, stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
-        lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype,
+        batch=1, in_channels=1, out_channels=1, groups=1, in_spatial=tuple(a.shape),
+        kernel_size=tuple(k.shape), stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
+        lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype, xp=be.xp,
     )
-    out = _forward(a[None, None], np.ascontiguousarray(k)[None, None], spec, method)[0, 0]
-    if out.dtype.kind == "f" and np.result_type(out, bias) == out.dtype:
-        # Same dtype either way: add in place rather than copy the (possibly
-        # image-sized) result, and skip the pass entirely for the default 0.
-        if bias != 0:
-            out += bias
-        return out
-    return out + bias
+    one = (1, 1)
+    out = be.correlate(be.reshape(a, one + tuple(a.shape)),
+                       be.reshape(be.contiguous(k), one + tuple(k.shape)), spec, method)
+    return be.add_scalar(out[0, 0], bias)
 
 
 def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
@@ -678,10 +681,6 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     array([[19., 25.],
            [37., 43.]])
     """
-    if _is_dask(x):
-        from . import dask as _dask
-
-        return _dask.correlate(x, kernel, bias, mode, method=method)
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
@@ -691,8 +690,4 @@ def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     Equal to ``scipy.signal.convolve(x, kernel, mode) + bias``; see
     :func:`correlate` for the parameters.
     """
-    if _is_dask(x):
-        from . import dask as _dask
-
-        return _dask.convolve(x, kernel, bias, mode, method=method)
     return _plain(x, kernel, bias, mode, method, flip=True)
