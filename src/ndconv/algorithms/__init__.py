@@ -1,8 +1,10 @@
 """Algorithms that compute one general cross-correlation (:class:`CorrSpec`).
 
-Each module declares ``supports(spec) -> (bool, reason)`` and ``run(x, w, spec)``.
+Each algorithm is one :class:`~ndconv.algorithms.record.Algorithm` record at
+the end of its own module (what it supports, how it runs, its cost estimate,
+its error and NaN behaviour, its memory); :data:`ALGORITHMS` registers them.
 :func:`run` dispatches to the chosen one; ``method='auto'`` asks
-:func:`ndconv.algorithms.choose.choose` which.
+:func:`ndconv.algorithms.choose.choose` which. Nothing here names a method.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import numpy as np
 
 from .. import _memory
 from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
+from .record import Algorithm, register
 from .spec import CorrSpec
 
-ALGORITHMS = {
-    "direct": direct, "gemm": gemm, "fft": fft, "winograd": winograd,
-    "depthwise": depthwise, "implicit": implicit,
-    "scatter": scatter,
-}
+#: ``{name: Algorithm}``, in the order the README's method table lists them.
+ALGORITHMS = register(
+    direct.ALGORITHM, gemm.ALGORITHM, fft.ALGORITHM, winograd.ALGORITHM,
+    depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM,
+)
 
 
 #: Below this many bytes of input and output, skip the check against the
@@ -44,19 +47,6 @@ def _check_memory(spec):
                               f"and output {spec.out_shape}")
 
 
-#: Methods whose outputs mix inputs beyond the kernel's window.
-_BLOCK_MIXING = ("fft", "winograd")
-
-
-def _mixes(method, spec):
-    """Whether ``method`` lets a NaN or Inf reach outputs whose window misses it.
-
-    Besides FFT and Winograd, the implicit GEMM's loop over outputs multiplies
-    the kernel laid on the whole grid, zeros off its support (0 * Inf = NaN).
-    """
-    return method in _BLOCK_MIXING or (method == "implicit" and implicit.mode(spec) == "outputs")
-
-
 def _finite(x, w):
     """No NaN or Inf in ``x`` or ``w``, without a temporary array as large as x.
 
@@ -74,14 +64,15 @@ def run(x, w, spec, method="auto"):
     _check_memory(spec)
     if method == "auto":
         method = choose(spec)[0]
-        if _mixes(method, spec) and not _finite(x, w):
+        if ALGORITHMS[method].mixes_nonfinite(spec) and not _finite(x, w):
             # FFT and Winograd mix a whole block of inputs into every output of
             # the block (and Inf - Inf = NaN): one NaN or Inf would spoil the
             # block. PyTorch keeps them where the window sees them; so do these.
             from .choose import candidates
 
-            est = {k: v for k, v in candidates(spec)[0].items() if not _mixes(k, spec)}
-            method = min(est, key=est.get) if est else "direct"
+            est = {k: v for k, v in candidates(spec)[0].items()
+                   if not ALGORITHMS[k].mixes_nonfinite(spec)}
+            method = min(est, key=est.get)
     algo = ALGORITHMS.get(method)
     if algo is None:
         raise ValueError(
@@ -95,4 +86,4 @@ def run(x, w, spec, method="auto"):
         return algo.run(x, w, spec)
 
 
-__all__ = ["ALGORITHMS", "CorrSpec", "run"]
+__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "run"]

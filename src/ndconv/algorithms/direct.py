@@ -46,3 +46,45 @@ def run(x, w, spec):
         acc += np.matmul(wt[..., t], col.reshape(g, Cg, B * P))
     out = acc.reshape(g, Og, B, *S_out)
     return np.ascontiguousarray(np.moveaxis(out.reshape(O, B, *S_out), 0, 1))
+
+
+def estimate(spec):
+    """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
+    from .cost import RATES as r, gemm_eff
+
+    B, O, g = spec.batch, spec.out_channels, spec.groups
+    Cg = spec.in_channels // g
+    P = math.prod(spec.out_spatial)
+    it = spec.dtype.itemsize
+    if Cg == 1:
+        # Two passes over whole (out-of-cache) arrays per tap.
+        per_tap = 3 * B * O * P * it / r["copy"]
+    else:
+        per_tap = (
+            2 * B * spec.in_channels * P * it / r["copy"]
+            + 2 * B * O * P * Cg / (r["gemm"] * gemm_eff(Cg, O // g))
+            + 3 * B * O * P * it / r["copy"]
+        )
+    return spec.taps * (per_tap + r["step"])
+
+
+def reason(spec):
+    return f"{spec.taps} taps: one product per tap over shifted slices, no im2col copy"
+
+
+def workspace_bytes(spec):
+    """Padded input, output; with several channels per group the accumulator and
+    the gathered tap (each the output's size / the input's at output positions)."""
+    held = padded_and_output_bytes(spec)
+    if spec.in_channels // spec.groups > 1:
+        P = spec.batch * math.prod(spec.out_spatial) * spec.dtype.itemsize
+        held += P * (spec.out_channels + spec.in_channels)
+    return held
+
+
+from .record import Algorithm, padded_and_output_bytes  # noqa: E402
+
+ALGORITHM = Algorithm(
+    name="direct", supports=supports, run=run, estimate=estimate, reason=reason,
+    workspace_bytes=workspace_bytes,
+)

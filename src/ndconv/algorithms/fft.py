@@ -164,3 +164,95 @@ def run(x, w, spec):
     if out.shape[2:] != tuple(S_out):
         out = np.ascontiguousarray(out[(Ellipsis, *[slice(0, o) for o in S_out])])
     return out
+
+
+def _blocks(spec):
+    """Per dim ``(L, T)`` as :func:`run` picks them, and the dilated kernel span."""
+    Cg, Og = spec.in_channels // spec.groups, spec.out_channels // spec.groups
+    span = [d * (k - 1) + 1 for k, d in zip(spec.kernel_size, spec.dilation)]
+    extra = 4.0 * Cg * Og / (Cg + Og)
+    LT = [block_length(n, k, s, extra)
+          for n, k, s in zip(spec.padded_spatial, span, spec.stride)]
+    return LT, span
+
+
+def estimate(spec):
+    """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
+    from .cost import RATES as r, gemm_eff
+
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    Cg, Og = C // g, O // g
+    LT, _ = _blocks(spec)
+    total, L = 1, 1
+    for (bl, t), o in zip(LT, spec.out_spatial):
+        total *= -(-o // t) * bl
+        L *= bl
+    lg = math.log2(max(L, 2))
+    # Transforms of the input blocks, the output blocks and the kernel (the
+    # kernel's is large when channels are many and the image small), plus
+    # the complex buffers' layout copies and the per-frequency products.
+    points = (B * C + B * O) * total + O * Cg * L
+    transforms = points * lg / r["fft"] + 3 * 4 * points * spec.dtype.itemsize / r["copy"]
+    if Cg == 1:
+        products = 3 * B * O * total / r["elem"]
+    else:
+        # many small complex products (one per frequency): well below peak
+        products = 4 * B * Cg * O * total / (r["gemm"] * 0.25 * gemm_eff(Cg, Og))
+    return transforms + products + 20 * r["step"]
+
+
+def reason(spec):
+    return f"kernel span {spec.kernel_size} is large: FFT cost does not grow with the taps"
+
+
+def error_growth(spec):
+    """Rounding error of an output in units of ``eps * max|x| * sum|w|``.
+
+    The transforms spread every input value of a block over all its outputs;
+    their rounding grows as ``log2`` of the block's points (measured with one
+    large value in Gaussian noise, ``tests/test_numerics.py``).
+    """
+    LT, _ = _blocks(spec)
+    return ERROR_FACTOR * math.log2(max(math.prod(L for L, _ in LT), 2))
+
+
+#: Measured constant of :func:`error_growth` (worst case over the shapes tested,
+#: with a margin of 4).
+ERROR_FACTOR = 0.01
+
+
+def magnitude_growth(spec):
+    """Bound on the transforms' intermediates over ``max|x| * max|w|``.
+
+    A forward transform of a block sums its ``prod(L)`` points, the kernel's its
+    taps, the product sums ``Cg`` channels, and an inverse pass may grow by its
+    length again before the ``1/L`` normalisation.
+    """
+    LT, _ = _blocks(spec)
+    L = math.prod(L for L, _ in LT)
+    return float(spec.in_channels // spec.groups) * spec.taps * float(L) ** 2
+
+
+def workspace_bytes(spec):
+    """Padded blocks, output, kernel transform (twice with channels), chunk buffers."""
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    it = spec.dtype.itemsize
+    LT, _ = _blocks(spec)
+    nT = [-(-o // t) for (_, t), o in zip(LT, spec.out_spatial)]
+    need = math.prod((n - 1) * t * s + L for n, (L, t), s in zip(nT, LT, spec.stride))
+    nF = math.prod(L for L, _ in LT[:-1]) * (LT[-1][0] // 2 + 1)
+    kernel = O * (C // g) * nF * 2 * it * (2 if C // g > 1 else 1)
+    rest = math.prod(nT[1:])
+    per_row = (C + O) * rest * nF * 2 * it * 2
+    chunk = max(CHUNK_BYTES, per_row) * 2  # transforms, layout copies, inverse output
+    out = B * O * math.prod(n * t for n, (_, t) in zip(nT, LT)) * it
+    return B * C * max(need, math.prod(spec.padded_spatial)) * it + out + kernel + chunk
+
+
+from .record import Algorithm, always  # noqa: E402
+
+ALGORITHM = Algorithm(
+    name="fft", supports=supports, run=run, estimate=estimate, reason=reason,
+    mixes_nonfinite=always, error_growth=error_growth, magnitude_growth=magnitude_growth,
+    workspace_bytes=workspace_bytes,
+)

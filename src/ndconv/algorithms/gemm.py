@@ -71,3 +71,44 @@ def run(x, w, spec):
             res = np.moveaxis(res, 0, -2).reshape(nb, ni, *S_out[1:], O)
         out[b0:b1, :, i0:i1] = np.moveaxis(res, -1, 1)
     return out
+
+
+def estimate(spec):
+    """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
+    from .cost import RATES as r, gemm_eff
+
+    B, O, g = spec.batch, spec.out_channels, spec.groups
+    Cg = spec.in_channels // g
+    P = math.prod(spec.out_spatial)
+    it = spec.dtype.itemsize
+    cols = B * P * spec.taps * spec.in_channels * it
+    k = spec.taps * Cg
+    return (
+        2 * cols / r["copy"]
+        + 2 * spec.macs / (r["gemm"] * gemm_eff(k, O // g))
+        + 2 * B * O * P * it / r["copy"]
+        + (cols // (32 * 2**20) + 1) * r["step"]
+    )
+
+
+def reason(spec):
+    cg = spec.in_channels // spec.groups
+    return f"{spec.taps} taps x {cg} channels per group: im2col + BLAS GEMM"
+
+
+def workspace_bytes(spec):
+    """Channels-last padded copy and output, plus one tile's columns and products."""
+    it = spec.dtype.itemsize
+    rest = math.prod(spec.out_spatial[1:])
+    row = rest * spec.taps * spec.in_channels * it
+    tile = max(TILE_BYTES, row)  # at least one output row is gathered
+    products = tile // max(spec.taps * spec.in_channels // spec.groups, 1) * spec.out_channels * 2
+    return padded_and_output_bytes(spec) + tile + products
+
+
+from .record import Algorithm, padded_and_output_bytes  # noqa: E402
+
+ALGORITHM = Algorithm(
+    name="gemm", supports=supports, run=run, estimate=estimate, reason=reason,
+    workspace_bytes=workspace_bytes,
+)

@@ -145,3 +145,53 @@ def run(x, w, spec):
     if mode(spec) == "taps":
         return _run_taps(x, w, spec)
     return _run_outputs(x, w, spec)
+
+
+def estimate(spec):
+    """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
+    from .cost import RATES as r, gemm_eff
+
+    B, C, O = spec.batch, spec.in_channels, spec.out_channels
+    it = spec.dtype.itemsize
+    flops = 2 * spec.macs * waste(spec)
+    grid = B * math.prod(spec.padded_spatial)
+    copies = 2 * (grid * C + grid * O) * it / r["copy"]
+    if mode(spec) == "taps":
+        eff = gemm_eff(C, O)
+        calls = spec.taps * (grid // CHUNK_ROWS + 1)
+    else:
+        eff = gemm_eff(spec.taps * (C // spec.groups), B)
+        calls = spec.groups * math.prod(spec.out_spatial)
+    return flops / (r["gemm"] * eff) + copies + calls * r["step"]
+
+
+def reason(spec):
+    if mode(spec) == "taps":
+        return f"stride 1: {spec.taps} in-place GEMMs of shifted row slices, no im2col copy"
+    return f"{spec.taps} taps, few outputs: one GEMM per output over the kernel on the grid"
+
+
+def mixes_nonfinite(spec):
+    """The loop over outputs multiplies the kernel laid on the whole grid, zeros
+    off its support: ``0 * Inf = NaN`` reaches every output."""
+    return mode(spec) == "outputs"
+
+
+def workspace_bytes(spec):
+    """Taps: channels-last padded grid, the output on the grid, the output.
+    Outputs: the grid's rows, the kernel laid on the grid, the output."""
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    it = spec.dtype.itemsize
+    P = math.prod(spec.padded_spatial)
+    out = B * O * math.prod(spec.out_spatial) * it
+    if mode(spec) == "taps":
+        return B * P * (C + O) * it + 2 * out
+    return (B * C * P * 2 + O * (C // g) * P) * it + out
+
+
+from .record import Algorithm  # noqa: E402
+
+ALGORITHM = Algorithm(
+    name="implicit", supports=supports, run=run, estimate=estimate, reason=reason,
+    mixes_nonfinite=mixes_nonfinite, workspace_bytes=workspace_bytes,
+)

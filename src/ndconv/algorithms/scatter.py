@@ -86,3 +86,44 @@ def run(x, w, spec):
                 part = contrib[:, :, t - t0].reshape(b1 - b0, O, *S_in)
                 ob[(slice(None), slice(None), *dst)] += part[(slice(None), slice(None), *src)]
     return out
+
+
+def estimate(spec):
+    """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
+    from .cost import RATES as r, gemm_eff
+
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    it = spec.dtype.itemsize
+    M = B * math.prod(spec.in_spatial)  # real (undilated) input elements
+    flops = 2 * M * (C // g) * spec.taps * O
+    contrib = M * spec.taps * O * it
+    out = B * O * math.prod(spec.out_spatial) * it
+    return (
+        flops / (r["gemm"] * gemm_eff(C // g, spec.taps * O // g))
+        + 4 * contrib / r["copy"]
+        + 3 * out / r["copy"]
+        + (contrib // TILE_BYTES + 1) * spec.taps * r["step"]
+    )
+
+
+def reason(spec):
+    return (
+        f"input dilation {spec.lhs_dilation}: only the real input elements are "
+        "multiplied (one GEMM), then added into place per tap"
+    )
+
+
+def workspace_bytes(spec):
+    """The output and one chunk of contributions (no padded copy of the input)."""
+    it = spec.dtype.itemsize
+    out = spec.batch * spec.out_channels * math.prod(spec.out_spatial) * it
+    per_tap = math.prod(spec.in_spatial) * spec.out_channels * it
+    return out + max(TILE_BYTES, per_tap) + spec.out_channels * spec.in_channels * spec.taps * it
+
+
+from .record import Algorithm  # noqa: E402
+
+ALGORITHM = Algorithm(
+    name="scatter", supports=supports, run=run, estimate=estimate, reason=reason,
+    workspace_bytes=workspace_bytes,
+)

@@ -221,3 +221,82 @@ def run(x, w, spec):
     if out.shape[2:] != tuple(S_out):
         out = np.ascontiguousarray(out[(Ellipsis, *[slice(0, o) for o in S_out])])
     return out
+
+
+def estimate(spec):
+    """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
+    from .cost import RATES as r, gemm_eff
+
+    N = spec.ndim
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    m = tile_size(N)
+    a = m + 2
+    tiles = B * math.prod(-(-o // m) for o in spec.out_spatial)
+    v, y = tiles * a**N * C, tiles * a**N * O
+    # Elementwise operations per transformed value and dim (nonzeros of the
+    # B^T and A^T rows; earlier dims work on smaller arrays, hence 0.6).
+    nnz_in, nnz_out = (0.6, 0.8) if m == 2 else (3.7, 4.0)
+    transforms = 0.6 * N * (v * nnz_in + y * nnz_out) / r["elem"]
+    products = 2 * tiles * a**N * (C // g) * O / (r["gemm"] * gemm_eff(C // g, O // g))
+    chunks = max(1, v * spec.dtype.itemsize // CHUNK_BYTES)
+    out = 2 * B * O * math.prod(spec.out_spatial) * spec.dtype.itemsize / r["copy"]
+    calls = a**N // 8 + (a + 1) * N * (2 if m == 2 else 4)  # one matmul, ufuncs per row
+    return transforms + products + out + chunks * calls * r["step"]
+
+
+def reason(spec):
+    m = tile_size(spec.ndim)
+    return f"3x..x3 stride 1: Winograd F({m},3) per dim, fewer multiplies than im2col"
+
+
+def _row_sum(mat):
+    return max(sum(abs(c) for c in row) for row in mat)
+
+
+def error_growth(spec):
+    """Rounding error of an output in units of ``eps * max|x| * sum|w|``.
+
+    Every output of a tile mixes all ``(m+2)^N`` inputs of the tile through the
+    transforms' coefficients; the error grows with their size per dim
+    (measured, ``tests/test_numerics.py``).
+    """
+    BT, G, AT = _MATRICES[tile_size(spec.ndim)]
+    return ERROR_FACTOR * float(_row_sum(BT) * _row_sum(AT)) ** spec.ndim
+
+
+#: Measured constant of :func:`error_growth` (worst case with a margin of 4).
+ERROR_FACTOR = 0.01
+
+
+def magnitude_growth(spec):
+    """Bound on the intermediates over ``max|x| * max|w|``: the transforms'
+    largest row sums per dim, times the channels summed."""
+    BT, G, AT = _MATRICES[tile_size(spec.ndim)]
+    per_dim = _row_sum(BT) * _row_sum(G) * _row_sum(AT)
+    return float(spec.in_channels // spec.groups) * float(per_dim) ** spec.ndim
+
+
+def workspace_bytes(spec):
+    """Channels-last padded input (whole tiles), kernel transform, output, and
+    each thread's chunk of transformed tiles."""
+    N = spec.ndim
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    it = spec.dtype.itemsize
+    m = tile_size(N)
+    a = m + 2
+    nT = [-(-o // m) for o in spec.out_spatial]
+    padded = B * C * math.prod(t * m + 2 for t in nT) * it
+    kernel = a**N * (C // g) * O * it * 2
+    out = B * O * math.prod(t * m for t in nT) * it
+    row = a**N * max(C, O) * math.prod(nT[1:]) * it
+    chunk = max(CHUNK_BYTES, row) * 4 * get_num_threads()
+    return padded + kernel + out + chunk
+
+
+from .record import Algorithm, always  # noqa: E402
+
+ALGORITHM = Algorithm(
+    name="winograd", supports=supports, run=run, estimate=estimate, reason=reason,
+    mixes_nonfinite=always, error_growth=error_growth, magnitude_growth=magnitude_growth,
+    workspace_bytes=workspace_bytes,
+)

@@ -1,0 +1,140 @@
+"""What ndconv knows about one algorithm, in one record, and the registry of them.
+
+Each algorithm module ends with ``ALGORITHM = Algorithm(...)``: what it
+supports, how to run it, what it costs, why it is fast where it is chosen, how
+its rounding error and intermediate magnitudes grow, whether it lets a NaN or
+Inf reach outputs whose window misses it, what memory it holds and which array
+library it computes on. The chooser (:mod:`ndconv.algorithms.choose`) and the
+dispatcher (:func:`ndconv.algorithms.run`) read only these fields, so adding
+an algorithm is adding a module and one line to the registry, and no code
+anywhere else names a method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Optional
+
+
+def never(spec) -> bool:
+    """For :attr:`Algorithm.mixes_nonfinite`: each output sums only its own window."""
+    return False
+
+
+def always(spec) -> bool:
+    """For :attr:`Algorithm.mixes_nonfinite`: a transform mixes a whole block."""
+    return True
+
+
+def padded_and_output_bytes(spec) -> int:
+    """Bytes of the padded input and of the output: what every method holds at least."""
+    return spec.dtype.itemsize * (
+        spec.batch * spec.in_channels * math.prod(spec.padded_spatial)
+        + spec.batch * spec.out_channels * math.prod(spec.out_spatial)
+    )
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One algorithm computing a :class:`~ndconv.algorithms.CorrSpec`.
+
+    Parameters
+    ----------
+    name : str
+        The ``method=`` name.
+    supports : callable
+        ``supports(spec) -> (bool, reason)``; the reason is a sentence either way.
+    run : callable
+        ``run(x, w, spec) -> ndarray`` of ``spec.out_shape``.
+    estimate : callable
+        ``estimate(spec) -> seconds`` on the calibrated machine
+        (:data:`ndconv.algorithms.cost.RATES`). Required: a method without an
+        estimate could never be chosen by ``'auto'``, so registering one is an
+        error.
+    reason : callable
+        ``reason(spec) -> str``: why this method is fast for ``spec``, quoted by
+        :func:`ndconv.choose_method` when it wins.
+    mixes_nonfinite : callable
+        ``mixes_nonfinite(spec) -> bool``: True when a NaN or Inf in the input
+        can reach outputs whose window does not contain it (a transform or a
+        kernel laid on a grid with zeros, ``0 * Inf = NaN``). ``'auto'`` avoids
+        such a method when the arrays hold NaN or Inf.
+    error_growth : callable or None
+        None when every output's rounding error is bounded as the direct sum's,
+        ``~ n * eps * sum|x||w|`` over that output's own window (``n`` terms).
+        Otherwise ``error_growth(spec) -> g``: an output's error is about
+        ``g * eps * max|x| * sum|w|``, with ``max|x|`` over the block the method
+        mixes. ``'auto'`` uses such a method only when ``g * R <= n``, ``R``
+        being the input's dynamic range (its largest magnitude over the
+        smallest typical magnitude of a window-sized block).
+    magnitude_growth : callable or None
+        None when intermediate values are partial sums of the direct formula's
+        terms (they overflow only where the direct sum may). Otherwise
+        ``magnitude_growth(spec) -> G``: intermediates stay below
+        ``G * max|x| * max|w|``; where that would overflow the dtype, the
+        dispatcher scales ``x`` and ``w`` by powers of two (exact) first.
+    workspace_bytes : callable
+        ``workspace_bytes(spec) -> int``: peak bytes the method holds while it
+        runs, inputs excluded (padded copies, buffers, the output). The memory
+        guard checks this for the method that will run, and ``'auto'`` skips
+        methods that would not fit.
+    arrays : tuple of str
+        The array libraries ``run`` computes on; ``("numpy",)`` for the CPU
+        algorithms (BLAS, SciPy, numba, ``as_strided``).
+    """
+
+    name: str
+    supports: Callable[[Any], tuple]
+    run: Callable[..., Any]
+    estimate: Callable[[Any], float]
+    reason: Callable[[Any], str]
+    mixes_nonfinite: Callable[[Any], bool] = never
+    error_growth: Optional[Callable[[Any], float]] = None
+    magnitude_growth: Optional[Callable[[Any], float]] = None
+    workspace_bytes: Callable[[Any], int] = padded_and_output_bytes
+    arrays: tuple = ("numpy",)
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name.isidentifier():
+            raise ValueError(f"algorithm `name` (={self.name!r}) must be an identifier")
+        for field in ("supports", "run", "estimate", "reason", "mixes_nonfinite",
+                      "workspace_bytes"):
+            if not callable(getattr(self, field)):
+                raise TypeError(
+                    f"algorithm {self.name!r}: `{field}` (={getattr(self, field)!r}) must "
+                    "be callable" + (" (a method without a cost estimate could never be "
+                                     "chosen by 'auto')" if field == "estimate" else "")
+                )
+        for field in ("error_growth", "magnitude_growth"):
+            value = getattr(self, field)
+            if value is not None and not callable(value):
+                raise TypeError(
+                    f"algorithm {self.name!r}: `{field}` (={value!r}) must be callable or None"
+                )
+        if not isinstance(self.arrays, tuple) or not self.arrays:
+            raise TypeError(
+                f"algorithm {self.name!r}: `arrays` (={self.arrays!r}) must be a non-empty tuple"
+            )
+
+
+def register(*algorithms) -> dict:
+    """``{name: Algorithm}`` from records, refusing anything that is not a full record.
+
+    Raises
+    ------
+    TypeError
+        An entry is not an :class:`Algorithm` (a module without ``ALGORITHM``,
+        or a record missing its estimate, fails here, at import).
+    ValueError
+        Two records share a name.
+    """
+    table = {}
+    for algo in algorithms:
+        if not isinstance(algo, Algorithm):
+            raise TypeError(f"{algo!r} is not an Algorithm record")
+        if algo.name in table:
+            raise ValueError(f"two algorithms are named {algo.name!r}")
+        table[algo.name] = algo
+    return table
