@@ -65,7 +65,11 @@ class Backend:
     name : str
         The library, as error messages name it.
     xp : module
-        The array namespace the spec carries to the algorithms.
+        The namespace of the call's arrays, for the portable code (padding,
+        pooling) outside the algorithms.
+    spec_xp : module
+        The namespace :class:`~ndconv.algorithms.CorrSpec` carries to the
+        algorithms: what they receive (dask: NumPy blocks).
     numpy : bool
         True for NumPy arrays, where the tuned (in-place, BLAS, SciPy,
         numba, ``as_strided``) code runs.
@@ -73,7 +77,11 @@ class Backend:
 
     name = "numpy"
     xp = np
+    spec_xp = np
     numpy = True
+
+    def require(self, what):
+        """Raise ``TypeError`` if the public function ``what`` cannot take these arrays."""
 
     def array(self, a, name, *, floating=True, kernel=False):
         """Validate an array argument: dtype rules and messages as :func:`_args.check_array`.
@@ -158,7 +166,7 @@ class ArrayAPIBackend(Backend):
     numpy = False
 
     def __init__(self, xp, name, device=None):
-        self.xp = xp
+        self.xp = self.spec_xp = xp
         self.name = name
         self.device = device
 
@@ -277,6 +285,5 @@ def resolve(**arrays):
 def _mixed(a_arg, a_lib, b_arg, b_lib):
     raise TypeError(
         f"`{a_arg}` is a {a_lib} array and `{b_arg}` a {b_lib} array: one call takes "
-        f"the arrays of one library; convert one of them (the result would be a "
-        f"{a_lib} array)"
+        f"the arrays of one library; convert one of them"
     )

@@ -191,9 +191,9 @@ def pad_portable(xp, x, pairs, mode="zeros", *, lhs_dilation=None, value=0):
 
     Same arguments and result as :func:`pad` (without ``channels_last``): the
     trailing spatial dims are dilated by ``lhs_dilation``, then cropped or
-    padded by ``pairs``. The boundary modes gather the source cells that
-    :func:`_source` names (``xp.take``), so the rule has one home for every
-    library; zeros (or ``value``) are concatenated on.
+    padded by ``pairs``. The boundary modes concatenate the source cells that
+    :func:`_source` names (see :func:`_cells`), so the rule has one home for
+    every library; zeros (or ``value``) are concatenated on.
     """
     n = len(pairs)
     lead = x.ndim - n
@@ -228,9 +228,33 @@ def pad_portable(xp, x, pairs, mode="zeros", *, lhs_dilation=None, value=0):
                 parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=_device(x)))
             x = xp.concat([parts[0], x, parts[1]], axis=ax)
         else:
-            idx = [_source(j, size, mode) for j in range(-lo, size + hi)]
-            x = xp.take(x, xp.asarray(idx, device=_device(x)), axis=ax)
+            parts = [_cells(xp, x, ax, [_source(j, size, mode) for j in range(-lo, 0)]),
+                     x,
+                     _cells(xp, x, ax, [_source(j, size, mode) for j in range(size, size + hi)])]
+            x = xp.concat([p for p in parts if p is not None], axis=ax)
     return x
+
+
+def _cells(xp, x, axis, idx):
+    """``x``'s cells ``idx`` along ``axis`` as slices, flips and broadcasts.
+
+    The boundary modes' sources (:func:`_source`) are runs: one cell repeated
+    (replicate), ascending (circular) or descending (reflect). Slices keep a
+    chunked (dask) array's chunks, which a gather (``take``) would merge.
+    """
+    if not idx:
+        return None
+    n, first = len(idx), idx[0]
+    if idx == [first] * n:
+        one = _axis_slice(x, axis, first, first + 1)
+        shape = list(one.shape)
+        shape[axis] = n
+        return xp.broadcast_to(one, tuple(shape))
+    if idx == list(range(first, first + n)):
+        return _axis_slice(x, axis, first, first + n)
+    if idx == list(range(first, first - n, -1)):
+        return xp.flip(_axis_slice(x, axis, first - n + 1, first + 1), axis=axis)
+    return xp.take(x, xp.asarray(idx, device=_device(x)), axis=axis)
 
 
 def fold_padding_portable(xp, g, spatial, pairs, mode):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _args
-from ._backends import resolve
+from ._backends import NUMPY, resolve
 from ._windows import fold_padding, fold_padding_portable
 from .algorithms import CorrSpec
 
@@ -116,7 +116,7 @@ def _check_groups(groups, in_channels, out_channels, weight_in):
     return g
 
 
-def _conv_spec(be, x, w, stride, padding, dilation, groups, padding_mode):
+def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode, be=NUMPY):
     """Validate a forward convolution and describe it as a :class:`CorrSpec`."""
     n = w.ndim - 2
     B, C = x.shape[:2]
@@ -134,7 +134,7 @@ def _conv_spec(be, x, w, stride, padding, dilation, groups, padding_mode):
         batch=B, in_channels=C, out_channels=O, groups=g, in_spatial=S,
         kernel_size=K, stride=stride, dilation=dilation, pairs=pairs,
         lhs_dilation=(1,) * n, padding_mode=padding_mode,
-        dtype=be.numpy_dtype(x.dtype), xp=be.xp,
+        dtype=be.numpy_dtype(x.dtype), xp=be.spec_xp,
     )
 
 
@@ -153,7 +153,7 @@ def _for_gradient(method, spec):
     """
     from .algorithms import ALGORITHMS
 
-    if method != "auto" and not ALGORITHMS[method].supports(spec)[0]:
+    if method != "auto" and not ALGORITHMS[method].accepts(spec)[0]:
         return "auto"
     return method
 
@@ -295,10 +295,10 @@ def conv(
     method = _check_method(method)
     w = _check_weight(be, weight)
     xb, unbatched = _check_input(be, x, w)
-    spec = _conv_spec(be, xb, w, stride, padding, dilation, groups, padding_mode)
+    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
     b = _check_bias(be, bias, w.shape[0], w.dtype)
     out = be.correlate(xb, w, spec, method, bias=b)
-    return out[0] if unbatched else out
+    return out[0, ...] if unbatched else out
 
 
 def _conv_n(n):
@@ -383,7 +383,7 @@ def choose_method(
     be = resolve(x=x, weight=weight)
     w = _check_weight(be, weight)
     xb, _ = _check_input(be, x, w)
-    spec = _conv_spec(be, xb, w, stride, padding, dilation, groups, padding_mode)
+    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
     if not isinstance(measure, (bool, np.bool_)):
         raise TypeError(f"`measure` (={measure!r}) must be True or False")
     return choose(spec, measure=bool(measure), x=xb, w=w)
@@ -431,7 +431,7 @@ def conv_backward(
     method = _check_method(method)
     w = _check_weight(be, weight)
     xb, unbatched = _check_input(be, x, w)
-    spec = _conv_spec(be, xb, w, stride, padding, dilation, groups, padding_mode)
+    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
     gy = be.array(grad_out, "grad_out")
     expected = spec.out_shape[1:] if unbatched else spec.out_shape
     if tuple(gy.shape) != tuple(expected):
@@ -444,17 +444,17 @@ def conv_backward(
     if method != "auto":
         from .algorithms import ALGORITHMS
 
-        ok, why = ALGORITHMS[method].supports(spec)
+        ok, why = ALGORITHMS[method].accepts(spec)
         if not ok:  # as conv(method=...) would: the layer's own method must fit
             raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     gyb = be.batched(gy) if unbatched else gy
     gx = _input_grad(be, gyb, w, spec, method, gradient=True)
     gw = _weight_grad(be, gyb, xb, spec, method)
     gb = be.sum(gyb, (0, *range(2, gyb.ndim)))
-    return (gx[0] if unbatched else gx), gw, gb
+    return (gx[0, ...] if unbatched else gx), gw, gb
 
 
-def _transpose_spec(be, x, w, stride, padding, output_padding, groups, dilation):
+def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation, be=NUMPY):
     """Validate a transposed convolution; return the spec of the conv it transposes."""
     n = w.ndim - 2
     B, C_in = x.shape[:2]
@@ -499,7 +499,7 @@ def _transpose_spec(be, x, w, stride, padding, output_padding, groups, dilation)
         batch=B, in_channels=w.shape[1] * g, out_channels=C_in, groups=g,
         in_spatial=tuple(out), kernel_size=K, stride=stride, dilation=dilation,
         pairs=tuple((p, p) for p in pad), lhs_dilation=(1,) * n,
-        padding_mode="zeros", dtype=be.numpy_dtype(x.dtype), xp=be.xp,
+        padding_mode="zeros", dtype=be.numpy_dtype(x.dtype), xp=be.spec_xp,
     )
 
 
@@ -540,10 +540,10 @@ def conv_transpose(
     method = _check_method(method)
     w = _check_weight(be, weight)
     xb, unbatched = _check_input(be, x, w)
-    spec = _transpose_spec(be, xb, w, stride, padding, output_padding, groups, dilation)
+    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation, be)
     b = _check_bias(be, bias, spec.in_channels, w.dtype)
     out = be.add_bias(_input_grad(be, xb, w, spec, method), b)
-    return out[0] if unbatched else out
+    return out[0, ...] if unbatched else out
 
 
 def conv_transpose_backward(
@@ -571,7 +571,7 @@ def conv_transpose_backward(
     method = _check_method(method)
     w = _check_weight(be, weight)
     xb, unbatched = _check_input(be, x, w)
-    spec = _transpose_spec(be, xb, w, stride, padding, output_padding, groups, dilation)
+    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation, be)
     gy = be.array(grad_out, "grad_out")
     expected = (spec.batch, spec.in_channels, *spec.in_spatial)
     if unbatched:
@@ -588,7 +588,7 @@ def conv_transpose_backward(
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
     gw = _weight_grad(be, xb, gyb, spec, method)
     gb = be.sum(gyb, (0, *range(2, gyb.ndim)))
-    return (gx[0] if unbatched else gx), gw, gb
+    return (gx[0, ...] if unbatched else gx), gw, gb
 
 
 # --------------------------------------------------------------------------
@@ -640,12 +640,12 @@ def _plain(x, kernel, bias, mode, method, flip):
     spec = CorrSpec(
         batch=1, in_channels=1, out_channels=1, groups=1, in_spatial=tuple(a.shape),
         kernel_size=tuple(k.shape), stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
-        lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype, xp=be.xp,
+        lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype, xp=be.spec_xp,
     )
     one = (1, 1)
     out = be.correlate(be.reshape(a, one + tuple(a.shape)),
                        be.reshape(be.contiguous(k), one + tuple(k.shape)), spec, method)
-    return be.add_scalar(out[0, 0], bias)
+    return be.add_scalar(out[0, 0, ...], bias)
 
 
 def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):

@@ -423,13 +423,14 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
             [7., 8.]]])
     """
     be = resolve(x=x)
+    be.require("max_pool")
     xb, unbatched, k, s, p, d, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 dilation, ceil_mode, "max")
     if be.numpy:
         y = _max_forward(xb, k, s, p, d, out)
     else:
         y = _max_forward_xp(be.xp, xb, k, s, p, d, out)
-    return y[0] if unbatched else y
+    return y[0, ...] if unbatched else y
 
 
 def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
@@ -449,6 +450,7 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
         ``max_pool(x, ...)`` if already computed (it is recomputed otherwise).
     """
     be = resolve(grad_out=grad_out, x=x, out=out)
+    be.require("max_pool_backward")
     xb, unbatched, k, s, p, d, shape = _pool_args(be, x, ndim, kernel_size, stride,
                                                   padding, dilation, ceil_mode, "max")
     expected = tuple(xb.shape[:2]) + shape
@@ -468,7 +470,7 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
         gx = _max_backward(gy, xb, y, k, s, p, d)
     else:
         gx = _max_backward_xp(be.xp, gy, xb, y, k, s, p, d)
-    return gx[0] if unbatched else gx
+    return gx[0, ...] if unbatched else gx
 
 
 def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -497,6 +499,7 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
             [5., 6.]]])
     """
     be = resolve(x=x)
+    be.require("avg_pool")
     xb, unbatched, k, s, p, _, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 1, ceil_mode, "avg")
     dov = _check_divisor(divisor_override)
@@ -504,13 +507,14 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
         y = _avg_forward(xb, k, s, p, out, bool(count_include_pad), dov)
     else:
         y = _avg_forward_xp(be, xb, k, s, p, out, bool(count_include_pad), dov)
-    return y[0] if unbatched else y
+    return y[0, ...] if unbatched else y
 
 
 def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                       count_include_pad=True, divisor_override=None, *, ndim=None):
     """Gradient of :func:`avg_pool`: each output's gradient shared evenly by its window."""
     be = resolve(grad_out=grad_out, x=x)
+    be.require("avg_pool_backward")
     xb, unbatched, k, s, p, _, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 1, ceil_mode, "avg")
     dov = _check_divisor(divisor_override)
@@ -523,7 +527,7 @@ def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mod
         gx = _avg_backward(gy, spatial, k, s, p, bool(count_include_pad), dov)
     else:
         gx = _avg_backward_xp(be, gy, spatial, k, s, p, bool(count_include_pad), dov)
-    return gx[0] if unbatched else gx
+    return gx[0, ...] if unbatched else gx
 
 
 def _check_divisor(divisor_override):

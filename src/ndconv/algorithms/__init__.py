@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from .. import _memory
-from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
+from . import depthwise, direct, fft, gemm, implicit, jax, scatter, torch, winograd
 from .record import Algorithm, register
 from .spec import CorrSpec
 
@@ -22,6 +22,7 @@ from .spec import CorrSpec
 ALGORITHMS = register(
     direct.ALGORITHM, gemm.ALGORITHM, fft.ALGORITHM, winograd.ALGORITHM,
     depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM,
+    torch.ALGORITHM, jax.ALGORITHM,
 )
 
 
@@ -31,20 +32,23 @@ ALGORITHMS = register(
 GUARD_BYTES = 256 * 2**20
 
 
-def _check_memory(spec):
+def check_memory(spec, x=None):
     """Refuse, before allocating, a correlation whose arrays cannot fit.
 
     Counts the padded input and the output (the least any method holds at
     once); a valid but enormous padding or input dilation is caught here
-    rather than by the operating system.
+    rather than by the operating system. Arrays on an accelerator (``x`` of
+    a non-NumPy spec) are compared with the device's memory, never the host's.
     """
     nbytes = spec.dtype.itemsize * (
         spec.batch * spec.in_channels * math.prod(spec.padded_spatial)
         + spec.batch * spec.out_channels * math.prod(spec.out_spatial)
     )
     if nbytes > GUARD_BYTES or _memory.has_explicit_limit():
+        free = _memory.HOST if spec.numpy or x is None else _memory.device_free_memory(
+            spec.library, x)
         _memory.check(nbytes, f"a correlation of padded input {spec.padded_spatial} "
-                              f"and output {spec.out_shape}")
+                              f"and output {spec.out_shape}", free)
 
 
 def _finite(x, w):
@@ -61,7 +65,7 @@ def run(x, w, spec, method="auto"):
     """Compute the correlation described by ``spec`` with ``method``."""
     from .choose import choose
 
-    _check_memory(spec)
+    check_memory(spec, x)
     if method == "auto":
         method = choose(spec)[0]
         if ALGORITHMS[method].mixes_nonfinite(spec) and not _finite(x, w):
@@ -78,7 +82,7 @@ def run(x, w, spec, method="auto"):
         raise ValueError(
             f"`method` (={method!r}) must be 'auto' or one of {tuple(ALGORITHMS)}"
         )
-    ok, why = algo.supports(spec)
+    ok, why = algo.accepts(spec)
     if not ok:
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
@@ -86,4 +90,4 @@ def run(x, w, spec, method="auto"):
         return algo.run(x, w, spec)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "run"]
+__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "check_memory", "run"]

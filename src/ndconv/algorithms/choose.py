@@ -30,7 +30,7 @@ def candidates(spec):
     """``({method: estimated seconds}, {method: reason unsupported})``."""
     est, no = {}, {}
     for name, algo in ALGORITHMS.items():
-        ok, why = algo.supports(spec)
+        ok, why = algo.accepts(spec)
         if not ok:
             no[name] = why
         else:

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .._windows import pad, windows
+from . import portable
 
 #: Upper bound on the im2col buffer, in bytes.
 TILE_BYTES = 32 * 2**20
@@ -37,6 +38,8 @@ def _tiles(batch, rows, row_bytes):
 
 
 def run(x, w, spec):
+    if not spec.numpy:  # another array-API library: stacked taps, one matmul
+        return portable.gemm(x, w, spec)
     N = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
@@ -106,9 +109,9 @@ def workspace_bytes(spec):
     return padded_and_output_bytes(spec) + tile + products
 
 
-from .record import Algorithm, padded_and_output_bytes  # noqa: E402
+from .record import ARRAY_API, Algorithm, padded_and_output_bytes  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="gemm", supports=supports, run=run, estimate=estimate, reason=reason,
-    workspace_bytes=workspace_bytes,
+    workspace_bytes=workspace_bytes, arrays=("numpy", ARRAY_API),
 )

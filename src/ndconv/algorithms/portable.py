@@ -70,7 +70,7 @@ def gemm(x, w, spec):
     step = max(1, TILE_BYTES // max(per_item, 1))
     outs = []
     for b0 in range(0, B, step):
-        blk = xpad[b0:b0 + step]
+        blk = xpad[b0:min(B, b0 + step), ...]
         xg = xp.reshape(blk, (blk.shape[0], g, Cg, *blk.shape[2:]))
         taps = [_tap_columns(xg, spec, tap) for tap in np.ndindex(*spec.kernel_size)]
         cols = xp.reshape(xp.stack(taps, axis=3), (blk.shape[0], g, Cg * spec.taps, P))

@@ -47,6 +47,14 @@ class CorrSpec:
         return self.xp is np
 
     @property
+    def library(self):
+        """The arrays' library: ``'numpy'``, ``'torch'``, ``'jax'``, ``'cupy'``, ..."""
+        if self.xp is np:
+            return "numpy"
+        name = self.xp.__name__.removeprefix("array_api_compat.")
+        return name.partition(".")[0]
+
+    @property
     def ndim(self):
         return len(self.kernel_size)
 
