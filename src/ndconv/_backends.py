@@ -44,14 +44,24 @@ _DTYPE_NAMES = (
 )
 
 
+#: Libraries whose arrays are recognised without an ``__array_namespace__``.
+_KNOWN = ("torch", "cupy", "dask", "jax", "jaxlib", "array_api_strict")
+
+
 def library_of(a):
-    """The library of an array, ``'numpy'``, or None for Python scalars and sequences."""
+    """The library of an array: ``'numpy'``, another library's name, or None.
+
+    None for everything that is not an array of a library (Python scalars and
+    sequences, objects NumPy converts with ``np.asarray``): the NumPy path
+    takes it and its validation names what is wrong.
+    """
     if isinstance(a, np.ndarray):
         return "numpy"
-    if a is None or isinstance(a, (list, tuple, int, float, complex, np.generic)):
-        return None
     root = type(a).__module__.partition(".")[0]
-    return _ALIASES.get(root, root)
+    if root in _KNOWN or (root not in ("builtins", "numpy")
+                          and hasattr(a, "__array_namespace__")):
+        return _ALIASES.get(root, root)
+    return None
 
 
 class Backend:

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _memory
 from . import depthwise, direct, fft, gemm, implicit, jax, scatter, torch, winograd
-from .record import Algorithm, register
+from .record import ARRAY_API, Algorithm, register
 from .spec import CorrSpec
 
 #: ``{name: Algorithm}``, in the order the README's method table lists them.
@@ -24,6 +24,16 @@ ALGORITHMS = register(
     depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM,
     torch.ALGORITHM, jax.ALGORITHM,
 )
+
+
+def methods_for(library="numpy"):
+    """Names of the algorithms that compute on ``library``'s arrays, in table order.
+
+    ``'numpy'``: every CPU algorithm; another library (``'torch'``, ``'jax'``,
+    ``'cupy'``, ...): the portable ones and that library's native one.
+    """
+    return [name for name, algo in ALGORITHMS.items()
+            if library in algo.arrays or (library != "numpy" and ARRAY_API in algo.arrays)]
 
 
 #: Below this many bytes of input and output, skip the check against the
@@ -90,4 +100,4 @@ def run(x, w, spec, method="auto"):
         return algo.run(x, w, spec)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "check_memory", "run"]
+__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "check_memory", "methods_for", "run"]
