@@ -1,15 +1,21 @@
 """Convolution of arrays bigger than memory: :func:`conv`, :func:`correlate`
 and :func:`convolve` on a ``dask.array.Array``, returning a lazy dask array.
 
-``ndconv.conv(x, ...)`` (and ``correlate``/``convolve``) hand a dask ``x`` to
-this module, so the same call works in memory and on a cluster; nothing is
-computed until ``.compute()``, ``.store()`` or ``.to_zarr()`` asks.
+Dask plugs into ndconv as one more array library: the public functions
+resolve a dask ``x`` to :data:`BACKEND` (``ndconv._backends.PLUGINS`` names
+this module; it is imported when the first dask array arrives), validate its
+shape and dtype as for NumPy without computing anything, and hand the
+correlation to :meth:`DaskBackend.correlate`. So ``ndconv.conv``,
+``conv_transpose``, ``correlate``, ``convolve`` and the gradients work the same
+in memory and on a cluster; nothing is computed until ``.compute()``,
+``.store()`` or ``.to_zarr()`` asks.
 
 How it is chunked
 -----------------
-The boundary is padded first, lazily, with the same rule as NumPy's ``np.pad``
-('zeros', 'reflect', 'replicate', 'circular' = wrap): slices of the array's own
-ends concatenated on, so a wrapped or reflected border reads the right cells
+The boundary is padded first, lazily, by the same portable padding as every
+array library (:func:`ndconv._windows.pad_portable`: 'zeros', 'reflect',
+'replicate', 'circular' = wrap): slices of the array's own ends concatenated
+on, so a wrapped or reflected border reads the right cells
 whatever the chunking (dask-image issue 242 was a periodic boundary that was
 wrong at chunk edges). Then each output block is one task: it reads exactly
 the padded input window its outputs need, ``[o0*s, (o1-1)*s + d*(k-1) + 1)``

@@ -68,10 +68,12 @@ def estimate(spec):
             + 2 * B * O * P * Cg / (r["gemm"] * gemm_eff(Cg, O // g))
             + 3 * B * O * P * it / r["copy"]
         )
-    return spec.taps * (per_tap + r["step"])
+    return spec.taps * (per_tap + r["step"]) + portable.calls(spec, per_tap=4, fixed=6)
 
 
 def reason(spec):
+    if not spec.numpy:
+        return f"{spec.taps} taps: one {spec.library} matmul per tap over strided slices"
     return f"{spec.taps} taps: one product per tap over shifted slices, no im2col copy"
 
 

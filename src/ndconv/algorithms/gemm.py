@@ -91,11 +91,14 @@ def estimate(spec):
         + 2 * spec.macs / (r["gemm"] * gemm_eff(k, O // g))
         + 2 * B * O * P * it / r["copy"]
         + (cols // (32 * 2**20) + 1) * r["step"]
+        + portable.calls(spec, per_tap=2, fixed=8)
     )
 
 
 def reason(spec):
     cg = spec.in_channels // spec.groups
+    if not spec.numpy:
+        return f"{spec.taps} taps x {cg} channels per group: stacked taps, one {spec.library} matmul"
     return f"{spec.taps} taps x {cg} channels per group: im2col + BLAS GEMM"
 
 

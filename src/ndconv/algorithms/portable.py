@@ -21,6 +21,17 @@ from .._windows import pad_portable
 TILE_BYTES = 32 * 2**20
 
 
+def calls(spec, per_tap, fixed):
+    """Seconds of the library calls the portable code makes beyond NumPy's tuned
+    code (each a Python-level step of :data:`~ndconv.algorithms.cost.RATES`);
+    0 for NumPy arrays, which the tuned code computes."""
+    if spec.numpy:
+        return 0.0
+    from .cost import RATES
+
+    return (per_tap * spec.taps + fixed) * RATES["step"]
+
+
 def _padded(x, spec):
     return pad_portable(
         spec.xp, x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation
