@@ -213,10 +213,13 @@ def pad_portable(xp, x, pairs, mode="zeros", *, lhs_dilation=None, value=0):
             merged[ax] = size * ri
             x = _axis_slice(xp.reshape(e, tuple(merged)), ax, 0, (size - 1) * ri + 1)
         size = x.shape[ax]
+        if size + lo + hi <= 0:
+            raise ValueError(f"padding {pairs} leaves an empty array")
         if lo < 0 or hi < 0:  # crop (a transposed convolution's large padding)
-            x = _axis_slice(x, ax, max(0, -lo), size - max(0, -hi))
-            if x.shape[ax] <= 0:
-                raise ValueError(f"padding {pairs} leaves an empty array")
+            # (the crop may take every cell and the other side's padding
+            # still leave zeros, as in pad)
+            start = min(max(0, -lo), size)
+            x = _axis_slice(x, ax, start, max(start, size - max(0, -hi)))
             lo, hi, size = max(lo, 0), max(hi, 0), x.shape[ax]
         if not (lo or hi):
             continue
