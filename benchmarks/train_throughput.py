@@ -22,6 +22,7 @@ import numpy as np
 import ndconv
 from ndconv.losses import CrossEntropyLoss
 from ndconv.optim import Adam
+from ndconv.bench.cases import torch_digits_cnn
 from ndconv.models import digits_cnn
 
 
@@ -29,13 +30,7 @@ def torch_model(model):
     """The PyTorch twin of ``digits_cnn()``, with the same initial weights."""
     import torch
 
-    t = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Flatten(), torch.nn.Linear(128, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10),
-    )
-    t.load_state_dict({k: torch.tensor(v) for k, v in model.state_dict().items()})
-    return t
+    return torch_digits_cnn(torch, model)
 
 
 def epoch_ndconv(model, opt, loss, x, y, order, bs):

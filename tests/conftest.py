@@ -29,7 +29,21 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 #: Largest allowed ``max|actual - ref| / max|ref|`` per dtype (the issue's bounds).
-TOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5}
+#: Half precision is computed in float32 and rounded once, so its bound is
+#: about half its epsilon (float16 eps 9.8e-4, bfloat16 7.8e-3); integers
+#: are exact.
+TOL = {np.dtype(np.float64): 1e-10, np.dtype(np.float32): 1e-5,
+       np.dtype(np.complex128): 1e-10, np.dtype(np.complex64): 1e-5,
+       np.dtype(np.float16): 1e-3}
+TOL.update({np.dtype(t): 0.0 for t in (np.int8, np.int16, np.int32, np.int64,
+                                       np.uint8, np.uint16, np.uint32, np.uint64)})
+try:
+    import ml_dtypes
+
+    BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+    TOL[BFLOAT16] = 8e-3
+except ImportError:  # pragma: no cover - ml_dtypes is in the test extra
+    BFLOAT16 = None
 
 
 def assert_close(actual, ref, dtype=None, what="result", magnitude=None):
@@ -43,14 +57,16 @@ def assert_close(actual, ref, dtype=None, what="result", magnitude=None):
     float64 (also for float32 inputs) so that the bound measures ndconv alone.
     """
     actual = np.asarray(actual)
-    ref = np.asarray(ref, dtype=np.float64)
+    cplx = np.iscomplexobj(actual) or np.iscomplexobj(ref)
+    wide = np.complex128 if cplx else np.float64
+    ref = np.asarray(ref, dtype=wide)
     dtype = np.dtype(dtype or actual.dtype)
     assert actual.shape == ref.shape, f"{what}: shape {actual.shape} != {ref.shape}"
     assert actual.dtype == dtype, f"{what}: dtype {actual.dtype} != {dtype}"
     scale = max(float(np.max(np.abs(ref), initial=0.0)), 1e-30)
     if magnitude is not None:
         scale = max(scale, float(np.max(np.abs(magnitude), initial=0.0)))
-    err = float(np.max(np.abs(actual.astype(np.float64) - ref), initial=0.0))
+    err = float(np.max(np.abs(actual.astype(wide) - ref), initial=0.0))
     assert err <= TOL[dtype] * scale, (
         f"{what}: max abs error {err:.3g} > {TOL[dtype]:g} * max|ref| ({scale:.3g})"
     )
@@ -58,6 +74,11 @@ def assert_close(actual, ref, dtype=None, what="result", magnitude=None):
 
 # --------------------------------------------------------------------------
 # the PyTorch reference (computed in float64 from the same numbers)
+
+
+def _wide(a):
+    """``a`` in float64, or complex128 if complex: the reference's precision."""
+    return np.asarray(a, np.complex128 if np.iscomplexobj(a) else np.float64)
 
 
 def torch_pads(pairs):
@@ -79,10 +100,10 @@ def torch_conv(x, w, b, stride, padding, dilation, groups, padding_mode, gy=None
 
     n = w.ndim - 2
     unbatched = x.ndim == n + 1
-    xt = torch.tensor(np.asarray(x, np.float64)[None] if unbatched else np.asarray(x, np.float64),
+    xt = torch.tensor(_wide(x)[None] if unbatched else _wide(x),
                       requires_grad=True)
-    wt = torch.tensor(np.asarray(w, np.float64), requires_grad=True)
-    bt = None if b is None else torch.tensor(np.asarray(b, np.float64), requires_grad=True)
+    wt = torch.tensor(_wide(w), requires_grad=True)
+    bt = None if b is None else torch.tensor(_wide(b), requires_grad=True)
     fn = getattr(F, f"conv{n}d")
     is_pairs = isinstance(padding, tuple) and padding and isinstance(padding[0], tuple)
     if is_pairs:
@@ -102,10 +123,10 @@ def torch_conv_transpose(x, w, b, stride, padding, output_padding, groups, dilat
 
     n = w.ndim - 2
     unbatched = x.ndim == n + 1
-    xt = torch.tensor(np.asarray(x, np.float64)[None] if unbatched else np.asarray(x, np.float64),
+    xt = torch.tensor(_wide(x)[None] if unbatched else _wide(x),
                       requires_grad=True)
-    wt = torch.tensor(np.asarray(w, np.float64), requires_grad=True)
-    bt = None if b is None else torch.tensor(np.asarray(b, np.float64), requires_grad=True)
+    wt = torch.tensor(_wide(w), requires_grad=True)
+    bt = None if b is None else torch.tensor(_wide(b), requires_grad=True)
     fn = getattr(F, f"conv_transpose{n}d")
     out = fn(xt, wt, bt, stride, padding, output_padding, groups, dilation)
     return _torch_result(out, xt, wt, bt, gy, unbatched)
@@ -117,7 +138,7 @@ def _torch_result(out, xt, wt, bt, gy, unbatched):
     if gy is None:
         o = out.detach().numpy()
         return o[0] if unbatched else o
-    g = np.asarray(gy, np.float64)
+    g = _wide(gy)
     out.backward(torch.tensor(g[None] if unbatched else g))
     o, gx = out.detach().numpy(), xt.grad.numpy()
     if unbatched:

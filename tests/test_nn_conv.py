@@ -227,7 +227,8 @@ def test_repr_is_readable_like_torch():
          r"`in_channels` \(=3\) must be divisible by `groups` \(=2\)"),
         (lambda: nn.Conv2d(4, 3, 3, groups=2), ValueError,
          r"`out_channels` \(=3\) must be divisible by `groups` \(=2\)"),
-        (lambda: nn.Conv2d(0, 4, 3), ValueError, r"`in_channels` \(=0\) must be a positive int"),
+        (lambda: nn.Conv2d(-1, 4, 3), ValueError, r"`in_channels` \(=-1\) must be a non-negative int"),
+        (lambda: nn.ConvTranspose2d(0, 4, 3), ValueError, r"`in_channels` \(=0\) must be a positive int"),
         (lambda: nn.Conv2d(3, -1, 3), ValueError, r"`out_channels` \(=-1\) must be a positive"),
         (lambda: nn.Conv2d(3, 4, 0), ValueError, r"`kernel_size` \(=0\) must be positive"),
         (lambda: nn.Conv2d(3, 4, (3, 3, 3)), ValueError,
@@ -240,7 +241,7 @@ def test_repr_is_readable_like_torch():
         (lambda: nn.Conv2d(3, 4, 3, padding="same", stride=2), ValueError,
          r"`padding`='same' is not supported with `stride`"),
         (lambda: nn.Conv2d(3, 4, 3, padding_mode="foo"), ValueError, r"`padding_mode` \(='foo'\)"),
-        (lambda: nn.Conv2d(3, 4, 3, dtype=np.int32), TypeError, r"`dtype` .* must be float32 or float64"),
+        (lambda: nn.Conv2d(3, 4, 3, dtype=np.int32), TypeError, r"`dtype` .* must be float16, bfloat16, float32 or float64"),
         (lambda: nn.Conv2d(3, 4, 3, rng="x"), TypeError, r"`rng` must be None, an int seed"),
         (lambda: nn.Conv2d(3.0, 4, 3), TypeError, r"`in_channels` must be an int"),
         (lambda: nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect"), ValueError,
@@ -306,3 +307,21 @@ def test_nd_base_class_in_4d():
     dx = np.random.default_rng(2).standard_normal(x.shape)
     np.testing.assert_allclose(np.vdot(gx, dx), np.vdot(gy, layer(x + dx) - y), rtol=1e-10)
     np.testing.assert_allclose(layer.bias.grad, gy.sum(axis=(0, 2, 3, 4, 5)), rtol=1e-12)
+
+
+def test_fixed_ndim_layers_keep_their_real_signatures():
+    # help(), inspect and tab completion show the torch-style arguments, not (*args, **kwargs).
+    import inspect
+
+    import ndconv.nn as nn
+
+    conv = list(inspect.signature(nn.Conv2d).parameters)
+    assert conv[:4] == ["in_channels", "out_channels", "kernel_size", "stride"]
+    assert "num_spatial_dims" not in conv
+    tconv = list(inspect.signature(nn.ConvTranspose1d).parameters)
+    assert tconv[:6] == ["in_channels", "out_channels", "kernel_size", "stride", "padding",
+                         "output_padding"]
+    assert list(inspect.signature(nn.MaxPool3d).parameters)[0] == "kernel_size"
+    # the signature is the one the constructor really binds
+    layer = nn.Conv3d(**{"in_channels": 2, "out_channels": 4, "kernel_size": 3})
+    assert layer.weight.data.shape == (4, 2, 3, 3, 3)

@@ -7,14 +7,21 @@ array's size, so a bad call fails before any large allocation.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
 
 import numpy as np
 
+from . import _dtypes
+
 PADDING_STRINGS = ("valid", "same", "full")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_DTYPES = _dtypes.FLOAT
+
+#: Most elements an array may have: its bytes, at 16 per element (complex128,
+#: the widest dtype), must be addressable by ``np.intp``.
+MAX_ELEMENTS = int(np.iinfo(np.intp).max) // 16
 
 
 def _as_int(value, name):
@@ -29,28 +36,36 @@ def _as_int(value, name):
         ) from None
 
 
-def ntuple(value, n, name, *, minimum=None):
+def ntuple(value, n, name, *, minimum=None, broadcast=True):
     """Return ``value`` as a tuple of ``n`` ints.
 
     Parameters
     ----------
     value : int or sequence of int
-        One int (repeated ``n`` times) or exactly ``n`` ints.
+        One int (repeated ``n`` times), exactly ``n`` ints, or (with
+        ``broadcast``) a one-element sequence, repeated as PyTorch's
+        ``F.conv2d(..., stride=(2,))`` does.
     n : int
         Required length.
     name : str
         Argument name, for the error message.
     minimum : int, optional
         Smallest allowed value of every entry.
+    broadcast : bool
+        Expand a one-element sequence to ``n`` entries (hyper-parameters);
+        False for indices and shapes, where ``(3,)`` in 2-D is a mistake.
     """
     if isinstance(value, (str, bytes)):
         raise TypeError(f"`{name}` must be an int or a tuple of ints, got {value!r}")
     if isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray) and value.ndim):
         items = tuple(_as_int(v, name) for v in value)
-        if len(items) != n:
+        if broadcast and len(items) == 1:
+            items = items * n
+        elif len(items) != n:
+            one = " (or a single entry for all)" if broadcast else ""
             raise ValueError(
                 f"`{name}` (={tuple(value)!r}) must have one entry per spatial "
-                f"dimension ({n}), got {len(items)}"
+                f"dimension ({n}), got {len(items)}{one}"
             )
     else:
         items = (_as_int(value, name),) * n
@@ -64,13 +79,19 @@ def _show(value):
     return repr(tuple(value)) if isinstance(value, (list, np.ndarray)) else repr(value)
 
 
-def shape_tuple(value, name):
-    """A shape as a non-empty tuple of positive ints (an int is a 1-D shape)."""
+def shape_tuple(value, name, *, empty_ok=()):
+    """A shape as a non-empty tuple of positive ints (an int is a 1-D shape).
+
+    Entries at the indices in ``empty_ok`` may also be 0.
+    """
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         value = (value,)
     if not isinstance(value, (tuple, list)) or not value:
         raise TypeError(f"`{name}` must be an int or a non-empty tuple of ints, got {value!r}")
-    return ntuple(value, len(value), name, minimum=1)
+    items = ntuple(value, len(value), name)
+    if any(v < (0 if i in empty_ok else 1) for i, v in enumerate(items)):
+        raise ValueError(f"`{name}` (={_show(value)}) must be positive")
+    return items
 
 
 def positive_int(value, name):
@@ -78,6 +99,14 @@ def positive_int(value, name):
     v = _as_int(value, name)
     if v < 1:
         raise ValueError(f"`{name}` (={value!r}) must be a positive int")
+    return v
+
+
+def nonnegative_int(value, name):
+    """Validate one int >= 0 (a channel count that may be empty)."""
+    v = _as_int(value, name)
+    if v < 0:
+        raise ValueError(f"`{name}` (={value!r}) must be a non-negative int")
     return v
 
 
@@ -182,12 +211,37 @@ def output_size(spatial, kernel_size, stride, pairs, dilation):
     return tuple(out)
 
 
-def check_array(a, name, *, floating=True):
+def check_padded_size(spatial, pairs):
+    """Refuse a padding whose padded input no array could hold.
+
+    For the functions that compute (``ndconv.plan`` and ``conv_output_shape``
+    answer for hypothetical sizes too). The input exists, so only the padding
+    can make it this large; an absurd padding would otherwise surface as a
+    memory error or an index overflow far from the argument.
+    """
+    padded = [n + lo + hi for n, (lo, hi) in zip(spatial, pairs)]
+    if math.prod(padded) > MAX_ELEMENTS:
+        raise ValueError(
+            f"`padding` {tuple(pairs)} is too large: the padded input would have "
+            f"spatial shape {tuple(padded)}, {math.prod(padded):.3g} elements per "
+            f"channel, more than an array can hold ({MAX_ELEMENTS:,}, so that its "
+            "bytes are addressable)"
+        )
+
+
+def check_array(a, name, *, floating=True, dtypes=None, int_lists_as_float=None):
     """Return ``a`` as an ndarray of a supported dtype.
 
-    ``floating=True`` (the layers and ``conv``) accepts float32 and float64;
-    otherwise integer and unsigned arrays are accepted as well (``correlate``).
+    ``floating=True`` (the default) accepts float32 and float64; otherwise
+    every dtype of :func:`ndconv._dtypes.numeric` (``correlate``). ``dtypes``,
+    if given, is the tuple of accepted dtypes instead. A Python list (not an
+    ndarray) of ints becomes float64 when ``int_lists_as_float`` (default:
+    ``floating``), a convenience as in NumPy; ndarrays keep their dtype.
     """
+    if dtypes is None:
+        dtypes = FLOAT_DTYPES if floating else _dtypes.numeric()
+    if int_lists_as_float is None:
+        int_lists_as_float = floating
     if isinstance(a, np.ndarray):
         arr = a
     else:
@@ -197,21 +251,10 @@ def check_array(a, name, *, floating=True):
             arr = np.asarray(a)
         except (ValueError, TypeError) as exc:
             raise TypeError(f"`{name}` must be a numeric array: {exc}") from None
-    kind = arr.dtype.kind
-    if floating:
-        if arr.dtype not in FLOAT_DTYPES:
-            if kind in "iu" and not isinstance(a, np.ndarray):
-                # Python lists of ints are a convenience, as in NumPy.
-                arr = arr.astype(np.float64)
-            else:
-                raise TypeError(
-                    f"`{name}` must be float32 or float64, got dtype {arr.dtype}"
-                )
-    elif kind not in "iuf" or arr.dtype.itemsize > 8:
-        raise TypeError(
-            f"`{name}` must be a real numeric array (int, uint or float), got "
-            f"dtype {arr.dtype}"
-        )
+        if arr.dtype.kind in "iu" and int_lists_as_float and np.dtype(np.float64) in dtypes:
+            arr = arr.astype(np.float64)
+    if arr.dtype not in dtypes:
+        raise TypeError(f"`{name}` must be {_dtypes.names(dtypes)}, got dtype {arr.dtype}")
     return arr
 
 
@@ -219,6 +262,21 @@ def check_no_empty(a, name):
     # (the shape, not .size: a torch tensor's .size is a method)
     if any(n == 0 for n in a.shape):
         raise ValueError(f"`{name}` has an empty dimension (shape {tuple(a.shape)})")
+
+
+def check_empty_dims(shape, name, allowed, what):
+    """Refuse a zero-size dim of ``shape`` other than those in ``allowed``.
+
+    PyTorch's rule for convolutions: the batch and the channels may be empty
+    (the result is empty, or an empty sum), the spatial dims and the kernel may
+    not. ``what`` names the allowed dims for the message.
+    """
+    for i, s in enumerate(shape):
+        if s == 0 and i not in allowed:
+            raise ValueError(
+                f"`{name}` (shape {tuple(shape)}) is empty in dim {i}: only {what} may "
+                "have size 0, as in PyTorch"
+            )
 
 
 def is_number(x):

@@ -22,11 +22,12 @@ imported only when a non-NumPy array arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 
 import numpy as np
 
-from . import _args
+from . import _args, _dtypes
 from .algorithms import run as _run
 
 __all__ = ["ArrayAPIBackend", "Backend", "NUMPY", "PLUGINS", "library_of", "resolve"]
@@ -93,13 +94,13 @@ class Backend:
     def require(self, what):
         """Raise ``TypeError`` if the public function ``what`` cannot take these arrays."""
 
-    def array(self, a, name, *, floating=True, kernel=False):
+    def array(self, a, name, *, floating=True, dtypes=None, kernel=False):
         """Validate an array argument: dtype rules and messages as :func:`_args.check_array`.
 
         ``kernel=True`` marks the small operands (weight, kernel, bias), which
         a lazy backend wants in memory.
         """
-        return _args.check_array(a, name, floating=floating)
+        return _args.check_array(a, name, floating=floating, dtypes=dtypes)
 
     def numpy_dtype(self, dtype):
         """The NumPy dtype of an array's dtype (what the cost model reads)."""
@@ -129,6 +130,17 @@ class Backend:
     def astype(self, a, np_dtype):
         return a.astype(np_dtype, copy=False)
 
+    def conj(self, a):
+        return _dtypes.conj(a)
+
+    def sum_to(self, a, axes, np_dtype):
+        """``a.sum(axes)`` accumulated in the compute dtype, in ``np_dtype``."""
+        return _dtypes.sum_to(a, axes, np_dtype)
+
+    def to_compute(self, spec, *arrays):
+        """``(spec, arrays, dtype)`` in the compute dtype (float32 for halves)."""
+        return _dtypes.to_compute(spec, *arrays)
+
     def batched(self, a):
         """``a`` with a batch dim of one in front."""
         return a[None]
@@ -145,15 +157,9 @@ class Backend:
             out += bias.reshape((-1,) + (1,) * (out.ndim - 2))  # in place: out is ours
         return out
 
-    def add_scalar(self, out, bias):
-        """``out + bias`` for a real scalar, with NumPy's dtype rules."""
-        if out.dtype.kind == "f" and np.result_type(out, bias) == out.dtype:
-            # Same dtype either way: add in place rather than copy the (possibly
-            # image-sized) result, and skip the pass entirely for the default 0.
-            if bias != 0:
-                out += bias
-            return out
-        return out + bias
+    def add_scalar(self, out, bias, np_dtype):
+        """``out + bias`` for a scalar, with NumPy's dtype rules for ``np_dtype``."""
+        return _dtypes.add_scalar_bias(out, bias, np_dtype)
 
 
 #: The backend of NumPy arrays (and of Python scalars and sequences).
@@ -180,20 +186,17 @@ class ArrayAPIBackend(Backend):
         self.name = name
         self.device = device
 
-    def array(self, a, name, *, floating=True, kernel=False):
+    def array(self, a, name, *, floating=True, dtypes=None, kernel=False):
         if library_of(a) is None:
             # A Python sequence: NumPy's rules (a list of ints is float for
             # conv), then onto this library's device.
-            arr = _args.check_array(a, name, floating=floating)
+            arr = _args.check_array(a, name, floating=floating, dtypes=dtypes)
             return self.xp.asarray(arr, device=self.device)
-        self._check_dtype(a, name, floating)
-        return a
-
-    def _check_dtype(self, a, name, floating):
         # The NumPy path's dtype rules and messages, read from an empty array
         # of the counterpart dtype: nothing of `a` is copied or computed.
         _args.check_array(np.empty(0, self.numpy_dtype(a.dtype, name)), name,
-                          floating=floating)
+                          floating=floating, dtypes=dtypes)
+        return a
 
     def numpy_dtype(self, dtype, name="x"):
         if isinstance(dtype, np.dtype):  # JAX and dask use NumPy's dtypes
@@ -201,10 +204,14 @@ class ArrayAPIBackend(Backend):
         for n in _DTYPE_NAMES:
             if dtype == getattr(self.xp, n, None):
                 return np.dtype(n)
+        if dtype == getattr(self.xp, "bfloat16", None) and _dtypes.bfloat16() is not None:
+            return _dtypes.bfloat16()
         raise TypeError(f"`{name}` has dtype {dtype}, which ndconv does not compute in")
 
     def dtype(self, np_dtype):
-        return getattr(self.xp, np.dtype(np_dtype).name)
+        np_dtype = np.dtype(np_dtype)
+        name = "bfloat16" if np_dtype == _dtypes.bfloat16() else np_dtype.name
+        return getattr(self.xp, name)
 
     def flip(self, a, axes=None):
         return self.xp.flip(a, axis=axes)
@@ -225,6 +232,22 @@ class ArrayAPIBackend(Backend):
         target = self.dtype(np_dtype)
         return a if a.dtype == target else self.xp.astype(a, target)
 
+    def conj(self, a):
+        return self.xp.conj(a) if self.numpy_dtype(a.dtype).kind == "c" else a
+
+    def sum_to(self, a, axes, dtype):
+        np_dtype = self.numpy_dtype(dtype)  # NumPy's or the library's dtype
+        cdt = self.dtype(_dtypes.compute_dtype(np_dtype))
+        return self.astype(self.xp.sum(a, axis=tuple(axes), dtype=cdt), np_dtype)
+
+    def to_compute(self, spec, *arrays):
+        dtype = spec.dtype
+        cdt = _dtypes.compute_dtype(dtype)
+        if cdt == dtype:
+            return spec, arrays, dtype
+        cast = tuple(None if a is None else self.astype(a, cdt) for a in arrays)
+        return dataclasses.replace(spec, dtype=cdt), cast, dtype
+
     def batched(self, a):
         return self.xp.expand_dims(a, axis=0)
 
@@ -233,12 +256,12 @@ class ArrayAPIBackend(Backend):
             return out
         return out + self.xp.reshape(bias, (-1,) + (1,) * (out.ndim - 2))
 
-    def add_scalar(self, out, bias):
+    def add_scalar(self, out, bias, np_dtype):
         # NumPy's rule for the result dtype (an int correlation plus 0.0 is
         # float64), so that every library returns the NumPy path's values.
-        target = np.result_type(self.numpy_dtype(out.dtype), bias)
+        target = np.result_type(np.empty(0, np_dtype), bias)
         out = self.astype(out, target)
-        return out + bias if bias != 0 else out
+        return self.astype(out + bias, target) if bias != 0 else out
 
 
 def _namespace(name, a):

@@ -51,7 +51,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "ndconv.dask needs the optional dependency dask: pip install 'ndconv[dask]'"
     ) from exc
 
-from . import _args
+from . import _args, _dtypes
 from ._backends import Backend, library_of
 from ._windows import pad_portable
 from .algorithms import CorrSpec, check_memory
@@ -92,10 +92,12 @@ def _window_block(parts, w, bias, stride, dilation, groups, method):
         stride=stride, dilation=dilation, pairs=((0, 0),) * n,
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=x.dtype,
     )
+    # As ndconv.conv: half precision computed with its bias in float32, rounded once.
+    spec, (x, w, bias), dtype = _dtypes.to_compute(spec, x, w, bias)
     y = _run(np.ascontiguousarray(x), w, spec, method)
     if bias is not None:
         y += bias.reshape((-1,) + (1,) * n)
-    return y
+    return y.astype(dtype, copy=False)
 
 
 def _windows(bounds, stride, dilation, kernel_size, chunks):
@@ -220,9 +222,9 @@ class DaskBackend(Backend):
                 "or pool each block with dask's map_overlap"
             )
 
-    def array(self, a, name, *, floating=True, kernel=False):
+    def array(self, a, name, *, floating=True, dtypes=None, kernel=False):
         if not _is_dask(a):
-            return _args.check_array(a, name, floating=floating)
+            return _args.check_array(a, name, floating=floating, dtypes=dtypes)
         if kernel:
             raise TypeError(
                 f"`{name}` must be an in-memory array (NumPy), not a dask array; the "
@@ -230,7 +232,7 @@ class DaskBackend(Backend):
             )
         # The dtype rules (and their messages) are those of the NumPy path; an
         # empty array of the same dtype carries them without touching the data.
-        _args.check_array(np.empty(0, dtype=a.dtype), name, floating=floating)
+        _args.check_array(np.empty(0, dtype=a.dtype), name, floating=floating, dtypes=dtypes)
         if any(math.isnan(n) for n in a.shape):
             raise ValueError(
                 f"`{name}` has unknown chunk sizes (shape {a.shape}); call "
@@ -246,8 +248,14 @@ class DaskBackend(Backend):
             return out
         return out + bias.reshape((-1,) + (1,) * (out.ndim - 2))
 
-    def add_scalar(self, out, bias):
-        return out + bias  # dask follows NumPy's dtype rules
+    def add_scalar(self, out, bias, np_dtype):
+        # NumPy's rule for the dtype of `+ bias` (dask follows it), computed
+        # from the dtypes: never from the lazy array's data.
+        final = np.result_type(np.empty(0, np_dtype), bias)
+        return (out + bias).astype(final)
+
+    def sum_to(self, a, axes, np_dtype):
+        return a.sum(axis=axes, dtype=_dtypes.compute_dtype(np_dtype)).astype(np_dtype)
 
     def correlate(self, x, w, spec, method, bias=None):
         """Lazy correlation: per-output-block windows of the lazily padded input."""
@@ -320,13 +328,13 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                            padding_mode, method=method)
 
 
-def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.correlate` of a dask array (``scipy.signal.correlate`` + bias).
 
     Parameters
     ----------
     x : dask.array.Array, N-d
-        int, uint or float; any chunking.
+        integer, float or complex; any chunking.
     kernel : ndarray, N-d
         In memory.
     bias, mode, method
@@ -341,7 +349,7 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     return _public("correlate")(x, kernel, bias, mode, method=method)
 
 
-def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.convolve` of a dask array (flipped kernel); see :func:`correlate`."""
     _lazy(x)
     return _public("convolve")(x, kernel, bias, mode, method=method)

@@ -239,7 +239,7 @@ def _geometry(S, K, stride, padding, dilation, padding_mode):
 
 
 def _input_shape(input_shape, n, channels):
-    shape = _args.ntuple(input_shape, n + 1, "input_shape", minimum=1)
+    shape = _args.ntuple(input_shape, n + 1, "input_shape", minimum=1, broadcast=False)
     if shape[0] != channels:
         raise ValueError(
             f"`input_shape` (={tuple(input_shape)!r}) must be (C_in, *S) with C_in "
@@ -300,7 +300,7 @@ def _offset_size(v, n, input_size):
         )
     R = tuple((a - 1) // 2 for a in A)
     S = tuple(r + 1 for r in R) if input_size is None else _args.ntuple(
-        input_size, n, "input_size", minimum=1)
+        input_size, n, "input_size", minimum=1, broadcast=False)
     if any(r != max(so, s) - 1 for r, so, s in zip(R, S_out, S)):
         raise ValueError(
             f"offset radius R (={R}) must be max(S_out, S) - 1 with S_out = {S_out} "

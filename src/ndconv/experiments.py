@@ -82,7 +82,7 @@ def build_model(kind, in_shape, num_classes, *, channels=(16, 32), hidden=100,
 
     if kind not in MODELS:
         raise ValueError(f"`kind` (={kind!r}) must be one of {MODELS}")
-    C, H, W = _args.ntuple(in_shape, 3, "in_shape", minimum=1)
+    C, H, W = _args.ntuple(in_shape, 3, "in_shape", minimum=1, broadcast=False)
     rng = nn.init.as_rng(rng)
     if kind == "mlp":
         return nn.Sequential(

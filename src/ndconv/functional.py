@@ -18,9 +18,11 @@ input's library.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
-from . import _args
+from . import _args, _dtypes
 from ._backends import NUMPY, resolve
 from ._windows import fold_padding, fold_padding_portable
 from .algorithms import CorrSpec
@@ -54,20 +56,25 @@ def _check_method(method):
     return method
 
 
-def _check_weight(be, weight, name="weight"):
-    w = be.array(weight, name, kernel=True)
+def _check_weight(be, weight, name="weight", *, transposed=False):
+    w = be.array(weight, name, dtypes=_dtypes.conv_dtypes(), kernel=True)
     if w.ndim < 3:
         raise ValueError(
             f"`{name}` must have shape (C_out, C_in // groups, *kernel_size) with at "
             f"least one spatial dim, got shape {tuple(w.shape)}"
         )
-    _args.check_no_empty(w, name)
+    # PyTorch: no input channels is an empty sum (conv only); no output
+    # channels or an empty kernel is refused.
+    if transposed:
+        _args.check_empty_dims(w.shape, name, (), "no dim of a transposed convolution's weight")
+    else:
+        _args.check_empty_dims(w.shape, name, (1,), "the input-channel dim (C_in // groups)")
     return w
 
 
 def _check_input(be, x, w, name="x"):
     """Validate ``x`` against ``w``; return the batched input and the unbatched flag."""
-    x = be.array(x, name)
+    x = be.array(x, name, dtypes=_dtypes.conv_dtypes())
     n = w.ndim - 2
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
@@ -79,15 +86,16 @@ def _check_input(be, x, w, name="x"):
             f"`{name}` (dtype {x.dtype}) and `weight` (dtype {w.dtype}) must have the "
             "same dtype; cast one of them with .astype()"
         )
-    _args.check_no_empty(x, name)
     unbatched = x.ndim == n + 1
+    _args.check_empty_dims(tuple(x.shape), name, (0,) if unbatched else (0, 1),
+                           "the batch and channel dims")
     return (be.batched(x) if unbatched else x), unbatched
 
 
 def _check_bias(be, bias, channels, dtype):
     if bias is None:
         return None
-    b = be.array(bias, "bias", kernel=True)
+    b = be.array(bias, "bias", dtypes=_dtypes.conv_dtypes(), kernel=True)
     if tuple(b.shape) != (channels,):
         raise ValueError(
             f"`bias` must have shape ({channels},), one value per output channel; got "
@@ -128,6 +136,7 @@ def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode, be=NUMPY):
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, K, dilation, stride)
     padding_mode = _args.check_padding_mode(padding_mode)
+    _args.check_padded_size(S, pairs)
     _args.check_mode_fits(S, pairs, padding_mode)
     _args.output_size(S, K, stride, pairs, dilation)
     return CorrSpec(
@@ -260,7 +269,11 @@ def conv(
     Parameters
     ----------
     x : ndarray, shape (B, C_in, *S) or (C_in, *S)
-        float32 or float64.
+        float32, float64, float16 or bfloat16 (computed in float32, rounded
+        once), complex64 or complex128 (no conjugation, as PyTorch), or an
+        integer dtype (exact; wraps around on overflow as NumPy). ``B`` and
+        ``C_in`` may be 0: an empty batch gives an empty output, no input
+        channels an empty sum (the output is the bias).
     weight : ndarray, shape (C_out, C_in // groups, *K)
         Same dtype as ``x``.
     bias : ndarray, shape (C_out,), optional
@@ -297,7 +310,9 @@ def conv(
     xb, unbatched = _check_input(be, x, w)
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
     b = _check_bias(be, bias, w.shape[0], w.dtype)
-    out = be.correlate(xb, w, spec, method, bias=b)
+    # Half precision: compute and add the bias in float32, round once.
+    spec, (xb, w, b), dtype = be.to_compute(spec, xb, w, b)
+    out = be.astype(be.correlate(xb, w, spec, method, bias=b), dtype)
     return out[0, ...] if unbatched else out
 
 
@@ -324,9 +339,18 @@ conv3d = _conv_n(3)
 
 
 def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1):
-    """Spatial output shape of :func:`conv` without computing anything."""
+    """Spatial output shape of :func:`conv` without computing anything.
+
+    The same rules as :func:`conv`: one-element ``stride``, ``padding`` and
+    ``dilation`` tuples apply to every dim, and only the batch and channel
+    entries of ``input_shape`` may be 0.
+    """
     k = tuple(weight_shape[2:])
     n = len(k)
+    input_shape = tuple(input_shape)
+    _args.check_empty_dims(input_shape, "input_shape", range(len(input_shape) - n),
+                           "the batch and channel dims")
+    _args.check_empty_dims(k, "kernel_size", (), "no entry")
     stride = _args.ntuple(stride, n, "stride", minimum=1)
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, k, dilation, stride)
@@ -354,7 +378,10 @@ def choose_method(
         If True, time the plausible algorithms on ``x`` and ``weight`` (each
         twice, the faster run kept) and pick the fastest, as
         ``scipy.signal.choose_conv_method(measure=True)``; otherwise use the
-        cost model of :mod:`ndconv.algorithms.choose` (no computation).
+        cost model of :mod:`ndconv.algorithms.choose`, leaving out, as
+        ``method='auto'`` does, methods that would spread these arrays'
+        NaN/Inf, break the direct formula's error bound on their dynamic
+        range, or exceed the memory limit (one pass over ``x``, no convolution).
 
     Returns
     -------
@@ -386,7 +413,10 @@ def choose_method(
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
     if not isinstance(measure, (bool, np.bool_)):
         raise TypeError(f"`measure` (={measure!r}) must be True or False")
-    return choose(spec, measure=bool(measure), x=xb, w=w)
+    # What runs is the computation in the compute dtype (float32 for halves).
+    cdt = spec.compute_dtype
+    spec = dataclasses.replace(spec, dtype=cdt)
+    return choose(spec, measure=bool(measure), x=be.astype(xb, cdt), w=be.astype(w, cdt))
 
 
 def conv_backward(
@@ -423,7 +453,9 @@ def conv_backward(
 
     Notes
     -----
-    ``grad_x`` is the correlation of ``grad_out`` (dilated by the stride) with the
+    Complex inputs follow PyTorch's autograd (the conjugate Wirtinger
+    derivative of a real loss): ``grad_x`` uses ``conj(weight)`` and
+    ``grad_weight`` uses ``conj(x)``. ``grad_x`` is the correlation of ``grad_out`` (dilated by the stride) with the
     flipped kernel; ``grad_weight`` is the correlation of the padded input with
     ``grad_out`` as the kernel, stride and dilation swapped.
     """
@@ -432,7 +464,7 @@ def conv_backward(
     w = _check_weight(be, weight)
     xb, unbatched = _check_input(be, x, w)
     spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
-    gy = be.array(grad_out, "grad_out")
+    gy = be.array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = spec.out_shape[1:] if unbatched else spec.out_shape
     if tuple(gy.shape) != tuple(expected):
         raise ValueError(
@@ -448,9 +480,12 @@ def conv_backward(
         if not ok:  # as conv(method=...) would: the layer's own method must fit
             raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     gyb = be.batched(gy) if unbatched else gy
-    gx = _input_grad(be, gyb, w, spec, method, gradient=True)
-    gw = _weight_grad(be, gyb, xb, spec, method)
-    gb = be.sum(gyb, (0, *range(2, gyb.ndim)))
+    # Complex: PyTorch's convention, the gradient of a real loss is taken
+    # with respect to the conjugate (Wirtinger), so each gradient multiplies
+    # grad_out by the conjugate of the other operand.
+    gx = _input_grad(be, gyb, be.conj(w), spec, method, gradient=True)
+    gw = _weight_grad(be, gyb, be.conj(xb), spec, method)
+    gb = be.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
     return (gx[0, ...] if unbatched else gx), gw, gb
 
 
@@ -538,11 +573,12 @@ def conv_transpose(
     """
     be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)
-    w = _check_weight(be, weight)
+    w = _check_weight(be, weight, transposed=True)
     xb, unbatched = _check_input(be, x, w)
     spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation, be)
     b = _check_bias(be, bias, spec.in_channels, w.dtype)
-    out = be.add_bias(_input_grad(be, xb, w, spec, method), b)
+    spec, (xb, w, b), dtype = be.to_compute(spec, xb, w, b)  # as conv
+    out = be.astype(be.add_bias(_input_grad(be, xb, w, spec, method), b), dtype)
     return out[0, ...] if unbatched else out
 
 
@@ -569,10 +605,10 @@ def conv_transpose_backward(
     """
     be = resolve(grad_out=grad_out, x=x, weight=weight)
     method = _check_method(method)
-    w = _check_weight(be, weight)
+    w = _check_weight(be, weight, transposed=True)
     xb, unbatched = _check_input(be, x, w)
     spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation, be)
-    gy = be.array(grad_out, "grad_out")
+    gy = be.array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = (spec.batch, spec.in_channels, *spec.in_spatial)
     if unbatched:
         expected = expected[1:]
@@ -583,11 +619,12 @@ def conv_transpose_backward(
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
     gyb = be.batched(gy) if unbatched else gy
-    gx = be.correlate(gyb, w, spec, _for_gradient(method, spec))
+    # Complex: conjugate the other operand, as in conv_backward.
+    gx = be.correlate(gyb, be.conj(w), spec, _for_gradient(method, spec))
     # output_padding >= stride (allowed when below dilation) can add a position.
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
-    gw = _weight_grad(be, xb, gyb, spec, method)
-    gb = be.sum(gyb, (0, *range(2, gyb.ndim)))
+    gw = _weight_grad(be, be.conj(xb), gyb, spec, method)
+    gb = be.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
     return (gx[0, ...] if unbatched else gx), gw, gb
 
 
@@ -612,12 +649,13 @@ def _plain(x, kernel, bias, mode, method, flip):
         raise ValueError(f"`mode` (={mode!r}) must be one of {_MODES}")
     _args.check_no_empty(a, "x")
     _args.check_no_empty(k, "kernel")
-    if not (_args.is_number(bias) or (isinstance(bias, np.ndarray) and bias.ndim == 0)):
-        raise TypeError(f"`bias` (={bias!r}) must be a real scalar")
+    _dtypes.check_scalar_bias(bias)
     # NumPy's promotion rule for every library, so that all return its values.
     dtype = np.result_type(be.numpy_dtype(a.dtype), be.numpy_dtype(k.dtype))
     if flip:  # convolution = correlation with the flipped kernel
         k = be.flip(k)
+    else:  # SciPy's rule: correlate(x, k) = convolve(x, flip(conj(k)))
+        k = be.conj(k)
     if mode == "valid":
         if all(m >= n for m, n in zip(k.shape, a.shape)) and k.shape != a.shape:
             # scipy's rule: 'valid' needs one array at least as large as the other
@@ -642,13 +680,14 @@ def _plain(x, kernel, bias, mode, method, flip):
         kernel_size=tuple(k.shape), stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype, xp=be.spec_xp,
     )
+    spec, (a, k), _ = be.to_compute(spec, a, k)  # as conv
     one = (1, 1)
     out = be.correlate(be.reshape(a, one + tuple(a.shape)),
                        be.reshape(be.contiguous(k), one + tuple(k.shape)), spec, method)
-    return be.add_scalar(out[0, 0, ...], bias)
+    return be.add_scalar(out[0, 0, ...], bias, dtype)
 
 
-def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Cross-correlate two N-d arrays and add a bias: the lecture's ``Y = X * K + b``.
 
     Equal to ``scipy.signal.correlate(x, kernel, mode) + bias``.
@@ -656,10 +695,11 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     Parameters
     ----------
     x : array_like, N-d
-        Real numbers (int, uint or float).
+        Integer, float (float16, bfloat16, float32, float64) or complex.
     kernel : array_like, N-d
-        Same number of dims as ``x``.
-    bias : float
+        Same number of dims as ``x``. Complex kernels are conjugated, as
+        SciPy does: ``y[n] = sum_t x[n + t] * conj(kernel[t])``.
+    bias : int, float or complex scalar
         Added to every output element.
     mode : {'valid', 'same', 'full'}
         ``'valid'``: only positions where the kernel fits, size ``S - K + 1``
@@ -671,20 +711,24 @@ def correlate(x, kernel, bias=0.0, mode="valid", *, method="auto"):
     Returns
     -------
     ndarray
-        dtype ``np.result_type(x, kernel)`` before the bias is added (NumPy's
-        rules then apply: an integer result plus the default ``0.0`` is float64).
+        dtype ``np.result_type(x, kernel)``, then NumPy's rule for ``+ bias``
+        (a Python scalar does not widen it: an integer result stays integer
+        with an int bias such as the default 0, and becomes float64 with a
+        float bias). Integers are computed exactly in that dtype, wrapping
+        around on overflow as NumPy's integer arithmetic (and SciPy) does;
+        float16 and bfloat16 are computed in float32 and rounded once.
 
     Examples
     --------
     >>> import numpy as np, ndconv
     >>> ndconv.correlate(np.arange(9).reshape(3, 3), [[0, 1], [2, 3]])
-    array([[19., 25.],
-           [37., 43.]])
+    array([[19, 25],
+           [37, 43]])
     """
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
-def convolve(x, kernel, bias=0.0, mode="valid", *, method="auto"):
+def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Convolve two N-d arrays (flipped kernel) and add a bias.
 
     Equal to ``scipy.signal.convolve(x, kernel, mode) + bias``; see

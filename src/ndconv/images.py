@@ -125,12 +125,21 @@ def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
     for r0 in range(0, H_out, rows_per_tile):
         r1 = min(H_out, r0 + rows_per_tile)
         # Padded rows this band reads: its own plus the halo of the kernel.
-        rows = np.arange(r0 * sh, (r1 - 1) * sh + dh * (kh - 1) + 1) - lo_h
-        ridx, rin = _source_index(rows, H, mode)
-        band = chw[:, ridx][:, :, cidx].astype(dtype)
-        if not (rin.all() and cin.all()):
-            band *= (rin[:, None] & cin[None, :])
-        out = conv(band, wt, stride=(sh, sw), dilation=(dh, dw), groups=groups)
+        p0, p1 = r0 * sh - lo_h, (r1 - 1) * sh + dh * (kh - 1) + 1 - lo_h
+        a, b = max(p0, 0), min(p1, H)
+        if mode == "zeros" and a < b:
+            # Zero padding is conv's own (no padded copy: the compiled
+            # kernels skip the taps outside the input); the band is one
+            # pass that converts and makes channels contiguous.
+            band = np.ascontiguousarray(chw[:, a:b], dtype=dtype)
+            out = conv(band, wt, stride=(sh, sw), padding=((a - p0, p1 - b), (lo_w, hi_w)),
+                       dilation=(dh, dw), groups=groups)
+        else:
+            ridx, rin = _source_index(np.arange(p0, p1), H, mode)
+            band = chw[:, ridx][:, :, cidx].astype(dtype)
+            if not (rin.all() and cin.all()):
+                band *= (rin[:, None] & cin[None, :])
+            out = conv(band, wt, stride=(sh, sw), dilation=(dh, dw), groups=groups)
         yield r0, r1, out
 
 
@@ -189,11 +198,15 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
         raise ValueError(f"`value_range` (={value_range!r}) must be one of {VALUE_RANGES}")
     dtype = np.dtype(np.float64 if image.dtype == np.float64 else np.float32)
     if rows_per_tile is None:
-        # Per output row: the band's input rows (stride of them), the im2col
-        # copy the GEMM method may make (taps x that), and the output row.
+        # Per output row: the band's input rows (stride of them) and the
+        # output row. The algorithms bound their own workspace (the GEMM's
+        # im2col runs in fixed-size tiles, FFT in blocks), so the band is
+        # not shrunk for them: a thin band would repeat the kernel's halo of
+        # dilation*(kh-1) rows for every few output rows and send a large
+        # kernel to the direct method instead of the FFT (box:31 on 12 MP
+        # took 33 s in 1-row bands, 2 s in 600-row bands).
         W_pad = W + pairs[1][0] + pairs[1][1]
-        per_row = np.dtype(dtype).itemsize * W_pad * (
-            C * stride[0] * (1 + kh * kw) + w.shape[0])
+        per_row = np.dtype(dtype).itemsize * W_pad * (C * stride[0] + w.shape[0])
         rows_per_tile = int(max(1, min(H_out, max_tile_bytes // max(per_row, 1))))
     else:
         rows_per_tile = _args.positive_int(rows_per_tile, "rows_per_tile")
@@ -207,7 +220,9 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
     C_out = w.shape[0]
     lo, hi = _limits(image)
     out_dtype = image.dtype if image.dtype.kind == "u" else dtype
-    out = np.empty((C_out, H_out, W_out), dtype=out_dtype)
+    # Channels last, as images are stored: each band is written transposed
+    # once, and the result needs no copy to be saved.
+    out = np.empty((H_out, W_out, C_out), dtype=out_dtype)
 
     def tiles():
         return _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype)
@@ -228,11 +243,11 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
         if out_dtype.kind == "u":
             np.rint(band, out=band)
         np.clip(band, lo, hi, out=band)
-        out[:, r0:r1] = band
+        out[r0:r1] = np.moveaxis(band, 0, -1)
         if progress is not None:
             progress(r1 - r0)
     # A gray image stays 2-D unless the kernel makes several channels of it.
-    return out[0] if gray and C_out == 1 else np.moveaxis(out, 0, -1)
+    return out[..., 0] if gray and C_out == 1 else out
 
 
 # --------------------------------------------------------------------------

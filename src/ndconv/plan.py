@@ -171,7 +171,8 @@ def fully_connected(in_shape, out_shape, bias=True, *, name="fully connected",
 
 
 def _window_geometry(in_shape, kernel_size, stride, padding, dilation):
-    x = _args.shape_tuple(in_shape, "in_shape")
+    # No input channels is allowed, as in nn.Conv (an empty sum).
+    x = _args.shape_tuple(in_shape, "in_shape", empty_ok=(0,))
     if len(x) < 2:
         raise ValueError(
             f"`in_shape` (={in_shape!r}) must be (C_in, *S) with at least one spatial dim"
@@ -331,7 +332,8 @@ def layer_rows(model, input_shape):
 
     if not isinstance(model, Module):
         raise TypeError(f"`model` must be an ndconv.nn.Module, got {type(model).__name__}")
-    shape = _args.shape_tuple(input_shape, "input_shape")
+    # No input channels is allowed, as nn.Conv allows it (an empty sum).
+    shape = _args.shape_tuple(input_shape, "input_shape", empty_ok=(0,))
     fld = _Field.identity(shape[1:] if len(shape) > 1 else shape)
     rows = []
     for name, layer in _leaves(model):
@@ -375,7 +377,7 @@ def receptive_region(model, input_shape, out_index):
         raise ValueError("the receptive field of this model is not known to plan")
     if fld.whole:
         return tuple(np.arange(n) for n in S)
-    idx = _args.ntuple(out_index, len(S), "out_index", minimum=0)
+    idx = _args.ntuple(out_index, len(S), "out_index", minimum=0, broadcast=False)
     region = []
     for p, j, st, sz, n in zip(idx, fld.jump, fld.start, fld.size, S):
         r = np.arange(p * j + st, p * j + st + sz)

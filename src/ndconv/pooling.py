@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from . import _args
+from . import _args, _dtypes, _memory
 from ._backends import resolve
 from ._windows import fold_padding, pad, pad_portable, windows
 
@@ -43,7 +43,7 @@ def _pool_args(be, x, n, kernel_size, stride, padding, dilation, ceil_mode, kind
     ``n`` is the number of spatial dims, or None to take it from the length
     of ``kernel_size`` (which must then be a tuple).
     """
-    x = be.array(x, "x")
+    x = be.array(x, "x", dtypes=_dtypes.real_floats())
     if n is None:
         if isinstance(kernel_size, (tuple, list)):
             n = len(kernel_size)
@@ -57,7 +57,8 @@ def _pool_args(be, x, n, kernel_size, stride, padding, dilation, ceil_mode, kind
             f"`x` must have shape (B, C, *S) or (C, *S) with {n} spatial dims, so "
             f"ndim {n + 2} or {n + 1}; got shape {tuple(x.shape)}"
         )
-    _args.check_no_empty(x, "x")
+    # PyTorch pools an empty batch, nothing else empty.
+    _args.check_empty_dims(x.shape, "x", (0,) if x.ndim == n + 2 else (), "the batch dim")
     k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
     s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
     p = _args.ntuple(padding, n, "padding", minimum=0)
@@ -123,6 +124,28 @@ def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation
     p = _args.ntuple(padding, n, "padding", minimum=0)
     d = _args.ntuple(dilation, n, "dilation", minimum=1)
     return _out_size(tuple(input_shape[-n:]), k, s, p, d, bool(ceil_mode))
+
+
+def _check_memory(be, xb, k, s, p, d, out, kind, backward):
+    """Refuse, before allocating, a pooling whose arrays cannot fit.
+
+    Counts the padded copy of the input, the output-sized arrays (the result,
+    the running maximum or sum, the divisor; in the max backward the winners'
+    masks and each tap's share) and, backward, the padded gradient. For an
+    array on an accelerator, the device's memory (never the host's).
+    """
+    it = be.numpy_dtype(xb.dtype).itemsize
+    lead = xb.shape[0] * xb.shape[1]
+    pairs = _pairs(tuple(xb.shape[2:]), k, s, p, d, out)
+    padded = lead * math.prod(n + lo + hi for n, (lo, hi) in zip(xb.shape[2:], pairs))
+    outs = lead * math.prod(out)
+    nbytes = (padded if any(lo or hi for lo, hi in pairs) else 0) * it + 2 * outs * it
+    if backward:
+        nbytes += padded * it + outs * (2 * it + (3 if kind == "max" else 0))
+    free = _memory.HOST if be.numpy else _memory.device_free_memory(be.name, xb)
+    _memory.guard(nbytes, f"{kind}_pool{'_backward' if backward else ''} of input "
+                          f"{tuple(xb.shape)} (output {tuple(xb.shape[:2]) + tuple(out)})",
+                  free)
 
 
 # --------------------------------------------------------------------------
@@ -220,7 +243,10 @@ def _scatter(lead, spatial, pairs, shares, out, k, s, d, dtype):
 
 def _max_backward(gy, x, y, k, s, p, d):
     pairs = _pairs(x.shape[2:], k, s, p, d, y.shape[2:])
-    shares = (gy * hit for hit in _max_winners(x, y, k, s, p, d))
+    zero = gy.dtype.type(0)
+    # np.where, not gy * hit: a NaN or Inf gradient times a loser's 0 is NaN,
+    # and must reach only the winner, as in PyTorch.
+    shares = (np.where(hit, gy, zero) for hit in _max_winners(x, y, k, s, p, d))
     return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
 
 
@@ -245,12 +271,15 @@ def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
     ones = (1,) * n
     pairs = _pairs(x.shape[2:], k, s, p, ones, out)
     win = windows(_padded(x, pairs, 0), k, s, ones)  # (B, C, *S_out, *k), a view
-    acc = np.zeros((*x.shape[:2], *out), dtype=x.dtype)
+    # Sums of float16/bfloat16 run in float32, rounded once at the end.
+    cdt = _dtypes.compute_dtype(x.dtype)
+    acc = np.zeros((*x.shape[:2], *out), dtype=cdt)
     for tap in np.ndindex(*k):
         acc += win[(Ellipsis, *tap)]
     if divisor_override is not None:
-        return acc / x.dtype.type(divisor_override)
-    return acc / _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, x.dtype)
+        return (acc / cdt.type(divisor_override)).astype(x.dtype, copy=False)
+    div = _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, cdt)
+    return (acc / div).astype(x.dtype, copy=False)
 
 
 def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
@@ -258,12 +287,15 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
     ones = (1,) * n
     out = gy.shape[2:]
     pairs = _pairs(spatial, k, s, p, ones, out)
+    cdt = _dtypes.compute_dtype(gy.dtype)  # as the forward: float32 for halves
     if divisor_override is not None:
-        share = gy / gy.dtype.type(divisor_override)
+        share = gy.astype(cdt, copy=False) / cdt.type(divisor_override)
     else:
-        share = gy / _avg_divisor(spatial, k, s, p, out, count_include_pad, gy.dtype)
-    return _scatter(gy.shape[:2], spatial, pairs, (share for _ in range(math.prod(k))),
-                    out, k, s, ones, gy.dtype)
+        share = gy.astype(cdt, copy=False) / _avg_divisor(spatial, k, s, p, out,
+                                                          count_include_pad, cdt)
+    gx = _scatter(gy.shape[:2], spatial, pairs, (share for _ in range(math.prod(k))),
+                  out, k, s, ones, cdt)
+    return gx.astype(gy.dtype, copy=False)
 
 
 # --------------------------------------------------------------------------
@@ -338,7 +370,9 @@ def _scatter_xp(xp, spatial, pairs, shares, out, k, s, d):
 def _max_backward_xp(xp, gy, x, y, k, s, p, d):
     out = tuple(y.shape[2:])
     pairs = _pairs(tuple(x.shape[2:]), k, s, p, d, out)
-    shares = (gy * xp.astype(hit, gy.dtype) for hit in _max_winners_xp(xp, x, y, k, s, p, d))
+    # where, not gy * hit: a NaN gradient must reach only the winner (as NumPy's)
+    zero = xp.zeros_like(gy)
+    shares = (xp.where(hit, gy, zero) for hit in _max_winners_xp(xp, x, y, k, s, p, d))
     return _scatter_xp(xp, tuple(x.shape[2:]), pairs, shares, out, k, s, d)
 
 
@@ -378,7 +412,7 @@ def _avg_backward_xp(be, gy, spatial, k, s, p, count_include_pad, divisor_overri
 
 
 def _check_grad(be, grad_out, expected, dtype):
-    gy = be.array(grad_out, "grad_out")
+    gy = be.array(grad_out, "grad_out", dtypes=_dtypes.real_floats())
     if tuple(gy.shape) != tuple(expected):
         raise ValueError(
             f"`grad_out` must have the output's shape {tuple(expected)}, got "
@@ -396,7 +430,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     Parameters
     ----------
     x : ndarray, shape (B, C, *S) or (C, *S)
-        float32 or float64.
+        float16, bfloat16, float32 or float64; ``B`` may be 0, as in PyTorch.
     kernel_size : int or tuple of N ints
         An int needs ``ndim``; a tuple gives N.
     stride : int or tuple of N ints, optional
@@ -426,6 +460,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     be.require("max_pool")
     xb, unbatched, k, s, p, d, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 dilation, ceil_mode, "max")
+    _check_memory(be, xb, k, s, p, d, out, "max", backward=False)
     if be.numpy:
         y = _max_forward(xb, k, s, p, d, out)
     else:
@@ -455,6 +490,7 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
                                                   padding, dilation, ceil_mode, "max")
     expected = tuple(xb.shape[:2]) + shape
     gy = _check_grad(be, grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
     if out is None:
         y = (_max_forward(xb, k, s, p, d, shape) if be.numpy
              else _max_forward_xp(be.xp, xb, k, s, p, d, shape))
@@ -503,6 +539,7 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     xb, unbatched, k, s, p, _, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 1, ceil_mode, "avg")
     dov = _check_divisor(divisor_override)
+    _check_memory(be, xb, k, s, p, (1,) * len(k), out, "avg", backward=False)
     if be.numpy:
         y = _avg_forward(xb, k, s, p, out, bool(count_include_pad), dov)
     else:
@@ -520,6 +557,7 @@ def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mod
     dov = _check_divisor(divisor_override)
     expected = tuple(xb.shape[:2]) + out
     gy = _check_grad(be, grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    _check_memory(be, xb, k, s, p, (1,) * len(k), out, "avg", backward=True)
     if unbatched:
         gy = be.batched(gy)
     spatial = tuple(xb.shape[2:])

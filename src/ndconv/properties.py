@@ -157,7 +157,7 @@ def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=N
     """
     x = _check_x(x, layer)
     n = x.ndim - 2
-    shift = _args.ntuple(shift, n, "shift")
+    shift = _args.ntuple(shift, n, "shift", broadcast=False)
     if boundary not in ("circular", "zeros"):
         raise ValueError(f"`boundary` (={boundary!r}) must be 'circular' or 'zeros'")
     circular = boundary == "circular"
@@ -228,7 +228,7 @@ def locality(layer, x, out_index=None, *, channel=0, region=None):
     S_out = y.shape[2:]
     if out_index is None:
         out_index = tuple(s // 2 for s in S_out)
-    out_index = _args.ntuple(out_index, len(S_out), "out_index", minimum=0)
+    out_index = _args.ntuple(out_index, len(S_out), "out_index", minimum=0, broadcast=False)
     if any(i >= s for i, s in zip(out_index, S_out)):
         raise ValueError(f"`out_index` (={out_index}) must lie in the output's spatial shape {S_out}")
     channel = _args._as_int(channel, "channel")

@@ -9,13 +9,14 @@ its error and NaN behaviour, its memory); :data:`ALGORITHMS` registers them.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from .. import _memory
+from .. import _dtypes, _memory
 from . import depthwise, direct, fft, gemm, implicit, jax, scatter, torch, winograd
-from .record import ARRAY_API, Algorithm, register
+from .record import ARRAY_API, Algorithm, padded_and_output_bytes, register
 from .spec import CorrSpec
 
 #: ``{name: Algorithm}``, in the order the README's method table lists them.
@@ -39,54 +40,95 @@ def methods_for(library="numpy"):
 #: Below this many bytes of input and output, skip the check against the
 #: available memory (reading it costs more than a small convolution); a limit
 #: the user set is always checked.
-GUARD_BYTES = 256 * 2**20
+GUARD_BYTES = _memory.GUARD_BYTES
 
 
-def check_memory(spec, x=None):
+def check_memory(spec, algo=None, x=None):
     """Refuse, before allocating, a correlation whose arrays cannot fit.
 
-    Counts the padded input and the output (the least any method holds at
-    once); a valid but enormous padding or input dilation is caught here
-    rather than by the operating system. Arrays on an accelerator (``x`` of
-    a non-NumPy spec) are compared with the device's memory, never the host's.
+    Without ``algo``, counts the padded input and the output (the least any
+    method holds at once), so a valid but enormous padding or input dilation
+    is caught here rather than by the operating system; with ``algo``, what
+    that method holds (its record's ``workspace_bytes``). Arrays on an
+    accelerator (``x`` of a non-NumPy spec) are compared with the device's
+    memory, never the host's.
     """
-    nbytes = spec.dtype.itemsize * (
-        spec.batch * spec.in_channels * math.prod(spec.padded_spatial)
-        + spec.batch * spec.out_channels * math.prod(spec.out_spatial)
-    )
-    if nbytes > GUARD_BYTES or _memory.has_explicit_limit():
-        free = _memory.HOST if spec.numpy or x is None else _memory.device_free_memory(
-            spec.library, x)
-        _memory.check(nbytes, f"a correlation of padded input {spec.padded_spatial} "
-                              f"and output {spec.out_shape}", free)
+    free = _memory.HOST
+    if not spec.numpy and x is not None:
+        free = _memory.device_free_memory(spec.library, x)
+    if algo is None:
+        _memory.guard(padded_and_output_bytes(spec),
+                      f"a correlation of padded input {spec.padded_spatial} "
+                      f"and output {spec.out_shape}", free)
+    else:
+        _memory.guard(algo.workspace_bytes(spec),
+                      f"method {algo.name!r} on a correlation of padded input "
+                      f"{spec.padded_spatial} and output {spec.out_shape}", free)
 
 
-def _finite(x, w):
-    """No NaN or Inf in ``x`` or ``w``, without a temporary array as large as x.
+def _max_abs(a):
+    """``max |a|`` without a temporary (NaN where ``a`` holds NaN)."""
+    with np.errstate(invalid="ignore"):
+        return float(max(np.max(a), -np.min(a)))
 
-    A sum is NaN or Inf whenever a term is; a finite sum that overflows only
-    sends the call to a slower method, never to a wrong answer.
+
+def execute(algo, x, w, spec, data=None):
+    """``algo.run(x, w, spec)``, scaled by powers of two where its intermediates
+    would overflow although the direct sum need not.
+
+    ``data`` (a :class:`~ndconv.algorithms.survey.Survey`) supplies ``max|x|``
+    when ``'auto'`` has already read it. Scaling by ``2**-e`` is exact (barring
+    values below the dtype's normal range, far below the method's own
+    rounding), so the result is the unscaled one's, times ``2**e`` back.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(np.sum(x)) and np.isfinite(np.sum(w)))
+    # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if algo.magnitude_growth is None or spec.dtype.kind != "f":
+            return algo.run(x, w, spec)
+        mx = data.max_abs if data is not None else _max_abs(x)
+        mw = _max_abs(w)
+        if not (math.isfinite(mx) and math.isfinite(mw)) or mx == 0 or mw == 0:
+            return algo.run(x, w, spec)
+        if mx * mw * algo.magnitude_growth(spec) <= np.finfo(spec.dtype).max / 4:
+            return algo.run(x, w, spec)
+        ex, ew = math.frexp(mx)[1], math.frexp(mw)[1]
+        out = algo.run(np.ldexp(x, -ex).astype(spec.dtype, copy=False),
+                       np.ldexp(w, -ew).astype(spec.dtype, copy=False), spec)
+        return np.ldexp(out, ex + ew, out=out)
 
 
 def run(x, w, spec, method="auto"):
-    """Compute the correlation described by ``spec`` with ``method``."""
-    from .choose import choose
+    """Compute the correlation described by ``spec`` with ``method``.
 
-    check_memory(spec, x)
+    Half-precision arrays (float16, bfloat16) are computed in float32 and the
+    result rounded back once (:func:`ndconv._dtypes.compute_dtype`); every
+    algorithm therefore sees float32, float64, complex or integer specs only.
+    """
+    cdt = _dtypes.compute_dtype(spec.dtype)
+    if cdt != spec.dtype:
+        if spec.numpy:
+            out = run(x.astype(cdt), w.astype(cdt), dataclasses.replace(spec, dtype=cdt),
+                      method)
+            return out.astype(spec.dtype)
+        xp, lib_cdt = spec.xp, getattr(spec.xp, cdt.name)
+        out = run(xp.astype(x, lib_cdt), xp.astype(w, lib_cdt),
+                  dataclasses.replace(spec, dtype=cdt), method)
+        return xp.astype(out, x.dtype)
+    return _run(x, w, spec, method)
+
+
+def _run(x, w, spec, method):
+    from .choose import choose_for
+
+    check_memory(spec, x=x)
+    # An empty batch or channel set (PyTorch accepts both): nothing to
+    # compute, and a sum over no input channels is 0.
+    empty = 0 in (spec.batch, spec.in_channels, spec.out_channels)
+    data = None
     if method == "auto":
-        method = choose(spec)[0]
-        if ALGORITHMS[method].mixes_nonfinite(spec) and not _finite(x, w):
-            # FFT and Winograd mix a whole block of inputs into every output of
-            # the block (and Inf - Inf = NaN): one NaN or Inf would spoil the
-            # block. PyTorch keeps them where the window sees them; so do these.
-            from .choose import candidates
-
-            est = {k: v for k, v in candidates(spec)[0].items()
-                   if not ALGORITHMS[k].mixes_nonfinite(spec)}
-            method = min(est, key=est.get)
+        if empty:
+            return _zeros(spec, x)
+        method, _, data = choose_for(spec, x, w)
     algo = ALGORITHMS.get(method)
     if algo is None:
         raise ValueError(
@@ -95,9 +137,17 @@ def run(x, w, spec, method="auto"):
     ok, why = algo.accepts(spec)
     if not ok:
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
-    # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
-    with np.errstate(invalid="ignore", over="ignore"):
-        return algo.run(x, w, spec)
+    if empty:
+        return _zeros(spec, x)
+    check_memory(spec, algo, x)
+    return execute(algo, x, w, spec, data)
+
+
+def _zeros(spec, x):
+    """The (empty or all-zero) result, in ``x``'s library and on its device."""
+    if spec.numpy:
+        return np.zeros(spec.out_shape, dtype=spec.dtype)
+    return spec.xp.zeros(spec.out_shape, dtype=x.dtype, device=getattr(x, "device", None))
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "check_memory", "methods_for", "run"]

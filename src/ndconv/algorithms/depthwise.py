@@ -110,6 +110,8 @@ def _run_jit(kernel, x, w, spec):
 
 
 def run(x, w, spec):
+    # The compiled kernel is typed for real floats; complex and integer
+    # planes take the NumPy loop below (same taps, same chunks).
     if spec.dtype in (np.dtype(np.float32), np.dtype(np.float64)):
         from ._jit import taps_kernel
 

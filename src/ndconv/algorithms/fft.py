@@ -41,9 +41,9 @@ def supports(spec):
         import scipy.fft  # noqa: F401
     except ImportError:
         return False, "needs SciPy (pip install 'ndconv[fast]')"
-    if spec.dtype.kind != "f":
-        return False, f"dtype {spec.dtype} is not floating point (FFT rounds)"
-    return True, "any arguments (floating point; rounding error ~ eps*log2(n))"
+    if spec.compute_dtype.kind not in "fc":
+        return False, f"dtype {spec.dtype} is not floating point or complex (FFT rounds)"
+    return True, "any arguments (float or complex; rounding error ~ eps*log2(n))"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -120,7 +120,12 @@ def run(x, w, spec):
     xp = xp[(Ellipsis, *[slice(0, nd) for nd in need])]
     axes = tuple(range(-N, 0))
     workers = fft_workers()
-    Wf = sfft.rfftn(wf, s=L, axes=axes, workers=workers)  # (O, Cg, *F)
+    # Real data: half-spectrum transforms; complex data needs the full ones.
+    if spec.dtype.kind == "c":
+        fwd, inv = sfft.fftn, sfft.ifftn
+    else:
+        fwd, inv = sfft.rfftn, sfft.irfftn
+    Wf = fwd(wf, s=L, axes=axes, workers=workers)  # (O, Cg, *F)
     F = Wf.shape[2:]
     nF = math.prod(F)
     Wm = Wf.reshape(g, Og, Cg, nF)
@@ -142,7 +147,7 @@ def run(x, w, spec):
         blk = blocks[b0:b1, :, i0:i1]
         nb, ni = b1 - b0, i1 - i0
         nblk = ni * rest
-        Xf = sfft.rfftn(blk, axes=axes, workers=workers)  # (nb, C, ni, *nT', *F)
+        Xf = fwd(blk, axes=axes, workers=workers)  # (nb, C, ni, *nT', *F)
         Xf = Xf.reshape(nb, g, Cg, nblk, nF)
         if Cg == 1:
             Y = Xf * Wm[None, :, :, 0, None, :]  # (nb, g, Og, nblk, nF)
@@ -154,7 +159,7 @@ def run(x, w, spec):
             Y = np.moveaxis(Y, 0, -1)  # (g, nb, nblk, Og, nF)
             Y = np.moveaxis(Y, (0, 1, 3), (1, 0, 2))  # (nb, g, Og, nblk, nF)
         Y = Y.reshape(nb, O, ni, *nT[1:], *F)
-        y = sfft.irfftn(Y, s=L, axes=axes, workers=workers)
+        y = inv(Y, s=L, axes=axes, workers=workers)
         y = y[(Ellipsis, *keep)]  # (nb, O, ni, *nT', *T)
         # Interleave block and in-block axes: (nb, O, ni, T0, nT1, T1, ...).
         order = [0, 1] + [a for i in range(N) for a in (2 + i, 2 + N + i)]
@@ -206,19 +211,20 @@ def reason(spec):
 
 
 def error_growth(spec):
-    """Rounding error of an output in units of ``eps * max|x| * sum|w|``.
+    """Rounding error of an output in units of ``eps * max|x| * ||w||_2``.
 
     The transforms spread every input value of a block over all its outputs;
-    their rounding grows as ``log2`` of the block's points (measured with one
-    large value in Gaussian noise, ``tests/test_numerics.py``).
+    their rounding grows as ``log2`` of the block's points.
     """
     LT, _ = _blocks(spec)
     return ERROR_FACTOR * math.log2(max(math.prod(L for L, _ in LT), 2))
 
 
-#: Measured constant of :func:`error_growth` (worst case over the shapes tested,
-#: with a margin of 4).
-ERROR_FACTOR = 0.01
+#: Constant of :func:`error_growth`. Measured with one value of 1e9 in
+#: Gaussian noise (1-D, 2-D, 3-D; 1 to 16 channels; float32 and float64): the
+#: error where the window misses it reached 0.03-0.27 ``eps * 1e9 * ||w||_2``
+#: against 1.2-1.8 from this constant (a margin of 4 or more).
+ERROR_FACTOR = 0.1
 
 
 def magnitude_growth(spec):
@@ -244,7 +250,8 @@ def workspace_bytes(spec):
     kernel = O * (C // g) * nF * 2 * it * (2 if C // g > 1 else 1)
     rest = math.prod(nT[1:])
     per_row = (C + O) * rest * nF * 2 * it * 2
-    chunk = max(CHUNK_BYTES, per_row) * 2  # transforms, layout copies, inverse output
+    # Transforms, layout copies, inverse output: one chunk of rows, at most all.
+    chunk = min(per_row * nT[0] * B, max(CHUNK_BYTES, per_row)) * 2
     out = B * O * math.prod(n * t for n, (_, t) in zip(nT, LT)) * it
     return B * C * max(need, math.prod(spec.padded_spatial)) * it + out + kernel + chunk
 

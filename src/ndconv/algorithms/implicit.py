@@ -33,8 +33,8 @@ CHUNK_ROWS = 8192
 
 
 def supports(spec):
-    if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        return False, f"dtype {spec.dtype} is not float32/float64 (BLAS)"
+    if spec.compute_dtype.kind not in "fc":
+        return False, f"dtype {spec.dtype} is not floating point or complex (BLAS)"
     taps_ok = all(s == 1 for s in spec.stride) and spec.groups == 1
     outs_ok = all(d == 1 for d in spec.dilation)
     if not (taps_ok or outs_ok):
@@ -66,6 +66,10 @@ def waste(spec):
     return Sp / spec.taps
 
 
+#: BLAS routine per dtype character (float32, float64, complex64, complex128).
+_BLAS_GEMM_NAMES = {"f": "sgemm", "d": "dgemm", "F": "cgemm", "D": "zgemm"}
+
+
 def _gemm_acc():
     """``acc(a, b, c, first)``: ``c = a @ b`` (first) or ``c += a @ b``, in place."""
     try:
@@ -77,7 +81,7 @@ def _gemm_acc():
         # C-contiguous (R, C) @ (C, O) -> (R, O) is, in BLAS's column-major
         # view, (O, C) @ (C, R) -> (O, R): pass the transposes, no copies.
         if blas is not None:
-            f = blas.dgemm if c.dtype == np.float64 else blas.sgemm
+            f = getattr(blas, _BLAS_GEMM_NAMES[c.dtype.char])
             r = f(1.0, b.T, a.T, beta=0.0 if first else 1.0, c=c.T, overwrite_c=1)
             if not np.shares_memory(r, c):  # BLAS could not work in place
                 c[...] = r.T
@@ -185,8 +189,9 @@ def workspace_bytes(spec):
     P = math.prod(spec.padded_spatial)
     out = B * O * math.prod(spec.out_spatial) * it
     if mode(spec) == "taps":
-        return B * P * (C + O) * it + 2 * out
-    return (B * C * P * 2 + O * (C // g) * P) * it + out
+        return B * P * (2 * C + O) * it + 2 * out  # padding, then the channels-last copy
+    # Plus the Python list of output positions and their offsets (~128 B each).
+    return (B * C * P * 2 + O * (C // g) * P) * it + out + 128 * math.prod(spec.out_spatial)
 
 
 from .record import Algorithm  # noqa: E402

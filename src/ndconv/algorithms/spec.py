@@ -55,6 +55,17 @@ class CorrSpec:
         return name.partition(".")[0]
 
     @property
+    def compute_dtype(self):
+        """The dtype the arithmetic runs in (float32 for float16 and bfloat16).
+
+        ``supports`` checks this, not ``dtype``: half-precision arrays reach the
+        algorithms already cast (see :func:`ndconv.algorithms.run`).
+        """
+        from .._dtypes import compute_dtype
+
+        return compute_dtype(self.dtype)
+
+    @property
     def ndim(self):
         return len(self.kernel_size)
 

@@ -19,6 +19,7 @@ __all__ = ["main"]
 # command name -> module (relative to this package)
 COMMANDS = {
     "tour": "tour",
+    "explore": "explore",
     "filter": "filter",
     "explain": "explain",
     "params": "params",
@@ -31,12 +32,13 @@ EXAMPLES = """\
 examples:
   ndconv tour                       the lecture on real data, report in ./ndconv-tour/
   ndconv tour --quick --out report  a smaller, faster tour (under a minute)
+  ndconv explore                    a local page: kernels on photos, ECG, MRI
   ndconv filter cat.png edges.png --kernel edge
   ndconv explain "[[0,1,2],[3,4,5],[6,7,8]]" "[[0,1],[2,3]]" --at 0,0
   ndconv params                     why not an MLP: the parameter counts
   ndconv learn-kernel               learn the edge kernel [1, -1] back from data
   ndconv train --epochs 2           a CNN on the digits, with a checkpoint
-  ndconv bench                      the benchmark
+  ndconv bench --quick              the benchmark against PyTorch, SciPy, OpenCV
 
 Run 'ndconv COMMAND --help' for a command's options. Bad input gives one line on
 stderr and exit code 2; add --debug for the traceback.
@@ -81,12 +83,7 @@ def build_parser():
 def main(argv=None):
     """Run the command line; return the exit code (0 ok, 2 bad input, 1 bug)."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if extra:
-        if getattr(args, "command", None) != "bench":
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        # `ndconv bench --quick` hands options it does not know to the script.
-        args.args = extra + [a for a in args.args if a != "--"]
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -14,6 +14,7 @@ import os
 import re
 import sys
 
+from .._extras import missing_message
 from .._memory import MemoryLimitError
 
 EXIT_OK = 0
@@ -45,7 +46,6 @@ def _describe_oserror(exc):
 
 def run_command(func, args, prog):
     """Run ``func(args)``; turn failures into one stderr line and an exit code."""
-    debug = getattr(args, "debug", False)
     try:
         rc = func(args)
     except BrokenPipeError:
@@ -54,38 +54,35 @@ def run_command(func, args, prog):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_SIGPIPE
-    except KeyboardInterrupt:
-        if debug:
+    except (KeyboardInterrupt, Exception) as exc:
+        if getattr(args, "debug", False):
             raise
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Unavailable as exc:
-        if debug:
-            raise
-        print(f"{prog}: not available: {one_line(exc)}", file=sys.stderr)
-        return EXIT_BUG
-    except (UsageError, ValueError, TypeError, MemoryLimitError) as exc:
+        line, code = _report(exc)
+        print(f"{prog}: {line}", file=sys.stderr)
+        return code
+    return EXIT_OK if rc is None else rc
+
+
+def _report(exc):
+    """The stderr line (after ``prog: ``) and the exit code for ``exc``."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, Unavailable):
+        return f"not available: {one_line(exc)}", EXIT_BUG
+    if isinstance(exc, (UsageError, ValueError, TypeError, MemoryLimitError)):
         # MemoryLimitError: refused before allocating what the input asks for
         # (a huge dilation, a huge photo), a usage error, not a bug.
-        if debug:
-            raise
-        print(f"{prog}: error: {one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    except OSError as exc:
-        if debug:
-            raise
-        print(f"{prog}: error: {one_line(_describe_oserror(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # a bug in ndconv, not the user's fault
-        if debug:
-            raise
-        print(
-            f"{prog}: internal error: {type(exc).__name__}: {one_line(exc)} "
-            "(run again with --debug for the traceback)",
-            file=sys.stderr,
-        )
-        return EXIT_BUG
-    return EXIT_OK if rc is None else rc
+        return f"error: {one_line(exc)}", EXIT_USAGE
+    if isinstance(exc, OSError):
+        return f"error: {one_line(_describe_oserror(exc))}", EXIT_USAGE
+    # A core install (no extras) lacks matplotlib, SciPy, ...: name the extra
+    # that brings the missing library instead of an internal error.
+    message = missing_message(exc) if isinstance(exc, ImportError) else None
+    if message is not None:
+        return f"not available: {one_line(message)}", EXIT_BUG
+    # a bug in ndconv, not the user's fault
+    return (f"internal error: {type(exc).__name__}: {one_line(exc)} "
+            "(run again with --debug for the traceback)"), EXIT_BUG
 
 
 class ArgumentParser(argparse.ArgumentParser):

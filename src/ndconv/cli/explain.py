@@ -1,4 +1,8 @@
-"""``ndconv explain X KERNEL --at I,J``: the sum behind one output element."""
+"""``ndconv explain X KERNEL --at I,J``: the sum behind one output element.
+
+The sums themselves come from :class:`ndconv.explain.Explainer`; this module
+parses the arrays and options and keeps ``explain`` to small arrays.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import itertools
 
 import numpy as np
 
+from ..explain import Explainer  # noqa: F401  (also imported from here: cli/tour.py)
 from . import _parse
 from ._errors import UsageError
 
@@ -75,157 +80,51 @@ def parse_array(text, what):
     return a
 
 
-def _fmt_factory(*arrays):
-    integral = all(np.all(np.mod(a, 1) == 0) for a in arrays)
+def _explainer(x, k, args):
+    """The library's :class:`ndconv.explain.Explainer`, after the CLI's size caps."""
+    if not np.isfinite(args.bias):
+        raise UsageError(f"--bias (={args.bias}) must be a finite number")
+    if x.size > MAX_X or k.size > MAX_TAPS:
+        raise UsageError(
+            f"explain is for small arrays: X may have at most {MAX_X} elements "
+            f"(has {x.size}), KERNEL at most {MAX_TAPS} (has {k.size})"
+        )
+    ex = Explainer(x, k, stride=args.stride, padding=args.padding, dilation=args.dilation,
+                   padding_mode=args.mode, bias=args.bias)
+    padded = [s + lo + hi for s, (lo, hi) in zip(x.shape, ex.pairs)]
+    if np.prod(padded, dtype=float) > MAX_PADDED:
+        # Checked before the padded X and the output are allocated (--padding
+        # 100000 would need GBs).
+        raise UsageError(
+            f"explain is for small arrays: the padded X would have shape "
+            f"{tuple(padded)}, at most {MAX_PADDED} elements are accepted; "
+            "use a smaller --padding or --dilation"
+        )
+    return ex
 
-    def fmt(v, paren=False):
-        # An overflowed sum (1e308 + 1e308) is inf, which has no int form.
-        s = f"{int(round(v))}" if integral and np.isfinite(v) else f"{v:.6g}"
-        return f"({s})" if paren and s.startswith("-") else s
 
-    return fmt
-
-
-def _idx(t):
-    return "[" + ", ".join(str(i) for i in t) + "]"
-
-
-class Explainer:
-    """Everything about one small correlation: validated once, explained per index."""
-
-    def __init__(self, x, k, stride, padding, dilation, mode, bias):
-        from .. import _args
-
-        if x.ndim != k.ndim:
-            raise UsageError(
-                f"X has {x.ndim} dims (shape {x.shape}) but KERNEL has {k.ndim} "
-                f"(shape {k.shape}); they must match"
-            )
-        if x.size > MAX_X or k.size > MAX_TAPS:
-            raise UsageError(
-                f"explain is for small arrays: X may have at most {MAX_X} elements "
-                f"(has {x.size}), KERNEL at most {MAX_TAPS} (has {k.size})"
-            )
-        if not np.isfinite(bias):
-            raise UsageError(f"--bias (={bias}) must be a finite number")
-        n = x.ndim
-        self.x, self.k, self.bias, self.mode = x, k, bias, mode
-        self.stride = _args.ntuple(stride, n, "stride", minimum=1)
-        self.dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
-        self.pairs = _args.padding_pairs(padding, k.shape, self.dilation, self.stride)
-        _args.check_padding_mode(mode)
-        _args.check_mode_fits(x.shape, self.pairs, mode)
-        padded = [s + lo + hi for s, (lo, hi) in zip(x.shape, self.pairs)]
-        if np.prod(padded, dtype=float) > MAX_PADDED:
-            # Checked before np.pad allocates it (--padding 100000 would need GBs).
-            raise UsageError(
-                f"explain is for small arrays: the padded X would have shape "
-                f"{tuple(padded)}, at most {MAX_PADDED} elements are accepted; "
-                "use a smaller --padding or --dilation"
-            )
-        self.out_shape = _args.output_size(x.shape, k.shape, self.stride, self.pairs,
-                                           self.dilation)
-        np_mode = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
-                   "circular": "wrap"}[mode]
-        self.xp = np.pad(x, self.pairs, mode=np_mode)
-        # Where each padded cell comes from: -1 for a zero pad, else a flat index of x.
-        src = np.arange(x.size).reshape(x.shape)
-        self.src = (np.pad(src, self.pairs, constant_values=-1) if mode == "zeros"
-                    else np.pad(src, self.pairs, mode=np_mode))
-        self.fmt = _fmt_factory(x, k, np.array([bias]))
-        self.y = self._library_output()
-
-    def _library_output(self):
-        """The output computed by ndconv.conv, which every printed sum must match."""
-        from .. import conv
-
-        return conv(self.x[None, None], self.k[None, None], bias=np.array([self.bias]),
-                    stride=self.stride, padding=self.pairs, dilation=self.dilation,
-                    padding_mode=self.mode)[0, 0]
-
-    def parse_index(self, text):
-        parts = [p for p in text.strip("()[] ").replace(" ", ",").split(",") if p]
-        try:
-            idx = tuple(int(p) for p in parts)
-        except ValueError:
-            raise UsageError(f"--at {text!r} must be comma-separated ints like 0,1") from None
-        if len(idx) != self.x.ndim:
-            raise UsageError(
-                f"--at {text!r} has {len(idx)} indices but the output has "
-                f"{self.x.ndim} dims (shape {self.out_shape})"
-            )
-        for d, (i, s) in enumerate(zip(idx, self.out_shape)):
-            if not 0 <= i < s:
-                raise UsageError(
-                    f"--at {text!r}: index {i} in dim {d} is outside the output "
-                    f"(shape {self.out_shape}, so 0..{s - 1})"
-                )
-        return idx
-
-    def terms(self, o):
-        """[(padded position, x value, kernel tap, k value)] for output index o."""
-        out = []
-        for a in itertools.product(*(range(s) for s in self.k.shape)):
-            p = tuple(oi * s + ai * d for oi, ai, s, d in zip(o, a, self.stride, self.dilation))
-            out.append((p, float(self.xp[p]), a, float(self.k[a])))
-        return out
-
-    def line(self, o):
-        """``y[o] = x0xk0 + ... = value``, checked against ndconv.conv."""
-        f = self.fmt
-        terms = self.terms(o)
-        total = sum(xv * kv for _, xv, _, kv in terms) + self.bias
-        expected = float(self.y[o])
-        if not np.isclose(total, expected, rtol=1e-9, atol=1e-9):
-            raise RuntimeError(f"explained sum {total} differs from ndconv.conv's {expected}")
-        s = " + ".join(f"{f(xv, True)}x{f(kv, True)}" for _, xv, _, kv in terms)
-        if self.bias:
-            s += f" + {f(self.bias, True)} (bias)"
-        return f"y{_idx(o)} = {s} = {f(expected)}"
-
-    def where(self, o):
-        """Which input cell and kernel tap each product uses."""
-        parts = []
-        for p, _, a, _ in self.terms(o):
-            flat = int(self.src[p])
-            if flat < 0:
-                xs = "pad"
-            else:
-                xs = "x" + _idx(np.unravel_index(flat, self.x.shape))
-            parts.append(f"{xs}*k{_idx(a)}")
-        return " + ".join(parts)
-
-    def header(self):
-        f = self.fmt
-        lines = [
-            f"x: shape {self.x.shape}, kernel: shape {self.k.shape}",
-            f"stride {self.stride}, dilation {self.dilation}, padding (lo, hi) per dim "
-            f"{self.pairs}, mode {self.mode}, bias {f(self.bias)}",
-            "output size per dim = floor((S + lo + hi - d*(k-1) - 1) / s) + 1",
-        ]
-        for i, (S, k, s, (lo, hi), d, o) in enumerate(zip(
-                self.x.shape, self.k.shape, self.stride, self.pairs, self.dilation,
-                self.out_shape)):
-            lines.append(f"  dim {i}: floor(({S} + {lo} + {hi} - {d}*({k}-1) - 1) / {s}) + 1 = {o}")
-        fmt = {"float_kind": lambda v: f(v)}
-        if any(lo or hi for lo, hi in self.pairs):
-            lines.append(f"padded x: shape {self.xp.shape}")
-            lines.append(np.array2string(self.xp, formatter=fmt))
-        lines.append(f"y: shape {self.out_shape}")
-        lines.append(np.array2string(self.y, formatter=fmt))
-        return lines
+def _parse_index(text, ex):
+    parts = [p for p in text.strip("()[] ").replace(" ", ",").split(",") if p]
+    try:
+        idx = tuple(int(p) for p in parts)
+    except ValueError:
+        raise UsageError(f"--at {text!r} must be comma-separated ints like 0,1") from None
+    try:
+        return ex.check_index(idx)
+    except ValueError as exc:
+        raise UsageError(f"--at {text!r}: {exc}") from None
 
 
 def run(args):
     x = parse_array(args.x, "X")
     k = parse_array(args.kernel, "KERNEL")
-    ex = Explainer(x, k, args.stride, args.padding, args.dilation, args.mode, args.bias)
+    ex = _explainer(x, k, args)
     if args.all:
         print("\n".join(ex.header()))
         for o in itertools.product(*(range(s) for s in ex.out_shape)):
             print(ex.line(o))
         return
-    o = ex.parse_index(args.at) if args.at is not None else (0,) * x.ndim
+    o = _parse_index(args.at, ex) if args.at is not None else (0,) * x.ndim
     line = ex.line(o)
     print(line)
     pad = line.index("=")

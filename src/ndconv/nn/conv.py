@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _args
 from .. import functional as F
-from .init import as_dtype, as_rng, bias_uniform, fan_in, kaiming_uniform
+from .init import as_dtype, as_rng, bias_uniform, check_parameters, fan_in, kaiming_uniform
 from .module import Module, Parameter, fixed_ndim
 
 __all__ = [
@@ -31,7 +31,10 @@ class _ConvNd(Module):
                  output_padding, dtype, rng):
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
-        self.in_channels = _args.positive_int(in_channels, "in_channels")
+        # PyTorch allows no input channels for a convolution (an empty sum);
+        # a transposed convolution with none fails in forward, so refuse it here.
+        self.in_channels = (_args.positive_int(in_channels, "in_channels") if self.transposed
+                            else _args.nonnegative_int(in_channels, "in_channels"))
         self.out_channels = _args.positive_int(out_channels, "out_channels")
         self.groups = _args.positive_int(groups, "groups")
         if in_channels % groups:
@@ -59,12 +62,17 @@ class _ConvNd(Module):
                 isinstance(p, (tuple, list)) for p in padding)
             self.padding = (padding if isinstance(padding, str) or is_pairs
                             else _args.ntuple(padding, n, "padding"))
-        dt = as_dtype(dtype)
+        dt = as_dtype(dtype, half=True)
         rng = as_rng(rng)
         if self.transposed:
             shape = (in_channels, out_channels // groups, *self.kernel_size)
         else:
             shape = (out_channels, in_channels // groups, *self.kernel_size)
+        check_parameters(
+            f"{type(self).__name__}({in_channels}, {out_channels}, "
+            f"kernel_size={self.kernel_size})",
+            [shape] + ([(out_channels,)] if bias else []), dt,
+        )
         self.weight = Parameter(kaiming_uniform(shape, rng, dt))
         if bias:
             self.bias = Parameter(bias_uniform(out_channels, fan_in(shape), rng, dt))
@@ -111,7 +119,8 @@ class Conv(_ConvNd):
     groups : int
     bias : bool
     padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
-    dtype : float32 or float64
+    dtype : float32, float64, float16 or bfloat16
+        Half precision is stored as such and computed in float32.
     rng : None, int or numpy.random.Generator
         Source of the initial weights (PyTorch's default initialisation).
 

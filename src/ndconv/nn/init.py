@@ -6,6 +6,34 @@ import math
 
 import numpy as np
 
+from .. import _memory
+
+#: Values drawn per chunk when initialising a parameter: the float64 draws
+#: never exceed this many bytes, whatever the parameter's size.
+_CHUNK = 2**16
+
+
+def _uniform(shape, bound, rng, dtype):
+    """``rng.uniform(-bound, bound, shape).astype(dtype)``, value for value, drawn
+    in chunks into the result: no float64 temporary as large as a float32
+    parameter (the Generator's stream is the same in pieces as at once)."""
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    for i in range(0, flat.size, _CHUNK):
+        j = min(flat.size, i + _CHUNK)
+        flat[i:j] = rng.uniform(-bound, bound, size=j - i)
+    return out
+
+
+def check_parameters(what, shapes, dtype):
+    """Refuse, before allocating, parameters of ``shapes`` that cannot fit.
+
+    Raises :class:`ndconv.plan.MemoryLimitError` naming ``what`` and the bytes.
+    """
+    count = sum(math.prod(s) for s in shapes)
+    _memory.check(count * np.dtype(dtype).itemsize,
+                  f"{what} with {count:,} {np.dtype(dtype).name} parameters")
+
 
 def fan_in(shape):
     """``shape[1] * prod(shape[2:])``, as ``torch.nn.init._calculate_fan_in_and_fan_out``."""
@@ -17,15 +45,17 @@ def kaiming_uniform(shape, rng, dtype, a=math.sqrt(5)):
 
     With PyTorch's default ``a = sqrt(5)`` the bound is ``1 / sqrt(fan_in)``.
     """
+    if math.prod(shape) == 0:  # in_channels=0 (PyTorch allows it): nothing to draw
+        return np.zeros(shape, dtype)
     gain = math.sqrt(2.0 / (1 + a * a))
     bound = gain * math.sqrt(3.0 / fan_in(shape))
-    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+    return _uniform(shape, bound, rng, dtype)
 
 
 def bias_uniform(n, fan, rng, dtype):
     """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, PyTorch's default bias."""
     bound = 1.0 / math.sqrt(fan) if fan > 0 else 0.0
-    return rng.uniform(-bound, bound, size=(n,)).astype(dtype)
+    return _uniform((n,), bound, rng, dtype)
 
 
 def as_rng(rng):
@@ -37,8 +67,16 @@ def as_rng(rng):
     raise TypeError(f"`rng` must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
 
 
-def as_dtype(dtype):
-    dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"`dtype` (={dtype!r}) must be float32 or float64")
+def as_dtype(dtype, *, half=False):
+    """The layer's parameter dtype: float32 or float64, or (``half``) also
+    float16 and bfloat16, which the convolution layers compute in float32."""
+    from .._dtypes import FLOAT, names, real_floats
+
+    allowed = real_floats() if half else FLOAT
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in allowed:
+        raise TypeError(f"`dtype` (={dtype!r}) must be {names(allowed)}")
     return dt

@@ -189,7 +189,7 @@ class LocallyConnected(Module):
         self.in_channels = _args.positive_int(in_channels, "in_channels")
         self.out_channels = _args.positive_int(out_channels, "out_channels")
         self.kernel_size = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
-        self.input_size = _args.ntuple(input_size, n, "input_size", minimum=1)
+        self.input_size = _args.ntuple(input_size, n, "input_size", minimum=1, broadcast=False)
         self.stride = _args.ntuple(stride, n, "stride", minimum=1)
         self.dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
         self.pairs = _args.padding_pairs(padding, self.kernel_size, self.dilation, self.stride)

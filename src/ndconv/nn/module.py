@@ -8,6 +8,7 @@ submodule names follow PyTorch, so ``state_dict()`` keys match (``"0.weight"``).
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 
 import numpy as np
@@ -19,17 +20,19 @@ class Parameter:
     Parameters
     ----------
     data : array_like
-        Wrapped as a float ndarray (float32 or float64 are kept; other numeric
+        Wrapped as a float ndarray (float16, bfloat16, float32 and float64 are kept; other numeric
         input becomes float64).
     """
 
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
+        from .._dtypes import real_floats
+
         arr = np.asarray(data)
-        if arr.dtype.kind not in "iuf":
-            raise TypeError(f"`data` must be a real numeric array, got dtype {arr.dtype}")
-        if arr.dtype.kind != "f":
+        if arr.dtype not in real_floats():
+            if arr.dtype.kind not in "iuf":
+                raise TypeError(f"`data` must be a real numeric array, got dtype {arr.dtype}")
             arr = arr.astype(np.float64)
         self.data = arr
         self.grad = None
@@ -170,7 +173,7 @@ class Module:
                     f"state dict key {k!r} has shape {v.shape}, the parameter has "
                     f"shape {p.data.shape}"
                 )
-            if v.dtype.kind not in "iuf":
+            if v.dtype.kind not in "iuf" and v.dtype != p.data.dtype:
                 raise TypeError(f"state dict key {k!r} has non-numeric dtype {v.dtype}")
             p.data = np.array(v, dtype=p.data.dtype, copy=True)
         return self
@@ -255,6 +258,12 @@ def fixed_ndim(base, n):
     def __init__(self, *args, **kwargs):
         base.__init__(self, n, *args, **kwargs)
 
+    # The base's real signature without ``num_spatial_dims``, so that help(),
+    # inspect.signature and tab completion show ``Conv2d(in_channels, ...)``
+    # rather than ``(*args, **kwargs)``.
+    sig = inspect.signature(base.__init__)
+    self_param, _, *rest = sig.parameters.values()
+    __init__.__signature__ = sig.replace(parameters=[self_param, *rest])
     name = f"{base.__name__}{n}d"
     doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
     return type(name, (base,), {"__init__": __init__, "__doc__": doc,

@@ -1,0 +1,107 @@
+"""Time ndconv against the tools users would pick instead, in one process.
+
+Every case runs ndconv and its peers interleaved (one call of each in turn,
+``--repeats`` rounds after one warm-up call each), and reports the median.
+Peers get the same thread count (``--threads``, default: all usable cores):
+PyTorch via ``torch.set_num_threads``, OpenCV via ``cv2.setNumThreads``,
+NumPy's BLAS via threadpoolctl, SciPy's FFT via ``workers``.
+
+The table lists, per case and implementation: the median time, GFLOP/s
+(the direct formula's 2 * multiply-adds, whatever the algorithm), the
+fraction of this machine's measured float32 GEMM peak (NumPy ``A @ B``), and
+the ratio ndconv / peer (below 1: ndconv is faster). A summary gives the
+geometric means the targets in BENCHMARKS.md refer to.
+
+Usage::
+
+    ndconv bench                          # the full suite, 1 and all threads (long)
+    ndconv bench --quick                  # scaled-down shapes, 3 repeats
+    ndconv bench --only cnn,small --repeats 7 --threads 2
+    python -m ndconv.bench --quick        # the same without the CLI
+    python benchmarks/bench.py --quick    # the same from a source tree
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import ndconv
+
+from .cases import GROUPS
+from .report import fmt_table, machine, summary
+from .timing import set_threads, sgemm_peak
+
+__all__ = ["main"]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="ndconv bench", description=__doc__.split("\n\n")[0])
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return finish_args(args)
+    except ValueError as exc:
+        p.error(str(exc))
+
+
+def add_arguments(p):
+    """The benchmark's options (shared with ``ndconv bench``)."""
+    p.add_argument("--quick", action="store_true",
+                   help="scaled-down shapes and 3 repeats (a few minutes)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds (default 5; 3 with --quick)")
+    p.add_argument("--threads", default=None,
+                   help="comma-separated thread counts for every library (default: 1 and all cores)")
+    p.add_argument("--only", default=",".join(GROUPS),
+                   help=f"comma-separated groups among {', '.join(GROUPS)}")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+
+
+def finish_args(args):
+    """Validate and normalise parsed options; ValueError names a bad one."""
+    args.only = [g.strip() for g in args.only.split(",") if g.strip()]
+    bad = [g for g in args.only if g not in GROUPS]
+    if bad:
+        raise ValueError(f"--only: unknown group(s) {bad}; choose among {tuple(GROUPS)}")
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 5
+    if args.repeats < 1:
+        raise ValueError(f"--repeats (={args.repeats}) must be >= 1")
+    if args.threads is None:
+        args.threads = sorted({1, ndconv.get_num_threads()})
+        return args
+    try:
+        threads = [int(t) for t in str(args.threads).split(",") if t.strip()]
+    except ValueError:
+        threads = []
+    if not threads or min(threads) < 1:
+        raise ValueError(f"--threads (={args.threads!r}) must be comma-separated positive ints")
+    args.threads = threads
+    return args
+
+
+def run(args, out=sys.stdout):
+    """Run the groups of ``args`` for each thread count; print tables and summaries."""
+    args = finish_args(args) if isinstance(args.only, str) else args
+    print(f"command: ndconv bench {' '.join(sys.argv[1:])}".rstrip(), file=out)
+    for threads in args.threads:
+        set_threads(threads)
+        peak = sgemm_peak(args.quick)
+        print(file=out)
+        print(f"## {threads} thread{'s' if threads > 1 else ''}", file=out)
+        print(machine(threads, peak), file=out)
+        rows, skipped = [], {}
+        for group in args.only:
+            GROUPS[group](args, peak, rows, skipped)
+        for line in skipped.values():
+            print(f"skipped: {line}", file=out)
+        print(fmt_table(rows, args.markdown), file=out)
+        print(file=out)
+        print(summary(rows), file=out)
+    set_threads(None)
+    return 0
+
+
+def main(argv=None):
+    return run(parse_args(argv))

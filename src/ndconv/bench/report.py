@@ -1,0 +1,112 @@
+"""The benchmark's table, its summary against the targets, and the machine line."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+
+import numpy as np
+
+def fmt_table(rows, markdown):
+    head = ["group", "case", "implementation", "median ms", "GFLOP/s", "% SGEMM peak",
+            "ndconv / this"]
+    body = []
+    for r in rows:
+        if r["ms"] is None:
+            body.append([r["group"], r["case"], r["impl"], "see summary", "", "", ""])
+            continue
+        body.append([
+            r["group"], r["case"], r["impl"], f"{r['ms']:.2f}", f"{r['gflops']:.1f}",
+            f"{100 * r['peak']:.1f}", "" if r["ratio"] is None else f"{r['ratio']:.2f}",
+        ])
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(b) + " |" for b in body]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+
+
+def geomean(values):
+    values = [v for v in values if v]
+    return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
+
+
+def summary(rows):
+    """The ratios the targets in BENCHMARKS.md (issue 12) refer to, one line each."""
+    out = []
+
+    def ratios(group, impl_prefix):
+        return [r for r in rows if r["group"] == group and r["impl"].startswith(impl_prefix)
+                and r["ratio"]]
+
+    for group, peer, target in [("cnn-fwd", "torch", "<= 1.0"), ("cnn-fwdbwd", "torch", "<= 1.0"),
+                                ("large", "torch", "<= 0.33")]:
+        rs = ratios(group, peer)
+        if rs:
+            worst = max(rs, key=lambda r: r["ratio"])
+            out.append(f"{group}: geomean ndconv/{peer} = {geomean([r['ratio'] for r in rs]):.2f} "
+                       f"(target {target}); worst {worst['ratio']:.2f} ({worst['case']})")
+    for r in ratios("small", "torch"):
+        out.append(f"small {r['case']}: ndconv / torch = {r['ratio']:.2f} (target <= 1.0)")
+    large = [r for r in rows if r["group"] == "large"]
+    for case in dict.fromkeys(r["case"] for r in large):
+        best = min((r for r in large if r["case"] == case and r["impl"].startswith("scipy")),
+                   key=lambda r: r["ms"], default=None)
+        nd = next(r for r in large if r["case"] == case and r["impl"].startswith("ndconv"))
+        if best:
+            out.append(f"large {case}: ndconv / best SciPy ({best['impl']}) = "
+                       f"{nd['ms'] / best['ms']:.2f} (target <= 1.0)")
+    for r in ratios("image", "opencv"):
+        out.append(f"image {r['case']}: ndconv / OpenCV = {r['ratio']:.2f} (target <= 1.0)")
+    filt = ratios("filter", "filter_image")
+    if filt:
+        worst = max(filt, key=lambda r: r["ratio"])
+        out.append(f"filter: ndconv filter (CLI) / filter_image geomean "
+                   f"{geomean([r['ratio'] for r in filt]):.2f}, worst {worst['ratio']:.2f} "
+                   f"({worst['case']}) (target <= 1.5)")
+    cv = ratios("filter", "opencv")
+    if cv:
+        worst = max(cv, key=lambda r: r["ratio"])
+        out.append(f"filter: ndconv filter (CLI) / OpenCV filter2D in memory geomean "
+                   f"{geomean([r['ratio'] for r in cv]):.2f}, worst {worst['ratio']:.2f} "
+                   f"({worst['case']})")
+    for r in rows:
+        if r["group"] == "memory":
+            out.append(f"memory: {r['note']} (target <= 2.0 x)")
+    return "\n".join(out)
+
+
+def machine(threads, peak):
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for ln in fh:
+                if ln.startswith("model name"):
+                    cpu = ln.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    versions = f"numpy {np.__version__}"
+    try:
+        import scipy
+        versions += f", scipy {scipy.__version__}"
+    except ImportError:
+        pass
+    try:
+        import torch
+        versions += f", torch {torch.__version__}"
+    except ImportError:
+        pass
+    try:
+        import cv2
+        versions += f", opencv {cv2.__version__}"
+    except ImportError:
+        pass
+    return (f"{cpu}; {threads} threads; measured SGEMM peak {peak:.0f} GFLOP/s; "
+            f"load average at start {load:.2f}; Python {platform.python_version()}, {versions}")
+
+

@@ -1,0 +1,101 @@
+"""Timing: interleaved calls, medians, the machine's GEMM peak, one row per result."""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import ndconv
+
+
+def peer(name, skipped):
+    """The module ``name``, or None after noting in ``skipped`` that it is absent.
+
+    Peers (PyTorch, SciPy, OpenCV, onnxruntime) are optional: a benchmark row
+    whose peer is not installed is left out, with one line saying so.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if name not in skipped:
+            skipped[name] = f"{name} is not installed: its rows are left out"
+        return None
+
+
+def set_threads(n):
+    """``n`` threads for ndconv and every installed peer (None: ndconv's default)."""
+    ndconv.set_num_threads(n)
+    if n is None:
+        return
+    torch = _maybe("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+    cv2 = _maybe("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(n)
+
+
+def _maybe(name):
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+def sgemm_peak(quick):
+    """Measured float32 GEMM GFLOP/s of NumPy's BLAS (median of 5)."""
+    n = 1024 if quick else 2048
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(np.float32)
+    b = rng.standard_normal((n, n)).astype(np.float32)
+    a @ b
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ b
+        ts.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(ts) / 1e9
+
+
+#: A peer slower than this per call (warm-up) is timed in one round only.
+SLOW_S = 3.0
+
+
+def time_interleaved(impls, repeats):
+    """Median seconds of each callable, calls interleaved round by round.
+
+    Each callable is called once untimed first (first-call costs: plans,
+    caches, JIT, page faults). One slower than :data:`SLOW_S` then runs in the
+    first round only (PyTorch's direct 63x63 kernel takes tens of seconds).
+    """
+    rounds = {}
+    for name, fn in impls:
+        t0 = time.perf_counter()
+        fn()
+        rounds[name] = 1 if time.perf_counter() - t0 > SLOW_S else repeats
+    times = {name: [] for name, _ in impls}
+    for r in range(repeats):
+        for name, fn in impls:
+            if r >= rounds[name]:
+                continue
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def row(group, case, impl, seconds, flops, peak, nd_seconds=None):
+    g = flops / seconds / 1e9
+    return {
+        "group": group, "case": case, "impl": impl, "ms": seconds * 1e3, "gflops": g,
+        "peak": g / peak, "ratio": None if nd_seconds is None else nd_seconds / seconds,
+        "note": "",
+    }
+
+
+def progress(rows):
+    print(f"  ... {rows[-1]['group']}: {rows[-1]['case']} done", file=sys.stderr, flush=True)

@@ -1,0 +1,47 @@
+"""``ndconv bench`` runs from the package (no source tree needed); missing peers are named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ndconv.cli import main
+
+
+def test_bench_small_group_prints_rows_and_ratios(capsys):
+    pytest.importorskip("torch")
+    rc = main(["bench", "--quick", "--only", "small", "--threads", "1", "--repeats", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "## 1 thread" in out
+    assert "digits CNN inference, batch 1" in out and "digits CNN training epoch" in out
+    assert "small digits CNN inference, batch 64: ndconv / torch = " in out
+
+
+def test_bench_runs_without_its_peers_and_says_so(tmp_path):
+    # torch hidden as on an install without it: the rows that need it are left
+    # out with one line, the others still run.
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from ndconv.cli import main\n"
+            "sys.exit(main(['bench', '--quick', '--only', 'small,memory', '--threads', '1',"
+            " '--repeats', '1']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=300, cwd=tmp_path, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    assert "skipped: torch is not installed: its rows are left out" in r.stdout
+    assert "memory: peak extra" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", "nope"], "--only: unknown group(s) ['nope']"),
+    (["--threads", "0"], "--threads (='0') must be comma-separated positive ints"),
+    (["--threads", "two"], "--threads (='two') must be comma-separated positive ints"),
+    (["--repeats", "0"], "--repeats (=0) must be >= 1"),
+])
+def test_bench_bad_options_are_one_line(args, message, capsys):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
