@@ -167,12 +167,16 @@ def test_python_sequences_go_to_the_arrays_library_and_device():
 
 
 def test_errors_name_the_library_rule_as_numpy_does():
-    w = torch.zeros((1, 1, 3), dtype=torch.int32)
-    with pytest.raises(TypeError, match="`weight` must be float32 or float64, got dtype int32"):
-        ndconv.conv(torch.zeros((1, 1, 8), dtype=torch.int32), w)
+    with pytest.raises(TypeError, match="`weight` must be float16, .* got dtype bool"):
+        ndconv.conv(torch.zeros((1, 1, 8), dtype=torch.bool), torch.zeros((1, 1, 3), dtype=torch.bool))
+    # integers are exact, as on the NumPy path (the portable methods; torch's own declines)
+    xi, wi = np.arange(16, dtype=np.int32).reshape(1, 2, 8), np.arange(-3, 3, dtype=np.int32).reshape(1, 2, 3)
+    yi = ndconv.conv(torch.asarray(xi), torch.asarray(wi), padding=1, padding_mode="circular")
+    assert yi.dtype == torch.int32
+    np.testing.assert_array_equal(yi.numpy(), ndconv.conv(xi, wi, padding=1, padding_mode="circular"))
     with pytest.raises(TypeError, match=r"`x` \(dtype torch.float32\) and `weight`"):
         ndconv.conv(torch.zeros((1, 1, 8)), torch.zeros((1, 1, 3), dtype=torch.float64))
-    with pytest.raises(ValueError, match="empty dimension"):
+    with pytest.raises(ValueError, match=r"`x` \(shape \(1, 1, 0\)\) is empty in dim 2"):
         ndconv.conv(torch.zeros((1, 1, 0)), torch.zeros((1, 1, 3)))
     with pytest.raises(ValueError, match="cannot compute this correlation: needs NumPy"):
         ndconv.conv(torch.zeros((1, 1, 8)), torch.zeros((1, 1, 3)), method="fft")
@@ -229,18 +233,18 @@ def test_memory_guard_on_a_device_compares_with_a_set_limit_only(monkeypatch):
     on_gpu = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda", index=0))
     monkeypatch.setattr(_memory, "available_memory", host_read)
     assert _memory.device_free_memory("torch", on_gpu) is None  # no CUDA here: unknown
-    check_memory(spec, on_gpu)  # no limit set, device says nothing: allowed
+    check_memory(spec, x=on_gpu)  # no limit set, device says nothing: allowed
     with memory_limit("1GB"), pytest.raises(MemoryLimitError, match="8 GB"):
-        check_memory(spec, on_gpu)
+        check_memory(spec, x=on_gpu)
     # a device that reports its free memory is compared with it
     monkeypatch.setattr(_memory, "device_free_memory", lambda lib, x: 2 * 10**9)
     with pytest.raises(MemoryLimitError, match="the device's free memory"):
-        check_memory(spec, on_gpu)
+        check_memory(spec, x=on_gpu)
     # torch CPU tensors are in host memory: the host's is read
     monkeypatch.undo()
     monkeypatch.setattr(_memory, "available_memory", lambda: 10**9)
     with pytest.raises(MemoryLimitError, match="the memory available now"):
-        check_memory(spec, torch.zeros(1))
+        check_memory(spec, x=torch.zeros(1))
 
 
 # --------------------------------------------------------------------------

@@ -293,6 +293,15 @@ def conv(
     ndarray, shape (B, C_out, *S_out) or (C_out, *S_out)
         ``S_out = floor((S + lo + hi - dilation*(K-1) - 1) / stride) + 1``.
 
+    Notes
+    -----
+    ``x``, ``weight`` and ``bias`` may be arrays of any array-API library
+    (PyTorch, JAX, CuPy, ``array_api_strict``; ``pip install 'ndconv[array]'``),
+    all of one library: the result is an array of that library, on its
+    device, and autograd / ``jax.grad`` differentiate through it; a dask
+    ``x`` gives a lazy result (:mod:`ndconv.dask`). Mixing libraries is a
+    ``TypeError``. So do the other functions of this module.
+
     Examples
     --------
     The lecture's worked example, one channel in and out:
