@@ -32,11 +32,9 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from bench import set_threads, time_interleaved  # noqa: E402
-
-import ndconv  # noqa: E402
-from ndconv import _backends  # noqa: E402
+import ndconv
+from ndconv import _backends
+from ndconv.bench.timing import set_threads, time_interleaved
 
 #: (name, x shape, weight shape, conv keyword arguments)
 CASES = [

@@ -68,7 +68,9 @@ def estimate(spec):
             + 2 * B * O * P * Cg / (r["gemm"] * gemm_eff(Cg, O // g))
             + 3 * B * O * P * it / r["copy"]
         )
-    return spec.taps * (per_tap + r["step"]) + portable.calls(spec, per_tap=4, fixed=6)
+    if not spec.numpy:  # the portable twin's calls: per tap or per output position
+        return spec.taps * per_tap + portable.calls(spec, per_tap=4, fixed=6)
+    return spec.taps * (per_tap + r["step"])
 
 
 def reason(spec):

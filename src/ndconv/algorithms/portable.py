@@ -24,12 +24,13 @@ TILE_BYTES = 32 * 2**20
 def calls(spec, per_tap, fixed):
     """Seconds of the library calls the portable code makes beyond NumPy's tuned
     code (each a Python-level step of :data:`~ndconv.algorithms.cost.RATES`);
-    0 for NumPy arrays, which the tuned code computes."""
+    0 for NumPy arrays, which the tuned code computes. The direct method loops
+    over the taps or the output positions, whichever are fewer."""
     if spec.numpy:
         return 0.0
     from .cost import RATES
 
-    return (per_tap * spec.taps + fixed) * RATES["step"]
+    return (per_tap * min(spec.taps, math.prod(spec.out_spatial)) + fixed) * RATES["step"]
 
 
 def _padded(x, spec):
@@ -46,13 +47,17 @@ def _tap_columns(xg, spec, tap):
 
 
 def direct(x, w, spec):
-    """The lecture's sum over taps: one batched ``matmul`` per kernel tap."""
+    """The lecture's sum over taps: one batched ``matmul`` per kernel tap, or,
+    with fewer outputs than taps (a weight gradient, whose kernel is the
+    output gradient), one per output position over its whole window."""
     xp = spec.xp
     g, O = spec.groups, spec.out_channels
     Cg, Og = spec.in_channels // g, O // g
     xpad = _padded(x, spec)
     B = xpad.shape[0]
     xg = xp.reshape(xpad, (B, g, Cg, *xpad.shape[2:]))
+    if math.prod(spec.out_spatial) < spec.taps:
+        return _direct_by_outputs(xp, xg, w, spec)
     wt = xp.reshape(w, (g, Og, Cg, spec.taps))
     acc = None
     for t, tap in enumerate(np.ndindex(*spec.kernel_size)):
@@ -65,6 +70,22 @@ def direct(x, w, spec):
             term = xp.matmul(wt[:, :, :, t], cols)  # (g, Og, Cg) @ (B, g, Cg, P)
         acc = term if acc is None else acc + term
     return xp.reshape(acc, (B, O, *spec.out_spatial))
+
+
+def _direct_by_outputs(xp, xg, w, spec):
+    """Each output position's window (B, g, Cg * taps) times the kernel."""
+    B, g, Cg = xg.shape[:3]
+    O = spec.out_channels
+    wmat = xp.reshape(w, (g, O // g, Cg * spec.taps))
+    cols = []
+    for pos in np.ndindex(*spec.out_spatial):
+        window = xg[(slice(None), slice(None), slice(None), *(
+            slice(p * s, p * s + d * (k - 1) + 1, d)
+            for p, s, d, k in zip(pos, spec.stride, spec.dilation, spec.kernel_size)))]
+        win = xp.reshape(window, (B, g, Cg * spec.taps, 1))
+        cols.append(xp.matmul(wmat, win))  # (g, Og, Cg*K) @ (B, g, Cg*K, 1)
+    out = cols[0] if len(cols) == 1 else xp.concat(cols, axis=-1)
+    return xp.reshape(out, (B, O, *spec.out_spatial))
 
 
 def gemm(x, w, spec):
