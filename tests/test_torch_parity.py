@@ -25,7 +25,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ndconv
-from ndconv.algorithms import methods_for
+from ndconv.algorithms import ALGORITHMS, methods_for
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
@@ -203,11 +203,20 @@ def _check_all(results, refs, mags, x, w, gy, dtype):
         assert_close(a, ref, dtype, name, magnitude=np.maximum(np.abs(mag), term))
 
 
-def _arrays(case, dtype):
+def _arrays(case, dtype, method="auto"):
+    """Random ``x`` and ``w``; for a method that needs particular kernel values
+    (its record's ``applies``: separable takes rank-1 kernels), ``w`` is
+    given them: each kernel an outer product of random 1-D kernels."""
     r = np.random.default_rng(case["seed"])
     x = r.standard_normal(case["x_shape"]).astype(dtype)
-    w = r.standard_normal(case["w_shape"]).astype(dtype)
-    return r, x, w
+    shape = case["w_shape"]
+    if method != "auto" and ALGORITHMS[method].applies is not None:
+        w = np.ones(shape)
+        for i in range(2, len(shape)):
+            f = r.standard_normal(shape[:2] + (shape[i],))
+            w = w * np.expand_dims(f, tuple(j for j in range(2, len(shape)) if j != i))
+        return r, x, w.astype(dtype)
+    return r, x, r.standard_normal(shape).astype(dtype)
 
 
 def _run_as(lib, dtype, fn, arrays, *args, **kw):
@@ -243,7 +252,7 @@ def test_conv_other_libraries_match_torch_and_numpy(case, lib, method, dtype):
 
 
 def _check_conv(case, lib, method, dtype):
-    r, x, w = _arrays(case, dtype)
+    r, x, w = _arrays(case, dtype, method)
     out_ch = case["w_shape"][0]
     b = r.standard_normal(out_ch).astype(dtype) if case["bias"] else None
     args = (case["stride"], case["padding"], case["dilation"], case["groups"],
@@ -291,7 +300,7 @@ def test_conv_transpose_other_libraries_match_torch_and_numpy(case, lib, method,
 
 
 def _check_transpose(case, lib, method, dtype):
-    r, x, w = _arrays(case, dtype)
+    r, x, w = _arrays(case, dtype, method)
     out_ch = case["w_shape"][1] * case["groups"]
     b = r.standard_normal(out_ch).astype(dtype) if case["bias"] else None
     args = (case["stride"], case["padding"], case["output_padding"], case["groups"],

@@ -151,18 +151,22 @@ def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode, be=NUMPY):
 # the three computing cores (private: arguments already validated)
 
 
-def _for_gradient(method, spec):
+def _for_gradient(method, spec, kernel):
     """``method``, or 'auto' where it cannot take this gradient's correlation.
 
     A gradient's correlation differs from the forward's (channels per group
     swap, stride becomes input dilation; the weight gradient's kernel is the
     output gradient), so a method chosen for the forward (depthwise with a
-    channel multiplier, winograd) may not take it; choosing the layer's method
-    should not make its gradients fail, so 'auto' computes that one.
+    channel multiplier, winograd; separable, whose kernel must be rank 1) may
+    not take it; choosing the layer's method should not make its gradients
+    fail, so 'auto' computes that one.
     """
     from .algorithms import ALGORITHMS
 
-    if method != "auto" and not ALGORITHMS[method].accepts(spec)[0]:
+    if method == "auto":
+        return method
+    algo = ALGORITHMS[method]
+    if not algo.accepts(spec)[0] or (algo.applies is not None and algo.applies(spec, kernel)):
         return "auto"
     return method
 
@@ -205,8 +209,9 @@ def _input_grad(be, gy, w, spec, method, gradient=False):
         dilation=spec.dilation, pairs=tpairs, lhs_dilation=spec.stride,
         padding_mode="zeros", dtype=spec.dtype, xp=spec.xp,
     )
+    wt = np.ascontiguousarray(wt)
     if gradient:
-        method = _for_gradient(method, tspec)
+        method = _for_gradient(method, tspec, wt)
     gx = be.correlate(gy, be.contiguous(wt), tspec, method)
     if not zeros:
         if be.numpy:
@@ -239,8 +244,9 @@ def _weight_grad(be, gy, x, spec, method):
     # The kernel here is the output gradient (many taps, B channels per
     # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
     # 1 channel per group) cannot take.
-    method = _for_gradient(method, wspec)
-    r = be.correlate(xt, be.contiguous(gt), wspec, method)
+    gt = be.contiguous(gt)
+    method = _for_gradient(method, wspec, gt)
+    r = be.correlate(xt, gt, wspec, method)
     # With stride > dilation the correlation can reach past the kernel; crop.
     r = r[(Ellipsis, *[slice(0, k) for k in spec.kernel_size])]
     return be.contiguous(be.permute(r, (1, 0, *range(2, 2 + n))))
@@ -629,7 +635,8 @@ def conv_transpose_backward(
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
     gyb = be.batched(gy) if unbatched else gy
     # Complex: conjugate the other operand, as in conv_backward.
-    gx = be.correlate(gyb, be.conj(w), spec, _for_gradient(method, spec))
+    wc = be.conj(w)
+    gx = be.correlate(gyb, wc, spec, _for_gradient(method, spec, wc))
     # output_padding >= stride (allowed when below dilation) can add a position.
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
     gw = _weight_grad(be, be.conj(xb), gyb, spec, method)

@@ -15,14 +15,15 @@ import math
 import numpy as np
 
 from .. import _dtypes, _memory
-from . import depthwise, direct, fft, gemm, implicit, jax, scatter, torch, winograd
+from . import (depthwise, direct, fft, gemm, implicit, jax, scatter, separable, torch,
+               winograd)
 from .record import ARRAY_API, Algorithm, padded_and_output_bytes, register
 from .spec import CorrSpec
 
 #: ``{name: Algorithm}``, in the order the README's method table lists them.
 ALGORITHMS = register(
     direct.ALGORITHM, gemm.ALGORITHM, fft.ALGORITHM, winograd.ALGORITHM,
-    depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM,
+    depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM, separable.ALGORITHM,
     torch.ALGORITHM, jax.ALGORITHM,
 )
 
@@ -139,6 +140,10 @@ def _run(x, w, spec, method):
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     if empty:
         return _zeros(spec, x)
+    if algo.applies is not None:
+        note = algo.applies(spec, w)
+        if note:
+            raise ValueError(f"`method`={method!r} cannot compute this correlation: {note}")
     check_memory(spec, algo, x)
     return execute(algo, x, w, spec, data)
 

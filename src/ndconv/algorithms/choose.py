@@ -75,8 +75,11 @@ def _refuse_memory(spec, names):
 def skip_note(algo, spec, data):
     """Why ``'auto'`` must not run ``algo`` on these arrays (None: it may)."""
     if data is None:
-        return None
-    return survey.nonfinite_note(algo, spec, data) or survey.error_note(algo, spec, data)
+        # Without the arrays, a method that depends on the kernel's values
+        # cannot be known to apply.
+        return None if algo.applies is None else "it depends on the kernel's values"
+    return (survey.nonfinite_note(algo, spec, data) or survey.error_note(algo, spec, data)
+            or (algo.applies(spec, data.w) if algo.applies is not None else None))
 
 
 def choose_for(spec, x, w):

@@ -85,6 +85,12 @@ class Algorithm:
         runs, inputs excluded (padded copies, buffers, the output). The memory
         guard checks this for the method that will run, and ``'auto'`` skips
         methods that would not fit.
+    applies : callable or None
+        None when the method computes every correlation its ``supports``
+        accepts. Otherwise ``applies(spec, w) -> None or why not``: the method
+        depends on the kernel's values too (a separable kernel); ``'auto'``
+        asks it with the arrays in hand, and a forced method that does not
+        apply is refused.
     arrays : tuple of str
         The array libraries ``run`` computes on: ``("numpy",)`` for the CPU
         algorithms (BLAS, SciPy, numba, ``as_strided``), which need NumPy
@@ -102,6 +108,7 @@ class Algorithm:
     error_growth: Optional[Callable[[Any], float]] = None
     magnitude_growth: Optional[Callable[[Any], float]] = None
     workspace_bytes: Callable[[Any], int] = padded_and_output_bytes
+    applies: Optional[Callable[[Any, Any], Optional[str]]] = None
     arrays: tuple = ("numpy",)
 
     @property
@@ -133,7 +140,7 @@ class Algorithm:
                     "be callable" + (" (a method without a cost estimate could never be "
                                      "chosen by 'auto')" if field == "estimate" else "")
                 )
-        for field in ("error_growth", "magnitude_growth"):
+        for field in ("error_growth", "magnitude_growth", "applies"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise TypeError(
