@@ -209,10 +209,10 @@ def _input_grad(be, gy, w, spec, method, gradient=False):
         dilation=spec.dilation, pairs=tpairs, lhs_dilation=spec.stride,
         padding_mode="zeros", dtype=spec.dtype, xp=spec.xp,
     )
-    wt = np.ascontiguousarray(wt)
+    wt = be.contiguous(wt)
     if gradient:
         method = _for_gradient(method, tspec, wt)
-    gx = be.correlate(gy, be.contiguous(wt), tspec, method)
+    gx = be.correlate(gy, wt, tspec, method)
     if not zeros:
         if be.numpy:
             gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
