@@ -255,12 +255,10 @@ def _layer_row(layer, name, in_shape, fld):
                  name=name, _field=fld)
         return _renamed(r, kind)
     if isinstance(layer, nn.ConvTranspose):
-        # S_out = (S - 1)*s - 2*p + d*(k - 1) + output_padding + 1; each output
-        # sees a stride-dependent set of inputs, so the field is left unknown.
-        out = tuple(
-            (S - 1) * s - 2 * p + d * (k - 1) + op + 1
-            for S, k, s, p, op, d in zip(in_shape[1:], layer.kernel_size, layer.stride,
-                                         layer.padding, layer.output_padding, layer.dilation))
+        # Each output sees a stride-dependent set of inputs: the field is unknown.
+        out = _args.transposed_output_size(in_shape[1:], layer.kernel_size, layer.stride,
+                                           layer.padding, layer.output_padding,
+                                           layer.dilation)
         w = layer.weight.size
         unknown = _Field(fld.input_size, (), (), (), known=False)
         return Row(name, kind, in_shape, (layer.out_channels, *out), w,
