@@ -38,8 +38,8 @@ def supports(spec):
         return False, "a 1-D kernel is already one pass"
     if cg != 1:
         return False, f"{cg} input channels per group; needs 1 (groups == in_channels)"
-    if spec.dtype.kind != "f":
-        return False, f"dtype {spec.dtype} is not real floating point"
+    if spec.dtype.kind not in "fc":
+        return False, f"dtype {spec.dtype} is not floating point (the factors are fractions)"
     if spec.taps <= sum(spec.kernel_size):
         return False, f"kernel {spec.kernel_size}: passes would not take fewer multiply-adds"
     return True, "one input channel per group, a kernel of several dims"
@@ -50,17 +50,21 @@ def factors(w, spec):
     None when some output channel's kernel is not rank 1."""
     O = w.shape[0]
     K = spec.kernel_size
-    t = np.asarray(w, np.float64).reshape((O,) + K)
+    t = np.asarray(w).reshape((O,) + K)
+    t = t.astype(np.complex128 if t.dtype.kind == "c" else np.float64)
+    if not np.all(np.isfinite(t)):
+        return None  # NaN/Inf taps: no factorization (and the SVD would not converge)
     us = []
     for i in range(len(K)):
         # Leading left singular vector of the mode-i unfolding (O, k_i, rest).
         m = np.moveaxis(t, i + 1, 1).reshape(O, K[i], -1)
         u, _, _ = np.linalg.svd(m, full_matrices=False)
         us.append(u[:, :, 0])
-    # Put the scale into the first factor: <t, u_0 (x) ... (x) u_{N-1}>.
+    # Put the scale into the first factor: <t, u_0 (x) ... (x) u_{N-1}>
+    # (conjugated factors for complex kernels: the u_i are unit vectors).
     scale = t
     for u in reversed(us):
-        scale = np.einsum("o...k,ok->o...", scale, u)
+        scale = np.einsum("o...k,ok->o...", scale, u.conj())
     us[0] = us[0] * scale[:, None]
     approx = us[0]
     for u in us[1:]:

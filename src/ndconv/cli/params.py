@@ -34,17 +34,10 @@ def add_arguments(p):
 
 
 def run(args):
-    import numpy as np
-
     shape = args.input if isinstance(args.input, tuple) else (args.input,)
     if len(shape) < 2:
         raise UsageError(f"--input {shape} must be channels plus at least one spatial size, e.g. 3,224,224")
-    dtypes = tuple(d.strip() for d in args.dtype.split(",") if d.strip())
-    for d in dtypes:
-        try:
-            np.dtype(d)
-        except TypeError:
-            raise UsageError(f"--dtype {d!r} is not a NumPy dtype name (e.g. float32)") from None
+    dtypes = _parse.dtype_list(args.dtype)
     rows = plan.lecture_table(shape, args.hidden, kernel_size=args.kernel)
     text = plan.format_table(rows, dtypes=dtypes)
     print(f"one layer on an input of shape {'x'.join(map(str, shape))} "

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 from . import _parse
@@ -112,12 +111,12 @@ def run(args):
     from tqdm import tqdm
 
     from .. import report
+    from .._files import temp_dir
 
     # Every chosen section is imported here, before the temporary folder
     # exists: one that does not import leaves nothing behind.
     total = report.section_steps(chosen, args.quick)
-    parent = os.path.dirname(os.path.abspath(path))
-    tmp = tempfile.mkdtemp(prefix=".ndconv-tour-", dir=parent)
+    tmp = temp_dir(path)  # .NAME.ndconv-HOST-PID-RANDOM.part: stale ones are cleaned
     start = time.perf_counter()
     # One bar over every step of every section (a terminal only, not in logs).
     bar = tqdm(total=total, desc="tour", unit="step", file=sys.stderr, leave=False,
@@ -148,25 +147,14 @@ def run(args):
 def _publish(tmp, path, exists):
     """Move the finished report from the temporary folder into ``path``.
 
+    Synced first; a new folder never replaces one that appeared meanwhile.
     Into an existing folder (``--force``), the old ``figures/`` is swapped
-    out as a whole and ``index.html`` replaced; nothing else there is touched.
+    out as a whole and ``index.html`` replaced last; nothing else there is
+    touched (:func:`ndconv._files.publish_dir` with ``merge``).
     """
-    from .._files import current_umask
-    from ..report._page import FIGURES
+    from .._files import OutputExistsError, publish_dir
 
-    if not exists:
-        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp made it private
-        os.rename(tmp, path)
-        return
-    old = os.path.join(path, FIGURES)
-    stale = None
-    if os.path.lexists(old):
-        stale = tempfile.mkdtemp(prefix=".ndconv-tour-old-", dir=path)
-        os.rename(old, os.path.join(stale, FIGURES))
-    new = os.path.join(tmp, FIGURES)
-    if os.path.isdir(new):
-        os.rename(new, old)
-    os.replace(os.path.join(tmp, "index.html"), os.path.join(path, "index.html"))
-    os.rmdir(tmp)
-    if stale is not None:
-        shutil.rmtree(stale)
+    try:
+        publish_dir(tmp, path, merge=exists)
+    except OutputExistsError as exc:
+        raise UsageError(str(exc)) from None
