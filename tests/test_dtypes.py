@@ -21,10 +21,10 @@ from reference import conv_ref
 
 import ndconv
 from ndconv import nn, pooling
-from ndconv.algorithms import ALGORITHMS
+from ndconv.algorithms import ALGORITHMS, methods_for
 from ndconv.functional import _conv_spec
 
-METHODS = list(ALGORITHMS)
+METHODS = methods_for("numpy")
 HALF = [np.dtype(np.float16)] + ([BFLOAT16] if BFLOAT16 is not None else [])
 
 

@@ -280,8 +280,9 @@ def check_array(a, name, *, floating=True, dtypes=None, int_lists_as_float=None)
 
 
 def check_no_empty(a, name):
-    if a.size == 0:
-        raise ValueError(f"`{name}` has an empty dimension (shape {a.shape})")
+    # (the shape, not .size: a torch tensor's .size is a method)
+    if any(n == 0 for n in a.shape):
+        raise ValueError(f"`{name}` has an empty dimension (shape {tuple(a.shape)})")
 
 
 def check_empty_dims(shape, name, allowed, what):

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 
+#: In :attr:`Algorithm.arrays`: runs on the arrays of any array-API library.
+ARRAY_API = "array-api"
+
+
 def never(spec) -> bool:
     """For :attr:`Algorithm.mixes_nonfinite`: each output sums only its own window."""
     return False
@@ -88,8 +92,11 @@ class Algorithm:
         asks it with the arrays in hand, and a forced method that does not
         apply is refused.
     arrays : tuple of str
-        The array libraries ``run`` computes on; ``("numpy",)`` for the CPU
-        algorithms (BLAS, SciPy, numba, ``as_strided``).
+        The array libraries ``run`` computes on: ``("numpy",)`` for the CPU
+        algorithms (BLAS, SciPy, numba, ``as_strided``), which need NumPy
+        arrays; :data:`ARRAY_API` for code written against the array API
+        standard (any library's arrays, through ``spec.xp``); a library's
+        name (``"torch"``, ``"jax"``) for its native convolution.
     """
 
     name: str
@@ -103,6 +110,24 @@ class Algorithm:
     workspace_bytes: Callable[[Any], int] = padded_and_output_bytes
     applies: Optional[Callable[[Any, Any], Optional[str]]] = None
     arrays: tuple = ("numpy",)
+
+    @property
+    def needs_numpy(self) -> bool:
+        """True for an algorithm that computes on NumPy arrays only."""
+        return self.arrays == ("numpy",)
+
+    def accepts(self, spec) -> tuple:
+        """``supports(spec)``, after checking that it computes on ``spec``'s library.
+
+        The chooser and the dispatcher ask this; ``supports`` itself need
+        not know about array libraries.
+        """
+        lib = spec.library
+        if lib not in self.arrays and (lib == "numpy" or ARRAY_API not in self.arrays):
+            if self.needs_numpy:
+                return False, f"needs NumPy arrays (CPU code), not {lib} arrays"
+            return False, f"computes on {' or '.join(self.arrays)} arrays, not {lib} arrays"
+        return self.supports(spec)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
