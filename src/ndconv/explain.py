@@ -165,7 +165,7 @@ class Explainer:
                     src = None
                     break
                 else:
-                    src.append(_windows._source(i, size, self.mode))
+                    src.append(int(_windows.source_index(i, size, self.mode)[0]))
             src = None if src is None else tuple(src)
             xv = 0.0 if src is None else float(self.x[src])
             out.append(Term(pos, src, a, xv, float(self.k[a])))
