@@ -7,13 +7,31 @@ boundary modes are handled in one place.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-_NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+if TYPE_CHECKING:
+    from ._typing import NDArray, Pairs
+
+_NP_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {
+    "reflect": "reflect",
+    "replicate": "edge",
+    "circular": "wrap",
+}
 
 
-def pad(x, pairs, mode="zeros", *, lhs_dilation=None, channels_last=False, value=0):
+def pad(
+    x: NDArray[Any],
+    pairs: Pairs,
+    mode: str = "zeros",
+    *,
+    lhs_dilation: Sequence[int] | None = None,
+    channels_last: bool = False,
+    value: Any = 0,
+) -> NDArray[Any]:
     """Pad (or crop) the trailing spatial dims of ``x``.
 
     Parameters
@@ -52,7 +70,8 @@ def pad(x, pairs, mode="zeros", *, lhs_dilation=None, channels_last=False, value
     if any(s <= 0 for s in shape):
         raise ValueError(f"padding {pairs} leaves an empty array")
     # Source slice (in dilated coordinates) that lands inside the result.
-    src, dst = [], []
+    src: list[slice] = []
+    dst: list[slice] = []
     for dl, (lo, hi), ri, sz in zip(dil, pairs, r, shape):
         start = max(0, -lo)  # first dilated index kept
         stop = dl - max(0, -hi)  # one past the last kept
@@ -68,14 +87,24 @@ def pad(x, pairs, mode="zeros", *, lhs_dilation=None, channels_last=False, value
     if channels_last:
         out = np.full([lead_shape[0], *shape, *lead_shape[1:]], value, dtype=x.dtype)
         moved = np.moveaxis(x, 1, -1) if lead >= 2 else x
-        out[(slice(None), *dst)] = moved[(slice(None), *src)]
+        # (index tuples named first: mypy reads ``a[(s, *t)]`` as 3.11's ``a[s, *t]``)
+        to: tuple[Any, ...] = (slice(None), *dst)
+        of: tuple[Any, ...] = (slice(None), *src)
+        out[to] = moved[of]
     else:
         out = np.full(lead_shape + shape, value, dtype=x.dtype)
-        out[(Ellipsis, *dst)] = x[(Ellipsis, *src)]
+        to, of = (Ellipsis, *dst), (Ellipsis, *src)
+        out[to] = x[of]
     return out
 
 
-def windows(x, kernel_size, stride, dilation, axis=-1):
+def windows(
+    x: NDArray[Any],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    axis: int = -1,
+) -> NDArray[Any]:
     """Read-only view of every window of ``x`` along N consecutive axes.
 
     The N axes ending at ``axis`` (default: the last N) are replaced by the
@@ -117,7 +146,9 @@ def windows(x, kernel_size, stride, dilation, axis=-1):
     return as_strided(x, shape=shape, strides=st, writeable=False)
 
 
-def fold_padding(g, spatial, pairs, mode):
+def fold_padding(
+    g: NDArray[Any], spatial: Sequence[int], pairs: Pairs, mode: str
+) -> NDArray[Any]:
     """Adjoint of :func:`pad`: sum the gradient of a padded array into the source.
 
     Parameters
@@ -149,13 +180,13 @@ def fold_padding(g, spatial, pairs, mode):
     return g
 
 
-def _take(a, axis, index):
+def _take(a: NDArray[Any], axis: int, index: int | slice) -> NDArray[Any]:
     key = [slice(None)] * a.ndim
     key[axis] = index if isinstance(index, slice) else slice(index, index + 1)
     return a[tuple(key)]
 
 
-def _source(i, size, mode):
+def _source(i: int, size: int, mode: str) -> int:
     """Index of the source element that padded position ``i`` copies."""
     if mode == "replicate":
         return min(max(i, 0), size - 1)

@@ -1,0 +1,29 @@
+"""Type aliases of the public API, for annotations only.
+
+Modules import this under ``typing.TYPE_CHECKING`` (their annotations are
+strings, ``from __future__ import annotations``), so nothing here costs at
+import time. The aliases name the argument forms the README documents once:
+an int or one int per spatial dim, every padding form, ``(lo, hi)`` pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Union
+
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+__all__ = ["ArrayLike", "DTypeLike", "NDArray", "IntOrTuple", "Padding", "Pairs", "Shape"]
+
+#: One int for every spatial dim, or one per dim (``stride``, ``dilation``, ``kernel_size``).
+IntOrTuple = Union[int, Sequence[int]]
+
+#: A shape: a tuple of ints.
+Shape = tuple[int, ...]
+
+#: ``((lo, hi), ...)``: the padding of each spatial dim, as :func:`ndconv._args.padding_pairs` returns it.
+Pairs = tuple[tuple[int, int], ...]
+
+#: Every padding form: an int, one int per dim, a ``(lo, hi)`` pair per dim,
+#: or ``"valid"``, ``"same"``, ``"full"``.
+Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
