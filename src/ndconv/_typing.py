@@ -11,9 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Union
 
+import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
-__all__ = ["ArrayLike", "DTypeLike", "NDArray", "IntOrTuple", "Padding", "Pairs", "Shape"]
+__all__ = [
+    "ArrayLike", "DTypeLike", "NDArray", "IntOrTuple", "Padding", "Pairs", "Seed", "Shape",
+]
 
 #: One int for every spatial dim, or one per dim (``stride``, ``dilation``, ``kernel_size``).
 IntOrTuple = Union[int, Sequence[int]]
@@ -27,3 +30,6 @@ Pairs = tuple[tuple[int, int], ...]
 #: Every padding form: an int, one int per dim, a ``(lo, hi)`` pair per dim,
 #: or ``"valid"``, ``"same"``, ``"full"``.
 Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
+
+#: A source of randomness: None (fresh entropy), a seed, or a Generator.
+Seed = Union[None, int, np.random.Generator]

@@ -6,15 +6,20 @@ One definition each, so ``ndconv train``, ``examples/`` and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from . import nn
 from .nn.init import as_rng
 
+if TYPE_CHECKING:
+    from ._typing import DTypeLike, Seed
+
 __all__ = ["digits_cnn", "faces_cnn"]
 
 
-def digits_cnn(rng=0, dtype=np.float32):
+def digits_cnn(rng: Seed = 0, dtype: DTypeLike = np.float32) -> nn.Sequential:
     """CNN for scikit-learn's 8x8 digits.
 
     1x8x8 -> 16x8x8 -> 16x4x4 -> 32x4x4 -> 32x2x2 -> 128 -> 64 -> 10.
@@ -40,7 +45,7 @@ def digits_cnn(rng=0, dtype=np.float32):
     )
 
 
-def faces_cnn(rng=0, dtype=np.float32):
+def faces_cnn(rng: Seed = 0, dtype: DTypeLike = np.float32) -> nn.Sequential:
     """CNN for scikit-image's 25x25 ``lfw_subset`` faces (face or not).
 
     1x25x25 -> 8x21x21 -> 8x10x10 -> 16x8x8 -> 16x4x4 -> 256 -> 32 -> 2, with
