@@ -9,13 +9,14 @@ an int or one int per spatial dim, every padding form, ``(lo, hi)`` pairs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
+from typing import Any, Protocol, Union
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 __all__ = [
-    "ArrayLike", "DTypeLike", "NDArray", "IntOrTuple", "Padding", "Pairs", "Seed", "Shape",
+    "ArrayLike", "DTypeLike", "NDArray", "IntOrTuple", "Loss", "Padding", "Pairs", "Seed",
+    "Shape",
 ]
 
 #: One int for every spatial dim, or one per dim (``stride``, ``dilation``, ``kernel_size``).
@@ -33,3 +34,11 @@ Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
 
 #: A source of randomness: None (fresh entropy), a seed, or a Generator.
 Seed = Union[None, int, np.random.Generator]
+
+
+class Loss(Protocol):
+    """What :func:`ndconv.train.fit` needs of a loss (:mod:`ndconv.losses`)."""
+
+    def __call__(self, input: ArrayLike, target: ArrayLike) -> float: ...
+
+    def backward(self, grad: float = 1.0) -> NDArray[Any]: ...
