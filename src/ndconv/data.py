@@ -49,7 +49,7 @@ def stratified_split(
 
     Parameters
     ----------
-    y : array of int, shape (N,)
+    y : array_like of int, shape (N,)
     test_size : float in (0, 1)
     rng : int or numpy.random.Generator
         Seed of the shuffle within each class.

@@ -178,7 +178,7 @@ class SGD(Optimizer):
 
     Parameters
     ----------
-    params : iterable of Parameter
+    params : iterable of Parameter, or a Module
     lr : float
     momentum, dampening, weight_decay : float, default 0
     nesterov : bool
@@ -229,7 +229,7 @@ class Adam(Optimizer):
 
     Parameters
     ----------
-    params : iterable of Parameter
+    params : iterable of Parameter, or a Module
     lr : float, default 1e-3
     betas : (float, float), default (0.9, 0.999)
     eps : float, default 1e-8

@@ -150,7 +150,7 @@ def translation_equivariance(
     layer : ndconv.nn.Module or callable
         Maps ``(B, C, *S)`` to ``(B, C', *S)`` (stride 1: the output has the
         input's spatial grid, as with ``padding='same'``).
-    x : ndarray, shape (B, C, *S)
+    x : array_like, shape (B, C, *S)
     shift : int or tuple of int
         Shift per spatial dim.
     boundary : {'circular', 'zeros'}
@@ -228,7 +228,7 @@ def locality(
     layer : ndconv.nn.Module
         Needs ``forward`` and ``backward``. Parameter gradients it accumulates
         are restored afterwards.
-    x : ndarray, shape (B, C, *S)
+    x : array_like, shape (B, C, *S)
     out_index : tuple of int, optional
         Spatial index of the output element (default: the middle of the output).
     channel : int

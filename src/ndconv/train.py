@@ -154,8 +154,8 @@ def fit(
     Parameters
     ----------
     model : Module
-    x : ndarray, shape (N, ...)
-    y : ndarray, shape (N, ...)
+    x : array_like, shape (N, ...)
+    y : array_like, shape (N, ...)
         Class labels (ints) for a classifier, or targets of the output's shape.
     loss : callable loss with ``backward()`` (:mod:`ndconv.losses`)
     optimizer : Optimizer (:mod:`ndconv.optim`)
