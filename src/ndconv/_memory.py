@@ -7,7 +7,8 @@ with the bytes they are about to allocate, and get a
 :class:`MemoryLimitError` stating the bytes needed instead.
 
 The limit is, in order of precedence: the innermost :func:`memory_limit`
-context, :func:`set_memory_limit`, the environment variable
+context of the current thread or task (a context variable), the process-wide
+:func:`set_memory_limit`, the environment variable
 ``NDCONV_MEMORY_LIMIT`` (bytes, or a number with a unit such as ``"2GB"`` or
 ``"512MiB"``), and otherwise the memory the operating system reports as
 available (``MemAvailable`` in ``/proc/meminfo``), read at each check.
@@ -16,6 +17,7 @@ available (``MemAvailable`` in ``/proc/meminfo``), read at each check.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 
@@ -36,8 +38,13 @@ _UNITS = {
     "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
 }
 
-_limit = None  # set by set_memory_limit; None means "not set"
-_stack = []  # memory_limit contexts, innermost last
+_limit = None  # set by set_memory_limit for the whole process; None means "not set"
+
+#: The :func:`memory_limit` contexts open in this thread or task, innermost
+#: last. A context variable, not a module list: a limit set in one thread (or
+#: asyncio task) must not refuse another's allocations, and exits that overlap
+#: across threads must each remove their own limit.
+_stack = contextvars.ContextVar("ndconv_memory_limits", default=())
 
 
 class MemoryLimitError(MemoryError):
@@ -114,8 +121,9 @@ def available_memory():
 
 def get_memory_limit():
     """``(limit in bytes or None, where it comes from)``."""
-    if _stack:
-        return _stack[-1], "set by ndconv.plan.memory_limit()"
+    stack = _stack.get()
+    if stack:
+        return stack[-1], "set by ndconv.plan.memory_limit()"
     if _limit is not None:
         return _limit, "set by ndconv.plan.set_memory_limit()"
     env = os.environ.get("NDCONV_MEMORY_LIMIT")
@@ -127,23 +135,46 @@ def get_memory_limit():
 
 def has_explicit_limit():
     """True when a limit was set (context, process-wide or environment)."""
-    return bool(_stack) or _limit is not None or bool(os.environ.get("NDCONV_MEMORY_LIMIT"))
+    return bool(_stack.get()) or _limit is not None or bool(os.environ.get("NDCONV_MEMORY_LIMIT"))
 
 
 def set_memory_limit(limit):
-    """Set the limit for the whole process (``None`` restores the default)."""
+    """Set the limit for the whole process, every thread (``None`` restores the default).
+
+    A :func:`memory_limit` context, in the thread or task where it is open,
+    takes precedence.
+    """
     global _limit
     _limit = None if limit is None else parse_bytes(limit)
 
 
 @contextlib.contextmanager
 def memory_limit(limit):
-    """Context manager: allocations checked inside it may use at most ``limit`` bytes."""
-    _stack.append(parse_bytes(limit))
+    """Context manager: allocations checked inside it may use at most ``limit`` bytes.
+
+    The limit holds in the thread (or asyncio task) that opened the context,
+    and in what it starts with a copy of its context
+    (``contextvars.copy_context().run``); other threads keep their own limits.
+    """
+    token = _stack.set(_stack.get() + (parse_bytes(limit),))
     try:
         yield
     finally:
-        _stack.pop()
+        _stack.reset(token)
+
+
+#: Below this many bytes, :func:`guard` skips the check against the available
+#: memory (reading it costs more than a small array); a limit the user set is
+#: always checked.
+GUARD_BYTES = 256 * 2**20
+
+
+def guard(nbytes, what):
+    """:func:`check` for the hot paths: always under a user's limit, otherwise
+    only above :data:`GUARD_BYTES`."""
+    if nbytes > GUARD_BYTES or has_explicit_limit():
+        check(nbytes, what)
+    return nbytes
 
 
 def check(nbytes, what):

@@ -380,7 +380,10 @@ def choose_method(
         If True, time the plausible algorithms on ``x`` and ``weight`` (each
         twice, the faster run kept) and pick the fastest, as
         ``scipy.signal.choose_conv_method(measure=True)``; otherwise use the
-        cost model of :mod:`ndconv.algorithms.choose` (no computation).
+        cost model of :mod:`ndconv.algorithms.choose`, leaving out, as
+        ``method='auto'`` does, methods that would spread these arrays'
+        NaN/Inf, break the direct formula's error bound on their dynamic
+        range, or exceed the memory limit (one pass over ``x``, no convolution).
 
     Returns
     -------

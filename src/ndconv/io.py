@@ -215,3 +215,10 @@ def _compare(expected, got, where):
             raise TypeError(
                 f"checkpoint entry {where!r} has dtype {got.dtype}, expected {expected.dtype}"
             )
+
+
+# PyTorch and safetensors checkpoints, read without torch (their own modules).
+from .safetensors_file import load_safetensors, save_safetensors  # noqa: E402
+from .torch_file import load_torch  # noqa: E402
+
+__all__ += ["load_torch", "load_safetensors", "save_safetensors"]

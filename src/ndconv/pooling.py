@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from . import _args, _dtypes
+from . import _args, _dtypes, _memory
 from ._windows import fold_padding, pad, windows
 
 __all__ = [
@@ -120,6 +120,25 @@ def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation
     return _out_size(tuple(input_shape[-n:]), k, s, p, d, bool(ceil_mode))
 
 
+def _check_memory(xb, k, s, p, d, out, kind, backward):
+    """Refuse, before allocating, a pooling whose arrays cannot fit.
+
+    Counts the padded copy of the input, the output-sized arrays (the result,
+    the running maximum or sum, the divisor; in the max backward the winners'
+    masks and each tap's share) and, backward, the padded gradient.
+    """
+    it = xb.dtype.itemsize
+    lead = xb.shape[0] * xb.shape[1]
+    pairs = _pairs(xb.shape[2:], k, s, p, d, out)
+    padded = lead * math.prod(n + lo + hi for n, (lo, hi) in zip(xb.shape[2:], pairs))
+    outs = lead * math.prod(out)
+    nbytes = (padded if any(lo or hi for lo, hi in pairs) else 0) * it + 2 * outs * it
+    if backward:
+        nbytes += padded * it + outs * (2 * it + (3 if kind == "max" else 0))
+    _memory.guard(nbytes, f"{kind}_pool{'_backward' if backward else ''} of input "
+                          f"{xb.shape} (output {tuple(xb.shape[:2]) + tuple(out)})")
+
+
 # --------------------------------------------------------------------------
 # computing cores (arguments validated)
 
@@ -215,7 +234,10 @@ def _scatter(lead, spatial, pairs, shares, out, k, s, d, dtype):
 
 def _max_backward(gy, x, y, k, s, p, d):
     pairs = _pairs(x.shape[2:], k, s, p, d, y.shape[2:])
-    shares = (gy * hit for hit in _max_winners(x, y, k, s, p, d))
+    zero = gy.dtype.type(0)
+    # np.where, not gy * hit: a NaN or Inf gradient times a loser's 0 is NaN,
+    # and must reach only the winner, as in PyTorch.
+    shares = (np.where(hit, gy, zero) for hit in _max_winners(x, y, k, s, p, d))
     return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
 
 
@@ -317,6 +339,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     """
     xb, unbatched, k, s, p, d, out = _pool_args(x, ndim, kernel_size, stride, padding,
                                                 dilation, ceil_mode, "max")
+    _check_memory(xb, k, s, p, d, out, "max", backward=False)
     y = _max_forward(xb, k, s, p, d, out)
     return y[0] if unbatched else y
 
@@ -341,6 +364,7 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
                                                   dilation, ceil_mode, "max")
     expected = xb.shape[:2] + shape
     gy = _check_grad(grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    _check_memory(xb, k, s, p, d, shape, "max", backward=True)
     if out is None:
         y = _max_forward(xb, k, s, p, d, shape)
     else:
@@ -382,6 +406,7 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     xb, unbatched, k, s, p, _, out = _pool_args(x, ndim, kernel_size, stride, padding,
                                                 1, ceil_mode, "avg")
     dov = _check_divisor(divisor_override)
+    _check_memory(xb, k, s, p, (1,) * len(k), out, "avg", backward=False)
     y = _avg_forward(xb, k, s, p, out, bool(count_include_pad), dov)
     return y[0] if unbatched else y
 
@@ -394,6 +419,7 @@ def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mod
     dov = _check_divisor(divisor_override)
     expected = xb.shape[:2] + out
     gy = _check_grad(grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    _check_memory(xb, k, s, p, (1,) * len(k), out, "avg", backward=True)
     if unbatched:
         gy = gy[None]
     gx = _avg_backward(gy, xb.shape[2:], k, s, p, bool(count_include_pad), dov)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import _dtypes, _memory
 from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
-from .record import Algorithm, register
+from .record import Algorithm, padded_and_output_bytes, register
 from .spec import CorrSpec
 
 #: ``{name: Algorithm}``, in the order the README's method table lists them.
@@ -29,33 +29,56 @@ ALGORITHMS = register(
 #: Below this many bytes of input and output, skip the check against the
 #: available memory (reading it costs more than a small convolution); a limit
 #: the user set is always checked.
-GUARD_BYTES = 256 * 2**20
+GUARD_BYTES = _memory.GUARD_BYTES
 
 
-def _check_memory(spec):
+def _check_memory(spec, algo=None):
     """Refuse, before allocating, a correlation whose arrays cannot fit.
 
-    Counts the padded input and the output (the least any method holds at
-    once); a valid but enormous padding or input dilation is caught here
-    rather than by the operating system.
+    Without ``algo``, counts the padded input and the output (the least any
+    method holds at once), so a valid but enormous padding or input dilation
+    is caught here rather than by the operating system; with ``algo``, what
+    that method holds (its record's ``workspace_bytes``).
     """
-    nbytes = spec.dtype.itemsize * (
-        spec.batch * spec.in_channels * math.prod(spec.padded_spatial)
-        + spec.batch * spec.out_channels * math.prod(spec.out_spatial)
-    )
-    if nbytes > GUARD_BYTES or _memory.has_explicit_limit():
-        _memory.check(nbytes, f"a correlation of padded input {spec.padded_spatial} "
-                              f"and output {spec.out_shape}")
+    if algo is None:
+        _memory.guard(padded_and_output_bytes(spec),
+                      f"a correlation of padded input {spec.padded_spatial} "
+                      f"and output {spec.out_shape}")
+    else:
+        _memory.guard(algo.workspace_bytes(spec),
+                      f"method {algo.name!r} on a correlation of padded input "
+                      f"{spec.padded_spatial} and output {spec.out_shape}")
 
 
-def _finite(x, w):
-    """No NaN or Inf in ``x`` or ``w``, without a temporary array as large as x.
+def _max_abs(a):
+    """``max |a|`` without a temporary (NaN where ``a`` holds NaN)."""
+    with np.errstate(invalid="ignore"):
+        return float(max(np.max(a), -np.min(a)))
 
-    A sum is NaN or Inf whenever a term is; a finite sum that overflows only
-    sends the call to a slower method, never to a wrong answer.
+
+def execute(algo, x, w, spec, data=None):
+    """``algo.run(x, w, spec)``, scaled by powers of two where its intermediates
+    would overflow although the direct sum need not.
+
+    ``data`` (a :class:`~ndconv.algorithms.survey.Survey`) supplies ``max|x|``
+    when ``'auto'`` has already read it. Scaling by ``2**-e`` is exact (barring
+    values below the dtype's normal range, far below the method's own
+    rounding), so the result is the unscaled one's, times ``2**e`` back.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isfinite(np.sum(x)) and np.isfinite(np.sum(w)))
+    # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
+    with np.errstate(invalid="ignore", over="ignore"):
+        if algo.magnitude_growth is None or spec.dtype.kind != "f":
+            return algo.run(x, w, spec)
+        mx = data.max_abs if data is not None else _max_abs(x)
+        mw = _max_abs(w)
+        if not (math.isfinite(mx) and math.isfinite(mw)) or mx == 0 or mw == 0:
+            return algo.run(x, w, spec)
+        if mx * mw * algo.magnitude_growth(spec) <= np.finfo(spec.dtype).max / 4:
+            return algo.run(x, w, spec)
+        ex, ew = math.frexp(mx)[1], math.frexp(mw)[1]
+        out = algo.run(np.ldexp(x, -ex).astype(spec.dtype, copy=False),
+                       np.ldexp(w, -ew).astype(spec.dtype, copy=False), spec)
+        return np.ldexp(out, ex + ew, out=out)
 
 
 def run(x, w, spec, method="auto"):
@@ -73,25 +96,17 @@ def run(x, w, spec, method="auto"):
 
 
 def _run(x, w, spec, method):
-    from .choose import choose
+    from .choose import choose_for
 
     _check_memory(spec)
     # An empty batch or channel set (PyTorch accepts both): nothing to
     # compute, and a sum over no input channels is 0.
     empty = 0 in (spec.batch, spec.in_channels, spec.out_channels)
+    data = None
     if method == "auto":
         if empty:
             return np.zeros(spec.out_shape, dtype=spec.dtype)
-        method = choose(spec)[0]
-        if ALGORITHMS[method].mixes_nonfinite(spec) and not _finite(x, w):
-            # FFT and Winograd mix a whole block of inputs into every output of
-            # the block (and Inf - Inf = NaN): one NaN or Inf would spoil the
-            # block. PyTorch keeps them where the window sees them; so do these.
-            from .choose import candidates
-
-            est = {k: v for k, v in candidates(spec)[0].items()
-                   if not ALGORITHMS[k].mixes_nonfinite(spec)}
-            method = min(est, key=est.get)
+        method, _, data = choose_for(spec, x, w)
     algo = ALGORITHMS.get(method)
     if algo is None:
         raise ValueError(
@@ -102,9 +117,8 @@ def _run(x, w, spec, method):
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     if empty:
         return np.zeros(spec.out_shape, dtype=spec.dtype)
-    # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
-    with np.errstate(invalid="ignore", over="ignore"):
-        return algo.run(x, w, spec)
+    _check_memory(spec, algo)
+    return execute(algo, x, w, spec, data)
 
 
 __all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "run"]

@@ -17,7 +17,8 @@ import time
 
 import numpy as np
 
-from . import ALGORITHMS
+from .. import _memory
+from . import ALGORITHMS, survey
 from .cost import RATES  # noqa: F401  (re-exported: documented here before)
 
 
@@ -42,13 +43,105 @@ def _fmt(seconds):
     return f"{seconds * 1e3:.3g} ms"
 
 
+@functools.lru_cache(maxsize=512)
+def _ranked(spec):
+    """``(((method, seconds), ...) fastest first, ((method, why unsupported), ...))``.
+
+    Specs repeat (a layer per step), so the estimates are remembered.
+    """
+    est, no = candidates(spec)
+    return tuple(sorted(est.items(), key=lambda kv: kv[1])), tuple(no.items())
+
+
+def _fits(algo, spec):
+    """Whether the memory ``algo`` holds for ``spec`` is within the limit in force."""
+    nbytes = algo.workspace_bytes(spec)
+    if nbytes <= _memory.GUARD_BYTES and not _memory.has_explicit_limit():
+        return True
+    limit, _ = _memory.get_memory_limit()
+    return limit is None or nbytes <= limit
+
+
+def _refuse_memory(spec, names):
+    """Raise MemoryLimitError for the method among ``names`` holding the least."""
+    least = min(names, key=lambda k: ALGORITHMS[k].workspace_bytes(spec))
+    _memory.check(ALGORITHMS[least].workspace_bytes(spec),
+                  f"the correlation with output {spec.out_shape} (method {least!r}, "
+                  "the least memory of the methods that support it)")
+
+
+def skip_note(algo, spec, data):
+    """Why ``'auto'`` must not run ``algo`` on these arrays (None: it may)."""
+    if data is None:
+        return None
+    return survey.nonfinite_note(algo, spec, data) or survey.error_note(algo, spec, data)
+
+
+def choose_for(spec, x, w):
+    """The method ``'auto'`` runs on ``x`` and ``w``, and what it left out.
+
+    The fastest estimated method that fits the memory limit, keeps NaN/Inf
+    where the windows see them, and keeps every output within the direct
+    formula's error bound (:mod:`ndconv.algorithms.survey`; the arrays are
+    read only if the cost model's pick needs it).
+
+    Returns
+    -------
+    method : str
+    skipped : dict
+        ``{method: why}`` for the faster methods left out.
+    data : Survey
+        What was read from the arrays (reused to scale them, see ``run``).
+
+    Raises
+    ------
+    MemoryLimitError
+        No supported method fits the memory limit.
+    """
+    ranked, _ = _ranked(spec)
+    data = survey.Survey(x, w, spec) if x is not None and w is not None else None
+    skipped = {}
+    for name, _ in ranked:
+        algo = ALGORITHMS[name]
+        if not _fits(algo, spec):
+            skipped[name] = (f"it would hold {_memory.format_bytes(algo.workspace_bytes(spec))}, "
+                             "over the memory limit")
+            continue
+        note = skip_note(algo, spec, data)
+        if note:
+            skipped[name] = note
+            continue
+        return name, skipped, data
+    _refuse_memory(spec, [k for k, _ in ranked])
+    raise AssertionError("unreachable: the direct sum fits wherever its memory does")
+
+
+def _random_arrays(spec):
+    """Gaussian arrays of the spec's shapes, refused first if they cannot fit."""
+    xs = (spec.batch, spec.in_channels, *spec.in_spatial)
+    ws = (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
+    _memory.guard((math.prod(xs) + math.prod(ws)) * (8 + spec.dtype.itemsize),
+                  f"random arrays of shapes {xs} and {ws} to time the methods on")
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal(xs).astype(spec.dtype),
+            rng.standard_normal(ws).astype(spec.dtype))
+
+
 def _timed(algo, x, w, spec):
+    from . import execute
+
     best = math.inf
     for _ in range(2):
         t0 = time.perf_counter()
-        algo.run(x, w, spec)
+        execute(algo, x, w, spec)
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def _notes(no, skipped):
+    parts = [f"{k} ruled out: {v}" for k, v in no]
+    parts += [f"{k} left out: {v}" for k, v in skipped.items()]
+    return "".join(f"; {p}" for p in parts)
 
 
 def choose(spec, measure=False, x=None, w=None):
@@ -61,51 +154,69 @@ def choose(spec, measure=False, x=None, w=None):
         Time the candidates whose estimate is within 10x of the best (each
         run twice, the faster kept) instead of trusting the estimates.
     x, w : ndarray, optional
-        Arrays to time with; random ones of the spec's shapes otherwise.
+        The arrays: with them the choice is the one ``method='auto'`` makes on
+        them (methods that would spread their NaN/Inf, break the direct
+        formula's error bound or exceed the memory limit are left out, and
+        the reason says why); ``measure`` times on them, or on random arrays
+        of the spec's shapes without them.
 
     Returns
     -------
     method : str
     reason : str
         The winner's estimated (or measured) time, the others', and why
-        any algorithm was ruled out.
+        any algorithm was ruled out or left out.
     """
     if not measure:
-        return _choose_cached(spec)
-    est, no = candidates(spec)
-    best_est = min(est.values())
-    pool = [k for k, v in est.items() if v <= 10 * best_est]
+        if x is None or w is None:
+            return _choose_cached(spec)
+        method, skipped, _ = choose_for(spec, x, w)
+        return method, _reason(spec, method) + _notes(_ranked(spec)[1], skipped)
+    from . import _check_memory
+
+    _check_memory(spec)
+    ranked, no = _ranked(spec)
+    data = survey.Survey(x, w, spec) if x is not None and w is not None else None
+    best_est = ranked[0][1]
+    pool, skipped = [], {}
+    for k, v in ranked:
+        if v > 10 * best_est:
+            continue
+        if not _fits(ALGORITHMS[k], spec):
+            skipped[k] = "over the memory limit"
+        elif skip_note(ALGORITHMS[k], spec, data):
+            skipped[k] = skip_note(ALGORITHMS[k], spec, data)
+        else:
+            pool.append(k)
+    if not pool:
+        _refuse_memory(spec, [k for k, _ in ranked])
     if x is None or w is None:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((spec.batch, spec.in_channels, *spec.in_spatial))
-        w = rng.standard_normal(
-            (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
-        )
-        x, w = x.astype(spec.dtype), w.astype(spec.dtype)
+        x, w = _random_arrays(spec)
     times = {k: _timed(ALGORITHMS[k], x, w, spec) for k in pool}
     method = min(times, key=times.get)
     others = ", ".join(
         f"{k} {_fmt(v)}" for k, v in sorted(times.items(), key=lambda kv: kv[1]) if k != method
     )
     reason = f"measured {_fmt(times[method])}, fastest of: {others or 'no other'}"
-    skipped = [k for k in est if k not in pool]
-    if skipped:
-        reason += f" (not timed, estimated >10x slower: {', '.join(skipped)})"
-    ruled = "; ".join(f"{k} ruled out: {v}" for k, v in no.items())
-    return method, reason + (f"; {ruled}" if ruled else "")
+    slow = [k for k, v in ranked if v > 10 * best_est]
+    if slow:
+        reason += f" (not timed, estimated >10x slower: {', '.join(slow)})"
+    return method, reason + _notes(no, skipped)
+
+
+def _reason(spec, method):
+    ranked, _ = _ranked(spec)
+    est = dict(ranked)
+    others = ", ".join(f"{k} {_fmt(v)}" for k, v in ranked if k != method)
+    return (
+        f"estimated {_fmt(est[method])} ({ALGORITHMS[method].reason(spec)}); others "
+        f"estimated: {others or 'none'}"
+    )
 
 
 @functools.lru_cache(maxsize=512)
 def _choose_cached(spec):
-    """The cost-model choice; specs repeat (a layer per step), so remember it."""
-    est, no = candidates(spec)
-    method = min(est, key=est.get)
-    others = ", ".join(
-        f"{k} {_fmt(v)}" for k, v in sorted(est.items(), key=lambda kv: kv[1]) if k != method
-    )
-    reason = (
-        f"estimated {_fmt(est[method])} ({ALGORITHMS[method].reason(spec)}); others estimated: "
-        f"{others or 'none'}"
-    )
-    ruled = "; ".join(f"{k} ruled out: {v}" for k, v in no.items())
-    return method, reason + (f"; {ruled}" if ruled else "")
+    """The cost-model choice from the arguments alone."""
+    ranked, no = _ranked(spec)
+    method = ranked[0][0]
+    return method, _reason(spec, method) + _notes(no, {})

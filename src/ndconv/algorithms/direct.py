@@ -73,12 +73,12 @@ def reason(spec):
 
 
 def workspace_bytes(spec):
-    """Padded input, output; with several channels per group the accumulator and
-    the gathered tap (each the output's size / the input's at output positions)."""
-    held = padded_and_output_bytes(spec)
-    if spec.in_channels // spec.groups > 1:
-        P = spec.batch * math.prod(spec.out_spatial) * spec.dtype.itemsize
-        held += P * (spec.out_channels + spec.in_channels)
+    """Padded input, output and one more output-sized product per tap; with
+    several channels per group the accumulator and the gathered tap."""
+    P = spec.batch * math.prod(spec.out_spatial) * spec.dtype.itemsize
+    held = padded_and_output_bytes(spec) + P * spec.out_channels
+    if spec.in_channels // spec.groups > 1:  # and the product before it is added
+        held += P * (spec.in_channels + spec.out_channels)
     return held
 
 

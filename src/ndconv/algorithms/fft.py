@@ -211,19 +211,20 @@ def reason(spec):
 
 
 def error_growth(spec):
-    """Rounding error of an output in units of ``eps * max|x| * sum|w|``.
+    """Rounding error of an output in units of ``eps * max|x| * ||w||_2``.
 
     The transforms spread every input value of a block over all its outputs;
-    their rounding grows as ``log2`` of the block's points (measured with one
-    large value in Gaussian noise, ``tests/test_numerics.py``).
+    their rounding grows as ``log2`` of the block's points.
     """
     LT, _ = _blocks(spec)
     return ERROR_FACTOR * math.log2(max(math.prod(L for L, _ in LT), 2))
 
 
-#: Measured constant of :func:`error_growth` (worst case over the shapes tested,
-#: with a margin of 4).
-ERROR_FACTOR = 0.01
+#: Constant of :func:`error_growth`. Measured with one value of 1e9 in
+#: Gaussian noise (1-D, 2-D, 3-D; 1 to 16 channels; float32 and float64): the
+#: error where the window misses it reached 0.03-0.27 ``eps * 1e9 * ||w||_2``
+#: against 1.2-1.8 from this constant (a margin of 4 or more).
+ERROR_FACTOR = 0.1
 
 
 def magnitude_growth(spec):
@@ -249,7 +250,8 @@ def workspace_bytes(spec):
     kernel = O * (C // g) * nF * 2 * it * (2 if C // g > 1 else 1)
     rest = math.prod(nT[1:])
     per_row = (C + O) * rest * nF * 2 * it * 2
-    chunk = max(CHUNK_BYTES, per_row) * 2  # transforms, layout copies, inverse output
+    # Transforms, layout copies, inverse output: one chunk of rows, at most all.
+    chunk = min(per_row * nT[0] * B, max(CHUNK_BYTES, per_row)) * 2
     out = B * O * math.prod(n * t for n, (_, t) in zip(nT, LT)) * it
     return B * C * max(need, math.prod(spec.padded_spatial)) * it + out + kernel + chunk
 

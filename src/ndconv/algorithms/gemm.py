@@ -97,13 +97,14 @@ def reason(spec):
 
 
 def workspace_bytes(spec):
-    """Channels-last padded copy and output, plus one tile's columns and products."""
+    """Channels-last padded copy and output, plus two tiles' columns and products
+    (the next tile's are gathered before the last one's are freed)."""
     it = spec.dtype.itemsize
     rest = math.prod(spec.out_spatial[1:])
     row = rest * spec.taps * spec.in_channels * it
-    tile = max(TILE_BYTES, row)  # at least one output row is gathered
+    tile = min(row * spec.out_spatial[0] * spec.batch, max(TILE_BYTES, row))  # >= one row
     products = tile // max(spec.taps * spec.in_channels // spec.groups, 1) * spec.out_channels * 2
-    return padded_and_output_bytes(spec) + tile + products
+    return padded_and_output_bytes(spec) + 2 * (tile + products)
 
 
 from .record import Algorithm, padded_and_output_bytes  # noqa: E402

@@ -189,8 +189,9 @@ def workspace_bytes(spec):
     P = math.prod(spec.padded_spatial)
     out = B * O * math.prod(spec.out_spatial) * it
     if mode(spec) == "taps":
-        return B * P * (C + O) * it + 2 * out
-    return (B * C * P * 2 + O * (C // g) * P) * it + out
+        return B * P * (2 * C + O) * it + 2 * out  # padding, then the channels-last copy
+    # Plus the Python list of output positions and their offsets (~128 B each).
+    return (B * C * P * 2 + O * (C // g) * P) * it + out + 128 * math.prod(spec.out_spatial)
 
 
 from .record import Algorithm  # noqa: E402

@@ -65,10 +65,11 @@ class Algorithm:
         None when every output's rounding error is bounded as the direct sum's,
         ``~ n * eps * sum|x||w|`` over that output's own window (``n`` terms).
         Otherwise ``error_growth(spec) -> g``: an output's error is about
-        ``g * eps * max|x| * sum|w|``, with ``max|x|`` over the block the method
-        mixes. ``'auto'`` uses such a method only when ``g * R <= n``, ``R``
-        being the input's dynamic range (its largest magnitude over the
-        smallest typical magnitude of a window-sized block).
+        ``g * eps * max|x| * ||w||_2``, with ``max|x|`` over the block the
+        method mixes. ``'auto'`` uses such a method only when
+        ``g * R * spread <= n``, ``R`` being the input's dynamic range and
+        ``spread`` the kernel's ``||w||_2 / sum|w|``
+        (:mod:`ndconv.algorithms.survey`).
     magnitude_growth : callable or None
         None when intermediate values are partial sums of the direct formula's
         terms (they overflow only where the direct sum may). Otherwise

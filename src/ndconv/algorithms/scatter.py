@@ -114,11 +114,13 @@ def reason(spec):
 
 
 def workspace_bytes(spec):
-    """The output and one chunk of contributions (no padded copy of the input)."""
+    """The output and two chunks of contributions (the next is made before the
+    last is freed); no padded copy of the input."""
     it = spec.dtype.itemsize
     out = spec.batch * spec.out_channels * math.prod(spec.out_spatial) * it
     per_tap = math.prod(spec.in_spatial) * spec.out_channels * it
-    return out + max(TILE_BYTES, per_tap) + spec.out_channels * spec.in_channels * spec.taps * it
+    contrib = min(per_tap * spec.taps * spec.batch, max(TILE_BYTES, per_tap))
+    return out + 2 * contrib + spec.out_channels * spec.in_channels * spec.taps * it
 
 
 from .record import Algorithm  # noqa: E402

@@ -9,7 +9,9 @@ FFT workers change and the BLAS count stays as the environment variables
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import numpy as np
 
@@ -66,10 +68,23 @@ def set_num_threads(n):
         if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"`n` (={n!r}) must be a positive int or None")
         n = int(n)  # threadpoolctl and numba take Python ints only
+    with _lock:
+        _state["threads"] = n
+        if _single["depth"]:  # a one-thread section is open: apply when it closes
+            _single["reapply"] = True
+            try:
+                import threadpoolctl  # noqa: F401
+            except ImportError:
+                return n is None
+            return True
+        return _set_blas(n)
+
+
+def _set_blas(n):
+    """Set (``None``: restore) the BLAS thread count; the caller holds ``_lock``."""
     if _state["limiter"] is not None:
         _state["limiter"].restore_original_limits()
         _state["limiter"] = None
-    _state["threads"] = n
     if n is None:
         return True
     try:
@@ -91,7 +106,15 @@ def fft_workers():
 
 _controller = {}
 
+#: BLAS-on-one-thread sections in progress (all threads), and the limiter the
+#: first one opened. threadpoolctl's own contexts save "the limit before me"
+#: and restore it on exit; overlapping contexts from several threads exit in
+#: any order, and the last to exit restored the *other's* 1 for good.
+_single = {"depth": 0, "limiter": None, "reapply": False}
+_lock = threading.Lock()
 
+
+@contextlib.contextmanager
 def blas_single_thread():
     """Context: BLAS on one thread, while ndconv runs its own threads around it.
 
@@ -99,13 +122,30 @@ def blas_single_thread():
     chunks on :func:`get_num_threads` Python threads (NumPy releases the GIL);
     BLAS must not start its own threads inside each, or the cores are
     oversubscribed. Without threadpoolctl this does nothing.
-    """
-    import contextlib
 
+    Safe across threads: the sections are reference-counted under a lock, the
+    first to enter lowers the BLAS threads and the last to leave restores
+    them, so concurrent calls never leave the process on one thread.
+    """
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
-        return contextlib.nullcontext()
-    if "c" not in _controller:  # finding the BLAS libraries is slow: once
-        _controller["c"] = ThreadpoolController()
-    return _controller["c"].limit(limits=1, user_api="blas")
+        yield
+        return
+    with _lock:
+        if _single["depth"] == 0:
+            if "c" not in _controller:  # finding the BLAS libraries is slow: once
+                _controller["c"] = ThreadpoolController()
+            _single["limiter"] = _controller["c"].limit(limits=1, user_api="blas")
+        _single["depth"] += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _single["depth"] -= 1
+            if _single["depth"] == 0:
+                _single["limiter"].restore_original_limits()
+                _single["limiter"] = None
+                reapply, _single["reapply"] = _single["reapply"], False
+                if reapply:  # set_num_threads ran inside: its value wins
+                    _set_blas(_state["threads"])

@@ -11,7 +11,41 @@ from .conv import (
     ConvTranspose3d,
 )
 from .module import Module, Parameter, Sequential
-from .activation import ReLU, Sigmoid, Tanh
+from .activation import (
+    ELU,
+    GELU,
+    Hardsigmoid,
+    Hardswish,
+    LeakyReLU,
+    LogSoftmax,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Tanh,
+)
+from .graph import Add, Concat, Graph
+from .norm import BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm
+from .padding import (
+    ConstantPad,
+    ConstantPad1d,
+    ConstantPad2d,
+    ConstantPad3d,
+    ReflectionPad,
+    ReflectionPad1d,
+    ReflectionPad2d,
+    ReflectionPad3d,
+    ReplicationPad,
+    ReplicationPad1d,
+    ReplicationPad2d,
+    ReplicationPad3d,
+    ZeroPad,
+    ZeroPad1d,
+    ZeroPad2d,
+    ZeroPad3d,
+)
+from .resample import Upsample
 from .dropout import Dropout
 from .linear import Linear
 from .local import (
@@ -22,6 +56,10 @@ from .local import (
     LocallyConnected3d,
 )
 from .pool import (
+    AdaptiveAvgPool,
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveAvgPool3d,
     AvgPool,
     AvgPool1d,
     AvgPool2d,
@@ -31,7 +69,7 @@ from .pool import (
     MaxPool2d,
     MaxPool3d,
 )
-from .shape import Flatten
+from .shape import Flatten, Identity
 
 __all__ = [
     "Conv",
@@ -64,4 +102,14 @@ __all__ = [
     "LocallyConnected1d",
     "LocallyConnected2d",
     "LocallyConnected3d",
+    "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Hardswish", "Hardsigmoid",
+    "Softmax", "LogSoftmax",
+    "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "LayerNorm",
+    "Upsample", "Identity",
+    "AdaptiveAvgPool", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
+    "ZeroPad", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
+    "ConstantPad", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
+    "ReflectionPad", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
+    "ReplicationPad", "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d",
+    "Graph", "Add", "Concat",
 ]

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import _args
 from .. import functional as F
-from .init import as_dtype, as_rng, bias_uniform, fan_in, kaiming_uniform
+from .init import as_dtype, as_rng, bias_uniform, check_parameters, fan_in, kaiming_uniform
 from .module import Module, Parameter, fixed_ndim
 
 __all__ = [
@@ -68,6 +68,11 @@ class _ConvNd(Module):
             shape = (in_channels, out_channels // groups, *self.kernel_size)
         else:
             shape = (out_channels, in_channels // groups, *self.kernel_size)
+        check_parameters(
+            f"{type(self).__name__}({in_channels}, {out_channels}, "
+            f"kernel_size={self.kernel_size})",
+            [shape] + ([(out_channels,)] if bias else []), dt,
+        )
         self.weight = Parameter(kaiming_uniform(shape, rng, dt))
         if bias:
             self.bias = Parameter(bias_uniform(out_channels, fan_in(shape), rng, dt))

@@ -6,6 +6,34 @@ import math
 
 import numpy as np
 
+from .. import _memory
+
+#: Values drawn per chunk when initialising a parameter: the float64 draws
+#: never exceed this many bytes, whatever the parameter's size.
+_CHUNK = 2**16
+
+
+def _uniform(shape, bound, rng, dtype):
+    """``rng.uniform(-bound, bound, shape).astype(dtype)``, value for value, drawn
+    in chunks into the result: no float64 temporary as large as a float32
+    parameter (the Generator's stream is the same in pieces as at once)."""
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    for i in range(0, flat.size, _CHUNK):
+        j = min(flat.size, i + _CHUNK)
+        flat[i:j] = rng.uniform(-bound, bound, size=j - i)
+    return out
+
+
+def check_parameters(what, shapes, dtype):
+    """Refuse, before allocating, parameters of ``shapes`` that cannot fit.
+
+    Raises :class:`ndconv.plan.MemoryLimitError` naming ``what`` and the bytes.
+    """
+    count = sum(math.prod(s) for s in shapes)
+    _memory.check(count * np.dtype(dtype).itemsize,
+                  f"{what} with {count:,} {np.dtype(dtype).name} parameters")
+
 
 def fan_in(shape):
     """``shape[1] * prod(shape[2:])``, as ``torch.nn.init._calculate_fan_in_and_fan_out``."""
@@ -21,13 +49,13 @@ def kaiming_uniform(shape, rng, dtype, a=math.sqrt(5)):
         return np.zeros(shape, dtype)
     gain = math.sqrt(2.0 / (1 + a * a))
     bound = gain * math.sqrt(3.0 / fan_in(shape))
-    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+    return _uniform(shape, bound, rng, dtype)
 
 
 def bias_uniform(n, fan, rng, dtype):
     """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, PyTorch's default bias."""
     bound = 1.0 / math.sqrt(fan) if fan > 0 else 0.0
-    return rng.uniform(-bound, bound, size=(n,)).astype(dtype)
+    return _uniform((n,), bound, rng, dtype)
 
 
 def as_rng(rng):

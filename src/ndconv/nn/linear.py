@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _args
-from .init import as_dtype, as_rng, bias_uniform, kaiming_uniform
+from .init import as_dtype, as_rng, bias_uniform, check_parameters, kaiming_uniform
 from .module import Module, Parameter
 
 __all__ = ["Linear"]
@@ -36,6 +36,8 @@ class Linear(Module):
         dt = as_dtype(dtype)
         rng = as_rng(rng)
         shape = (self.out_features, self.in_features)
+        check_parameters(f"Linear({self.in_features}, {self.out_features})",
+                         [shape] + ([(self.out_features,)] if bias else []), dt)
         self.weight = Parameter(kaiming_uniform(shape, rng, dt))
         self.bias = (Parameter(bias_uniform(self.out_features, self.in_features, rng, dt))
                      if bias else None)

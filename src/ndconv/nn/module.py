@@ -14,6 +14,9 @@ from collections import OrderedDict
 import numpy as np
 
 
+_ML_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
+
+
 class Parameter:
     """A learnable array: ``.data`` (ndarray) and ``.grad`` (ndarray or None).
 
@@ -71,6 +74,8 @@ class Module:
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -80,6 +85,18 @@ class Module:
                 "assigning attributes"
             )
         params, modules = self.__dict__["_parameters"], self.__dict__["_modules"]
+        buffers = self.__dict__["_buffers"]
+        if name in buffers:
+            # Assigning to a registered buffer updates it, as in PyTorch
+            # (BatchNorm replaces its running statistics every step).
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(
+                    f"cannot assign a {type(value).__name__} as buffer {name!r} of "
+                    f"{type(self).__name__} (ndarray or None expected)"
+                )
+            buffers[name] = value
+            object.__setattr__(self, name, value)
+            return
         if name in params and not (value is None or isinstance(value, Parameter)):
             # An array here would silently drop the parameter from
             # state_dict() and the optimizer; PyTorch refuses too.
@@ -104,10 +121,70 @@ class Module:
     def backward(self, grad_out):
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
-    def __call__(self, x):
-        return self.forward(x)
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
 
     # -- parameters and state ---------------------------------------------
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """Add an array that is state but not a parameter, as ``torch.nn.Module``.
+
+        Parameters
+        ----------
+        name : str
+            Attribute name; the ``state_dict`` key is its dotted path.
+        tensor : ndarray or None
+            ``None`` registers a buffer that ``state_dict`` leaves out until set.
+        persistent : bool
+            ``False`` keeps the buffer out of ``state_dict`` (and checkpoints).
+        """
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("cannot assign buffer before Module.__init__() call")
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"buffer name must be a non-empty str without '.', got {name!r}")
+        if name in self._parameters or name in self._modules:
+            raise KeyError(f"attribute {name!r} already exists as a parameter or submodule")
+        if tensor is not None and not isinstance(tensor, np.ndarray):
+            raise TypeError(
+                f"cannot assign a {type(tensor).__name__} as buffer {name!r} "
+                "(ndarray or None expected)"
+            )
+        self._buffers[name] = tensor
+        if persistent:
+            self._non_persistent_buffers.discard(name)
+        else:
+            self._non_persistent_buffers.add(name)
+        object.__setattr__(self, name, tensor)
+
+    def _named(self, table, prefix):
+        """``(dotted name, value)`` of one registry (parameters or buffers), recursively."""
+        for name, v in self.__dict__[table].items():
+            if v is not None:
+                yield (f"{prefix}.{name}" if prefix else name), v
+        for name, m in self._modules.items():
+            yield from m._named(table, f"{prefix}.{name}" if prefix else name)
+
+    def named_buffers(self, prefix=""):
+        """``(name, ndarray)`` pairs of every buffer (persistent or not) with dotted names."""
+        return self._named("_buffers", prefix)
+
+    def buffers(self):
+        return [b for _, b in self.named_buffers()]
+
+    def _state_items(self, prefix=""):
+        """``(key, owner, attr, is_buffer)`` in PyTorch's state_dict order.
+
+        Per module its parameters, then its persistent buffers, then its
+        children, as ``torch.nn.Module._save_to_state_dict``.
+        """
+        for name, p in self._parameters.items():
+            if p is not None:
+                yield (f"{prefix}{name}", self, name, False)
+        for name, b in self._buffers.items():
+            if b is not None and name not in self._non_persistent_buffers:
+                yield (f"{prefix}{name}", self, name, True)
+        for name, m in self._modules.items():
+            yield from m._state_items(f"{prefix}{name}.")
 
     def named_children(self):
         return iter(self._modules.items())
@@ -126,11 +203,7 @@ class Module:
 
     def named_parameters(self, prefix=""):
         """``(name, Parameter)`` pairs with PyTorch's dotted names."""
-        for name, p in self._parameters.items():
-            if p is not None:
-                yield (f"{prefix}.{name}" if prefix else name), p
-        for name, m in self._modules.items():
-            yield from m.named_parameters(f"{prefix}.{name}" if prefix else name)
+        return self._named("_parameters", prefix)
 
     def parameters(self):
         # A parameter shared by several layers (tied weights) is listed once,
@@ -146,17 +219,27 @@ class Module:
         return sum(p.size for p in self.parameters())
 
     def state_dict(self):
-        """Copies of every parameter's data, keyed as in PyTorch."""
-        return OrderedDict((k, p.data.copy()) for k, p in self.named_parameters())
+        """Copies of every parameter's data and persistent buffer, keyed as in PyTorch."""
+        return OrderedDict(
+            (k, (getattr(m, a) if buf else getattr(m, a).data).copy())
+            for k, m, a, buf in self._state_items()
+        )
 
     def load_state_dict(self, state, strict=True):
         """Copy arrays from ``state`` into the parameters.
 
         Raises ``KeyError`` naming missing or unexpected keys (``strict``) and
         ``ValueError`` naming a key whose shape differs. Arrays are cast to the
-        parameter's dtype, so a float32 PyTorch state dict loads into float64.
+        parameter's (or buffer's) dtype, so a float32 PyTorch state dict loads
+        into float64. Persistent buffers (BatchNorm's running statistics) are
+        loaded as parameters are.
         """
-        own = dict(self.named_parameters())
+        own = {}
+        for k, m, a, buf in self._state_items():
+            own[k] = (m, a, buf)
+        state = dict(state)
+        for prefix, m in self.named_modules():
+            m._complete_state(state, f"{prefix}." if prefix else "")
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
@@ -164,19 +247,35 @@ class Module:
                 f"state dict does not match {type(self).__name__}: missing keys "
                 f"{missing}, unexpected keys {unexpected}"
             )
-        for k, p in own.items():
+        checked = []
+        # Everything is checked before anything is copied, so a bad state dict
+        # leaves the module unchanged.
+        for k, (m, a, buf) in own.items():
             if k not in state:
                 continue
+            cur = getattr(m, a) if buf else getattr(m, a).data
             v = np.asarray(state[k])
-            if v.shape != p.data.shape:
+            if v.shape != cur.shape:
                 raise ValueError(
-                    f"state dict key {k!r} has shape {v.shape}, the parameter has "
-                    f"shape {p.data.shape}"
+                    f"state dict key {k!r} has shape {v.shape}, the "
+                    f"{'buffer' if buf else 'parameter'} has shape {cur.shape}"
                 )
-            if v.dtype.kind not in "iuf" and v.dtype != p.data.dtype:
+            # ml_dtypes' bfloat16 / float8 (kind 'V') cast to float like float16.
+            if (v.dtype.kind not in "biuf" and v.dtype.name not in _ML_FLOATS
+                    and v.dtype != cur.dtype):
                 raise TypeError(f"state dict key {k!r} has non-numeric dtype {v.dtype}")
-            p.data = np.array(v, dtype=p.data.dtype, copy=True)
+            if v.dtype.kind == "b" and cur.dtype.kind != "b":
+                raise TypeError(f"state dict key {k!r} has dtype bool, expected {cur.dtype}")
+            checked.append((m, a, buf, np.array(v, dtype=cur.dtype, copy=True)))
+        for m, a, buf, v in checked:
+            if buf:
+                setattr(m, a, v)
+            else:
+                getattr(m, a).data = v
         return self
+
+    def _complete_state(self, state, prefix):
+        """Add to ``state`` the keys an older format of this layer lacks (none here)."""
 
     def train(self, mode=True):
         for m in self.modules():

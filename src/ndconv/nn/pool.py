@@ -7,6 +7,7 @@ import numpy as np
 from .. import _args
 from .. import pooling as P
 from .module import Module, fixed_ndim
+from .resample import apply_adjoint
 
 __all__ = [
     "MaxPool",
@@ -17,6 +18,10 @@ __all__ = [
     "AvgPool1d",
     "AvgPool2d",
     "AvgPool3d",
+    "AdaptiveAvgPool",
+    "AdaptiveAvgPool1d",
+    "AdaptiveAvgPool2d",
+    "AdaptiveAvgPool3d",
 ]
 
 
@@ -145,3 +150,88 @@ class AvgPool(_PoolNd):
 
 MaxPool1d, MaxPool2d, MaxPool3d = (fixed_ndim(MaxPool, n) for n in (1, 2, 3))
 AvgPool1d, AvgPool2d, AvgPool3d = (fixed_ndim(AvgPool, n) for n in (1, 2, 3))
+
+
+def adaptive_windows(n_in, n_out):
+    """PyTorch's adaptive-pool windows: ``[floor(o*S/O), ceil((o+1)*S/O))`` per output ``o``."""
+    return [((o * n_in) // n_out, -(-((o + 1) * n_in) // n_out)) for o in range(n_out)]
+
+
+class AdaptiveAvgPool(Module):
+    """N-d adaptive average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPoolNd``.
+
+    Parameters
+    ----------
+    num_spatial_dims : int
+    output_size : int or tuple of (int or None)
+        ``None`` keeps that dim's input size; ``1`` is global average pooling.
+
+    Notes
+    -----
+    Output ``o`` along a dim of size ``S`` averages the input window
+    ``[floor(o*S/O), ceil((o+1)*S/O))``; windows may overlap when ``O`` does
+    not divide ``S``, and the backward sums the shares of every window.
+    """
+
+    def __init__(self, num_spatial_dims, output_size):
+        super().__init__()
+        n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
+        items = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * n
+        if len(items) != n:
+            raise ValueError(
+                f"`output_size` (={output_size!r}) must have one entry per spatial dim ({n})"
+            )
+        self.output_size = tuple(None if v is None else _args.positive_int(v, "output_size")
+                                 for v in items)
+        if not isinstance(output_size, (tuple, list)):
+            self.output_size = self.output_size[0]
+        self._n = n
+        self._cache = None
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+    def forward(self, x):
+        x = _args.check_array(x, "x")
+        n = self._n
+        if x.ndim not in (n + 1, n + 2):
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (B, C, *S) or (C, *S) with "
+                f"{n} spatial dims; got {x.shape}"
+            )
+        _args.check_no_empty(x, "x")
+        sizes = (self.output_size if isinstance(self.output_size, tuple)
+                 else (self.output_size,) * n)
+        y, mats = x, []
+        for k, (n_in, o) in enumerate(zip(x.shape[x.ndim - n:], sizes)):
+            ax = x.ndim - n + k
+            o = n_in if o is None else o
+            wins = adaptive_windows(n_in, o)
+            m = np.zeros((o, n_in), dtype=x.dtype)
+            parts = []
+            for i, (a, b) in enumerate(wins):
+                # Sums of slices, not a matrix product, so inf and nan stay in their window.
+                sl = [slice(None)] * y.ndim
+                sl[ax] = slice(a, b)
+                parts.append(y[tuple(sl)].sum(axis=ax, keepdims=True) / x.dtype.type(b - a))
+                m[i, a:b] = 1 / (b - a)
+            y = np.concatenate(parts, axis=ax)
+            mats.append(m)
+        self._cache = (x.shape, y.shape, mats)
+        return y
+
+    def backward(self, grad_out):
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        in_shape, out_shape, mats = self._cache
+        g = np.asarray(grad_out)
+        if g.shape != out_shape:
+            raise ValueError(
+                f"{type(self).__name__}.backward expects grad_out of shape {out_shape}, "
+                f"got {g.shape}"
+            )
+        return apply_adjoint(g, mats)
+
+
+AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
+    fixed_ndim(AdaptiveAvgPool, n) for n in (1, 2, 3))

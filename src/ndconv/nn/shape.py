@@ -1,4 +1,4 @@
-"""Flatten: the bridge from convolutional feature maps to a Linear layer."""
+"""Flatten (the bridge from feature maps to a Linear layer) and Identity."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from .. import _args
 from .module import Module
 
-__all__ = ["Flatten"]
+__all__ = ["Flatten", "Identity"]
 
 
 class Flatten(Module):
@@ -47,3 +47,20 @@ class Flatten(Module):
         if self._shape is None:
             raise RuntimeError("Flatten.backward called before forward")
         return np.asarray(grad_out).reshape(self._shape)
+
+
+class Identity(Module):
+    """Returns its input; as ``torch.nn.Identity`` it accepts and ignores any arguments.
+
+    A placeholder where a network has no layer (a ResNet block's shortcut
+    without downsampling, a classifier head removed for fine-tuning).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+    def backward(self, grad_out):
+        return grad_out

@@ -1,0 +1,148 @@
+"""What ``method='auto'`` reads from the arrays themselves, in one cheap pass.
+
+FFT and Winograd mix every input of a block into every output of the block:
+their rounding error in an output scales with the *largest* magnitude in the
+block, not with that output's own terms, and a NaN or Inf anywhere in the
+block reaches all of it. The direct formula's error in an output is bounded
+by ``n * eps * sum |x||w|`` over that output's own window (``n`` terms). So
+before ``'auto'`` hands arrays to such a method it measures:
+
+- whether ``x`` and ``w`` are all finite;
+- the input's dynamic range ``R = max|x| / typical``, ``typical`` being the
+  smallest mean ``|x|`` (over all channels) of the blocks of about half the
+  kernel's span per dim: every window contains a whole block, so no output's
+  own terms are much smaller than ``typical * sum|w|``;
+- the kernel's spread ``max_o ||w_o||_2 / sum|w_o|`` (between ``1/sqrt(n)``
+  for a flat kernel and 1 for a single tap): a transform's error grows with
+  ``||w||_2``, the direct bound with ``sum|w|``.
+
+The pass reads ``x`` once in slabs of :data:`SLAB_BYTES`, never a temporary as
+large as ``x``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+#: Largest temporary of the survey (one slab's absolute values), in bytes.
+SLAB_BYTES = 4 * 2**20
+
+
+def block_shape(spec):
+    """Block per dim: half the dilated kernel span, in the real (undilated) input."""
+    return tuple(
+        max(1, ((d * (k - 1) + 1 + 1) // 2) // r)
+        for k, d, r in zip(spec.kernel_size, spec.dilation, spec.lhs_dilation)
+    )
+
+
+def _block_means(a, block, channels):
+    """Mean over channels and blocks of the absolute slab ``a`` (rows, *rest)."""
+    sums, sizes = a, []
+    for i, b in enumerate(block):
+        n = a.shape[i]
+        starts = np.arange(0, n, b)
+        sums = np.add.reduceat(sums, starts, axis=i)
+        sizes.append(np.minimum(b, n - starts))
+    count = functools.reduce(np.multiply.outer, sizes) * channels
+    return sums / count
+
+
+class Survey:
+    """Finite-ness, dynamic range and kernel spread of ``(x, w)``, each computed
+    on first use (a method that needs none of them costs nothing)."""
+
+    def __init__(self, x, w, spec):
+        self.x, self.w, self.spec = x, w, spec
+
+    @functools.cached_property
+    def _x_stats(self):
+        """``(max|x|, smallest block mean |x|)``; NaN max where x holds NaN."""
+        x, spec = self.x, self.spec
+        # Integers per slab in float64 (abs of the most negative int overflows).
+        wide = x.dtype.kind not in "fc"
+        B, C = x.shape[:2]
+        S = x.shape[2:]
+        block = block_shape(spec)
+        row_bytes = C * math.prod(S[1:]) * (8 if wide else x.dtype.itemsize)
+        rows = max(block[0], SLAB_BYTES // max(row_bytes, 1) // block[0] * block[0])
+        biggest, smallest = 0.0, math.inf
+        with np.errstate(invalid="ignore", over="ignore"):
+            for b in range(B):
+                for r0 in range(0, S[0], rows):
+                    slab = x[b, :, r0:r0 + rows]
+                    a = np.abs(slab.astype(np.float64) if wide else slab)
+                    top = float(a.max())
+                    if not math.isfinite(top):
+                        return top, 0.0
+                    biggest = max(biggest, top)
+                    s = a.sum(axis=0, dtype=np.float64)
+                    smallest = min(smallest, float(_block_means(s, block, C).min()))
+        return biggest, smallest
+
+    @functools.cached_property
+    def finite(self):
+        """No NaN or Inf in ``x`` or ``w``."""
+        if self.x.dtype.kind not in "fc" and self.w.dtype.kind not in "fc":
+            return True
+        with np.errstate(over="ignore", invalid="ignore"):
+            w_ok = bool(np.isfinite(np.sum(self.w)))
+        return w_ok and math.isfinite(self._x_stats[0])
+
+    @property
+    def max_abs(self):
+        return self._x_stats[0]
+
+    @functools.cached_property
+    def dynamic_range(self):
+        """``max|x|`` over the smallest block's mean ``|x|`` (1 for an all-zero x,
+        inf when some block is all zeros but x is not)."""
+        biggest, smallest = self._x_stats
+        if biggest == 0:
+            return 1.0
+        return biggest / smallest if smallest > 0 else math.inf
+
+    @functools.cached_property
+    def spread(self):
+        """``max_o ||w_o||_2 / sum |w_o|`` over output channels (rows of ``w``)."""
+        w = self.w.reshape(self.w.shape[0], -1)
+        l1 = np.zeros(w.shape[0])
+        l2 = np.zeros(w.shape[0])
+        step = max(1, SLAB_BYTES // (8 * w.shape[0]))
+        for j in range(0, w.shape[1], step):  # columns in slabs: no copy of all of w
+            a = np.abs(w[:, j:j + step], dtype=np.float64)
+            l1 += a.sum(axis=1)
+            l2 += np.einsum("ij,ij->i", a, a)
+        l2 = np.sqrt(l2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.where(l1 > 0, l2 / np.where(l1 > 0, l1, 1), 0.0)
+        return float(ratio.max())
+
+
+def error_note(algo, spec, data):
+    """Why ``algo`` would break the direct formula's error bound on these arrays, or None.
+
+    ``algo.error_growth(spec) * R * spread`` estimates an output's error over
+    ``eps * typical * sum|w|``; the direct bound is ``n`` in those units.
+    """
+    if algo.error_growth is None:
+        return None
+    n = (spec.in_channels // spec.groups) * spec.taps
+    risk = algo.error_growth(spec) * data.dynamic_range * data.spread
+    if risk <= n:
+        return None
+    return (
+        f"the input's dynamic range (max |x| / smallest typical |x| of a block) is "
+        f"{data.dynamic_range:.3g}: its rounding, ~{risk:.3g} eps per typical term, would "
+        f"exceed the direct sum's bound of {n} eps"
+    )
+
+
+def nonfinite_note(algo, spec, data):
+    """Why ``algo`` would spread these arrays' NaN/Inf beyond their windows, or None."""
+    if algo.mixes_nonfinite(spec) and not data.finite:
+        return "the arrays hold NaN or Inf, which it would spread beyond their windows"
+    return None

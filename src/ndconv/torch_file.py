@@ -1,0 +1,496 @@
+"""Read PyTorch checkpoints (``torch.save``) into NumPy arrays without importing torch.
+
+A ``.pt`` / ``.pth`` file is a pickle whose tensors point, through pickle's
+"persistent ids", at raw storages kept beside it: in the zip format (PyTorch
+>= 1.6) as ``<archive>/data/<key>`` records next to ``<archive>/data.pkl``;
+in the legacy format as little-endian blocks after the pickle. A pickle can
+name any importable callable and have it called, so it is read here by a
+restricted unpickler, as PyTorch's own ``weights_only`` loader
+(``torch/_weights_only_unpickler.py``) does: ``find_class`` hands out only
+stand-ins written here for the tensor-rebuild functions, the storage and
+dtype names, ``OrderedDict`` and a few plain constructors. Any other global
+(``os.system``, ``builtins.eval``, a model's class) is refused with a
+``ValueError`` naming it, before anything is called; no code from the file
+is executed.
+
+The arrays come back as PyTorch has them: several tensors saved from one
+storage are views of one NumPy buffer (``np.shares_memory``), with the saved
+offset and strides, after checking that every view lies inside its storage.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import io
+import os
+import pickle
+import struct
+import sys
+import zipfile
+from collections import OrderedDict
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+__all__ = ["load_torch"]
+
+# The legacy format starts with these two pickled ints (torch/serialization.py).
+_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+_PROTOCOL_VERSION = 1001
+
+
+def _ml_dtype(name):
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ValueError(
+            f"the checkpoint holds {name} tensors, which NumPy has no dtype for; "
+            "install ml_dtypes (pip install 'ndconv[half]') to read them"
+        ) from None
+    return np.dtype(getattr(ml_dtypes, name))
+
+
+# torch dtype name -> NumPy dtype (a str: resolved on use, so ml_dtypes is optional).
+_DTYPES = {
+    "float64": "float64", "float32": "float32", "float16": "float16",
+    "bfloat16": "ml:bfloat16", "complex128": "complex128", "complex64": "complex64",
+    "int64": "int64", "int32": "int32", "int16": "int16", "int8": "int8",
+    "uint8": "uint8", "uint16": "uint16", "uint32": "uint32", "uint64": "uint64",
+    "bool": "bool", "float8_e4m3fn": "ml:float8_e4m3fn", "float8_e5m2": "ml:float8_e5m2",
+    "float8_e4m3fnuz": "ml:float8_e4m3fnuz", "float8_e5m2fnuz": "ml:float8_e5m2fnuz",
+}
+# The legacy typed-storage classes (torch.FloatStorage, ...) -> torch dtype name.
+_STORAGES = {
+    "DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
+    "BFloat16Storage": "bfloat16", "ComplexDoubleStorage": "complex128",
+    "ComplexFloatStorage": "complex64", "LongStorage": "int64", "IntStorage": "int32",
+    "ShortStorage": "int16", "CharStorage": "int8", "ByteStorage": "uint8",
+    "BoolStorage": "bool", "UntypedStorage": "uint8",
+}
+
+
+def _np_dtype(name):
+    code = _DTYPES[name]
+    return _ml_dtype(code[3:]) if code.startswith("ml:") else np.dtype(code)
+
+
+class _DType:
+    """Stand-in for ``torch.float32`` and the other dtype globals."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+class _StorageType:
+    """Stand-in for ``torch.FloatStorage`` etc.; ``untyped`` for ``torch.UntypedStorage``."""
+
+    __slots__ = ("dtype", "untyped")
+
+    def __init__(self, name):
+        self.dtype = _STORAGES[name]
+        self.untyped = name == "UntypedStorage"
+
+
+class _Storage:
+    """A loaded storage: a 1-D NumPy array of its dtype (uint8 for untyped storages)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+
+class _TensorType:
+    """Stand-in for ``torch.Tensor`` / ``torch.nn.Parameter`` in ``_rebuild_from_type_v2``."""
+
+    __slots__ = ()
+
+
+def _view(storage, offset, size, stride, dtype=None, what="tensor"):
+    """The saved tensor as a view of its storage, after checking it lies inside it."""
+    if not isinstance(storage, _Storage):
+        raise ValueError(f"{what}: the storage argument is a {type(storage).__name__}")
+    base = storage.array
+    if base is None:
+        return None  # the legacy format's first pass: storages not read yet
+    if dtype is not None:  # _rebuild_tensor_v3: an untyped (byte) storage read as `dtype`
+        if base.dtype != np.uint8 or base.size % dtype.itemsize:
+            raise ValueError(f"{what}: storage of {base.size} bytes is not a whole number "
+                             f"of {dtype} elements")
+        base = base.view(dtype)
+    ints = (offset, *size, *stride) if isinstance(size, tuple) and isinstance(stride, tuple) else None
+    if ints is None or len(size) != len(stride) or not all(
+            type(v) is int and v >= 0 for v in ints):
+        raise ValueError(
+            f"{what}: offset {offset!r}, size {size!r} and stride {stride!r} must be "
+            "non-negative ints with one stride per dim"
+        )
+    n = int(np.prod(size, dtype=object)) if size else 1
+    if n:
+        last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+        if last >= base.size:
+            raise ValueError(
+                f"{what}: a view of size {size}, stride {stride} at offset {offset} reaches "
+                f"element {last} of a storage of {base.size} elements"
+            )
+        start = base[offset:]
+    else:
+        start = base[:0]
+        stride = (0,) * len(size)
+    item = base.dtype.itemsize
+    strides = tuple(st * item for st in stride)
+    if base.dtype.type.__module__.startswith("ml_dtypes"):
+        # as_strided cannot name ml_dtypes' types (bfloat16, float8) in its array
+        # interface: stride an unsigned view of the same size, then view it back.
+        raw = as_strided(start.view(f"u{item}"), shape=size, strides=strides)
+        return raw.view(base.dtype)
+    return as_strided(start, shape=size, strides=strides)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
+                       backward_hooks=None, metadata=None):
+    return _view(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
+                       dtype, metadata=None):
+    if not isinstance(dtype, _DType):
+        raise ValueError(f"_rebuild_tensor_v3: dtype argument is a {type(dtype).__name__}")
+    return _view(storage, storage_offset, size, stride, _np_dtype(dtype.name))
+
+
+def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
+    if not isinstance(data, np.ndarray) and data is not None:
+        raise ValueError(f"_rebuild_parameter: data is a {type(data).__name__}, not a tensor")
+    return data
+
+
+def _rebuild_from_type_v2(func, new_type, args, state):
+    # A tensor subclass or a tensor with Python attributes: only the data is kept.
+    if not isinstance(func, _Safe) or func.fn not in _REBUILD or not isinstance(
+            new_type, _TensorType) or not isinstance(args, tuple):
+        raise ValueError("_rebuild_from_type_v2 with a function or type other than a tensor's")
+    return func(*args)
+
+
+def _encode(text, encoding="latin1"):
+    """``_codecs.encode``, as protocol 2 pickles ``bytes``; only latin-1."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise ValueError(f"_codecs.encode is allowed only for str with latin1, got {encoding!r}")
+    return text.encode("latin1")
+
+
+def _size(*args):
+    """``torch.Size(...)`` becomes a tuple of ints."""
+    (shape,) = args or ((),)
+    return tuple(shape)
+
+
+class _Safe:
+    """A stand-in callable that a pickle cannot alter.
+
+    Pickle's BUILD opcode sets attributes on whatever object is on its stack;
+    on a plain function it could change ``__defaults__`` for every later
+    load. An instance without ``__dict__`` or writable slots refuses that.
+    """
+
+    __slots__ = ()
+    fn = None
+
+    def __call__(self, *args):
+        return type(self).fn(*args)
+
+
+def _safe(fn):
+    return type(f"_Safe_{fn.__name__}", (_Safe,), {"__slots__": (), "fn": staticmethod(fn)})
+
+
+def _device(kind, index=None):
+    """``torch.device(...)`` becomes its string (``'cuda:0'``); the arrays are on the CPU anyway."""
+    if not isinstance(kind, str) or not (index is None or type(index) is int):
+        raise ValueError(f"torch.device({kind!r}, {index!r}) is not a device")
+    return kind if index is None else f"{kind}:{index}"
+
+
+_REBUILD = (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter)
+# Classes are made once; find_class returns a fresh instance per use.
+_FUNCTIONS = {
+    ("torch._utils", "_rebuild_tensor"): _safe(_rebuild_tensor_v2),  # PyTorch <= 0.3
+    ("torch._utils", "_rebuild_tensor_v2"): _safe(_rebuild_tensor_v2),
+    ("torch._utils", "_rebuild_tensor_v3"): _safe(_rebuild_tensor_v3),
+    ("torch._utils", "_rebuild_parameter"): _safe(_rebuild_parameter),
+    ("torch._utils", "_rebuild_parameter_with_state"): _safe(_rebuild_parameter),
+    ("torch._tensor", "_rebuild_from_type_v2"): _safe(_rebuild_from_type_v2),
+    ("torch", "Tensor"): _TensorType,
+    ("torch.nn.parameter", "Parameter"): _TensorType,
+    ("torch", "Size"): _safe(_size),
+    ("torch", "device"): _safe(_device),
+    ("_codecs", "encode"): _safe(_encode),
+}
+# Built-in types: immutable, so BUILD cannot change them.
+_TYPES = {
+    ("collections", "OrderedDict"): OrderedDict,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "bytearray"): bytearray,
+    ("builtins", "complex"): complex,
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """``find_class`` limited to the stand-ins above; storages through ``persistent_load``."""
+
+    def __init__(self, file, where, load_storage):
+        super().__init__(file, encoding="utf-8")
+        self._where = where
+        self._load_storage = load_storage
+
+    def find_class(self, module, name):
+        # Python 2 names in protocol 2 pickles (__builtin__.set), mapped as pickle does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        else:
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        if (module, name) in _FUNCTIONS:
+            return _FUNCTIONS[(module, name)]()
+        if (module, name) in _TYPES:
+            return _TYPES[(module, name)]
+        if module == "torch" and name in _STORAGES:
+            return _StorageType(name)
+        if module == "torch.storage" and name == "UntypedStorage":
+            return _StorageType(name)
+        if module == "torch" and name in _DTYPES:
+            return _DType(name)
+        raise ValueError(
+            f"{self._where}: the pickle asks for the global {module}.{name}, which load_torch "
+            "refuses (only tensors, OrderedDict and plain containers are read; nothing from "
+            "the file is executed). A whole pickled model cannot be read without its code: "
+            "save model.state_dict() instead"
+        )
+
+    def persistent_load(self, pid):
+        if not isinstance(pid, tuple) or not pid or pid[0] not in ("storage", b"storage"):
+            raise ValueError(f"{self._where}: unknown persistent id {str(pid)[:80]!r}")
+        return self._load_storage(pid[1:])
+
+
+def _storage_dtype(storage_type, where):
+    if not isinstance(storage_type, _StorageType):
+        raise ValueError(f"{where}: storage type is a {type(storage_type).__name__}")
+    return _np_dtype(storage_type.dtype)
+
+
+def _key(v, where):
+    if isinstance(v, bytes):
+        v = v.decode("ascii")
+    if not isinstance(v, (str, int)) or isinstance(v, bool):
+        raise ValueError(f"{where}: storage key {v!r} is not a str")
+    return str(v)
+
+
+def _read_record(zf, name, where):
+    """A record's bytes (a writable bytearray, read once, without a second copy).
+
+    A compressed record that would expand enormously is refused first.
+    """
+    info = zf.getinfo(name)
+    # torch.save stores records uncompressed; a re-zipped file may deflate them,
+    # but a 1000-fold expansion is a zip bomb, not a checkpoint.
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > 1000 * info.compress_size + 2**20:
+        raise ValueError(f"{where}: record {name!r} expands from {info.compress_size} to "
+                         f"{info.file_size} bytes; refused")
+    buf = bytearray(info.file_size)
+    with zf.open(info) as fh:
+        got = fh.readinto(buf)
+    if got != info.file_size:
+        raise ValueError(f"{where} is truncated: record {name!r} has {got} of "
+                         f"{info.file_size} bytes")
+    return buf
+
+
+def _load_zip(zf, where):
+    names = zf.namelist()
+    pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    if not pkls:
+        if any(n.endswith("constants.pkl") for n in names):
+            raise ValueError(f"{where} is a TorchScript archive (torch.jit.save), not a "
+                             "torch.save checkpoint")
+        raise ValueError(f"{where} is a zip archive without a data.pkl: not a torch.save file")
+    prefix = pkls[0][: -len("data.pkl")]
+    big = False
+    if prefix + "byteorder" in names:
+        order = _read_record(zf, prefix + "byteorder", where)
+        order = bytes(order)
+        if order not in (b"little", b"big"):
+            raise ValueError(f"{where}: unknown byte order {order[:20]!r}")
+        big = order == b"big"
+    storages = {}
+
+    def load_storage(data):
+        if len(data) != 4:
+            raise ValueError(f"{where}: storage id of {len(data)} fields, expected 4")
+        storage_type, key, _location, numel = data
+        dtype = _storage_dtype(storage_type, where)
+        key = _key(key, where)
+        if key in storages:
+            return storages[key]
+        record = f"{prefix}data/{key}"
+        try:
+            info = zf.getinfo(record)
+        except KeyError:
+            raise ValueError(f"{where}: storage record {record!r} is missing") from None
+        if type(numel) is not int or numel < 0 or info.file_size != numel * dtype.itemsize:
+            raise ValueError(
+                f"{where}: storage {key!r} declares {numel!r} elements of {dtype} but its "
+                f"record holds {info.file_size} bytes"
+            )
+        arr = np.frombuffer(_read_record(zf, record, where), dtype=dtype)
+        storages[key] = _Storage(_native(arr, big))
+        return storages[key]
+
+    try:
+        data = _read_record(zf, pkls[0], where)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{where}: damaged zip archive: {exc}") from None
+    return _unpickle(io.BytesIO(bytes(data)), where, load_storage)
+
+
+def _native(arr, big):
+    """The array in native byte order (PyTorch writes the saving machine's order)."""
+    if arr.dtype.itemsize > 1 and big != (sys.byteorder == "big"):
+        return arr.byteswap().view(arr.dtype)
+    return arr
+
+
+def _unpickle(f, where, load_storage):
+    try:
+        return _Unpickler(f, where, load_storage).load()
+    except ValueError:
+        raise
+    except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError,
+            KeyError, struct.error, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+        raise ValueError(f"{where}: damaged pickle ({type(exc).__name__}: {exc})") from None
+
+
+def _load_legacy(f, where):
+    """The pre-1.6 format: magic, protocol, sys_info, the pickle, storage keys, raw storages.
+
+    The storages' data follows the pickle that uses them, so the pickle is read
+    twice: once to learn the storages and reach their data, once to build
+    the arrays on the loaded storages.
+    """
+    def header():
+        return _unpickle(f, where, lambda data: None)
+
+    if header() != _MAGIC_NUMBER:
+        raise ValueError(f"{where} is not a PyTorch checkpoint (bad magic number)")
+    if header() != _PROTOCOL_VERSION:
+        raise ValueError(f"{where}: unknown legacy protocol version")
+    sys_info = header()
+    big = isinstance(sys_info, dict) and sys_info.get("little_endian") is False
+    roots = {}  # key -> (dtype, declared numel, _Storage)
+    views = {}  # view key -> _Storage (a slice of a root storage, torch < 1.0)
+
+    def load_storage(data):
+        if len(data) != 5:
+            raise ValueError(f"{where}: storage id of {len(data)} fields, expected 5")
+        storage_type, key, _location, numel, view = data
+        dtype = _storage_dtype(storage_type, where)
+        key = _key(key, where)
+        if type(numel) is not int or numel < 0:
+            raise ValueError(f"{where}: storage {key!r} has size {numel!r}")
+        root = roots.setdefault(key, (dtype, numel, _Storage(None)))[2]
+        if view is None:
+            return root
+        if not (isinstance(view, tuple) and len(view) == 3):
+            raise ValueError(f"{where}: damaged storage view {str(view)[:60]}")
+        vkey, off, vsize = view
+        vkey = _key(vkey, where)
+        if root.array is not None and vkey not in views:
+            if not (type(off) is int and type(vsize) is int and 0 <= off
+                    and off + vsize <= root.array.size):
+                raise ValueError(f"{where}: a storage view lies outside its storage")
+            views[vkey] = _Storage(root.array[off:off + vsize])
+        return views.get(vkey, _Storage(None))
+
+    start = f.tell()
+    _unpickle(f, where, load_storage)  # first pass: the storages, not the arrays
+    keys = _unpickle(f, where, lambda data: None)
+    if not isinstance(keys, list):
+        raise ValueError(f"{where}: damaged storage list")
+    size = os.fstat(f.fileno()).st_size
+    for key in keys:
+        key = _key(key, where)
+        if key not in roots:
+            raise ValueError(f"{where}: storage {key!r} is listed but not used")
+        dtype, numel, st = roots[key]
+        head = f.read(8)
+        if len(head) != 8:
+            raise ValueError(f"{where} is truncated (storage {key!r})")
+        (n,) = struct.unpack("<q", head)
+        nbytes = n * dtype.itemsize
+        # Checked before reading, so a forged size cannot allocate.
+        if n != numel or f.tell() + nbytes > size:
+            raise ValueError(
+                f"{where}: storage {key!r} declares {n} elements (the pickle says {numel}) "
+                f"and the file has {size - f.tell()} bytes left"
+            )
+        st.array = _native(np.frombuffer(bytearray(f.read(nbytes)), dtype=dtype), big)
+    missing = [k for k, (_, _, st) in roots.items() if st.array is None]
+    if missing:
+        raise ValueError(f"{where}: storages {missing} have no data")
+    f.seek(start)
+    return _unpickle(f, where, load_storage)
+
+
+def load_torch(path):
+    """Read a file written by ``torch.save`` into NumPy arrays, without PyTorch.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.pt`` / ``.pth`` file in the zip format (PyTorch >= 1.6, the
+        default) or the legacy format (``_use_new_zipfile_serialization=False``).
+
+    Returns
+    -------
+    The saved object with every tensor (and ``nn.Parameter``) as an ndarray of
+    its dtype (``bfloat16`` and ``float8_*`` as ml_dtypes' types), dicts,
+    ``OrderedDict`` (a state dict), lists, tuples, numbers and strings as
+    saved; a ``torch.Size`` becomes a tuple and a ``torch.device`` its string. Tensors that shared a storage share memory, with PyTorch's offsets
+    and strides.
+
+    Raises
+    ------
+    ValueError
+        A global other than the tensor-rebuild functions, storage and dtype
+        names, ``OrderedDict`` and plain constructors (naming it; nothing is
+        executed); a view outside its storage; a record of the wrong size; a
+        truncated, damaged or foreign file.
+
+    Examples
+    --------
+    >>> state = ndconv.io.load_torch("resnet18.pth")   # doctest: +SKIP
+    >>> model.load_state_dict(state)                    # doctest: +SKIP
+    """
+    path = os.fspath(path)
+    where = repr(path)
+    with open(path, "rb") as f:
+        head = f.read(4)
+        f.seek(0)
+        if head[:2] == b"PK":
+            try:
+                zf = zipfile.ZipFile(f)
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+                raise ValueError(f"{where}: damaged zip archive: {exc}") from None
+            with zf:
+                try:
+                    return _load_zip(zf, where)
+                except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                    raise ValueError(f"{where}: damaged zip archive: {exc}") from None
+        if head[:1] != b"\x80":
+            raise ValueError(f"{where} is not a PyTorch checkpoint (neither a zip archive nor "
+                             "a pickle)")
+        return _load_legacy(f, where)
