@@ -63,3 +63,18 @@ def conv_ref(x, w, bias=None, stride=1, pairs=0, dilation=1, groups=1,
     if bias is not None:
         out = out + bias.reshape((-1,) + (1,) * n)
     return out
+
+
+def numeric_grad(f, a, eps=1e-6):
+    """Central differences of the scalar ``f()`` with respect to every entry of ``a``
+    (changed in place and restored)."""
+    g = np.zeros_like(a)
+    for i in np.ndindex(a.shape):
+        old = a[i]
+        a[i] = old + eps
+        fp = f()
+        a[i] = old - eps
+        fm = f()
+        a[i] = old
+        g[i] = (fp - fm) / (2 * eps)
+    return g

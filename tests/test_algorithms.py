@@ -27,7 +27,7 @@ from reference import conv_ref
 
 import ndconv
 from ndconv import functional as F
-from ndconv.algorithms import ALGORITHMS, CorrSpec
+from ndconv.algorithms import ALGORITHMS, CorrSpec, methods_for
 from ndconv.algorithms import choose as choose_mod
 from ndconv.algorithms import fft as fft_mod
 
@@ -90,21 +90,28 @@ def specs(draw):
     return spec
 
 
-def _arrays(spec, seed=0):
+def _arrays(spec, seed=0, rank1=False):
+    """Random ``x`` and ``w``; with ``rank1`` each kernel is an outer product of
+    random 1-D kernels (what a method whose record ``applies`` to such needs)."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((spec.batch, spec.in_channels, *spec.in_spatial)).astype(spec.dtype)
-    w = rng.standard_normal(
-        (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
-    ).astype(spec.dtype)
-    return x, w
+    shape = (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
+    if rank1:
+        w = np.ones(shape)
+        for i, k in enumerate(spec.kernel_size):
+            f = rng.standard_normal(shape[:2] + (k,))
+            w = w * np.expand_dims(f, tuple(2 + j for j in range(spec.ndim) if j != i))
+        return x, w.astype(spec.dtype)
+    return x, rng.standard_normal(shape).astype(spec.dtype)
 
 
 @pytest.mark.parametrize("method", list(ALGORITHMS))
 @given(spec=specs())
 def test_algorithm_matches_reference(method, spec):
-    ok, why = ALGORITHMS[method].supports(spec)
+    algo = ALGORITHMS[method]
+    ok, why = algo.supports(spec)
     assert isinstance(why, str) and why
-    x, w = _arrays(spec)
+    x, w = _arrays(spec, rank1=algo.applies is not None)
     ref = spec_ref(x, w, spec)
     scale = np.max(spec_ref(np.abs(x), np.abs(w), spec))
     if not ok:
@@ -172,7 +179,10 @@ def test_chooser_on_the_gradient_specs_picks_no_per_tap_method():
     ],
 )
 def test_choose_method_public_picks_and_explains(x_shape, w_shape, kw, expect):
-    x, w = np.zeros(x_shape, np.float32), np.zeros(w_shape, np.float32)
+    # A random kernel: an all-zero one is rank 1, and the separable method
+    # would (rightly) take the 31x31 case.
+    x = np.zeros(x_shape, np.float32)
+    w = np.random.default_rng(0).standard_normal(w_shape).astype(np.float32)
     method, reason = ndconv.choose_method(x, w, **kw)
     assert method == expect, reason
     assert reason.startswith("estimated ") and " ms" in reason
@@ -208,13 +218,15 @@ def test_choose_method_validates():
         ndconv.choose_method(x, w, groups=3)
 
 
-@pytest.mark.parametrize("method", list(ALGORITHMS))
+@pytest.mark.parametrize("method", methods_for("numpy"))
 def test_each_method_conv_and_backward_match_torch(method):
     """A realistic layer (float32), forward and both gradients vs torch autograd."""
     rng = np.random.default_rng(2)
-    groups = 6 if method == "depthwise" else 2
+    groups = 6 if method in ("depthwise", "separable") else 2
     x = rng.standard_normal((2, 6, 13, 11)).astype(np.float32)
     w = rng.standard_normal((6, 6 // groups, 3, 3)).astype(np.float32)
+    if ALGORITHMS[method].applies is not None:  # separable: rank-1 kernels
+        w = (w[..., :1] * w[..., :1, :]).astype(np.float32)
     y = ndconv.conv(x, w, padding=1, groups=groups, method=method)
     xt = torch.tensor(x.astype(np.float64), requires_grad=True)
     wt = torch.tensor(w.astype(np.float64), requires_grad=True)

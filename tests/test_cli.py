@@ -101,7 +101,7 @@ BROKEN = [
     (["cat.png", "out.png", "--kernel", "box:0"], ["between 1 and 255"]),
     (["cat.png", "out.png", "--kernel", "truncated.npy"], ["truncated.npy"]),
     (["cat.png", "out.png", "--kernel", "text.npy"], ["not a .npy file"]),
-    (["cat.png", "out.png", "--kernel", "object.npy"], ["not a valid .npy"]),
+    (["cat.png", "out.png", "--kernel", "object.npy"], ["pickled objects"]),
     (["cat.png", "out.png", "--kernel", "cube.npy"], ["2-D", "(3, 3, 3)"]),
     (["cat.png", "out.png", "--kernel", "nan.npy"], ["NaN"]),
     (["cat.png", "out.png", "--kernel", "missing.npy"], ["does not exist"]),
@@ -373,7 +373,7 @@ def test_learn_kernel_recovers_one_minus_one():
     losses = [float(l.rsplit(" ", 1)[1]) for l in r.stdout.splitlines()
               if l.startswith("iteration")]
     assert len(losses) == 5
-    # the book: the loss falls by about 10x every 2 iterations
+    # the book says ~10x every 2 iterations; measured 2.5x-5.7x over seeds 0-9
     assert all(b < a / 3 for a, b in zip(losses, losses[1:]))
     last = r.stdout.splitlines()[-1]
     k = [float(v) for v in last.split("[[")[1].split("]]")[0].split(",")]

@@ -21,17 +21,19 @@ from reference import conv_ref
 
 import ndconv
 from ndconv import nn, pooling
-from ndconv.algorithms import ALGORITHMS
+from ndconv.algorithms import ALGORITHMS, methods_for
 from ndconv.functional import _conv_spec
 
-METHODS = list(ALGORITHMS)
+METHODS = methods_for("numpy")
 HALF = [np.dtype(np.float16)] + ([BFLOAT16] if BFLOAT16 is not None else [])
 
 
 def _supports(method, x, w, **kw):
     spec = _conv_spec(x, w, kw.get("stride", 1), kw.get("padding", 0),
                       kw.get("dilation", 1), kw.get("groups", 1), "zeros")
-    return ALGORITHMS[method].supports(spec)[0]
+    algo = ALGORITHMS[method]
+    # a method that depends on the kernel's values (separable) must apply too
+    return algo.supports(spec)[0] and (algo.applies is None or algo.applies(spec, w) is None)
 
 
 def _crandn(rng, shape, dtype=np.complex128):
@@ -104,6 +106,8 @@ def test_convolve_complex_as_scipy():
 def test_correlate_complex_every_method(method):
     rng = np.random.default_rng(4)
     a, k = _crandn(rng, (20, 17)), _crandn(rng, (3, 3))
+    if method != "auto" and ALGORITHMS[method].applies is not None:
+        k = np.outer(_crandn(rng, (3,)), _crandn(rng, (3,)))  # separable: rank 1
     ref = ss.correlate(a, k, mode="same")
     y = ndconv.correlate(a, k, mode="same", method=method)
     assert y.dtype == np.complex128
@@ -234,8 +238,9 @@ def test_integer_mixed_dtypes_and_every_int_method():
         spec = ndconv.algorithms.CorrSpec(1, 1, 1, 1, a.shape, k.shape, (1, 1), (1, 1),
                                           ((2, 2), (2, 2)), (1, 1), "zeros", np.dtype(np.int16))
         if method != "auto" and not ALGORITHMS[method].supports(spec)[0]:
-            # the transform methods round: they must say so, and refuse
-            assert method in ("fft", "winograd", "implicit")
+            # the transform methods round (and separable's factors are
+            # fractions): they must say so, and refuse
+            assert method in ("fft", "winograd", "implicit", "separable")
             with pytest.raises(ValueError, match=f"`method`='{method}' cannot compute"):
                 ndconv.correlate(a, k, mode="same", method=method)
             continue

@@ -64,3 +64,23 @@ def test_same_seed_same_result():
     b = E.run("digits", models=("cnn",), epochs=1, limit=32, seed=1, channels=(2, 2))
     assert a[0]["test_accuracy"] == b[0]["test_accuracy"]
     assert a[0]["shift_2_accuracy"] == b[0]["shift_2_accuracy"]
+
+
+def test_callback_sees_every_epoch_and_changes_nothing():
+    """The progress callback (one fit call per epoch) gives the one-call result exactly."""
+    calls = []
+    kw = dict(models=("mlp", "cnn"), epochs=3, limit=120, seed=4)
+    with_cb = E.run("digits", callback=lambda kind, epoch: calls.append((kind, epoch)), **kw)
+    without = E.run("digits", **kw)
+    assert calls == [("mlp", 1), ("mlp", 2), ("mlp", 3), ("cnn", 1), ("cnn", 2), ("cnn", 3)]
+    for a, b in zip(with_cb, without):
+        for key in ("test_accuracy", "shift_1_accuracy", "shift_2_accuracy",
+                    "train_accuracy", "train_loss"):
+            assert a[key] == b[key], key
+
+
+def test_learn_edge_kernel_refuses_bad_arguments():
+    with pytest.raises(ValueError, match=r"`iterations` \(=0\)"):
+        E.learn_edge_kernel(iterations=0)
+    with pytest.raises(ValueError, match=r"`lr` \(=-1"):
+        E.learn_edge_kernel(lr=-1.0)

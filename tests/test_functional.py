@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from reference import conv_ref
 
 import ndconv
-from ndconv.algorithms import ALGORITHMS
+from ndconv.algorithms import methods_for
 
-METHODS = ["auto", *ALGORITHMS]
+METHODS = ["auto", *methods_for("numpy")]
 
 signal = pytest.importorskip("scipy.signal")
 

@@ -181,8 +181,9 @@ def test_read_image_matches_scikit_image():
 def test_read_image_tiff_and_gray():
     cam = images.read_image(os.path.join(DATA, "camera.png"))
     np.testing.assert_array_equal(cam, skimage.data.camera())
-    page = images.read_image(os.path.join(DATA, "multipage.tif"))  # first page
-    assert page.ndim == 2 and page.dtype == np.uint8
+    # Two pages: refused, never cut silently to the first (issue 14, item 6).
+    with pytest.raises(ValueError, match="has 2 pages"):
+        images.read_image(os.path.join(DATA, "multipage.tif"))
 
 
 def test_read_image_refuses_broken_files(tmp_path):
@@ -226,11 +227,10 @@ def test_output_format_refuses(path, dtype, ch, match):
 
 
 @pytest.mark.parametrize("path, dtype, ch, advice", [
-    ("a.jpg", np.uint16, 1, "use a .tif output"),
+    ("a.jpg", np.uint16, 1, "use a .png or .tif output"),
     ("a.png", np.float32, 1, "use a .tif output"),
     ("a.jpg", np.uint8, 4, "use a .png or .tif output"),
-    ("a.tif", np.float32, 3, "use uint8 input"),  # was: "... or a .tif output"
-    ("a.png", np.uint16, 3, "use uint8 input"),
+    ("a.png", np.int32, 3, "use a .tif output"),
 ])
 def test_output_format_refusal_gives_advice_that_works(path, dtype, ch, advice):
     with pytest.raises(ValueError) as exc:

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import ndconv
-from ndconv.algorithms import ALGORITHMS
+from ndconv.algorithms import methods_for
 
-METHODS = ["auto", *ALGORITHMS]
+METHODS = ["auto", *methods_for("numpy")]
 
 X = np.arange(9.0).reshape(3, 3)
 K = np.array([[0.0, 1.0], [2.0, 3.0]])
@@ -164,7 +164,8 @@ def test_three_d_by_hand():
 def test_learning_the_edge_kernel():
     """The book's experiment: Conv2d(1, 1, (1, 2), bias=False), squared error, lr 3e-2.
 
-    The loss falls by about 10x every 2 iterations and the kernel ends near [1, -1].
+    The book says the loss falls by about 10x every 2 iterations; measured it falls
+    3.5x-5.7x per 2 iterations for this seed, and the kernel ends near [1, -1].
     """
     from ndconv.nn import Conv2d
 
@@ -181,6 +182,6 @@ def test_learning_the_edge_kernel():
         layer.weight.data -= 3e-2 * layer.weight.grad
     assert losses[-1] < losses[0] * 1e-3
     assert all(b < a for a, b in zip(losses, losses[1:]))
-    # "falls by about 10x every 2 iterations" in the book's run; here at least 3x
+    # the book says "about 10x every 2 iterations"; measured 3.5x-5.7x for seed 0
     assert all(losses[i + 2] < losses[i] / 3 for i in range(8))
     np.testing.assert_allclose(layer.weight.data.ravel(), [1.0, -1.0], atol=0.05)

@@ -8,6 +8,12 @@ The reference is torch in float64 (from the same, possibly float32, numbers);
 float64 results must agree to 1e-10 and float32 results to 1e-5 of
 ``max|ref|``, or of the same computation on absolute values where that is
 larger (the result cancels: see ``_check_all``).
+
+The same cases run with the inputs as arrays of other array-API libraries
+(``array_api_strict``, torch CPU tensors, JAX CPU arrays with x64 enabled),
+for the methods that compute on them (:func:`ndconv.algorithms.methods_for`):
+every result must be an array of that library, on the input's device, in the
+input's dtype, and agree with torch and with the NumPy path.
 """
 
 from __future__ import annotations
@@ -15,17 +21,59 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_close, torch_conv, torch_conv_transpose
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import ndconv
-from ndconv.algorithms import ALGORITHMS
+from ndconv.algorithms import ALGORITHMS, methods_for
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
-METHODS = ["auto", *ALGORITHMS]
 DTYPES = [np.float64, np.float32]
+
+
+class Library:
+    """An array library the suite feeds: how to make its arrays and read them back."""
+
+    def __init__(self, name):
+        self.name = name
+        if name == "numpy":
+            self.asarray, self.device = np.asarray, None
+            return
+        if name == "torch":
+            self.asarray = lambda a: torch.asarray(a, device="cpu")
+        elif name == "jax":
+            jax = pytest.importorskip("jax")
+            jax.config.update("jax_enable_x64", True)  # float64 stays float64
+            self.asarray = jax.numpy.asarray
+        else:
+            self.asarray = pytest.importorskip(name).asarray
+        self.device = self.asarray(np.zeros(1)).device
+
+    def numpy(self, a, dtype, what):
+        """``a`` as a NumPy array, after checking its library, device and dtype."""
+        if self.name == "numpy":
+            assert isinstance(a, np.ndarray), what
+            return a
+        assert ndconv._backends.library_of(a) == self.name, (what, type(a))
+        assert a.device == self.device, (what, a.device)
+        expected = self.asarray(np.zeros(1, dtype)).dtype
+        assert a.dtype == expected, (what, a.dtype, expected)
+        return np.from_dlpack(a) if self.name == "array_api_strict" else np.asarray(a)
+
+
+METHODS = ["auto", *methods_for("numpy")]
+# JAX compiles every operation for every new shape, which makes its portable
+# path slow to test on random shapes; it runs its native method here, and
+# the portable one in test_array_api.py (jax.grad through direct and gemm).
+OTHER = [(lib, m) for lib in ("array_api_strict", "torch", "jax")
+         for m in ["auto", *methods_for(lib)]
+         if lib != "jax" or m in ("auto", "jax")]
+OTHER_IDS = [f"{lib}-{m}" for lib, m in OTHER]
+#: Fewer draws for the other libraries (the same code, the arrays' library
+#: differs): a quarter of the profile's, at least 5.
+other_settings = settings(max_examples=max(5, settings.default.max_examples // 4))
 
 
 def _declined(exc, method):
@@ -155,24 +203,62 @@ def _check_all(results, refs, mags, x, w, gy, dtype):
         assert_close(a, ref, dtype, name, magnitude=np.maximum(np.abs(mag), term))
 
 
-def _arrays(case, dtype):
+def _arrays(case, dtype, method="auto"):
+    """Random ``x`` and ``w``; for a method that needs particular kernel values
+    (its record's ``applies``: separable takes rank-1 kernels), ``w`` is
+    given them: each kernel an outer product of random 1-D kernels."""
     r = np.random.default_rng(case["seed"])
     x = r.standard_normal(case["x_shape"]).astype(dtype)
-    w = r.standard_normal(case["w_shape"]).astype(dtype)
-    return r, x, w
+    shape = case["w_shape"]
+    if method != "auto" and ALGORITHMS[method].applies is not None:
+        w = np.ones(shape)
+        for i in range(2, len(shape)):
+            f = r.standard_normal(shape[:2] + (shape[i],))
+            w = w * np.expand_dims(f, tuple(j for j in range(2, len(shape)) if j != i))
+        return r, x, w.astype(dtype)
+    return r, x, r.standard_normal(shape).astype(dtype)
+
+
+def _run_as(lib, dtype, fn, arrays, *args, **kw):
+    """``fn(*arrays, *args)``, ``arrays`` made ``lib``'s (None stays None); results as NumPy."""
+    L = Library(lib)
+    out = fn(*(None if a is None else L.asarray(a) for a in arrays), *args, **kw)
+    if isinstance(out, tuple):
+        return tuple(L.numpy(o, dtype, f"{fn.__name__}[{i}]") for i, o in enumerate(out))
+    return L.numpy(out, dtype, fn.__name__)
+
+
+def _same_as_numpy(got, ref, dtype, what):
+    """Another library's result against the NumPy path's (both checked against torch)."""
+    for i, (a, r) in enumerate(zip(got if isinstance(got, tuple) else (got,),
+                                   ref if isinstance(ref, tuple) else (ref,))):
+        assert_close(a, r, dtype, f"{what}[{i}] vs the NumPy path",
+                     magnitude=np.abs(r) + 1.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("method", METHODS)
 @given(case=conv_cases())
 def test_conv_forward_and_gradients_match_torch(case, method, dtype):
-    r, x, w = _arrays(case, dtype)
+    _check_conv(case, "numpy", method, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("lib, method", OTHER, ids=OTHER_IDS)
+@other_settings
+@given(case=conv_cases())
+def test_conv_other_libraries_match_torch_and_numpy(case, lib, method, dtype):
+    _check_conv(case, lib, method, dtype)
+
+
+def _check_conv(case, lib, method, dtype):
+    r, x, w = _arrays(case, dtype, method)
     out_ch = case["w_shape"][0]
     b = r.standard_normal(out_ch).astype(dtype) if case["bias"] else None
     args = (case["stride"], case["padding"], case["dilation"], case["groups"],
             case["padding_mode"])
     try:
-        y = ndconv.conv(x, w, b, *args, method=method)
+        y = _run_as(lib, dtype, ndconv.conv, (x, w, b), *args, method=method)
     except ValueError as exc:
         _declined(exc, method)
         return
@@ -182,7 +268,8 @@ def test_conv_forward_and_gradients_match_torch(case, method, dtype):
     refs = torch_conv(x, w, b, *targs, gy=gy)
     mags = torch_conv(*_abs(x, w, b), *targs, gy=np.abs(gy))
     try:
-        gx, gw, gb = ndconv.conv_backward(gy, x, w, *args, method=method)
+        gx, gw, gb = _run_as(lib, dtype, ndconv.conv_backward, (gy, x, w), *args,
+                             method=method)
     except ValueError as exc:
         # A restricted method (winograd: 3x3 only) may decline the gradient's
         # correlations; the forward must still be right.
@@ -191,19 +278,35 @@ def test_conv_forward_and_gradients_match_torch(case, method, dtype):
         assert_close(y, refs[0], dtype, "forward", magnitude=mags[0])
         return
     _check_all((y, gx, gw, gb), refs, mags, x, w, gy, dtype)
+    if lib != "numpy":
+        _same_as_numpy((y, gx, gw, gb), (ndconv.conv(x, w, b, *args),
+                                         *ndconv.conv_backward(gy, x, w, *args)),
+                       dtype, "conv")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("method", METHODS)
 @given(case=transpose_cases())
 def test_conv_transpose_forward_and_gradients_match_torch(case, method, dtype):
-    r, x, w = _arrays(case, dtype)
+    _check_transpose(case, "numpy", method, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("lib, method", OTHER, ids=OTHER_IDS)
+@other_settings
+@given(case=transpose_cases())
+def test_conv_transpose_other_libraries_match_torch_and_numpy(case, lib, method, dtype):
+    _check_transpose(case, lib, method, dtype)
+
+
+def _check_transpose(case, lib, method, dtype):
+    r, x, w = _arrays(case, dtype, method)
     out_ch = case["w_shape"][1] * case["groups"]
     b = r.standard_normal(out_ch).astype(dtype) if case["bias"] else None
     args = (case["stride"], case["padding"], case["output_padding"], case["groups"],
             case["dilation"])
     try:
-        y = ndconv.conv_transpose(x, w, b, *args, method=method)
+        y = _run_as(lib, dtype, ndconv.conv_transpose, (x, w, b), *args, method=method)
     except ValueError as exc:
         _declined(exc, method)
         return
@@ -211,7 +314,8 @@ def test_conv_transpose_forward_and_gradients_match_torch(case, method, dtype):
     refs = torch_conv_transpose(x, w, b, *args, gy=gy)
     mags = torch_conv_transpose(*_abs(x, w, b), *args, gy=np.abs(gy))
     try:
-        gx, gw, gb = ndconv.conv_transpose_backward(gy, x, w, *args, method=method)
+        gx, gw, gb = _run_as(lib, dtype, ndconv.conv_transpose_backward, (gy, x, w), *args,
+                             method=method)
     except ValueError as exc:
         # A restricted method (winograd: 3x3 only) may decline the gradient's
         # correlations; the forward must still be right.
@@ -220,3 +324,7 @@ def test_conv_transpose_forward_and_gradients_match_torch(case, method, dtype):
         assert_close(y, refs[0], dtype, "forward", magnitude=mags[0])
         return
     _check_all((y, gx, gw, gb), refs, mags, x, w, gy, dtype)
+    if lib != "numpy":
+        _same_as_numpy((y, gx, gw, gb), (ndconv.conv_transpose(x, w, b, *args),
+                                         *ndconv.conv_transpose_backward(gy, x, w, *args)),
+                       dtype, "conv_transpose")

@@ -283,9 +283,10 @@ def check_array(
     return arr
 
 
-def check_no_empty(a: NDArray[Any], name: str) -> None:
-    if a.size == 0:
-        raise ValueError(f"`{name}` has an empty dimension (shape {a.shape})")
+def check_no_empty(a: Any, name: str) -> None:
+    # (the shape, not .size: a torch tensor's .size is a method)
+    if any(n == 0 for n in a.shape):
+        raise ValueError(f"`{name}` has an empty dimension (shape {tuple(a.shape)})")
 
 
 def check_empty_dims(

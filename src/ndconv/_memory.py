@@ -12,6 +12,11 @@ context of the current thread or task (a context variable), the process-wide
 ``NDCONV_MEMORY_LIMIT`` (bytes, or a number with a unit such as ``"2GB"`` or
 ``"512MiB"``), and otherwise the memory the operating system reports as
 available (``MemAvailable`` in ``/proc/meminfo``), read at each check.
+
+Arrays on an accelerator (a CUDA tensor, a CuPy or JAX GPU array) are not in
+host memory, so the host's is never read for them: their bytes are compared
+with a limit that was set, else with the device's free memory where the
+library reports it (:func:`device_free_memory`), else not at all.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ __all__ = [
     "MemoryLimitError",
     "available_memory",
     "check",
+    "device_free_memory",
     "format_bytes",
     "get_memory_limit",
     "memory_limit",
@@ -119,8 +125,8 @@ def available_memory():
         return None
 
 
-def get_memory_limit():
-    """``(limit in bytes or None, where it comes from)``."""
+def _explicit_limit():
+    """``(limit, where it comes from)`` of a limit that was set, or None."""
     stack = _stack.get()
     if stack:
         return stack[-1], "set by ndconv.plan.memory_limit()"
@@ -129,6 +135,14 @@ def get_memory_limit():
     env = os.environ.get("NDCONV_MEMORY_LIMIT")
     if env:
         return parse_bytes(env, "NDCONV_MEMORY_LIMIT"), "from NDCONV_MEMORY_LIMIT"
+    return None
+
+
+def get_memory_limit():
+    """``(limit in bytes or None, where it comes from)``."""
+    explicit = _explicit_limit()
+    if explicit is not None:
+        return explicit
     avail = available_memory()
     return avail, "the memory available now"
 
@@ -163,23 +177,66 @@ def memory_limit(limit):
         _stack.reset(token)
 
 
+#: :func:`device_free_memory`'s answer for arrays in host memory.
+HOST = "host"
+
+
 #: Below this many bytes, :func:`guard` skips the check against the available
 #: memory (reading it costs more than a small array); a limit the user set is
 #: always checked.
 GUARD_BYTES = 256 * 2**20
 
 
-def guard(nbytes, what):
+def guard(nbytes, what, free=HOST):
     """:func:`check` for the hot paths: always under a user's limit, otherwise
-    only above :data:`GUARD_BYTES`."""
+    only above :data:`GUARD_BYTES`; ``free`` as for :func:`check`."""
     if nbytes > GUARD_BYTES or has_explicit_limit():
-        check(nbytes, what)
+        check(nbytes, what, free)
     return nbytes
 
 
-def check(nbytes, what):
-    """Raise :class:`MemoryLimitError` if ``nbytes`` exceeds the limit in force."""
-    limit, source = get_memory_limit()
+def device_free_memory(library, x):
+    """Free bytes on the device holding ``x``, :data:`HOST` for host memory, or None.
+
+    None means the library does not say (the bytes are then compared with a
+    limit that was set, and nothing else). Only the library that made ``x``
+    is asked, and only for an array not in host memory.
+    """
+    device = getattr(x, "device", None)
+    kind = getattr(device, "type", None) or getattr(device, "platform", None)
+    if library in ("numpy", "array_api_strict", "dask") or kind == "cpu":
+        return HOST
+    try:
+        if library == "torch" and kind == "cuda":
+            import torch
+
+            return int(torch.cuda.mem_get_info(device)[0])
+        if library == "cupy":
+            import cupy
+
+            with cupy.cuda.Device(getattr(device, "id", None)):
+                return int(cupy.cuda.runtime.memGetInfo()[0])
+        if library == "jax":
+            stats = device.memory_stats() or {}
+            if "bytes_limit" in stats:
+                return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    except Exception:  # noqa: BLE001 - a library that cannot say is one that does not
+        return None
+    return None
+
+
+def check(nbytes, what, free=HOST):
+    """Raise :class:`MemoryLimitError` if ``nbytes`` exceeds the limit in force.
+
+    ``free`` is :data:`HOST` (compare with the host's available memory unless
+    a limit was set), a device's free bytes, or None (a device that does not
+    say: compare with a limit only when one was set).
+    """
+    if free is HOST:
+        limit, source = get_memory_limit()
+    else:
+        explicit = _explicit_limit()
+        limit, source = explicit or (free, "the device's free memory")
     if limit is not None and nbytes > limit:
         raise MemoryLimitError(what, nbytes, limit, source)
     return nbytes

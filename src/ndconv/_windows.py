@@ -199,3 +199,130 @@ def _source(i: int, size: int, mode: str) -> int:
         return 2 * (size - 1) - i
     return i
 
+
+
+# --------------------------------------------------------------------------
+# the same padding for arrays of any array-API library (torch, JAX, CuPy,
+# dask, array_api_strict): out-of-place operations of the standard only, so
+# autograd and jax.grad see through them
+
+
+def _axis_slice(a: Any, axis: int, start: int, stop: int) -> Any:
+    key = [slice(None)] * a.ndim
+    key[axis] = slice(start, stop)
+    return a[tuple(key)]
+
+
+def _device(a: Any) -> Any:
+    return getattr(a, "device", None)
+
+
+def pad_portable(
+    xp: Any,
+    x: Any,
+    pairs: Pairs,
+    mode: str = "zeros",
+    *,
+    lhs_dilation: Sequence[int] | None = None,
+    value: Any = 0,
+) -> Any:
+    """:func:`pad` written against the array API standard (namespace ``xp``).
+
+    Same arguments and result as :func:`pad` (without ``channels_last``): the
+    trailing spatial dims are dilated by ``lhs_dilation``, then cropped or
+    padded by ``pairs``. The boundary modes concatenate the source cells that
+    :func:`_source` names (see :func:`_cells`), so the rule has one home for
+    every library; zeros (or ``value``) are concatenated on.
+    """
+    n = len(pairs)
+    lead = x.ndim - n
+    r = lhs_dilation or (1,) * n
+    for i, ((lo, hi), ri) in enumerate(zip(pairs, r)):
+        ax = lead + i
+        if ri > 1:
+            # Interleave r-1 zeros after every element: a new axis of length r
+            # (the element and its zeros) merged into this one, minus the tail.
+            size = x.shape[ax]
+            e = xp.expand_dims(x, axis=ax + 1)
+            zshape = list(e.shape)
+            zshape[ax + 1] = ri - 1
+            z = xp.zeros(tuple(zshape), dtype=x.dtype, device=_device(x))
+            e = xp.concat([e, z], axis=ax + 1)
+            merged = list(x.shape)
+            merged[ax] = size * ri
+            x = _axis_slice(xp.reshape(e, tuple(merged)), ax, 0, (size - 1) * ri + 1)
+        size = x.shape[ax]
+        if size + lo + hi <= 0:
+            raise ValueError(f"padding {pairs} leaves an empty array")
+        if lo < 0 or hi < 0:  # crop (a transposed convolution's large padding)
+            # (the crop may take every cell and the other side's padding
+            # still leave zeros, as in pad)
+            start = min(max(0, -lo), size)
+            x = _axis_slice(x, ax, start, max(start, size - max(0, -hi)))
+            lo, hi, size = max(lo, 0), max(hi, 0), x.shape[ax]
+        if not (lo or hi):
+            continue
+        if mode == "zeros":
+            parts = []
+            for width in (lo, hi):
+                shape = list(x.shape)
+                shape[ax] = width
+                parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=_device(x)))
+            x = xp.concat([parts[0], x, parts[1]], axis=ax)
+        else:
+            parts = [_cells(xp, x, ax, [_source(j, size, mode) for j in range(-lo, 0)]),
+                     x,
+                     _cells(xp, x, ax, [_source(j, size, mode) for j in range(size, size + hi)])]
+            x = xp.concat([p for p in parts if p is not None], axis=ax)
+    return x
+
+
+def _cells(xp: Any, x: Any, axis: int, idx: list[int]) -> Any:
+    """``x``'s cells ``idx`` along ``axis`` as slices, flips and broadcasts.
+
+    The boundary modes' sources (:func:`_source`) are runs: one cell repeated
+    (replicate), ascending (circular) or descending (reflect). Slices keep a
+    chunked (dask) array's chunks, which a gather (``take``) would merge.
+    """
+    if not idx:
+        return None
+    n, first = len(idx), idx[0]
+    if idx == [first] * n:
+        one = _axis_slice(x, axis, first, first + 1)
+        shape = list(one.shape)
+        shape[axis] = n
+        return xp.broadcast_to(one, tuple(shape))
+    if idx == list(range(first, first + n)):
+        return _axis_slice(x, axis, first, first + n)
+    if idx == list(range(first, first - n, -1)):
+        return xp.flip(_axis_slice(x, axis, first - n + 1, first + 1), axis=axis)
+    return xp.take(x, xp.asarray(idx, device=_device(x)), axis=axis)
+
+
+def fold_padding_portable(
+    xp: Any, g: Any, spatial: Sequence[int], pairs: Pairs, mode: str
+) -> Any:
+    """:func:`fold_padding` (the adjoint of the padding) against the array API.
+
+    Each padded cell's gradient is added to the source cell :func:`_source`
+    names, out of place (the standard has no scatter-add): one small
+    concatenation per padded cell, so its cost grows with the padding only.
+    """
+    n = len(spatial)
+    lead = g.ndim - n
+    for i, (size, (lo, hi)) in enumerate(zip(spatial, pairs)):
+        ax = lead + i
+        core = _axis_slice(g, ax, lo, lo + size)
+        if mode != "zeros":
+            padded = [(j, -lo + j) for j in range(lo)] + [
+                (lo + size + j, size + j) for j in range(hi)
+            ]
+            for j, pos in padded:
+                src = _source(pos, size, mode)
+                cell = _axis_slice(core, ax, src, src + 1) + _axis_slice(g, ax, j, j + 1)
+                core = xp.concat(
+                    [_axis_slice(core, ax, 0, src), cell, _axis_slice(core, ax, src + 1, size)],
+                    axis=ax,
+                )
+        g = core
+    return g

@@ -1,15 +1,21 @@
 """Convolution of arrays bigger than memory: :func:`conv`, :func:`correlate`
 and :func:`convolve` on a ``dask.array.Array``, returning a lazy dask array.
 
-``ndconv.conv(x, ...)`` (and ``correlate``/``convolve``) hand a dask ``x`` to
-this module, so the same call works in memory and on a cluster; nothing is
-computed until ``.compute()``, ``.store()`` or ``.to_zarr()`` asks.
+Dask plugs into ndconv as one more array library: the public functions
+resolve a dask ``x`` to :data:`BACKEND` (``ndconv._backends.PLUGINS`` names
+this module; it is imported when the first dask array arrives), validate its
+shape and dtype as for NumPy without computing anything, and hand the
+correlation to :meth:`DaskBackend.correlate`. So ``ndconv.conv``,
+``conv_transpose``, ``correlate``, ``convolve`` and the gradients work the same
+in memory and on a cluster; nothing is computed until ``.compute()``,
+``.store()`` or ``.to_zarr()`` asks.
 
 How it is chunked
 -----------------
-The boundary is padded first, lazily, with the same rule as NumPy's ``np.pad``
-('zeros', 'reflect', 'replicate', 'circular' = wrap): slices of the array's own
-ends concatenated on, so a wrapped or reflected border reads the right cells
+The boundary is padded first, lazily, by the same portable padding as every
+array library (:func:`ndconv._windows.pad_portable`: 'zeros', 'reflect',
+'replicate', 'circular' = wrap): slices of the array's own ends concatenated
+on, so a wrapped or reflected border reads the right cells
 whatever the chunking (dask-image issue 242 was a periodic boundary that was
 wrong at chunk edges). Then each output block is one task: it reads exactly
 the padded input window its outputs need, ``[o0*s, (o1-1)*s + d*(k-1) + 1)``
@@ -29,6 +35,8 @@ never imports it.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import itertools
 import math
 
@@ -44,86 +52,13 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     ) from exc
 
 from . import _args, _dtypes
-from . import functional as _f
-from .algorithms import CorrSpec, _check_memory
+from ._backends import Backend, library_of
+from ._windows import pad_portable
+from .algorithms import CorrSpec, check_memory
 from .algorithms import run as _run
 from .algorithms.choose import choose
 
 __all__ = ["conv", "correlate", "convolve", "store_by_slabs"]
-
-
-# --------------------------------------------------------------------------
-# validation of the lazy input (never computes it)
-
-
-def _check_lazy(x, name, *, dtypes):
-    """Check a dask array's dtype and shape without computing anything."""
-    if not _f._is_dask(x):
-        raise TypeError(f"`{name}` must be a dask array, got {type(x).__name__}")
-    # The dtype rules (and their messages) are those of the NumPy path; an
-    # empty array of the same dtype carries them without touching the data.
-    _args.check_array(np.empty(0, dtype=x.dtype), name, dtypes=dtypes)
-    if any(math.isnan(s) for s in x.shape):
-        raise ValueError(
-            f"`{name}` has unknown chunk sizes (shape {x.shape}); call "
-            f"`{name}.compute_chunk_sizes()` first"
-        )
-    if any(s == 0 for s in x.shape):
-        raise ValueError(f"`{name}` has an empty dimension (shape {x.shape})")
-    return x
-
-
-def _in_memory(a, name):
-    if _f._is_dask(a):
-        raise TypeError(
-            f"`{name}` must be an in-memory array (NumPy), not a dask array; the "
-            f"kernel is small: call `{name}.compute()`"
-        )
-    return a
-
-
-# --------------------------------------------------------------------------
-# lazy boundary padding, np.pad's rules
-
-
-def _edge(x, axis, width, side, mode):
-    """The ``width`` cells that ``mode`` puts on ``side`` of ``x`` along ``axis``."""
-    n = x.shape[axis]
-
-    def take(start, stop):
-        key = [slice(None)] * x.ndim
-        key[axis] = slice(start, stop)
-        return x[tuple(key)]
-
-    if mode == "zeros":
-        shape = list(x.shape)
-        shape[axis] = width
-        chunks = list(x.chunks)
-        chunks[axis] = (width,)
-        return da.zeros(shape, dtype=x.dtype, chunks=tuple(chunks))
-    if mode == "replicate":
-        return da.repeat(take(0, 1) if side == "lo" else take(n - 1, n), width, axis=axis)
-    if mode == "circular":
-        return take(n - width, n) if side == "lo" else take(0, width)
-    # reflect, without repeating the edge cell (width < n, validated upstream)
-    part = take(1, width + 1) if side == "lo" else take(n - 1 - width, n - 1)
-    return da.flip(part, axis=axis)
-
-
-def _pad(x, pairs, mode):
-    """Pad the trailing spatial dims of a dask array, one dim after the other as np.pad."""
-    lead = x.ndim - len(pairs)
-    for i, (lo, hi) in enumerate(pairs):
-        ax = lead + i
-        parts = []
-        if lo:
-            parts.append(_edge(x, ax, lo, "lo", mode))
-        parts.append(x)
-        if hi:
-            parts.append(_edge(x, ax, hi, "hi", mode))
-        if len(parts) > 1:
-            x = da.concatenate(parts, axis=ax)
-    return x
 
 
 # --------------------------------------------------------------------------
@@ -217,7 +152,7 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
     )
     # The halo makes a window as large as the dilated kernel (a huge dilation
     # with 'same'): refuse now, as the NumPy path does, not in a worker.
-    _check_memory(largest)
+    check_memory(largest)
     if method == "auto":
         # One algorithm for every block, chosen for the largest: the cost model
         # would otherwise pick by block size and blocks could differ in rounding.
@@ -252,22 +187,118 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
 
 
 # --------------------------------------------------------------------------
-# public API
+# the backend: how ndconv's public functions compute on dask arrays
 
 
-def conv(
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
-    *,
-    method="auto",
-):
+def _is_dask(a):
+    return library_of(a) == "dask"
+
+
+class DaskBackend(Backend):
+    """ndconv's seam for dask arrays: validate without computing, correlate lazily.
+
+    The public functions (:func:`ndconv.conv`, ``conv_transpose``,
+    ``correlate``, ``convolve`` and the gradients) validate shapes and dtypes
+    as for NumPy (the same messages) and hand the correlation to
+    :meth:`correlate`, which builds the chunked graph. The kernel, weight and
+    bias stay NumPy arrays in memory. Its operations are NumPy's functions,
+    which dask arrays implement lazily.
+    """
+
+    name = "dask"
+    numpy = False  # no in-place NumPy code on these arrays
+    accepts_numpy = True  # the kernel, weight and bias are NumPy arrays
+    spec_xp = np  # the algorithms compute on NumPy blocks
+
+    def __init__(self):
+        import array_api_compat.dask.array as xp  # the portable padding's namespace
+
+        self.xp = xp
+
+    def require(self, what):
+        if what in ("max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"):
+            raise TypeError(
+                f"{what} takes in-memory arrays, not a dask array: compute it first, "
+                "or pool each block with dask's map_overlap"
+            )
+
+    def array(self, a, name, *, floating=True, dtypes=None, kernel=False):
+        if not _is_dask(a):
+            return _args.check_array(a, name, floating=floating, dtypes=dtypes)
+        if kernel:
+            raise TypeError(
+                f"`{name}` must be an in-memory array (NumPy), not a dask array; the "
+                f"kernel is small: call `{name}.compute()`"
+            )
+        # The dtype rules (and their messages) are those of the NumPy path; an
+        # empty array of the same dtype carries them without touching the data.
+        _args.check_array(np.empty(0, dtype=a.dtype), name, floating=floating, dtypes=dtypes)
+        if any(math.isnan(n) for n in a.shape):
+            raise ValueError(
+                f"`{name}` has unknown chunk sizes (shape {a.shape}); call "
+                f"`{name}.compute_chunk_sizes()` first"
+            )
+        return a
+
+    def contiguous(self, a):
+        return a if _is_dask(a) else np.ascontiguousarray(a)
+
+    def add_bias(self, out, bias):
+        if bias is None:
+            return out
+        return out + bias.reshape((-1,) + (1,) * (out.ndim - 2))
+
+    def add_scalar(self, out, bias, np_dtype):
+        # NumPy's rule for the dtype of `+ bias` (dask follows it), computed
+        # from the dtypes: never from the lazy array's data.
+        final = np.result_type(np.empty(0, np_dtype), bias)
+        return (out + bias).astype(final)
+
+    def sum_to(self, a, axes, np_dtype):
+        return a.sum(axis=axes, dtype=_dtypes.compute_dtype(np_dtype)).astype(np_dtype)
+
+    def correlate(self, x, w, spec, method, bias=None):
+        """Lazy correlation: per-output-block windows of the lazily padded input."""
+        if _is_dask(w):
+            return self._in_one_task(x, w, spec, method, bias)
+        x = x.rechunk({1: -1})
+        xp_ = pad_portable(self.xp, x, spec.pairs, spec.padding_mode,
+                           lhs_dilation=spec.lhs_dilation)
+        # Output blocks follow the (dilated) input's chunks.
+        in_chunks = tuple(tuple(c * r for c in ch)
+                          for ch, r in zip(x.chunks[2:], spec.lhs_dilation))
+        return _correlate_valid(
+            xp_, np.ascontiguousarray(w), bias, spec.stride, spec.dilation, spec.groups,
+            spec.out_spatial, in_chunks, method,
+        )
+
+    def _in_one_task(self, x, w, spec, method, bias):
+        """A lazy kernel (the weight gradient's, or correlate's smaller ``x``
+        swapped in as the kernel): both whole, in one task."""
+        xd = x.rechunk(-1) if _is_dask(x) else da.from_array(x, chunks=-1)
+        block_spec = dataclasses.replace(spec, xp=np)
+
+        def block(xb, wb):
+            out = _run(np.ascontiguousarray(xb), np.ascontiguousarray(wb), block_spec,
+                       method)
+            return out if bias is None else out + bias.reshape((-1,) + (1,) * spec.ndim)
+
+        return da.map_blocks(
+            block, xd, w.rechunk(-1), chunks=tuple((n,) for n in spec.out_shape),
+            dtype=spec.dtype, meta=np.empty((0,) * (spec.ndim + 2), spec.dtype),
+        )
+
+
+#: What :func:`ndconv._backends.resolve` hands the public functions for a dask array.
+BACKEND = DaskBackend()
+
+
+def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+         padding_mode="zeros", *, method="auto"):
     """Lazy :func:`ndconv.conv` of a dask array; same arguments, same values.
+
+    :func:`ndconv.conv` itself takes dask arrays (this is it); see the module
+    docstring for how the graph is chunked.
 
     Parameters
     ----------
@@ -292,84 +323,9 @@ def conv(
     >>> float(y.sum().compute())
     576.0
     """
-    method = _f._check_method(method)
-    w = _f._check_weight(_in_memory(weight, "weight"))
-    x = _check_lazy(x, "x", dtypes=_dtypes.conv_dtypes())
-    n = w.ndim - 2
-    if x.ndim not in (n + 1, n + 2):
-        raise ValueError(
-            f"`x` must have shape (B, C, *S) or (C, *S) with {n} spatial dims "
-            f"(the weight has {n}), so ndim {n + 2} or {n + 1}; got shape {x.shape}"
-        )
-    if x.dtype != w.dtype:
-        raise TypeError(
-            f"`x` (dtype {x.dtype}) and `weight` (dtype {w.dtype}) must have the "
-            "same dtype; cast one of them with .astype()"
-        )
-    unbatched = x.ndim == n + 1
-    xb = x[None] if unbatched else x
-    # _conv_spec reads only shapes and dtypes, so it validates without computing.
-    spec = _f._conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
-    b = _f._check_bias(_in_memory(bias, "bias"), w.shape[0], w.dtype)
-    xb = xb.rechunk({1: -1})
-    xp = _pad(xb, spec.pairs, spec.padding_mode)
-    out = _correlate_valid(
-        xp, np.ascontiguousarray(w), b, spec.stride, spec.dilation, spec.groups,
-        spec.out_spatial, xb.chunks[2:], method,
-    )
-    return out[0] if unbatched else out
-
-
-def _plain(x, kernel, bias, mode, method, flip):
-    """Lazy twin of :func:`ndconv.functional._plain` (same checks, same messages)."""
-    method = _f._check_method(method)
-    x = _check_lazy(x, "x", dtypes=_dtypes.numeric())
-    k = _args.check_array(_in_memory(kernel, "kernel"), "kernel", floating=False)
-    if x.ndim != k.ndim or x.ndim == 0:
-        raise ValueError(
-            f"`x` (ndim {x.ndim}) and `kernel` (ndim {k.ndim}) must have the same "
-            "number of dims, at least 1"
-        )
-    if not isinstance(mode, str) or mode not in _f._MODES:
-        raise ValueError(f"`mode` (={mode!r}) must be one of {_f._MODES}")
-    _args.check_no_empty(k, "kernel")
-    _dtypes.check_scalar_bias(bias)
-    dtype = np.result_type(x.dtype, k.dtype)
-    out_dtype = (np.zeros(1, dtype) + bias).dtype  # NumPy's rules for `+ bias`
-    if mode == "valid":
-        if all(m >= s for m, s in zip(k.shape, x.shape)) and k.shape != x.shape:
-            # The kernel is the larger array, so scipy swaps the roles; then x is
-            # the small one and fits in one task.
-            shape = tuple(m - s + 1 for m, s in zip(k.shape, x.shape))
-            return x.rechunk(-1).map_blocks(
-                _f._plain, k, bias, mode, method, flip,
-                chunks=tuple((s,) for s in shape), dtype=out_dtype,
-            )
-        if not all(s >= m for m, s in zip(k.shape, x.shape)):
-            raise ValueError(
-                f"mode='valid' needs `x` (shape {x.shape}) or `kernel` (shape "
-                f"{k.shape}) to be at least as large as the other in every dim"
-            )
-        pairs = ((0, 0),) * x.ndim
-    elif mode == "full":
-        pairs = tuple((m - 1, m - 1) for m in k.shape)
-    else:  # scipy centres 'same' on the full output
-        pairs = tuple((m // 2, (m - 1) // 2) for m in k.shape)
-    if flip:  # convolution = correlation with the flipped kernel
-        k = np.flip(k)
-    else:  # SciPy's rule: correlate conjugates a complex kernel
-        k = _dtypes.conj(k)
-    k = np.ascontiguousarray(k, dtype=dtype)
-    n = x.ndim
-    xb = x.astype(dtype)[None, None]
-    out_spatial = tuple(
-        s + lo + hi - m + 1 for s, (lo, hi), m in zip(x.shape, pairs, k.shape)
-    )
-    xp = _pad(xb, pairs, "zeros")
-    out = _correlate_valid(
-        xp, k[None, None], None, (1,) * n, (1,) * n, 1, out_spatial, x.chunks, method
-    )[0, 0]
-    return out + bias
+    _lazy(x)
+    return _public("conv")(x, weight, bias, stride, padding, dilation, groups,
+                           padding_mode, method=method)
 
 
 def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
@@ -389,12 +345,25 @@ def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     dask.array.Array
         Lazy; the dtype is the one the NumPy path returns.
     """
-    return _plain(x, kernel, bias, mode, method, flip=False)
+    _lazy(x)
+    return _public("correlate")(x, kernel, bias, mode, method=method)
 
 
 def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
     """Lazy :func:`ndconv.convolve` of a dask array (flipped kernel); see :func:`correlate`."""
-    return _plain(x, kernel, bias, mode, method, flip=True)
+    _lazy(x)
+    return _public("convolve")(x, kernel, bias, mode, method=method)
+
+
+def _lazy(x):
+    if not _is_dask(x):
+        raise TypeError(f"`x` must be a dask array, got {type(x).__name__}")
+
+
+def _public(name):
+    """The public function of the package (imported when called: ``ndconv``
+    imports the functional API, which never imports this module)."""
+    return getattr(importlib.import_module("ndconv"), name)
 
 
 def store_by_slabs(y, target, *, axis=0, scheduler=None):
@@ -416,7 +385,7 @@ def store_by_slabs(y, target, *, axis=0, scheduler=None):
     scheduler : str or distributed.Client, optional
         Passed to ``dask.compute`` (a client computes there).
     """
-    if not _f._is_dask(y):
+    if not _is_dask(y):
         raise TypeError(f"`y` must be a dask array, got {type(y).__name__}")
     if tuple(target.shape) != tuple(y.shape):
         raise ValueError(

@@ -7,6 +7,13 @@ with respect to the input is a correlation of the output gradient with the
 flipped kernel (stride becomes input dilation), and the gradient with respect
 to the kernel is a correlation of the input with the output gradient (stride
 and dilation swap places). So every algorithm serves the backward pass too.
+
+Each public function resolves the array library of its arguments once
+(:func:`ndconv._backends.resolve`) and validates and computes through that
+backend: NumPy arrays take the tuned NumPy algorithms, arrays of other
+array-API libraries (PyTorch, JAX, CuPy, ...) the portable and native ones,
+dask arrays a lazy chunked correlation; the result is an array of the
+input's library.
 """
 
 from __future__ import annotations
@@ -16,9 +23,9 @@ import dataclasses
 import numpy as np
 
 from . import _args, _dtypes
-from ._windows import fold_padding
+from ._backends import NUMPY, resolve
+from ._windows import fold_padding, fold_padding_portable
 from .algorithms import CorrSpec
-from .algorithms import run as _run
 
 __all__ = [
     "conv",
@@ -49,12 +56,12 @@ def _check_method(method):
     return method
 
 
-def _check_weight(weight, name="weight", *, transposed=False):
-    w = _args.check_array(weight, name, dtypes=_dtypes.conv_dtypes())
+def _check_weight(be, weight, name="weight", *, transposed=False):
+    w = be.array(weight, name, dtypes=_dtypes.conv_dtypes(), kernel=True)
     if w.ndim < 3:
         raise ValueError(
             f"`{name}` must have shape (C_out, C_in // groups, *kernel_size) with at "
-            f"least one spatial dim, got shape {w.shape}"
+            f"least one spatial dim, got shape {tuple(w.shape)}"
         )
     # PyTorch: no input channels is an empty sum (conv only); no output
     # channels or an empty kernel is refused.
@@ -65,14 +72,14 @@ def _check_weight(weight, name="weight", *, transposed=False):
     return w
 
 
-def _check_input(x, w, name="x"):
+def _check_input(be, x, w, name="x"):
     """Validate ``x`` against ``w``; return the batched input and the unbatched flag."""
-    x = _args.check_array(x, name, dtypes=_dtypes.conv_dtypes())
+    x = be.array(x, name, dtypes=_dtypes.conv_dtypes())
     n = w.ndim - 2
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
             f"`{name}` must have shape (B, C, *S) or (C, *S) with {n} spatial dims "
-            f"(the weight has {n}), so ndim {n + 2} or {n + 1}; got shape {x.shape}"
+            f"(the weight has {n}), so ndim {n + 2} or {n + 1}; got shape {tuple(x.shape)}"
         )
     if x.dtype != w.dtype:
         raise TypeError(
@@ -80,19 +87,19 @@ def _check_input(x, w, name="x"):
             "same dtype; cast one of them with .astype()"
         )
     unbatched = x.ndim == n + 1
-    _args.check_empty_dims(x.shape, name, (0,) if unbatched else (0, 1),
+    _args.check_empty_dims(tuple(x.shape), name, (0,) if unbatched else (0, 1),
                            "the batch and channel dims")
-    return (x[None] if unbatched else x), unbatched
+    return (be.batched(x) if unbatched else x), unbatched
 
 
-def _check_bias(bias, channels, dtype):
+def _check_bias(be, bias, channels, dtype):
     if bias is None:
         return None
-    b = _args.check_array(bias, "bias", dtypes=_dtypes.conv_dtypes())
-    if b.shape != (channels,):
+    b = be.array(bias, "bias", dtypes=_dtypes.conv_dtypes(), kernel=True)
+    if tuple(b.shape) != (channels,):
         raise ValueError(
             f"`bias` must have shape ({channels},), one value per output channel; got "
-            f"shape {b.shape}"
+            f"shape {tuple(b.shape)}"
         )
     if b.dtype != dtype:
         raise TypeError(f"`bias` (dtype {b.dtype}) must have the dtype of `x` ({dtype})")
@@ -117,63 +124,54 @@ def _check_groups(groups, in_channels, out_channels, weight_in):
     return g
 
 
-def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode):
+def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode, be=NUMPY):
     """Validate a forward convolution and describe it as a :class:`CorrSpec`."""
     n = w.ndim - 2
     B, C = x.shape[:2]
     O = w.shape[0]
-    K = w.shape[2:]
+    K = tuple(w.shape[2:])
+    S = tuple(x.shape[2:])
     g = _check_groups(groups, C, O, w.shape[1])
     stride = _args.ntuple(stride, n, "stride", minimum=1)
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
     pairs = _args.padding_pairs(padding, K, dilation, stride)
     padding_mode = _args.check_padding_mode(padding_mode)
-    _args.check_padded_size(x.shape[2:], pairs)
-    _args.check_mode_fits(x.shape[2:], pairs, padding_mode)
-    _args.output_size(x.shape[2:], K, stride, pairs, dilation)
+    _args.check_padded_size(S, pairs)
+    _args.check_mode_fits(S, pairs, padding_mode)
+    _args.output_size(S, K, stride, pairs, dilation)
     return CorrSpec(
-        batch=B, in_channels=C, out_channels=O, groups=g, in_spatial=x.shape[2:],
+        batch=B, in_channels=C, out_channels=O, groups=g, in_spatial=S,
         kernel_size=K, stride=stride, dilation=dilation, pairs=pairs,
-        lhs_dilation=(1,) * n, padding_mode=padding_mode, dtype=x.dtype,
+        lhs_dilation=(1,) * n, padding_mode=padding_mode,
+        dtype=be.numpy_dtype(x.dtype), xp=be.spec_xp,
     )
-
-
-def _is_dask(a):
-    """True for a dask array, without importing dask (the core never does)."""
-    return type(a).__module__.split(".")[0] == "dask"
-
-
-def _add_bias(out, bias):
-    if bias is not None:
-        out += bias.reshape((-1,) + (1,) * (out.ndim - 2))
-    return out
 
 
 # --------------------------------------------------------------------------
 # the three computing cores (private: arguments already validated)
 
 
-def _forward(x, w, spec, method):
-    return _run(x, w, spec, method)
-
-
-def _for_gradient(method, spec):
+def _for_gradient(method, spec, kernel):
     """``method``, or 'auto' where it cannot take this gradient's correlation.
 
     A gradient's correlation differs from the forward's (channels per group
     swap, stride becomes input dilation; the weight gradient's kernel is the
     output gradient), so a method chosen for the forward (depthwise with a
-    channel multiplier, winograd) may not take it; choosing the layer's method
-    should not make its gradients fail, so 'auto' computes that one.
+    channel multiplier, winograd; separable, whose kernel must be rank 1) may
+    not take it; choosing the layer's method should not make its gradients
+    fail, so 'auto' computes that one.
     """
     from .algorithms import ALGORITHMS
 
-    if method != "auto" and not ALGORITHMS[method].supports(spec)[0]:
+    if method == "auto":
+        return method
+    algo = ALGORITHMS[method]
+    if not algo.accepts(spec)[0] or (algo.applies is not None and algo.applies(spec, kernel)):
         return "auto"
     return method
 
 
-def _input_grad(gy, w, spec, method, gradient=False):
+def _input_grad(be, gy, w, spec, method, gradient=False):
     """Gradient of ``sum(gy * corr(x, w))`` with respect to ``x`` (B, C, *S).
 
     ``gradient=True`` (a backward pass, not conv_transpose's forward) lets
@@ -185,14 +183,15 @@ def _input_grad(gy, w, spec, method, gradient=False):
     Og = O // g
     K = spec.kernel_size
     # Flipped kernel with input and output channels swapped inside each group.
-    wt = np.flip(w, axis=tuple(range(2, 2 + n)))
-    wt = np.swapaxes(wt.reshape(g, Og, Cg, *K), 1, 2).reshape(g * Cg, Og, *K)
+    wt = be.flip(w, tuple(range(2, 2 + n)))
+    wt = be.permute(be.reshape(wt, (g, Og, Cg, *K)), (0, 2, 1, *range(3, 3 + n)))
+    wt = be.reshape(wt, (g * Cg, Og, *K))
     full = [d * (k - 1) for k, d in zip(K, spec.dilation)]
     # The transposed correlation covers (P-1)*s + d*(k-1) + 1 padded positions;
     # padded positions beyond that (stride remainder) get zero gradient.
     # (Use gy's own size: a transposed conv's output_padding >= stride makes
     # it one less than spec.out_spatial.)
-    P = gy.shape[2:]
+    P = tuple(gy.shape[2:])
     extra = [
         sp - ((p - 1) * s + f + 1)
         for sp, p, s, f in zip(spec.padded_spatial, P, spec.stride, full)
@@ -208,40 +207,49 @@ def _input_grad(gy, w, spec, method, gradient=False):
         batch=spec.batch, in_channels=O, out_channels=spec.in_channels, groups=g,
         in_spatial=P, kernel_size=K, stride=(1,) * n,
         dilation=spec.dilation, pairs=tpairs, lhs_dilation=spec.stride,
-        padding_mode="zeros", dtype=spec.dtype,
+        padding_mode="zeros", dtype=spec.dtype, xp=spec.xp,
     )
+    wt = be.contiguous(wt)
     if gradient:
-        method = _for_gradient(method, tspec)
-    gx = _run(gy, np.ascontiguousarray(wt), tspec, method)
+        method = _for_gradient(method, tspec, wt)
+    gx = be.correlate(gy, wt, tspec, method)
     if not zeros:
-        gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
+        if be.numpy:
+            gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
+        else:
+            gx = fold_padding_portable(be.xp, gx, spec.in_spatial, spec.pairs,
+                                       spec.padding_mode)
     return gx
 
 
-def _weight_grad(gy, x, spec, method):
+def _weight_grad(be, gy, x, spec, method):
     """Gradient of ``sum(gy * corr(x, w))`` with respect to ``w`` (O, Cg, *K)."""
     n = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     Cg, Og = C // g, O // g
-    S, P = spec.in_spatial, gy.shape[2:]  # see _input_grad for why not out_spatial
+    S, P = spec.in_spatial, tuple(gy.shape[2:])  # see _input_grad for why not out_spatial
     sp = tuple(range(3, 3 + n))
     # Input channels become the batch, batch items become the channels.
-    xt = x.reshape(B, g, Cg, *S).transpose(2, 1, 0, *sp).reshape(Cg, g * B, *S)
-    gt = gy.reshape(B, g, Og, *P).transpose(1, 2, 0, *sp).reshape(O, B, *P)
+    xt = be.reshape(be.permute(be.reshape(x, (B, g, Cg, *S)), (2, 1, 0, *sp)),
+                    (Cg, g * B, *S))
+    gt = be.reshape(be.permute(be.reshape(gy, (B, g, Og, *P)), (1, 2, 0, *sp)),
+                    (O, B, *P))
     wspec = CorrSpec(
         batch=Cg, in_channels=g * B, out_channels=O, groups=g, in_spatial=S,
         kernel_size=P, stride=spec.dilation, dilation=spec.stride, pairs=spec.pairs,
         lhs_dilation=(1,) * n, padding_mode=spec.padding_mode, dtype=spec.dtype,
+        xp=spec.xp,
     )
     # The kernel here is the output gradient (many taps, B channels per
     # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
     # 1 channel per group) cannot take.
-    method = _for_gradient(method, wspec)
-    r = _run(xt, np.ascontiguousarray(gt), wspec, method)
+    gt = be.contiguous(gt)
+    method = _for_gradient(method, wspec, gt)
+    r = be.correlate(xt, gt, wspec, method)
     # With stride > dilation the correlation can reach past the kernel; crop.
     r = r[(Ellipsis, *[slice(0, k) for k in spec.kernel_size])]
-    return np.ascontiguousarray(np.swapaxes(r, 0, 1))
+    return be.contiguous(be.permute(r, (1, 0, *range(2, 2 + n))))
 
 
 # --------------------------------------------------------------------------
@@ -291,6 +299,15 @@ def conv(
     ndarray, shape (B, C_out, *S_out) or (C_out, *S_out)
         ``S_out = floor((S + lo + hi - dilation*(K-1) - 1) / stride) + 1``.
 
+    Notes
+    -----
+    ``x``, ``weight`` and ``bias`` may be arrays of any array-API library
+    (PyTorch, JAX, CuPy, ``array_api_strict``; ``pip install 'ndconv[array]'``),
+    all of one library: the result is an array of that library, on its
+    device, and autograd / ``jax.grad`` differentiate through it; a dask
+    ``x`` gives a lazy result (:mod:`ndconv.dask`). Mixing libraries is a
+    ``TypeError``. So do the other functions of this module.
+
     Examples
     --------
     The lecture's worked example, one channel in and out:
@@ -302,30 +319,26 @@ def conv(
     array([[[19., 25.],
             [37., 43.]]])
     """
-    if _is_dask(x):  # lazy, chunked with halos: see ndconv.dask
-        from . import dask as _dask
-
-        return _dask.conv(x, weight, bias, stride, padding, dilation, groups,
-                          padding_mode, method=method)
+    be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)
-    w = _check_weight(weight)
-    xb, unbatched = _check_input(x, w)
-    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
-    b = _check_bias(bias, w.shape[0], w.dtype)
+    w = _check_weight(be, weight)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
+    b = _check_bias(be, bias, w.shape[0], w.dtype)
     # Half precision: compute and add the bias in float32, round once.
-    spec, (xb, w, b), dtype = _dtypes.to_compute(spec, xb, w, b)
-    out = _add_bias(_forward(xb, w, spec, method), b).astype(dtype, copy=False)
-    return out[0] if unbatched else out
+    spec, (xb, w, b), dtype = be.to_compute(spec, xb, w, b)
+    out = be.astype(be.correlate(xb, w, spec, method, bias=b), dtype)
+    return out[0, ...] if unbatched else out
 
 
 def _conv_n(n):
     def fn(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
            padding_mode="zeros", *, method="auto"):
-        w = _check_weight(weight)
+        w = _check_weight(resolve(x=x, weight=weight, bias=bias), weight)
         if w.ndim != n + 2:
             raise ValueError(
                 f"conv{n}d needs a weight with {n} spatial dims, shape "
-                f"(C_out, C_in // groups{', k' * n}); got shape {w.shape}"
+                f"(C_out, C_in // groups{', k' * n}); got shape {tuple(w.shape)}"
             )
         return conv(x, w, bias, stride, padding, dilation, groups, padding_mode,
                     method=method)
@@ -409,16 +422,16 @@ def choose_method(
     """
     from .algorithms.choose import choose
 
-    w = _check_weight(weight)
-    xb, _ = _check_input(x, w)
-    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
+    be = resolve(x=x, weight=weight)
+    w = _check_weight(be, weight)
+    xb, _ = _check_input(be, x, w)
+    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
     if not isinstance(measure, (bool, np.bool_)):
         raise TypeError(f"`measure` (={measure!r}) must be True or False")
     # What runs is the computation in the compute dtype (float32 for halves).
     cdt = spec.compute_dtype
     spec = dataclasses.replace(spec, dtype=cdt)
-    return choose(spec, measure=bool(measure), x=xb.astype(cdt, copy=False),
-                  w=w.astype(cdt, copy=False))
+    return choose(spec, measure=bool(measure), x=be.astype(xb, cdt), w=be.astype(w, cdt))
 
 
 def conv_backward(
@@ -461,39 +474,41 @@ def conv_backward(
     flipped kernel; ``grad_weight`` is the correlation of the padded input with
     ``grad_out`` as the kernel, stride and dilation swapped.
     """
+    be = resolve(grad_out=grad_out, x=x, weight=weight)
     method = _check_method(method)
-    w = _check_weight(weight)
-    xb, unbatched = _check_input(x, w)
-    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode)
-    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
+    w = _check_weight(be, weight)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _conv_spec(xb, w, stride, padding, dilation, groups, padding_mode, be)
+    gy = be.array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = spec.out_shape[1:] if unbatched else spec.out_shape
-    if gy.shape != tuple(expected):
+    if tuple(gy.shape) != tuple(expected):
         raise ValueError(
-            f"`grad_out` must have the output's shape {tuple(expected)}, got {gy.shape}"
+            f"`grad_out` must have the output's shape {tuple(expected)}, got "
+            f"{tuple(gy.shape)}"
         )
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
     if method != "auto":
         from .algorithms import ALGORITHMS
 
-        ok, why = ALGORITHMS[method].supports(spec)
+        ok, why = ALGORITHMS[method].accepts(spec)
         if not ok:  # as conv(method=...) would: the layer's own method must fit
             raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
-    gyb = gy[None] if unbatched else gy
+    gyb = be.batched(gy) if unbatched else gy
     # Complex: PyTorch's convention, the gradient of a real loss is taken
     # with respect to the conjugate (Wirtinger), so each gradient multiplies
     # grad_out by the conjugate of the other operand.
-    gx = _input_grad(gyb, _dtypes.conj(w), spec, method, gradient=True)
-    gw = _weight_grad(gyb, _dtypes.conj(xb), spec, method)
-    gb = _dtypes.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
-    return (gx[0] if unbatched else gx), gw, gb
+    gx = _input_grad(be, gyb, be.conj(w), spec, method, gradient=True)
+    gw = _weight_grad(be, gyb, be.conj(xb), spec, method)
+    gb = be.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
+    return (gx[0, ...] if unbatched else gx), gw, gb
 
 
-def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation):
+def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation, be=NUMPY):
     """Validate a transposed convolution; return the spec of the conv it transposes."""
     n = w.ndim - 2
     B, C_in = x.shape[:2]
-    K = w.shape[2:]
+    K = tuple(w.shape[2:])
     g = _args.positive_int(groups, "groups")
     if w.shape[0] != C_in:
         raise ValueError(
@@ -534,7 +549,7 @@ def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation):
         batch=B, in_channels=w.shape[1] * g, out_channels=C_in, groups=g,
         in_spatial=tuple(out), kernel_size=K, stride=stride, dilation=dilation,
         pairs=tuple((p, p) for p in pad), lhs_dilation=(1,) * n,
-        padding_mode="zeros", dtype=x.dtype,
+        padding_mode="zeros", dtype=be.numpy_dtype(x.dtype), xp=be.spec_xp,
     )
 
 
@@ -571,14 +586,15 @@ def conv_transpose(
     ndarray, shape (B, C_out, *S_out)
         ``S_out = (S - 1)*stride - 2*padding + dilation*(K - 1) + output_padding + 1``.
     """
+    be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)
-    w = _check_weight(weight, transposed=True)
-    xb, unbatched = _check_input(x, w)
-    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
-    b = _check_bias(bias, spec.in_channels, w.dtype)
-    spec, (xb, w, b), dtype = _dtypes.to_compute(spec, xb, w, b)  # as conv
-    out = _add_bias(_input_grad(xb, w, spec, method), b).astype(dtype, copy=False)
-    return out[0] if unbatched else out
+    w = _check_weight(be, weight, transposed=True)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation, be)
+    b = _check_bias(be, bias, spec.in_channels, w.dtype)
+    spec, (xb, w, b), dtype = be.to_compute(spec, xb, w, b)  # as conv
+    out = be.astype(be.add_bias(_input_grad(be, xb, w, spec, method), b), dtype)
+    return out[0, ...] if unbatched else out
 
 
 def conv_transpose_backward(
@@ -602,26 +618,30 @@ def conv_transpose_backward(
     grad_weight : ndarray, shape of ``weight``
     grad_bias : ndarray, shape (C_out,)
     """
+    be = resolve(grad_out=grad_out, x=x, weight=weight)
     method = _check_method(method)
-    w = _check_weight(weight, transposed=True)
-    xb, unbatched = _check_input(x, w)
-    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation)
-    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
+    w = _check_weight(be, weight, transposed=True)
+    xb, unbatched = _check_input(be, x, w)
+    spec = _transpose_spec(xb, w, stride, padding, output_padding, groups, dilation, be)
+    gy = be.array(grad_out, "grad_out", dtypes=_dtypes.conv_dtypes())
     expected = (spec.batch, spec.in_channels, *spec.in_spatial)
     if unbatched:
         expected = expected[1:]
-    if gy.shape != expected:
-        raise ValueError(f"`grad_out` must have the output's shape {expected}, got {gy.shape}")
+    if tuple(gy.shape) != expected:
+        raise ValueError(
+            f"`grad_out` must have the output's shape {expected}, got {tuple(gy.shape)}"
+        )
     if gy.dtype != w.dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {w.dtype}")
-    gyb = gy[None] if unbatched else gy
+    gyb = be.batched(gy) if unbatched else gy
     # Complex: conjugate the other operand, as in conv_backward.
-    gx = _forward(gyb, _dtypes.conj(w), spec, _for_gradient(method, spec))
+    wc = be.conj(w)
+    gx = be.correlate(gyb, wc, spec, _for_gradient(method, spec, wc))
     # output_padding >= stride (allowed when below dilation) can add a position.
     gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
-    gw = _weight_grad(_dtypes.conj(xb), gyb, spec, method)
-    gb = _dtypes.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
-    return (gx[0] if unbatched else gx), gw, gb
+    gw = _weight_grad(be, be.conj(xb), gyb, spec, method)
+    gb = be.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
+    return (gx[0, ...] if unbatched else gx), gw, gb
 
 
 # --------------------------------------------------------------------------
@@ -632,9 +652,10 @@ _MODES = ("valid", "same", "full")
 
 
 def _plain(x, kernel, bias, mode, method, flip):
+    be = resolve(x=x, kernel=kernel)
     method = _check_method(method)
-    a = _args.check_array(x, "x", floating=False)
-    k = _args.check_array(kernel, "kernel", floating=False)
+    a = be.array(x, "x", floating=False)
+    k = be.array(kernel, "kernel", floating=False, kernel=True)
     if a.ndim != k.ndim or a.ndim == 0:
         raise ValueError(
             f"`x` (ndim {a.ndim}) and `kernel` (ndim {k.ndim}) must have the same "
@@ -645,38 +666,41 @@ def _plain(x, kernel, bias, mode, method, flip):
     _args.check_no_empty(a, "x")
     _args.check_no_empty(k, "kernel")
     _dtypes.check_scalar_bias(bias)
-    dtype = np.result_type(a, k)
+    # NumPy's promotion rule for every library, so that all return its values.
+    dtype = np.result_type(be.numpy_dtype(a.dtype), be.numpy_dtype(k.dtype))
     if flip:  # convolution = correlation with the flipped kernel
-        k = np.flip(k)
+        k = be.flip(k)
     else:  # SciPy's rule: correlate(x, k) = convolve(x, flip(conj(k)))
-        k = _dtypes.conj(k)
+        k = be.conj(k)
     if mode == "valid":
         if all(m >= n for m, n in zip(k.shape, a.shape)) and k.shape != a.shape:
             # scipy's rule: 'valid' needs one array at least as large as the other
             # in every dim; when the kernel is larger the two swap roles
             # (convolution commutes; for correlation that is the flip).
-            a, k = np.flip(k), np.flip(a)
+            a, k = be.flip(k), be.flip(a)
         elif not all(n >= m for m, n in zip(k.shape, a.shape)):
             raise ValueError(
-                f"mode='valid' needs `x` (shape {a.shape}) or `kernel` (shape "
-                f"{k.shape}) to be at least as large as the other in every dim"
+                f"mode='valid' needs `x` (shape {tuple(a.shape)}) or `kernel` (shape "
+                f"{tuple(k.shape)}) to be at least as large as the other in every dim"
             )
         pairs = ((0, 0),) * a.ndim
     elif mode == "full":
         pairs = tuple((m - 1, m - 1) for m in k.shape)
     else:  # scipy centres 'same' on the full output
         pairs = tuple((m // 2, (m - 1) // 2) for m in k.shape)
-    a = a.astype(dtype, copy=False)
-    k = k.astype(dtype, copy=False)
+    a = be.astype(a, dtype)
+    k = be.astype(k, dtype)
     n = a.ndim
     spec = CorrSpec(
-        batch=1, in_channels=1, out_channels=1, groups=1, in_spatial=a.shape,
-        kernel_size=k.shape, stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
-        lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype,
+        batch=1, in_channels=1, out_channels=1, groups=1, in_spatial=tuple(a.shape),
+        kernel_size=tuple(k.shape), stride=(1,) * n, dilation=(1,) * n, pairs=pairs,
+        lhs_dilation=(1,) * n, padding_mode="zeros", dtype=dtype, xp=be.spec_xp,
     )
-    spec, (a, k), _ = _dtypes.to_compute(spec, a, k)  # as conv
-    out = _forward(a[None, None], np.ascontiguousarray(k)[None, None], spec, method)[0, 0]
-    return _dtypes.add_scalar_bias(out, bias, dtype)
+    spec, (a, k), _ = be.to_compute(spec, a, k)  # as conv
+    one = (1, 1)
+    out = be.correlate(be.reshape(a, one + tuple(a.shape)),
+                       be.reshape(be.contiguous(k), one + tuple(k.shape)), spec, method)
+    return be.add_scalar(out[0, 0, ...], bias, dtype)
 
 
 def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
@@ -717,10 +741,6 @@ def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     array([[19, 25],
            [37, 43]])
     """
-    if _is_dask(x):
-        from . import dask as _dask
-
-        return _dask.correlate(x, kernel, bias, mode, method=method)
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
@@ -730,8 +750,4 @@ def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
     Equal to ``scipy.signal.convolve(x, kernel, mode) + bias``; see
     :func:`correlate` for the parameters.
     """
-    if _is_dask(x):
-        from . import dask as _dask
-
-        return _dask.convolve(x, kernel, bias, mode, method=method)
     return _plain(x, kernel, bias, mode, method, flip=True)

@@ -1,7 +1,7 @@
 """Filter real photos with :func:`ndconv.conv`, in tiles of rows.
 
-An image is an array ``(H, W)`` (grayscale) or ``(H, W, C)`` (colour), of dtype
-uint8, uint16 or float. :func:`filter_image` correlates it with a 2-D kernel
+An image is an array ``(H, W)`` (grayscale) or ``(H, W, C)`` (colour), of an
+int dtype (uint8, uint16, int32, ...) or float. :func:`filter_image` correlates it with a 2-D kernel
 applied to every channel alone (``groups=C``), or with a colour-mixing kernel
 ``(C_out, C_in, k_h, k_w)`` that combines channels (``groups=1``), with any
 padding, boundary mode, stride and dilation of :func:`ndconv.conv`.
@@ -24,8 +24,10 @@ The correlation of a uint8 photo with ``sharpen`` or ``edge`` leaves 0..255, so
 * ``'rescale'``: map the output's ``[min, max]`` linearly onto that range
   (a second pass over the tiles finds min and max first).
 
-Reading and writing files (Pillow, imported only when called) is here too:
-:func:`read_image` and :func:`write_image`.
+Reading and writing files (Pillow, and tifffile for TIFF where installed,
+imported only when called) is here too: :func:`read_image`,
+:func:`write_image` and :func:`verify_written`, which change nothing silently
+(depth, alpha, orientation, pages: see the comment above :func:`read_image`).
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ def _check_image(image):
         raise ValueError(
             f"`image` must have shape (H, W) or (H, W, C), got shape {image.shape}"
         )
-    if image.dtype.kind not in "uf" or image.dtype.itemsize > 8:
+    if image.dtype.kind not in "uif" or image.dtype.itemsize > 8:
         raise TypeError(
-            f"`image` must be uint8, uint16 or float, got dtype {image.dtype}"
+            f"`image` must be of an int (uint8, uint16, int32, ...) or float dtype, "
+            f"got dtype {image.dtype}"
         )
     _args.check_no_empty(image, "image")
     if image.dtype.kind == "f" and not np.isfinite(image).all():
@@ -144,14 +147,43 @@ def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
 
 
 def _limits(image):
-    if image.dtype.kind == "u":
-        return 0.0, float(np.iinfo(image.dtype).max)
+    if image.dtype.kind in "ui":
+        info = np.iinfo(image.dtype)
+        return float(info.min), float(info.max)
     return float(image.min()), float(image.max())
+
+
+def _work_dtype(image_dtype, weight, largest):
+    """The float dtype of the computation: float32 unless that could overflow.
+
+    float64 for float64 images and ints wider than 16 bits (float32 would
+    round their values), and whenever ``sum|w| * largest`` (a bound on every
+    output) exceeds float32's range; ``largest`` is the largest input
+    magnitude (None: unknown, then only the kernel itself must fit).
+    """
+    image_dtype = np.dtype(image_dtype)
+    if image_dtype == np.float64 or image_dtype.kind in "ui" and image_dtype.itemsize > 2:
+        return np.dtype(np.float64)
+    w = np.abs(np.asarray(weight, dtype=np.float64))
+    with np.errstate(over="ignore", invalid="ignore"):
+        bound = w.sum(axis=tuple(range(1, w.ndim))).max() * (1.0 if largest is None else largest)
+        fits = w.max() < np.finfo(np.float32).max / 2 and bound < np.finfo(np.float32).max / 2
+    return np.dtype(np.float32 if fits else np.float64)
+
+
+def check_finite_band(band, r0, r1):
+    """Raise ValueError if a filtered band overflowed (never cast inf/NaN to pixels)."""
+    if not np.isfinite(band).all():
+        raise ValueError(
+            f"the filtered image overflows (values beyond float64's range, or "
+            f"inf - inf) in output rows {r0}..{r1 - 1}: the kernel's values are too "
+            "large for this image; scale the kernel down"
+        )
 
 
 def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=1,
                  dilation=1, value_range="clip", max_tile_bytes=64 << 20,
-                 rows_per_tile=None, progress=None):
+                 rows_per_tile=None, progress=None, alpha=False):
     """Correlate an image with a kernel, tile by tile, and bring it back to range.
 
     Parameters
@@ -173,16 +205,36 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
         Output rows per band, overriding ``max_tile_bytes``.
     progress : callable, optional
         Called with the number of output rows finished after each band.
+    alpha : bool
+        The image's last channel is alpha (RGBA, or gray plus alpha): with a
+        2-D kernel it is not filtered but kept, taken at each window's
+        centre tap (the same padding, boundary mode, stride and dilation), so
+        with ``'same'`` padding it comes back unchanged. A 4-D kernel mixes
+        every channel, alpha too, as given.
 
     Returns
     -------
     ndarray, shape (H_out, W_out) or (H_out, W_out, C_out)
-        The input's dtype (float32 for float16/float32 input, float64 for
-        float64), with
+        The input's dtype for int images (uint8, uint16, int32, ...;
+        rounded and clipped to the dtype's range), float32 for float16/float32
+        input, float64 for float64, with
         ``H_out = floor((H + lo + hi - dilation*(k_h-1) - 1) / stride) + 1``
         and the same for ``W_out``.
+
+    Raises
+    ------
+    ValueError
+        Also when the result overflows (a kernel like ``[[1e308, -1e308]]``):
+        no NaN or infinity is ever clipped into pixels silently.
+    MemoryLimitError
+        When a band or the output image would exceed the memory guard.
     """
     _check_image(image)
+    if alpha and image.ndim == 3 and image.shape[2] >= 2 and np.ndim(kernel) == 2:
+        return _keep_alpha(image, kernel, padding=padding, padding_mode=padding_mode,
+                           stride=stride, dilation=dilation, value_range=value_range,
+                           max_tile_bytes=max_tile_bytes, rows_per_tile=rows_per_tile,
+                           progress=progress)
     gray = image.ndim == 2
     chw = image[None] if gray else np.moveaxis(image, -1, 0)
     C, H, W = chw.shape
@@ -196,7 +248,8 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
     H_out, W_out = _args.output_size((H, W), (kh, kw), stride, pairs, dilation)
     if value_range not in VALUE_RANGES:
         raise ValueError(f"`value_range` (={value_range!r}) must be one of {VALUE_RANGES}")
-    dtype = np.dtype(np.float64 if image.dtype == np.float64 else np.float32)
+    lo, hi = _limits(image)
+    dtype = _work_dtype(image.dtype, w, max(abs(lo), abs(hi)))
     if rows_per_tile is None:
         # Per output row: the band's input rows (stride of them) and the
         # output row. The algorithms bound their own workspace (the GEMM's
@@ -218,14 +271,20 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
     _memory.check(np.dtype(dtype).itemsize * C * band_rows * W_pad,
                   f"a band of {band_rows} padded rows x {W_pad} columns x {C} channels")
     C_out = w.shape[0]
-    lo, hi = _limits(image)
-    out_dtype = image.dtype if image.dtype.kind == "u" else dtype
+    out_dtype = image.dtype if image.dtype.kind in "ui" else dtype
+    _memory.check(np.dtype(out_dtype).itemsize * C_out * H_out * W_out,
+                  f"the output image ({H_out}x{W_out} pixels x {C_out} channels, {out_dtype})")
     # Channels last, as images are stored: each band is written transposed
     # once, and the result needs no copy to be saved.
     out = np.empty((H_out, W_out, C_out), dtype=out_dtype)
 
     def tiles():
-        return _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype)
+        # Overflow is checked per band below (one clear error), not warned about.
+        with np.errstate(over="ignore", invalid="ignore"):
+            for r0, r1, band in _tiles(chw, w, groups, pairs, stride, dilation, mode,
+                                       rows_per_tile, dtype):
+                check_finite_band(band, r0, r1)
+                yield r0, r1, band
 
     scale = offset = None
     if value_range == "rescale":
@@ -240,7 +299,7 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
             band = (band - offset) * scale + lo
         elif value_range == "abs":
             np.abs(band, out=band)
-        if out_dtype.kind == "u":
+        if out_dtype.kind in "ui":
             np.rint(band, out=band)
         np.clip(band, lo, hi, out=band)
         out[r0:r1] = np.moveaxis(band, 0, -1)
@@ -250,8 +309,47 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
     return out[..., 0] if gray and C_out == 1 else out
 
 
+def centre_delta(shape):
+    """A kernel of ``shape`` that is 1 at the centre tap, 0 elsewhere.
+
+    The centre is ``(k-1)//2`` as ``'same'`` padding centres a kernel, so
+    correlating alpha with it samples alpha exactly where each window is
+    centred, under any padding, boundary mode, stride and dilation.
+    """
+    delta = np.zeros(shape)
+    delta[(shape[0] - 1) // 2, (shape[1] - 1) // 2] = 1
+    return delta
+
+
+def _keep_alpha(image, kernel, **kwargs):
+    """Filter the colour channels; carry alpha along unfiltered (see ``alpha``)."""
+    delta = centre_delta(np.shape(kernel))
+    colour = filter_image(image[:, :, :-1], kernel, **kwargs)
+    kwargs.update(value_range="clip", progress=None)
+    a = filter_image(image[:, :, -1], delta, **kwargs)
+    if colour.ndim == 2:
+        colour = colour[:, :, None]
+    return np.concatenate([colour, a[:, :, None].astype(colour.dtype)], axis=2)
+
+
 # --------------------------------------------------------------------------
-# files (Pillow)
+# files (Pillow; tifffile for TIFF where installed)
+
+# What each reader keeps, so that no image is changed silently:
+# * every page of a multi-page TIFF (or frame of an animation) would need
+#   filtering: such a file is refused, not cut to its first page;
+# * 16-bit colour stays 16-bit: TIFF is read with tifffile (Pillow reads
+#   16-bit RGB as 8-bit), a 16-bit colour PNG with OpenCV where installed
+#   (refused otherwise), and both are written back 16-bit;
+# * the EXIF / TIFF orientation is applied, as viewers do, so the output
+#   (written without orientation) displays as the input did;
+# * int32 stays int32; RGBA is read as RGBA (the CLI keeps alpha unfiltered).
+# Pixels: Pillow's decompression-bomb warning is silenced and its limit
+# (2 * Image.MAX_IMAGE_PIXELS, 179 MP) kept; below it, the memory guard
+# decides, from the header, before anything is decoded.
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _pillow():
@@ -264,48 +362,226 @@ def _pillow():
     return Image
 
 
+def _tifffile():
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    return tifffile
+
+
+class tiff_log:
+    """Collect what tifffile logs while reading (it logs a damaged header, such
+    as strip counts that do not match the size it claims, instead of raising);
+    ``with tiff_log() as problems:`` then ``problems`` holds the messages and
+    nothing reaches stderr."""
+
+    def __enter__(self):
+        import logging
+
+        self.records = []
+        records = self.records
+
+        class _Collect(logging.Handler):
+            def emit(self, record):
+                records.append(record.getMessage())
+
+        self.log = logging.getLogger("tifffile")
+        self.handler = _Collect()
+        self.propagate = self.log.propagate
+        self.log.addHandler(self.handler)
+        self.log.propagate = False
+        return records
+
+    def __exit__(self, *exc):
+        self.log.removeHandler(self.handler)
+        self.log.propagate = self.propagate
+        return False
+
+
+def _orient(a, orientation):
+    """Apply an EXIF / TIFF orientation (1..8) to ``(H, W[, C])``, as viewers do."""
+    flip_lr = lambda x: x[:, ::-1]  # noqa: E731
+    ops = {
+        2: flip_lr,
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: x.swapaxes(0, 1),
+        6: lambda x: np.rot90(x, -1),
+        7: lambda x: x.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda x: np.rot90(x, 1),
+    }
+    op = ops.get(orientation)
+    return a if op is None else np.ascontiguousarray(op(a))
+
+
+def _guard(path, shape, dtype):
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    _memory.check(nbytes, f"input image {path!r} ({'x'.join(map(str, shape))} {np.dtype(dtype)})")
+
+
 def read_image(path):
-    """Read a PNG, JPEG or TIFF file into an array.
+    """Read a PNG, JPEG or TIFF file into an array, changing nothing silently.
 
     Returns
     -------
     ndarray
-        ``(H, W)`` uint8/uint16/float32 for grayscale, ``(H, W, 3)`` or
-        ``(H, W, 4)`` uint8 for colour (palette images become RGB/RGBA, CMYK
-        and other colour spaces RGB).
+        ``(H, W)`` for grayscale, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA
+        for colour (palette images become RGB/RGBA, CMYK and other colour
+        spaces RGB), in the file's depth: uint8, uint16 (also 16-bit colour),
+        int32 or float32/float64. The EXIF (or TIFF) orientation is applied.
 
     Raises
     ------
     ValueError
-        When the file is empty, not an image, truncated or corrupt, or so large
-        that Pillow suspects a decompression bomb.
+        When the file is empty, not an image, truncated or corrupt, has
+        several pages, is not a regular file (a FIFO, a device, a folder), or
+        is a 16-bit colour PNG without OpenCV to read it.
+    MemoryLimitError
+        When its pixels (from the header) exceed the memory guard.
     FileNotFoundError
         When it does not exist.
     """
     import os
 
-    Image = _pillow()
+    from . import _files
+
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"input image {path!r} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"input image {path!r} is a folder, not a file")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"input image {path!r} is empty (0 bytes)")
+    with _files.open_regular(path, "input image") as f:
+        head = f.read(32)
+        if not head:
+            raise ValueError(f"input image {path!r} is empty (0 bytes)")
+        f.seek(0)
+        tifffile = _tifffile()
+        if head[:4] in _TIFF_MAGIC and tifffile is not None:
+            arr = _read_tiff(f, path, tifffile)
+            if arr is not None:
+                return arr
+            f.seek(0)  # palette, CMYK, min-is-white...: Pillow converts them
+        if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR" and head[24] == 16 \
+                and head[25] in (2, 6):
+            return _read_png16(path, head)
+        return _read_pillow(f, path)
+
+
+def _read_pillow(f, path):
+    import warnings
+
+    Image = _pillow()
     try:
-        with Image.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            arr = _to_array(im)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    raise _Refused(
+                        f"input image {path!r} has {frames} pages (frames); ndconv filters "
+                        "one image: split it into one file per page first"
+                    )
+                if im.format == "TIFF" and im.mode in ("RGB", "RGBA") \
+                        and max(im.tag_v2.get(258, (8,))) > 8:
+                    raise _Refused(
+                        f"input image {path!r} is a TIFF with more than 8 bits per colour "
+                        "sample, which Pillow would read as 8-bit: install tifffile "
+                        "(pip install 'ndconv[dask]')"
+                    )
+                bands = len(im.getbands())
+                depth = (np.uint16 if im.mode.startswith("I;16")
+                         else np.float32 if im.mode in ("I", "F") else np.uint8)
+                _guard(path, (im.size[1], im.size[0], bands), depth)
+                im.load()  # decode now: a truncated file fails here, not later
+                orientation = im.getexif().get(0x0112, 1)
+                arr = _to_array(im)
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
     except Image.DecompressionBombError as exc:
         raise ValueError(f"input image {path!r} is too large for Pillow: {exc}") from None
     except Image.UnidentifiedImageError:
         raise ValueError(
             f"input image {path!r} is not an image Pillow can read (PNG, JPEG, TIFF)"
         ) from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
         # Pillow reports truncated or corrupt data as OSError / SyntaxError.
         raise ValueError(f"input image {path!r} is truncated or corrupt: {exc}") from None
-    return arr
+    return _orient(arr, orientation)
+
+
+class _Refused(Exception):
+    """A readable file ndconv refuses (kept apart from Pillow's own errors)."""
+
+
+def struct_error():
+    import struct
+
+    return struct.error
+
+
+def _read_tiff(f, path, tifffile):
+    """A one-page gray or RGB(A) TIFF in its own depth; None for other
+    photometric interpretations (left to Pillow, which converts them)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), tiff_log() as problems:
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(f) as tf:
+                pages = len(tf.pages)
+                if pages > 1:
+                    raise _Refused(
+                        f"input image {path!r} has {pages} pages; ndconv filters one "
+                        "image: split it into one file per page first"
+                    )
+                page = tf.pages[0]
+                if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
+                    return None
+                shape, dtype = page.shape, page.dtype
+                planar = page.planarconfig == 2 and len(shape) == 3
+                tag = page.tags.get(274)  # Orientation
+                orientation = int(tag.value) if tag is not None else 1
+                if len(shape) not in (2, 3) or dtype is None:
+                    raise _Refused(f"input image {path!r} has shape {shape}, not (H, W) or (H, W, C)")
+                _guard(path, shape, dtype)
+                if problems:
+                    raise _Refused(f"input image {path!r} is a damaged TIFF: {problems[0]}")
+                arr = page.asarray()
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    except Exception as exc:  # tifffile raises many types for damaged files
+        if isinstance(exc, MemoryError):
+            raise
+        raise ValueError(f"input image {path!r} is truncated or corrupt: {exc}") from None
+    if planar:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype.kind not in "uif" or arr.dtype.itemsize > 8:
+        raise ValueError(f"input image {path!r} has samples of dtype {arr.dtype}, not int or float")
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return _orient(arr, orientation)
+
+
+def _read_png16(path, head):
+    """A 16-bit RGB/RGBA PNG (Pillow would read it as 8-bit): through OpenCV."""
+    import struct
+
+    w, h = struct.unpack(">II", head[16:24])
+    channels = 3 if head[25] == 2 else 4
+    try:
+        import cv2
+    except ImportError:
+        raise ValueError(
+            f"input image {path!r} is a 16-bit colour PNG, which Pillow reads as 8-bit "
+            "only: install opencv-python-headless, or convert it to TIFF"
+        ) from None
+    _guard(path, (h, w, channels), np.uint16)
+    arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.shape[:2] != (h, w):
+        raise ValueError(f"input image {path!r} is truncated or corrupt")
+    # OpenCV holds BGR(A).
+    return np.ascontiguousarray(arr[..., [2, 1, 0]] if channels == 3 else arr[..., [2, 1, 0, 3]])
 
 
 def _to_array(im):
@@ -320,13 +596,15 @@ def _to_array(im):
         return np.asarray(im)
     if mode.startswith("I;16"):
         return np.asarray(im).astype(np.uint16)
-    if mode in ("I", "F"):
+    if mode == "I":
+        return np.asarray(im).astype(np.int32)
+    if mode == "F":
         return np.asarray(im).astype(np.float32)
     return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB, HSV
 
 
 def output_format(path, dtype, channels):
-    """Return Pillow's format name for ``path``, or raise ValueError if it
+    """Return the format name for ``path``, or raise ValueError if it
     cannot hold an image of ``dtype`` with ``channels`` channels."""
     import os
 
@@ -342,26 +620,94 @@ def output_format(path, dtype, channels):
             f"the output has {channels} channels; images hold 1 (gray), 3 (RGB) or "
             "4 (RGBA)"
         )
+    pillow_tiff = dtype == np.uint8 or (channels == 1 and dtype in (np.uint16, np.int32, np.float32, np.float64))
     ok = {
         "JPEG": dtype == np.uint8 and channels in (1, 3),
-        "PNG": (dtype == np.uint8) or (dtype == np.uint16 and channels == 1),
-        "TIFF": dtype == np.uint8 or channels == 1,
+        "PNG": dtype in (np.uint8, np.uint16),
+        "TIFF": pillow_tiff or _tifffile() is not None,
     }[fmt]
     if not ok:
-        # Advice that works: TIFF takes any one-channel image, PNG and TIFF any
-        # uint8 one; no format here (Pillow) takes several channels of another dtype.
-        advice = ("a .tif output" if channels == 1
-                  else "a .png or .tif output" if dtype == np.uint8 else "uint8 input")
+        # Advice that works: TIFF takes any image (several channels of another
+        # dtype through tifffile), PNG and TIFF any uint8/uint16 one.
+        advice = ("install tifffile (pip install 'ndconv[dask]')" if fmt == "TIFF"
+                  else "a .png or .tif output" if dtype in (np.uint8, np.uint16)
+                  else "a .tif output")
         raise ValueError(f"{fmt} cannot store a {channels}-channel {dtype} image; use {advice}")
     return fmt
 
 
 def write_image(array, fileobj, fmt):
-    """Write ``array`` (as returned by :func:`filter_image`) to an open binary file."""
-    Image = _pillow()
+    """Write ``array`` (as returned by :func:`filter_image`) to an open binary file.
+
+    uint8 / uint16 / int32 / float images keep their dtype (16-bit colour as
+    16-bit PNG or TIFF). The file object must raise on a failed write (the
+    CLI's :class:`ndconv._files.CheckedFile` does).
+    """
     a = np.ascontiguousarray(array)
+    colour = a.ndim == 3
     if a.dtype.kind == "f":
-        a = a.astype(np.float32)  # Pillow's mode 'F'
-    im = Image.fromarray(a)  # uint8 -> L/RGB/RGBA, uint16 -> I;16, float32 -> F
+        a = a.astype(np.float32)  # Pillow's mode 'F'; float32 TIFF
+    if fmt == "PNG" and a.dtype == np.uint16 and colour:
+        return _write_png16(a, fileobj)
+    tifffile = _tifffile()
+    if fmt == "TIFF" and tifffile is not None:
+        tifffile.imwrite(fileobj, a, photometric="rgb" if colour else "minisblack",
+                         extrasamples=("unassalpha",) if colour and a.shape[2] == 4 else None,
+                         planarconfig="contig" if colour else None)
+        return None
+    Image = _pillow()
+    im = Image.fromarray(a)  # uint8 -> L/RGB/RGBA, uint16 -> I;16, int32 -> I, float32 -> F
     kwargs = {"quality": 95} if fmt == "JPEG" else {}
     im.save(fileobj, format=fmt, **kwargs)
+    return None
+
+
+def _write_png16(a, f):
+    """A 16-bit RGB/RGBA PNG (Pillow writes colour as 8-bit only): rows unfiltered, zlib."""
+    import struct
+    import zlib
+
+    h, w, c = a.shape
+    rows = np.zeros((h, 1 + w * c * 2), dtype=np.uint8)  # filter byte 0 (None) per row
+    rows[:, 1:] = a.astype(">u2").reshape(h, w * c).view(np.uint8)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    f.write(_PNG_MAGIC)
+    f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0)))
+    f.write(chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)))
+    f.write(chunk(b"IEND", b""))
+
+
+def verify_written(path, fmt, array):
+    """Re-open the header of a just-written image: its format, size and depth.
+
+    Raises ValueError when it is not what :func:`write_image` was given (a
+    file that a failing disk or encoder left damaged).
+    """
+    import warnings
+
+    a = np.asarray(array)
+    h, w = a.shape[:2]
+    tifffile = _tifffile()
+    try:
+        if fmt == "TIFF" and tifffile is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with tifffile.TiffFile(path) as tf:
+                    page = tf.pages[0]
+                    ok = page.shape[:2] == (h, w) and (
+                        page.dtype == a.dtype or a.dtype.kind == "f" and page.dtype.kind == "f")
+        else:
+            Image = _pillow()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    ok = im.format == fmt and im.size == (w, h)
+                with Image.open(path) as im:
+                    im.verify()  # PNG: every chunk's CRC; others: the structure
+    except Exception as exc:
+        raise ValueError(f"the image written to {path!r} does not read back: {exc}") from None
+    if not ok:
+        raise ValueError(f"the image written to {path!r} does not read back as written")

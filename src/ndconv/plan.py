@@ -56,7 +56,10 @@ __all__ = [
     "conv",
     "format_bytes",
     "format_table",
+    "conv_transpose",
     "fully_connected",
+    "graph_rows",
+    "Step",
     "get_memory_limit",
     "layer_rows",
     "lecture_table",
@@ -153,6 +156,24 @@ class _Field:
             circular=self.circular or circular,
         )
 
+    def merge(self, other: _Field) -> _Field:
+        """The field of an element-wise combination (a residual Add, a Concat)."""
+        if not (self.known and other.known) or self.input_size != other.input_size:
+            return _Field(self.input_size, (), (), (), known=False)
+        if self.whole or other.whole:
+            return self.everything()
+        if self.jump != other.jump:  # different strides: no single window per output
+            return _Field(self.input_size, (), (), (), known=False)
+        start = tuple(min(a, b) for a, b in zip(self.start, other.start))
+        end = tuple(max(a + sa, b + sb) for a, sa, b, sb in
+                    zip(self.start, self.size, other.start, other.size))
+        return _Field(self.input_size, self.jump, start,
+                      tuple(e - st for e, st in zip(end, start)),
+                      circular=self.circular or other.circular)
+
+    def unknown(self) -> _Field:
+        return _Field(self.input_size, (), (), (), known=False)
+
     def everything(self) -> _Field:
         return _Field(self.input_size, self.jump, self.start, self.size, whole=True,
                       circular=self.circular)
@@ -245,6 +266,27 @@ def conv(
                2 * w * math.prod(out), fld.sizes(), fld)
 
 
+def conv_transpose(
+    in_shape: IntOrTuple,
+    out_shape: IntOrTuple,
+    weights: int,
+    biases: int,
+    *,
+    name: str = "transposed convolution",
+    layer: str = "ConvTranspose",
+    _field: _Field | None = None,
+) -> Row:
+    """Cost of a transposed convolution: every input element scatters the whole
+    kernel, ``FLOPs = 2 * weights * prod(S_in)``.
+
+    Each output sees a stride-dependent set of inputs, so the receptive field
+    is left unknown.
+    """
+    i, o = _args.shape_tuple(in_shape, "in_shape"), _args.shape_tuple(out_shape, "out_shape")
+    fld = (_field or _Field.identity(i[1:])).unknown()
+    return Row(name, layer, i, o, weights, biases, 2 * weights * math.prod(i[1:]), None, fld)
+
+
 def locally_connected(
     in_shape: IntOrTuple,
     out_channels: int,
@@ -303,17 +345,14 @@ def _layer_row(layer: Any, name: str, in_shape: Shape, fld: _Field) -> Row:
                  name=name, _field=fld)
         return _renamed(r, kind)
     if isinstance(layer, nn.ConvTranspose):
-        # S_out = (S - 1)*s - 2*p + d*(k - 1) + output_padding + 1; each output
-        # sees a stride-dependent set of inputs, so the field is left unknown.
+        # S_out = (S - 1)*s - 2*p + d*(k - 1) + output_padding + 1
         out = tuple(
             (S - 1) * s - 2 * p + d * (k - 1) + op + 1
             for S, k, s, p, op, d in zip(in_shape[1:], layer.kernel_size, layer.stride,
                                          layer.padding, layer.output_padding, layer.dilation))
-        w = layer.weight.size
-        unknown = _Field(fld.input_size, (), (), (), known=False)
-        return Row(name, kind, in_shape, (layer.out_channels, *out), w,
-                   0 if layer.bias is None else layer.bias.size,
-                   2 * w * math.prod(in_shape[1:]), None, unknown)
+        return conv_transpose(in_shape, (layer.out_channels, *out), layer.weight.size,
+                              0 if layer.bias is None else layer.bias.size, name=name,
+                              layer=kind, _field=fld)
     if isinstance(layer, nn.Linear):
         if in_shape[-1] != layer.in_features:
             raise ValueError(f"layer {name} (Linear) expects (*, {layer.in_features}), gets {in_shape}")
@@ -382,12 +421,86 @@ def layer_rows(model: Module, input_shape: IntOrTuple) -> list[Row]:
         raise TypeError(f"`model` must be an ndconv.nn.Module, got {type(model).__name__}")
     # No input channels is allowed, as nn.Conv allows it (an empty sum).
     shape = _args.shape_tuple(input_shape, "input_shape", empty_ok=(0,))
+    if hasattr(model, "plan_steps"):  # a graph (ndconv.onnx.OnnxModule): not a chain
+        return graph_rows(model.plan_steps(shape), shape)
     fld = _Field.identity(shape[1:] if len(shape) > 1 else shape)
     rows = []
     for name, layer in _leaves(model):
         row = _layer_row(layer, name, shape, fld)
         rows.append(row)
         shape, fld = row.out_shape, row._state
+    return rows
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of a graph that is not a chain, for :func:`graph_rows`.
+
+    Attributes
+    ----------
+    name, layer : str
+        As in :class:`Row`.
+    inputs : tuple of str
+        The tensors it reads: ``"input"`` (the model's input) or other steps'
+        ``output``; names of neither (weights, constants) are ignored.
+    output : str
+    in_shape, out_shape : tuple of int
+        Unbatched.
+    weights, biases, flops : int
+        As in :class:`Row` (computed with :func:`conv` etc. where one applies).
+    field : str or tuple
+        How the receptive field passes through: ``"merge"`` (element-wise,
+        the union of its inputs' fields: activations, a residual Add,
+        Concat), ``"whole"`` (every output sees every input: Gemm, global
+        pooling), ``"unknown"``, or ``("window", kernel, stride, dilation,
+        lo)`` (convolutions and pooling; ``lo`` the padding before each dim).
+    """
+
+    name: str
+    layer: str
+    inputs: tuple[str, ...]
+    output: str
+    in_shape: Shape
+    out_shape: Shape
+    weights: int = 0
+    biases: int = 0
+    flops: int = 0
+    field: str | tuple[Any, ...] = "merge"
+
+
+def graph_rows(steps: Iterable[Step], input_shape: IntOrTuple) -> list[Row]:
+    """One :class:`Row` per :class:`Step` of a graph, receptive fields followed
+    along every path from the input (the widest where paths join).
+
+    Parameters
+    ----------
+    steps : iterable of Step
+        In an order where every step comes after the steps it reads.
+    input_shape : tuple of int
+        One sample's shape ``(C, *S)`` of the tensor named ``"input"``.
+    """
+    shape = _args.shape_tuple(input_shape, "input_shape")
+    fields = {"input": _Field.identity(shape[1:] if len(shape) > 1 else shape)}
+    rows = []
+    for st in steps:
+        ins = [fields[n] for n in st.inputs if n in fields]
+        if not ins:  # computed from constants only: no receptive field
+            fld = _Field.identity(shape[1:] if len(shape) > 1 else shape).unknown()
+        else:
+            fld = ins[0]
+            for other in ins[1:]:
+                fld = fld.merge(other)
+        if st.field == "whole":
+            fld = fld.everything()
+        elif st.field == "unknown":
+            fld = fld.unknown()
+        elif isinstance(st.field, tuple) and st.field[0] == "window":
+            _, k, s, d, lo = st.field
+            fld = fld.window(tuple(k), tuple(s), tuple(d), tuple(lo))
+        if ins:
+            fields[st.output] = fld
+        rows.append(Row(st.name, st.layer, tuple(st.in_shape), tuple(st.out_shape),
+                        int(st.weights), int(st.biases), int(st.flops), fld.sizes(), fld))
     return rows
 
 

@@ -7,6 +7,11 @@ over kernel taps of strided slices, like the direct convolution (or, when the
 windows tile the input, as in 2x2 pooling with stride 2, one reshape): the max
 pool sends each output gradient to the tap that won (its argmax), the average
 pool shares it evenly among the taps it averaged over. Never a loop over pixels.
+
+Arrays of other array-API libraries (PyTorch, JAX, CuPy, ...) take the same
+steps written out of place against the standard (the section "any array-API
+library" below), so autograd sees through them; the result is an array of
+the input's library.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import math
 import numpy as np
 
 from . import _args, _dtypes, _memory
-from ._windows import fold_padding, pad, windows
+from ._backends import resolve
+from ._windows import fold_padding, pad, pad_portable, windows
 
 __all__ = [
     "max_pool",
@@ -31,13 +37,13 @@ __all__ = [
 # validation
 
 
-def _pool_args(x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
+def _pool_args(be, x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
     """Validate a pooling call; return the batched input and plain tuples.
 
     ``n`` is the number of spatial dims, or None to take it from the length
     of ``kernel_size`` (which must then be a tuple).
     """
-    x = _args.check_array(x, "x", dtypes=_dtypes.real_floats())
+    x = be.array(x, "x", dtypes=_dtypes.real_floats())
     if n is None:
         if isinstance(kernel_size, (tuple, list)):
             n = len(kernel_size)
@@ -49,7 +55,7 @@ def _pool_args(x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
     if x.ndim not in (n + 1, n + 2):
         raise ValueError(
             f"`x` must have shape (B, C, *S) or (C, *S) with {n} spatial dims, so "
-            f"ndim {n + 2} or {n + 1}; got shape {x.shape}"
+            f"ndim {n + 2} or {n + 1}; got shape {tuple(x.shape)}"
         )
     # PyTorch pools an empty batch, nothing else empty.
     _args.check_empty_dims(x.shape, "x", (0,) if x.ndim == n + 2 else (), "the batch dim")
@@ -59,8 +65,8 @@ def _pool_args(x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
     d = _args.ntuple(dilation, n, "dilation", minimum=1)
     _check_padding(k, p, d, kind, padding)
     unbatched = x.ndim == n + 1
-    xb = x[None] if unbatched else x
-    out = _out_size(xb.shape[2:], k, s, p, d, bool(ceil_mode))
+    xb = be.batched(x) if unbatched else x
+    out = _out_size(tuple(xb.shape[2:]), k, s, p, d, bool(ceil_mode))
     return xb, unbatched, k, s, p, d, out
 
 
@@ -120,23 +126,26 @@ def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation
     return _out_size(tuple(input_shape[-n:]), k, s, p, d, bool(ceil_mode))
 
 
-def _check_memory(xb, k, s, p, d, out, kind, backward):
+def _check_memory(be, xb, k, s, p, d, out, kind, backward):
     """Refuse, before allocating, a pooling whose arrays cannot fit.
 
     Counts the padded copy of the input, the output-sized arrays (the result,
     the running maximum or sum, the divisor; in the max backward the winners'
-    masks and each tap's share) and, backward, the padded gradient.
+    masks and each tap's share) and, backward, the padded gradient. For an
+    array on an accelerator, the device's memory (never the host's).
     """
-    it = xb.dtype.itemsize
+    it = be.numpy_dtype(xb.dtype).itemsize
     lead = xb.shape[0] * xb.shape[1]
-    pairs = _pairs(xb.shape[2:], k, s, p, d, out)
+    pairs = _pairs(tuple(xb.shape[2:]), k, s, p, d, out)
     padded = lead * math.prod(n + lo + hi for n, (lo, hi) in zip(xb.shape[2:], pairs))
     outs = lead * math.prod(out)
     nbytes = (padded if any(lo or hi for lo, hi in pairs) else 0) * it + 2 * outs * it
     if backward:
         nbytes += padded * it + outs * (2 * it + (3 if kind == "max" else 0))
+    free = _memory.HOST if be.numpy else _memory.device_free_memory(be.name, xb)
     _memory.guard(nbytes, f"{kind}_pool{'_backward' if backward else ''} of input "
-                          f"{xb.shape} (output {tuple(xb.shape[:2]) + tuple(out)})")
+                          f"{tuple(xb.shape)} (output {tuple(xb.shape[:2]) + tuple(out)})",
+                  free)
 
 
 # --------------------------------------------------------------------------
@@ -290,14 +299,124 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
 
 
 # --------------------------------------------------------------------------
+# the same on any array-API library: out of place, standard operations only
+
+
+def _padded_xp(xp, x, pairs, value):
+    if not any(lo or hi for lo, hi in pairs):
+        return x
+    return pad_portable(xp, x, pairs, value=value)
+
+
+def _taps_xp(xpad, k, s, d, out):
+    """Per tap (row-major), the padded input it reads for every output position."""
+    for tap in np.ndindex(*k):
+        yield xpad[(Ellipsis, *_tap_slices(tap, s, d, out))]
+
+
+def _max_forward_xp(xp, x, k, s, p, d, out):
+    pairs = _pairs(tuple(x.shape[2:]), k, s, p, d, out)
+    y = None
+    for v in _taps_xp(_padded_xp(xp, x, pairs, -np.inf), k, s, d, out):
+        y = v if y is None else xp.maximum(y, v)  # propagates NaN, as PyTorch
+    return y
+
+
+def _max_winners_xp(xp, x, y, k, s, p, d):
+    """:func:`_max_winners` out of place: first maximum, else the last NaN."""
+    out = tuple(y.shape[2:])
+    spatial = tuple(x.shape[2:])
+    pairs = _pairs(spatial, k, s, p, d, out)
+    taps = list(_taps_xp(_padded_xp(xp, x, pairs, -np.inf), k, s, d, out))
+    device = getattr(x, "device", None)
+    inside = [None] * len(taps)
+    if any(lo or hi for lo, hi in pairs) and bool(xp.any(xp.isinf(y) & (y < 0))):
+        # The padding must not win a window of -inf inputs (a small mask of
+        # shapes only, made by NumPy).
+        mask = pad(np.ones(spatial, bool), pairs, value=False)
+        inside = [xp.asarray(np.ascontiguousarray(mask[_tap_slices(tap, s, d, out)]),
+                             device=device) for tap in np.ndindex(*k)]
+    nan_y = xp.isnan(y)
+    last_nan = [None] * len(taps)
+    if bool(xp.any(nan_y)):
+        later = xp.zeros(y.shape, dtype=xp.bool, device=device)
+        for t in reversed(range(len(taps))):
+            last_nan[t] = xp.isnan(taps[t]) & nan_y & ~later
+            later = later | last_nan[t]
+    taken = xp.zeros(y.shape, dtype=xp.bool, device=device)
+    for t, v in enumerate(taps):
+        hit = (v == y) & ~taken
+        if inside[t] is not None:
+            hit = hit & inside[t]
+        taken = taken | hit
+        yield hit if last_nan[t] is None else hit | last_nan[t]
+
+
+def _scatter_xp(xp, spatial, pairs, shares, out, k, s, d):
+    """:func:`_scatter` out of place: each share dilated by the stride and padded
+    into its place in the padded input, summed, the padding cropped."""
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))
+    gp = None
+    for tap, share in zip(np.ndindex(*k), shares):
+        place = tuple(
+            (t * di, sz - t * di - (o - 1) * si - 1)
+            for t, di, si, o, sz in zip(tap, d, s, out, padded)
+        )
+        term = pad_portable(xp, share, place, lhs_dilation=s)
+        gp = term if gp is None else gp + term
+    return gp[(Ellipsis, *[slice(lo, lo + n) for n, (lo, _) in zip(spatial, pairs)])]
+
+
+def _max_backward_xp(xp, gy, x, y, k, s, p, d):
+    out = tuple(y.shape[2:])
+    pairs = _pairs(tuple(x.shape[2:]), k, s, p, d, out)
+    # where, not gy * hit: a NaN gradient must reach only the winner (as NumPy's)
+    zero = xp.zeros_like(gy)
+    shares = (xp.where(hit, gy, zero) for hit in _max_winners_xp(xp, x, y, k, s, p, d))
+    return _scatter_xp(xp, tuple(x.shape[2:]), pairs, shares, out, k, s, d)
+
+
+def _avg_divisor_xp(be, spatial, k, s, p, out, count_include_pad, like):
+    """:func:`_avg_divisor` (shapes only, NumPy) moved to ``like``'s library and device."""
+    div = _avg_divisor(spatial, k, s, p, out, count_include_pad,
+                       be.numpy_dtype(like.dtype))
+    return be.xp.asarray(np.ascontiguousarray(div), device=getattr(like, "device", None))
+
+
+def _avg_forward_xp(be, x, k, s, p, out, count_include_pad, divisor_override):
+    ones = (1,) * len(k)
+    spatial = tuple(x.shape[2:])
+    pairs = _pairs(spatial, k, s, p, ones, out)
+    acc = None
+    for v in _taps_xp(_padded_xp(be.xp, x, pairs, 0), k, s, ones, out):
+        acc = v if acc is None else acc + v
+    if divisor_override is not None:
+        return acc / divisor_override
+    return acc / _avg_divisor_xp(be, spatial, k, s, p, out, count_include_pad, x)
+
+
+def _avg_backward_xp(be, gy, spatial, k, s, p, count_include_pad, divisor_override):
+    ones = (1,) * len(k)
+    out = tuple(gy.shape[2:])
+    pairs = _pairs(spatial, k, s, p, ones, out)
+    if divisor_override is not None:
+        share = gy / divisor_override
+    else:
+        share = gy / _avg_divisor_xp(be, spatial, k, s, p, out, count_include_pad, gy)
+    return _scatter_xp(be.xp, spatial, pairs, (share for _ in range(math.prod(k))),
+                       out, k, s, ones)
+
+
+# --------------------------------------------------------------------------
 # public API
 
 
-def _check_grad(grad_out, expected, dtype):
-    gy = _args.check_array(grad_out, "grad_out", dtypes=_dtypes.real_floats())
-    if gy.shape != tuple(expected):
+def _check_grad(be, grad_out, expected, dtype):
+    gy = be.array(grad_out, "grad_out", dtypes=_dtypes.real_floats())
+    if tuple(gy.shape) != tuple(expected):
         raise ValueError(
-            f"`grad_out` must have the output's shape {tuple(expected)}, got {gy.shape}"
+            f"`grad_out` must have the output's shape {tuple(expected)}, got "
+            f"{tuple(gy.shape)}"
         )
     if gy.dtype != dtype:
         raise TypeError(f"`grad_out` (dtype {gy.dtype}) must have dtype {dtype}")
@@ -337,11 +456,16 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     array([[[4., 5.],
             [7., 8.]]])
     """
-    xb, unbatched, k, s, p, d, out = _pool_args(x, ndim, kernel_size, stride, padding,
+    be = resolve(x=x)
+    be.require("max_pool")
+    xb, unbatched, k, s, p, d, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 dilation, ceil_mode, "max")
-    _check_memory(xb, k, s, p, d, out, "max", backward=False)
-    y = _max_forward(xb, k, s, p, d, out)
-    return y[0] if unbatched else y
+    _check_memory(be, xb, k, s, p, d, out, "max", backward=False)
+    if be.numpy:
+        y = _max_forward(xb, k, s, p, d, out)
+    else:
+        y = _max_forward_xp(be.xp, xb, k, s, p, d, out)
+    return y[0, ...] if unbatched else y
 
 
 def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
@@ -360,22 +484,29 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
     out : ndarray, optional
         ``max_pool(x, ...)`` if already computed (it is recomputed otherwise).
     """
-    xb, unbatched, k, s, p, d, shape = _pool_args(x, ndim, kernel_size, stride, padding,
-                                                  dilation, ceil_mode, "max")
-    expected = xb.shape[:2] + shape
-    gy = _check_grad(grad_out, expected[1:] if unbatched else expected, xb.dtype)
-    _check_memory(xb, k, s, p, d, shape, "max", backward=True)
+    be = resolve(grad_out=grad_out, x=x, out=out)
+    be.require("max_pool_backward")
+    xb, unbatched, k, s, p, d, shape = _pool_args(be, x, ndim, kernel_size, stride,
+                                                  padding, dilation, ceil_mode, "max")
+    expected = tuple(xb.shape[:2]) + shape
+    gy = _check_grad(be, grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
     if out is None:
-        y = _max_forward(xb, k, s, p, d, shape)
+        y = (_max_forward(xb, k, s, p, d, shape) if be.numpy
+             else _max_forward_xp(be.xp, xb, k, s, p, d, shape))
     else:
-        y = np.asarray(out)
-        if y.shape != gy.shape:
-            raise ValueError(f"`out` must have the output's shape {gy.shape}, got {y.shape}")
-        y = y[None] if unbatched else y
+        y = np.asarray(out) if be.numpy else be.array(out, "out")
+        if tuple(y.shape) != tuple(gy.shape):
+            raise ValueError(f"`out` must have the output's shape {tuple(gy.shape)}, "
+                             f"got {tuple(y.shape)}")
+        y = be.batched(y) if unbatched else y
     if unbatched:
-        gy = gy[None]
-    gx = _max_backward(gy, xb, y, k, s, p, d)
-    return gx[0] if unbatched else gx
+        gy = be.batched(gy)
+    if be.numpy:
+        gx = _max_backward(gy, xb, y, k, s, p, d)
+    else:
+        gx = _max_backward_xp(be.xp, gy, xb, y, k, s, p, d)
+    return gx[0, ...] if unbatched else gx
 
 
 def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -403,27 +534,38 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     array([[[2., 3.],
             [5., 6.]]])
     """
-    xb, unbatched, k, s, p, _, out = _pool_args(x, ndim, kernel_size, stride, padding,
+    be = resolve(x=x)
+    be.require("avg_pool")
+    xb, unbatched, k, s, p, _, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 1, ceil_mode, "avg")
     dov = _check_divisor(divisor_override)
-    _check_memory(xb, k, s, p, (1,) * len(k), out, "avg", backward=False)
-    y = _avg_forward(xb, k, s, p, out, bool(count_include_pad), dov)
-    return y[0] if unbatched else y
+    _check_memory(be, xb, k, s, p, (1,) * len(k), out, "avg", backward=False)
+    if be.numpy:
+        y = _avg_forward(xb, k, s, p, out, bool(count_include_pad), dov)
+    else:
+        y = _avg_forward_xp(be, xb, k, s, p, out, bool(count_include_pad), dov)
+    return y[0, ...] if unbatched else y
 
 
 def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
                       count_include_pad=True, divisor_override=None, *, ndim=None):
     """Gradient of :func:`avg_pool`: each output's gradient shared evenly by its window."""
-    xb, unbatched, k, s, p, _, out = _pool_args(x, ndim, kernel_size, stride, padding,
+    be = resolve(grad_out=grad_out, x=x)
+    be.require("avg_pool_backward")
+    xb, unbatched, k, s, p, _, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 1, ceil_mode, "avg")
     dov = _check_divisor(divisor_override)
-    expected = xb.shape[:2] + out
-    gy = _check_grad(grad_out, expected[1:] if unbatched else expected, xb.dtype)
-    _check_memory(xb, k, s, p, (1,) * len(k), out, "avg", backward=True)
+    expected = tuple(xb.shape[:2]) + out
+    gy = _check_grad(be, grad_out, expected[1:] if unbatched else expected, xb.dtype)
+    _check_memory(be, xb, k, s, p, (1,) * len(k), out, "avg", backward=True)
     if unbatched:
-        gy = gy[None]
-    gx = _avg_backward(gy, xb.shape[2:], k, s, p, bool(count_include_pad), dov)
-    return gx[0] if unbatched else gx
+        gy = be.batched(gy)
+    spatial = tuple(xb.shape[2:])
+    if be.numpy:
+        gx = _avg_backward(gy, spatial, k, s, p, bool(count_include_pad), dov)
+    else:
+        gx = _avg_backward_xp(be, gy, spatial, k, s, p, bool(count_include_pad), dov)
+    return gx[0, ...] if unbatched else gx
 
 
 def _check_divisor(divisor_override):

@@ -19,14 +19,11 @@ cannot be read in parts; it is read whole (say so by rewriting it tiled).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
-from . import _args
+from . import _args, _files
 
 __all__ = ["filter_tiled", "open_image"]
 
@@ -61,45 +58,63 @@ def open_image(path, block=None):
     """
     import dask.array as da
 
+    from ._files import check_regular
+    from .images import tiff_log
+
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"input image {path!r} does not exist")
     if _kind(path, "input image") == "tiff":
-        import tifffile
-        import zarr
+        check_regular(path, "input image")  # never open a FIFO or a device
+        with tiff_log() as problems:
+            return _open_tiff(path, block, problems)
+    import zarr
 
+    try:
+        x = da.from_zarr(zarr.open_array(path, mode="r"))
+    except Exception as exc:  # zarr raises several types for a bad store
+        raise ValueError(f"input image {path!r} is not a readable Zarr array: {exc}") from None
+    return _checked(x, path, block)
+
+
+def _open_tiff(path, block, problems):
+    import dask.array as da
+    import tifffile
+    import zarr
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            axes = tf.series[0].axes
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError, KeyError) as exc:
+        raise ValueError(f"input image {path!r} is not a readable TIFF: {exc}") from None
+    if problems:  # tifffile logs a header that does not match the data
+        raise ValueError(f"input image {path!r} is a damaged TIFF: {problems[0]}")
+    # Samples (or ImageJ channels) first, 'SYX': a planar image, read as
+    # (H, W, C) like Pillow does; another leading axis is a stack of pages.
+    planar = len(axes) == 3 and axes[0] in "SC" and axes[1:] == "YX"
+    if len(axes) == 3 and not planar and axes[2] != "S":
+        raise ValueError(
+            f"input image {path!r} is a stack of pages (tifffile axes {axes!r}), "
+            "not one image (H, W) or (H, W, C)"
+        )
+    try:  # uncompressed and contiguous: the OS pages in what is read
+        arr = tifffile.memmap(path, mode="r")
+        chunks = (block or 1024,) * 2 + (-1,) * (arr.ndim - 2)
+        x = da.from_array(arr, chunks=chunks[::-1] if planar else chunks)
+    except ValueError:  # compressed or tiled: read tile by tile
         try:
-            with tifffile.TiffFile(path) as tf:
-                axes = tf.series[0].axes
-        except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
-            raise ValueError(f"input image {path!r} is not a readable TIFF: {exc}") from None
-        # Samples (or ImageJ channels) first, 'SYX': a planar image, read as
-        # (H, W, C) like Pillow does; another leading axis is a stack of pages.
-        planar = len(axes) == 3 and axes[0] in "SC" and axes[1:] == "YX"
-        if len(axes) == 3 and not planar and axes[2] != "S":
-            raise ValueError(
-                f"input image {path!r} is a stack of pages (tifffile axes {axes!r}), "
-                "not one image (H, W) or (H, W, C)"
-            )
-        try:  # uncompressed and contiguous: the OS pages in what is read
-            arr = tifffile.memmap(path, mode="r")
-            chunks = (block or 1024,) * 2 + (-1,) * (arr.ndim - 2)
-            x = da.from_array(arr, chunks=chunks[::-1] if planar else chunks)
-        except ValueError:  # compressed or tiled: read tile by tile
-            try:
-                store = tifffile.imread(path, aszarr=True)
-            except (tifffile.TiffFileError, OSError, ValueError) as exc:
-                raise ValueError(f"input image {path!r} is not a readable TIFF: {exc}") from None
+            store = tifffile.imread(path, aszarr=True)
             x = da.from_zarr(zarr.open_array(store, mode="r"))
-        if planar:
-            x = x.transpose(1, 2, 0)
-    else:
-        import zarr
+        except (tifffile.TiffFileError, OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"input image {path!r} is not a readable TIFF: {exc}") from None
+    if problems:
+        raise ValueError(f"input image {path!r} is a damaged TIFF: {problems[0]}")
+    if planar:
+        x = x.transpose(1, 2, 0)
+    return _checked(x, path, block)
 
-        try:
-            x = da.from_zarr(zarr.open_array(path, mode="r"))
-        except Exception as exc:  # zarr raises several types for a bad store
-            raise ValueError(f"input image {path!r} is not a readable Zarr array: {exc}") from None
+
+def _checked(x, path, block):
     if x.ndim not in (2, 3):
         raise ValueError(
             f"input image {path!r} must have shape (H, W) or (H, W, C), got {x.shape}"
@@ -116,33 +131,16 @@ def _same_path(a, b):
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-@contextlib.contextmanager
-def _atomic(out, overwrite):
-    """Yield a temporary path next to ``out``; move it to ``out`` on success."""
-    folder = os.path.dirname(os.path.abspath(out))
-    base = os.path.basename(os.fspath(out).rstrip("/\\"))
-    tmp = tempfile.mkdtemp(dir=folder, prefix=f".{base}.", suffix=".part")
-    target = os.path.join(tmp, base)
-    try:
-        yield target
-        if os.path.lexists(out):
-            if not overwrite:
-                raise FileExistsError(f"output {out!r} already exists")
-            # Move the old one aside first: a folder (Zarr) cannot be replaced
-            # by os.replace, and the old output must survive a failure.
-            old = os.path.join(tmp, ".old")
-            os.replace(out, old)
-        os.replace(target, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def _postprocess(y, value_range, lo, hi, scale, offset, out_dtype, keep_alpha=False):
+    from .images import check_finite_band
 
-
-def _postprocess(y, value_range, lo, hi, scale, offset, out_dtype):
+    check_finite_band(y, 0, y.shape[1])  # rows of this block; one clear error
     y = y.copy()
+    colour = y[:-1] if keep_alpha else y  # alpha (last) is only rounded and clipped
     if value_range == "rescale":
-        y = (y - offset) * scale + lo
+        colour[...] = (colour - offset) * scale + lo
     elif value_range == "abs":
-        np.abs(y, out=y)
+        np.abs(colour, out=colour)
     if np.dtype(out_dtype).kind == "u":
         np.rint(y, out=y)
     np.clip(y, lo, hi, out=y)
@@ -189,6 +187,7 @@ def filter_tiled(
     tile=256,
     compression=None,
     scheduler="threads",
+    alpha=False,
 ):
     """Filter a TIFF or Zarr image into a tiled TIFF or Zarr, never holding it whole.
 
@@ -217,6 +216,10 @@ def filter_tiled(
         TIFF compression, e.g. ``'zlib'``; ``None`` stores raw tiles.
     scheduler : str or distributed.Client
         Dask scheduler for each band (``'threads'``, ``'sync'``) or a client.
+    alpha : bool
+        The last channel of a 2- or 4-channel image is alpha: with a 2-D
+        kernel it is kept, not filtered, as in
+        :func:`ndconv.images.filter_image`.
 
     Returns
     -------
@@ -230,7 +233,7 @@ def filter_tiled(
         without ``overwrite``, the output being the input, bad arguments.
     """
     from . import dask as ndask
-    from .images import VALUE_RANGES, _weight
+    from .images import VALUE_RANGES, _weight, _work_dtype, centre_delta
 
     in_path, out_path = os.fspath(in_path), os.fspath(out_path)
     out_kind = _kind(out_path, "output")
@@ -256,9 +259,13 @@ def filter_tiled(
     chw = img[None] if gray else img.transpose(2, 0, 1)
     C, H, W = chw.shape
     w, groups = _weight(kernel, C)
+    keep_alpha = bool(alpha) and C in (2, 4) and np.ndim(kernel) == 2
+    if keep_alpha:  # each channel has its own kernel (groups=C): alpha gets the delta
+        w[-1, 0] = centre_delta(w.shape[2:])
     stride = _args.ntuple(stride, 2, "stride", minimum=1)
     dilation = _args.ntuple(dilation, 2, "dilation", minimum=1)
-    dtype = np.dtype(np.float64 if img.dtype == np.float64 else np.float32)
+    largest = float(np.iinfo(img.dtype).max) if img.dtype.kind == "u" else None
+    dtype = _work_dtype(img.dtype, w, largest)
     out_dtype = img.dtype if img.dtype.kind == "u" else dtype
     # Input chunks of block*stride give output blocks of exactly `block` rows
     # and columns (ndconv.dask divides the input chunks by the stride), and a
@@ -286,16 +293,35 @@ def filter_tiled(
     if value_range == "rescale":
         import dask.array as da
 
-        ymin, ymax = (float(v) for v in compute(da.stack([y.min(), y.max()])))
+        colour = y[:-1] if keep_alpha else y
+        ymin, ymax = (float(v) for v in compute(da.stack([colour.min(), colour.max()])))
         span = ymax - ymin
         scale = (hi - lo) / span if span > 0 else 0.0
         offset = ymin
     y = y.map_blocks(_postprocess, value_range, lo, hi, scale, offset, out_dtype,
-                     dtype=out_dtype)
+                     keep_alpha, dtype=out_dtype)
     y = y[0] if y.shape[0] == 1 else y.transpose(1, 2, 0)
     # Regular blocks: Zarr chunks written by one task each, TIFF bands of whole tiles.
     y = y.rechunk((rows, block) + y.shape[2:])
-    with _atomic(out_path, overwrite) as tmp:
+    def verify(tmp):  # re-open what was written: its shape and dtype
+        if out_kind == "zarr":
+            import zarr
+
+            z = zarr.open_array(tmp, mode="r")
+            got = (tuple(z.shape), np.dtype(z.dtype))
+        else:
+            import tifffile
+
+            with tifffile.TiffFile(tmp) as tf:
+                got = (tuple(tf.series[0].shape), np.dtype(tf.series[0].dtype))
+        if got != (tuple(y.shape), np.dtype(y.dtype)):
+            raise OSError(f"the output written to {tmp!r} reads back as {got}, not "
+                          f"{(y.shape, y.dtype)}")
+
+    # Written under a temporary name, synced, verified, and published without
+    # replacing an output that appeared meanwhile (unless overwrite).
+    with np.errstate(over="ignore", invalid="ignore"), \
+            _files.atomic_dir(out_path, overwrite=overwrite, verify=verify) as tmp:
         if out_kind == "zarr":
             import zarr
 

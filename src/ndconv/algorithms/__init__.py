@@ -15,15 +15,27 @@ import math
 import numpy as np
 
 from .. import _dtypes, _memory
-from . import depthwise, direct, fft, gemm, implicit, scatter, winograd
-from .record import Algorithm, padded_and_output_bytes, register
+from . import (depthwise, direct, fft, gemm, implicit, jax, scatter, separable, torch,
+               winograd)
+from .record import ARRAY_API, Algorithm, padded_and_output_bytes, register
 from .spec import CorrSpec
 
 #: ``{name: Algorithm}``, in the order the README's method table lists them.
 ALGORITHMS = register(
     direct.ALGORITHM, gemm.ALGORITHM, fft.ALGORITHM, winograd.ALGORITHM,
-    depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM,
+    depthwise.ALGORITHM, implicit.ALGORITHM, scatter.ALGORITHM, separable.ALGORITHM,
+    torch.ALGORITHM, jax.ALGORITHM,
 )
+
+
+def methods_for(library="numpy"):
+    """Names of the algorithms that compute on ``library``'s arrays, in table order.
+
+    ``'numpy'``: every CPU algorithm; another library (``'torch'``, ``'jax'``,
+    ``'cupy'``, ...): the portable ones and that library's native one.
+    """
+    return [name for name, algo in ALGORITHMS.items()
+            if library in algo.arrays or (library != "numpy" and ARRAY_API in algo.arrays)]
 
 
 #: Below this many bytes of input and output, skip the check against the
@@ -32,22 +44,27 @@ ALGORITHMS = register(
 GUARD_BYTES = _memory.GUARD_BYTES
 
 
-def _check_memory(spec, algo=None):
+def check_memory(spec, algo=None, x=None):
     """Refuse, before allocating, a correlation whose arrays cannot fit.
 
     Without ``algo``, counts the padded input and the output (the least any
     method holds at once), so a valid but enormous padding or input dilation
     is caught here rather than by the operating system; with ``algo``, what
-    that method holds (its record's ``workspace_bytes``).
+    that method holds (its record's ``workspace_bytes``). Arrays on an
+    accelerator (``x`` of a non-NumPy spec) are compared with the device's
+    memory, never the host's.
     """
+    free = _memory.HOST
+    if not spec.numpy and x is not None:
+        free = _memory.device_free_memory(spec.library, x)
     if algo is None:
         _memory.guard(padded_and_output_bytes(spec),
                       f"a correlation of padded input {spec.padded_spatial} "
-                      f"and output {spec.out_shape}")
+                      f"and output {spec.out_shape}", free)
     else:
         _memory.guard(algo.workspace_bytes(spec),
                       f"method {algo.name!r} on a correlation of padded input "
-                      f"{spec.padded_spatial} and output {spec.out_shape}")
+                      f"{spec.padded_spatial} and output {spec.out_shape}", free)
 
 
 def _max_abs(a):
@@ -90,35 +107,52 @@ def run(x, w, spec, method="auto"):
     """
     cdt = _dtypes.compute_dtype(spec.dtype)
     if cdt != spec.dtype:
-        out = run(x.astype(cdt), w.astype(cdt), dataclasses.replace(spec, dtype=cdt), method)
-        return out.astype(spec.dtype)
+        if spec.numpy:
+            out = run(x.astype(cdt), w.astype(cdt), dataclasses.replace(spec, dtype=cdt),
+                      method)
+            return out.astype(spec.dtype)
+        xp, lib_cdt = spec.xp, getattr(spec.xp, cdt.name)
+        out = run(xp.astype(x, lib_cdt), xp.astype(w, lib_cdt),
+                  dataclasses.replace(spec, dtype=cdt), method)
+        return xp.astype(out, x.dtype)
     return _run(x, w, spec, method)
 
 
 def _run(x, w, spec, method):
     from .choose import choose_for
 
-    _check_memory(spec)
+    check_memory(spec, x=x)
     # An empty batch or channel set (PyTorch accepts both): nothing to
     # compute, and a sum over no input channels is 0.
     empty = 0 in (spec.batch, spec.in_channels, spec.out_channels)
     data = None
     if method == "auto":
         if empty:
-            return np.zeros(spec.out_shape, dtype=spec.dtype)
+            return _zeros(spec, x)
         method, _, data = choose_for(spec, x, w)
     algo = ALGORITHMS.get(method)
     if algo is None:
         raise ValueError(
             f"`method` (={method!r}) must be 'auto' or one of {tuple(ALGORITHMS)}"
         )
-    ok, why = algo.supports(spec)
+    ok, why = algo.accepts(spec)
     if not ok:
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     if empty:
-        return np.zeros(spec.out_shape, dtype=spec.dtype)
-    _check_memory(spec, algo)
+        return _zeros(spec, x)
+    if algo.applies is not None:
+        note = algo.applies(spec, w)
+        if note:
+            raise ValueError(f"`method`={method!r} cannot compute this correlation: {note}")
+    check_memory(spec, algo, x)
     return execute(algo, x, w, spec, data)
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "run"]
+def _zeros(spec, x):
+    """The (empty or all-zero) result, in ``x``'s library and on its device."""
+    if spec.numpy:
+        return np.zeros(spec.out_shape, dtype=spec.dtype)
+    return spec.xp.zeros(spec.out_shape, dtype=x.dtype, device=getattr(x, "device", None))
+
+
+__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "check_memory", "methods_for", "run"]

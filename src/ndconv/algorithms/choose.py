@@ -31,7 +31,7 @@ def candidates(spec):
     """``({method: estimated seconds}, {method: reason unsupported})``."""
     est, no = {}, {}
     for name, algo in ALGORITHMS.items():
-        ok, why = algo.supports(spec)
+        ok, why = algo.accepts(spec)
         if not ok:
             no[name] = why
         else:
@@ -58,6 +58,8 @@ def _fits(algo, spec):
     nbytes = algo.workspace_bytes(spec)
     if nbytes <= _memory.GUARD_BYTES and not _memory.has_explicit_limit():
         return True
+    if not spec.numpy and not _memory.has_explicit_limit():
+        return True  # not the host's memory: the device's is checked when it runs
     limit, _ = _memory.get_memory_limit()
     return limit is None or nbytes <= limit
 
@@ -73,8 +75,11 @@ def _refuse_memory(spec, names):
 def skip_note(algo, spec, data):
     """Why ``'auto'`` must not run ``algo`` on these arrays (None: it may)."""
     if data is None:
-        return None
-    return survey.nonfinite_note(algo, spec, data) or survey.error_note(algo, spec, data)
+        # Without the arrays, a method that depends on the kernel's values
+        # cannot be known to apply.
+        return None if algo.applies is None else "it depends on the kernel's values"
+    return (survey.nonfinite_note(algo, spec, data) or survey.error_note(algo, spec, data)
+            or (algo.applies(spec, data.w) if algo.applies is not None else None))
 
 
 def choose_for(spec, x, w):
@@ -172,9 +177,9 @@ def choose(spec, measure=False, x=None, w=None):
             return _choose_cached(spec)
         method, skipped, _ = choose_for(spec, x, w)
         return method, _reason(spec, method) + _notes(_ranked(spec)[1], skipped)
-    from . import _check_memory
+    from . import check_memory
 
-    _check_memory(spec)
+    check_memory(spec, x=x)
     ranked, no = _ranked(spec)
     data = survey.Survey(x, w, spec) if x is not None and w is not None else None
     best_est = ranked[0][1]

@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from .._windows import pad
+from . import portable
 
 
 def supports(spec):
@@ -19,6 +20,8 @@ def supports(spec):
 
 
 def run(x, w, spec):
+    if not spec.numpy:  # another array-API library: the same formula out of place
+        return portable.direct(x, w, spec)
     xp = pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation)
     B, C = xp.shape[:2]
     g = spec.groups
@@ -65,10 +68,14 @@ def estimate(spec):
             + 2 * B * O * P * Cg / (r["gemm"] * gemm_eff(Cg, O // g))
             + 3 * B * O * P * it / r["copy"]
         )
+    if not spec.numpy:  # the portable twin's calls: per tap or per output position
+        return spec.taps * per_tap + portable.calls(spec, per_tap=4, fixed=6)
     return spec.taps * (per_tap + r["step"])
 
 
 def reason(spec):
+    if not spec.numpy:
+        return f"{spec.taps} taps: one {spec.library} matmul per tap over strided slices"
     return f"{spec.taps} taps: one product per tap over shifted slices, no im2col copy"
 
 
@@ -82,9 +89,9 @@ def workspace_bytes(spec):
     return held
 
 
-from .record import Algorithm, padded_and_output_bytes  # noqa: E402
+from .record import ARRAY_API, Algorithm, padded_and_output_bytes  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="direct", supports=supports, run=run, estimate=estimate, reason=reason,
-    workspace_bytes=workspace_bytes,
+    workspace_bytes=workspace_bytes, arrays=("numpy", ARRAY_API),
 )

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from .._windows import pad, windows
+from . import portable
 
 #: Upper bound on the im2col buffer, in bytes.
 TILE_BYTES = 32 * 2**20
@@ -37,6 +38,8 @@ def _tiles(batch, rows, row_bytes):
 
 
 def run(x, w, spec):
+    if not spec.numpy:  # another array-API library: stacked taps, one matmul
+        return portable.gemm(x, w, spec)
     N = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
@@ -88,11 +91,14 @@ def estimate(spec):
         + 2 * spec.macs / (r["gemm"] * gemm_eff(k, O // g))
         + 2 * B * O * P * it / r["copy"]
         + (cols // (32 * 2**20) + 1) * r["step"]
+        + portable.calls(spec, per_tap=2, fixed=8)
     )
 
 
 def reason(spec):
     cg = spec.in_channels // spec.groups
+    if not spec.numpy:
+        return f"{spec.taps} taps x {cg} channels per group: stacked taps, one {spec.library} matmul"
     return f"{spec.taps} taps x {cg} channels per group: im2col + BLAS GEMM"
 
 
@@ -107,9 +113,9 @@ def workspace_bytes(spec):
     return padded_and_output_bytes(spec) + 2 * (tile + products)
 
 
-from .record import Algorithm, padded_and_output_bytes  # noqa: E402
+from .record import ARRAY_API, Algorithm, padded_and_output_bytes  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="gemm", supports=supports, run=run, estimate=estimate, reason=reason,
-    workspace_bytes=workspace_bytes,
+    workspace_bytes=workspace_bytes, arrays=("numpy", ARRAY_API),
 )

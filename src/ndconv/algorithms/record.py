@@ -18,6 +18,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 
+#: In :attr:`Algorithm.arrays`: runs on the arrays of any array-API library.
+ARRAY_API = "array-api"
+
+
 def never(spec) -> bool:
     """For :attr:`Algorithm.mixes_nonfinite`: each output sums only its own window."""
     return False
@@ -81,9 +85,18 @@ class Algorithm:
         runs, inputs excluded (padded copies, buffers, the output). The memory
         guard checks this for the method that will run, and ``'auto'`` skips
         methods that would not fit.
+    applies : callable or None
+        None when the method computes every correlation its ``supports``
+        accepts. Otherwise ``applies(spec, w) -> None or why not``: the method
+        depends on the kernel's values too (a separable kernel); ``'auto'``
+        asks it with the arrays in hand, and a forced method that does not
+        apply is refused.
     arrays : tuple of str
-        The array libraries ``run`` computes on; ``("numpy",)`` for the CPU
-        algorithms (BLAS, SciPy, numba, ``as_strided``).
+        The array libraries ``run`` computes on: ``("numpy",)`` for the CPU
+        algorithms (BLAS, SciPy, numba, ``as_strided``), which need NumPy
+        arrays; :data:`ARRAY_API` for code written against the array API
+        standard (any library's arrays, through ``spec.xp``); a library's
+        name (``"torch"``, ``"jax"``) for its native convolution.
     """
 
     name: str
@@ -95,7 +108,26 @@ class Algorithm:
     error_growth: Optional[Callable[[Any], float]] = None
     magnitude_growth: Optional[Callable[[Any], float]] = None
     workspace_bytes: Callable[[Any], int] = padded_and_output_bytes
+    applies: Optional[Callable[[Any, Any], Optional[str]]] = None
     arrays: tuple = ("numpy",)
+
+    @property
+    def needs_numpy(self) -> bool:
+        """True for an algorithm that computes on NumPy arrays only."""
+        return self.arrays == ("numpy",)
+
+    def accepts(self, spec) -> tuple:
+        """``supports(spec)``, after checking that it computes on ``spec``'s library.
+
+        The chooser and the dispatcher ask this; ``supports`` itself need
+        not know about array libraries.
+        """
+        lib = spec.library
+        if lib not in self.arrays and (lib == "numpy" or ARRAY_API not in self.arrays):
+            if self.needs_numpy:
+                return False, f"needs NumPy arrays (CPU code), not {lib} arrays"
+            return False, f"computes on {' or '.join(self.arrays)} arrays, not {lib} arrays"
+        return self.supports(spec)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.isidentifier():
@@ -108,7 +140,7 @@ class Algorithm:
                     "be callable" + (" (a method without a cost estimate could never be "
                                      "chosen by 'auto')" if field == "estimate" else "")
                 )
-        for field in ("error_growth", "magnitude_growth"):
+        for field in ("error_growth", "magnitude_growth", "applies"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise TypeError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -12,10 +13,11 @@ import numpy as np
 class CorrSpec:
     """A general N-d cross-correlation, the one primitive every algorithm computes.
 
-    ``out[b, o, p] = sum_{c, t} w[o, c, t] * xp[b, g(o)*Cg + c, p*stride + t*dilation]``
-    where ``xp`` is ``x`` dilated by ``lhs_dilation`` (zeros inserted between
+    ``out[b, o, p] = sum_{c, t} w[o, c, t] * xd[b, g(o)*Cg + c, p*stride + t*dilation]``
+    where ``xd`` is ``x`` dilated by ``lhs_dilation`` (zeros inserted between
     elements) and then padded by ``pairs`` (negative entries crop) with
-    ``padding_mode``. The convolution, both its gradients and the transposed
+    ``padding_mode``. The field ``xp`` says which array library holds the
+    arrays. The convolution, both its gradients and the transposed
     convolution are all this primitive (JAX's ``conv_general_dilated``).
     """
 
@@ -31,6 +33,26 @@ class CorrSpec:
     lhs_dilation: tuple
     padding_mode: str
     dtype: np.dtype
+    #: The array namespace of the arrays the algorithm receives: ``numpy``
+    #: itself for NumPy arrays (every tuned algorithm), otherwise the
+    #: library's array-API namespace (``array_api_compat.torch``, ``jax.numpy``,
+    #: ...), for which only the portable and that library's native
+    #: algorithms apply. ``dtype`` is always the NumPy counterpart, which
+    #: the cost model reads.
+    xp: Any = np
+
+    @property
+    def numpy(self):
+        """True when the arrays are NumPy arrays (every algorithm applies)."""
+        return self.xp is np
+
+    @property
+    def library(self):
+        """The arrays' library: ``'numpy'``, ``'torch'``, ``'jax'``, ``'cupy'``, ..."""
+        if self.xp is np:
+            return "numpy"
+        name = self.xp.__name__.removeprefix("array_api_compat.")
+        return name.partition(".")[0]
 
     @property
     def compute_dtype(self):

@@ -26,6 +26,8 @@ COMMANDS = {
     "learn-kernel": "learn_kernel",
     "train": "train",
     "bench": "bench",
+    "summary": "summary",
+    "run": "run",
 }
 
 EXAMPLES = """\

@@ -6,9 +6,11 @@ The rules of every command that writes a file:
 * an existing output is refused unless ``--force``;
 * the output may never be one of the inputs, even with ``--force`` (the same
   path, a symlink to it or a hard link to it);
-* the data goes to a temporary file in the output's folder, which replaces the
-  output with ``os.replace`` only once it is complete, so an interrupted or
-  failed run leaves no half-written file and the old file intact.
+* the data goes to a temporary file in the output's folder, checked, synced
+  and verified, and published only then (:func:`ndconv._files.atomic_write`):
+  an interrupted or failed run leaves no half-written file and the old file
+  intact, and without ``--force`` a file that appeared meanwhile (another run
+  to the same output) is never replaced: the later run fails with one line.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .._files import atomic_write
+from .._files import OutputExistsError, atomic_write
 from ._errors import UsageError
 
 
@@ -55,15 +57,17 @@ def check_output(out, inputs=(), force=False, what="output"):
 
 
 @contextlib.contextmanager
-def atomic_output(out):
+def atomic_output(out, force=False, verify=None):
     """Yield a binary file object; on success it atomically becomes ``out``.
 
     On any exception the temporary file is removed and ``out`` is untouched;
-    a folder that cannot take the temporary file is a usage error.
+    a folder that cannot take the temporary file is a usage error, and so is
+    an ``out`` that exists by the time the data is published (unless
+    ``force``). ``verify(tmp_path)`` checks the finished file first.
     """
     out = os.fspath(out)
     try:
-        cm = atomic_write(out)
+        cm = _published(out, force, verify)
         f = cm.__enter__()
     except OSError as exc:
         folder = os.path.dirname(os.path.abspath(out))
@@ -75,7 +79,16 @@ def atomic_output(out):
         yield f
 
 
-def write_bytes(out, data):
+@contextlib.contextmanager
+def _published(out, force, verify):
+    try:
+        with atomic_write(out, overwrite=force, verify=verify) as f:
+            yield f
+    except OutputExistsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def write_bytes(out, data, force=False):
     """Write ``data`` to ``out`` atomically."""
-    with atomic_output(out) as f:
+    with atomic_output(out, force) as f:
         f.write(data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 
 import numpy as np
 
@@ -36,6 +35,30 @@ def int_tuple(text):
         f"{text!r} must be a positive int or comma-separated ints like 2,1",
         f"{text!r} must be a positive int or comma-separated positive ints",
     )
+
+
+def float_list(text, what):
+    """'0.5,0.4' -> (0.5, 0.4) for the option ``--what``; UsageError otherwise."""
+    try:
+        vals = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
+    except ValueError:
+        raise UsageError(f"--{what} {text!r} must be numbers separated by commas") from None
+    if not vals:
+        raise UsageError(f"--{what} {text!r} is empty")
+    return vals
+
+
+def dtype_list(text):
+    """'float32,float16' -> ('float32', 'float16'): NumPy dtype names for bytes columns."""
+    names = tuple(d.strip() for d in text.split(",") if d.strip())
+    for d in names:
+        try:
+            np.dtype(d)
+        except TypeError:
+            raise UsageError(f"--dtype {d!r} is not a NumPy dtype name (e.g. float32)") from None
+    if not names:
+        raise UsageError(f"--dtype {text!r} names no dtype (e.g. float32)")
+    return names
 
 
 def positive_int(text):
@@ -73,39 +96,48 @@ def padding(text):
 
 
 def load_npy(path, what="kernel"):
-    """Load a numeric .npy file safely (no pickles, size checked from the header)."""
-    if not os.path.exists(path):
-        raise UsageError(f"{what} file {path!r} does not exist")
-    if os.path.isdir(path):
-        raise UsageError(f"{what} file {path!r} is a folder")
-    with open(path, "rb") as f:
-        magic = f.read(6)
-    if magic != b"\x93NUMPY":
-        raise UsageError(
-            f"{what} file {path!r} is not a .npy file (it lacks the NUMPY header; "
-            "save one with numpy.save)"
-        )
+    """Load a numeric .npy file safely (no pickles, size checked from the header).
+
+    Only a regular file is opened (a FIFO or a device is refused without
+    blocking); the header is parsed by :func:`ndconv.io.read_npy_header`, so a
+    malformed one is a usage error, and the size is checked before reading.
+    """
+    from .. import _files
+    from ..io import read_npy_header
+
     try:
-        # mmap reads only the header, so a huge file is refused before loading.
-        mm = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise UsageError(f"{what} file {path!r} is not a valid .npy array: {exc}") from None
-    if not isinstance(mm, np.ndarray):
-        raise UsageError(f"{what} file {path!r} must hold one array (.npy), not an archive")
-    if mm.dtype.kind not in "iuf":
+        f = _files.open_regular(path, f"{what} file")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    except FileNotFoundError:
+        raise UsageError(f"{what} file {path!r} does not exist") from None
+    with f:
+        if f.read(6) != b"\x93NUMPY":
+            raise UsageError(
+                f"{what} file {path!r} is not a .npy file (it lacks the NUMPY header; "
+                "save one with numpy.save)"
+            )
+        f.seek(0)
+        try:
+            shape, dtype, fortran, nbytes = read_npy_header(f, f"{what} file {path!r}")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if dtype.kind not in "iuf":
+            raise UsageError(f"{what} file {path!r} must hold real numbers, got dtype {dtype}")
+        size = nbytes // dtype.itemsize
+        if size > MAX_NPY_ELEMENTS:
+            raise UsageError(
+                f"{what} file {path!r} has {size} elements (shape {shape}); at most "
+                f"{MAX_NPY_ELEMENTS} are accepted"
+            )
+        data = f.read(nbytes)
+    if len(data) < nbytes:  # a header promising more data than the file has
         raise UsageError(
-            f"{what} file {path!r} must hold real numbers, got dtype {mm.dtype}"
+            f"{what} file {path!r} is truncated: its header promises {nbytes} bytes of "
+            f"data, the file holds {len(data)}"
         )
-    if mm.size > MAX_NPY_ELEMENTS:
-        raise UsageError(
-            f"{what} file {path!r} has {mm.size} elements (shape {mm.shape}); at most "
-            f"{MAX_NPY_ELEMENTS} are accepted"
-        )
-    try:
-        arr = np.array(mm, dtype=np.float64)
-    except (ValueError, OSError) as exc:  # a header promising more data than the file has
-        raise UsageError(f"{what} file {path!r} is truncated: {exc}") from None
-    del mm
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         raise UsageError(f"{what} file {path!r} contains NaN or infinity")
     return arr

@@ -65,11 +65,13 @@ def load_kernel(spec):
 
 
 def run(args):
-    from .. import images
+    from .. import _files, images
 
     # Every check before any work: a refused run touches nothing.
     if not os.path.exists(args.input):
         raise UsageError(f"input image {args.input!r} does not exist")
+    if not args.input.lower().rstrip("/\\").endswith(".zarr"):  # a Zarr is a folder
+        _files.check_regular(args.input, "input image")  # never open a FIFO or a device
     if args.tiled or any(p.lower().rstrip("/\\").endswith(".zarr") for p in (args.input, args.output)):
         return _run_tiled(args)
     _io.check_output(args.output, inputs=[args.input], force=args.force)
@@ -77,8 +79,10 @@ def run(args):
     image = images.read_image(args.input)
     channels_in = 1 if image.ndim == 2 else image.shape[2]
     channels_out = kernel.shape[0] if kernel.ndim == 4 else channels_in
-    out_dtype = image.dtype if image.dtype.kind == "u" else "float32"
+    out_dtype = image.dtype if image.dtype.kind in "ui" else "float32"
     fmt = images.output_format(args.output, out_dtype, channels_out)
+    # RGBA (or gray + alpha): a 2-D kernel filters the colour, alpha is kept.
+    alpha = image.ndim == 3 and image.shape[2] in (2, 4) and kernel.ndim == 2
 
     bar = _progress(image.shape[0])
     try:
@@ -86,19 +90,24 @@ def run(args):
             image, kernel, padding=args.padding, padding_mode=args.mode,
             stride=args.stride, dilation=args.dilation, value_range=args.value_range,
             rows_per_tile=args.tile_rows, progress=bar.update if bar else None,
+            alpha=alpha,
         )
     finally:
         if bar:
             bar.close()
     if result.ndim == 3 and result.shape[2] == 1:
         result = result[:, :, 0]
-    with _io.atomic_output(args.output) as f:
+    # Written, synced and read back under a temporary name; published without
+    # replacing a file that appeared meanwhile (unless --force).
+    with _io.atomic_output(args.output, force=args.force,
+                           verify=lambda tmp: images.verify_written(tmp, fmt, result)) as f:
         images.write_image(result, f, fmt)
     h, w = result.shape[:2]
     print(
-        f"wrote {args.output}: {w}x{h} {fmt} from {image.shape[1]}x{image.shape[0]}, "
-        f"kernel {kdesc}, padding {args.padding}, mode {args.mode}, stride "
-        f"{args.stride}, dilation {args.dilation}, range {args.value_range}"
+        f"wrote {args.output}: {w}x{h} {fmt} from {image.shape[1]}x"
+        f"{image.shape[0]}, kernel {kdesc}, padding {args.padding}, mode {args.mode}, "
+        f"stride {args.stride}, dilation {args.dilation}, range {args.value_range}"
+        + (", alpha kept (not filtered)" if alpha else "")
     )
 
 
@@ -131,10 +140,12 @@ def _run_tiled(args):
     shape = tiled.filter_tiled(
         args.input, args.output, kernel, padding=args.padding, padding_mode=args.mode,
         stride=args.stride, dilation=args.dilation, value_range=args.value_range,
-        overwrite=args.force, block=args.tile_rows or 1024,
+        overwrite=args.force, block=args.tile_rows or 1024, alpha=True,
     )
+    alpha = len(shape) == 3 and shape[2] in (2, 4) and kernel.ndim == 2
     print(
         f"wrote {args.output}: {shape[1]}x{shape[0]} tiled, kernel {kdesc}, padding "
         f"{args.padding}, mode {args.mode}, stride {args.stride}, dilation "
         f"{args.dilation}, range {args.value_range}"
+        + (", alpha kept (not filtered)" if alpha else "")
     )

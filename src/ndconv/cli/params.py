@@ -45,17 +45,10 @@ def parameter_table(input_shape=None, hidden=None, kernel_size=3, dtypes=("float
 
 
 def run(args):
-    import numpy as np
-
     shape = args.input if isinstance(args.input, tuple) else (args.input,)
     if len(shape) < 2:
         raise UsageError(f"--input {shape} must be channels plus at least one spatial size, e.g. 3,224,224")
-    dtypes = tuple(d.strip() for d in args.dtype.split(",") if d.strip())
-    for d in dtypes:
-        try:
-            np.dtype(d)
-        except TypeError:
-            raise UsageError(f"--dtype {d!r} is not a NumPy dtype name (e.g. float32)") from None
+    dtypes = _parse.dtype_list(args.dtype)
     try:
         text, _ = parameter_table(shape, args.hidden, args.kernel, dtypes)
     except ImportError as exc:

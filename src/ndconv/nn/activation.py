@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _args
 from .init import as_dtype
-from .module import Module, Parameter
+from .module import Module, Parameter, PerThread
 
 __all__ = ["ReLU", "Sigmoid", "Tanh", "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU",
            "Hardswish", "Hardsigmoid", "Softmax", "LogSoftmax"]
@@ -153,6 +153,8 @@ class PReLU(_Activation):
     ``weight`` has shape ``(num_parameters,)``; its gradient is the sum of
     ``grad * x`` where ``x <= 0`` over every other dim.
     """
+
+    _w = PerThread()  # forward's weight view, per thread (see Module)
 
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
         super().__init__()
@@ -319,6 +321,8 @@ def _softmax_dim(dim, ndim, name):
 
 class _AlongDim(_Activation):
     """A normalisation along ``dim``: ``forward`` keeps its output for ``backward``."""
+
+    _d = PerThread()  # forward's axis, per thread (see Module)
 
     def __init__(self, dim=None):
         super().__init__()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .init import as_rng
-from .module import Module
+from .module import Module, PerThread
 
 __all__ = ["Dropout"]
 
@@ -22,6 +22,8 @@ class Dropout(Module):
     rng : None, int or numpy.random.Generator
         Source of the masks.
     """
+
+    mask = PerThread()  # the last forward's mask, per thread (see Module)
 
     def __init__(self, p=0.5, rng=None):
         super().__init__()

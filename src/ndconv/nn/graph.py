@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import _args
-from .module import Module
+from .module import Module, PerThread
 
 __all__ = ["Graph", "Add", "Concat"]
 
@@ -136,7 +136,10 @@ def _snapshot(module):
     snap = []
     for m in module.modules():
         keep = _STATE | set(m._parameters) | set(m._buffers) | set(m._modules)
-        snap.append((m, {k: v for k, v in vars(m).items() if k not in keep}))
+        saved = {k: v for k, v in vars(m).items() if k not in keep}
+        # What forward keeps per thread (Module._cache, ...) lives outside vars(m).
+        saved.update({k: getattr(m, k) for k in PerThread.names(type(m))})
+        snap.append((m, saved))
     return snap
 
 
@@ -163,6 +166,8 @@ class Graph(Module):
     tied weights): what its ``forward`` saved is kept per node, and its
     parameter gradients add up over the uses.
     """
+
+    _run = PerThread()  # forward's saved run, per thread (see Module)
 
     def __init__(self):
         super().__init__()

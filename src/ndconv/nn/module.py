@@ -9,9 +9,48 @@ submodule names follow PyTorch, so ``state_dict()`` keys match (``"0.weight"``).
 from __future__ import annotations
 
 import inspect
+import threading
+import weakref
 from collections import OrderedDict
 
 import numpy as np
+
+# Parameter.accumulate from several threads (one shared model, a batch per
+# thread): ``grad += g`` is a read-modify-write that NumPy runs without the GIL.
+_accumulate_lock = threading.Lock()
+_thread_state = threading.local()
+
+
+class PerThread:
+    """A layer attribute that each thread sees on its own (forward state).
+
+    What ``forward`` keeps for ``backward`` (the input, a mask) lives per
+    thread, so a layer shared by threads pairs each thread's ``backward``
+    with that thread's last ``forward``, never another's. A thread's values
+    go with the thread; copies and pickles of a layer do not carry them.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    @staticmethod
+    def names(cls):
+        """The per-thread attributes of a layer class (its own and inherited)."""
+        return [k for c in cls.__mro__ for k, v in vars(c).items() if isinstance(v, PerThread)]
+
+    def _table(self):
+        table = getattr(_thread_state, "values", None)
+        if table is None:
+            table = _thread_state.values = weakref.WeakKeyDictionary()
+        return table
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        return self._table().get(obj, {}).get(self.name)
+
+    def __set__(self, obj, value):
+        self._table().setdefault(obj, {})[self.name] = value
 
 
 _ML_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
@@ -53,11 +92,12 @@ class Parameter:
         return self.data.size
 
     def accumulate(self, g):
-        """Add ``g`` into ``.grad`` (allocating it on first use)."""
-        if self.grad is None:
-            self.grad = np.array(g, dtype=self.data.dtype, copy=True)
-        else:
-            self.grad += g
+        """Add ``g`` into ``.grad`` (allocating it on first use); thread-safe."""
+        with _accumulate_lock:
+            if self.grad is None:
+                self.grad = np.array(g, dtype=self.data.dtype, copy=True)
+            else:
+                self.grad += g
 
     def __repr__(self):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
@@ -69,7 +109,16 @@ class Module:
     Subclasses implement ``forward(x)`` and ``backward(grad_out)``. Attributes
     that are :class:`Parameter` or :class:`Module` instances are registered in
     assignment order, as in PyTorch.
+
+    Threads: what ``forward`` keeps for ``backward`` (``_cache``) is kept per
+    thread (:class:`PerThread`), and gradients are accumulated under a lock,
+    so one model may run ``forward``/``backward`` in several threads at once,
+    each with its own batch (as PyTorch's autograd allows); their parameter
+    gradients add up. Changing parameters (``optimizer.step()``) while another
+    thread computes is, as in PyTorch, the caller's to synchronise.
     """
+
+    _cache = PerThread()
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())

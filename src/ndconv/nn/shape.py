@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import _args
-from .module import Module
+from .module import Module, PerThread
 
 __all__ = ["Flatten", "Identity"]
 
@@ -20,6 +20,8 @@ class Flatten(Module):
     start_dim, end_dim : int
         Defaults keep the batch dim: ``(B, C, H, W) -> (B, C*H*W)``.
     """
+
+    _shape = PerThread()  # the input's shape, per thread (see Module)
 
     def __init__(self, start_dim=1, end_dim=-1):
         super().__init__()
