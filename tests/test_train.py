@@ -268,6 +268,50 @@ def test_digits_cnn_reaches_97_percent():
     assert history["loss"][-1] < history["loss"][0]
 
 
+def test_train_digits_refuses_bad_arguments_before_loading_data(monkeypatch):
+    from ndconv import models
+
+    def no_data(**kw):
+        raise AssertionError("the digits were loaded before the arguments were checked")
+
+    monkeypatch.setattr(ndconv.data, "load_digits", no_data)
+    for kwargs, fragment in [({"epochs": 0}, "`epochs` (=0)"), ({"lr": 0.0}, "`lr` (=0.0)"),
+                             ({"lr": float("nan")}, "`lr` (=nan)"), ({"lr": "1"}, "`lr`")]:
+        with pytest.raises(ValueError) as e:
+            models.train_digits(**{"epochs": 1, **kwargs})
+        assert fragment in str(e.value)
+    with pytest.raises(TypeError, match="`epochs`"):
+        models.train_digits(1.5)
+
+
+def test_train_digits_is_fit_on_the_digits_cnn(tmp_path):
+    # What `ndconv train` runs, against the same steps written out by hand.
+    pytest.importorskip("sklearn")
+    from ndconv import models
+
+    with _one_blas_thread():
+        r = models.train_digits(1, seed=2, lr=3e-3, batch_size=64, progress=False,
+                                checkpoint=tmp_path / "c.npz")
+        split = ndconv.data.load_digits(seed=2)
+        model = models.digits_cnn(2)
+        h = ndconv.fit(model, split.x_train, split.y_train, loss=CrossEntropyLoss(),
+                       optimizer=optim.Adam(model.parameters(), lr=3e-3), epochs=1,
+                       batch_size=64, validation=(split.x_test, split.y_test), rng=2,
+                       progress=False)
+    assert r["history"]["loss"] == h["loss"] and r["history"]["val_accuracy"] == h["val_accuracy"]
+    assert r["accuracy"] == ndconv.evaluate(model, split.x_test, split.y_test)["accuracy"]
+    assert 0.3 < r["accuracy"] <= 1.0 and r["split"].y_test.size == 450
+    assert ndconv.load(tmp_path / "c.npz")["epoch"] == 1
+    with np.errstate(all="ignore"), pytest.raises(NonFiniteLossError, match="smaller learning"):
+        models.train_digits(1, lr=1e30, progress=False)
+
+
+def test_experiments_build_their_networks_with_the_one_factory():
+    from ndconv import experiments, models
+
+    assert experiments.build_model is models.build_model and experiments.MODELS == models.MODELS
+
+
 def test_faces_cnn_tells_faces_from_non_faces():
     pytest.importorskip("skimage")
     with _one_blas_thread():

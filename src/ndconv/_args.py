@@ -229,6 +229,34 @@ def output_size(
     return tuple(out)
 
 
+def transposed_output_size(
+    spatial: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    output_padding: Sequence[int],
+    dilation: Sequence[int],
+) -> Shape:
+    """Output size per dim of a transposed convolution (PyTorch's ``ConvTranspose``).
+
+    ``(S - 1)*s - 2*p + d*(k - 1) + output_padding + 1``; raises ``ValueError``
+    naming the dim and showing the formula when it is not positive.
+    """
+    out = []
+    for i, (n, k, s, p, op, d) in enumerate(
+        zip(spatial, kernel_size, stride, padding, output_padding, dilation)
+    ):
+        size = (n - 1) * s - 2 * p + d * (k - 1) + op + 1
+        if size < 1:
+            raise ValueError(
+                f"transposed convolution output size is not positive in spatial dim "
+                f"{i}: (S-1)*s - 2*p + d*(k-1) + output_padding + 1 = "
+                f"({n}-1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {size}"
+            )
+        out.append(size)
+    return tuple(out)
+
+
 def check_padded_size(spatial: Sequence[int], pairs: Pairs) -> None:
     """Refuse a padding whose padded input no array could hold.
 

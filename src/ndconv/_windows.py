@@ -2,7 +2,9 @@
 
 Convolution (every algorithm), its gradients, pooling and im2col all go
 through :func:`pad` and :func:`windows`, so stride, dilation, padding and
-boundary modes are handled in one place.
+boundary modes are handled in one place: :func:`tap_slices` is where one
+kernel tap reads, :func:`source_index` which input cell a padded position
+copies.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ._args import output_size
+
 if TYPE_CHECKING:
-    from ._typing import NDArray, Pairs
+    from ._typing import ArrayLike, NDArray, Pairs
 
 _NP_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {
     "reflect": "reflect",
@@ -130,10 +134,7 @@ def windows(
     first = last - n + 1
     sizes = x.shape[first : last + 1]
     strides = x.strides[first : last + 1]
-    out = tuple(
-        (sz - d * (k - 1) - 1) // s + 1
-        for sz, k, s, d in zip(sizes, kernel_size, stride, dilation)
-    )
+    out = output_size(sizes, kernel_size, stride, ((0, 0),) * n, dilation)
     shape = x.shape[:first] + out + x.shape[last + 1 :] + tuple(kernel_size)
     # A step taken only once (one output, one tap) is never used: 0 there, so
     # that a huge stride or dilation cannot overflow the strides of the view.
@@ -144,6 +145,64 @@ def windows(
         + tuple(t * d if k > 1 else 0 for t, d, k in zip(strides, dilation, kernel_size))
     )
     return as_strided(x, shape=shape, strides=st, writeable=False)
+
+
+def tap_slices(
+    tap: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out_spatial: Sequence[int],
+) -> tuple[slice, ...]:
+    """Slices of the padded input that kernel tap ``tap`` reads for every output.
+
+    Output position ``p`` reads ``p*stride + tap*dilation``: along each dim
+    the slice ``tap*d : tap*d + s*(S_out - 1) + 1 : s``.
+    """
+    return tuple(
+        slice(t * d, t * d + s * (o - 1) + 1, s)
+        for t, d, s, o in zip(tap, dilation, stride, out_spatial)
+    )
+
+
+def source_index(
+    p: ArrayLike, n: int, mode: str
+) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
+    """The input cells that padded positions ``p`` copy, under a boundary mode.
+
+    The rules of ``torch.nn.functional.pad`` (and ``np.pad``'s ``edge``,
+    ``wrap``, ``reflect``), in one place for every caller that maps padded
+    positions back to the input instead of padding an array.
+
+    Parameters
+    ----------
+    p : int or ndarray of int
+        Positions in input coordinates: ``< 0`` or ``>= n`` lie in the padding.
+    n : int
+        The input's size along the dim.
+    mode : {'zeros', 'reflect', 'replicate', 'circular'}
+
+    Returns
+    -------
+    (index, inside) : ndarrays of the shape of ``p``
+        ``index`` lies in ``[0, n)``; ``inside`` is False where the position
+        reads a zero of the padding (``mode='zeros'`` only; ``index`` is then
+        the clipped position, safe to gather with and to be masked out).
+    """
+    p = np.asarray(p)
+    inside = (p >= 0) & (p < n)
+    if mode == "zeros" or mode == "replicate":
+        index = np.clip(p, 0, n - 1)
+    elif mode == "circular":
+        index = np.mod(p, n)
+    elif mode == "reflect":  # mirror about the edge cells, which are not repeated
+        period = 2 * (n - 1)
+        q = np.mod(p, period) if period else np.zeros_like(p)
+        index = np.where(q < n, q, period - q)
+    else:
+        raise ValueError(f"unknown boundary mode {mode!r}")
+    if mode != "zeros":
+        inside = np.ones_like(inside)
+    return index, inside
 
 
 def fold_padding(
@@ -187,17 +246,8 @@ def _take(a: NDArray[Any], axis: int, index: int | slice) -> NDArray[Any]:
 
 
 def _source(i: int, size: int, mode: str) -> int:
-    """Index of the source element that padded position ``i`` copies."""
-    if mode == "replicate":
-        return min(max(i, 0), size - 1)
-    if mode == "circular":
-        return i % size
-    # reflect (without repeating the edge), valid for |overhang| < size
-    if i < 0:
-        return -i
-    if i >= size:
-        return 2 * (size - 1) - i
-    return i
+    """Index of the source element that padded position ``i`` copies (one int)."""
+    return int(source_index(i, size, mode)[0])
 
 
 

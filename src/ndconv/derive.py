@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import _args, _memory
+from . import _args, _memory, _windows
 
 if TYPE_CHECKING:
     from ._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Pairs, Shape
@@ -164,12 +164,7 @@ class _Grid:
             p = np.arange(S_out[d])
             t = np.arange(K[d])
             q = p[:, None] * stride[d] + t[None, :] * dilation[d] - pairs[d][0]
-            if circular:
-                q = q % S[d]
-                ok = np.ones(q.shape, dtype=bool)
-            else:
-                ok = (q >= 0) & (q < S[d])
-                q = np.clip(q, 0, S[d] - 1)
+            q, ok = _windows.source_index(q, S[d], "circular" if circular else "zeros")
             shape = [1] * (2 * n)
             shape[d] = S_out[d]
             self.P.append(p.reshape(shape))

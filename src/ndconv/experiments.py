@@ -27,11 +27,11 @@ import time
 import numpy as np
 
 from . import _args
+from .models import MODELS, build_model  # the three networks (documented here, built there)
 
 __all__ = ["DATASETS", "MODELS", "build_model", "compare", "fit_epochs", "format_table",
            "learn_edge_kernel", "plot", "run", "shift_images"]
 
-MODELS = ("mlp", "local", "cnn")
 DATASETS = ("digits", "faces")
 _DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
@@ -62,49 +62,6 @@ def shift_images(x, dy, dx):
     dst = (Ellipsis, slice(max(dy, 0), H - max(-dy, 0)), slice(max(dx, 0), W - max(-dx, 0)))
     out[dst] = x[src]
     return out
-
-
-def build_model(kind, in_shape, num_classes, *, channels=(16, 32), hidden=100,
-                dtype=np.float32, rng=0):
-    """One of the three networks for images of shape ``in_shape = (C, H, W)``.
-
-    Parameters
-    ----------
-    kind : {'mlp', 'local', 'cnn'}
-    in_shape : tuple of int
-    num_classes : int
-    channels : (int, int)
-        Output channels of the two stages of ``local`` and ``cnn``.
-    hidden : int
-        Hidden units of ``mlp``.
-    dtype : float32 or float64
-    rng : int or numpy.random.Generator
-        Initial weights.
-    """
-    from . import nn
-
-    if kind not in MODELS:
-        raise ValueError(f"`kind` (={kind!r}) must be one of {MODELS}")
-    C, H, W = _args.ntuple(in_shape, 3, "in_shape", minimum=1, broadcast=False)
-    rng = nn.init.as_rng(rng)
-    if kind == "mlp":
-        return nn.Sequential(
-            nn.FullyConnected((C, H, W), (hidden,), dtype=dtype, rng=rng), nn.ReLU(),
-            nn.Linear(hidden, num_classes, dtype=dtype, rng=rng))
-    c1, c2 = channels
-    S1 = (H, W)
-    S2 = (H // 2, W // 2)
-    if min(S2) < 2:
-        raise ValueError(f"`in_shape` (={in_shape!r}) is too small for two 2x2 poolings")
-    if kind == "local":
-        first = nn.LocallyConnected2d(C, c1, 3, S1, padding=1, dtype=dtype, rng=rng)
-        second = nn.LocallyConnected2d(c1, c2, 3, S2, padding=1, dtype=dtype, rng=rng)
-    else:
-        first = nn.Conv2d(C, c1, 3, padding=1, dtype=dtype, rng=rng)
-        second = nn.Conv2d(c1, c2, 3, padding=1, dtype=dtype, rng=rng)
-    flat = c2 * (S2[0] // 2) * (S2[1] // 2)
-    return nn.Sequential(first, nn.ReLU(), nn.MaxPool2d(2), second, nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Flatten(), nn.Linear(flat, num_classes, dtype=dtype, rng=rng))
 
 
 def _load(dataset, seed, limit):

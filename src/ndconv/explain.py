@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -120,7 +121,11 @@ class Explainer:
                 f"`x` has {x.ndim} dims (shape {x.shape}) but `kernel` has {k.ndim} "
                 f"(shape {k.shape}); they must match"
             )
-        if not _args.is_number(bias) or not np.isfinite(bias):
+        try:  # math, not np.isfinite: NumPy refuses an int beyond int64 with a TypeError
+            finite = _args.is_number(bias) and math.isfinite(bias)
+        except OverflowError:  # an int beyond float64
+            finite = False
+        if not finite:
             raise ValueError(f"`bias` (={bias!r}) must be a finite number")
         n = x.ndim
         self.x, self.k, self.bias = x, k, float(bias)
@@ -182,7 +187,7 @@ class Explainer:
                     zero_pad = True
                     break
                 else:
-                    src.append(_windows._source(i, size, self.mode))
+                    src.append(int(_windows.source_index(i, size, self.mode)[0]))
             source = None if zero_pad else tuple(src)
             xv = 0.0 if source is None else float(self.x[source])
             out.append(Term(pos, source, a, xv, float(self.k[a])))

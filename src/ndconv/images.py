@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _args, _memory
+from ._windows import source_index
 from .functional import conv
 
 __all__ = ["filter_image", "read_image", "write_image", "output_format", "VALUE_RANGES"]
@@ -96,24 +97,6 @@ def _weight(kernel, channels):
 # computing (arguments already validated)
 
 
-def _source_index(p, n, mode):
-    """Map padded positions ``p`` (input coordinates, may be < 0 or >= n) to
-    input indices; return (indices, inside) where ``inside`` is False for
-    zero-padded positions. The rules are ``torch.nn.functional.pad``'s."""
-    inside = (p >= 0) & (p < n)
-    if mode == "zeros" or mode == "replicate":
-        idx = np.clip(p, 0, n - 1)
-    elif mode == "circular":
-        idx = np.mod(p, n)
-    else:  # reflect: mirror about the edge samples, which are not repeated
-        period = 2 * (n - 1)
-        q = np.mod(p, period) if period else np.zeros_like(p)
-        idx = np.where(q < n, q, period - q)
-    if mode != "zeros":
-        inside = np.ones_like(inside)
-    return idx, inside
-
-
 def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
     """Yield ``(r0, r1, band)``: output rows r0..r1-1 as (C_out, r1-r0, W_out)."""
     C, H, W = chw.shape
@@ -123,7 +106,7 @@ def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
     dh, dw = dilation
     H_out, W_out = _args.output_size((H, W), (kh, kw), stride, pairs, dilation)
     cols = np.arange(-lo_w, W + hi_w)
-    cidx, cin = _source_index(cols, W, mode)
+    cidx, cin = source_index(cols, W, mode)
     wt = w.astype(dtype)
     for r0 in range(0, H_out, rows_per_tile):
         r1 = min(H_out, r0 + rows_per_tile)
@@ -138,7 +121,7 @@ def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
             out = conv(band, wt, stride=(sh, sw), padding=((a - p0, p1 - b), (lo_w, hi_w)),
                        dilation=(dh, dw), groups=groups)
         else:
-            ridx, rin = _source_index(np.arange(p0, p1), H, mode)
+            ridx, rin = source_index(np.arange(p0, p1), H, mode)
             band = chw[:, ridx][:, :, cidx].astype(dtype)
             if not (rin.all() and cin.all()):
                 band *= (rin[:, None] & cin[None, :])

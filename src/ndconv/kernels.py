@@ -92,7 +92,9 @@ def _gaussian(arg: str | None) -> NDArray[np.float64]:
             "'gaussian:1.5'"
         ) from None
     radius_max = (MAX_SIZE - 1) // 2
-    if not (math.isfinite(sigma) and sigma > 0 and math.ceil(3 * sigma) <= radius_max):
+    # 3 * sigma <= radius_max is ceil(3 * sigma) <= radius_max for an integer bound,
+    # without math.ceil's OverflowError on 3 * 1e308 = inf.
+    if not (math.isfinite(sigma) and sigma > 0 and 3 * sigma <= radius_max):
         raise ValueError(
             f"kernel 'gaussian': sigma (={arg}) must be positive and at most "
             f"{radius_max / 3:g} (the kernel is 2*ceil(3*sigma)+1 wide, at most "

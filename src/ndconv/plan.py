@@ -345,11 +345,9 @@ def _layer_row(layer: Any, name: str, in_shape: Shape, fld: _Field) -> Row:
                  name=name, _field=fld)
         return _renamed(r, kind)
     if isinstance(layer, nn.ConvTranspose):
-        # S_out = (S - 1)*s - 2*p + d*(k - 1) + output_padding + 1
-        out = tuple(
-            (S - 1) * s - 2 * p + d * (k - 1) + op + 1
-            for S, k, s, p, op, d in zip(in_shape[1:], layer.kernel_size, layer.stride,
-                                         layer.padding, layer.output_padding, layer.dilation))
+        out = _args.transposed_output_size(in_shape[1:], layer.kernel_size, layer.stride,
+                                           layer.padding, layer.output_padding,
+                                           layer.dilation)
         return conv_transpose(in_shape, (layer.out_channels, *out), layer.weight.size,
                               0 if layer.bias is None else layer.bias.size, name=name,
                               layer=kind, _field=fld)

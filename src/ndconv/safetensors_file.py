@@ -20,7 +20,8 @@ import struct
 
 import numpy as np
 
-from ._files import atomic_write
+from . import _memory
+from ._files import atomic_write, open_regular
 
 __all__ = ["load_safetensors", "save_safetensors"]
 
@@ -63,7 +64,8 @@ def _header(f, size, where):
         raise ValueError(f"{where} is not a safetensors file (the header is not a JSON object)")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: a 100 MB header may nest lists 10^7 deep
         raise ValueError(f"{where}: damaged safetensors header: {exc}") from None
     if not isinstance(header, dict):
         raise ValueError(f"{where}: the safetensors header is not a JSON object")
@@ -129,10 +131,11 @@ def load_safetensors(path, *, metadata=False):
     """
     path = os.fspath(path)
     where = repr(path)
-    size = os.path.getsize(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "safetensors file") as f:  # a FIFO would block
+        size = os.fstat(f.fileno()).st_size
         header, start = _header(f, size, where)
         entries, meta = _entries(header, size - start, where)
+        _memory.guard(size - start, f"the tensors of {where}")
         arrays = {}
         for name, dt, shape, begin, end in entries:
             f.seek(start + begin)

@@ -22,15 +22,20 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
+import lzma
 import os
 import pickle
 import struct
 import sys
 import zipfile
+import zlib
 from collections import OrderedDict
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
+
+from . import _memory
+from ._files import open_regular
 
 __all__ = ["load_torch"]
 
@@ -182,6 +187,22 @@ def _encode(text, encoding="latin1"):
     return text.encode("latin1")
 
 
+def _bytearray(*args):
+    """``bytearray(bytes)`` / ``bytearray(str, 'latin-1')``, as pickles write them.
+
+    ``bytearray(n)`` would zero ``n`` bytes that a 20-byte pickle can ask
+    for (gigabytes), so an int argument is refused.
+    """
+    if not args:
+        return bytearray()
+    if isinstance(args[0], str) and len(args) == 2:
+        return bytearray(_encode(*args))
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray)):
+        return bytearray(args[0])
+    raise ValueError("builtins.bytearray is allowed only on bytes or a latin-1 str, "
+                     f"not on {type(args[0]).__name__}")
+
+
 def _size(*args):
     """``torch.Size(...)`` becomes a tuple of ints."""
     (shape,) = args or ((),)
@@ -228,24 +249,43 @@ _FUNCTIONS = {
     ("torch", "Size"): _safe(_size),
     ("torch", "device"): _safe(_device),
     ("_codecs", "encode"): _safe(_encode),
+    ("builtins", "bytearray"): _safe(_bytearray),
 }
 # Built-in types: immutable, so BUILD cannot change them.
 _TYPES = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("builtins", "bytearray"): bytearray,
     ("builtins", "complex"): complex,
 }
 
 
-class _Unpickler(pickle.Unpickler):
-    """``find_class`` limited to the stand-ins above; storages through ``persistent_load``."""
+class _Unpickler(pickle._Unpickler):
+    """``find_class`` limited to the stand-ins above; storages through ``persistent_load``.
+
+    The pure-Python unpickler, as PyTorch's ``weights_only`` loader uses: the
+    C one grows its memo to twice the largest PUT index and fills it, so a
+    ``LONG_BINPUT 2**30`` in a 20-byte pickle would take 16 GiB. This one's
+    memo is a dict; its one eager allocation (``BYTEARRAY8``) is bounded below.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, where, load_storage):
         super().__init__(file, encoding="utf-8")
         self._where = where
         self._load_storage = load_storage
+        self._file = file
+
+    def _load_bytearray8(self):
+        # pickle._Unpickler zero-fills the declared length before reading it.
+        (n,) = struct.unpack("<Q", self.read(8))
+        data = self.read(n)
+        if len(data) != n:
+            raise pickle.UnpicklingError("BYTEARRAY8 longer than the pickle")
+        self.append(bytearray(data))
+
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
     def find_class(self, module, name):
         # Python 2 names in protocol 2 pickles (__builtin__.set), mapped as pickle does.
@@ -290,38 +330,62 @@ def _key(v, where):
     return str(v)
 
 
-def _read_record(zf, name, where):
+def _read_record(zf, name, where, size):
     """A record's bytes (a writable bytearray, read once, without a second copy).
 
     A compressed record that would expand enormously is refused first.
     """
     info = zf.getinfo(name)
+    # The sizes come from the central directory, which the file writes: a
+    # 400-byte file can declare a 12 GB record. Checked before the buffer is
+    # allocated (bytearray zero-fills it): the stored bytes must lie inside
+    # the archive, a stored record cannot expand, and a compressed one must
+    # fit the memory guard.
+    if (info.header_offset + info.compress_size > size
+            or (info.compress_type == zipfile.ZIP_STORED and info.file_size != info.compress_size)):
+        raise ValueError(f"{where}: record {name!r} declares {info.file_size} bytes "
+                         f"({info.compress_size} stored), more than the archive's "
+                         f"{size} bytes hold")
     # torch.save stores records uncompressed; a re-zipped file may deflate them,
     # but a 1000-fold expansion is a zip bomb, not a checkpoint.
     if info.compress_type != zipfile.ZIP_STORED and info.file_size > 1000 * info.compress_size + 2**20:
         raise ValueError(f"{where}: record {name!r} expands from {info.compress_size} to "
                          f"{info.file_size} bytes; refused")
+    _memory.guard(info.file_size, f"record {name!r} of {where}")
     buf = bytearray(info.file_size)
-    with zf.open(info) as fh:
-        got = fh.readinto(buf)
+    try:
+        with zf.open(info) as fh:
+            got = fh.readinto(buf)
+    except (zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError) as exc:
+        # a damaged deflate stream, an unknown compression method, an encrypted entry
+        raise ValueError(f"{where}: record {name!r} cannot be read: {exc}") from None
     if got != info.file_size:
         raise ValueError(f"{where} is truncated: record {name!r} has {got} of "
                          f"{info.file_size} bytes")
     return buf
 
 
-def _load_zip(zf, where):
+def _load_zip(zf, where, size):
     names = zf.namelist()
-    pkls = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
+    # Two entries of one name are read differently by zipfile (the last) and
+    # by PyTorch (the first), and PyTorch takes the archive folder from the
+    # first entry and refuses entries outside it: both rules kept here, so
+    # that what is read is what torch.load reads.
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise ValueError(f"{where}: the zip archive has two entries named {dup!r}")
+    prefix = names[0].split("/", 1)[0] + "/" if names and "/" in names[0] else None
+    if prefix is None or any(not n.startswith(prefix) for n in names):
+        raise ValueError(f"{where}: a torch.save archive keeps every entry in one folder")
+    pkls = [prefix + "data.pkl"] if prefix + "data.pkl" in names else []
     if not pkls:
         if any(n.endswith("constants.pkl") for n in names):
             raise ValueError(f"{where} is a TorchScript archive (torch.jit.save), not a "
                              "torch.save checkpoint")
         raise ValueError(f"{where} is a zip archive without a data.pkl: not a torch.save file")
-    prefix = pkls[0][: -len("data.pkl")]
     big = False
     if prefix + "byteorder" in names:
-        order = _read_record(zf, prefix + "byteorder", where)
+        order = _read_record(zf, prefix + "byteorder", where, size)
         order = bytes(order)
         if order not in (b"little", b"big"):
             raise ValueError(f"{where}: unknown byte order {order[:20]!r}")
@@ -346,13 +410,13 @@ def _load_zip(zf, where):
                 f"{where}: storage {key!r} declares {numel!r} elements of {dtype} but its "
                 f"record holds {info.file_size} bytes"
             )
-        arr = np.frombuffer(_read_record(zf, record, where), dtype=dtype)
+        arr = np.frombuffer(_read_record(zf, record, where, size), dtype=dtype)
         storages[key] = _Storage(_native(arr, big))
         return storages[key]
 
     try:
-        data = _read_record(zf, pkls[0], where)
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        data = _read_record(zf, pkls[0], where, size)
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValueError(f"{where}: damaged zip archive: {exc}") from None
     return _unpickle(io.BytesIO(bytes(data)), where, load_storage)
 
@@ -368,6 +432,8 @@ def _unpickle(f, where, load_storage):
     try:
         return _Unpickler(f, where, load_storage).load()
     except ValueError:
+        raise
+    except _memory.MemoryLimitError:
         raise
     except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError,
             KeyError, struct.error, UnicodeDecodeError, OverflowError, MemoryError) as exc:
@@ -477,17 +543,18 @@ def load_torch(path):
     """
     path = os.fspath(path)
     where = repr(path)
-    with open(path, "rb") as f:
+    with open_regular(path, "checkpoint") as f:  # a FIFO would block, /dev/zero never end
         head = f.read(4)
         f.seek(0)
         if head[:2] == b"PK":
             try:
                 zf = zipfile.ZipFile(f)
-            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+            # NotImplementedError: an entry needing a later zip version than zipfile's
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
                 raise ValueError(f"{where}: damaged zip archive: {exc}") from None
             with zf:
                 try:
-                    return _load_zip(zf, where)
+                    return _load_zip(zf, where, os.fstat(f.fileno()).st_size)
                 except (zipfile.BadZipFile, OSError, EOFError) as exc:
                     raise ValueError(f"{where}: damaged zip archive: {exc}") from None
         if head[:1] != b"\x80":

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from .._args import output_size
+from .._windows import tap_slices
+
 
 @dataclass(frozen=True)
 class CorrSpec:
@@ -78,12 +81,8 @@ class CorrSpec:
 
     @property
     def out_spatial(self):
-        return tuple(
-            (n - d * (k - 1) - 1) // s + 1
-            for n, k, s, d in zip(
-                self.padded_spatial, self.kernel_size, self.stride, self.dilation
-            )
-        )
+        return output_size(self.padded_spatial, self.kernel_size, self.stride,
+                           ((0, 0),) * self.ndim, self.dilation)
 
     @property
     def taps(self):
@@ -106,7 +105,4 @@ class CorrSpec:
 
     def tap_slices(self, tap):
         """Slices of the padded input that kernel tap ``tap`` multiplies."""
-        return tuple(
-            slice(t * d, t * d + s * (o - 1) + 1, s)
-            for t, d, s, o in zip(tap, self.dilation, self.stride, self.out_spatial)
-        )
+        return tap_slices(tap, self.stride, self.dilation, self.out_spatial)

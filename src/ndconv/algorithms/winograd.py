@@ -221,18 +221,7 @@ def run(x, w, spec):
         dst = out[b0:b1, :, i0 * m : i1 * m]
         dst[...] = y.transpose(order).reshape(dst.shape)
 
-    nthreads = get_num_threads()
-    if nthreads > 1 and len(chunks) > 1:
-        # Chunks are independent and write disjoint parts of ``out``: run
-        # them on our threads, BLAS on one thread inside each (small
-        # products scale badly on BLAS's own threads).
-        from concurrent.futures import ThreadPoolExecutor
-
-        with blas_single_thread(), ThreadPoolExecutor(nthreads) as pool:
-            list(pool.map(work, chunks))
-    else:
-        for c in chunks:
-            work(c)
+    _map_chunks(work, chunks)
     if out.shape[2:] != tuple(S_out):
         out = np.ascontiguousarray(out[(Ellipsis, *[slice(0, o) for o in S_out])])
     return out

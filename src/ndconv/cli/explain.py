@@ -11,7 +11,8 @@ import itertools
 
 import numpy as np
 
-from ..explain import Explainer  # noqa: F401  (also imported from here: cli/tour.py)
+from .._args import PADDING_MODES
+from ..explain import Explainer
 from . import _parse
 from ._errors import UsageError
 
@@ -47,8 +48,7 @@ def add_arguments(p):
     p.add_argument("--padding", type=_parse.padding, default=0,
                    help="P, per dim P0,P1, or same / valid / full (default 0)")
     p.add_argument("--dilation", type=_parse.int_tuple, default=1, help="D or per dim D0,D1")
-    p.add_argument("--mode", default="zeros",
-                   choices=("zeros", "reflect", "replicate", "circular"),
+    p.add_argument("--mode", default="zeros", choices=PADDING_MODES,
                    help="how the padding is filled (default zeros)")
     p.add_argument("--bias", type=float, default=0.0, help="b added to every output (default 0)")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experiments import learn_edge_kernel  # noqa: F401  (the experiment; here for callers)
+from ..experiments import learn_edge_kernel
 from . import _parse
 from ._errors import UsageError
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 
+from .. import plan
 from . import _parse
-from ._errors import Unavailable, UsageError
+from ._errors import UsageError
 
 HELP = "parameter and memory counts: fully connected vs locally connected vs convolution"
 
@@ -22,26 +23,14 @@ examples:
 
 
 def add_arguments(p):
-    p.add_argument("--input", type=_parse.int_tuple, default=(3, 3000, 4000), metavar="C,H,W",
-                   help="input shape, channels first (default 3,3000,4000)")
-    p.add_argument("--hidden", type=int, default=100,
-                   help="hidden units / output channels (default 100)")
+    p.add_argument("--input", type=_parse.int_tuple, default=plan.LECTURE_INPUT,
+                   metavar="C,H,W", help="input shape, channels first (default "
+                   f"{','.join(map(str, plan.LECTURE_INPUT))})")
+    p.add_argument("--hidden", type=int, default=plan.LECTURE_HIDDEN,
+                   help=f"hidden units / output channels (default {plan.LECTURE_HIDDEN})")
     p.add_argument("--kernel", type=_parse.int_tuple, default=3, help="kernel size (default 3)")
     p.add_argument("--dtype", default="float32",
                    help="comma-separated dtypes for the bytes columns (default float32)")
-
-
-def parameter_table(input_shape=None, hidden=None, kernel_size=3, dtypes=("float32",)):
-    """Return ``(text, [(name, params), ...])`` of :func:`ndconv.plan.lecture_table`."""
-    from .. import plan
-
-    kwargs = {}
-    if input_shape is not None:
-        kwargs["input_shape"] = input_shape
-    if hidden is not None:
-        kwargs["hidden"] = hidden
-    rows = plan.lecture_table(kernel_size=kernel_size, **kwargs)
-    return plan.format_table(rows, dtypes=dtypes), [(r.name, r.params) for r in rows]
 
 
 def run(args):
@@ -49,10 +38,8 @@ def run(args):
     if len(shape) < 2:
         raise UsageError(f"--input {shape} must be channels plus at least one spatial size, e.g. 3,224,224")
     dtypes = _parse.dtype_list(args.dtype)
-    try:
-        text, _ = parameter_table(shape, args.hidden, args.kernel, dtypes)
-    except ImportError as exc:
-        raise Unavailable(f"ndconv.plan is not installed ({exc})") from None
+    rows = plan.lecture_table(shape, args.hidden, kernel_size=args.kernel)
+    text = plan.format_table(rows, dtypes=dtypes)
     print(f"one layer on an input of shape {'x'.join(map(str, shape))} "
           f"({math.prod(shape):,} numbers), {args.hidden} hidden units / channels:")
     print(text)

@@ -33,7 +33,7 @@ sections (the lecture's order):
   3 translation invariance, seen         8 1-D: an ECG, 3-D: an MRI volume
   4 locality, seen                       9 the claim: MLP vs locally connected vs CNN
   5 the 2-D layer, interactive example  10 a CNN on the digits (scikit-learn)
-Sections whose library parts are missing are skipped with a line saying so.
+Sections whose third-party library is missing are skipped with a line naming the extra.
 The report is index.html (open it in a browser; it loads nothing from the
 network) with its figures in figures/.
 
@@ -113,11 +113,14 @@ def run(args):
     from .. import report
     from .._files import temp_dir
 
+    # Every chosen section is imported here, before the temporary folder
+    # exists: one that does not import leaves nothing behind.
+    total = report.section_steps(chosen, args.quick)
     tmp = temp_dir(path)  # .NAME.ndconv-HOST-PID-RANDOM.part: stale ones are cleaned
     start = time.perf_counter()
     # One bar over every step of every section (a terminal only, not in logs).
-    bar = tqdm(total=report.section_steps(chosen, args.quick), desc="tour", unit="step",
-               file=sys.stderr, leave=False, disable=None)
+    bar = tqdm(total=total, desc="tour", unit="step", file=sys.stderr, leave=False,
+               disable=None)
 
     def step(number, what):
         bar.set_postfix_str(f"{number}: {what}"[:40], refresh=False)

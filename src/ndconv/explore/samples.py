@@ -105,7 +105,7 @@ def decode_upload(data: bytes) -> NDArray[np.uint8]:
     ValueError
         Not a PNG or JPEG, or truncated.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     if len(data) > MAX_UPLOAD_BYTES:
         raise TooLarge(f"the upload has {len(data):,} bytes; at most "
@@ -127,6 +127,13 @@ def decode_upload(data: bytes) -> NDArray[np.uint8]:
             # JPEG decodes at a reduced scale directly; then an exact thumbnail.
             im.draft("RGB", (MAX_SIDE, MAX_SIDE))
             im.load()
+            # A phone photo stores its rotation in EXIF: shown upright, as viewers do.
+            im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I"):
+                # 16-bit grey (I;16, or I from older Pillow): convert("L") clips
+                # every value over 255 to white; scale 0..65535 to 0..255 instead.
+                wide = np.asarray(im, dtype=np.float64)
+                im = Image.fromarray(np.clip(np.rint(wide / 257), 0, 255).astype(np.uint8))
             mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
             im = im.convert(mode)
             im.thumbnail((MAX_SIDE, MAX_SIDE))

@@ -35,6 +35,7 @@ import http.server
 import importlib.resources
 import ipaddress
 import json
+import re
 import socket
 import threading
 import time
@@ -256,15 +257,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         limit = samples.MAX_UPLOAD_BYTES if path == "/api/upload" else api.MAX_BODY
         if self.headers.get("Transfer-Encoding"):
             raise api.ApiError(411, "send the body with a Content-Length, not chunked")
-        length = self.headers.get("Content-Length")
-        if length is None:
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
             raise api.ApiError(411, "the request needs a Content-Length header")
-        try:
-            n = int(length)
-            if n < 0:
-                raise ValueError
-        except ValueError:
-            raise api.ApiError(400, f"Content-Length {length[:40]!r} must be a non-negative int") from None
+        length = lengths[0].strip()
+        # Digits only (RFC 9112): int() would also take "+34" and "3_4"; and
+        # two different lengths are the classic request-smuggling ambiguity.
+        if not re.fullmatch(r"[0-9]{1,30}", length):
+            raise api.ApiError(400, f"Content-Length {length[:40]!r} must be a non-negative int")
+        if any(other.strip() != length for other in lengths[1:]):
+            raise api.ApiError(400, f"the request has {len(lengths)} different Content-Length "
+                                    "headers")
+        n = int(length)
         if n > limit:
             # Refused before a byte of it is read; what the client sends anyway
             # is read and dropped after the answer, so that it sees the 413
@@ -291,6 +295,10 @@ class ExploreServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True  # a stuck client never keeps the process alive
     allow_reuse_address = True
+    # socketserver's listen backlog of 5 made the kernel reset connections when
+    # a burst of requests (the page's, or a script's) arrived faster than they
+    # were accepted: 94 of 1,000 in bursts of 200.
+    request_queue_size = 128
 
     server_address: tuple[Any, ...]  # (host, port), and flow and scope ids for IPv6
     log: Callable[[str], object]

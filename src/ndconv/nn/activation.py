@@ -44,7 +44,8 @@ class ReLU(_Activation):
 
     def forward(self, x):
         x = np.asarray(x)
-        self._cache = x > 0
+        # ~(x <= 0), not x > 0: PyTorch's threshold_backward passes the gradient at NaN.
+        self._cache = ~(x <= 0)
         return np.maximum(x, x.dtype.type(0))  # keeps NaN, as PyTorch
 
     def backward(self, grad_out):
@@ -334,8 +335,9 @@ class _AlongDim(_Activation):
     def forward(self, x):
         x = _args.check_array(x, "x")
         d = _softmax_dim(self.dim, x.ndim, type(self).__name__)
-        # Shifted by the max, so exp never overflows.
-        y = self._value(x - x.max(axis=d, keepdims=True), d)
+        # Shifted by the max, so exp never overflows (an empty input has no max,
+        # and an empty result, as PyTorch's).
+        y = self._value(x - x.max(axis=d, keepdims=True), d) if x.size else x.copy()
         self._cache, self._d = y, d
         return y
 

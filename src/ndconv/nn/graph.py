@@ -220,11 +220,18 @@ class Graph(Module):
         if not inputs:
             raise ValueError(f"Graph.layer({name!r}) needs at least one input value")
         ids = tuple(self._check_value(v, f"input of layer {name!r}") for v in inputs)
+        # A graph inside itself (directly or through another graph) would make
+        # modules(), state_dict() and forward recurse without end.
+        if any(m is self for m in module.modules()):
+            raise ValueError(f"Graph.layer({name!r}): the module contains this graph; a "
+                             "graph cannot be a layer of itself")
         current = self._modules.get(name)
         if current is not None and current is not module:
             raise ValueError(f"layer name {name!r} is already used by another module")
         if current is None:
-            if name in self.__dict__ or name in type(self).__dict__:
+            # hasattr on the class, as torch's add_module: a layer named "eval" or
+            # "state_dict" would otherwise hide Module's method of that name.
+            if name in self.__dict__ or hasattr(type(self), name):
                 raise ValueError(f"layer name {name!r} clashes with a Graph attribute")
             setattr(self, name, module)
         out = self._new_value()

@@ -20,7 +20,7 @@ import string
 import numpy as np
 
 from .. import _args, _memory
-from .._windows import pad, windows
+from .._windows import pad, tap_slices, windows
 from .init import as_dtype, as_rng
 from .module import Module, Parameter
 
@@ -279,10 +279,7 @@ class LocallyConnected(Module):
         padded = tuple(s + lo + hi for s, (lo, hi) in zip(self.input_size, self.pairs))
         gxp = np.zeros((*lead, *padded), dtype=gy.dtype)
         for tap in np.ndindex(*self.kernel_size):
-            sl = tuple(
-                slice(t * d, t * d + s * (o - 1) + 1, s)
-                for t, d, s, o in zip(tap, self.dilation, self.stride, self.output_size)
-            )
+            sl = tap_slices(tap, self.stride, self.dilation, self.output_size)
             gxp[(slice(None), slice(None), *sl)] += gwin[(Ellipsis, *tap)]
         crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(self.input_size, self.pairs))
         gx = np.ascontiguousarray(gxp[(slice(None), slice(None), *crop)])

@@ -14,6 +14,8 @@ reduced axes and ``g = dL/dx_hat``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import _args
@@ -181,11 +183,21 @@ class BatchNorm(_Affine):
         use_batch = self.training or self.running_mean is None
         if use_batch:
             count = x.size // x.shape[1]
-            if self.training and count <= 1:
+            # PyTorch checks whenever it uses the batch's statistics, so also in
+            # evaluation mode without running statistics; an empty batch is
+            # allowed (an empty output, the running statistics unchanged).
+            if count == 1:
                 raise ValueError(
-                    f"{type(self).__name__} in training mode needs more than 1 value per "
-                    f"channel; got input of shape {x.shape}"
+                    f"{type(self).__name__} {'in training mode' if self.training else 'without running statistics'} "
+                    f"needs more than 1 value per channel; got input of shape {x.shape}"
                 )
+            if count == 0:
+                if self.training and self.running_mean is not None:
+                    self.num_batches_tracked = np.array(self.num_batches_tracked + 1,
+                                                        dtype=np.int64)
+                x_hat = np.zeros_like(x)
+                self._cache = (x_hat, None, False, axes, view)
+                return self._affine(x_hat, view)
             x_hat, mean, var, invstd = _standardize(x, axes, self.eps)
             if self.training and self.running_mean is not None:
                 self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
@@ -204,6 +216,8 @@ class BatchNorm(_Affine):
     def backward(self, grad_out):
         g, (x_hat, invstd, use_batch, axes, view) = self._saved(grad_out)
         gh = self._affine_backward(g, x_hat, view, axes)
+        if invstd is None:  # an empty batch
+            return gh
         if use_batch:
             return _standardize_backward(gh, x_hat, invstd, axes)
         return gh * invstd
@@ -255,7 +269,8 @@ class GroupNorm(_Affine):
                 f"(={self.num_channels}); got {x.shape}"
             )
         self._check_dtype(x)
-        xg = x.reshape(x.shape[0], self.num_groups, -1)
+        # An explicit group size: with an empty batch, -1 would be ambiguous.
+        xg = x.reshape(x.shape[0], self.num_groups, math.prod(x.shape[1:]) // self.num_groups)
         x_hat, _, _, invstd = _standardize(xg, (2,), self.eps)
         x_hat = x_hat.reshape(x.shape)
         view = (1, -1) + (1,) * (x.ndim - 2)
@@ -266,7 +281,7 @@ class GroupNorm(_Affine):
         g, (x_hat, invstd, view) = self._saved(grad_out)
         axes = (0, *range(2, g.ndim))
         gh = self._affine_backward(g, x_hat, view, axes)
-        shape = (g.shape[0], self.num_groups, -1)
+        shape = (g.shape[0], self.num_groups, math.prod(g.shape[1:]) // self.num_groups)
         dx = _standardize_backward(gh.reshape(shape), x_hat.reshape(shape), invstd, (2,))
         return dx.reshape(g.shape)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _args
+from .. import _args, _memory
 from .. import _windows
 from .module import Module, fixed_ndim
 
@@ -78,6 +78,9 @@ class _PadNd(Module):
                     f"{type(self).__name__} padding {(lo, hi)} leaves spatial dim {i} of size "
                     f"{s} empty"
                 )
+        out = x.size // max(1, np.prod(spatial, dtype=object)) * np.prod(
+            [s + lo + hi for s, (lo, hi) in zip(spatial, self._pairs)], dtype=object)
+        _memory.guard(int(out) * x.dtype.itemsize, f"{type(self).__name__} of input {x.shape}")
         self._cache = spatial
         return _windows.pad(x, self._pairs, self.mode, value=x.dtype.type(self.value))
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from .. import _args
+from .. import _args, _memory
 from .. import pooling as P
 from .module import Module, fixed_ndim
 from .resample import apply_adjoint
@@ -199,9 +201,18 @@ class AdaptiveAvgPool(Module):
                 f"{type(self).__name__} expects input of shape (B, C, *S) or (C, *S) with "
                 f"{n} spatial dims; got {x.shape}"
             )
-        _args.check_no_empty(x, "x")
+        # An empty batch or channel dim gives an empty output, as PyTorch; an empty
+        # spatial dim has no window to average.
+        if 0 in x.shape[x.ndim - n:]:
+            raise ValueError(f"`x` has an empty spatial dimension (shape {x.shape})")
         sizes = (self.output_size if isinstance(self.output_size, tuple)
                  else (self.output_size,) * n)
+        spatial = x.shape[x.ndim - n:]
+        outs = [s if o is None else o for s, o in zip(spatial, sizes)]
+        lead = math.prod(x.shape[:x.ndim - n])
+        _memory.guard((lead * math.prod(outs) + sum(o * s for o, s in zip(outs, spatial)))
+                      * x.dtype.itemsize,
+                      f"{type(self).__name__} of input {x.shape} to {tuple(outs)}")
         y, mats = x, []
         for k, (n_in, o) in enumerate(zip(x.shape[x.ndim - n:], sizes)):
             ax = x.ndim - n + k

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .. import _args
+from .. import _args, _memory
 from .module import Module
 
 __all__ = ["Upsample"]
@@ -169,6 +169,7 @@ class Upsample(Module):
         spatial = x.shape[2:]
         if self.size is not None:
             out = _args.ntuple(self.size, n, "size", minimum=1)
+            self._check_memory(x, out)
             return out, (None,) * n
         sf = self.scale_factor
         sf = sf if isinstance(sf, tuple) else (sf,) * n
@@ -177,14 +178,26 @@ class Upsample(Module):
                 f"`scale_factor` (={self.scale_factor!r}) must have one entry per spatial "
                 f"dim ({n})"
             )
+        if not all(math.isfinite(s * f) for s, f in zip(spatial, sf)):
+            raise ValueError(f"Upsample(scale_factor={self.scale_factor!r}) on spatial size "
+                             f"{spatial} gives an output size beyond float64")
         out = tuple(math.floor(s * f) for s, f in zip(spatial, sf))
         if any(o < 1 for o in out):
             raise ValueError(
                 f"Upsample(scale_factor={self.scale_factor!r}) gives an empty output "
                 f"{out} for spatial size {spatial}"
             )
+        self._check_memory(x, out)
         scales = (None,) * n if self.recompute_scale_factor else sf
         return out, scales
+
+    @staticmethod
+    def _check_memory(x, out):
+        """The output and the per-axis (S_out, S_in) matrices, before they are made."""
+        n_out = x.shape[0] * x.shape[1] * math.prod(out)
+        mats = sum(o * s for o, s in zip(out, x.shape[2:]))
+        _memory.guard((n_out + mats) * x.dtype.itemsize,
+                      f"Upsample of input {x.shape} to spatial size {out}")
 
     def forward(self, x):
         x = _args.check_array(x, "x")

@@ -18,8 +18,8 @@ with installed packages (scikit-image, scikit-learn, PyWavelets, nibabel):
 :func:`build` runs the chosen sections into a folder and writes
 ``index.html`` (self-contained: style and script inline, MathML equations,
 figures as 2x PNGs in ``figures/``). It needs the ``cli`` extra (matplotlib,
-Pillow, the data packages); a section whose library parts are missing is
-skipped with a line saying so.
+Pillow, the data packages); a section whose third-party library is missing is
+skipped with a line that names the extra to install.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import importlib
 import os
 import time
 
+from .._extras import missing_message
 from ._page import Section, Skip, render
 
 __all__ = ["SECTIONS", "Skip", "build", "section_steps", "section_title"]
@@ -94,9 +95,16 @@ def build(folder, numbers=None, *, quick=False, seed=0, log=print, step=None, de
         except Skip as exc:
             status = f"skipped: {exc}"
         except Exception as exc:  # one broken section must not lose the others
-            if debug:
+            # A third-party library that is not installed skips the section and
+            # names the extra; anything else, an ndconv module that does not
+            # import included, is a failure (a bug, never hidden as "skipped").
+            missing = missing_message(exc) if isinstance(exc, ImportError) else None
+            if missing is not None:
+                status = f"skipped: {missing}"
+            elif debug:
                 raise
-            status = f"failed: {type(exc).__name__}: {exc}"
+            else:
+                status = f"failed: {type(exc).__name__}: {exc}"
         seconds = time.perf_counter() - t0
         log(f"  {status}" if status != "ok" else f"  ({seconds:.1f} s)")
         results.append((s, status, seconds))

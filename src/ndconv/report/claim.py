@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import experiments
 from ._figures import pyplot
-from ._page import Raw, Skip, esc, num
+from ._page import Raw, esc, num
 
 TITLE = "The claim, measured: which network survives a shift?"
 
@@ -33,13 +34,6 @@ def _pm(values):
 
 
 def run(s):
-    try:
-        from .. import experiments
-
-        experiments.run, experiments.fit_epochs  # noqa: B018
-    except (ImportError, AttributeError) as exc:
-        raise Skip(f"ndconv.experiments is not on main yet ({type(exc).__name__}: {exc})") \
-            from None
     datasets, seeds, epochs = plan(s.quick, s.seed)
     s.p("The lecture claims that the two principles make a network that works better on "
         "images, with far fewer parameters. Test it: three networks that differ only in "

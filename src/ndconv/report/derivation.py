@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import correlate, derive, kernels
 from . import _math as m
 from ._figures import camera_crop, colorbar, matrix, pyplot
-from ._page import Raw, Skip, esc
+from ._page import Raw, esc
 
 TITLE = "The derivation: from a fully connected layer to a convolution"
 
@@ -36,10 +37,6 @@ def _refusal(derive, step):
 
 
 def run(s):
-    try:
-        from .. import correlate, derive, kernels
-    except (ImportError, AttributeError) as exc:
-        raise Skip(f"ndconv.derive is not on main yet ({type(exc).__name__}: {exc})") from None
     x = camera_crop(*CROP)
     S = x.shape
     k = kernels.get("sobel-x")

@@ -6,8 +6,10 @@ import time
 
 import numpy as np
 
+from .. import data, evaluate, experiments, optim
+from ..models import digits_cnn
 from ._figures import pyplot
-from ._page import Skip, esc, num
+from ._page import esc, num
 
 TITLE = "A CNN on the digits"
 
@@ -23,12 +25,6 @@ def steps(quick):
 
 
 def run(s):
-    try:
-        from .. import data, evaluate, experiments, optim
-        from ..models import digits_cnn
-    except (ImportError, AttributeError) as exc:
-        raise Skip(f"ndconv.train / ndconv.data / ndconv.models are not on main yet "
-                   f"({type(exc).__name__}: {exc})") from None
     epochs = epochs_for(s.quick)
     split = data.load_digits(seed=s.seed)
     model = digits_cnn(s.seed)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels, properties
 from ._figures import camera_crop, pyplot
-from ._page import Skip, esc, num
+from ._page import esc, num
 
 TITLE = "Translation invariance, seen"
 
@@ -43,12 +44,6 @@ def _layers(n, kernel, rng):
 
 
 def run(s):
-    try:
-        from .. import kernels, properties
-        from ..nn import FullyConnected, LocallyConnected2d  # noqa: F401
-    except (ImportError, AttributeError) as exc:
-        raise Skip(f"ndconv.properties / the layers are not on main yet "
-                   f"({type(exc).__name__}: {exc})") from None
     x = camera_crop(*CROP)[None, None]
     n = x.shape[-1]
     kernel = kernels.get("edge")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import nn, plan, properties
 from ._figures import camera_crop, colorbar, pyplot
-from ._page import Skip, num
+from ._page import num
 
 TITLE = "Locality, seen"
 
@@ -17,11 +18,6 @@ def steps(quick):
 
 
 def run(s):
-    try:
-        from .. import nn, plan, properties
-    except (ImportError, AttributeError) as exc:
-        raise Skip(f"ndconv.properties / ndconv.plan are not on main yet "
-                   f"({type(exc).__name__}: {exc})") from None
     x = camera_crop(*CROP)[None, None]
     n = x.shape[-1]
     rng = np.random.default_rng(s.seed)

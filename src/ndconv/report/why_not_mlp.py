@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import plan
 from ._figures import pyplot
-from ._page import Skip, esc, num
+from ._page import esc, num
 
 TITLE = "Why not an MLP"
 
@@ -15,12 +16,7 @@ def steps(quick):
 
 
 def run(s):
-    try:
-        from .. import plan
-
-        rows = plan.lecture_table()
-    except (ImportError, AttributeError) as exc:
-        raise Skip(f"ndconv.plan is not on main yet ({type(exc).__name__}: {exc})") from None
+    rows = plan.lecture_table()
     C, H, W = plan.LECTURE_INPUT
     fc = rows[0]
     s.p(f"A camera photo of 12 megapixels in colour is {C} &times; {num(H)} &times; "
