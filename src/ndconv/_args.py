@@ -10,10 +10,15 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _dtypes
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, NDArray, Padding, Pairs, Shape
 
 PADDING_STRINGS = ("valid", "same", "full")
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -24,7 +29,7 @@ FLOAT_DTYPES = _dtypes.FLOAT
 MAX_ELEMENTS = int(np.iinfo(np.intp).max) // 16
 
 
-def _as_int(value, name):
+def _as_int(value: Any, name: str) -> int:
     """``operator.index(value)`` with an error that names the argument."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"`{name}` must be an int or a tuple of ints, got {value!r}")
@@ -36,7 +41,9 @@ def _as_int(value, name):
         ) from None
 
 
-def ntuple(value, n, name, *, minimum=None, broadcast=True):
+def ntuple(
+    value: Any, n: int, name: str, *, minimum: int | None = None, broadcast: bool = True
+) -> Shape:
     """Return ``value`` as a tuple of ``n`` ints.
 
     Parameters
@@ -75,11 +82,11 @@ def ntuple(value, n, name, *, minimum=None, broadcast=True):
     return items
 
 
-def _show(value):
+def _show(value: Any) -> str:
     return repr(tuple(value)) if isinstance(value, (list, np.ndarray)) else repr(value)
 
 
-def shape_tuple(value, name, *, empty_ok=()):
+def shape_tuple(value: Any, name: str, *, empty_ok: Collection[int] = ()) -> Shape:
     """A shape as a non-empty tuple of positive ints (an int is a 1-D shape).
 
     Entries at the indices in ``empty_ok`` may also be 0.
@@ -94,7 +101,7 @@ def shape_tuple(value, name, *, empty_ok=()):
     return items
 
 
-def positive_int(value, name):
+def positive_int(value: Any, name: str) -> int:
     """Validate one positive int (``groups``, channel counts)."""
     v = _as_int(value, name)
     if v < 1:
@@ -102,7 +109,7 @@ def positive_int(value, name):
     return v
 
 
-def nonnegative_int(value, name):
+def nonnegative_int(value: Any, name: str) -> int:
     """Validate one int >= 0 (a channel count that may be empty)."""
     v = _as_int(value, name)
     if v < 0:
@@ -110,7 +117,12 @@ def nonnegative_int(value, name):
     return v
 
 
-def padding_pairs(padding, kernel_size, dilation, stride=None):
+def padding_pairs(
+    padding: Padding,
+    kernel_size: Sequence[int],
+    dilation: Sequence[int],
+    stride: Sequence[int] | None = None,
+) -> Pairs:
     """Turn every padding form into ``((lo, hi), ...)``, one pair per spatial dim.
 
     Parameters
@@ -164,7 +176,7 @@ def padding_pairs(padding, kernel_size, dilation, stride=None):
     return pairs
 
 
-def check_padding_mode(padding_mode):
+def check_padding_mode(padding_mode: str) -> str:
     if padding_mode not in PADDING_MODES:
         raise ValueError(
             f"`padding_mode` (={padding_mode!r}) must be one of {PADDING_MODES}"
@@ -172,7 +184,7 @@ def check_padding_mode(padding_mode):
     return padding_mode
 
 
-def check_mode_fits(spatial, pairs, padding_mode):
+def check_mode_fits(spatial: Sequence[int], pairs: Pairs, padding_mode: str) -> None:
     """Refuse padding that the boundary mode cannot produce (PyTorch's rules)."""
     for i, (n, (lo, hi)) in enumerate(zip(spatial, pairs)):
         if padding_mode == "reflect" and max(lo, hi) >= n:
@@ -188,7 +200,13 @@ def check_mode_fits(spatial, pairs, padding_mode):
             )
 
 
-def output_size(spatial, kernel_size, stride, pairs, dilation):
+def output_size(
+    spatial: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    pairs: Pairs,
+    dilation: Sequence[int],
+) -> Shape:
     """Output size per dim, ``floor((S + lo + hi - d*(k-1) - 1) / s) + 1``.
 
     Raises ``ValueError`` naming the dim and showing the formula when the dilated
@@ -211,7 +229,14 @@ def output_size(spatial, kernel_size, stride, pairs, dilation):
     return tuple(out)
 
 
-def transposed_output_size(spatial, kernel_size, stride, padding, output_padding, dilation):
+def transposed_output_size(
+    spatial: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    output_padding: Sequence[int],
+    dilation: Sequence[int],
+) -> Shape:
     """Output size per dim of a transposed convolution (PyTorch's ``ConvTranspose``).
 
     ``(S - 1)*s - 2*p + d*(k - 1) + output_padding + 1``; raises ``ValueError``
@@ -232,7 +257,7 @@ def transposed_output_size(spatial, kernel_size, stride, padding, output_padding
     return tuple(out)
 
 
-def check_padded_size(spatial, pairs):
+def check_padded_size(spatial: Sequence[int], pairs: Pairs) -> None:
     """Refuse a padding whose padded input no array could hold.
 
     For the functions that compute (``ndconv.plan`` and ``conv_output_shape``
@@ -250,7 +275,14 @@ def check_padded_size(spatial, pairs):
         )
 
 
-def check_array(a, name, *, floating=True, dtypes=None, int_lists_as_float=None):
+def check_array(
+    a: ArrayLike,
+    name: str,
+    *,
+    floating: bool = True,
+    dtypes: Sequence[np.dtype[Any]] | None = None,
+    int_lists_as_float: bool | None = None,
+) -> NDArray[Any]:
     """Return ``a`` as an ndarray of a supported dtype.
 
     ``floating=True`` (the default) accepts float32 and float64; otherwise
@@ -279,13 +311,15 @@ def check_array(a, name, *, floating=True, dtypes=None, int_lists_as_float=None)
     return arr
 
 
-def check_no_empty(a, name):
+def check_no_empty(a: Any, name: str) -> None:
     # (the shape, not .size: a torch tensor's .size is a method)
     if any(n == 0 for n in a.shape):
         raise ValueError(f"`{name}` has an empty dimension (shape {tuple(a.shape)})")
 
 
-def check_empty_dims(shape, name, allowed, what):
+def check_empty_dims(
+    shape: Sequence[int], name: str, allowed: Collection[int], what: str
+) -> None:
     """Refuse a zero-size dim of ``shape`` other than those in ``allowed``.
 
     PyTorch's rule for convolutions: the batch and the channels may be empty
@@ -300,5 +334,5 @@ def check_empty_dims(shape, name, allowed, what):
             )
 
 
-def is_number(x):
+def is_number(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)

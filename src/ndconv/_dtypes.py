@@ -28,8 +28,16 @@ import dataclasses
 import functools
 import importlib.util
 import numbers
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import DTypeLike, NDArray
+    from .algorithms.spec import CorrSpec
+
+    _Spec = TypeVar("_Spec", bound=CorrSpec)
 
 FLOAT = (np.dtype(np.float32), np.dtype(np.float64))
 COMPLEX = (np.dtype(np.complex64), np.dtype(np.complex128))
@@ -38,7 +46,7 @@ INTEGER = tuple(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64,
 
 
 @functools.lru_cache(maxsize=1)
-def bfloat16():
+def bfloat16() -> np.dtype[Any] | None:
     """``ml_dtypes.bfloat16`` as a NumPy dtype, or None without ml_dtypes."""
     if importlib.util.find_spec("ml_dtypes") is None:
         return None
@@ -47,43 +55,43 @@ def bfloat16():
     return np.dtype(ml_dtypes.bfloat16)
 
 
-def half():
+def half() -> tuple[np.dtype[Any], ...]:
     """The half-precision dtypes: float16, and bfloat16 when ml_dtypes is installed."""
     bf = bfloat16()
     return (np.dtype(np.float16),) + ((bf,) if bf is not None else ())
 
 
-def real_floats():
+def real_floats() -> tuple[np.dtype[Any], ...]:
     """float16, bfloat16, float32, float64: what layers and pooling accept."""
     return half() + FLOAT
 
 
-def conv_dtypes():
+def conv_dtypes() -> tuple[np.dtype[Any], ...]:
     """What :func:`ndconv.conv` and its family accept."""
     return real_floats() + COMPLEX + INTEGER
 
 
-def numeric():
+def numeric() -> tuple[np.dtype[Any], ...]:
     """What :func:`ndconv.correlate` / :func:`ndconv.convolve` accept."""
     return conv_dtypes()
 
 
-def is_half(dtype):
+def is_half(dtype: DTypeLike) -> bool:
     return np.dtype(dtype) in half()
 
 
-def compute_dtype(dtype):
+def compute_dtype(dtype: DTypeLike) -> np.dtype[Any]:
     """The dtype the arithmetic runs in: float32 for half precision, else ``dtype``."""
     dtype = np.dtype(dtype)
     return np.dtype(np.float32) if is_half(dtype) else dtype
 
 
-def is_float(dtype):
+def is_float(dtype: DTypeLike) -> bool:
     """Real floating point of any precision (bfloat16's NumPy kind is 'V')."""
     return np.dtype(dtype) in real_floats()
 
 
-def names(dtypes):
+def names(dtypes: Sequence[np.dtype[Any]]) -> str:
     """``'float32 or float64'``-style list for error messages (integers grouped)."""
     parts = [str(d) for d in dtypes if d not in INTEGER]
     ints = [str(d) for d in dtypes if d in INTEGER]
@@ -91,7 +99,7 @@ def names(dtypes):
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
-def check_scalar_bias(bias):
+def check_scalar_bias(bias: object) -> Any:
     """The scalar ``bias`` of ``correlate``: an int, float or complex (or a 0-d array)."""
     if isinstance(bias, np.ndarray) and bias.ndim == 0:
         return bias
@@ -100,7 +108,7 @@ def check_scalar_bias(bias):
     raise TypeError(f"`bias` (={bias!r}) must be a scalar (int, float or complex)")
 
 
-def add_scalar_bias(out, bias, dtype):
+def add_scalar_bias(out: NDArray[Any], bias: Any, dtype: DTypeLike) -> NDArray[Any]:
     """``out + bias`` with the dtype NumPy gives an array of ``dtype`` plus ``bias``.
 
     ``out`` holds the correlation in the compute dtype (float32 for half
@@ -126,7 +134,9 @@ def add_scalar_bias(out, bias, dtype):
         ) from None
 
 
-def to_compute(spec, *arrays):
+def to_compute(
+    spec: _Spec, *arrays: NDArray[Any] | None
+) -> tuple[_Spec, tuple[NDArray[Any] | None, ...], np.dtype[Any]]:
     """``spec`` and ``arrays`` in the compute dtype, and the dtype to round back to.
 
     A public function calls this after validating, so that half-precision
@@ -142,12 +152,12 @@ def to_compute(spec, *arrays):
     return dataclasses.replace(spec, dtype=cdt), cast, dtype
 
 
-def conj(a):
+def conj(a: NDArray[Any]) -> NDArray[Any]:
     """``np.conj(a)``, without the copy that NumPy makes of a real array."""
     return np.conj(a) if a.dtype.kind == "c" else a
 
 
-def sum_to(a, axis, dtype):
+def sum_to(a: NDArray[Any], axis: int | tuple[int, ...] | None, dtype: DTypeLike) -> NDArray[Any]:
     """``a.sum(axis)`` accumulated in the compute dtype, returned in ``dtype``.
 
     NumPy sums float16 in float16, losing digits over long sums (a bias

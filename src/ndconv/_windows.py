@@ -9,15 +9,33 @@ copies.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ._args import output_size
 
-_NP_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, NDArray, Pairs
+
+_NP_MODES: dict[str, Literal["reflect", "edge", "wrap"]] = {
+    "reflect": "reflect",
+    "replicate": "edge",
+    "circular": "wrap",
+}
 
 
-def pad(x, pairs, mode="zeros", *, lhs_dilation=None, channels_last=False, value=0):
+def pad(
+    x: NDArray[Any],
+    pairs: Pairs,
+    mode: str = "zeros",
+    *,
+    lhs_dilation: Sequence[int] | None = None,
+    channels_last: bool = False,
+    value: Any = 0,
+) -> NDArray[Any]:
     """Pad (or crop) the trailing spatial dims of ``x``.
 
     Parameters
@@ -56,7 +74,8 @@ def pad(x, pairs, mode="zeros", *, lhs_dilation=None, channels_last=False, value
     if any(s <= 0 for s in shape):
         raise ValueError(f"padding {pairs} leaves an empty array")
     # Source slice (in dilated coordinates) that lands inside the result.
-    src, dst = [], []
+    src: list[slice] = []
+    dst: list[slice] = []
     for dl, (lo, hi), ri, sz in zip(dil, pairs, r, shape):
         start = max(0, -lo)  # first dilated index kept
         stop = dl - max(0, -hi)  # one past the last kept
@@ -72,14 +91,24 @@ def pad(x, pairs, mode="zeros", *, lhs_dilation=None, channels_last=False, value
     if channels_last:
         out = np.full([lead_shape[0], *shape, *lead_shape[1:]], value, dtype=x.dtype)
         moved = np.moveaxis(x, 1, -1) if lead >= 2 else x
-        out[(slice(None), *dst)] = moved[(slice(None), *src)]
+        # (index tuples named first: mypy reads ``a[(s, *t)]`` as 3.11's ``a[s, *t]``)
+        to: tuple[Any, ...] = (slice(None), *dst)
+        of: tuple[Any, ...] = (slice(None), *src)
+        out[to] = moved[of]
     else:
         out = np.full(lead_shape + shape, value, dtype=x.dtype)
-        out[(Ellipsis, *dst)] = x[(Ellipsis, *src)]
+        to, of = (Ellipsis, *dst), (Ellipsis, *src)
+        out[to] = x[of]
     return out
 
 
-def windows(x, kernel_size, stride, dilation, axis=-1):
+def windows(
+    x: NDArray[Any],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    axis: int = -1,
+) -> NDArray[Any]:
     """Read-only view of every window of ``x`` along N consecutive axes.
 
     The N axes ending at ``axis`` (default: the last N) are replaced by the
@@ -118,7 +147,12 @@ def windows(x, kernel_size, stride, dilation, axis=-1):
     return as_strided(x, shape=shape, strides=st, writeable=False)
 
 
-def tap_slices(tap, stride, dilation, out_spatial):
+def tap_slices(
+    tap: Sequence[int],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    out_spatial: Sequence[int],
+) -> tuple[slice, ...]:
     """Slices of the padded input that kernel tap ``tap`` reads for every output.
 
     Output position ``p`` reads ``p*stride + tap*dilation``: along each dim
@@ -130,7 +164,9 @@ def tap_slices(tap, stride, dilation, out_spatial):
     )
 
 
-def source_index(p, n, mode):
+def source_index(
+    p: ArrayLike, n: int, mode: str
+) -> tuple[NDArray[np.intp], NDArray[np.bool_]]:
     """The input cells that padded positions ``p`` copy, under a boundary mode.
 
     The rules of ``torch.nn.functional.pad`` (and ``np.pad``'s ``edge``,
@@ -169,7 +205,9 @@ def source_index(p, n, mode):
     return index, inside
 
 
-def fold_padding(g, spatial, pairs, mode):
+def fold_padding(
+    g: NDArray[Any], spatial: Sequence[int], pairs: Pairs, mode: str
+) -> NDArray[Any]:
     """Adjoint of :func:`pad`: sum the gradient of a padded array into the source.
 
     Parameters
@@ -201,13 +239,13 @@ def fold_padding(g, spatial, pairs, mode):
     return g
 
 
-def _take(a, axis, index):
+def _take(a: NDArray[Any], axis: int, index: int | slice) -> NDArray[Any]:
     key = [slice(None)] * a.ndim
     key[axis] = index if isinstance(index, slice) else slice(index, index + 1)
     return a[tuple(key)]
 
 
-def _source(i, size, mode):
+def _source(i: int, size: int, mode: str) -> int:
     """Index of the source element that padded position ``i`` copies (one int)."""
     return int(source_index(i, size, mode)[0])
 
@@ -219,17 +257,25 @@ def _source(i, size, mode):
 # autograd and jax.grad see through them
 
 
-def _axis_slice(a, axis, start, stop):
+def _axis_slice(a: Any, axis: int, start: int, stop: int) -> Any:
     key = [slice(None)] * a.ndim
     key[axis] = slice(start, stop)
     return a[tuple(key)]
 
 
-def _device(a):
+def _device(a: Any) -> Any:
     return getattr(a, "device", None)
 
 
-def pad_portable(xp, x, pairs, mode="zeros", *, lhs_dilation=None, value=0):
+def pad_portable(
+    xp: Any,
+    x: Any,
+    pairs: Pairs,
+    mode: str = "zeros",
+    *,
+    lhs_dilation: Sequence[int] | None = None,
+    value: Any = 0,
+) -> Any:
     """:func:`pad` written against the array API standard (namespace ``xp``).
 
     Same arguments and result as :func:`pad` (without ``channels_last``): the
@@ -281,7 +327,7 @@ def pad_portable(xp, x, pairs, mode="zeros", *, lhs_dilation=None, value=0):
     return x
 
 
-def _cells(xp, x, axis, idx):
+def _cells(xp: Any, x: Any, axis: int, idx: list[int]) -> Any:
     """``x``'s cells ``idx`` along ``axis`` as slices, flips and broadcasts.
 
     The boundary modes' sources (:func:`_source`) are runs: one cell repeated
@@ -303,7 +349,9 @@ def _cells(xp, x, axis, idx):
     return xp.take(x, xp.asarray(idx, device=_device(x)), axis=axis)
 
 
-def fold_padding_portable(xp, g, spatial, pairs, mode):
+def fold_padding_portable(
+    xp: Any, g: Any, spatial: Sequence[int], pairs: Pairs, mode: str
+) -> Any:
     """:func:`fold_padding` (the adjoint of the padding) against the array API.
 
     Each padded cell's gradient is added to the source cell :func:`_source`

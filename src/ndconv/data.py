@@ -11,9 +11,13 @@ when called.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, DTypeLike, NDArray, Seed
 
 __all__ = ["Split", "load_digits", "load_faces", "stratified_split"]
 
@@ -21,13 +25,13 @@ __all__ = ["Split", "load_digits", "load_faces", "stratified_split"]
 class Split(NamedTuple):
     """A train/test split of images ``(N, 1, H, W)`` and integer labels ``(N,)``."""
 
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_train: NDArray[Any]
+    y_train: NDArray[np.int64]
+    x_test: NDArray[Any]
+    y_test: NDArray[np.int64]
 
 
-def _require(module, extra="data"):
+def _require(module: str, extra: str = "data") -> ModuleType:
     import importlib
 
     try:
@@ -38,12 +42,14 @@ def _require(module, extra="data"):
         ) from None
 
 
-def stratified_split(y, test_size=0.25, rng=0):
+def stratified_split(
+    y: ArrayLike, test_size: float = 0.25, rng: Seed = 0
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Indices ``(train, test)`` with each class split in the same proportion.
 
     Parameters
     ----------
-    y : array of int, shape (N,)
+    y : array_like of int, shape (N,)
     test_size : float in (0, 1)
     rng : int or numpy.random.Generator
         Seed of the shuffle within each class.
@@ -57,22 +63,24 @@ def stratified_split(y, test_size=0.25, rng=0):
     if not 0 < test_size < 1:
         raise ValueError(f"`test_size` (={test_size!r}) must be in (0, 1)")
     rng = np.random.default_rng(rng) if not isinstance(rng, np.random.Generator) else rng
-    test = []
+    picked = []
     for c in np.unique(y):
         idx = np.flatnonzero(y == c)
-        test.append(rng.permutation(idx)[: int(round(test_size * idx.size))])
-    test = np.sort(np.concatenate(test))
+        picked.append(rng.permutation(idx)[: int(round(test_size * idx.size))])
+    test = np.sort(np.concatenate(picked))
     train = np.setdiff1d(np.arange(y.size), test)
     return train, test
 
 
-def _split(x, y, test_size, seed, dtype):
+def _split(
+    x: NDArray[Any], y: NDArray[np.int64], test_size: float, seed: Seed, dtype: DTypeLike
+) -> Split:
     train, test = stratified_split(y, test_size, seed)
     x = x.astype(dtype)[:, None]  # one channel: (N, 1, H, W)
     return Split(x[train], y[train], x[test], y[test])
 
 
-def load_digits(test_size=0.25, seed=0, dtype=np.float32):
+def load_digits(test_size: float = 0.25, seed: int = 0, dtype: DTypeLike = np.float32) -> Split:
     """scikit-learn's handwritten digits as a stratified train/test split.
 
     Parameters
@@ -94,7 +102,7 @@ def load_digits(test_size=0.25, seed=0, dtype=np.float32):
     return _split(bunch.images / 16.0, bunch.target.astype(np.int64), test_size, seed, dtype)
 
 
-def load_faces(test_size=0.25, seed=0, dtype=np.float32):
+def load_faces(test_size: float = 0.25, seed: int = 0, dtype: DTypeLike = np.float32) -> Split:
     """scikit-image's ``lfw_subset``: face (1) or not a face (0), 25x25 grey images.
 
     The first 100 images are faces from Labeled Faces in the Wild, the other

@@ -36,10 +36,18 @@ at once with broadcast index arrays, never a Python loop over pixels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _args, _memory, _windows
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Pairs, Shape
+
+    #: ``describe(o, p, c, t) -> (text, index)`` of one weight entry, for messages.
+    _Describe = Callable[[int, Shape, int, Shape], tuple[str, tuple[int, ...]]]
 
 __all__ = [
     "LOCALITY",
@@ -83,7 +91,18 @@ class PrincipleError(ValueError):
         Its value.
     """
 
-    def __init__(self, principle, where, index, value, detail=""):
+    principle: str
+    index: tuple[int, ...]
+    value: Any
+
+    def __init__(
+        self,
+        principle: str,
+        where: str,
+        index: Sequence[int],
+        value: Any,
+        detail: str = "",
+    ) -> None:
         self.principle = principle
         self.index = tuple(int(i) for i in index)
         self.value = value.item() if isinstance(value, np.generic) else value
@@ -102,12 +121,12 @@ class PrincipleError(ValueError):
 #   local  L: outer (O, *S_out, C, *K)  <-> inner (*S_out, *K, O, C)
 
 
-def _inner(a, n):
+def _inner(a: NDArray[Any], n: int) -> NDArray[Any]:
     """Outer (O, *A, C, *B) -> inner (*A, *B, O, C), a view."""
     return a.transpose(*range(1, n + 1), *range(n + 2, 2 * n + 2), 0, n + 1)
 
 
-def _outer(a, n):
+def _outer(a: NDArray[Any], n: int) -> NDArray[Any]:
     """Inner (*A, *B, O, C) -> outer (O, *A, C, *B), a view."""
     return a.transpose(2 * n, *range(n), 2 * n + 1, *range(n, 2 * n))
 
@@ -120,7 +139,23 @@ class _Grid:
     zero padding) and ``valid`` their product over dims.
     """
 
-    def __init__(self, S_out, S, K, stride, dilation, pairs, circular):
+    shape: Shape
+    P: list[NDArray[np.intp]]
+    Q: list[NDArray[np.intp]]
+    valid_d: list[NDArray[np.bool_]]
+    valid: NDArray[np.bool_]
+    circular: bool
+
+    def __init__(
+        self,
+        S_out: Sequence[int],
+        S: Sequence[int],
+        K: Sequence[int],
+        stride: Sequence[int],
+        dilation: Sequence[int],
+        pairs: Pairs,
+        circular: bool,
+    ) -> None:
         n = len(K)
         self.shape = (*S_out, *K)
         self.P, self.Q, self.valid_d = [], [], []
@@ -140,19 +175,20 @@ class _Grid:
         self.valid = np.broadcast_to(valid, self.shape)
         self.circular = circular
 
-    def index(self):
+    def index(self) -> tuple[NDArray[np.intp], ...]:
         """Fancy index of the valid pairs into an inner dense array."""
         return tuple(np.broadcast_to(a, self.shape)[self.valid] for a in self.P + self.Q)
 
 
-def _gather(Wi, grid):
+def _gather(Wi: NDArray[Any], grid: _Grid) -> NDArray[Any]:
     """Inner dense (*S_out, *S, O, C) -> inner local (*S_out, *K, O, C)."""
-    Li = Wi[(*grid.P, *grid.Q)]
+    pq = (*grid.P, *grid.Q)
+    Li = Wi[pq]
     Li[~grid.valid] = 0  # taps that read the zero padding carry no weight
     return Li
 
 
-def _scatter(Li, S, grid):
+def _scatter(Li: NDArray[Any], S: Sequence[int], grid: _Grid) -> NDArray[Any]:
     """Inner local (*S_out, *K, O, C) -> inner dense (*S_out, *S, O, C)."""
     S_out = grid.shape[: len(S)]
     Wi = np.zeros((*S_out, *S, *Li.shape[-2:]), dtype=Li.dtype)
@@ -165,7 +201,7 @@ def _scatter(Li, S, grid):
     return Wi
 
 
-def _covered(S, grid):
+def _covered(S: Sequence[int], grid: _Grid) -> NDArray[np.bool_]:
     """Boolean (*S_out, *S): which (output, input) pairs some tap connects."""
     S_out = grid.shape[: len(S)]
     cov = np.zeros((*S_out, *S), dtype=bool)
@@ -173,7 +209,7 @@ def _covered(S, grid):
     return cov
 
 
-def _tie(Li, grid, describe, atol):
+def _tie(Li: NDArray[Any], grid: _Grid, describe: _Describe, atol: float) -> NDArray[Any]:
     """The kernel (*K, O, C) shared by every output position, or PrincipleError."""
     n = len(grid.valid_d)
     K = grid.shape[n:]
@@ -186,7 +222,8 @@ def _tie(Li, grid, describe, atol):
         shape[d] = K[d]
         some = some & ok.any(axis=0).reshape(shape)
     taps = [np.arange(k).reshape([k if e == d else 1 for e in range(n)]) for d, k in enumerate(K)]
-    ref = Li[(*[f[t] for f, t in zip(first, taps)], *taps)]
+    at_first = (*[f[t] for f, t in zip(first, taps)], *taps)
+    ref = Li[at_first]
     ref[~some] = 0
     bad = ~(np.abs(Li - ref) <= atol) & grid.valid[..., None, None]
     if bad.any():
@@ -195,9 +232,10 @@ def _tie(Li, grid, describe, atol):
         p0 = tuple(int(f[i]) for f, i in zip(first, t))
         where, index = describe(o, p, c, t)
         where0, _ = describe(o, p0, c, t)
+        index0 = (*p0, *t, o, c)
         raise PrincipleError(
             TRANSLATION_INVARIANCE, where, index, Li[p_t_o_c],
-            f"but {where0} = {Li[(*p0, *t, o, c)].item()!r}: output positions "
+            f"but {where0} = {Li[index0].item()!r}: output positions "
             f"{p} and {p0} use different weights for the same offset",
         )
     return ref
@@ -207,17 +245,24 @@ def _tie(Li, grid, describe, atol):
 # validation helpers
 
 
-def _float_or_int(a, name):
+def _float_or_int(a: ArrayLike, name: str) -> NDArray[Any]:
     arr = _args.check_array(a, name, floating=False)
     _args.check_no_empty(arr, name)
     return arr
 
 
-def _guard(shape, dtype, what):
+def _guard(shape: Sequence[int], dtype: DTypeLike, what: str) -> None:
     _memory.check(math.prod(shape) * np.dtype(dtype).itemsize, what)
 
 
-def _geometry(S, K, stride, padding, dilation, padding_mode):
+def _geometry(
+    S: Sequence[int],
+    K: Sequence[int],
+    stride: IntOrTuple,
+    padding: Padding,
+    dilation: IntOrTuple,
+    padding_mode: str,
+) -> tuple[Shape, Shape, Shape, Pairs]:
     n = len(K)
     stride = _args.ntuple(stride, n, "stride", minimum=1)
     dilation = _args.ntuple(dilation, n, "dilation", minimum=1)
@@ -233,7 +278,7 @@ def _geometry(S, K, stride, padding, dilation, padding_mode):
     return S_out, stride, dilation, pairs
 
 
-def _input_shape(input_shape, n, channels):
+def _input_shape(input_shape: Sequence[int], n: int, channels: int) -> Shape:
     shape = _args.ntuple(input_shape, n + 1, "input_shape", minimum=1, broadcast=False)
     if shape[0] != channels:
         raise ValueError(
@@ -243,7 +288,7 @@ def _input_shape(input_shape, n, channels):
     return shape[1:]
 
 
-def _dense_layout(W, n, name="W"):
+def _dense_layout(W: NDArray[Any], n: int, name: str = "W") -> tuple[Shape, Shape]:
     """Check ``W`` is (C_out, *S_out, C_in, *S) with n spatial dims; return S_out, S."""
     if W.ndim != 2 * n + 2:
         raise ValueError(
@@ -253,7 +298,7 @@ def _dense_layout(W, n, name="W"):
     return W.shape[1 : n + 1], W.shape[n + 2 :]
 
 
-def _spatial_rank(a, channels, name):
+def _spatial_rank(a: NDArray[Any], channels: bool, name: str) -> int:
     extra = 2 if channels else 0
     if a.ndim < 2 + extra or (a.ndim - extra) % 2:
         form = "(C_out, *S_out, C_in, *S)" if channels else "(*S_out, *S)"
@@ -264,14 +309,14 @@ def _spatial_rank(a, channels, name):
     return (a.ndim - extra) // 2
 
 
-def _with_channels(a, n, channels):
+def _with_channels(a: NDArray[Any], n: int, channels: bool) -> NDArray[Any]:
     """Add the singleton channel axes of the lecture's one-channel form."""
     if channels:
         return a
     return a.reshape(1, *a.shape[:n], 1, *a.shape[n:])
 
 
-def _reindex_grid(S_out, S):
+def _reindex_grid(S_out: Sequence[int], S: Sequence[int]) -> tuple[Shape, _Grid]:
     """Reindexing as a local weight: offsets a = k - i in [-R, R], R = max(S_out, S) - 1.
 
     The full window ``K = 2R + 1`` with padding ``(R, S_out - S + R)`` and stride
@@ -284,7 +329,9 @@ def _reindex_grid(S_out, S):
     return R, _Grid(S_out, S, K, (1,) * n, (1,) * n, pairs, circular=False)
 
 
-def _offset_size(v, n, input_size):
+def _offset_size(
+    v: NDArray[Any], n: int, input_size: IntOrTuple | None
+) -> tuple[Shape, Shape, Shape]:
     """S_out, the offset radius R and the input size S of a reindexed weight."""
     S_out = v.shape[1 : n + 1]
     A = v.shape[n + 2 :]
@@ -308,7 +355,7 @@ def _offset_size(v, n, input_size):
 # the lecture's steps
 
 
-def reindex(w, *, channels=False):
+def reindex(w: ArrayLike, *, channels: bool = False) -> NDArray[Any]:
     """Re-index a fully connected weight by offset: ``v[i, a] = w[i, i + a]``.
 
     Parameters
@@ -345,7 +392,9 @@ def reindex(w, *, channels=False):
     return v if channels else v.reshape(v.shape[1 : n + 1] + v.shape[n + 2 :])
 
 
-def unreindex(v, input_size=None, *, channels=False):
+def unreindex(
+    v: ArrayLike, input_size: IntOrTuple | None = None, *, channels: bool = False
+) -> NDArray[Any]:
     """Inverse of :func:`reindex`: ``w[i, k] = v[i, k - i]``.
 
     Parameters
@@ -372,7 +421,13 @@ def unreindex(v, input_size=None, *, channels=False):
     return w if channels else w.reshape(w.shape[1 : n + 1] + w.shape[n + 2 :])
 
 
-def tie(v, *, channels=False, input_size=None, atol=0.0):
+def tie(
+    v: ArrayLike,
+    *,
+    channels: bool = False,
+    input_size: IntOrTuple | None = None,
+    atol: float = 0.0,
+) -> NDArray[Any]:
     """Apply translation invariance: ``v[i, a] = v[a]`` for every output position ``i``.
 
     Parameters
@@ -403,7 +458,7 @@ def tie(v, *, channels=False, input_size=None, atol=0.0):
     S_out, R, S = _offset_size(V, n, input_size)
     _, grid = _reindex_grid(S_out, S)
 
-    def describe(o, i, c, t):
+    def describe(o: int, i: Shape, c: int, t: Shape) -> tuple[str, tuple[int, ...]]:
         a = tuple(tt - r for tt, r in zip(t, R))
         index = (o, *i, c, *t) if channels else (*i, *t)
         ch = f"o={o}, c={c}, " if channels else ""
@@ -413,12 +468,14 @@ def tie(v, *, channels=False, input_size=None, atol=0.0):
     return kernel if channels else kernel[0, 0]
 
 
-def _outer_kernel(ref, n):
+def _outer_kernel(ref: NDArray[Any], n: int) -> NDArray[Any]:
     """(*K, O, C) -> (O, C, *K), contiguous."""
     return np.ascontiguousarray(np.moveaxis(ref, (n, n + 1), (0, 1)))
 
 
-def localize(kernel, delta, *, channels=False, atol=0.0):
+def localize(
+    kernel: ArrayLike, delta: IntOrTuple, *, channels: bool = False, atol: float = 0.0
+) -> NDArray[Any]:
     """Apply locality: keep offsets ``|a| <= delta``; everything outside must be zero.
 
     Parameters
@@ -484,8 +541,14 @@ def localize(kernel, delta, *, channels=False, atol=0.0):
 # channels, stride, padding, dilation: dense <-> local <-> conv
 
 
-def local_to_dense(weight, input_shape, stride=1, padding=0, dilation=1,
-                   padding_mode="zeros"):
+def local_to_dense(
+    weight: ArrayLike,
+    input_shape: Sequence[int],
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> NDArray[Any]:
     """The dense weight of a locally connected layer.
 
     Parameters
@@ -521,8 +584,15 @@ def local_to_dense(weight, input_shape, stride=1, padding=0, dilation=1,
     return np.ascontiguousarray(_outer(_scatter(_inner(w, n), S, grid), n))
 
 
-def conv_to_dense(weight, input_shape, stride=1, padding=0, dilation=1, groups=1,
-                  padding_mode="zeros"):
+def conv_to_dense(
+    weight: ArrayLike,
+    input_shape: Sequence[int],
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> NDArray[Any]:
     """The dense weight ``W`` of a convolution (the doubly block Toeplitz matrix in 2-D).
 
     Parameters
@@ -577,7 +647,14 @@ def conv_to_dense(weight, input_shape, stride=1, padding=0, dilation=1, groups=1
     return np.ascontiguousarray(_outer(_scatter(inner, S, grid), n))
 
 
-def _dense_and_grid(W, kernel_size, stride, padding, dilation, padding_mode):
+def _dense_and_grid(
+    W: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple,
+    padding: Padding,
+    dilation: IntOrTuple,
+    padding_mode: str,
+) -> tuple[NDArray[Any], int, Shape, _Grid]:
     W = _float_or_int(W, "W")
     if isinstance(kernel_size, (int, np.integer)) and not isinstance(kernel_size, bool):
         n = _spatial_rank(W, True, "W")
@@ -610,7 +687,14 @@ def _dense_and_grid(W, kernel_size, stride, padding, dilation, padding_mode):
     return W, len(K), S, grid
 
 
-def _local_checked(W, n, S, grid, atol, kernel_size):
+def _local_checked(
+    W: NDArray[Any],
+    n: int,
+    S: Sequence[int],
+    grid: _Grid,
+    atol: float,
+    kernel_size: Sequence[int],
+) -> NDArray[Any]:
     """Gather the local weight after checking locality."""
     Wi = _inner(W, n)
     _guard((*grid.shape, W.shape[0], W.shape[n + 1]), W.dtype, "the local weight")
@@ -628,8 +712,16 @@ def _local_checked(W, n, S, grid, atol, kernel_size):
     return _gather(Wi, grid)
 
 
-def dense_to_local(W, kernel_size, stride=1, padding=0, dilation=1,
-                   padding_mode="zeros", *, atol=0.0):
+def dense_to_local(
+    W: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+    *,
+    atol: float = 0.0,
+) -> NDArray[Any]:
     """The locally connected weight of a dense weight that is local.
 
     Parameters
@@ -656,8 +748,16 @@ def dense_to_local(W, kernel_size, stride=1, padding=0, dilation=1,
     return np.ascontiguousarray(_outer(Li, n))
 
 
-def dense_to_conv(W, kernel_size, stride=1, padding=0, dilation=1,
-                  padding_mode="zeros", *, atol=0.0):
+def dense_to_conv(
+    W: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+    *,
+    atol: float = 0.0,
+) -> NDArray[Any]:
     """The convolution kernel of a dense weight that is local and tied.
 
     Parameters
@@ -685,8 +785,9 @@ def dense_to_conv(W, kernel_size, stride=1, padding=0, dilation=1,
     K = grid.shape[n:]
     Li = _local_checked(W, n, S, grid, atol, K)
 
-    def describe(o, p, c, t):
-        q = tuple(int(np.broadcast_to(Qd, grid.shape)[(*p, *t)]) for Qd in grid.Q)
+    def describe(o: int, p: Shape, c: int, t: Shape) -> tuple[str, tuple[int, ...]]:
+        pt = (*p, *t)
+        q = tuple(int(np.broadcast_to(Qd, grid.shape)[pt]) for Qd in grid.Q)
         index = (o, *p, c, *q)
         return f"W{list(index)} (output position {p}, tap {t})", index
 

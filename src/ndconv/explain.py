@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from . import _args, _windows
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, IntOrTuple, NDArray, Padding, Pairs, Shape
 
 __all__ = ["Explainer", "Term"]
 
@@ -40,14 +44,14 @@ class Term(NamedTuple):
     ``tap`` the kernel index, ``x`` and ``k`` the two factors.
     """
 
-    position: tuple
-    source: tuple | None
-    tap: tuple
+    position: tuple[int, ...]
+    source: tuple[int, ...] | None
+    tap: tuple[int, ...]
     x: float
     k: float
 
 
-def _as_real(a, name):
+def _as_real(a: ArrayLike, name: str) -> NDArray[np.float64]:
     arr = _args.check_array(a, name, floating=False).astype(np.float64)
     if arr.ndim < 1:
         raise ValueError(f"`{name}` must have at least 1 dim, got a scalar")
@@ -57,7 +61,7 @@ def _as_real(a, name):
     return arr
 
 
-def _idx(t):
+def _idx(t: Sequence[int]) -> str:
     return "[" + ", ".join(str(i) for i in t) + "]"
 
 
@@ -91,8 +95,25 @@ class Explainer:
         anything proportional to the output is allocated.
     """
 
-    def __init__(self, x, kernel, stride=1, padding=0, dilation=1, padding_mode="zeros",
-                 bias=0.0):
+    x: NDArray[np.float64]
+    k: NDArray[np.float64]
+    bias: float
+    mode: str
+    stride: Shape
+    dilation: Shape
+    pairs: Pairs
+    out_shape: Shape
+
+    def __init__(
+        self,
+        x: ArrayLike,
+        kernel: ArrayLike,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        padding_mode: str = "zeros",
+        bias: float = 0.0,
+    ) -> None:
         x = _as_real(x, "x")
         k = _as_real(kernel, "kernel")
         if x.ndim != k.ndim:
@@ -117,11 +138,11 @@ class Explainer:
                                            self.dilation)
         # Integers print as integers ("0x0 + 1x1 = 1"), anything else with 6 digits.
         self._integral = all(np.all(np.mod(a, 1) == 0) for a in (x, k, np.array([bias])))
-        self._y = None
+        self._y: NDArray[Any] | None = None
 
     # --- the numbers ------------------------------------------------------
 
-    def output(self):
+    def output(self) -> NDArray[Any]:
         """The whole output, computed by :func:`ndconv.conv` (once, then kept)."""
         if self._y is None:
             from .functional import conv
@@ -132,7 +153,7 @@ class Explainer:
                            padding_mode=self.mode)[0, 0]
         return self._y
 
-    def check_index(self, index):
+    def check_index(self, index: Sequence[int]) -> tuple[int, ...]:
         """Return ``index`` as a tuple of ints inside the output, or raise ValueError."""
         if isinstance(index, (str, bytes)) or not hasattr(index, "__len__"):
             raise TypeError(f"`index` must be a sequence of ints, got {index!r}")
@@ -150,32 +171,33 @@ class Explainer:
                 )
         return idx
 
-    def terms(self, index):
+    def terms(self, index: Sequence[int]) -> list[Term]:
         """The products behind ``y[index]``, one :class:`Term` per kernel tap."""
         o = self.check_index(index)
         out = []
         for a in itertools.product(*(range(s) for s in self.k.shape)):
             pos = tuple(oi * s + ai * d for oi, ai, s, d in zip(o, a, self.stride, self.dilation))
-            src = []
+            src: list[int] = []
+            zero_pad = False
             for p, size, (lo, _) in zip(pos, self.x.shape, self.pairs):
                 i = p - lo  # in input coordinates: < 0 or >= size in the padding
                 if 0 <= i < size:
                     src.append(i)
                 elif self.mode == "zeros":
-                    src = None
+                    zero_pad = True
                     break
                 else:
                     src.append(int(_windows.source_index(i, size, self.mode)[0]))
-            src = None if src is None else tuple(src)
-            xv = 0.0 if src is None else float(self.x[src])
-            out.append(Term(pos, src, a, xv, float(self.k[a])))
+            source = None if zero_pad else tuple(src)
+            xv = 0.0 if source is None else float(self.x[source])
+            out.append(Term(pos, source, a, xv, float(self.k[a])))
         return out
 
-    def value(self, index):
+    def value(self, index: Sequence[int]) -> float:
         """``y[index]`` as computed by :func:`ndconv.conv`."""
         return float(self.output()[self.check_index(index)])
 
-    def total(self, index):
+    def total(self, index: Sequence[int]) -> tuple[float, list[Term]]:
         """The written-out sum (bias included), checked against :meth:`value`.
 
         Raises
@@ -193,13 +215,13 @@ class Explainer:
 
     # --- the words --------------------------------------------------------
 
-    def fmt(self, v, paren=False):
+    def fmt(self, v: float, paren: bool = False) -> str:
         """A number as the lines print it: ``-1`` as ``(-1)`` inside a sum."""
         # An overflowed sum (1e308 + 1e308) is inf, which has no int form.
         s = f"{int(round(v))}" if self._integral and np.isfinite(v) else f"{v:.6g}"
         return f"({s})" if paren and s.startswith("-") else s
 
-    def line(self, index):
+    def line(self, index: Sequence[int]) -> str:
         """``y[o] = x0xk0 + ... = value``, checked against ndconv.conv."""
         f = self.fmt
         expected, terms = self.total(index)
@@ -208,17 +230,17 @@ class Explainer:
             s += f" + {f(self.bias, True)} (bias)"
         return f"y{_idx(self.check_index(index))} = {s} = {f(expected)}"
 
-    def where(self, index):
+    def where(self, index: Sequence[int]) -> str:
         """Which input element (or ``pad``) and kernel tap each product uses."""
         return " + ".join(
             ("pad" if t.source is None else "x" + _idx(t.source)) + "*k" + _idx(t.tap)
             for t in self.terms(index))
 
-    def padded(self):
+    def padded(self) -> NDArray[np.float64]:
         """The padded input (allocates it: for small arrays)."""
         return _windows.pad(self.x[None, None], self.pairs, self.mode)[0, 0]
 
-    def header(self):
+    def header(self) -> list[str]:
         """Shapes, the output-size formula per dim, the padded input and the output."""
         f = self.fmt
         lines = [
@@ -231,11 +253,10 @@ class Explainer:
                 self.x.shape, self.k.shape, self.stride, self.pairs, self.dilation,
                 self.out_shape)):
             lines.append(f"  dim {i}: floor(({S} + {lo} + {hi} - {d}*({k}-1) - 1) / {s}) + 1 = {o}")
-        fmt = {"float_kind": lambda v: f(v)}
         if any(lo or hi for lo, hi in self.pairs):
             xp = self.padded()
             lines.append(f"padded x: shape {xp.shape}")
-            lines.append(np.array2string(xp, formatter=fmt))
+            lines.append(np.array2string(xp, formatter={"float_kind": lambda v: f(float(v))}))
         lines.append(f"y: shape {self.out_shape}")
-        lines.append(np.array2string(self.output(), formatter=fmt))
+        lines.append(np.array2string(self.output(), formatter={"float_kind": lambda v: f(float(v))}))
         return lines

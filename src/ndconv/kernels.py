@@ -27,8 +27,16 @@ motion:K       K x K diagonal motion blur, eye(K)/K (default 9)
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, NDArray
+
+    #: builds a kernel from the text after ':' (None when there is none)
+    _Builder = Callable[[str | None], ArrayLike]
 
 __all__ = ["get", "names", "describe", "MAX_SIZE"]
 
@@ -36,15 +44,15 @@ __all__ = ["get", "names", "describe", "MAX_SIZE"]
 MAX_SIZE = 255
 
 
-def _fixed(rows, scale=1.0):
-    def build(arg):
+def _fixed(rows: ArrayLike, scale: float = 1.0) -> _Builder:
+    def build(arg: str | None) -> NDArray[np.float64]:
         return np.array(rows, dtype=np.float64) * scale
 
     return build
 
 
-def _size_arg(name, default):
-    def parse(arg):
+def _size_arg(name: str, default: int) -> Callable[[str | None], int]:
+    def parse(arg: str | None) -> int:
         if arg is None:
             return default
         try:
@@ -63,17 +71,17 @@ def _size_arg(name, default):
     return parse
 
 
-def _box(arg):
+def _box(arg: str | None) -> NDArray[np.float64]:
     k = _size_arg("box", 3)(arg)
     return np.full((k, k), 1.0 / (k * k))
 
 
-def _motion(arg):
+def _motion(arg: str | None) -> NDArray[np.float64]:
     k = _size_arg("motion", 9)(arg)
     return np.eye(k) / k
 
 
-def _gaussian(arg):
+def _gaussian(arg: str | None) -> NDArray[np.float64]:
     if arg is None:  # the lecture's binomial blur
         return np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]], dtype=np.float64) / 16
     try:
@@ -105,7 +113,7 @@ def _gaussian(arg):
 _SOBEL_X = [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]
 
 # name -> (builder(arg or None), takes an argument, one-line description)
-_BANK = {
+_BANK: dict[str, tuple[_Builder, bool, str]] = {
     "identity": (_fixed([[0, 0, 0], [0, 1, 0], [0, 0, 0]]), False,
                  "3x3, 1 in the centre: output = input"),
     "box": (_box, True, "box:K, K x K mean (default 3)"),
@@ -127,17 +135,17 @@ _BANK = {
 }
 
 
-def names():
+def names() -> list[str]:
     """Return the kernel names, sorted."""
     return sorted(_BANK)
 
 
-def describe():
+def describe() -> list[tuple[str, str]]:
     """Return ``[(name, description), ...]`` for help texts."""
     return [(n, _BANK[n][2]) for n in names()]
 
 
-def get(spec):
+def get(spec: str) -> NDArray[np.float64]:
     """Return the kernel named by ``spec`` as a float64 2-D array.
 
     Parameters

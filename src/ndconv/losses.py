@@ -8,16 +8,21 @@ The usual step is::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from . import _args
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, NDArray
 
 __all__ = ["MSELoss", "CrossEntropyLoss"]
 
 _REDUCTIONS = ("mean", "sum")
 
 
-def _check_reduction(reduction):
+def _check_reduction(reduction: str) -> str:
     if reduction not in _REDUCTIONS:
         raise ValueError(f"`reduction` (={reduction!r}) must be one of {_REDUCTIONS}")
     return reduction
@@ -26,20 +31,27 @@ def _check_reduction(reduction):
 class _Loss:
     """Keeps the gradient of the last call for :meth:`backward`."""
 
-    def __init__(self, reduction="mean"):
+    reduction: str
+    _grad: NDArray[Any] | None
+
+    def __init__(self, reduction: str = "mean") -> None:
         self.reduction = _check_reduction(reduction)
         self._grad = None
 
-    def __call__(self, input, target):
+    def __call__(self, input: ArrayLike, target: ArrayLike) -> float:
         return self.forward(input, target)
 
-    def backward(self, grad=1.0):
+    def forward(self, input: ArrayLike, target: ArrayLike) -> float:
+        """The loss of ``input`` against ``target``; keeps the gradient for :meth:`backward`."""
+        raise NotImplementedError
+
+    def backward(self, grad: float = 1.0) -> NDArray[Any]:
         """Gradient of the last loss with respect to ``input``, times ``grad``."""
         if self._grad is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before the loss")
         return self._grad if grad == 1.0 else self._grad * self._grad.dtype.type(grad)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{type(self).__name__}(reduction={self.reduction!r})"
 
 
@@ -57,7 +69,7 @@ class MSELoss(_Loss):
     ``(B, 1)`` output against a ``(B,)`` target is a common silent bug).
     """
 
-    def forward(self, input, target):
+    def forward(self, input: ArrayLike, target: ArrayLike) -> float:
         x = _args.check_array(input, "input")
         t = np.asarray(target)
         if t.shape != x.shape:
@@ -91,13 +103,13 @@ class CrossEntropyLoss(_Loss):
     rows for ``'mean'``).
     """
 
-    def __init__(self, reduction="mean", label_smoothing=0.0):
+    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__(reduction)
         if not _args.is_number(label_smoothing) or not 0 <= label_smoothing < 1:
             raise ValueError(f"`label_smoothing` (={label_smoothing!r}) must be in [0, 1)")
         self.label_smoothing = float(label_smoothing)
 
-    def forward(self, input, target):
+    def forward(self, input: ArrayLike, target: ArrayLike) -> float:
         x = _args.check_array(input, "input")
         if x.ndim < 2:
             raise ValueError(
@@ -148,6 +160,6 @@ class CrossEntropyLoss(_Loss):
         self._grad = np.moveaxis(g.reshape(x.shape[0], *rest, C), -1, 1)
         return float(per_row.sum() * scale)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         s = f"CrossEntropyLoss(reduction={self.reduction!r}"
         return s + (f", label_smoothing={self.label_smoothing})" if self.label_smoothing else ")")

@@ -9,12 +9,18 @@ here too. :func:`train_digits` is what ``ndconv train`` runs.
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _args, nn
 from .nn.init import as_rng
+
+if TYPE_CHECKING:
+    from ._typing import DTypeLike, Seed
 
 __all__ = ["MODELS", "build_model", "digits_cnn", "faces_cnn", "train_digits"]
 
@@ -22,7 +28,7 @@ __all__ = ["MODELS", "build_model", "digits_cnn", "faces_cnn", "train_digits"]
 MODELS = ("mlp", "local", "cnn")
 
 
-def _two_stages(first, second):
+def _two_stages(first: nn.Module, second: nn.Module) -> list[nn.Module]:
     """``first`` - ReLU - 2x2 max-pool - ``second`` - ReLU - 2x2 max-pool - Flatten.
 
     The feature extractor every network here shares; the caller creates the
@@ -32,7 +38,7 @@ def _two_stages(first, second):
     return [first, nn.ReLU(), nn.MaxPool2d(2), second, nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
 
 
-def digits_cnn(rng=0, dtype=np.float32):
+def digits_cnn(rng: Seed = 0, dtype: DTypeLike = np.float32) -> nn.Sequential:
     """CNN for scikit-learn's 8x8 digits.
 
     1x8x8 -> 16x8x8 -> 16x4x4 -> 32x4x4 -> 32x2x2 -> 128 -> 64 -> 10.
@@ -54,7 +60,7 @@ def digits_cnn(rng=0, dtype=np.float32):
     )
 
 
-def faces_cnn(rng=0, dtype=np.float32):
+def faces_cnn(rng: Seed = 0, dtype: DTypeLike = np.float32) -> nn.Sequential:
     """CNN for scikit-image's 25x25 ``lfw_subset`` faces (face or not).
 
     1x25x25 -> 8x21x21 -> 8x10x10 -> 16x8x8 -> 16x4x4 -> 256 -> 32 -> 2, with
@@ -72,8 +78,16 @@ def faces_cnn(rng=0, dtype=np.float32):
     )
 
 
-def build_model(kind, in_shape, num_classes, *, channels=(16, 32), hidden=100,
-                dtype=np.float32, rng=0):
+def build_model(
+    kind: str,
+    in_shape: Sequence[int],
+    num_classes: int,
+    *,
+    channels: tuple[int, int] = (16, 32),
+    hidden: int = 100,
+    dtype: DTypeLike = np.float32,
+    rng: Seed = 0,
+) -> nn.Sequential:
     """One of the three networks of :mod:`ndconv.experiments` for images ``(C, H, W)``.
 
     - ``mlp``: :class:`~ndconv.nn.FullyConnected` into ``hidden`` units, ReLU,
@@ -120,7 +134,15 @@ def build_model(kind, in_shape, num_classes, *, channels=(16, 32), hidden=100,
                          nn.Linear(flat, num_classes, dtype=dtype, rng=rng))
 
 
-def train_digits(epochs=20, *, seed=0, lr=3e-3, batch_size=32, progress=True, checkpoint=None):
+def train_digits(
+    epochs: int = 20,
+    *,
+    seed: int = 0,
+    lr: float = 3e-3,
+    batch_size: int = 32,
+    progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
     """Train :func:`digits_cnn` on scikit-learn's digits, as ``ndconv train`` does.
 
     Adam on the 1347 training images of :func:`ndconv.data.load_digits`

@@ -9,11 +9,16 @@ state (moment buffers, step count) round-trips through ``state_dict()`` /
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from . import _args
+
+if TYPE_CHECKING:
+    from ._typing import NDArray
+    from .nn.module import Module, Parameter
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
@@ -28,9 +33,14 @@ class Optimizer:
     """
 
     #: Names of the per-parameter state buffers, in state_dict order.
-    _buffers = ()
+    _buffers: tuple[str, ...] = ()
 
-    def __init__(self, params, **hyper):
+    params: list[Parameter]
+    hyper: dict[str, Any]
+    state: list[dict[str, Any]]
+    step_count: int
+
+    def __init__(self, params: Iterable[Parameter] | Module, **hyper: Any) -> None:
         if hasattr(params, "parameters") and callable(params.parameters):
             params = params.parameters()
         if isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
@@ -38,35 +48,35 @@ class Optimizer:
                 f"`params` must be an iterable of Parameters (model.parameters()), got "
                 f"{type(params).__name__}"
             )
-        self.params = list(params)
+        self.params = list(cast("Iterable[Parameter]", params))
         if not self.params:
             raise ValueError("`params` is empty: the optimizer has nothing to update")
         for i, p in enumerate(self.params):
             if not (hasattr(p, "data") and hasattr(p, "grad")):
                 raise TypeError(f"`params` item {i} is a {type(p).__name__}, not a Parameter")
         self.hyper = dict(hyper)
-        self.state = [dict() for _ in self.params]
+        self.state = [{} for _ in self.params]
         self.step_count = 0
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         # Hyper-parameters read and write as attributes: opt.lr = 1e-3.
         hyper = self.__dict__.get("hyper", {})
         if name in hyper:
             return hyper[name]
         raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in self.__dict__.get("hyper", {}):
             self.hyper[name] = value
         else:
             object.__setattr__(self, name, value)
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         """Clear the gradients (``set_to_none`` as in PyTorch's default)."""
         for p in self.params:
             p.grad = None
 
-    def step(self):
+    def step(self) -> None:
         """Update every parameter that has a gradient."""
         self.step_count += 1
         for p, st in zip(self.params, self.state):
@@ -80,10 +90,10 @@ class Optimizer:
                 )
             self._update(p, g.astype(p.data.dtype, copy=False), st)
 
-    def _update(self, p, g, st):
+    def _update(self, p: Parameter, g: NDArray[Any], st: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"step": int, "hyper": {...}, "state": {"0": {buffer: array}, ...}}``."""
         return {
             "step": self.step_count,
@@ -93,7 +103,7 @@ class Optimizer:
                       for i, st in enumerate(self.state) if st},
         }
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> Optimizer:
         """Restore from :meth:`state_dict`.
 
         A buffer whose shape differs from its parameter's raises ValueError naming it.
@@ -106,7 +116,7 @@ class Optimizer:
         for key in ("step", "hyper", "state"):
             if key not in state:
                 raise KeyError(f"optimizer state dict has no key {key!r}")
-        new = [dict() for _ in self.params]
+        new: list[dict[str, Any]] = [{} for _ in self.params]
         for i, st in dict(state["state"]).items():
             try:
                 j = int(i)
@@ -137,18 +147,18 @@ class Optimizer:
         self.step_count = int(state["step"])
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyper.items())
         return f"{type(self).__name__}({len(self.params)} parameters, {args})"
 
 
-def _nonneg(value, name):
+def _nonneg(value: Any, name: str) -> float:
     if not _args.is_number(value) or not value >= 0 or not math.isfinite(value):
         raise ValueError(f"`{name}` (={value!r}) must be a finite number >= 0")
     return float(value)
 
 
-def _betas(betas):
+def _betas(betas: Any) -> tuple[float, float]:
     try:
         b1, b2 = betas
     except (TypeError, ValueError):
@@ -168,15 +178,22 @@ class SGD(Optimizer):
 
     Parameters
     ----------
-    params : iterable of Parameter
+    params : iterable of Parameter, or a Module
     lr : float
     momentum, dampening, weight_decay : float, default 0
     nesterov : bool
         Needs ``momentum > 0`` and ``dampening == 0``, as in PyTorch.
     """
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False):
+    def __init__(
+        self,
+        params: Iterable[Parameter] | Module,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
         lr, momentum = _nonneg(lr, "lr"), _nonneg(momentum, "momentum")
         dampening = _nonneg(dampening, "dampening")
         weight_decay = _nonneg(weight_decay, "weight_decay")
@@ -188,7 +205,7 @@ class SGD(Optimizer):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening,
                          weight_decay=weight_decay, nesterov=bool(nesterov))
 
-    def _update(self, p, g, st):
+    def _update(self, p: Parameter, g: NDArray[Any], st: dict[str, Any]) -> None:
         h = self.hyper
         if h["weight_decay"]:
             g = g + h["weight_decay"] * p.data
@@ -212,7 +229,7 @@ class Adam(Optimizer):
 
     Parameters
     ----------
-    params : iterable of Parameter
+    params : iterable of Parameter, or a Module
     lr : float, default 1e-3
     betas : (float, float), default (0.9, 0.999)
     eps : float, default 1e-8
@@ -222,15 +239,22 @@ class Adam(Optimizer):
 
     _decoupled = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False):
+    def __init__(
+        self,
+        params: Iterable[Parameter] | Module,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
         b1, b2 = _betas(betas)
         super().__init__(params, lr=_nonneg(lr, "lr"), beta1=b1, beta2=b2,
                          eps=_nonneg(eps, "eps"),
                          weight_decay=_nonneg(weight_decay, "weight_decay"),
                          amsgrad=bool(amsgrad))
 
-    def _update(self, p, g, st):
+    def _update(self, p: Parameter, g: NDArray[Any], st: dict[str, Any]) -> None:
         h = self.hyper
         lr, b1, b2, eps, wd = h["lr"], h["beta1"], h["beta2"], h["eps"], h["weight_decay"]
         if wd:
@@ -268,6 +292,13 @@ class AdamW(Adam):
 
     _decoupled = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False):
+    def __init__(
+        self,
+        params: Iterable[Parameter] | Module,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
         super().__init__(params, lr, betas, eps, weight_decay, amsgrad)

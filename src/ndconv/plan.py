@@ -27,7 +27,9 @@ Examples
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,6 +43,10 @@ from ._memory import (
     set_memory_limit,
 )
 from ._memory import check as check_memory
+
+if TYPE_CHECKING:
+    from ._typing import DTypeLike, IntOrTuple, NDArray, Padding, Shape
+    from .nn.module import Module
 
 __all__ = [
     "MemoryLimitError",
@@ -92,19 +98,20 @@ class Row:
 
     name: str
     layer: str
-    in_shape: tuple
-    out_shape: tuple
+    in_shape: Shape
+    out_shape: Shape
     weights: int
     biases: int
     flops: int
-    receptive_field: tuple | None = None
-    _state: object = field(default=None, repr=False, compare=False)
+    receptive_field: Shape | None = None
+    _state: Any = field(default=None, repr=False, compare=False)  # the _Field so far
 
     @property
-    def params(self):
+    def params(self) -> int:
+        """``weights + biases``."""
         return self.weights + self.biases
 
-    def nbytes(self, dtype="float32"):
+    def nbytes(self, dtype: DTypeLike = "float32") -> int:
         """Bytes of the parameters in ``dtype``."""
         return self.params * np.dtype(dtype).itemsize
 
@@ -116,20 +123,27 @@ class Row:
 
 @dataclass(frozen=True)
 class _Field:
-    input_size: tuple
-    jump: tuple
-    start: tuple
-    size: tuple
+    input_size: Shape
+    jump: Shape
+    start: Shape
+    size: Shape
     whole: bool = False  # every output sees the whole input
     circular: bool = False
     known: bool = True
 
     @classmethod
-    def identity(cls, spatial):
+    def identity(cls, spatial: Sequence[int]) -> _Field:
         n = len(spatial)
         return cls(tuple(spatial), (1,) * n, (0,) * n, (1,) * n)
 
-    def window(self, k, s, d, lo, circular=False):
+    def window(
+        self,
+        k: Sequence[int],
+        s: Sequence[int],
+        d: Sequence[int],
+        lo: Sequence[int],
+        circular: bool = False,
+    ) -> _Field:
         if self.whole or not self.known:
             return self
         if len(k) != len(self.jump):
@@ -142,7 +156,7 @@ class _Field:
             circular=self.circular or circular,
         )
 
-    def merge(self, other):
+    def merge(self, other: _Field) -> _Field:
         """The field of an element-wise combination (a residual Add, a Concat)."""
         if not (self.known and other.known) or self.input_size != other.input_size:
             return _Field(self.input_size, (), (), (), known=False)
@@ -157,14 +171,14 @@ class _Field:
                       tuple(e - st for e, st in zip(end, start)),
                       circular=self.circular or other.circular)
 
-    def unknown(self):
+    def unknown(self) -> _Field:
         return _Field(self.input_size, (), (), (), known=False)
 
-    def everything(self):
+    def everything(self) -> _Field:
         return _Field(self.input_size, self.jump, self.start, self.size, whole=True,
                       circular=self.circular)
 
-    def sizes(self):
+    def sizes(self) -> Shape | None:
         if not self.known:
             return None
         if self.whole:
@@ -177,8 +191,14 @@ class _Field:
 # one function per kind of layer, from hyper-parameters alone
 
 
-def fully_connected(in_shape, out_shape, bias=True, *, name="fully connected",
-                    _field=None):
+def fully_connected(
+    in_shape: IntOrTuple,
+    out_shape: IntOrTuple,
+    bias: bool = True,
+    *,
+    name: str = "fully connected",
+    _field: _Field | None = None,
+) -> Row:
     """Cost of :class:`ndconv.nn.FullyConnected` ``(in_shape -> out_shape)``.
 
     Every output element has a weight for every input element: ``weights =
@@ -191,7 +211,13 @@ def fully_connected(in_shape, out_shape, bias=True, *, name="fully connected",
                2 * w, fld.sizes(), fld)
 
 
-def _window_geometry(in_shape, kernel_size, stride, padding, dilation):
+def _window_geometry(
+    in_shape: IntOrTuple,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple,
+    padding: Padding,
+    dilation: IntOrTuple,
+) -> tuple[Shape, Shape, Shape, Shape, tuple[tuple[int, int], ...], Shape]:
     # No input channels is allowed, as in nn.Conv (an empty sum).
     x = _args.shape_tuple(in_shape, "in_shape", empty_ok=(0,))
     if len(x) < 2:
@@ -207,8 +233,20 @@ def _window_geometry(in_shape, kernel_size, stride, padding, dilation):
     return x, k, s, d, pairs, out
 
 
-def conv(in_shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-         bias=True, padding_mode="zeros", *, name="convolution", _field=None):
+def conv(
+    in_shape: IntOrTuple,
+    out_channels: int,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    bias: bool = True,
+    padding_mode: str = "zeros",
+    *,
+    name: str = "convolution",
+    _field: _Field | None = None,
+) -> Row:
     """Cost of :class:`ndconv.nn.Conv`: one kernel shared by all positions.
 
     ``weights = C_out * C_in / groups * prod(K)``, whatever the input size.
@@ -228,8 +266,16 @@ def conv(in_shape, out_channels, kernel_size, stride=1, padding=0, dilation=1, g
                2 * w * math.prod(out), fld.sizes(), fld)
 
 
-def conv_transpose(in_shape, out_shape, weights, biases, *, name="transposed convolution",
-                   layer="ConvTranspose", _field=None):
+def conv_transpose(
+    in_shape: IntOrTuple,
+    out_shape: IntOrTuple,
+    weights: int,
+    biases: int,
+    *,
+    name: str = "transposed convolution",
+    layer: str = "ConvTranspose",
+    _field: _Field | None = None,
+) -> Row:
     """Cost of a transposed convolution: every input element scatters the whole
     kernel, ``FLOPs = 2 * weights * prod(S_in)``.
 
@@ -241,8 +287,18 @@ def conv_transpose(in_shape, out_shape, weights, biases, *, name="transposed con
     return Row(name, layer, i, o, weights, biases, 2 * weights * math.prod(i[1:]), None, fld)
 
 
-def locally_connected(in_shape, out_channels, kernel_size, stride=1, padding=0,
-                      dilation=1, bias=True, *, name="locally connected", _field=None):
+def locally_connected(
+    in_shape: IntOrTuple,
+    out_channels: int,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    bias: bool = True,
+    *,
+    name: str = "locally connected",
+    _field: _Field | None = None,
+) -> Row:
     """Cost of :class:`ndconv.nn.LocallyConnected`: one kernel per output position.
 
     ``weights = C_out * prod(S_out) * C_in * prod(K)``; biases ``C_out * prod(S_out)``.
@@ -259,7 +315,7 @@ def locally_connected(in_shape, out_channels, kernel_size, stride=1, padding=0,
 # layers and models
 
 
-def _layer_row(layer, name, in_shape, fld):
+def _layer_row(layer: Any, name: str, in_shape: Shape, fld: _Field) -> Row:
     """The row of one (non-container) layer; dispatch on the class name and attributes
     so that this module needs no import of every layer."""
     from . import nn
@@ -327,13 +383,13 @@ def _layer_row(layer, name, in_shape, fld):
     )
 
 
-def _renamed(row, kind):
+def _renamed(row: Row, kind: str) -> Row:
     k = row.layer.split("(", 1)[1]
     return Row(row.name, f"{kind}({k}", row.in_shape, row.out_shape, row.weights,
                row.biases, row.flops, row.receptive_field, row._state)
 
 
-def _leaves(module, prefix=""):
+def _leaves(module: Module, prefix: str = "") -> Iterator[tuple[str, Module]]:
     children = list(module.named_children())
     if not children:
         yield prefix or type(module).__name__, module
@@ -342,7 +398,7 @@ def _leaves(module, prefix=""):
         yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
 
 
-def layer_rows(model, input_shape):
+def layer_rows(model: Module, input_shape: IntOrTuple) -> list[Row]:
     """One :class:`Row` per layer of ``model`` (a layer or a nested Sequential).
 
     Parameters
@@ -400,17 +456,17 @@ class Step:
 
     name: str
     layer: str
-    inputs: tuple
+    inputs: tuple[str, ...]
     output: str
-    in_shape: tuple
-    out_shape: tuple
+    in_shape: Shape
+    out_shape: Shape
     weights: int = 0
     biases: int = 0
     flops: int = 0
-    field: object = "merge"
+    field: str | tuple[Any, ...] = "merge"
 
 
-def graph_rows(steps, input_shape):
+def graph_rows(steps: Iterable[Step], input_shape: IntOrTuple) -> list[Row]:
     """One :class:`Row` per :class:`Step` of a graph, receptive fields followed
     along every path from the input (the widest where paths join).
 
@@ -446,7 +502,7 @@ def graph_rows(steps, input_shape):
     return rows
 
 
-def total(rows, name="total"):
+def total(rows: Iterable[Row], name: str = "total") -> Row:
     """One row summing weights, biases and FLOPs; shapes and field of the ends."""
     rows = list(rows)
     if not rows:
@@ -456,7 +512,9 @@ def total(rows, name="total"):
                sum(r.flops for r in rows), rows[-1].receptive_field, rows[-1]._state)
 
 
-def receptive_region(model, input_shape, out_index):
+def receptive_region(
+    model: Module, input_shape: IntOrTuple, out_index: Sequence[int]
+) -> tuple[NDArray[np.intp], ...]:
     """Input positions that one output element can depend on.
 
     Parameters
@@ -493,7 +551,11 @@ def receptive_region(model, input_shape, out_index):
 # the lecture's case and the text table
 
 
-def lecture_table(input_shape=LECTURE_INPUT, hidden=LECTURE_HIDDEN, kernel_size=3):
+def lecture_table(
+    input_shape: IntOrTuple = LECTURE_INPUT,
+    hidden: int = LECTURE_HIDDEN,
+    kernel_size: IntOrTuple = 3,
+) -> list[Row]:
     """The lecture's comparison on one photo, computed, never allocated.
 
     Rows: the fully connected layer into ``hidden`` units (3,600,000,000
@@ -517,7 +579,7 @@ def lecture_table(input_shape=LECTURE_INPUT, hidden=LECTURE_HIDDEN, kernel_size=
     ]
 
 
-def _si(n, unit=""):
+def _si(n: float, unit: str = "") -> str:
     if n < 1000:
         return f"{n:,}{unit and ' ' + unit}"
     for p in ("k", "M", "G", "T", "P", "E", "Z"):
@@ -527,7 +589,9 @@ def _si(n, unit=""):
     raise AssertionError("unreachable")
 
 
-def format_table(rows, dtypes=("float32",), *, with_total=False):
+def format_table(
+    rows: Iterable[Row], dtypes: Sequence[DTypeLike] = ("float32",), *, with_total: bool = False
+) -> str:
     """The rows as a plain-text table (what ``ndconv params`` prints).
 
     Parameters
@@ -545,7 +609,7 @@ def format_table(rows, dtypes=("float32",), *, with_total=False):
     head = ["layer", "kind", "input", "output", "weights", "params",
             *[f"{d.name} bytes" for d in dts], "FLOPs", "receptive field"]
 
-    def shp(s):
+    def shp(s: Sequence[int]) -> str:
         return "x".join(str(v) for v in s)
 
     body = []
@@ -557,7 +621,7 @@ def format_table(rows, dtypes=("float32",), *, with_total=False):
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
     right = {4, 5, *range(6, 6 + len(dts) + 1)}
 
-    def line(cells):
+    def line(cells: Sequence[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 

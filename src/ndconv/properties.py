@@ -16,12 +16,20 @@ how large the worst violation is and where.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from . import _args, plan
 from .nn import Module
+
+if TYPE_CHECKING:
+    from ._typing import ArrayLike, IntOrTuple, NDArray, Pairs, Shape
+
+    #: A layer to check: an ndconv Module, or any callable on (B, C, *S) arrays.
+    Layer = Union[Module, Callable[[NDArray[Any]], ArrayLike]]
 
 __all__ = ["CheckResult", "locality", "translation_equivariance"]
 
@@ -47,21 +55,21 @@ class CheckResult:
     holds: bool
     name: str
     max_error: float
-    where: tuple | None
+    where: tuple[int, ...] | None
     compared: int
     tolerance: float
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return self.holds
 
-    def __str__(self):
+    def __str__(self) -> str:
         verdict = "holds" if self.holds else "fails"
         s = (f"{self.name} {verdict}: max error {self.max_error:.3g} over {self.compared} "
              f"elements (tolerance {self.tolerance:.3g})")
         return s if self.holds else s + f", worst at {self.where}"
 
 
-def _apply(f, x):
+def _apply(f: Layer, x: NDArray[Any]) -> NDArray[Any]:
     y = f(x)
     y = np.asarray(y)
     if y.ndim != x.ndim:
@@ -72,7 +80,7 @@ def _apply(f, x):
     return y
 
 
-def _shift(a, shift, circular):
+def _shift(a: NDArray[Any], shift: Sequence[int], circular: bool) -> NDArray[Any]:
     """Shift the trailing spatial dims by ``shift``; zero-fill unless circular."""
     n = len(shift)
     axes = tuple(range(a.ndim - n, a.ndim))
@@ -85,7 +93,7 @@ def _shift(a, shift, circular):
     return out
 
 
-def _check_x(x, f):
+def _check_x(x: ArrayLike, f: Layer) -> NDArray[Any]:
     x = _args.check_array(x, "x")
     if x.ndim < 3:
         raise ValueError(
@@ -99,7 +107,7 @@ def _check_x(x, f):
     return x
 
 
-def _tol(y, atol):
+def _tol(y: NDArray[Any], atol: float | None) -> float:
     if atol is not None:
         return float(atol)
     eps = np.finfo(y.dtype).eps if y.dtype.kind == "f" else 0.0
@@ -107,7 +115,7 @@ def _tol(y, atol):
     return float(64 * eps * (np.abs(y).max() + 1.0))
 
 
-def _default_margin(layer, in_shape, shift):
+def _default_margin(layer: Module, in_shape: Shape, shift: Sequence[int]) -> Pairs:
     """``(lo, hi)`` per dim: the shift on its side, plus the field's reach.
 
     An output ``i`` is compared only if every layer's window around it sees the
@@ -126,8 +134,15 @@ def _default_margin(layer, in_shape, shift):
     return tuple(pairs)
 
 
-def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=None,
-                             atol=None):
+def translation_equivariance(
+    layer: Layer,
+    x: ArrayLike,
+    shift: IntOrTuple = 1,
+    *,
+    boundary: str = "circular",
+    margin: IntOrTuple | None = None,
+    atol: float | None = None,
+) -> CheckResult:
     """Check ``layer(shift(x)) == shift(layer(x))``.
 
     Parameters
@@ -135,7 +150,7 @@ def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=N
     layer : ndconv.nn.Module or callable
         Maps ``(B, C, *S)`` to ``(B, C', *S)`` (stride 1: the output has the
         input's spatial grid, as with ``padding='same'``).
-    x : ndarray, shape (B, C, *S)
+    x : array_like, shape (B, C, *S)
     shift : int or tuple of int
         Shift per spatial dim.
     boundary : {'circular', 'zeros'}
@@ -170,22 +185,23 @@ def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=N
     y_shifted_in = _apply(layer, _shift(x, shift, circular))
     y_then_shift = _shift(y, shift, circular)
     S = y.shape[2:]
+    region: tuple[Any, ...]
     if circular:
         region = (Ellipsis,)
     else:
         if margin is None:
             if not isinstance(layer, Module):
                 raise ValueError("`margin` is required with boundary='zeros' for a plain callable")
-            margin = _default_margin(layer, x.shape[1:], shift)
+            sides = _default_margin(layer, x.shape[1:], shift)
         else:
-            margin = tuple((m, m) for m in _args.ntuple(margin, n, "margin", minimum=0))
-        if any(lo + hi >= s for (lo, hi), s in zip(margin, S)):
+            sides = tuple((m, m) for m in _args.ntuple(margin, n, "margin", minimum=0))
+        if any(lo + hi >= s for (lo, hi), s in zip(sides, S)):
             raise ValueError(
-                f"no interior is left: margins {margin} (lo, hi) of an output of "
+                f"no interior is left: margins {sides} (lo, hi) of an output of "
                 f"spatial size {S} (a receptive field as large as the input, as a "
                 "fully connected layer's, has none: use boundary='circular')"
             )
-        region = (Ellipsis, *[slice(lo, s - hi) for (lo, hi), s in zip(margin, S)])
+        region = (Ellipsis, *[slice(lo, s - hi) for (lo, hi), s in zip(sides, S)])
     a, b = y_shifted_in[region], y_then_shift[region]
     err = np.abs(a - b)
     tol = _tol(y, atol)
@@ -197,7 +213,14 @@ def translation_equivariance(layer, x, shift=1, *, boundary="circular", margin=N
                        int(err.size), tol)
 
 
-def locality(layer, x, out_index=None, *, channel=0, region=None):
+def locality(
+    layer: Module,
+    x: ArrayLike,
+    out_index: Sequence[int] | None = None,
+    *,
+    channel: int = 0,
+    region: Sequence[ArrayLike] | None = None,
+) -> CheckResult:
     """Check that an output element's gradient is exactly zero outside its receptive field.
 
     Parameters
@@ -205,7 +228,7 @@ def locality(layer, x, out_index=None, *, channel=0, region=None):
     layer : ndconv.nn.Module
         Needs ``forward`` and ``backward``. Parameter gradients it accumulates
         are restored afterwards.
-    x : ndarray, shape (B, C, *S)
+    x : array_like, shape (B, C, *S)
     out_index : tuple of int, optional
         Spatial index of the output element (default: the middle of the output).
     channel : int
@@ -240,7 +263,7 @@ def locality(layer, x, out_index=None, *, channel=0, region=None):
     if len(region) != n:
         raise ValueError(f"`region` must hold one index array per spatial dim ({n}), got {len(region)}")
     g = np.zeros_like(y)
-    g[(0, channel, *out_index)] = 1
+    g[(0, channel) + tuple(out_index)] = 1
     # Copies: Parameter.accumulate adds into an existing .grad in place.
     saved = [(p, None if p.grad is None else p.grad.copy()) for p in layer.parameters()]
     try:

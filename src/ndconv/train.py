@@ -12,11 +12,23 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _args
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
+
+    from ._typing import ArrayLike, Loss, NDArray, Seed
+    from .nn.module import Module
+    from .optim import Optimizer
+
+    _Snapshot = tuple[dict[str, Any], dict[str, Any] | None]
 
 __all__ = ["History", "NonFiniteLossError", "fit", "evaluate", "predict"]
 
@@ -24,25 +36,30 @@ __all__ = ["History", "NonFiniteLossError", "fit", "evaluate", "predict"]
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; ``epoch`` and ``step`` say where (1-based)."""
 
-    def __init__(self, message, epoch, step):
+    epoch: int
+    step: int
+
+    def __init__(self, message: str, epoch: int, step: int) -> None:
         super().__init__(message)
         self.epoch = epoch
         self.step = step
 
 
-class History(dict):
+class History(dict[str, list[float]]):
     """Per-epoch metrics: ``history["loss"][e]``, ``history["val_accuracy"][e]``, ...
 
     A dict of lists (keys ``loss``, ``accuracy``, ``val_loss``,
     ``val_accuracy``, ``seconds``, as far as they apply).
     """
 
-    def append(self, row):
+    def append(self, row: Mapping[str, float]) -> None:
+        """Add one epoch's metrics, each to its list."""
         for k, v in row.items():
             self.setdefault(k, []).append(v)
 
     @property
-    def epochs(self):
+    def epochs(self) -> int:
+        """Number of epochs recorded."""
         return len(self.get("loss", []))
 
 
@@ -50,7 +67,15 @@ class History(dict):
 # helpers
 
 
-def _check_data(x, y, name="x"):
+@overload
+def _check_data(x: ArrayLike, y: None, name: str = "x") -> tuple[NDArray[Any], None]: ...
+@overload
+def _check_data(
+    x: ArrayLike, y: ArrayLike, name: str = "x"
+) -> tuple[NDArray[Any], NDArray[Any]]: ...
+def _check_data(
+    x: ArrayLike, y: ArrayLike | None, name: str = "x"
+) -> tuple[NDArray[Any], NDArray[Any] | None]:
     x = np.asarray(x)
     if x.ndim < 1 or x.shape[0] == 0:
         raise ValueError(
@@ -66,29 +91,34 @@ def _check_data(x, y, name="x"):
     return x, y
 
 
-def _batches(n, batch_size, order):
+def _batches(n: int, batch_size: int, order: NDArray[np.intp]) -> Iterator[NDArray[np.intp]]:
     for start in range(0, n, batch_size):
         yield order[start:start + batch_size]
 
 
-def _correct(out, y):
+def _correct(out: NDArray[Any], y: NDArray[Any]) -> int | None:
     """Number of correct argmax predictions, or None when ``y`` is not class labels."""
     if y.dtype.kind not in "iu" or out.ndim != y.ndim + 1:
         return None
     return int(np.count_nonzero(out.argmax(axis=1) == y))
 
 
-def _snapshot(model, optimizer):
+def _snapshot(model: Module, optimizer: Optimizer | None) -> _Snapshot:
     return (model.state_dict(), copy.deepcopy(optimizer.state_dict()) if optimizer else None)
 
 
-def _restore(model, optimizer, snap):
+def _restore(model: Module, optimizer: Optimizer | None, snap: _Snapshot) -> None:
     model.load_state_dict(snap[0])
     if optimizer is not None and snap[1] is not None:
         optimizer.load_state_dict(snap[1])
 
 
-def _progress(progress, total, desc):
+def _is_training(model: Module) -> bool:
+    # Module sets `training` through object.__setattr__, which mypy cannot see.
+    return bool(getattr(model, "training"))
+
+
+def _progress(progress: bool, total: int, desc: str) -> tqdm[Any] | None:
     if not progress:
         return None
     try:
@@ -104,15 +134,28 @@ def _progress(progress, total, desc):
 # public API
 
 
-def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=None,
-        shuffle=True, rng=None, progress=True, checkpoint=None):
+def fit(
+    model: Module,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    loss: Loss,
+    optimizer: Optimizer,
+    epochs: int = 10,
+    batch_size: int = 32,
+    validation: Sequence[ArrayLike] | None = None,
+    shuffle: bool = True,
+    rng: Seed = None,
+    progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> History:
     """Train ``model`` on ``(x, y)`` with mini-batches.
 
     Parameters
     ----------
     model : Module
-    x : ndarray, shape (N, ...)
-    y : ndarray, shape (N, ...)
+    x : array_like, shape (N, ...)
+    y : array_like, shape (N, ...)
         Class labels (ints) for a classifier, or targets of the output's shape.
     loss : callable loss with ``backward()`` (:mod:`ndconv.losses`)
     optimizer : Optimizer (:mod:`ndconv.optim`)
@@ -155,13 +198,13 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
             raise ValueError("`validation` must be a pair (x_val, y_val)")
-        validation = _check_data(*validation, name="validation x")
+        validation = _check_data(validation[0], validation[1], name="validation x")
     if not isinstance(rng, np.random.Generator):
         rng = np.random.default_rng(rng)
     from .io import save  # here: io is only needed when checkpointing
 
     history = History()
-    was_training = model.training
+    was_training = _is_training(model)
     summed = getattr(loss, "reduction", "mean") == "sum"
     try:
         _epochs(model, x, y, loss, optimizer, epochs, batch_size, validation, shuffle,
@@ -172,8 +215,23 @@ def fit(model, x, y, *, loss, optimizer, epochs=10, batch_size=32, validation=No
     return history
 
 
-def _epochs(model, x, y, loss, optimizer, epochs, batch_size, validation, shuffle, rng,
-            progress, checkpoint, history, summed, save):
+def _epochs(
+    model: Module,
+    x: NDArray[Any],
+    y: NDArray[Any],
+    loss: Loss,
+    optimizer: Optimizer,
+    epochs: int,
+    batch_size: int,
+    validation: tuple[NDArray[Any], NDArray[Any]] | None,
+    shuffle: bool,
+    rng: np.random.Generator,
+    progress: bool,
+    checkpoint: str | os.PathLike[str] | None,
+    history: History,
+    summed: bool,
+    save: Callable[..., Any],
+) -> None:
     """The epoch loop of :func:`fit` (arguments validated), filling ``history``."""
     if validation is not None:
         xv, yv = validation
@@ -232,14 +290,14 @@ def _epochs(model, x, y, loss, optimizer, epochs, batch_size, validation, shuffl
                   "history": {k: list(v) for k, v in history.items()}}, checkpoint)
 
 
-def predict(model, x, batch_size=256):
+def predict(model: Module, x: ArrayLike, batch_size: int = 256) -> NDArray[Any]:
     """Outputs of ``model`` on ``x`` in evaluation mode, batch by batch.
 
     The model's training/evaluation mode is restored afterwards.
     """
     x, _ = _check_data(x, None)
     batch_size = _args.positive_int(batch_size, "batch_size")
-    was_training = model.training
+    was_training = _is_training(model)
     model.eval()
     try:
         outs = [model(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
@@ -248,7 +306,14 @@ def predict(model, x, batch_size=256):
     return np.concatenate(outs, axis=0)
 
 
-def evaluate(model, x, y, *, loss=None, batch_size=256):
+def evaluate(
+    model: Module,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    loss: Loss | None = None,
+    batch_size: int = 256,
+) -> dict[str, float]:
     """Loss and (for class labels) accuracy of ``model`` on ``(x, y)``.
 
     Returns

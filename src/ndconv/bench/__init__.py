@@ -26,17 +26,19 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Sequence
+from typing import TextIO
 
 import ndconv
 
 from .cases import GROUPS
 from .report import fmt_table, machine, summary
-from .timing import set_threads, sgemm_peak
+from .timing import Row, set_threads, sgemm_peak
 
 __all__ = ["main"]
 
 
-def parse_args(argv=None):
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ndconv bench", description=__doc__.split("\n\n")[0])
     add_arguments(p)
     args = p.parse_args(argv)
@@ -46,7 +48,7 @@ def parse_args(argv=None):
         p.error(str(exc))
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     """The benchmark's options (shared with ``ndconv bench``)."""
     p.add_argument("--quick", action="store_true",
                    help="scaled-down shapes and 3 repeats (a few minutes)")
@@ -58,7 +60,7 @@ def add_arguments(p):
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
 
 
-def finish_args(args):
+def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     """Validate and normalise parsed options; ValueError names a bad one."""
     args.only = [g.strip() for g in args.only.split(",") if g.strip()]
     bad = [g for g in args.only if g not in GROUPS]
@@ -81,7 +83,7 @@ def finish_args(args):
     return args
 
 
-def run(args, out=sys.stdout):
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Run the groups of ``args`` for each thread count; print tables and summaries."""
     args = finish_args(args) if isinstance(args.only, str) else args
     print(f"command: ndconv bench {' '.join(sys.argv[1:])}".rstrip(), file=out)
@@ -91,7 +93,8 @@ def run(args, out=sys.stdout):
         print(file=out)
         print(f"## {threads} thread{'s' if threads > 1 else ''}", file=out)
         print(machine(threads, peak), file=out)
-        rows, skipped = [], {}
+        rows: list[Row] = []
+        skipped: dict[str, str] = {}
         for group in args.only:
             GROUPS[group](args, peak, rows, skipped)
         for line in skipped.values():
@@ -103,5 +106,5 @@ def run(args, out=sys.stdout):
     return 0
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     return run(parse_args(argv))

@@ -18,21 +18,32 @@ import os
 import tempfile
 import time
 import tracemalloc
+from argparse import Namespace
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import ndconv
 
-from .timing import peer, progress, row, time_interleaved
+from .timing import Row, peer, progress, row, time_interleaved
+
+if TYPE_CHECKING:
+    from .._typing import NDArray
+
+#: A group: ``bench(args, peak, rows, skipped)`` appends its rows and notes absent peers.
+Group = Callable[[Namespace, float, list[Row], dict[str, str]], None]
+#: One layer of ``cnn``: name, x shape, weight shape, stride, padding, groups.
+Case = tuple[str, tuple[int, ...], tuple[int, ...], int, int, int]
 
 
-def _rng():
+def _rng() -> np.random.Generator:
     return np.random.default_rng(0)
 
 
-def cnn_cases(quick):
+def cnn_cases(quick: bool) -> list[Case]:
     """(name, x shape, weight shape, stride, padding, groups)."""
-    layers = [
+    layers: list[Case] = [
         ("conv 64->64 k3 56x56 b32", (32, 64, 56, 56), (64, 64, 3, 3), 1, 1, 1),
         ("conv 128->128 k3 28x28 b8", (8, 128, 28, 28), (128, 128, 3, 3), 1, 1, 1),
         ("conv 256->256 k3 14x14 b16", (16, 256, 14, 14), (256, 256, 3, 3), 1, 1, 1),
@@ -47,7 +58,7 @@ def cnn_cases(quick):
     return layers
 
 
-def bench_cnn(args, peak, rows, skipped):
+def bench_cnn(args: Namespace, peak: float, rows: list[Row], skipped: dict[str, str]) -> None:
     torch = peer("torch", skipped)
     if torch is None:
         return
@@ -67,18 +78,18 @@ def bench_cnn(args, peak, rows, skipped):
         xg, wg, bg = (a.clone().requires_grad_(True) for a in (xt, wt, bt))
         f = tconv[len(ws) - 2]
 
-        def nd_fwd():
+        def nd_fwd() -> None:
             ndconv.conv(x, w, b, s, p, 1, g)
 
-        def nd_fb():
+        def nd_fb() -> None:
             ndconv.conv(x, w, b, s, p, 1, g)
             ndconv.conv_backward(gy, x, w, s, p, 1, g)
 
-        def th_fwd():
+        def th_fwd() -> None:
             with torch.no_grad():
                 f(xt, wt, bt, s, p, 1, g)
 
-        def th_fb():
+        def th_fb() -> None:
             xg.grad = wg.grad = bg.grad = None
             f(xg, wg, bg, s, p, 1, g).backward(gyt)
 
@@ -91,7 +102,7 @@ def bench_cnn(args, peak, rows, skipped):
         progress(rows)
 
 
-def torch_digits_cnn(torch, model):
+def torch_digits_cnn(torch: Any, model: ndconv.nn.Module) -> Any:
     """The PyTorch twin of :func:`ndconv.models.digits_cnn`, same weights."""
     t = torch.nn.Sequential(
         torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
@@ -102,7 +113,7 @@ def torch_digits_cnn(torch, model):
     return t
 
 
-def bench_small(args, peak, rows, skipped):
+def bench_small(args: Namespace, peak: float, rows: list[Row], skipped: dict[str, str]) -> None:
     """Inference latency (batch 1, 64) and one training epoch of the digits CNN."""
     torch = peer("torch", skipped)
     if torch is None:
@@ -120,7 +131,7 @@ def bench_small(args, peak, rows, skipped):
         x = rng.standard_normal((batch, 1, 8, 8)).astype(np.float32)
         xt = torch.from_numpy(x)
 
-        def th():
+        def th() -> None:
             with torch.no_grad():
                 tm(xt)
 
@@ -139,14 +150,14 @@ def bench_small(args, peak, rows, skipped):
     topt, tloss = torch.optim.Adam(tm.parameters(), lr=1e-3), torch.nn.CrossEntropyLoss()
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
 
-    def nd_epoch():
+    def nd_epoch() -> None:
         for i in range(0, n, bs):
             loss(model(x[i:i + bs]), y[i:i + bs])
             opt.zero_grad()
             model.backward(loss.backward())
             opt.step()
 
-    def th_epoch():
+    def th_epoch() -> None:
         for i in range(0, n, bs):
             topt.zero_grad()
             tloss(tm(xt[i:i + bs]), yt[i:i + bs]).backward()
@@ -159,7 +170,7 @@ def bench_small(args, peak, rows, skipped):
     progress(rows)
 
 
-def _torch_same(torch, x, k):
+def _torch_same(torch: Any, x: NDArray[Any], k: NDArray[Any]) -> Callable[[], None]:
     """torch's 'same' correlation of one channel, as a timed callable."""
     import warnings
 
@@ -174,14 +185,14 @@ def _torch_same(torch, x, k):
     xt = torch.from_numpy(x)[None, None]
     kt = torch.from_numpy(np.ascontiguousarray(k))[None, None]
 
-    def run():
+    def run() -> None:
         with torch.no_grad():
             f(xt, kt, padding="same")
 
     return run
 
 
-def bench_large(args, peak, rows, skipped):
+def bench_large(args: Namespace, peak: float, rows: list[Row], skipped: dict[str, str]) -> None:
     torch = peer("torch", skipped)
     signal = peer("scipy.signal", skipped)
     size = 512 if args.quick else 1024
@@ -211,7 +222,7 @@ def bench_large(args, peak, rows, skipped):
         progress(rows)
 
 
-def bench_image(args, peak, rows, skipped):
+def bench_image(args: Namespace, peak: float, rows: list[Row], skipped: dict[str, str]) -> None:
     cv2 = peer("cv2", skipped)
     ndi = peer("scipy.ndimage", skipped)
     torch = peer("torch", skipped)
@@ -245,7 +256,7 @@ FILTER_KERNELS = ("identity", "box:3", "gaussian", "sharpen", "edge", "diff", "s
                   "gaussian:8")
 
 
-def bench_filter(args, peak, rows, skipped):
+def bench_filter(args: Namespace, peak: float, rows: list[Row], skipped: dict[str, str]) -> None:
     """``ndconv filter`` on a 12 MP RGB photo against its library call.
 
     The command reads an uncompressed TIFF, filters in bands and writes an
@@ -272,7 +283,7 @@ def bench_filter(args, peak, rows, skipped):
             k = kernels.get(name)
             dst = os.path.join(tmp, "out.tif")
 
-            def cli():
+            def cli() -> None:
                 rc = cli_main(["filter", src, dst, "--kernel", name, "--force"])
                 if rc != 0:
                     raise RuntimeError(f"ndconv filter --kernel {name} exited {rc}")
@@ -294,7 +305,7 @@ def bench_filter(args, peak, rows, skipped):
             progress(rows)
 
 
-def bench_memory(args, peak, rows, skipped):
+def bench_memory(args: Namespace, peak: float, rows: list[Row], skipped: dict[str, str]) -> None:
     """Peak extra memory of Conv2d(3, 16, 3, padding=1) forward on the photo."""
     from ..nn import Conv2d
 
@@ -321,5 +332,5 @@ def bench_memory(args, peak, rows, skipped):
     progress(rows)
 
 
-GROUPS = {"cnn": bench_cnn, "small": bench_small, "large": bench_large,
+GROUPS: dict[str, Group] = {"cnn": bench_cnn, "small": bench_small, "large": bench_large,
           "image": bench_image, "filter": bench_filter, "memory": bench_memory}

@@ -5,10 +5,14 @@ from __future__ import annotations
 import math
 import os
 import platform
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-def fmt_table(rows, markdown):
+from .timing import Row
+
+
+def fmt_table(rows: Iterable[Row], markdown: bool) -> str:
     head = ["group", "case", "implementation", "median ms", "GFLOP/s", "% SGEMM peak",
             "ndconv / this"]
     body = []
@@ -25,20 +29,21 @@ def fmt_table(rows, markdown):
         lines += ["| " + " | ".join(b) + " |" for b in body]
         return "\n".join(lines)
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths))
     return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
 
 
-def geomean(values):
+def geomean(values: Iterable[float]) -> float:
     values = [v for v in values if v]
     return math.exp(sum(map(math.log, values)) / len(values)) if values else float("nan")
 
 
-def summary(rows):
+def summary(rows: Sequence[Row]) -> str:
     """The ratios the targets in BENCHMARKS.md (issue 12) refer to, one line each."""
     out = []
 
-    def ratios(group, impl_prefix):
+    def ratios(group: str, impl_prefix: str) -> list[Row]:
         return [r for r in rows if r["group"] == group and r["impl"].startswith(impl_prefix)
                 and r["ratio"]]
 
@@ -79,7 +84,7 @@ def summary(rows):
     return "\n".join(out)
 
 
-def machine(threads, peak):
+def machine(threads: int, peak: float) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:

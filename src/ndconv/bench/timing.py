@@ -6,13 +6,18 @@ import importlib
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 import ndconv
 
+#: One result of the table: group, case, impl, ms, gflops, peak, ratio, note.
+Row = dict[str, Any]
 
-def peer(name, skipped):
+
+def peer(name: str, skipped: dict[str, str]) -> Any:
     """The module ``name``, or None after noting in ``skipped`` that it is absent.
 
     Peers (PyTorch, SciPy, OpenCV, onnxruntime) are optional: a benchmark row
@@ -26,7 +31,7 @@ def peer(name, skipped):
         return None
 
 
-def set_threads(n):
+def set_threads(n: int | None) -> None:
     """``n`` threads for ndconv and every installed peer (None: ndconv's default)."""
     ndconv.set_num_threads(n)
     if n is None:
@@ -39,14 +44,14 @@ def set_threads(n):
         cv2.setNumThreads(n)
 
 
-def _maybe(name):
+def _maybe(name: str) -> Any:
     try:
         return importlib.import_module(name)
     except ImportError:
         return None
 
 
-def sgemm_peak(quick):
+def sgemm_peak(quick: bool) -> float:
     """Measured float32 GEMM GFLOP/s of NumPy's BLAS (median of 5)."""
     n = 1024 if quick else 2048
     rng = np.random.default_rng(0)
@@ -65,7 +70,9 @@ def sgemm_peak(quick):
 SLOW_S = 3.0
 
 
-def time_interleaved(impls, repeats):
+def time_interleaved(
+    impls: Sequence[tuple[str, Callable[[], object]]], repeats: int
+) -> dict[str, float]:
     """Median seconds of each callable, calls interleaved round by round.
 
     Each callable is called once untimed first (first-call costs: plans,
@@ -77,7 +84,7 @@ def time_interleaved(impls, repeats):
         t0 = time.perf_counter()
         fn()
         rounds[name] = 1 if time.perf_counter() - t0 > SLOW_S else repeats
-    times = {name: [] for name, _ in impls}
+    times: dict[str, list[float]] = {name: [] for name, _ in impls}
     for r in range(repeats):
         for name, fn in impls:
             if r >= rounds[name]:
@@ -88,7 +95,15 @@ def time_interleaved(impls, repeats):
     return {name: statistics.median(v) for name, v in times.items()}
 
 
-def row(group, case, impl, seconds, flops, peak, nd_seconds=None):
+def row(
+    group: str,
+    case: str,
+    impl: str,
+    seconds: float,
+    flops: float,
+    peak: float,
+    nd_seconds: float | None = None,
+) -> Row:
     g = flops / seconds / 1e9
     return {
         "group": group, "case": case, "impl": impl, "ms": seconds * 1e3, "gflops": g,
@@ -97,5 +112,5 @@ def row(group, case, impl, seconds, flops, peak, nd_seconds=None):
     }
 
 
-def progress(rows):
+def progress(rows: Sequence[Row]) -> None:
     print(f"  ... {rows[-1]['group']}: {rows[-1]['case']} done", file=sys.stderr, flush=True)

@@ -28,12 +28,20 @@ import math
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from .. import _args
 from ..explain import Explainer
 from . import samples
+
+if TYPE_CHECKING:
+    from .._typing import NDArray
+
+#: A decoded JSON request, or a JSON-able answer.
+Json = dict[str, Any]
 
 MAX_BODY = 1 << 20  #: bytes of a JSON request body
 MAX_X = 1 << 17  #: elements of ``x`` (131,072: the ECG, the MRI volume, a 362x362 grid)
@@ -43,9 +51,9 @@ MAX_OUTPUT = 1 << 20  #: elements of an output (per channel for images)
 MAX_PADDED = 1 << 22  #: elements of the padded input (per channel)
 MAX_WORK = 1 << 29  #: output elements x kernel taps x channels
 
-CONV_FIELDS = {"x": None, "kernel": None, "stride": 1, "padding": 0, "dilation": 1,
+CONV_FIELDS: dict[str, Any] = {"x": None, "kernel": None, "stride": 1, "padding": 0, "dilation": 1,
                "padding_mode": "zeros", "bias": 0.0}
-IMAGE_FIELDS = {"image": None, "kernel": None, "stride": 1, "padding": "same",
+IMAGE_FIELDS: dict[str, Any] = {"image": None, "kernel": None, "stride": 1, "padding": "same",
                 "dilation": 1, "padding_mode": "zeros", "range": "clip", "grey": False}
 
 
@@ -55,7 +63,10 @@ class ApiError(Exception):
     #: Longest message sent back: a message quoting a 100,000-entry list stays short.
     MAX_LENGTH = 500
 
-    def __init__(self, status, message):
+    status: int
+    message: str
+
+    def __init__(self, status: int, message: object) -> None:
         super().__init__(message)
         self.status = status
         line = re.sub(r"\s*\n\s*", " ", str(message)).strip()
@@ -64,12 +75,12 @@ class ApiError(Exception):
         self.message = line
 
 
-def parse_json(body):
+def parse_json(body: bytes) -> Json:
     """Bytes -> a dict; ApiError(400) for anything that is not a JSON object.
 
     NaN and Infinity (which Python's json accepts) are refused: they are not JSON.
     """
-    def no_constants(name):
+    def no_constants(name: str) -> NoReturn:
         raise ValueError(f"{name} is not a number JSON allows; send finite numbers")
 
     try:
@@ -85,12 +96,12 @@ def parse_json(body):
     return value
 
 
-def _kind(v):
+def _kind(v: object) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
             type(None): "null", int: "a number", float: "a number"}.get(type(v), type(v).__name__)
 
 
-def _fields(body, spec):
+def _fields(body: Mapping[str, Any], spec: Mapping[str, Any]) -> Json:
     """The request's fields with defaults; ApiError(400) for missing or unknown ones."""
     unknown = sorted(set(body) - set(spec))
     if unknown:
@@ -101,7 +112,7 @@ def _fields(body, spec):
     return {k: body.get(k, v) for k, v in spec.items()}
 
 
-def to_array(value, name, max_elements):
+def to_array(value: Any, name: str, max_elements: int) -> NDArray[np.float64]:
     """A rectangular nested list of numbers -> float64 ndarray.
 
     Booleans, strings and null are refused (NumPy would turn ``true`` into 1).
@@ -110,7 +121,8 @@ def to_array(value, name, max_elements):
     """
     if not isinstance(value, list):
         raise ApiError(400, f"`{name}` must be a nested list of numbers, got {_kind(value)}")
-    shape, level = [], [value]
+    shape: list[int] = []
+    level = [value]
     while isinstance(level[0], list):
         n = len(level[0])
         for item in level:
@@ -139,7 +151,7 @@ def to_array(value, name, max_elements):
     return arr
 
 
-def _check_cost(ex, channels=1, what="the output"):
+def _check_cost(ex: Explainer, channels: int = 1, what: str = "the output") -> None:
     """Refuse a padding, stride or dilation whose result or work is too large."""
     padded = math.prod(s + lo + hi for s, (lo, hi) in zip(ex.x.shape, ex.pairs))
     out = math.prod(ex.out_shape)
@@ -157,7 +169,7 @@ def _check_cost(ex, channels=1, what="the output"):
                             f"{MAX_WORK:,}: use a smaller kernel or image")
 
 
-def _explainer(x, kernel, f):
+def _explainer(x: NDArray[Any], kernel: NDArray[Any], f: Mapping[str, Any]) -> Explainer:
     """ndconv's validation of stride / padding / dilation / mode, as a 400."""
     try:
         return Explainer(x, kernel, stride=f["stride"], padding=f["padding"],
@@ -167,13 +179,13 @@ def _explainer(x, kernel, f):
         raise ApiError(400, str(exc)) from None
 
 
-def _finite(y, what="the output"):
+def _finite(y: NDArray[Any], what: str = "the output") -> NDArray[Any]:
     if not np.isfinite(y).all():
         raise ApiError(400, f"{what} overflows float64 (inf or NaN): the numbers are too large")
     return y
 
 
-def _conv_explainer(body):
+def _conv_explainer(body: Mapping[str, Any]) -> Explainer:
     f = _fields(body, CONV_FIELDS)
     x = to_array(f["x"], "x", MAX_X)
     k = to_array(f["kernel"], "kernel", MAX_KERNEL)
@@ -186,7 +198,7 @@ def _conv_explainer(body):
 # the endpoints
 
 
-def conv(body):
+def conv(body: Mapping[str, Any]) -> Json:
     """``POST /api/conv``: ``{"x", "kernel", "stride", "padding", "dilation",
     "padding_mode", "bias"}`` -> ``{"y", "shape"}``.
 
@@ -198,7 +210,7 @@ def conv(body):
     return {"y": y.tolist(), "shape": list(y.shape), "padding": [list(p) for p in ex.pairs]}
 
 
-def explain(body):
+def explain(body: Mapping[str, Any]) -> Json:
     """``POST /api/explain``: the conv fields plus ``"index"`` -> the sum behind ``y[index]``.
 
     Answers ``{"line", "where", "value", "terms": [{"source", "tap", "x", "k"}],
@@ -211,7 +223,7 @@ def explain(body):
     return _explained(ex, index)
 
 
-def _explained(ex, index):
+def _explained(ex: Explainer, index: Any) -> Json:
     try:
         idx = ex.check_index(index)
     except (ValueError, TypeError) as exc:
@@ -226,7 +238,7 @@ def _explained(ex, index):
     }
 
 
-def kernel_bank():
+def kernel_bank() -> Json:
     """``GET /api/kernels``: the bank of :mod:`ndconv.kernels` with each default kernel."""
     from .. import kernels
 
@@ -239,13 +251,15 @@ def kernel_bank():
 class Images:
     """The image endpoints, over a :class:`samples.Store`, with a small result cache."""
 
-    def __init__(self, store=None, cache_size=4):
+    store: samples.Store
+
+    def __init__(self, store: samples.Store | None = None, cache_size: int = 4) -> None:
         self.store = store or samples.Store()
-        self._cache = OrderedDict()
+        self._cache: OrderedDict[str, NDArray[Any]] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
-    def _image(self, image_id, as_grey):
+    def _image(self, image_id: str, as_grey: object) -> NDArray[np.uint8]:
         if not isinstance(as_grey, bool):
             raise ApiError(400, f"`grey` must be true or false, got {_kind(as_grey)}")
         try:
@@ -255,15 +269,15 @@ class Images:
         except TypeError as exc:
             raise ApiError(400, str(exc)) from None
 
-    def photos(self):
+    def photos(self) -> Json:
         """``GET /api/photos``."""
         return {"photos": self.store.photos()}
 
-    def png(self, image_id, as_grey=False):
+    def png(self, image_id: str, as_grey: bool = False) -> bytes:
         """``GET /api/image/ID``: the image as PNG bytes."""
         return samples.png_bytes(self._image(image_id, as_grey))
 
-    def upload(self, data):
+    def upload(self, data: bytes) -> Json:
         """``POST /api/upload`` (the file's bytes) -> ``{"id", "width", "height", "channels"}``."""
         try:
             key, image = self.store.add_upload(data)
@@ -274,7 +288,9 @@ class Images:
         return {"id": key, "height": image.shape[0], "width": image.shape[1],
                 "channels": 1 if image.ndim == 2 else image.shape[2]}
 
-    def _prepare(self, body, extra=()):
+    def _prepare(
+        self, body: Mapping[str, Any], extra: Collection[str] = ()
+    ) -> tuple[Json, NDArray[np.uint8], NDArray[np.float64], list[NDArray[np.uint8]], Explainer]:
         spec = dict(IMAGE_FIELDS, **{k: None for k in extra})
         f = _fields(body, spec)
         image = self._image(f["image"], f["grey"])
@@ -288,7 +304,9 @@ class Images:
             raise ApiError(400, f"`range` (={f['range']!r}) must be one of {VALUE_RANGES}")
         return f, image, kernel, channels, ex
 
-    def _filtered(self, f, image, kernel, ex):
+    def _filtered(
+        self, f: Mapping[str, Any], image: NDArray[np.uint8], kernel: NDArray[Any], ex: Explainer
+    ) -> NDArray[Any]:
         from ..images import filter_image
 
         key = json.dumps([f["image"], f["grey"], kernel.tolist(), ex.stride, ex.pairs,
@@ -305,7 +323,7 @@ class Images:
                 self._cache.popitem(last=False)
         return out
 
-    def filter(self, body):
+    def filter(self, body: Mapping[str, Any]) -> Json:
         """``POST /api/filter``: ``{"image", "kernel", "stride", "padding", "dilation",
         "padding_mode", "range", "grey"}`` -> ``{"png", "shape", ...}``.
 
@@ -321,7 +339,7 @@ class Images:
                 "kernel": kernel.tolist(), "padding": [list(p) for p in ex.pairs],
                 "stride": list(ex.stride), "dilation": list(ex.dilation)}
 
-    def pixel(self, body):
+    def pixel(self, body: Mapping[str, Any]) -> Json:
         """``POST /api/pixel``: the filter fields plus ``"index": [i, j]`` -> the sum
         behind that output pixel in each channel, and the value shown after the
         output range was applied."""
@@ -344,7 +362,7 @@ class Images:
                 "shape": first["shape"]}
 
 
-def _kernel(spec):
+def _kernel(spec: Any) -> NDArray[np.float64]:
     from .. import kernels
 
     if isinstance(spec, str):
@@ -358,7 +376,7 @@ def _kernel(spec):
     return k
 
 
-def warm_up():
+def warm_up() -> None:
     """Run the image code paths once, at the size of a bundled photo.
 
     The first call of a compiled kernel (numba, with the ``jit`` extra) imports
@@ -373,13 +391,13 @@ def warm_up():
         Explainer(photo[..., 0], np.ones((3, 3)), padding="same", padding_mode=mode).output()
 
 
-def signal():
+def signal() -> Json:
     """``GET /api/signal``: PyWavelets' ECG."""
     x = samples.ecg()
     return {"x": x.tolist(), "sampling_hz": 360, "source": "pywt.data.ecg()"}
 
 
-def volume():
+def volume() -> Json:
     """``GET /api/volume``: nibabel's anatomical.nii."""
     v = samples.mri()
     return {"x": v.tolist(), "shape": list(v.shape),

@@ -19,8 +19,12 @@ import hashlib
 import io
 import os
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .._typing import NDArray
 
 #: Bundled photos offered by name (scikit-image's data, no download needed).
 PHOTOS = {
@@ -46,7 +50,7 @@ class TooLarge(ValueError):
     """An upload over one of the stated size limits (the server answers 413)."""
 
 
-def _require(module):
+def _require(module: str) -> Any:
     import importlib
 
     from .._extras import missing_message
@@ -57,7 +61,7 @@ def _require(module):
         raise Missing(missing_message(exc) or str(exc)) from None
 
 
-def grey(image):
+def grey(image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """An ``(H, W, 3)`` uint8 photo as ``(H, W)`` luma (Pillow's ITU-R 601-2 'L')."""
     if image.ndim == 2:
         return image
@@ -66,7 +70,7 @@ def grey(image):
     return np.asarray(Image.fromarray(np.ascontiguousarray(image[..., :3])).convert("L"))
 
 
-def png_bytes(image):
+def png_bytes(image: NDArray[np.uint8]) -> bytes:
     """Encode a uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG."""
     from ..images import write_image
 
@@ -75,13 +79,13 @@ def png_bytes(image):
     return buf.getvalue()
 
 
-def ecg():
+def ecg() -> NDArray[np.float64]:
     """PyWavelets' bundled ECG: 1024 samples at 360 Hz, as float64."""
     pywt = _require("pywt")
     return np.asarray(pywt.data.ecg(), dtype=np.float64)
 
 
-def mri():
+def mri() -> NDArray[np.float64]:
     """nibabel's bundled anatomical volume ``anatomical.nii``, shape (33, 41, 25)."""
     nibabel = _require("nibabel")
     path = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "anatomical.nii")
@@ -90,7 +94,7 @@ def mri():
     return np.asarray(nibabel.load(path).get_fdata(), dtype=np.float64)
 
 
-def decode_upload(data):
+def decode_upload(data: bytes) -> NDArray[np.uint8]:
     """PNG or JPEG bytes -> uint8 ``(H, W)`` or ``(H, W, 3)``, long side <= MAX_SIDE.
 
     Raises
@@ -109,7 +113,7 @@ def decode_upload(data):
     if not data:
         raise ValueError("the upload is empty: send the bytes of a PNG or JPEG file")
     try:
-        im = Image.open(io.BytesIO(data))
+        im: Image.Image = Image.open(io.BytesIO(data))
     except Exception:  # Pillow raises several kinds for non-images
         raise ValueError("the upload is not an image Pillow can read; send a PNG or JPEG") from None
     with im:
@@ -144,17 +148,17 @@ class Store:
     Thread-safe; uploads are kept in a bounded least-recently-used table.
     """
 
-    def __init__(self, max_uploads=MAX_UPLOADS):
+    def __init__(self, max_uploads: int = MAX_UPLOADS) -> None:
         self._lock = threading.Lock()
-        self._photos = {}
-        self._uploads = collections.OrderedDict()
+        self._photos: dict[str, NDArray[np.uint8]] = {}
+        self._uploads: collections.OrderedDict[str, NDArray[np.uint8]] = collections.OrderedDict()
         self._max = max_uploads
 
-    def photos(self):
+    def photos(self) -> list[dict[str, str]]:
         """``[{"id", "title"}, ...]`` for the bundled photos."""
         return [{"id": name, "title": title} for name, title in PHOTOS.items()]
 
-    def add_upload(self, data):
+    def add_upload(self, data: bytes) -> tuple[str, NDArray[np.uint8]]:
         """Decode and keep an upload; return its id (``upload-`` + 16 hex digits)."""
         image = decode_upload(data)
         key = "upload-" + hashlib.sha256(data).hexdigest()[:16]
@@ -165,7 +169,7 @@ class Store:
                 self._uploads.popitem(last=False)
         return key, image
 
-    def get(self, image_id, as_grey=False):
+    def get(self, image_id: str, as_grey: bool = False) -> NDArray[np.uint8]:
         """The uint8 image for ``image_id``; KeyError naming it if unknown."""
         if not isinstance(image_id, str):
             raise TypeError(f"`image` must be a photo name or an upload id (a str), "
@@ -185,7 +189,7 @@ class Store:
             image = self._photo(image_id)
         return grey(image) if as_grey else image
 
-    def _photo(self, name):
+    def _photo(self, name: str) -> NDArray[np.uint8]:
         with self._lock:
             if name in self._photos:
                 return self._photos[name]

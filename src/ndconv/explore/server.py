@@ -40,6 +40,8 @@ import socket
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .._memory import MemoryLimitError
 from . import api, samples
@@ -61,7 +63,7 @@ _CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
         "form-action 'none'; frame-ancestors 'none'")
 
 
-def is_loopback(host):
+def is_loopback(host: str) -> bool:
     """True for ``localhost`` and the loopback addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
@@ -71,24 +73,26 @@ def is_loopback(host):
         return False
 
 
-def _static(name):
-    return importlib.resources.files("ndconv.explore").joinpath("static", name).read_bytes()
+def _static(name: str) -> bytes:
+    # One name per joinpath: Python 3.10's Traversable takes only one.
+    return importlib.resources.files("ndconv.explore").joinpath("static").joinpath(name).read_bytes()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
     """One request: route, check limits, answer JSON; never raise to the server."""
 
+    server: ExploreServer
     server_version = "ndconv-explore"
     timeout = TIMEOUT  # StreamRequestHandler sets it on the socket
     # A request line or header longer than this is answered 414 / 431 by http.server.
 
-    GET = {
+    GET: dict[str, Callable[[Handler], Any]] = {
         "/api/kernels": lambda self: api.kernel_bank(),
         "/api/photos": lambda self: self.server.images.photos(),
         "/api/signal": lambda self: api.signal(),
         "/api/volume": lambda self: api.volume(),
     }
-    POST = {
+    POST: dict[str, Callable[[Handler, bytes], Any]] = {
         "/api/conv": lambda self, body: api.conv(api.parse_json(body)),
         "/api/explain": lambda self, body: api.explain(api.parse_json(body)),
         "/api/filter": lambda self, body: self.server.images.filter(api.parse_json(body)),
@@ -98,22 +102,28 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # --- plumbing ---------------------------------------------------------
 
-    def log_request(self, code="-", size="-"):
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         t0 = getattr(self, "_t0", None)
         ms = "" if t0 is None else f" {(time.perf_counter() - t0) * 1000:.0f} ms"
         code = getattr(code, "value", code)
         self.server.log(f'{self.address_string()} "{self.command} '
                         f'{getattr(self, "path", "")[:200]}" {code}{ms}')
 
-    def log_message(self, format, *args):  # http.server's own notes (timeouts)
+    def log_message(self, format: str, *args: Any) -> None:  # http.server's own notes (timeouts)
         self.server.log(f"{self.address_string()} " + (format % args)[:300])
 
-    def send_error(self, code, message=None, explain=None):
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's errors (bad request line, 414, 431, 501) as JSON too."""
         text = message or self.responses.get(code, ("error",))[0]
         self._answer(code, {"error": api.ApiError(code, text).message})
 
-    def _answer(self, code, payload, content_type="application/json", headers=()):
+    def _answer(
+        self,
+        code: int,
+        payload: Any,
+        content_type: str = "application/json",
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
         body = payload if isinstance(payload, bytes) else (
             json.dumps(payload, allow_nan=False, separators=(",", ":")).encode())
         try:
@@ -133,11 +143,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
         self.close_connection = True
 
-    def _error(self, code, message, headers=()):
+    def _error(self, code: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> None:
         self._answer(code, {"error": message}, headers=headers)
         self._drain(getattr(self, "_discard", 0))
 
-    def _drain(self, n, most=32 << 20):
+    def _drain(self, n: int, most: int = 32 << 20) -> None:
         """Read and drop up to ``n`` bytes of a refused body, briefly."""
         try:
             self.connection.settimeout(1.0)
@@ -150,7 +160,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _host_ok(self):
+    def _host_ok(self) -> bool:
         # A loopback server answers only to its own names: a web page elsewhere
         # cannot reach it through DNS rebinding.
         if not self.server.check_host:
@@ -160,31 +170,31 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # --- methods ----------------------------------------------------------
 
-    def do_GET(self):
+    def do_GET(self) -> None:
         self._t0 = time.perf_counter()
         self._run(self._get)
 
-    def do_HEAD(self):
+    def do_HEAD(self) -> None:
         self.do_GET()
 
-    def do_POST(self):
+    def do_POST(self) -> None:
         self._t0 = time.perf_counter()
         self._run(self._post)
 
-    def _not_allowed(self):
+    def _not_allowed(self) -> None:
         self._t0 = time.perf_counter()
         self._run(lambda path: self._method_error(path))
 
     do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = _not_allowed
 
-    def _method_error(self, path):
+    def _method_error(self, path: str) -> None:
         allowed = self._allowed(path)
         if not allowed:
             raise api.ApiError(404, f"no such path {path!r}")
         self._error(405, f"{self.command} is not allowed on {path}; use {' or '.join(allowed)}",
                     headers=[("Allow", ", ".join(allowed))])
 
-    def _allowed(self, path):
+    def _allowed(self, path: str) -> list[str]:
         if path in self.GET or path == "/" or self._static_name(path) or path.startswith("/api/image/"):
             return ["GET", "HEAD"]
         if path in self.POST:
@@ -192,11 +202,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return []
 
     @staticmethod
-    def _static_name(path):
+    def _static_name(path: str) -> str | None:
         name = path[len("/static/"):] if path.startswith("/static/") else None
         return name if name in _STATIC else None
 
-    def _run(self, route):
+    def _run(self, route: Callable[[str], None]) -> None:
         """Call ``route(path)``; turn every failure into one JSON answer."""
         try:
             path = urllib.parse.urlsplit(self.path).path
@@ -221,7 +231,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._error(500, f"internal error: {type(exc).__name__}: "
                              f"{api.ApiError(500, str(exc)).message}"[:500])
 
-    def _get(self, path):
+    def _get(self, path: str) -> None:
         if path not in self.GET and path != "/" and not self._static_name(path) \
                 and not path.startswith("/api/image/"):
             if path in self.POST:
@@ -239,7 +249,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._answer(200, self.server.images.png(image_id, as_grey), "image/png")
         self._answer(200, self.GET[path](self))
 
-    def _post(self, path):
+    def _post(self, path: str) -> None:
         if path not in self.POST:
             if self._allowed(path):
                 return self._method_error(path)
@@ -290,7 +300,13 @@ class ExploreServer(http.server.ThreadingHTTPServer):
     # were accepted: 94 of 1,000 in bursts of 200.
     request_queue_size = 128
 
-    def __init__(self, address, log=None):
+    server_address: tuple[Any, ...]  # (host, port), and flow and scope ids for IPv6
+    log: Callable[[str], object]
+    images: api.Images
+    check_host: bool
+    allowed_hosts: set[str]
+
+    def __init__(self, address: tuple[str, int], log: Callable[[str], object] | None = None) -> None:
         host = address[0]
         if ":" in host:  # IPv6
             self.address_family = socket.AF_INET6
@@ -303,18 +319,18 @@ class ExploreServer(http.server.ThreadingHTTPServer):
         names = {f"[{host}]" if ":" in host else host, "localhost", "127.0.0.1", "[::1]"}
         self.allowed_hosts = {f"{h}:{port}" for h in names} | (names if port == 80 else set())
 
-    def _warm_up(self):
+    def _warm_up(self) -> None:
         try:
             api.warm_up()
         except Exception as exc:  # only a head start; a real request would say more
             self.log(f"warm-up failed: {type(exc).__name__}: {exc}"[:300])
 
     @property
-    def url(self):
+    def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
-    def handle_error(self, request, client_address):
+    def handle_error(self, request: Any, client_address: Any) -> None:
         # socketserver would print a traceback; the handler already answered.
         import sys
 
@@ -322,7 +338,9 @@ class ExploreServer(http.server.ThreadingHTTPServer):
         self.log(f"{client_address[0]} connection error: {type(exc).__name__}: {exc}"[:300])
 
 
-def make_server(host="127.0.0.1", port=0, log=None):
+def make_server(
+    host: str = "127.0.0.1", port: int = 0, log: Callable[[str], object] | None = None
+) -> ExploreServer:
     """An :class:`ExploreServer` bound to ``host:port`` (not yet serving).
 
     Call ``serve_forever()`` on it (in a thread, for tests) and ``shutdown()``
