@@ -10,6 +10,7 @@ import pytest
 
 from ndconv import derive as D
 from ndconv import nn, plan
+from reference import numeric_grad
 
 
 def _lc_loops(x, w, b, stride, pairs, dilation):
@@ -99,20 +100,6 @@ def test_locally_connected_2d_dilation_matches_torch(rng):
     np.testing.assert_allclose(lc(x), ref, rtol=1e-12, atol=1e-12)
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() with respect to every entry of a."""
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        old = a[i]
-        a[i] = old + eps
-        fp = f()
-        a[i] = old - eps
-        fm = f()
-        a[i] = old
-        g[i] = (fp - fm) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("case", [LC_CASES[1], LC_CASES[4]])
 def test_locally_connected_backward_matches_finite_differences(rng, case):
     n, C, O, K, S, stride, padding, dilation = case
@@ -124,10 +111,10 @@ def test_locally_connected_backward_matches_finite_differences(rng, case):
     def loss():
         return float(np.sum(lc(x) * gy))
 
-    np.testing.assert_allclose(gx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(lc.weight.grad, _numeric_grad(loss, lc.weight.data),
+    np.testing.assert_allclose(gx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(lc.weight.grad, numeric_grad(loss, lc.weight.data),
                                rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(lc.bias.grad, _numeric_grad(loss, lc.bias.data),
+    np.testing.assert_allclose(lc.bias.grad, numeric_grad(loss, lc.bias.data),
                                rtol=1e-6, atol=1e-8)
 
 
@@ -200,8 +187,8 @@ def test_fully_connected_backward_matches_finite_differences(rng):
     def loss():
         return float(np.sum(fc(x) * gy))
 
-    np.testing.assert_allclose(gx, _numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(fc.weight.grad, _numeric_grad(loss, fc.weight.data), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gx, numeric_grad(loss, x), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fc.weight.grad, numeric_grad(loss, fc.weight.data), rtol=1e-6, atol=1e-8)
 
 
 def test_fully_connected_learns(rng):

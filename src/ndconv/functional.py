@@ -533,16 +533,7 @@ def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation, be=
                 f"`stride` or `dilation` in every dim; dim {i}: output_padding {op}, "
                 f"stride {s}, dilation {d}"
             )
-    out = []
-    for i, (n_in, k, s, p, op, d) in enumerate(zip(x.shape[2:], K, stride, pad, opad, dilation)):
-        size = (n_in - 1) * s - 2 * p + d * (k - 1) + op + 1
-        if size < 1:
-            raise ValueError(
-                f"transposed convolution output size is not positive in spatial dim "
-                f"{i}: (S-1)*s - 2*p + d*(k-1) + output_padding + 1 = "
-                f"({n_in}-1)*{s} - 2*{p} + {d}*({k}-1) + {op} + 1 = {size}"
-            )
-        out.append(size)
+    out = _args.transposed_output_size(x.shape[2:], K, stride, pad, opad, dilation)
     # The transposed convolution is the input-gradient of this forward conv,
     # which maps (B, C_out, *out) to (B, C_in, *S).
     return CorrSpec(
