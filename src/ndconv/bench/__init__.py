@@ -83,8 +83,13 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Run the groups of ``args`` for each thread count; print tables and summaries."""
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Run the groups of ``args`` for each thread count; print tables and summaries.
+
+    ``out`` defaults to ``sys.stdout`` at call time (not at import, so that a
+    redirected stdout is honoured).
+    """
+    out = sys.stdout if out is None else out
     args = finish_args(args) if isinstance(args.only, str) else args
     print(f"command: ndconv bench {' '.join(sys.argv[1:])}".rstrip(), file=out)
     for threads in args.threads:
