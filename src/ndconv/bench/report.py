@@ -47,13 +47,18 @@ def summary(rows: Sequence[Row]) -> str:
         return [r for r in rows if r["group"] == group and r["impl"].startswith(impl_prefix)
                 and r["ratio"]]
 
+    def spread(rs: list[Row]) -> str:
+        """``'<geomean>, worst <ratio> (<case>)'`` of some rows' ratios."""
+        worst = max(rs, key=lambda r: r["ratio"])
+        return (f"{geomean([r['ratio'] for r in rs]):.2f}, worst {worst['ratio']:.2f} "
+                f"({worst['case']})")
+
     for group, peer, target in [("cnn-fwd", "torch", "<= 1.0"), ("cnn-fwdbwd", "torch", "<= 1.0"),
                                 ("large", "torch", "<= 0.33")]:
         rs = ratios(group, peer)
         if rs:
-            worst = max(rs, key=lambda r: r["ratio"])
-            out.append(f"{group}: geomean ndconv/{peer} = {geomean([r['ratio'] for r in rs]):.2f} "
-                       f"(target {target}); worst {worst['ratio']:.2f} ({worst['case']})")
+            mean, worst = spread(rs).split(", ", 1)
+            out.append(f"{group}: geomean ndconv/{peer} = {mean} (target {target}); {worst}")
     for r in ratios("small", "torch"):
         out.append(f"small {r['case']}: ndconv / torch = {r['ratio']:.2f} (target <= 1.0)")
     large = [r for r in rows if r["group"] == "large"]
@@ -68,16 +73,11 @@ def summary(rows: Sequence[Row]) -> str:
         out.append(f"image {r['case']}: ndconv / OpenCV = {r['ratio']:.2f} (target <= 1.0)")
     filt = ratios("filter", "filter_image")
     if filt:
-        worst = max(filt, key=lambda r: r["ratio"])
-        out.append(f"filter: ndconv filter (CLI) / filter_image geomean "
-                   f"{geomean([r['ratio'] for r in filt]):.2f}, worst {worst['ratio']:.2f} "
-                   f"({worst['case']}) (target <= 1.5)")
+        out.append(f"filter: ndconv filter (CLI) / filter_image geomean {spread(filt)} "
+                   "(target <= 1.5)")
     cv = ratios("filter", "opencv")
     if cv:
-        worst = max(cv, key=lambda r: r["ratio"])
-        out.append(f"filter: ndconv filter (CLI) / OpenCV filter2D in memory geomean "
-                   f"{geomean([r['ratio'] for r in cv]):.2f}, worst {worst['ratio']:.2f} "
-                   f"({worst['case']})")
+        out.append(f"filter: ndconv filter (CLI) / OpenCV filter2D in memory geomean {spread(cv)}")
     for r in rows:
         if r["group"] == "memory":
             out.append(f"memory: {r['note']} (target <= 2.0 x)")
