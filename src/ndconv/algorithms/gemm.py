@@ -5,6 +5,14 @@ The padded input is copied once into ``(B, *S, C)`` order, so each im2col row
 output positions are gathered into one buffer and multiplied with the kernel
 reshaped to ``(K*C, O)`` by BLAS. The buffer never exceeds :data:`TILE_BYTES`
 (plus one output row), so memory stays bounded whatever the input size.
+
+With numba installed (``ndconv[jit]``) and many output positions per batch
+item, the compiled im2col of :mod:`._gemm_jit` packs cache-sized tiles of
+:data:`PACK_BYTES` channel-major instead, so that each product lands in the
+output in its final layout and the columns never leave the cache; the tiles
+run on :func:`ndconv.get_num_threads` threads, BLAS on one thread in each.
+The stem of a ResNet (3->64, 7x7, stride 2) ran 1.4x, a 3-D layer
+(16->32, 3x3x3) 1.6x faster than the NumPy path (1 thread).
 """
 
 from __future__ import annotations
@@ -18,6 +26,16 @@ from . import portable
 
 #: Upper bound on the im2col buffer, in bytes.
 TILE_BYTES = 32 * 2**20
+
+#: Bytes of one packed tile of columns of the compiled path (a quarter of the L2
+#: cache of the development machine, so that the tile, the kernel matrix and
+#: the output tile stay in it).
+PACK_BYTES = 2**19
+
+#: Fewest output positions per batch item for the compiled path: below, the
+#: per-item products are too narrow, and the NumPy path's one product over
+#: all batch items is faster (weight gradients: a few positions, many items).
+PACK_MIN_POSITIONS = 256
 
 
 def supports(spec):
@@ -40,6 +58,9 @@ def _tiles(batch, rows, row_bytes):
 def run(x, w, spec):
     if not spec.numpy:  # another array-API library: stacked taps, one matmul
         return portable.gemm(x, w, spec)
+    pack = _compiled(spec)
+    if pack is not None:
+        return _run_packed(pack, x, w, spec)
     N = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
@@ -73,6 +94,83 @@ def run(x, w, spec):
             res = np.matmul(cols, wmat)  # (g, M, Og)
             res = np.moveaxis(res, 0, -2).reshape(nb, ni, *S_out[1:], O)
         out[b0:b1, :, i0:i1] = np.moveaxis(res, -1, 1)
+    return out
+
+
+_JIT = {}
+
+
+def _numba_installed():
+    if "installed" not in _JIT:
+        import importlib.util
+
+        _JIT["installed"] = importlib.util.find_spec("numba") is not None
+    return _JIT["installed"]
+
+
+def packs(spec):
+    """Whether :func:`run` takes the compiled path of :mod:`._gemm_jit` for ``spec``."""
+    return (spec.numpy and spec.dtype.kind in "fc" and _numba_installed()
+            and math.prod(spec.out_spatial) >= PACK_MIN_POSITIONS)
+
+
+def _compiled(spec):
+    """The compiled packing kernel when :func:`packs` says so, else None."""
+    if not packs(spec):
+        return None
+    if "pack" not in _JIT:
+        try:
+            from ._gemm_jit import pack
+        except ImportError:  # numba present but unusable: the NumPy path
+            pack = None
+        _JIT["pack"] = pack
+    return _JIT["pack"]
+
+
+def _pack_columns(spec):
+    """Columns per packed tile: :data:`PACK_BYTES` of them, at least 64."""
+    per_col = spec.in_channels * spec.taps * spec.dtype.itemsize
+    return max(64, PACK_BYTES // max(per_col, 1))
+
+
+def _run_packed(pack, x, w, spec):
+    """:func:`run` through the compiled packing of :mod:`._gemm_jit`."""
+    from .threads import get_num_threads, map_chunks
+
+    g = spec.groups
+    B, C, O = spec.batch, spec.in_channels, spec.out_channels
+    Cg, Og, T = C // g, O // g, spec.taps
+    S_out = spec.out_spatial
+    P = math.prod(S_out)
+    xp = np.ascontiguousarray(
+        pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation))
+    Sp = xp.shape[2:]
+    xf = xp.reshape(B, C, -1)
+    gs = [math.prod(Sp[i + 1:]) for i in range(spec.ndim)]
+    pos_step = np.array([s * st for s, st in zip(spec.stride, gs)], np.int64)
+    tap_off = np.array([sum(t * d * st for t, d, st in zip(tap, spec.dilation, gs))
+                        for tap in np.ndindex(*spec.kernel_size)], np.int64)
+    out_shape = np.array(S_out, np.int64)
+    # Row c * T + t of the columns is channel c at tap t: w's own (O, Cg, *K) order.
+    wmat = np.ascontiguousarray(w, dtype=spec.dtype).reshape(g, Og, Cg * T)
+    out = np.empty((B, O, *S_out), dtype=spec.dtype)
+    of = out.reshape(B, O, P)
+    n = _pack_columns(spec)
+    tiles = [(b, p0) for b in range(B) for p0 in range(0, P, n)]
+    nchunks = min(len(tiles), 4 * get_num_threads())
+    chunks = [tiles[i::nchunks] for i in range(nchunks)]
+
+    def work(chunk):
+        buf = np.empty((C * T, n), dtype=spec.dtype)
+        for b, p0 in chunk:
+            p1 = min(P, p0 + n)
+            cols = buf[:, :p1 - p0]
+            pack(xf[b], cols, p0, out_shape, pos_step, tap_off)
+            for gi in range(g):
+                np.matmul(wmat[gi], cols[gi * Cg * T:(gi + 1) * Cg * T],
+                          out=of[b, gi * Og:(gi + 1) * Og, p0:p1])
+
+    map_chunks(work, chunks)
     return out
 
 

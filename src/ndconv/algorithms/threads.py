@@ -149,3 +149,23 @@ def blas_single_thread():
                 reapply, _single["reapply"] = _single["reapply"], False
                 if reapply:  # set_num_threads ran inside: its value wins
                     _set_blas(_state["threads"])
+
+
+def map_chunks(work, chunks):
+    """Run ``work`` on every chunk, on ndconv's threads with single-threaded BLAS.
+
+    Chunks must be independent and write disjoint parts of the output: they
+    run on :func:`get_num_threads` Python threads (NumPy, BLAS and the
+    compiled kernels release the GIL), BLAS on one thread inside each (small
+    products scale badly on BLAS's own threads, and its threads inside ours
+    would oversubscribe the cores).
+    """
+    nthreads = get_num_threads()
+    if nthreads > 1 and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with blas_single_thread(), ThreadPoolExecutor(min(nthreads, len(chunks))) as pool:
+            list(pool.map(work, chunks))
+    else:
+        for c in chunks:
+            work(c)

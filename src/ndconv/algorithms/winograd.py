@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from .._windows import pad
-from .threads import blas_single_thread, get_num_threads
+from .threads import get_num_threads, map_chunks as _map_chunks
 
 #: Upper bound on the transformed input of one chunk, in bytes.
 CHUNK_BYTES = 2 * 2**20
@@ -264,22 +264,6 @@ def _products(v, U, g):
         return np.matmul(v, U[:, 0])
     vg = np.swapaxes(v.reshape(A, P, g, C // g), 1, 2)
     return np.ascontiguousarray(np.swapaxes(np.matmul(vg, U), 1, 2)).reshape(A, P, -1)
-
-
-def _map_chunks(work, chunks):
-    """Run ``work`` on every chunk, on ndconv's threads with single-threaded BLAS."""
-    nthreads = get_num_threads()
-    if nthreads > 1 and len(chunks) > 1:
-        # Chunks are independent and write disjoint parts of the output: run
-        # them on our threads, BLAS on one thread inside each (small
-        # products scale badly on BLAS's own threads).
-        from concurrent.futures import ThreadPoolExecutor
-
-        with blas_single_thread(), ThreadPoolExecutor(nthreads) as pool:
-            list(pool.map(work, chunks))
-    else:
-        for c in chunks:
-            work(c)
 
 
 def _run_compiled(jit, xl, U, spec, m, nT, chunks):

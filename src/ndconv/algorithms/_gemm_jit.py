@@ -1,0 +1,63 @@
+"""Compiled im2col (numba), used by ``gemm.py`` when numba is installed.
+
+The NumPy path of ``gemm.py`` gathers the columns of a tile of output
+positions with one strided NumPy copy into a channels-last buffer of up to
+32 MiB (out of cache), multiplies it and transposes the product into the
+``(B, O, *S_out)`` result. Here the columns of a cache-sized tile of output
+positions of one batch item are packed channel-major, ``(C * taps, n)``: row
+``c * taps + t`` holds input channel ``c`` at tap ``t`` for the ``n``
+positions, so ``w.reshape(O, C * taps) @ cols`` is the tile of the output in
+its final layout (written in place, no transpose), and the buffer is reread
+by BLAS from L2 cache.
+
+N-d like everything else: the padded input of one batch item is flattened
+to ``(C, L)``; an output position and a kernel tap are each a constant
+offset into it, so one loop serves every number of dims. Positions are
+visited in runs along the last output dim, whose inputs are a contiguous
+(stride 1) or evenly strided stretch.
+
+The kernel releases the GIL and is sequential: ``gemm.run`` runs tiles on
+its own threads, each tile's product on single-threaded BLAS.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+
+@njit(nogil=True, cache=True)
+def pack(xf, cols, p0, out_shape, pos_step, tap_off):
+    # xf: (C, L) padded input of one batch item, flattened; cols: (C*T, n),
+    # filled for the n output positions p0, p0+1, ... (C order over
+    # out_shape); pos_step[i]: flat input offset of one output step along
+    # dim i (stride * grid stride); tap_off[t]: flat offset of tap t.
+    C = xf.shape[0]
+    T = tap_off.shape[0]
+    n = cols.shape[1]
+    N = out_shape.shape[0]
+    W = out_shape[N - 1]
+    s_last = pos_step[N - 1]
+    j = 0
+    p = p0
+    while j < n:
+        q = p // W
+        jl = p - q * W
+        base = jl * s_last
+        r = q
+        for i in range(N - 2, -1, -1):
+            base += (r % out_shape[i]) * pos_step[i]
+            r //= out_shape[i]
+        run = min(W - jl, n - j)
+        for c in range(C):
+            for t in range(T):
+                src = base + tap_off[t]
+                dst = cols[c * T + t, j:j + run]
+                if s_last == 1:
+                    line = xf[c, src:src + run]
+                    for k in range(run):
+                        dst[k] = line[k]
+                else:
+                    for k in range(run):
+                        dst[k] = xf[c, src + k * s_last]
+        j += run
+        p += run
