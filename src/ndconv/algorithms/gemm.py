@@ -108,15 +108,36 @@ def _numba_installed():
     return _JIT["installed"]
 
 
-def packs(spec):
-    """Whether :func:`run` takes the compiled path of :mod:`._gemm_jit` for ``spec``."""
-    return (spec.numpy and spec.dtype.kind in "fc" and _numba_installed()
-            and math.prod(spec.out_spatial) >= PACK_MIN_POSITIONS)
+#: Fewest kernel taps for the compiled path's loop over taps (the weight
+#: gradient's correlation: its kernel is the output gradient).
+PACK_MIN_TAPS = 64
+
+TAPS_LEAST = 256
+TAPS_BUDGET = 2**21
+
+
+def packing(spec):
+    """Which compiled path :func:`run` takes for ``spec``: ``'positions'``, ``'taps'`` or None.
+
+    ``'positions'``: tiles of output positions of one batch item, each one
+    product ``(O, C*taps) @ (C*taps, n)`` written into the output.
+    ``'taps'``: few output positions and many taps (a weight gradient): tiles
+    of taps of one input channel, each product ``(O, n) @ (n, B*positions)``
+    accumulated, so the long sum over taps is the inner size of the GEMMs.
+    None: the NumPy path (no numba, integer dtypes, other libraries' arrays).
+    """
+    if not (spec.numpy and spec.dtype.kind in "fc" and _numba_installed()):
+        return None
+    if math.prod(spec.out_spatial) >= PACK_MIN_POSITIONS:
+        return "positions"
+    if spec.taps >= PACK_MIN_TAPS:
+        return "taps"
+    return None
 
 
 def _compiled(spec):
-    """The compiled packing kernel when :func:`packs` says so, else None."""
-    if not packs(spec):
+    """The compiled packing kernel when :func:`packing` names a path, else None."""
+    if packing(spec) is None:
         return None
     if "pack" not in _JIT:
         try:
@@ -127,10 +148,43 @@ def _compiled(spec):
     return _JIT["pack"]
 
 
-def _pack_columns(spec):
-    """Columns per packed tile: :data:`PACK_BYTES` of them, at least 64."""
-    per_col = spec.in_channels * spec.taps * spec.dtype.itemsize
-    return max(64, PACK_BYTES // max(per_col, 1))
+def _offsets(shape, steps, grid):
+    """Flat offset into a grid of strides ``grid`` of each index of ``shape``
+    (C order), one step along dim ``i`` moving ``steps[i]`` grid cells."""
+    return np.array([sum(q * s * st for q, s, st in zip(idx, steps, grid))
+                     for idx in np.ndindex(*shape)], np.int64)
+
+
+def _pack_columns(rows, spec, total, least=64, budget=None):
+    """Columns per packed tile of ``rows`` rows: ``budget`` bytes (default
+    :data:`PACK_BYTES`), at least ``least``, at most ``total``."""
+    per_col = rows * spec.dtype.itemsize
+    return max(1, min(total, max(least, (budget or PACK_BYTES) // max(per_col, 1))))
+
+
+def _gemm_acc_t():
+    """``acc(a, b, c)``: ``c += a @ b.T`` in place, ``b`` and ``c`` C-contiguous.
+
+    BLAS with ``beta = 1`` (``scipy.linalg.blas``), no temporary product; in
+    BLAS's column-major view ``c.T += b @ a.T``, and ``b.T``, ``c.T`` are
+    Fortran-ordered already. Without SciPy, NumPy's product and an addition.
+    """
+    try:
+        from scipy.linalg import blas
+    except ImportError:
+        blas = None
+    names = {"f": "sgemm", "d": "dgemm", "F": "cgemm", "D": "zgemm"}
+
+    def acc(a, b, c):
+        if blas is None:
+            c += a @ b.T
+            return
+        f = getattr(blas, names[c.dtype.char])
+        r = f(1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=1, trans_a=1)
+        if not np.shares_memory(r, c):  # BLAS could not work in place
+            c[...] = r.T
+
+    return acc
 
 
 def _run_packed(pack, x, w, spec):
@@ -146,31 +200,62 @@ def _run_packed(pack, x, w, spec):
         pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation))
     Sp = xp.shape[2:]
     xf = xp.reshape(B, C, -1)
-    gs = [math.prod(Sp[i + 1:]) for i in range(spec.ndim)]
-    pos_step = np.array([s * st for s, st in zip(spec.stride, gs)], np.int64)
-    tap_off = np.array([sum(t * d * st for t, d, st in zip(tap, spec.dilation, gs))
-                        for tap in np.ndindex(*spec.kernel_size)], np.int64)
-    out_shape = np.array(S_out, np.int64)
-    # Row c * T + t of the columns is channel c at tap t: w's own (O, Cg, *K) order.
-    wmat = np.ascontiguousarray(w, dtype=spec.dtype).reshape(g, Og, Cg * T)
+    grid = [math.prod(Sp[i + 1:]) for i in range(spec.ndim)]
     out = np.empty((B, O, *S_out), dtype=spec.dtype)
-    of = out.reshape(B, O, P)
-    n = _pack_columns(spec)
-    tiles = [(b, p0) for b in range(B) for p0 in range(0, P, n)]
-    nchunks = min(len(tiles), 4 * get_num_threads())
-    chunks = [tiles[i::nchunks] for i in range(nchunks)]
+    nthreads = get_num_threads()
+    if packing(spec) == "positions":
+        pos_step = np.array([s * st for s, st in zip(spec.stride, grid)], np.int64)
+        tap_off = _offsets(spec.kernel_size, spec.dilation, grid)
+        # Row c * T + t of the columns is channel c at tap t: w's own (O, Cg, *K) order.
+        wmat = np.ascontiguousarray(w, dtype=spec.dtype).reshape(g, Og, Cg * T)
+        of = out.reshape(B, O, P)
+        n = _pack_columns(C * T, spec, P)
+        tiles = [(b, p0) for b in range(B) for p0 in range(0, P, n)]
+        nchunks = min(len(tiles), 4 * nthreads)
+        dims = np.array(S_out, np.int64)
 
-    def work(chunk):
-        buf = np.empty((C * T, n), dtype=spec.dtype)
-        for b, p0 in chunk:
-            p1 = min(P, p0 + n)
-            cols = buf[:, :p1 - p0]
-            pack(xf[b], cols, p0, out_shape, pos_step, tap_off)
-            for gi in range(g):
-                np.matmul(wmat[gi], cols[gi * Cg * T:(gi + 1) * Cg * T],
-                          out=of[b, gi * Og:(gi + 1) * Og, p0:p1])
+        def work(chunk):
+            buf = np.empty((C * T, n), dtype=spec.dtype)
+            for b, p0 in chunk:
+                p1 = min(P, p0 + n)
+                cols = buf[:, :p1 - p0]
+                pack(xf[b], cols, p0, dims, pos_step, tap_off)
+                for gi in range(g):
+                    np.matmul(wmat[gi], cols[gi * Cg * T:(gi + 1) * Cg * T],
+                              out=of[b, gi * Og:(gi + 1) * Og, p0:p1])
 
-    map_chunks(work, chunks)
+        map_chunks(work, [tiles[i::nchunks] for i in range(nchunks)])
+        return out
+    # Taps: the roles of positions and taps swap. For input channel c and
+    # taps t0..t1, row b * P + p of the columns holds x[b, c] at output
+    # position p and tap t; (Og, n) @ columns.T adds those taps' terms to
+    # every output of c's group.
+    pos_off = _offsets(S_out, spec.stride, grid)
+    tap_step = np.array([d * st for d, st in zip(spec.dilation, grid)], np.int64)
+    wf = np.ascontiguousarray(w, dtype=spec.dtype).reshape(O, Cg, T)
+    n = _pack_columns(B * P, spec, T, TAPS_LEAST, TAPS_BUDGET)
+    tiles = [(c, t0) for c in range(C) for t0 in range(0, T, n)]
+    nchunks = min(len(tiles), nthreads)
+    kdims = np.array(spec.kernel_size, np.int64)
+
+    gemm_acc = _gemm_acc_t()
+
+    def reduce(chunk):
+        acc = np.zeros((O, B * P), dtype=spec.dtype)
+        buf = np.empty(B * P * n, dtype=spec.dtype)
+        for c, t0 in chunk:
+            t1 = min(T, t0 + n)
+            cols = buf[:B * P * (t1 - t0)].reshape(B * P, t1 - t0)  # C-contiguous
+            pack(xf[:, c], cols, t0, kdims, tap_step, pos_off)
+            gi, cl = divmod(c, Cg)
+            gemm_acc(wf[gi * Og:(gi + 1) * Og, cl, t0:t1], cols, acc[gi * Og:(gi + 1) * Og])
+        return acc
+
+    parts = map_chunks(reduce, [tiles[i::nchunks] for i in range(nchunks)])
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    out.reshape(B, O, P)[...] = np.moveaxis(total.reshape(O, B, P), 1, 0)
     return out
 
 

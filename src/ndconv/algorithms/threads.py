@@ -152,7 +152,7 @@ def blas_single_thread():
 
 
 def map_chunks(work, chunks):
-    """Run ``work`` on every chunk, on ndconv's threads with single-threaded BLAS.
+    """``[work(c) for c in chunks]``, on ndconv's threads with single-threaded BLAS.
 
     Chunks must be independent and write disjoint parts of the output: they
     run on :func:`get_num_threads` Python threads (NumPy, BLAS and the
@@ -165,7 +165,5 @@ def map_chunks(work, chunks):
         from concurrent.futures import ThreadPoolExecutor
 
         with blas_single_thread(), ThreadPoolExecutor(min(nthreads, len(chunks))) as pool:
-            list(pool.map(work, chunks))
-    else:
-        for c in chunks:
-            work(c)
+            return list(pool.map(work, chunks))
+    return [work(c) for c in chunks]
