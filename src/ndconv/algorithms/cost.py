@@ -12,8 +12,10 @@ from __future__ import annotations
 #: NumPy operations per second with data in cache; memory copy bytes/s;
 #: ``scipy.fft`` throughput in points*log2(points)/s; fixed seconds per
 #: Python-level step (one ufunc or BLAS call); seconds per row of the compiled
-#: depthwise kernel.
-RATES = {"gemm": 2.0e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 3e-6, "row": 7.5e-8}
+#: depthwise kernel; values per second of the compiled im2col of ``gemm``
+#: (contiguous runs, into cache: 4-9e9 measured on 1 core).
+RATES = {"gemm": 2.0e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 3e-6, "row": 7.5e-8,
+         "pack": 8e9}
 
 
 def gemm_eff(k, n):

@@ -269,6 +269,28 @@ def estimate(spec):
     it = spec.dtype.itemsize
     cols = B * P * spec.taps * spec.in_channels * it
     k = spec.taps * Cg
+    path = packing(spec)
+    if path is not None:
+        # Columns packed into cache (strided runs along the last dim gather
+        # element by element: 2.5x slower, measured), the padded copy, and
+        # one product per tile (and group).
+        gather = 1 if (spec.stride if path == "positions" else spec.dilation)[-1] == 1 else 2.5
+        padded = B * spec.in_channels * math.prod(spec.padded_spatial) * it
+        if path == "positions":
+            # Products of a few hundred columns reach ~60% of the rate of one
+            # large product (measured against winograd and implicit, 1 thread).
+            eff = 0.6 * gemm_eff(k, O // g)
+            calls = g * B * (-(-P // _pack_columns(spec.in_channels * spec.taps, spec, P)))
+        else:
+            n = _pack_columns(B * P, spec, spec.taps, TAPS_LEAST, TAPS_BUDGET)
+            eff = gemm_eff(n, O // g) * min(1.0, B * P / 128) ** 0.3
+            calls = spec.in_channels * -(-spec.taps // n)
+        return (
+            gather * cols / it / r["pack"]
+            + 2 * padded / r["copy"]
+            + 2 * spec.macs / (r["gemm"] * eff)
+            + calls * r["step"]
+        )
     return (
         2 * cols / r["copy"]
         + 2 * spec.macs / (r["gemm"] * gemm_eff(k, O // g))
