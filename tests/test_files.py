@@ -21,7 +21,8 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 import ndconv
-from ndconv import _files, images, kernels
+from ndconv.io import _files
+from ndconv import images, kernels
 
 tifffile = pytest.importorskip("tifffile")
 
@@ -349,7 +350,7 @@ def test_pillow_bomb_warning_is_not_printed(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(images.read_image(tmp_path / "big.png"), img)
-    from ndconv import _memory
+    from ndconv.core import _memory
 
     with _memory.memory_limit(1000):
         with pytest.raises(_memory.MemoryLimitError, match="input image"):
