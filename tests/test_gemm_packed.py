@@ -1,4 +1,4 @@
-"""The compiled paths of the gemm method (``algorithms/_gemm_jit.py``).
+"""The compiled paths of the gemm method (``core/algorithms/_gemm_jit.py``).
 
 ``'positions'`` packs tiles of output positions channel-major and writes each
 product into the output; ``'taps'`` (few outputs, many taps: the weight
