@@ -207,7 +207,7 @@ def _gemm_acc_t():
         from scipy.linalg import blas
     except ImportError:
         blas = None
-    names = {"f": "sgemm", "d": "dgemm", "F": "cgemm", "D": "zgemm"}
+    from .implicit import _BLAS_GEMM_NAMES as names
 
     def acc(a, b, c):
         if blas is None:
