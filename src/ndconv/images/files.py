@@ -85,7 +85,6 @@ class tiff_log:
         return records
 
     def __exit__(self, *exc: object) -> Literal[False]:
-
         self.log.removeHandler(self.handler)
         self.log.propagate = self.propagate
         return False
@@ -373,7 +372,6 @@ def _write_png16(a: NDArray[Any], f: IO[bytes]) -> None:
 
 
 def verify_written(path: str | os.PathLike[str], fmt: str, array: ArrayLike) -> None:
-
     """Re-open the header of a just-written image: its format, size and depth.
 
     Raises ValueError when it is not what :func:`write_image` was given (a

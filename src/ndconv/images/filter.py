@@ -276,7 +276,6 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
     scale: Any  # floats once 'rescale' has measured the output (None otherwise)
     offset: Any
     scale = offset = None
-
     if value_range == "rescale":
         ymin, ymax = np.inf, -np.inf
         for _, _, band in tiles():
@@ -312,7 +311,6 @@ def centre_delta(shape: Shape) -> NDArray[np.float64]:
 
 
 def _keep_alpha(image: NDArray[Any], kernel: ArrayLike, **kwargs: Any) -> NDArray[Any]:
-
     """Filter the colour channels; carry alpha along unfiltered (see ``alpha``)."""
     delta = centre_delta(np.shape(kernel))
     colour = filter_image(image[:, :, :-1], kernel, **kwargs)

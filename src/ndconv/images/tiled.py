@@ -143,7 +143,6 @@ def _same_path(a: str, b: str) -> bool:
 def _postprocess(y: NDArray[Any], value_range: str, lo: float, hi: float,
                  scale: Any, offset: Any,  # floats for 'rescale', None otherwise
                  out_dtype: DTypeLike,
-
                  keep_alpha: bool = False) -> NDArray[Any]:
     from .filter import check_finite_band
 
@@ -318,7 +317,6 @@ def filter_tiled(
     # Regular blocks: Zarr chunks written by one task each, TIFF bands of whole tiles.
     y = y.rechunk((rows, block) + y.shape[2:])
     def verify(tmp: str) -> None:  # re-open what was written: its shape and dtype
-
         if out_kind == "zarr":
             import zarr
 

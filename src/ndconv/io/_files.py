@@ -309,7 +309,6 @@ def atomic_write(
     # Created with the usual permissions (0666 less the umask), never following a link.
     fd: int | None
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
-
     try:
         f = CheckedFile(fd, path)
         try:
@@ -379,7 +378,6 @@ def publish_dir(tmp: _Path, path: _Path, *, overwrite: bool = False, merge: bool
         return
     old = None
     if overwrite and os.path.lexists(path):
-
         old = temp_path(path)  # a stale-recognisable name, should we die now
         os.rename(path, old)
     try:
@@ -472,7 +470,6 @@ def check_regular(path: _Path, what: str) -> os.stat_result:
 
 
 def open_regular(path: _Path, what: str) -> BinaryIO:
-
     """Open ``path`` for binary reading if, and only if, it is a regular file.
 
     Checked with ``os.stat`` first and again on the open descriptor (opened
@@ -496,7 +493,6 @@ def open_regular(path: _Path, what: str) -> BinaryIO:
             os.set_blocking(fd, True)
         f = os.fdopen(fd, "rb")
         f.raw.name = path  # type: ignore[attr-defined]  # readers (tifffile) want the path
-
         return f
     except BaseException:
         os.close(fd)

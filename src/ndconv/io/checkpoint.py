@@ -200,8 +200,6 @@ def _data_error(exc: BaseException) -> bool:
 
 
 def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> NDArray[Any]:
-    # (memoryview of an ndarray: NumPy's stubs declare the buffer protocol from Python 3.12)
-
     """Read one small entry (the manifest) fully, as an array."""
     with zf.open(info) as fh:
         shape, dtype, fortran, nbytes = read_npy_header(fh, f"{path!r} entry {info.filename!r}")
@@ -212,11 +210,11 @@ def _read_data(fh: IO[bytes], shape: Shape, dtype: np.dtype[Any], fortran: bool,
                path: str, name: str) -> NDArray[Any]:
     arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
     if nbytes:
+        # (NumPy's stubs declare ndarray a buffer from Python 3.12 on)
         view = memoryview(arr.T if fortran else arr).cast("B")  # type: ignore[arg-type]
         got = 0
         while got < nbytes:
             n = fh.readinto(view[got:])  # type: ignore[attr-defined]  # zipfile's ZipExtFile
-
             if not n:
                 raise ValueError(f"{path!r} is a damaged checkpoint: entry {name!r} is truncated")
             got += n
@@ -396,7 +394,6 @@ def _load_zip(zf: zipfile.ZipFile, path: str, like: object) -> Any:
 
 
 def _compare(expected: Any, got: Any, where: str) -> None:
-
     """Check ``got`` against the structure, shapes and dtypes of ``expected``."""
     if hasattr(expected, "state_dict") and not isinstance(expected, Mapping):
         expected = expected.state_dict()

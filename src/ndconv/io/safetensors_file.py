@@ -203,7 +203,6 @@ def save_safetensors(tensors: Mapping[str, ArrayLike], path: str | os.PathLike[s
     items.sort(key=lambda t: (-_ORDER.index(t[1]), t[0]))
     header: dict[str, Any] = {}
     pos = 0
-
     if metadata is not None:
         header["__metadata__"] = metadata
     for name, code, arr in items:

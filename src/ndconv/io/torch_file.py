@@ -370,7 +370,6 @@ def _read_record(zf: zipfile.ZipFile, name: str, where: str, size: int) -> bytea
     try:
         with zf.open(info) as fh:
             got = fh.readinto(buf)  # type: ignore[attr-defined]  # zipfile's ZipExtFile
-
     except (zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError) as exc:
         # a damaged deflate stream, an unknown compression method, an encrypted entry
         raise ValueError(f"{where}: record {name!r} cannot be read: {exc}") from None
@@ -401,7 +400,6 @@ def _load_zip(zf: zipfile.ZipFile, where: str, size: int) -> Any:
     big = False
     if prefix + "byteorder" in names:
         order: bytes | bytearray = _read_record(zf, prefix + "byteorder", where, size)
-
         order = bytes(order)
         if order not in (b"little", b"big"):
             raise ValueError(f"{where}: unknown byte order {order[:20]!r}")
@@ -528,7 +526,6 @@ def _load_legacy(f: IO[bytes], where: str) -> Any:
 
 
 def load_torch(path: str | os.PathLike[str]) -> Any:
-
     """Read a file written by ``torch.save`` into NumPy arrays, without PyTorch.
 
     Parameters
