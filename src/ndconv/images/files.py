@@ -16,6 +16,7 @@ import numpy as np
 from ..core import _memory
 
 if TYPE_CHECKING:
+    import io
     import os
     from collections.abc import Callable
 
@@ -327,7 +328,7 @@ def output_format(path: str | os.PathLike[str], dtype: DTypeLike, channels: int)
     return fmt
 
 
-def write_image(array: ArrayLike, fileobj: IO[bytes], fmt: str) -> None:
+def write_image(array: ArrayLike, fileobj: IO[bytes] | io.RawIOBase, fmt: str) -> None:
     """Write ``array`` (as returned by :func:`filter_image`) to an open binary file.
 
     uint8 / uint16 / int32 / float images keep their dtype (16-bit colour as
@@ -353,7 +354,7 @@ def write_image(array: ArrayLike, fileobj: IO[bytes], fmt: str) -> None:
     return None
 
 
-def _write_png16(a: NDArray[Any], f: IO[bytes]) -> None:
+def _write_png16(a: NDArray[Any], f: IO[bytes] | io.RawIOBase) -> None:
     """A 16-bit RGB/RGBA PNG (Pillow writes colour as 8-bit only): rows unfiltered, zlib."""
     import struct
     import zlib
