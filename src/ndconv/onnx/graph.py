@@ -355,7 +355,7 @@ def load(path_or_bytes: str | os.PathLike[str] | bytes, *,
             problems.append(f"{label}: {exc}")
             continue
         if nd.op_type == "Constant":
-            known[nd.output[0]] = op.value
+            known[nd.output[0]] = op.value  # type: ignore[attr-defined]  # a Constant op's
         built.append((i, nd.name, nd.op_type, list(nd.input), list(nd.output), op))
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])}" \
