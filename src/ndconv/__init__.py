@@ -31,9 +31,9 @@ from .core.functional import (
 from .core.pooling import avg_pool, max_pool
 from .io import load, save
 from .training.train import NonFiniteLossError, evaluate, fit, predict
-# The short names users reach as attributes (NumPy only at import time).
-from . import nn  # noqa: F401
-from .training import data, losses, optim  # noqa: F401
+# The short names users reach as attributes after `import ndconv` (NumPy only
+# at import time; the modules behind them are loaded above anyway).
+from . import algorithms, data, functional, losses, nn, optim, pooling, train  # noqa: F401
 
 __version__ = "0.1.0"
 

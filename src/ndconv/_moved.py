@@ -38,10 +38,15 @@ class _Loader(importlib.abc.Loader):
         self.target = target
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
-        return importlib.import_module(self.target)
+        module = importlib.import_module(self.target)
+        self.spec = module.__spec__
+        return module
 
     def exec_module(self, module: ModuleType) -> None:
-        pass  # already executed under its real name
+        # Already executed under its real name. The import system has just set
+        # the short name's spec on it: give the module its own back, so that
+        # __spec__.parent matches __package__ (relative imports inside it).
+        module.__spec__ = self.spec
 
 
 class _Finder(importlib.abc.MetaPathFinder):
