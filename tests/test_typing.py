@@ -123,17 +123,21 @@ def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
         "reveal_type(ndconv.conv_transpose_backward(a, a, a)[1])\n"  # line 13
         "reveal_type(ndconv.avg_pool(a, 2, ndim=2))\n"          # line 14
         "reveal_type(ndconv.conv_output_shape((1, 1, 8, 8), (1, 1, 3, 3)))\n"  # line 15
+        "ndconv.correlate([1.0, 2.0], [1.0], bias=np.int64(1))\n"  # line 16: a scalar: fine
+        "ndconv.correlate([1.0, 2.0], [1.0], bias='1')\n"          # line 17: str for a scalar
     )
     stdout, stderr, status = _run(
         ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
          str(ROOT / ".mypy_cache"), str(user)], ROOT)
     assert status == 1, stdout + stderr
     errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
-    assert [ln.split(":")[1] for ln in errors] == ["4", "5", "7", "8"], stdout
+    assert [ln.split(":")[1] for ln in errors] == ["4", "5", "7", "8", "17"], stdout
     assert '"stride" to "conv" has incompatible type "str"' in errors[0], errors[0]
     assert "[assignment]" in errors[1] and "ndarray" in errors[1], errors[1]
     assert "[assignment]" in errors[2] and "ndarray" in errors[2], errors[2]
     assert '"padding" to "max_pool" has incompatible type "str"' in errors[3], errors[3]
+    # (several overloads take lists: mypy names none of them, only the call)
+    assert '"correlate"' in errors[4] and '"str"' in errors[4], errors[4]
     revealed = {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
                 for ln in stdout.splitlines() if "Revealed type is" in ln}
     assert sorted(revealed) == ["10", "12", "13", "14", "15", "9"], stdout

@@ -62,7 +62,8 @@ from .core.algorithms.choose import choose
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from .core._typing import AnyArray, ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Shape
+    from .core._typing import (AnyArray, ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding,
+                               Scalar, Shape)
 
     #: One piece of an output block's window: (input chunk index, slice of
     #: that chunk, whether it is the whole chunk).
@@ -292,7 +293,7 @@ class DaskBackend(Backend):
             return out
         return out + bias.reshape((-1,) + (1,) * (out.ndim - 2))
 
-    def add_scalar(self, out: AnyArray, bias: complex, np_dtype: DTypeLike) -> AnyArray:
+    def add_scalar(self, out: AnyArray, bias: Scalar, np_dtype: DTypeLike) -> AnyArray:
         # NumPy's rule for the dtype of `+ bias` (dask follows it), computed
         # from the dtypes: never from the lazy array's data.
         final = np.result_type(np.empty(0, np_dtype), bias)
@@ -388,7 +389,7 @@ def conv(
 
 
 def correlate(
-    x: da.Array, kernel: ArrayLike, bias: complex = 0, mode: str = "valid", *,
+    x: da.Array, kernel: ArrayLike, bias: Scalar = 0, mode: str = "valid", *,
     method: str = "auto",
 ) -> da.Array:
     """Lazy :func:`ndconv.correlate` of a dask array (``scipy.signal.correlate`` + bias).
@@ -412,7 +413,7 @@ def correlate(
 
 
 def convolve(
-    x: da.Array, kernel: ArrayLike, bias: complex = 0, mode: str = "valid", *,
+    x: da.Array, kernel: ArrayLike, bias: Scalar = 0, mode: str = "valid", *,
     method: str = "auto",
 ) -> da.Array:
     """Lazy :func:`ndconv.convolve` of a dask array (flipped kernel); see :func:`correlate`."""

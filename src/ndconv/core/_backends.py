@@ -34,7 +34,7 @@ from .algorithms import run as _run
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._typing import AnyArray, DTypeLike
+    from ._typing import AnyArray, DTypeLike, Scalar
     from .algorithms.spec import CorrSpec
 
     #: An axis argument: one axis, several, or all (None).
@@ -180,7 +180,7 @@ class Backend:
             out += bias.reshape((-1,) + (1,) * (out.ndim - 2))  # in place: out is ours
         return out
 
-    def add_scalar(self, out: AnyArray, bias: complex, np_dtype: DTypeLike) -> AnyArray:
+    def add_scalar(self, out: AnyArray, bias: Scalar, np_dtype: DTypeLike) -> AnyArray:
         """``out + bias`` for a scalar, with NumPy's dtype rules for ``np_dtype``."""
         return _dtypes.add_scalar_bias(out, bias, np_dtype)
 
@@ -289,7 +289,7 @@ class ArrayAPIBackend(Backend):
             return out
         return out + self.xp.reshape(bias, (-1,) + (1,) * (out.ndim - 2))
 
-    def add_scalar(self, out: AnyArray, bias: complex, np_dtype: DTypeLike) -> AnyArray:
+    def add_scalar(self, out: AnyArray, bias: Scalar, np_dtype: DTypeLike) -> AnyArray:
         # NumPy's rule for the result dtype (an int correlation plus 0.0 is
         # float64), so that every library returns the NumPy path's values.
         target = np.result_type(np.empty(0, np_dtype), bias)
@@ -323,8 +323,8 @@ def resolve(**arrays: object) -> Backend:
     call raise ``TypeError`` naming both (a backend of :data:`PLUGINS` may
     accept NumPy operands: dask's kernel and bias live in memory).
     """
-    first: tuple[str, str, Any] | None = None  # (argument, library, array) of the first
-    numpy_arg: str | None = None                # non-NumPy array; the first NumPy one
+    first: tuple[str, str, Any] | None = None  # (argument, library, array): first non-NumPy
+    numpy_arg: str | None = None  # the first NumPy argument
     for arg, a in arrays.items():
         lib = library_of(a)
         if lib is None:

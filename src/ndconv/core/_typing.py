@@ -19,7 +19,7 @@ from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 __all__ = [
     "AnyArray", "Array", "ArrayAPIArray", "ArrayLike", "ArrayT", "DTypeLike", "NDArray",
-    "IntOrTuple", "Loss", "Padding", "Pairs", "ScalarT", "Seed", "Shape",
+    "IntOrTuple", "Loss", "Padding", "Pairs", "Scalar", "ScalarT", "Seed", "Shape",
 ]
 
 #: One int for every spatial dim, or one per dim (``stride``, ``dilation``, ``kernel_size``).
@@ -34,6 +34,10 @@ Pairs = tuple[tuple[int, int], ...]
 #: Every padding form: an int, one int per dim, a ``(lo, hi)`` pair per dim,
 #: or ``"valid"``, ``"same"``, ``"full"``.
 Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
+
+#: A scalar operand (``correlate``'s bias): an int, float or complex, a NumPy
+#: scalar (``np.int64(3)``), or a 0-d array.
+Scalar = Union[complex, np.number[Any], NDArray[Any]]
 
 #: A source of randomness: None (fresh entropy), a seed, or a Generator.
 Seed = Union[None, int, np.random.Generator]

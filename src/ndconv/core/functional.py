@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
     from ._backends import Backend
     from ._typing import (AnyArray, Array, ArrayLike, ArrayT, IntOrTuple, NDArray, Padding,
-                          ScalarT, Shape)
+                          Scalar, ScalarT, Shape)
 
 __all__ = [
     "conv",
@@ -922,7 +922,7 @@ _MODES = ("valid", "same", "full")
 
 
 def _plain(
-    x: Array, kernel: Array, bias: complex, mode: str, method: str, flip: bool
+    x: Array, kernel: Array, bias: Scalar, mode: str, method: str, flip: bool
 ) -> AnyArray:
     be = resolve(x=x, kernel=kernel)
     method = _check_method(method)
@@ -979,7 +979,7 @@ def _plain(
 def correlate(
     x: NDArray[Any],
     kernel: ArrayLike,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
@@ -989,7 +989,7 @@ def correlate(
 def correlate(
     x: ArrayT,
     kernel: ArrayT | ArrayLike,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
@@ -999,7 +999,7 @@ def correlate(
 def correlate(
     x: ArrayLike,
     kernel: ArrayLike,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
@@ -1009,7 +1009,7 @@ def correlate(
 def correlate(
     x: Array,
     kernel: Array,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
@@ -1058,7 +1058,7 @@ def correlate(
 def convolve(
     x: NDArray[Any],
     kernel: ArrayLike,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
@@ -1068,7 +1068,7 @@ def convolve(
 def convolve(
     x: ArrayT,
     kernel: ArrayT | ArrayLike,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
@@ -1078,7 +1078,7 @@ def convolve(
 def convolve(
     x: ArrayLike,
     kernel: ArrayLike,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
@@ -1088,7 +1088,7 @@ def convolve(
 def convolve(
     x: Array,
     kernel: Array,
-    bias: complex = 0,
+    bias: Scalar = 0,
     mode: str = "valid",
     *,
     method: str = "auto",
