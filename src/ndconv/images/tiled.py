@@ -285,8 +285,9 @@ def filter_tiled(
     # TIFF band of whole tiles.
     rows = -(-block // tile) * tile if out_kind == "tiff" else block
     chw = chw.rechunk((-1, rows * stride[0], block * stride[1])).astype(dtype)
-    y = ndask.conv(chw, w.astype(dtype), None, stride, padding, dilation, groups,
-                   padding_mode)  # validates padding, mode and sizes, lazily
+    # (Any: dask's own annotations reject map_blocks with a function below)
+    y: _Lazy = ndask.conv(chw, w.astype(dtype), None, stride, padding, dilation, groups,
+                          padding_mode)  # validates padding, mode and sizes, lazily
 
     def compute(a: _Lazy) -> Any:
         if hasattr(scheduler, "compute"):  # a distributed.Client
