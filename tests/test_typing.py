@@ -62,6 +62,15 @@ def _run(args, cwd):
         os.chdir(old)
 
 
+def _mypy_errors(user):
+    """mypy's report on a user's file (which must have errors): its output and error lines."""
+    stdout, stderr, status = _run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
+         str(ROOT / ".mypy_cache"), str(user)], ROOT)
+    assert status == 1, stdout + stderr
+    return stdout, [ln for ln in stdout.splitlines() if ": error:" in ln]
+
+
 def test_configured_modules_are_strict(config):
     # Every checked file is also held to disallow_untyped_defs, and vice versa:
     # a module added to one list and not the other would be checked loosely.
@@ -90,11 +99,7 @@ def test_a_users_mistakes_are_caught(tmp_path):
         "rows: list[plan.Row] = plan.layer_rows(k, (1, 8, 8))\n"  # line 4: array for Module
         "w: int = derive.conv_to_dense(k[None, None], (1, 8, 8))\n"  # line 5: array for int
     )
-    stdout, stderr, status = _run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-         str(ROOT / ".mypy_cache"), str(user)], ROOT)
-    assert status == 1, stdout + stderr
-    errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
+    stdout, errors = _mypy_errors(user)
     assert [ln.split(":")[1] for ln in errors] == ["3", "4", "5"], stdout
     # (mypy's wording of the expected type, quoted or not, varies by version)
     assert '"get" has incompatible type "int"' in errors[0] and "[arg-type]" in errors[0]
@@ -126,11 +131,7 @@ def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
         "ndconv.correlate([1.0, 2.0], [1.0], bias=np.int64(1))\n"  # line 16: a scalar: fine
         "ndconv.correlate([1.0, 2.0], [1.0], bias='1')\n"          # line 17: str for a scalar
     )
-    stdout, stderr, status = _run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-         str(ROOT / ".mypy_cache"), str(user)], ROOT)
-    assert status == 1, stdout + stderr
-    errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
+    stdout, errors = _mypy_errors(user)
     assert [ln.split(":")[1] for ln in errors] == ["4", "5", "7", "8", "17"], stdout
     assert '"stride" to "conv" has incompatible type "str"' in errors[0], errors[0]
     assert "[assignment]" in errors[1] and "ndarray" in errors[1], errors[1]
@@ -264,11 +265,7 @@ def test_a_users_file_and_image_mistakes_are_caught(tmp_path):
         "io.load_safetensors('w.safetensors')[1]\n"                  # line 11: no metadata
         "ndconv.onnx.save(models.digits_cnn(), 'm.onnx', input_shape=3)\n"  # line 12
     )
-    stdout, stderr, status = _run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-         str(ROOT / ".mypy_cache"), str(user)], ROOT)
-    assert status == 1, stdout + stderr
-    errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
+    stdout, errors = _mypy_errors(user)
     assert [ln.split(":")[1] for ln in errors] == ["6", "7", "8", "11", "12"], stdout
     assert '"save" has incompatible type "int"' in errors[0] and "[arg-type]" in errors[0]
     assert '"write_image" has incompatible type "str"' in errors[1]
