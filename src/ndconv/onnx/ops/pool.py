@@ -16,32 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...core import pooling as P
+from ...core._args import pool_output_size
 from ...core._windows import pad
 from .base import Op, ints, register
 from .linear import _Windowed
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from ...core._typing import NDArray, Pairs, Shape
-
-
-def pool_output(spatial: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int],
-                pairs: Pairs, ceil_mode: bool) -> Shape:
-    """Output size per dim; with ceil_mode the last window must start inside the
-    input or its left padding (onnx reference, PyTorch)."""
-    out = []
-    for i, (n, ki, si, di, (lo, hi)) in enumerate(zip(spatial, k, s, d, pairs)):
-        span = n + lo + hi - di * (ki - 1) - 1
-        o = (-(-span // si) if ceil_mode else span // si) + 1
-        if ceil_mode and (o - 1) * si >= n + lo:
-            o -= 1
-        if o < 1:
-            raise ValueError(
-                f"pooling window (dilated size {di * (ki - 1) + 1}) is larger than the padded "
-                f"input (size {n + lo + hi}) in spatial dim {i}")
-        out.append(o)
-    return tuple(out)
+    from ...core._typing import NDArray
 
 
 class _Pool(_Windowed):
@@ -53,7 +34,7 @@ class _Pool(_Windowed):
 
     def _layout(self, x: NDArray[Any]) -> Any:
         s, d, pairs = self.geometry(x.shape[2:], self.k)
-        out = pool_output(x.shape[2:], self.k, s, d, pairs, bool(self.attrs["ceil_mode"]))
+        out = pool_output_size(x.shape[2:], self.k, s, pairs, d, bool(self.attrs["ceil_mode"]))
         # The padded input the windows read: lo before, and after the input
         # exactly up to the last window's end (ceil_mode may need cells past
         # the padding, which count as padding; unread padding is dropped).
