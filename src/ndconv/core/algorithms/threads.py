@@ -12,9 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -156,7 +160,7 @@ def blas_single_thread() -> Iterator[None]:
                     _set_blas(_state["threads"])
 
 
-def map_chunks(work, chunks):
+def map_chunks(work: Callable[[_T], _R], chunks: Sequence[_T]) -> list[_R]:
     """``[work(c) for c in chunks]``, on ndconv's threads with single-threaded BLAS.
 
     Chunks must be independent and write disjoint parts of the output: they
