@@ -336,3 +336,48 @@ def check_empty_dims(
 
 def is_number(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+# --------------------------------------------------------------------------
+# memos of validated calls (layers call the same shapes every step)
+
+_KEY_SCALARS = frozenset({int, str, type(None)})
+
+
+def _plain(value: Any) -> bool:
+    t = type(value)
+    if t in _KEY_SCALARS:
+        return True
+    return t is tuple and all(_plain(v) for v in value)
+
+
+def exact_key(*values: Any) -> tuple[Any, ...] | None:
+    """``values`` as a dict key, or None where equal keys could validate differently.
+
+    Only exact ints (not bools: ``True == 1`` but ``True`` is refused), strs,
+    None and tuples of them qualify; a float, NumPy scalar, list or array
+    gives None, and such a call is validated afresh every time. A memo keyed
+    by this (and by the arrays' shapes and dtypes) may therefore skip the
+    validation of a call whose key it has seen validated: the same key would
+    raise the same error, or none.
+    """
+    for v in values:
+        if not _plain(v):
+            return None
+    return values
+
+
+class Memo(dict):  # type: ignore[type-arg]
+    """A small dict of prepared calls: cleared when full, so it stays bounded.
+
+    Entries are immutable and written whole, so threads may share it (a dict
+    read or write is atomic under the GIL).
+    """
+
+    #: Most entries before the memo starts afresh.
+    SIZE = 256
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self) >= self.SIZE:
+            self.clear()
+        self[key] = value
