@@ -33,6 +33,24 @@ __all__ = [
 ]
 
 
+#: ``{key: validated arguments}`` of the max pooling calls (see :func:`_plain_key`).
+_PREPARED = _args.Memo()
+
+
+def _plain_key(x, *args):
+    """The memo key of a call on a plain NumPy float32/float64 array, or None.
+
+    As :func:`ndconv.functional._plain_key`: the shape, the dtype and the
+    arguments (:func:`ndconv._args.exact_key`; ``ceil_mode`` as validation
+    reads it, ``bool()``), so a key seen validated passes validation again.
+    """
+    if type(x) is not np.ndarray or x.dtype not in _dtypes.FLOAT:
+        return None
+    *rest, ceil_mode, ndim = args
+    rest = _args.exact_key(*rest, ndim)
+    return None if rest is None else (x.shape, x.dtype, bool(ceil_mode), rest)
+
+
 # --------------------------------------------------------------------------
 # validation
 
@@ -143,7 +161,7 @@ def _check_memory(be, xb, k, s, p, d, out, kind, backward):
     if backward:
         nbytes += padded * it + outs * (2 * it + (3 if kind == "max" else 0))
     free = _memory.HOST if be.numpy else _memory.device_free_memory(be.name, xb)
-    _memory.guard(nbytes, f"{kind}_pool{'_backward' if backward else ''} of input "
+    return _memory.guard(nbytes, f"{kind}_pool{'_backward' if backward else ''} of input "
                           f"{tuple(xb.shape)} (output {tuple(xb.shape[:2]) + tuple(out)})",
                   free)
 
@@ -248,6 +266,46 @@ def _max_backward(gy, x, y, k, s, p, d):
     # and must reach only the winner, as in PyTorch.
     shares = (np.where(hit, gy, zero) for hit in _max_winners(x, y, k, s, p, d))
     return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
+
+
+def _tiles(x, k, s, p, d, out):
+    """Whether the windows tile ``x`` exactly (2x2 pooling with stride 2 of an even
+    image): no padding, no gaps, no overlap, so a window is a block of a reshape."""
+    return all(ki == si and di == 1 and pi == 0 and o * ki == n
+               for ki, si, pi, di, o, n in zip(k, s, p, d, out, x.shape[2:]))
+
+
+def _blocks(x, k, out):
+    """``x`` (B, C, *S) as ``(B, C, *S_out, taps)``: each window's values, row-major (a copy)."""
+    n = len(k)
+    split = x.reshape(*x.shape[:2], *[v for pair in zip(out, k) for v in pair])
+    order = (0, 1, *range(2, 2 + 2 * n, 2), *range(3, 3 + 2 * n, 2))
+    return split.transpose(order).reshape(*x.shape[:2], *out, -1)
+
+
+def _max_forward_tiled(x, k, out):
+    # The max of each block; NaN propagates, as np.maximum's running maximum.
+    n = len(k)
+    split = x.reshape(*x.shape[:2], *[v for pair in zip(out, k) for v in pair])
+    return split.max(axis=tuple(range(3, 3 + 2 * n, 2)))
+
+
+def _max_backward_tiled(gy, x, y, k):
+    """:func:`_max_backward` where the windows tile ``x``, or None where ``y`` holds NaN.
+
+    argmax is each window's first maximum, the winner of :func:`_max_winners`;
+    NaN windows (whose winner is the last NaN) take the general path.
+    """
+    if np.isnan(y).any():
+        return None
+    n = len(k)
+    out = y.shape[2:]
+    first = _blocks(x, k, out).argmax(axis=-1)
+    g = np.zeros((first.size, math.prod(k)), dtype=gy.dtype)
+    g[np.arange(first.size), first.ravel()] = gy.ravel()
+    g = g.reshape(*x.shape[:2], *out, *k)
+    order = (0, 1, *[a for i in range(n) for a in (2 + i, 2 + n + i)])
+    return g.transpose(order).reshape(x.shape)
 
 
 def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
@@ -456,15 +514,24 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     array([[[4., 5.],
             [7., 8.]]])
     """
+    key = _plain_key(x, "max_pool", kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    hit = None if key is None else _PREPARED.get(key)
+    if hit is not None and not _memory.has_explicit_limit():
+        unbatched, k, s, p, d, out, tiled = hit
+        xb = x[None] if unbatched else x
+        y = _max_forward_tiled(xb, k, out) if tiled else _max_forward(xb, k, s, p, d, out)
+        return y[0, ...] if unbatched else y
     be = resolve(x=x)
     be.require("max_pool")
     xb, unbatched, k, s, p, d, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 dilation, ceil_mode, "max")
-    _check_memory(be, xb, k, s, p, d, out, "max", backward=False)
+    nbytes = _check_memory(be, xb, k, s, p, d, out, "max", backward=False)
     if be.numpy:
         y = _max_forward(xb, k, s, p, d, out)
     else:
         y = _max_forward_xp(be.xp, xb, k, s, p, d, out)
+    if key is not None and nbytes <= _memory.GUARD_BYTES:
+        _PREPARED.put(key, (unbatched, k, s, p, d, out, _tiles(xb, k, s, p, d, out)))
     return y[0, ...] if unbatched else y
 
 
@@ -484,13 +551,31 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
     out : ndarray, optional
         ``max_pool(x, ...)`` if already computed (it is recomputed otherwise).
     """
+    key = None
+    if type(grad_out) is np.ndarray and (out is None or type(out) is np.ndarray):
+        key = _plain_key(x, "max_pool_backward", grad_out.shape, grad_out.dtype,
+                         None if out is None else (out.shape, out.dtype), kernel_size, stride,
+                         padding, dilation, ceil_mode, ndim)
+    hit = None if key is None else _PREPARED.get(key)
+    if hit is not None and not _memory.has_explicit_limit():
+        unbatched, k, s, p, d, _, tiled = hit
+        xb, gy = (x[None], grad_out[None]) if unbatched else (x, grad_out)
+        y = _max_forward(xb, k, s, p, d, gy.shape[2:]) if out is None else (
+            out[None] if unbatched else out)
+        gx = _max_backward_tiled(gy, xb, y, k) if tiled else None
+        if gx is None:
+            gx = _max_backward(gy, xb, y, k, s, p, d)
+        return gx[0, ...] if unbatched else gx
     be = resolve(grad_out=grad_out, x=x, out=out)
     be.require("max_pool_backward")
     xb, unbatched, k, s, p, d, shape = _pool_args(be, x, ndim, kernel_size, stride,
                                                   padding, dilation, ceil_mode, "max")
     expected = tuple(xb.shape[:2]) + shape
     gy = _check_grad(be, grad_out, expected[1:] if unbatched else expected, xb.dtype)
-    _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
+    nbytes = _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
+    if key is not None and nbytes <= _memory.GUARD_BYTES and (
+            out is None or tuple(out.shape) == tuple(gy.shape)):
+        _PREPARED.put(key, (unbatched, k, s, p, d, shape, _tiles(xb, k, s, p, d, shape)))
     if out is None:
         y = (_max_forward(xb, k, s, p, d, shape) if be.numpy
              else _max_forward_xp(be.xp, xb, k, s, p, d, shape))
