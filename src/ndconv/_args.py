@@ -341,29 +341,32 @@ def is_number(x: object) -> bool:
 # --------------------------------------------------------------------------
 # memos of validated calls (layers call the same shapes every step)
 
-_KEY_SCALARS = frozenset({int, str, type(None)})
-
-
-def _plain(value: Any) -> bool:
-    t = type(value)
-    if t in _KEY_SCALARS:
-        return True
-    return t is tuple and all(_plain(v) for v in value)
-
-
 def exact_key(*values: Any) -> tuple[Any, ...] | None:
     """``values`` as a dict key, or None where equal keys could validate differently.
 
     Only exact ints (not bools: ``True == 1`` but ``True`` is refused), strs,
-    None and tuples of them qualify; a float, NumPy scalar, list or array
-    gives None, and such a call is validated afresh every time. A memo keyed
-    by this (and by the arrays' shapes and dtypes) may therefore skip the
-    validation of a call whose key it has seen validated: the same key would
-    raise the same error, or none.
+    None, tuples of them and tuples of tuples of ints (``(lo, hi)`` pairs)
+    qualify; a float, NumPy scalar, list or array gives None, and such a
+    call is validated afresh every time. A memo keyed by this (and by the
+    arrays' shapes and dtypes) may therefore skip the validation of a call
+    whose key it has seen validated: the same key would raise the same
+    error, or none.
     """
     for v in values:
-        if not _plain(v):
+        t = type(v)
+        if t is int or t is str or v is None:
+            continue
+        if t is not tuple:
             return None
+        for e in v:
+            te = type(e)
+            if te is int:
+                continue
+            if te is not tuple:
+                return None
+            for f in e:
+                if type(f) is not int:
+                    return None
     return values
 
 

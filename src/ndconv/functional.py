@@ -279,10 +279,11 @@ def _weight_grad(be, gy, x, spec, method, prepared=None):
 _PREPARED = _args.Memo()
 
 
-def _plain_key(x, weight, bias, *args):
+def _plain_key(x, weight, bias, extra, *args):
     """The memo key of a call on plain NumPy float32/float64 arrays, or None.
 
-    Everything validation reads is in it (shapes, dtypes, the arguments as
+    Everything validation reads is in it (shapes, dtypes, ``extra`` (the
+    other arrays' shapes and dtypes), the arguments as
     :func:`ndconv._args.exact_key` keeps them), so a call whose key was seen
     validated passes validation again and may skip it; values are not in
     it, and nothing computed from values is kept.
@@ -297,7 +298,7 @@ def _plain_key(x, weight, bias, *args):
     if rest is None:
         return None
     return (x.shape, x.dtype, weight.shape, weight.dtype,
-            None if bias is None else (bias.shape, bias.dtype), rest)
+            None if bias is None else (bias.shape, bias.dtype), extra, rest)
 
 
 # --------------------------------------------------------------------------
@@ -534,7 +535,7 @@ def conv_backward(
     """
     key = None
     if type(grad_out) is np.ndarray and method == "auto":
-        key = _plain_key(x, weight, None, "conv_backward", grad_out.shape, grad_out.dtype,
+        key = _plain_key(x, weight, None, ("conv_backward", grad_out.shape, grad_out.dtype),
                          stride, padding, dilation, groups, padding_mode)
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None:  # real dtypes: no conjugates

@@ -16,6 +16,7 @@ the input's library.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -37,18 +38,18 @@ __all__ = [
 _PREPARED = _args.Memo()
 
 
-def _plain_key(x, *args):
+def _plain_key(x, extra, *args):
     """The memo key of a call on a plain NumPy float32/float64 array, or None.
 
-    As :func:`ndconv.functional._plain_key`: the shape, the dtype and the
-    arguments (:func:`ndconv._args.exact_key`; ``ceil_mode`` as validation
+    As :func:`ndconv.functional._plain_key`: the shape, the dtype, ``extra``
+    (the other arrays' shapes and dtypes) and the arguments (:func:`ndconv._args.exact_key`; ``ceil_mode`` as validation
     reads it, ``bool()``), so a key seen validated passes validation again.
     """
     if type(x) is not np.ndarray or x.dtype not in _dtypes.FLOAT:
         return None
     *rest, ceil_mode, ndim = args
     rest = _args.exact_key(*rest, ndim)
-    return None if rest is None else (x.shape, x.dtype, bool(ceil_mode), rest)
+    return None if rest is None else (x.shape, x.dtype, extra, bool(ceil_mode), rest)
 
 
 # --------------------------------------------------------------------------
@@ -190,15 +191,21 @@ def _padded(x, pairs, value):
     return pad(x, pairs, value=value) if any(lo or hi for lo, hi in pairs) else x
 
 
+@functools.lru_cache(maxsize=256)
+def _tap_slice_list(k, s, d, out):
+    """``(..., *slices)`` of every tap in row-major order (:func:`_tap_slices`)."""
+    return tuple((Ellipsis, *_tap_slices(tap, s, d, out)) for tap in np.ndindex(*k))
+
+
 def _max_forward(x, k, s, p, d, out):
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
-    win = windows(_padded(x, pairs, -np.inf), k, s, d)  # (B, C, *S_out, *k), a view
-    taps = list(np.ndindex(*k))
+    xp = _padded(x, pairs, -np.inf)
+    taps = _tap_slice_list(k, s, d, tuple(out))
     # A running maximum over the taps: output-sized operations only, no
     # copy of the windows. np.maximum propagates NaN, as PyTorch does.
-    y = np.array(win[(Ellipsis, *taps[0])])
-    for tap in taps[1:]:
-        np.maximum(y, win[(Ellipsis, *tap)], out=y)
+    y = np.array(xp[taps[0]])
+    for sl in taps[1:]:
+        np.maximum(y, xp[sl], out=y)
     return y
 
 
@@ -275,37 +282,25 @@ def _tiles(x, k, s, p, d, out):
                for ki, si, pi, di, o, n in zip(k, s, p, d, out, x.shape[2:]))
 
 
-def _blocks(x, k, out):
-    """``x`` (B, C, *S) as ``(B, C, *S_out, taps)``: each window's values, row-major (a copy)."""
-    n = len(k)
-    split = x.reshape(*x.shape[:2], *[v for pair in zip(out, k) for v in pair])
-    order = (0, 1, *range(2, 2 + 2 * n, 2), *range(3, 3 + 2 * n, 2))
-    return split.transpose(order).reshape(*x.shape[:2], *out, -1)
+def _max_backward_tiled(gy, x, y, k, s, d):
+    """:func:`_max_backward` where the windows tile ``x`` (:func:`_tiles`), or None
+    where ``y`` holds NaN (whose winner, the last NaN, the general path finds).
 
-
-def _max_forward_tiled(x, k, out):
-    # The max of each block; NaN propagates, as np.maximum's running maximum.
-    n = len(k)
-    split = x.reshape(*x.shape[:2], *[v for pair in zip(out, k) for v in pair])
-    return split.max(axis=tuple(range(3, 3 + 2 * n, 2)))
-
-
-def _max_backward_tiled(gy, x, y, k):
-    """:func:`_max_backward` where the windows tile ``x``, or None where ``y`` holds NaN.
-
-    argmax is each window's first maximum, the winner of :func:`_max_winners`;
-    NaN windows (whose winner is the last NaN) take the general path.
+    Each input cell is in one window, so each tap's share is written in
+    place: the first tap equal to the maximum wins, as in :func:`_max_winners`.
     """
     if np.isnan(y).any():
         return None
-    n = len(k)
-    out = y.shape[2:]
-    first = _blocks(x, k, out).argmax(axis=-1)
-    g = np.zeros((first.size, math.prod(k)), dtype=gy.dtype)
-    g[np.arange(first.size), first.ravel()] = gy.ravel()
-    g = g.reshape(*x.shape[:2], *out, *k)
-    order = (0, 1, *[a for i in range(n) for a in (2 + i, 2 + n + i)])
-    return g.transpose(order).reshape(x.shape)
+    gx = np.empty(x.shape, dtype=gy.dtype)
+    taken = np.zeros(y.shape, dtype=bool)
+    hit = np.empty(y.shape, dtype=bool)
+    zero = gy.dtype.type(0)
+    for sl in _tap_slice_list(k, s, d, y.shape[2:]):
+        np.equal(x[sl], y, out=hit)
+        np.greater(hit, taken, out=hit)  # hit and not taken, without a temporary
+        taken |= hit
+        gx[sl] = np.where(hit, gy, zero)
+    return gx
 
 
 def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
@@ -519,7 +514,7 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     if hit is not None and not _memory.has_explicit_limit():
         unbatched, k, s, p, d, out, tiled = hit
         xb = x[None] if unbatched else x
-        y = _max_forward_tiled(xb, k, out) if tiled else _max_forward(xb, k, s, p, d, out)
+        y = _max_forward(xb, k, s, p, d, out)
         return y[0, ...] if unbatched else y
     be = resolve(x=x)
     be.require("max_pool")
@@ -553,16 +548,16 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
     """
     key = None
     if type(grad_out) is np.ndarray and (out is None or type(out) is np.ndarray):
-        key = _plain_key(x, "max_pool_backward", grad_out.shape, grad_out.dtype,
-                         None if out is None else (out.shape, out.dtype), kernel_size, stride,
-                         padding, dilation, ceil_mode, ndim)
+        key = _plain_key(x, ("max_pool_backward", grad_out.shape, grad_out.dtype,
+                             None if out is None else (out.shape, out.dtype)),
+                         kernel_size, stride, padding, dilation, ceil_mode, ndim)
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None and not _memory.has_explicit_limit():
         unbatched, k, s, p, d, _, tiled = hit
         xb, gy = (x[None], grad_out[None]) if unbatched else (x, grad_out)
         y = _max_forward(xb, k, s, p, d, gy.shape[2:]) if out is None else (
             out[None] if unbatched else out)
-        gx = _max_backward_tiled(gy, xb, y, k) if tiled else None
+        gx = _max_backward_tiled(gy, xb, y, k, s, d) if tiled else None
         if gx is None:
             gx = _max_backward(gy, xb, y, k, s, p, d)
         return gx[0, ...] if unbatched else gx

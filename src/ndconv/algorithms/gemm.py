@@ -77,7 +77,10 @@ def _axis_index(n, k, s, d, lo, r, o, mode):
 @functools.lru_cache(maxsize=64)
 def _gather_index(spec):
     """Flat index of every im2col entry, shape ``(g, Cg*taps, P)``, into one
-    batch item's ``x`` raveled with one zero appended (what padding reads)."""
+    batch item's ``x`` raveled with one zero appended (what padding reads);
+    None where ``spec`` is not small enough (:func:`_gathers`)."""
+    if not _gathers(spec):
+        return None
     g, C, S = spec.groups, spec.in_channels, spec.in_spatial
     S_out = spec.out_spatial
     n = spec.ndim
@@ -102,9 +105,8 @@ def _gather_index(spec):
     return index.reshape(g, (C // g) * spec.taps, -1)
 
 
-def _run_gathered(x, w, spec):
+def _run_gathered(x, w, spec, index):
     B, O, g = spec.batch, spec.out_channels, spec.groups
-    index = _gather_index(spec)
     size = x[0].size if B else 0
     src = np.empty((B, size + 1), dtype=spec.dtype)
     src[:, :size] = x.reshape(B, size)
@@ -117,8 +119,9 @@ def _run_gathered(x, w, spec):
 def run(x, w, spec):
     if not spec.numpy:  # another array-API library: stacked taps, one matmul
         return portable.gemm(x, w, spec)
-    if _gathers(spec):
-        return _run_gathered(x, w, spec)
+    index = _gather_index(spec)
+    if index is not None:
+        return _run_gathered(x, w, spec, index)
     N = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
