@@ -77,8 +77,9 @@ def _axis_index(n, k, s, d, lo, r, o, mode):
 @functools.lru_cache(maxsize=64)
 def _gather_index(spec):
     """Flat index of every im2col entry, shape ``(g, Cg*taps, P)``, into one
-    batch item's ``x`` raveled with one zero appended (what padding reads);
-    None where ``spec`` is not small enough (:func:`_gathers`)."""
+    batch item's ``x`` raveled with one zero appended (what padding reads),
+    and the output's shape; None where ``spec`` is not small enough
+    (:func:`_gathers`)."""
     if not _gathers(spec):
         return None
     g, C, S = spec.groups, spec.in_channels, spec.in_spatial
@@ -101,11 +102,12 @@ def _gather_index(spec):
     flat = np.where(zero, C * step, flat).reshape(1, spec.taps, -1)
     index = np.arange(C).reshape(C, 1, 1) * step + flat  # (C, taps, P)
     index[:, zero.reshape(spec.taps, -1)] = C * step  # the appended zero
+    index = index.reshape(g, (C // g) * spec.taps, -1)
     index.setflags(write=False)
-    return index.reshape(g, (C // g) * spec.taps, -1)
+    return index, (spec.batch, spec.out_channels, *S_out)
 
 
-def _run_gathered(x, w, spec, index):
+def _run_gathered(x, w, spec, index, out_shape):
     B, O, g = spec.batch, spec.out_channels, spec.groups
     size = x[0].size if B else 0
     src = np.empty((B, size + 1), dtype=spec.dtype)
@@ -113,15 +115,15 @@ def _run_gathered(x, w, spec, index):
     src[:, size] = 0
     cols = src.take(index, axis=1)  # (B, g, Cg*taps, P)
     out = np.matmul(w.reshape(g, O // g, -1), cols)  # (B, g, Og, P)
-    return out.reshape(B, O, *spec.out_spatial)
+    return out.reshape(out_shape)
 
 
 def run(x, w, spec):
     if not spec.numpy:  # another array-API library: stacked taps, one matmul
         return portable.gemm(x, w, spec)
-    index = _gather_index(spec)
-    if index is not None:
-        return _run_gathered(x, w, spec, index)
+    gather = _gather_index(spec)
+    if gather is not None:
+        return _run_gathered(x, w, spec, *gather)
     N = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
