@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import ndconv
-from ndconv import functional as F
+from ndconv.core import functional as F
 from ndconv import nn, plan
-from ndconv import pooling as P
-from ndconv.algorithms import gemm
+from ndconv.core import pooling as P
+from ndconv.core.algorithms import gemm
 from ndconv.losses import CrossEntropyLoss
 from ndconv.models import digits_cnn
 from ndconv.optim import SGD, Adam
@@ -250,7 +250,7 @@ def test_gemm_gather_against_torch_forward_and_backward(xs, ws, kw):
 
 
 def test_gemm_gather_equals_tile_path_on_random_specs(monkeypatch):
-    from ndconv.algorithms.spec import CorrSpec
+    from ndconv.core.algorithms.spec import CorrSpec
 
     rng = np.random.default_rng(7)
     tested = 0
