@@ -76,10 +76,10 @@ def _axis_index(n, k, s, d, lo, r, o, mode):
 
 @functools.lru_cache(maxsize=64)
 def _gather_index(spec):
-    """Flat index of every im2col entry, shape ``(g, Cg*taps, P)``, into one
-    batch item's ``x`` raveled with one zero appended (what padding reads),
-    and the output's shape; None where ``spec`` is not small enough
-    (:func:`_gathers`)."""
+    """Flat index of every im2col entry, shape ``(g, P, taps*Cg)`` (columns in
+    the tile path's order, tap-major), into one batch item's ``x`` raveled
+    with one zero appended (what padding reads), and the output's shape; None
+    where ``spec`` is not small enough (:func:`_gathers`)."""
     if not _gathers(spec):
         return None
     g, C, S = spec.groups, spec.in_channels, spec.in_spatial
@@ -102,20 +102,38 @@ def _gather_index(spec):
     flat = np.where(zero, C * step, flat).reshape(1, spec.taps, -1)
     index = np.arange(C).reshape(C, 1, 1) * step + flat  # (C, taps, P)
     index[:, zero.reshape(spec.taps, -1)] = C * step  # the appended zero
-    index = index.reshape(g, (C // g) * spec.taps, -1)
+    P = index.shape[-1]
+    index = index.reshape(g, C // g, spec.taps, P).transpose(0, 3, 2, 1)
+    index = np.ascontiguousarray(index).reshape(g, P, spec.taps * (C // g))
     index.setflags(write=False)
     return index, (spec.batch, spec.out_channels, *S_out)
 
 
+def _kernel_matrix(w, spec):
+    """The kernel as ``(g, taps*Cg, Og)``, rows in the columns' order ``(tap, channel)``."""
+    g = spec.groups
+    Og, Cg = spec.out_channels // g, spec.in_channels // g
+    wmat = np.moveaxis(w.reshape(g, Og, Cg, spec.taps), 1, -1)  # (g, Cg, taps, Og)
+    return np.ascontiguousarray(np.swapaxes(wmat, 1, 2)).reshape(g, spec.taps * Cg, Og)
+
+
 def _run_gathered(x, w, spec, index, out_shape):
-    B, O, g = spec.batch, spec.out_channels, spec.groups
+    B, g = spec.batch, spec.groups
     size = x[0].size if B else 0
     src = np.empty((B, size + 1), dtype=spec.dtype)
     src[:, :size] = x.reshape(B, size)
     src[:, size] = 0
-    cols = src.take(index, axis=1)  # (B, g, Cg*taps, P)
-    out = np.matmul(w.reshape(g, O // g, -1), cols)  # (B, g, Og, P)
-    return out.reshape(out_shape)
+    cols = src.take(index, axis=1)  # (B, g, P, taps*Cg)
+    wmat = _kernel_matrix(w, spec)
+    # Output positions as the rows of the product, as in the tile path (one
+    # product for the whole batch when g == 1: the same BLAS call, so the same
+    # values): every position is then computed alike, which keeps a circular
+    # convolution exactly translation-equivariant.
+    if g == 1:
+        res = (cols.reshape(-1, cols.shape[-1]) @ wmat[0]).reshape(B, 1, -1, wmat.shape[-1])
+    else:
+        res = np.matmul(cols, wmat)  # (B, g, P, Og)
+    return res.transpose(0, 1, 3, 2).reshape(out_shape)
 
 
 def run(x, w, spec):
@@ -138,8 +156,7 @@ def run(x, w, spec):
     # (B, *S_out, C, *K) -> (B, *S_out, *K, C): rows of contiguous channel runs.
     win = np.moveaxis(windows(xl, K, spec.stride, spec.dilation, axis=-2), N + 1, -1)
     # Kernel as (g, K*Cg, Og), matching the row order (*K, Cg) of the columns.
-    wmat = np.moveaxis(w.reshape(g, Og, Cg, Kp), 1, -1)  # (g, Cg, Kp, Og)
-    wmat = np.ascontiguousarray(np.swapaxes(wmat, 1, 2)).reshape(g, Kp * Cg, Og)
+    wmat = _kernel_matrix(w, spec)
     out = np.empty((B, O, *S_out), dtype=spec.dtype)
     rest = math.prod(S_out[1:])
     row_bytes = rest * Kp * C * spec.dtype.itemsize
