@@ -76,10 +76,11 @@ def _axis_index(n, k, s, d, lo, r, o, mode):
 
 @functools.lru_cache(maxsize=64)
 def _gather_index(spec):
-    """Flat index of every im2col entry, shape ``(g, P, taps*Cg)`` (columns in
-    the tile path's order, tap-major), into one batch item's ``x`` raveled
-    with one zero appended (what padding reads), and the output's shape; None
-    where ``spec`` is not small enough (:func:`_gathers`)."""
+    """Flat index of every im2col entry, shape ``(g, P, Cg*taps)`` (columns in
+    the kernel's own order, so that it multiplies without a copy), into one
+    batch item's ``x`` raveled with one zero appended (what padding reads),
+    and the output's shape; None where ``spec`` is not small enough
+    (:func:`_gathers`)."""
     if not _gathers(spec):
         return None
     g, C, S = spec.groups, spec.in_channels, spec.in_spatial
@@ -103,8 +104,8 @@ def _gather_index(spec):
     index = np.arange(C).reshape(C, 1, 1) * step + flat  # (C, taps, P)
     index[:, zero.reshape(spec.taps, -1)] = C * step  # the appended zero
     P = index.shape[-1]
-    index = index.reshape(g, C // g, spec.taps, P).transpose(0, 3, 2, 1)
-    index = np.ascontiguousarray(index).reshape(g, P, spec.taps * (C // g))
+    index = index.reshape(g, C // g, spec.taps, P).transpose(0, 3, 1, 2)
+    index = np.ascontiguousarray(index).reshape(g, P, (C // g) * spec.taps)
     index.setflags(write=False)
     return index, (spec.batch, spec.out_channels, *S_out)
 
@@ -113,8 +114,8 @@ def _kernel_matrix(w, spec):
     """The kernel as ``(g, taps*Cg, Og)``, rows in the columns' order ``(tap, channel)``."""
     g = spec.groups
     Og, Cg = spec.out_channels // g, spec.in_channels // g
-    wmat = np.moveaxis(w.reshape(g, Og, Cg, spec.taps), 1, -1)  # (g, Cg, taps, Og)
-    return np.ascontiguousarray(np.swapaxes(wmat, 1, 2)).reshape(g, spec.taps * Cg, Og)
+    # (g, taps, Cg, Og); the reshape copies it C-contiguous
+    return w.reshape(g, Og, Cg, spec.taps).transpose(0, 3, 2, 1).reshape(g, spec.taps * Cg, Og)
 
 
 def _run_gathered(x, w, spec, index, out_shape):
@@ -123,14 +124,15 @@ def _run_gathered(x, w, spec, index, out_shape):
     src = np.empty((B, size + 1), dtype=spec.dtype)
     src[:, :size] = x.reshape(B, size)
     src[:, size] = 0
-    cols = src.take(index, axis=1)  # (B, g, P, taps*Cg)
-    wmat = _kernel_matrix(w, spec)
+    cols = src.take(index, axis=1)  # (B, g, P, Cg*taps)
+    O = spec.out_channels
+    wmat = w.reshape(g, O // g, -1).transpose(0, 2, 1)  # (g, Cg*taps, Og), a view
     # Output positions as the rows of the product, as in the tile path (one
-    # product for the whole batch when g == 1: the same BLAS call, so the same
-    # values): every position is then computed alike, which keeps a circular
-    # convolution exactly translation-equivariant.
+    # product for the whole batch when g == 1): every position is computed
+    # alike, which keeps a circular convolution exactly translation-equivariant
+    # (as columns, BLAS's edge kernels round the last positions differently).
     if g == 1:
-        res = (cols.reshape(-1, cols.shape[-1]) @ wmat[0]).reshape(B, 1, -1, wmat.shape[-1])
+        res = (cols.reshape(-1, cols.shape[-1]) @ wmat[0]).reshape(B, 1, -1, O)
     else:
         res = np.matmul(cols, wmat)  # (B, g, P, Og)
     return res.transpose(0, 1, 3, 2).reshape(out_shape)
