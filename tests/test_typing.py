@@ -40,11 +40,15 @@ def config():
 
 
 def _checked_modules(config):
-    """Module names of ``files``: ``src/ndconv/x.py`` -> ``ndconv.x``, folders -> ``pkg.*``."""
+    """Module names of ``files``: ``src/ndconv/x.py`` -> ``ndconv.x``, folders -> ``pkg.*``,
+    ``pkg/__init__.py`` -> ``pkg`` (the package itself, not its submodules)."""
     names = []
     for f in config["files"]:
         p = pathlib.PurePosixPath(f).relative_to("src")
-        names.append(".".join(p.with_suffix("").parts) if p.suffix else ".".join(p.parts) + ".*")
+        if p.name == "__init__.py":
+            names.append(".".join(p.parent.parts))
+        else:
+            names.append(".".join(p.with_suffix("").parts) if p.suffix else ".".join(p.parts) + ".*")
     return names
 
 
@@ -98,6 +102,54 @@ def test_a_users_mistakes_are_caught(tmp_path):
     assert "[assignment]" in errors[2] and "ndarray" in errors[2]
 
 
+def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
+    # The functional API's overloads: a NumPy array in gives an NDArray of its
+    # dtype out, another library's array its own type, a list an NDArray; a
+    # str for an int argument, or the array where an int is wanted, is caught.
+    user = tmp_path / "user_conv.py"
+    user.write_text(
+        "import numpy as np, ndconv, array_api_strict as xs\n"
+        "x = np.zeros((1, 1, 8, 8), np.float32)\n"
+        "k = np.ones((1, 1, 3, 3), np.float32)\n"
+        "ndconv.conv(x, k, stride='2')\n"                      # line 4: str for int
+        "y: int = ndconv.conv(x, k)\n"                         # line 5: array for int
+        "gx, gw, gb = ndconv.conv_backward(x, x, k)\n"
+        "n: float = gb\n"                                      # line 7: array for float
+        "ndconv.max_pool(x, 2, padding='same')\n"              # line 8: str for int
+        "reveal_type(ndconv.conv2d(x, k))\n"                   # line 9
+        "reveal_type(ndconv.correlate([1.0, 2.0], [1.0]))\n"   # line 10
+        "a = xs.zeros((1, 1, 8, 8))\n"
+        "reveal_type(ndconv.conv(a, xs.ones((1, 1, 3, 3))))\n"  # line 12
+        "reveal_type(ndconv.conv_transpose_backward(a, a, a)[1])\n"  # line 13
+        "reveal_type(ndconv.avg_pool(a, 2, ndim=2))\n"          # line 14
+        "reveal_type(ndconv.conv_output_shape((1, 1, 8, 8), (1, 1, 3, 3)))\n"  # line 15
+        "ndconv.correlate([1.0, 2.0], [1.0], bias=np.int64(1))\n"  # line 16: a scalar: fine
+        "ndconv.correlate([1.0, 2.0], [1.0], bias='1')\n"          # line 17: str for a scalar
+    )
+    stdout, stderr, status = _run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
+         str(ROOT / ".mypy_cache"), str(user)], ROOT)
+    assert status == 1, stdout + stderr
+    errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
+    assert [ln.split(":")[1] for ln in errors] == ["4", "5", "7", "8", "17"], stdout
+    assert '"stride" to "conv" has incompatible type "str"' in errors[0], errors[0]
+    assert "[assignment]" in errors[1] and "ndarray" in errors[1], errors[1]
+    assert "[assignment]" in errors[2] and "ndarray" in errors[2], errors[2]
+    assert '"padding" to "max_pool" has incompatible type "str"' in errors[3], errors[3]
+    # (several overloads take lists: mypy names none of them, only the call)
+    assert '"correlate"' in errors[4] and '"str"' in errors[4], errors[4]
+    revealed = {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
+                for ln in stdout.splitlines() if "Revealed type is" in ln}
+    assert sorted(revealed) == ["10", "12", "13", "14", "15", "9"], stdout
+    # float32 in, float32 out (spelled float32 or floating[_32Bit] by NumPy version)
+    assert revealed["9"].startswith('"numpy.ndarray[') and (
+        "32Bit" in revealed["9"] or "float32" in revealed["9"]), revealed["9"]
+    assert revealed["10"].startswith('"numpy.ndarray[') and "dtype[Any]" in revealed["10"]
+    for line in ("12", "13", "14"):
+        assert revealed[line] == '"array_api_strict._array_object.Array"', revealed[line]
+    assert revealed["15"] == '"tuple[int, ...]"'
+
+
 @pytest.mark.parametrize("module, name", [
     ("ndconv.derive", "conv_to_dense"),
     ("ndconv.derive", "dense_to_conv"),
@@ -112,6 +164,35 @@ def test_a_users_mistakes_are_caught(tmp_path):
     ("ndconv.losses", "CrossEntropyLoss.forward"),
     ("ndconv.explain", "Explainer.line"),
     ("ndconv.explore", "make_server"),
+    ("ndconv", "conv"),
+    ("ndconv", "conv1d"),
+    ("ndconv", "conv2d"),
+    ("ndconv", "conv3d"),
+    ("ndconv", "conv_backward"),
+    ("ndconv", "conv_transpose"),
+    ("ndconv", "conv_transpose_backward"),
+    ("ndconv", "correlate"),
+    ("ndconv", "convolve"),
+    ("ndconv", "conv_output_shape"),
+    ("ndconv", "choose_method"),
+    ("ndconv", "max_pool"),
+    ("ndconv.pooling", "max_pool_backward"),
+    ("ndconv", "avg_pool"),
+    ("ndconv.pooling", "avg_pool_backward"),
+    ("ndconv.pooling", "pool_output_shape"),
+    ("ndconv", "set_num_threads"),
+    ("ndconv", "get_num_threads"),
+    ("ndconv.algorithms", "run"),
+    ("ndconv.algorithms", "methods_for"),
+    ("ndconv.algorithms.choose", "choose"),
+    ("ndconv.algorithms.record", "register"),
+    ("ndconv.algorithms", "CorrSpec.tap_slices"),
+    ("ndconv.plan", "memory_limit"),
+    ("ndconv.core._memory", "check"),
+    ("ndconv.core._backends", "resolve"),
+    ("ndconv.core._backends", "Backend.correlate"),
+    ("ndconv.dask", "conv"),
+    ("ndconv.dask", "store_by_slabs"),
 ])
 def test_signature_carries_annotations(module, name):
     qualname = f"{module}.{name}"
@@ -136,6 +217,14 @@ def test_signatures_match_the_docstrings():
     assert sig.return_annotation == "NDArray[Any]"
     assert inspect.signature(kernels.get).return_annotation == "NDArray[np.float64]"
     assert inspect.signature(plan.layer_rows).return_annotation == "list[Row]"
+    import ndconv
+
+    conv = inspect.signature(ndconv.conv)
+    assert conv.parameters["padding"].annotation == "Padding"
+    assert conv.parameters["stride"].annotation == "IntOrTuple"
+    assert conv.parameters["x"].annotation == "Array"
+    assert inspect.signature(ndconv.conv_output_shape).return_annotation == "Shape"
+    assert inspect.signature(ndconv.choose_method).return_annotation == "tuple[str, str]"
 
 
 def test_importing_ndconv_loads_no_typing_module():

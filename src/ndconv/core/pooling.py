@@ -18,12 +18,20 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _args, _dtypes, _memory
 from ._backends import resolve
 from ._windows import fold_padding, pad, pad_portable, tap_slices, windows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from ._backends import Backend
+    from ._typing import (AnyArray, Array, ArrayLike, ArrayT, DTypeLike, IntOrTuple, NDArray,
+                          Pairs, ScalarT, Shape)
 
 __all__ = [
     "max_pool",
@@ -38,31 +46,42 @@ __all__ = [
 _PREPARED = _args.Memo()
 
 
-def _plain_key(x, extra, *args):
+def _plain_key(x: object, extra: object, *args: object) -> tuple[Any, ...] | None:
     """The memo key of a call on a plain NumPy float32/float64 array, or None.
 
-    As :func:`ndconv.functional._plain_key`: the shape, the dtype, ``extra``
-    (the other arrays' shapes and dtypes) and the arguments (:func:`ndconv._args.exact_key`; ``ceil_mode`` as validation
-    reads it, ``bool()``), so a key seen validated passes validation again.
+    As :func:`ndconv.core.functional._plain_key`: the shape, the dtype,
+    ``extra`` (the other arrays' shapes and dtypes) and the arguments
+    (:func:`ndconv.core._args.exact_key`; ``ceil_mode`` as validation reads
+    it, ``bool()``), so a key seen validated passes validation again.
     """
     if type(x) is not np.ndarray or x.dtype not in _dtypes.FLOAT:
         return None
     *rest, ceil_mode, ndim = args
-    rest = _args.exact_key(*rest, ndim)
-    return None if rest is None else (x.shape, x.dtype, extra, bool(ceil_mode), rest)
+    key = _args.exact_key(*rest, ndim)
+    return None if key is None else (x.shape, x.dtype, extra, bool(ceil_mode), key)
 
 
 # --------------------------------------------------------------------------
 # validation
 
 
-def _pool_args(be, x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
+def _pool_args(
+    be: Backend,
+    x: Array,
+    n: int | None,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    dilation: IntOrTuple,
+    ceil_mode: bool,
+    kind: str,
+) -> tuple[AnyArray, bool, Shape, Shape, Shape, Shape, Shape]:
     """Validate a pooling call; return the batched input and plain tuples.
 
     ``n`` is the number of spatial dims, or None to take it from the length
     of ``kernel_size`` (which must then be a tuple).
     """
-    x = be.array(x, "x", dtypes=_dtypes.real_floats())
+    a = be.array(x, "x", dtypes=_dtypes.real_floats())
     if n is None:
         if isinstance(kernel_size, (tuple, list)):
             n = len(kernel_size)
@@ -71,25 +90,25 @@ def _pool_args(be, x, n, kernel_size, stride, padding, dilation, ceil_mode, kind
                 "`kernel_size` must be a tuple (one entry per spatial dim) when the "
                 "number of spatial dims is not given"
             )
-    if x.ndim not in (n + 1, n + 2):
+    if a.ndim not in (n + 1, n + 2):
         raise ValueError(
             f"`x` must have shape (B, C, *S) or (C, *S) with {n} spatial dims, so "
-            f"ndim {n + 2} or {n + 1}; got shape {tuple(x.shape)}"
+            f"ndim {n + 2} or {n + 1}; got shape {tuple(a.shape)}"
         )
     # PyTorch pools an empty batch, nothing else empty.
-    _args.check_empty_dims(x.shape, "x", (0,) if x.ndim == n + 2 else (), "the batch dim")
+    _args.check_empty_dims(a.shape, "x", (0,) if a.ndim == n + 2 else (), "the batch dim")
     k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
     s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
     p = _args.ntuple(padding, n, "padding", minimum=0)
     d = _args.ntuple(dilation, n, "dilation", minimum=1)
     _check_padding(k, p, d, kind, padding)
-    unbatched = x.ndim == n + 1
-    xb = be.batched(x) if unbatched else x
+    unbatched = a.ndim == n + 1
+    xb = be.batched(a) if unbatched else a
     out = _args.pool_output_size(tuple(xb.shape[2:]), k, s, p, d, bool(ceil_mode))
     return xb, unbatched, k, s, p, d, out
 
 
-def _check_padding(k, p, d, kind, padding):
+def _check_padding(k: Shape, p: Shape, d: Shape, kind: str, padding: IntOrTuple) -> None:
     """PyTorch's rule: padding at most half the (dilated) kernel, so no window is all padding."""
     for i, (ki, pi, di) in enumerate(zip(k, p, d)):
         half = (di * (ki - 1) + 1) // 2 if kind == "max" else ki // 2
@@ -102,15 +121,21 @@ def _check_padding(k, p, d, kind, padding):
             )
 
 
-def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation=1,
-                      ceil_mode=False):
+def pool_output_shape(
+    input_shape: Sequence[int],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+) -> Shape:
     """Spatial output shape of a pooling layer, without computing anything.
 
     ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1`` (ceil
     instead of floor with ``ceil_mode``), as in PyTorch.
     """
-    k = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else None
-    n = len(k) if k is not None else len(input_shape) - 2
+    given = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else None
+    n = len(given) if given is not None else len(input_shape) - 2
     if n < 1 or len(input_shape) < n:
         raise ValueError(
             f"`input_shape` (={tuple(input_shape)!r}) must be (B, C, *S) with at least one "
@@ -123,8 +148,18 @@ def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation
     return _args.pool_output_size(tuple(input_shape[-n:]), k, s, p, d, bool(ceil_mode))
 
 
-def _check_memory(be, xb, k, s, p, d, out, kind, backward):
-    """Refuse, before allocating, a pooling whose arrays cannot fit.
+def _check_memory(
+    be: Backend,
+    xb: AnyArray,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    d: Shape,
+    out: Shape,
+    kind: str,
+    backward: bool,
+) -> int:
+    """Refuse, before allocating, a pooling whose arrays cannot fit; return the bytes counted.
 
     Counts the padded copy of the input, the output-sized arrays (the result,
     the running maximum or sum, the divisor; in the max backward the winners'
@@ -149,7 +184,9 @@ def _check_memory(be, xb, k, s, p, d, out, kind, backward):
 # computing cores (arguments validated)
 
 
-def _pairs(spatial, k, s, p, d, out):
+def _pairs(
+    spatial: Sequence[int], k: Shape, s: Shape, p: Shape, d: Shape, out: Sequence[int]
+) -> Pairs:
     """``(lo, hi)`` padding per dim: ``p`` on both sides plus what ceil_mode needs."""
     return tuple(
         (pi, max(pi, (o - 1) * si + di * (ki - 1) + 1 - n - pi))
@@ -157,30 +194,34 @@ def _pairs(spatial, k, s, p, d, out):
     )
 
 
-def _padded(x, pairs, value):
+def _padded(x: NDArray[Any], pairs: Pairs, value: float) -> NDArray[Any]:
     """``x`` padded by ``pairs`` (no copy when there is nothing to pad)."""
     return pad(x, pairs, value=value) if any(lo or hi for lo, hi in pairs) else x
 
 
 @functools.lru_cache(maxsize=256)
-def _tap_slice_list(k, s, d, out):
+def _tap_slice_list(k: Shape, s: Shape, d: Shape, out: Shape) -> tuple[tuple[Any, ...], ...]:
     """``(..., *slices)`` of every tap, in row-major order."""
     return tuple((Ellipsis, *tap_slices(tap, s, d, out)) for tap in np.ndindex(*k))
 
 
-def _max_forward(x, k, s, p, d, out):
+def _max_forward(
+    x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
+) -> NDArray[Any]:
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
     xp = _padded(x, pairs, -np.inf)
     taps = _tap_slice_list(k, s, d, tuple(out))
     # A running maximum over the taps: output-sized operations only, no
     # copy of the windows. np.maximum propagates NaN, as PyTorch does.
     y = np.array(xp[taps[0]])
-    for sl in taps[1:]:
-        np.maximum(y, xp[sl], out=y)
+    for at in taps[1:]:
+        np.maximum(y, xp[at], out=y)
     return y
 
 
-def _max_winners(x, y, k, s, p, d):
+def _max_winners(
+    x: NDArray[Any], y: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape
+) -> Iterator[NDArray[np.bool_]]:
     """Per tap (in row-major order), where that tap is its window's winner.
 
     The winner is the first maximum of the window, as in PyTorch; in a window
@@ -199,13 +240,15 @@ def _max_winners(x, y, k, s, p, d):
     if nan_y.any():
         last_nan = np.full(y.shape, -1)
         for t, tap in enumerate(np.ndindex(*k)):
-            last_nan[np.isnan(win[(Ellipsis, *tap)]) & nan_y] = t
+            at = (Ellipsis, *tap)
+            last_nan[np.isnan(win[at]) & nan_y] = t
     taken = np.zeros(y.shape, dtype=bool)
     hit = np.empty(y.shape, dtype=bool)
     for t, tap in enumerate(np.ndindex(*k)):
-        np.equal(win[(Ellipsis, *tap)], y, out=hit)
+        at = (Ellipsis, *tap)
+        np.equal(win[at], y, out=hit)
         if inside is not None:
-            hit &= inside[(Ellipsis, *tap)]
+            hit &= inside[at]
         np.greater(hit, taken, out=hit)  # hit and not taken, without a temporary
         taken |= hit
         if last_nan is not None:
@@ -213,7 +256,17 @@ def _max_winners(x, y, k, s, p, d):
         yield hit
 
 
-def _scatter(lead, spatial, pairs, shares, out, k, s, d, dtype):
+def _scatter(
+    lead: Shape,
+    spatial: Shape,
+    pairs: Pairs,
+    shares: Iterable[NDArray[Any]],
+    out: Shape,
+    k: Shape,
+    s: Shape,
+    d: Shape,
+    dtype: DTypeLike,
+) -> NDArray[Any]:
     """Gradient of the input: each tap's share of the output gradient put in place.
 
     ``shares`` yields, tap by tap in row-major order, that tap's share of the
@@ -227,17 +280,21 @@ def _scatter(lead, spatial, pairs, shares, out, k, s, d, dtype):
         # image): every input cell gets exactly one share, written in place.
         gx = np.empty((*lead, *spatial), dtype=dtype)
         for sl, share in zip(slices, shares):
-            gx[(Ellipsis, *sl)] = share
+            at: tuple[Any, ...] = (Ellipsis, *sl)
+            gx[at] = share
         return gx
     gp = np.zeros((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))), dtype=dtype)
     for sl, share in zip(slices, shares):
         # Overlapping windows (stride < kernel) may send several gradients to
         # one input; the += over taps adds them, as autograd does.
-        gp[(Ellipsis, *sl)] += share
+        at = (Ellipsis, *sl)
+        gp[at] += share
     return fold_padding(gp, spatial, pairs, "zeros")
 
 
-def _max_backward(gy, x, y, k, s, p, d):
+def _max_backward(
+    gy: NDArray[Any], x: NDArray[Any], y: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape
+) -> NDArray[Any]:
     pairs = _pairs(x.shape[2:], k, s, p, d, y.shape[2:])
     zero = gy.dtype.type(0)
     # np.where, not gy * hit: a NaN or Inf gradient times a loser's 0 is NaN,
@@ -246,14 +303,16 @@ def _max_backward(gy, x, y, k, s, p, d):
     return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
 
 
-def _tiles(x, k, s, p, d, out):
+def _tiles(x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape) -> bool:
     """Whether the windows tile ``x`` exactly (2x2 pooling with stride 2 of an even
     image): no padding, no gaps, no overlap, so a window is a block of a reshape."""
     return all(ki == si and di == 1 and pi == 0 and o * ki == n
                for ki, si, pi, di, o, n in zip(k, s, p, d, out, x.shape[2:]))
 
 
-def _max_backward_tiled(gy, x, y, k, s, d):
+def _max_backward_tiled(
+    gy: NDArray[Any], x: NDArray[Any], y: NDArray[Any], k: Shape, s: Shape, d: Shape
+) -> NDArray[Any] | None:
     """:func:`_max_backward` where the windows tile ``x`` (:func:`_tiles`), or None
     where ``y`` holds NaN (whose winner, the last NaN, the general path finds).
 
@@ -266,15 +325,23 @@ def _max_backward_tiled(gy, x, y, k, s, d):
     taken = np.zeros(y.shape, dtype=bool)
     hit = np.empty(y.shape, dtype=bool)
     zero = gy.dtype.type(0)
-    for sl in _tap_slice_list(k, s, d, y.shape[2:]):
-        np.equal(x[sl], y, out=hit)
+    for at in _tap_slice_list(k, s, d, y.shape[2:]):
+        np.equal(x[at], y, out=hit)
         np.greater(hit, taken, out=hit)  # hit and not taken, without a temporary
         taken |= hit
-        gx[sl] = np.where(hit, gy, zero)
+        gx[at] = np.where(hit, gy, zero)
     return gx
 
 
-def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
+def _avg_divisor(
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    dtype: DTypeLike,
+) -> NDArray[Any]:
     """How many elements each average divides by (PyTorch's rules), shape S_out."""
     n = len(spatial)
     ones = (1,) * n
@@ -290,7 +357,15 @@ def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
     return windows(mask, k, s, ones).reshape(*out, -1).sum(axis=-1)
 
 
-def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
+def _avg_forward(
+    x: NDArray[Any],
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> NDArray[Any]:
     n = len(k)
     ones = (1,) * n
     pairs = _pairs(x.shape[2:], k, s, p, ones, out)
@@ -299,14 +374,23 @@ def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
     cdt = _dtypes.compute_dtype(x.dtype)
     acc = np.zeros((*x.shape[:2], *out), dtype=cdt)
     for tap in np.ndindex(*k):
-        acc += win[(Ellipsis, *tap)]
+        at = (Ellipsis, *tap)
+        acc += win[at]
     if divisor_override is not None:
         return (acc / cdt.type(divisor_override)).astype(x.dtype, copy=False)
     div = _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, cdt)
     return (acc / div).astype(x.dtype, copy=False)
 
 
-def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
+def _avg_backward(
+    gy: NDArray[Any],
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> NDArray[Any]:
     n = len(k)
     ones = (1,) * n
     out = gy.shape[2:]
@@ -326,19 +410,22 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
 # the same on any array-API library: out of place, standard operations only
 
 
-def _padded_xp(xp, x, pairs, value):
+def _padded_xp(xp: Any, x: AnyArray, pairs: Pairs, value: float) -> AnyArray:
     if not any(lo or hi for lo, hi in pairs):
         return x
     return pad_portable(xp, x, pairs, value=value)
 
 
-def _taps_xp(xpad, k, s, d, out):
+def _taps_xp(xpad: AnyArray, k: Shape, s: Shape, d: Shape, out: Shape) -> Iterator[AnyArray]:
     """Per tap (row-major), the padded input it reads for every output position."""
     for tap in np.ndindex(*k):
-        yield xpad[(Ellipsis, *tap_slices(tap, s, d, out))]
+        at = (Ellipsis, *tap_slices(tap, s, d, out))
+        yield xpad[at]
 
 
-def _max_forward_xp(xp, x, k, s, p, d, out):
+def _max_forward_xp(
+    xp: Any, x: AnyArray, k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
+) -> AnyArray:
     pairs = _pairs(tuple(x.shape[2:]), k, s, p, d, out)
     y = None
     for v in _taps_xp(_padded_xp(xp, x, pairs, -np.inf), k, s, d, out):
@@ -346,7 +433,9 @@ def _max_forward_xp(xp, x, k, s, p, d, out):
     return y
 
 
-def _max_winners_xp(xp, x, y, k, s, p, d):
+def _max_winners_xp(
+    xp: Any, x: AnyArray, y: AnyArray, k: Shape, s: Shape, p: Shape, d: Shape
+) -> Iterator[AnyArray]:
     """:func:`_max_winners` out of place: first maximum, else the last NaN."""
     out = tuple(y.shape[2:])
     spatial = tuple(x.shape[2:])
@@ -376,11 +465,20 @@ def _max_winners_xp(xp, x, y, k, s, p, d):
         yield hit if last_nan[t] is None else hit | last_nan[t]
 
 
-def _scatter_xp(xp, spatial, pairs, shares, out, k, s, d):
+def _scatter_xp(
+    xp: Any,
+    spatial: Shape,
+    pairs: Pairs,
+    shares: Iterable[AnyArray],
+    out: Shape,
+    k: Shape,
+    s: Shape,
+    d: Shape,
+) -> AnyArray:
     """:func:`_scatter` out of place: each share dilated by the stride and padded
     into its place in the padded input, summed, the padding cropped."""
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))
-    gp = None
+    gp: AnyArray = None
     for tap, share in zip(np.ndindex(*k), shares):
         place = tuple(
             (t * di, sz - t * di - (o - 1) * si - 1)
@@ -388,10 +486,13 @@ def _scatter_xp(xp, spatial, pairs, shares, out, k, s, d):
         )
         term = pad_portable(xp, share, place, lhs_dilation=s)
         gp = term if gp is None else gp + term
-    return gp[(Ellipsis, *[slice(lo, lo + n) for n, (lo, _) in zip(spatial, pairs)])]
+    crop = (Ellipsis, *[slice(lo, lo + n) for n, (lo, _) in zip(spatial, pairs)])
+    return gp[crop]
 
 
-def _max_backward_xp(xp, gy, x, y, k, s, p, d):
+def _max_backward_xp(
+    xp: Any, gy: AnyArray, x: AnyArray, y: AnyArray, k: Shape, s: Shape, p: Shape, d: Shape
+) -> AnyArray:
     out = tuple(y.shape[2:])
     pairs = _pairs(tuple(x.shape[2:]), k, s, p, d, out)
     # where, not gy * hit: a NaN gradient must reach only the winner (as NumPy's)
@@ -400,18 +501,36 @@ def _max_backward_xp(xp, gy, x, y, k, s, p, d):
     return _scatter_xp(xp, tuple(x.shape[2:]), pairs, shares, out, k, s, d)
 
 
-def _avg_divisor_xp(be, spatial, k, s, p, out, count_include_pad, like):
+def _avg_divisor_xp(
+    be: Backend,
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    like: AnyArray,
+) -> AnyArray:
     """:func:`_avg_divisor` (shapes only, NumPy) moved to ``like``'s library and device."""
     div = _avg_divisor(spatial, k, s, p, out, count_include_pad,
                        be.numpy_dtype(like.dtype))
     return be.xp.asarray(np.ascontiguousarray(div), device=getattr(like, "device", None))
 
 
-def _avg_forward_xp(be, x, k, s, p, out, count_include_pad, divisor_override):
+def _avg_forward_xp(
+    be: Backend,
+    x: AnyArray,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> AnyArray:
     ones = (1,) * len(k)
     spatial = tuple(x.shape[2:])
     pairs = _pairs(spatial, k, s, p, ones, out)
-    acc = None
+    acc: AnyArray = None
     for v in _taps_xp(_padded_xp(be.xp, x, pairs, 0), k, s, ones, out):
         acc = v if acc is None else acc + v
     if divisor_override is not None:
@@ -419,7 +538,16 @@ def _avg_forward_xp(be, x, k, s, p, out, count_include_pad, divisor_override):
     return acc / _avg_divisor_xp(be, spatial, k, s, p, out, count_include_pad, x)
 
 
-def _avg_backward_xp(be, gy, spatial, k, s, p, count_include_pad, divisor_override):
+def _avg_backward_xp(
+    be: Backend,
+    gy: AnyArray,
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> AnyArray:
     ones = (1,) * len(k)
     out = tuple(gy.shape[2:])
     pairs = _pairs(spatial, k, s, p, ones, out)
@@ -435,7 +563,7 @@ def _avg_backward_xp(be, gy, spatial, k, s, p, count_include_pad, divisor_overri
 # public API
 
 
-def _check_grad(be, grad_out, expected, dtype):
+def _check_grad(be: Backend, grad_out: Array, expected: Shape, dtype: Any) -> AnyArray:
     gy = be.array(grad_out, "grad_out", dtypes=_dtypes.real_floats())
     if tuple(gy.shape) != tuple(expected):
         raise ValueError(
@@ -447,8 +575,53 @@ def _check_grad(be, grad_out, expected, dtype):
     return gy
 
 
-def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-             ndim=None):
+@overload
+def max_pool(
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def max_pool(
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def max_pool(
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def max_pool(
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> AnyArray:
     """N-d max pooling, as ``torch.nn.functional.max_pool{1,2,3}d``.
 
     Parameters
@@ -483,9 +656,9 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     key = _plain_key(x, "max_pool", kernel_size, stride, padding, dilation, ceil_mode, ndim)
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None and not _memory.has_explicit_limit():
-        unbatched, k, s, p, d, out, tiled = hit
-        xb = x[None] if unbatched else x
-        y = _max_forward(xb, k, s, p, d, out)
+        unbatched, k, s, p, d, out, _ = hit
+        xa: NDArray[Any] = x  # type: ignore[assignment]  (the key says: a float ndarray)
+        y = _max_forward(xa[None] if unbatched else xa, k, s, p, d, out)
         return y[0, ...] if unbatched else y
     be = resolve(x=x)
     be.require("max_pool")
@@ -501,8 +674,61 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     return y[0, ...] if unbatched else y
 
 
-def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
-                      ceil_mode=False, *, out=None, ndim=None):
+@overload
+def max_pool_backward(
+    grad_out: ArrayLike,
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: ArrayLike | None = None,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def max_pool_backward(
+    grad_out: ArrayT | ArrayLike,
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: ArrayT | ArrayLike | None = None,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def max_pool_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: ArrayLike | None = None,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def max_pool_backward(
+    grad_out: Array,
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: Array | None = None,
+    ndim: int | None = None,
+) -> AnyArray:
     """Gradient of :func:`max_pool` with respect to ``x``.
 
     Each output's gradient goes to the element that won its window (the first
@@ -525,12 +751,18 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None and not _memory.has_explicit_limit():
         unbatched, k, s, p, d, _, tiled = hit
-        xb, gy = (x[None], grad_out[None]) if unbatched else (x, grad_out)
-        y = _max_forward(xb, k, s, p, d, gy.shape[2:]) if out is None else (
-            out[None] if unbatched else out)
-        gx = _max_backward_tiled(gy, xb, y, k, s, d) if tiled else None
+        # (the key says: float ndarrays of validated shapes)
+        xa: NDArray[Any] = x  # type: ignore[assignment]
+        ga: NDArray[Any] = grad_out  # type: ignore[assignment]
+        xn, gn = (xa[None], ga[None]) if unbatched else (xa, ga)
+        if out is None:
+            yn = _max_forward(xn, k, s, p, d, gn.shape[2:])
+        else:
+            ya: NDArray[Any] = out  # type: ignore[assignment]
+            yn = ya[None] if unbatched else ya
+        gx = _max_backward_tiled(gn, xn, yn, k, s, d) if tiled else None
         if gx is None:
-            gx = _max_backward(gy, xb, y, k, s, p, d)
+            gx = _max_backward(gn, xn, yn, k, s, p, d)
         return gx[0, ...] if unbatched else gx
     be = resolve(grad_out=grad_out, x=x, out=out)
     be.require("max_pool_backward")
@@ -560,8 +792,57 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
     return gx[0, ...] if unbatched else gx
 
 
-def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-             count_include_pad=True, divisor_override=None, *, ndim=None):
+@overload
+def avg_pool(
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def avg_pool(
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def avg_pool(
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def avg_pool(
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> AnyArray:
     """N-d average pooling, as ``torch.nn.functional.avg_pool{1,2,3}d``.
 
     Parameters
@@ -598,8 +879,61 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     return y[0, ...] if unbatched else y
 
 
-def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                      count_include_pad=True, divisor_override=None, *, ndim=None):
+@overload
+def avg_pool_backward(
+    grad_out: ArrayLike,
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def avg_pool_backward(
+    grad_out: ArrayT | ArrayLike,
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def avg_pool_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def avg_pool_backward(
+    grad_out: Array,
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> AnyArray:
     """Gradient of :func:`avg_pool`: each output's gradient shared evenly by its window."""
     be = resolve(grad_out=grad_out, x=x)
     be.require("avg_pool_backward")
@@ -619,7 +953,7 @@ def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mod
     return gx[0, ...] if unbatched else gx
 
 
-def _check_divisor(divisor_override):
+def _check_divisor(divisor_override: int | None) -> int | None:
     if divisor_override is None:
         return None
     return _args.positive_int(divisor_override, "divisor_override")
