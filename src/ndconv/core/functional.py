@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
@@ -447,10 +447,11 @@ def conv(
     key = _plain_key(x, weight, bias, "conv", stride, padding, dilation, groups,
                      padding_mode, method)
     hit = None if key is None else _PREPARED.get(key)
-    if hit is not None:
+    if hit is not None:  # (the key says: plain float ndarrays)
         prepared, unbatched = hit
-        out = run_prepared(prepared, x[None] if unbatched else x, weight)
-        out = NUMPY.add_bias(out, bias)
+        xa = cast("NDArray[Any]", x)
+        out = run_prepared(prepared, xa[None] if unbatched else xa, weight)
+        out = NUMPY.add_bias(out, cast("NDArray[Any] | None", bias))
         return out[0, ...] if unbatched else out
     be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)
@@ -724,10 +725,11 @@ def conv_backward(
         key = _plain_key(x, weight, None, ("conv_backward", grad_out.shape, grad_out.dtype),
                          stride, padding, dilation, groups, padding_mode)
     hit = None if key is None else _PREPARED.get(key)
-    if hit is not None:  # real dtypes: no conjugates
+    if hit is not None:  # plain float ndarrays (the key says): no conjugates
         spec, unbatched, for_x, for_w = hit
-        gyb = grad_out[None] if unbatched else grad_out
-        xb = x[None] if unbatched else x
+        ga, xa = cast("NDArray[Any]", grad_out), cast("NDArray[Any]", x)
+        gyb = ga[None] if unbatched else ga
+        xb = xa[None] if unbatched else xa
         gx = _input_grad(NUMPY, gyb, weight, spec, method, gradient=True, prepared=for_x)
         gw = _weight_grad(NUMPY, gyb, xb, spec, method, prepared=for_w)
         gb = NUMPY.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
@@ -657,7 +657,7 @@ def max_pool(
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None and not _memory.has_explicit_limit():
         unbatched, k, s, p, d, out, _ = hit
-        xa: NDArray[Any] = x  # type: ignore[assignment]  (the key says: a float ndarray)
+        xa = cast("NDArray[Any]", x)  # (the key says: a float ndarray)
         y = _max_forward(xa[None] if unbatched else xa, k, s, p, d, out)
         return y[0, ...] if unbatched else y
     be = resolve(x=x)
@@ -752,13 +752,12 @@ def max_pool_backward(
     if hit is not None and not _memory.has_explicit_limit():
         unbatched, k, s, p, d, _, tiled = hit
         # (the key says: float ndarrays of validated shapes)
-        xa: NDArray[Any] = x  # type: ignore[assignment]
-        ga: NDArray[Any] = grad_out  # type: ignore[assignment]
+        xa, ga = cast("NDArray[Any]", x), cast("NDArray[Any]", grad_out)
         xn, gn = (xa[None], ga[None]) if unbatched else (xa, ga)
         if out is None:
             yn = _max_forward(xn, k, s, p, d, gn.shape[2:])
         else:
-            ya: NDArray[Any] = out  # type: ignore[assignment]
+            ya = cast("NDArray[Any]", out)
             yn = ya[None] if unbatched else ya
         gx = _max_backward_tiled(gn, xn, yn, k, s, d) if tiled else None
         if gx is None:
@@ -772,7 +771,7 @@ def max_pool_backward(
     gy = _check_grad(be, grad_out, expected[1:] if unbatched else expected, xb.dtype)
     nbytes = _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
     if key is not None and nbytes <= _memory.GUARD_BYTES and (
-            out is None or tuple(out.shape) == tuple(gy.shape)):
+            out is None or tuple(cast("NDArray[Any]", out).shape) == tuple(gy.shape)):
         _PREPARED.put(key, (unbatched, k, s, p, d, shape, _tiles(xb, k, s, p, d, shape)))
     if out is None:
         y = (_max_forward(xb, k, s, p, d, shape) if be.numpy
