@@ -62,6 +62,15 @@ def _run(args, cwd):
         os.chdir(old)
 
 
+def _mypy_errors(user):
+    """mypy's report on a user's file (which must have errors): its output and error lines."""
+    stdout, stderr, status = _run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
+         str(ROOT / ".mypy_cache"), str(user)], ROOT)
+    assert status == 1, stdout + stderr
+    return stdout, [ln for ln in stdout.splitlines() if ": error:" in ln]
+
+
 def test_configured_modules_are_strict(config):
     # Every checked file is also held to disallow_untyped_defs, and vice versa:
     # a module added to one list and not the other would be checked loosely.
@@ -90,11 +99,7 @@ def test_a_users_mistakes_are_caught(tmp_path):
         "rows: list[plan.Row] = plan.layer_rows(k, (1, 8, 8))\n"  # line 4: array for Module
         "w: int = derive.conv_to_dense(k[None, None], (1, 8, 8))\n"  # line 5: array for int
     )
-    stdout, stderr, status = _run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-         str(ROOT / ".mypy_cache"), str(user)], ROOT)
-    assert status == 1, stdout + stderr
-    errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
+    stdout, errors = _mypy_errors(user)
     assert [ln.split(":")[1] for ln in errors] == ["3", "4", "5"], stdout
     # (mypy's wording of the expected type, quoted or not, varies by version)
     assert '"get" has incompatible type "int"' in errors[0] and "[arg-type]" in errors[0]
@@ -126,11 +131,7 @@ def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
         "ndconv.correlate([1.0, 2.0], [1.0], bias=np.int64(1))\n"  # line 16: a scalar: fine
         "ndconv.correlate([1.0, 2.0], [1.0], bias='1')\n"          # line 17: str for a scalar
     )
-    stdout, stderr, status = _run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-         str(ROOT / ".mypy_cache"), str(user)], ROOT)
-    assert status == 1, stdout + stderr
-    errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
+    stdout, errors = _mypy_errors(user)
     assert [ln.split(":")[1] for ln in errors] == ["4", "5", "7", "8", "17"], stdout
     assert '"stride" to "conv" has incompatible type "str"' in errors[0], errors[0]
     assert "[assignment]" in errors[1] and "ndarray" in errors[1], errors[1]
@@ -193,6 +194,31 @@ def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
     ("ndconv.core._backends", "Backend.correlate"),
     ("ndconv.dask", "conv"),
     ("ndconv.dask", "store_by_slabs"),
+    ("ndconv.io", "save"),
+    ("ndconv.io", "load"),
+    ("ndconv.io", "load_torch"),
+    ("ndconv.io", "load_safetensors"),
+    ("ndconv.io", "save_safetensors"),
+    ("ndconv.io", "read_npy_header"),
+    ("ndconv.io._files", "atomic_write"),
+    ("ndconv.images", "filter_image"),
+    ("ndconv.images", "read_image"),
+    ("ndconv.images", "write_image"),
+    ("ndconv.images", "output_format"),
+    ("ndconv.tiled", "filter_tiled"),
+    ("ndconv.tiled", "open_image"),
+    ("ndconv.onnx", "load"),
+    ("ndconv.onnx", "save"),
+    ("ndconv.onnx", "OnnxModule.forward"),
+    ("ndconv.onnx", "OnnxModule.backward"),
+    ("ndconv.onnx", "OnnxModule.plan_steps"),
+    ("ndconv.onnx.ops", "Op.forward"),
+    ("ndconv.experiments", "run"),
+    ("ndconv.experiments", "shift_images"),
+    ("ndconv.experiments", "learn_edge_kernel"),
+    ("ndconv.report", "build"),
+    ("ndconv.report._page", "Section.table"),
+    ("ndconv.cli", "main"),
 ])
 def test_signature_carries_annotations(module, name):
     qualname = f"{module}.{name}"
@@ -204,6 +230,48 @@ def test_signature_carries_annotations(module, name):
                if p.name != "self" and p.annotation is inspect.Parameter.empty]
     assert not missing, f"{qualname}: parameters without annotation: {missing}"
     assert sig.return_annotation is not inspect.Signature.empty, f"{qualname}: no return annotation"
+
+
+def test_every_cli_command_is_annotated():
+    # The CLI is thin, but each command's two entry points carry their types.
+    import ndconv.cli
+
+    for name, modname in ndconv.cli.COMMANDS.items():
+        mod = importlib.import_module(f"ndconv.cli.{modname}")
+        for fn in (mod.add_arguments, mod.run):
+            sig = inspect.signature(fn)
+            assert all(p.annotation is not inspect.Parameter.empty
+                       for p in sig.parameters.values()), f"ndconv {name}: {fn.__name__}"
+            assert sig.return_annotation is not inspect.Signature.empty, \
+                f"ndconv {name}: {fn.__name__} has no return annotation"
+
+
+def test_a_users_file_and_image_mistakes_are_caught(tmp_path):
+    # The mistakes a user makes with files, images and ONNX, caught by their
+    # mypy; the correct lines around them (the overloads of load_safetensors)
+    # must pass.
+    user = tmp_path / "user_io.py"
+    user.write_text(
+        "import numpy as np\n"
+        "import ndconv.onnx\n"
+        "from ndconv import images, io, models\n"
+        "img = images.read_image('cat.png')\n"
+        "out = images.filter_image(img, np.ones((3, 3)) / 9, padding_mode='reflect')\n"
+        "io.save({'w': out}, 3)\n"                                   # line 6: int path
+        "images.write_image(out, 'out.png', 'PNG')\n"                # line 7: path for a file
+        "images.filter_image(img, np.ones((3, 3)), padding_mode=0)\n"  # line 8: int mode
+        "w: dict[str, np.ndarray] = io.load_safetensors('w.safetensors')\n"
+        "meta = io.load_safetensors('w.safetensors', metadata=True)[1]\n"
+        "io.load_safetensors('w.safetensors')[1]\n"                  # line 11: no metadata
+        "ndconv.onnx.save(models.digits_cnn(), 'm.onnx', input_shape=3)\n"  # line 12
+    )
+    stdout, errors = _mypy_errors(user)
+    assert [ln.split(":")[1] for ln in errors] == ["6", "7", "8", "11", "12"], stdout
+    assert '"save" has incompatible type "int"' in errors[0] and "[arg-type]" in errors[0]
+    assert '"write_image" has incompatible type "str"' in errors[1]
+    assert '"filter_image" has incompatible type "int"' in errors[2]
+    assert "[index]" in errors[3] and '"int"' in errors[3]
+    assert '"save" has incompatible type "int"' in errors[4]
 
 
 def test_signatures_match_the_docstrings():
@@ -232,8 +300,9 @@ def test_importing_ndconv_loads_no_typing_module():
     # typing costs nothing at import time.
     import subprocess
 
-    code = ("import sys, ndconv, ndconv.derive, ndconv.plan, ndconv.train; "
-            "print('ndconv.core._typing' in sys.modules)")
+    code = ("import sys, ndconv, ndconv.derive, ndconv.plan, ndconv.train, ndconv.io, "
+            "ndconv.images, ndconv.tiled, ndconv.onnx, ndconv.experiments, ndconv.report, "
+            "ndconv.cli; print('ndconv.core._typing' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)

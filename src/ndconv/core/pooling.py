@@ -104,7 +104,8 @@ def _pool_args(
     _check_padding(k, p, d, kind, padding)
     unbatched = a.ndim == n + 1
     xb = be.batched(a) if unbatched else a
-    out = _args.pool_output_size(tuple(xb.shape[2:]), k, s, p, d, bool(ceil_mode))
+    out = _args.pool_output_size(tuple(xb.shape[2:]), k, s, tuple((pi, pi) for pi in p), d,
+                                  bool(ceil_mode))
     return xb, unbatched, k, s, p, d, out
 
 
@@ -145,7 +146,8 @@ def pool_output_shape(
     s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
     p = _args.ntuple(padding, n, "padding", minimum=0)
     d = _args.ntuple(dilation, n, "dilation", minimum=1)
-    return _args.pool_output_size(tuple(input_shape[-n:]), k, s, p, d, bool(ceil_mode))
+    return _args.pool_output_size(tuple(input_shape[-n:]), k, s, tuple((pi, pi) for pi in p), d,
+                                  bool(ceil_mode))
 
 
 def _check_memory(
