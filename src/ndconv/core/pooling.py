@@ -211,14 +211,26 @@ def _max_forward(
     x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
 ) -> NDArray[Any]:
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
-    xp = _padded(x, pairs, -np.inf)
-    taps = _tap_slice_list(k, s, d, tuple(out))
-    # A running maximum over the taps: output-sized operations only, no
-    # copy of the windows. np.maximum propagates NaN, as PyTorch does.
+    return _running_max(_padded(x, pairs, -np.inf), _tap_slice_list(k, s, d, tuple(out)))
+
+
+def _running_max(xp: NDArray[Any], taps: tuple[tuple[Any, ...], ...]) -> NDArray[Any]:
+    """The maximum over the taps of the padded input ``xp``."""
+    # Output-sized operations only, no copy of the windows. np.maximum
+    # propagates NaN, as PyTorch does.
     y = np.array(xp[taps[0]])
     for at in taps[1:]:
         np.maximum(y, xp[at], out=y)
     return y
+
+
+def _max_plan(xb: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape,
+              out: Shape) -> tuple[Any, ...]:
+    """What a remembered max pooling call needs: its arguments, whether the windows
+    tile the input, its padding (and whether there is any) and its tap slices."""
+    pairs = _pairs(xb.shape[2:], k, s, p, d, out)
+    return (k, s, p, d, out, _tiles(xb, k, s, p, d, out), pairs,
+            any(lo or hi for lo, hi in pairs), _tap_slice_list(k, s, d, tuple(out)))
 
 
 def _max_winners(
@@ -658,9 +670,10 @@ def max_pool(
     key = _plain_key(x, "max_pool", kernel_size, stride, padding, dilation, ceil_mode, ndim)
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None and not _memory.has_explicit_limit():
-        unbatched, k, s, p, d, out, _ = hit
+        unbatched, (*_, pairs, padded, taps) = hit
         xa = cast("NDArray[Any]", x)  # (the key says: a float ndarray)
-        y = _max_forward(xa[None] if unbatched else xa, k, s, p, d, out)
+        xn = xa[None] if unbatched else xa
+        y = _running_max(pad(xn, pairs, value=-np.inf) if padded else xn, taps)
         return y[0, ...] if unbatched else y
     be = resolve(x=x)
     be.require("max_pool")
@@ -672,7 +685,7 @@ def max_pool(
     else:
         y = _max_forward_xp(be.xp, xb, k, s, p, d, out)
     if key is not None and nbytes <= _memory.GUARD_BYTES:
-        _PREPARED.put(key, (unbatched, k, s, p, d, out, _tiles(xb, k, s, p, d, out)))
+        _PREPARED.put(key, (unbatched, _max_plan(xb, k, s, p, d, out)))
     return y[0, ...] if unbatched else y
 
 
@@ -752,7 +765,7 @@ def max_pool_backward(
                          kernel_size, stride, padding, dilation, ceil_mode, ndim)
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None and not _memory.has_explicit_limit():
-        unbatched, k, s, p, d, _, tiled = hit
+        unbatched, (k, s, p, d, _, tiled, *_) = hit
         # (the key says: float ndarrays of validated shapes)
         xa, ga = cast("NDArray[Any]", x), cast("NDArray[Any]", grad_out)
         xn, gn = (xa[None], ga[None]) if unbatched else (xa, ga)
@@ -774,7 +787,7 @@ def max_pool_backward(
     nbytes = _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
     if key is not None and nbytes <= _memory.GUARD_BYTES and (
             out is None or tuple(cast("NDArray[Any]", out).shape) == tuple(gy.shape)):
-        _PREPARED.put(key, (unbatched, k, s, p, d, shape, _tiles(xb, k, s, p, d, shape)))
+        _PREPARED.put(key, (unbatched, _max_plan(xb, k, s, p, d, shape)))
     if out is None:
         y = (_max_forward(xb, k, s, p, d, shape) if be.numpy
              else _max_forward_xp(be.xp, xb, k, s, p, d, shape))
