@@ -27,7 +27,9 @@ tF = pytest.importorskip("torch.nn.functional")
 
 @pytest.fixture
 def everywhere(monkeypatch):
-    """Route every float correlation to a compiled path (small shapes included)."""
+    """Route every float correlation to a compiled path (small shapes included,
+    which otherwise take the one-gather path)."""
+    monkeypatch.setattr(gemm, "GATHER_ENTRIES", 0)
     monkeypatch.setattr(gemm, "PACK_MIN_POSITIONS", 1)
     monkeypatch.setattr(gemm, "PACK_MIN_TAPS", 1)
 
@@ -50,12 +52,13 @@ def _rel_err(got, want):
 @pytest.mark.parametrize("xs, ws, kw, path", [
     ((1, 3, 37, 41), (8, 3, 7, 7), dict(stride=2, pairs=((3, 3), (3, 3))), "positions"),
     ((2, 5, 9, 10, 11), (4, 5, 3, 3, 3), dict(pairs=((1, 1),) * 3), "positions"),
-    ((3, 4, 300), (6, 2, 9), dict(groups=2, dilation=2), "positions"),
-    ((2, 6, 17, 19), (6, 3, 3, 3), dict(groups=2, pairs=((1, 0), (2, 1))), "positions"),
-    ((4, 3, 15, 16), (5, 3, 11, 12), dict(stride=1), "taps"),
-    ((3, 2, 40, 6), (4, 1, 36, 4), dict(groups=2, stride=2), "taps"),
+    ((3, 4, 1500), (6, 2, 9), dict(groups=2, dilation=2), "positions"),
+    ((2, 6, 33, 37), (6, 3, 3, 3), dict(groups=2, pairs=((1, 0), (2, 1))), "positions"),
+    ((8, 3, 15, 16), (5, 3, 11, 12), dict(stride=1), "taps"),
+    ((3, 2, 80, 40), (4, 1, 72, 36), dict(groups=2, stride=2), "taps"),
 ])
 def test_default_thresholds_route_and_match(xs, ws, kw, path):
+    """Shapes past the one-gather path's size take the compiled paths as they are."""
     spec = _spec(xs, ws, **kw)
     assert gemm.packing(spec) == path
     rng = np.random.default_rng(0)
@@ -77,6 +80,7 @@ def test_every_spec_compiled(spec):
     try:
         mp.setattr(gemm, "PACK_MIN_POSITIONS", 1 if spec.taps % 2 else 10**9)
         mp.setattr(gemm, "PACK_MIN_TAPS", 1)
+        mp.setattr(gemm, "GATHER_ENTRIES", 0)
         assert gemm.packing(spec) is not None or spec.dtype.kind not in "fc"
         got = ndconv.algorithms.run(x, w, spec, "gemm")
     finally:
