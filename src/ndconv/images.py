@@ -129,6 +129,188 @@ def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
         yield r0, r1, out
 
 
+# --------------------------------------------------------------------------
+# the fused path: small kernels, from the image's own dtype to the output's
+
+#: Nonzero taps up to which one compiled pass beats the bands through
+#: ``conv`` (a band converts the image to float, ``conv`` correlates it, and
+#: rounding, clipping and the transposition back to channels-last are three
+#: more passes; measured on 12 MP RGB uint8, 1 thread: 3x3 0.15 s -> 0.025 s).
+FUSED_TAPS = 49
+
+#: Output elements per chunk of a row: the accumulator stays in L1 for all taps.
+_CHUNK = 1024
+
+_FUSED = None
+
+
+def _fused_kernel():
+    """The compiled kernel of :func:`_filter_fused`, or None without numba."""
+    global _FUSED
+    if _FUSED is None:
+        try:
+            import numba
+        except ImportError:
+            _FUSED = False
+        else:
+            _FUSED = _build_fused(numba)
+    return _FUSED or None
+
+
+def _build_fused(numba):
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def fused(img, C, ridx, cidx, q0, q1, ta, tb, tw, span, sh, sw, r0, r1, block, lo, hi,
+              take_abs, rounding, out):
+        # img: (H, W*C) channels-last rows; out: (H_out, W_out*C). ridx / cidx:
+        # the input row / column each padded row / column copies, -1 for a
+        # zero of the padding; padded columns q0..q1-1 copy columns
+        # q - q0 + cidx[q0] in order (the interior, copied without a gather).
+        # The kernel's nonzero taps only (OpenCV's filter2D skips zeros too):
+        # tap t reads padded row r*sh + ta[t], at offset tb[t] in it, times
+        # tw[t]. Each block of output rows keeps the kernel's span of padded
+        # rows, converted to the work dtype once each, in a ring.
+        T = tw.shape[0]
+        Wp = cidx.shape[0]
+        M = out.shape[1]
+        nblocks = (r1 - r0 + block - 1) // block
+        for bi in prange(nblocks):
+            b0 = r0 + bi * block
+            b1 = min(r1, b0 + block)
+            ring = np.empty((span, Wp * C), dtype=tw.dtype)
+            held = np.full(span, -1, np.int64)
+            acc = np.empty(_CHUNK, dtype=tw.dtype)
+            for r in range(b0, b1):
+                for t in range(T):
+                    pr = r * sh + ta[t]
+                    s = pr % span
+                    if held[s] == pr:
+                        continue
+                    held[s] = pr
+                    dst = ring[s]
+                    row = ridx[pr]
+                    if row < 0:
+                        dst[:] = 0
+                        continue
+                    src = img[row]
+                    inner = dst[q0 * C:q1 * C]
+                    start = cidx[q0] * C
+                    part = src[start:start + (q1 - q0) * C]
+                    for m in range((q1 - q0) * C):
+                        inner[m] = part[m]
+                    for q in range(Wp):
+                        if q0 <= q < q1:
+                            continue
+                        c = cidx[q]
+                        for ch in range(C):
+                            dst[q * C + ch] = 0 if c < 0 else src[c * C + ch]
+                orow = out[r - r0]
+                for m0 in range(0, M, _CHUNK):
+                    n = min(_CHUNK, M - m0)
+                    # Slices, not offset indexing: LLVM vectorises these loops.
+                    ac = acc[:n]
+                    if sw == 1:
+                        t = 0
+                        if T % 3 != 0:  # the first one or two taps set the chunk
+                            sa = ring[(r * sh + ta[0]) % span][m0 + tb[0]:m0 + tb[0] + n]
+                            wa = tw[0]
+                            if T % 3 == 1:
+                                for m in range(n):
+                                    ac[m] = wa * sa[m]
+                            else:
+                                sb = ring[(r * sh + ta[1]) % span][m0 + tb[1]:m0 + tb[1] + n]
+                                wb = tw[1]
+                                for m in range(n):
+                                    ac[m] = wa * sa[m] + wb * sb[m]
+                            t = T % 3
+                        else:
+                            ac[:] = 0
+                        while t < T:  # three taps per pass over the chunk
+                            sa = ring[(r * sh + ta[t]) % span][m0 + tb[t]:m0 + tb[t] + n]
+                            sb = ring[(r * sh + ta[t + 1]) % span][m0 + tb[t + 1]:m0 + tb[t + 1] + n]
+                            sc = ring[(r * sh + ta[t + 2]) % span][m0 + tb[t + 2]:m0 + tb[t + 2] + n]
+                            wa, wb, wc = tw[t], tw[t + 1], tw[t + 2]
+                            for m in range(n):
+                                ac[m] += wa * sa[m] + wb * sb[m] + wc * sc[m]
+                            t += 3
+                    else:
+                        ac[:] = 0
+                        for t in range(T):
+                            buf = ring[(r * sh + ta[t]) % span]
+                            wv = tw[t]
+                            for m in range(n):
+                                j = (m0 + m) // C
+                                ch = (m0 + m) - j * C
+                                ac[m] += wv * buf[j * sw * C + tb[t] + ch]
+                    dst = orow[m0:m0 + n]
+                    if take_abs:
+                        for m in range(n):
+                            ac[m] = abs(ac[m])
+                    if rounding:
+                        for m in range(n):
+                            dst[m] = min(max(np.rint(ac[m]), lo), hi)
+                    else:
+                        for m in range(n):
+                            dst[m] = min(max(ac[m], lo), hi)
+        return out
+
+    return fused
+
+
+def _fused_applies(kernel, value_range, dtype):
+    """Whether :func:`_filter_fused` computes the 2-D ``kernel`` on every
+    channel (else the bands do): few nonzero taps, no second pass for
+    ``'rescale'``, and numba installed."""
+    return (np.count_nonzero(kernel) <= FUSED_TAPS
+            and value_range in ("clip", "abs") and dtype.kind == "f"
+            and _fused_kernel() is not None)
+
+
+def _filter_fused(image, k, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, hi,
+                  value_range, out, progress):
+    """The 2-D kernel ``k`` on every channel alike, in one compiled pass per band:
+    the image's rows are converted to ``dtype`` as the kernel reaches them, and
+    the sums are rounded and clipped into ``out`` (channels last) directly."""
+    from .algorithms._jit import set_threads
+    from .algorithms.threads import get_num_threads
+
+    H, W = image.shape[:2]
+    C = 1 if image.ndim == 2 else image.shape[2]
+    img = np.ascontiguousarray(image).reshape(H, W * C)
+    kh = k.shape[0]
+    (lo_h, _), (lo_w, hi_w) = pairs
+    H_out, W_out = out.shape[:2]
+    rows = np.arange((H_out - 1) * stride[0] + dilation[0] * (kh - 1) + 1) - lo_h
+    ridx, rin = source_index(rows, H, mode)
+    ridx = np.where(rin, ridx, -1).astype(np.int64)
+    cidx, cin = source_index(np.arange(-lo_w, W + hi_w), W, mode)
+    cidx = np.where(cin, cidx, -1).astype(np.int64)
+    # The interior: padded columns that copy the input's columns in order.
+    q0, q1 = max(lo_w, 0), min(lo_w + W, cidx.size)
+    q0, q1 = (q0, q1) if q1 > q0 else (0, 0)
+    fused = _fused_kernel()
+    threads = get_num_threads()
+    set_threads(threads)
+    flat = out.reshape(H_out, W_out * out.shape[2])
+    a, b = np.nonzero(k)
+    if a.size == 0:  # an all-zero kernel: one zero tap
+        a, b = np.zeros(1, np.intp), np.zeros(1, np.intp)
+    ta = (a * dilation[0]).astype(np.int64)
+    tb = (b * dilation[1] * C).astype(np.int64)
+    tw = k[a, b].astype(dtype)
+    span = dilation[0] * (kh - 1) + 1
+    for r0 in range(0, H_out, rows_per_tile):
+        r1 = min(H_out, r0 + rows_per_tile)
+        block = max(16, -(-(r1 - r0) // (4 * threads)))
+        fused(img, C, ridx, cidx, q0, q1, ta, tb, tw, span, stride[0], stride[1],
+              r0, r1, block, dtype.type(lo), dtype.type(hi), value_range == "abs",
+              out.dtype.kind in "ui", flat[r0:r1])
+        if progress is not None:
+            progress(r1 - r0)
+    return out
+
+
 def _limits(image):
     if image.dtype.kind in "ui":
         info = np.iinfo(image.dtype)
@@ -260,6 +442,10 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
     # Channels last, as images are stored: each band is written transposed
     # once, and the result needs no copy to be saved.
     out = np.empty((H_out, W_out, C_out), dtype=out_dtype)
+    if np.ndim(kernel) == 2 and _fused_applies(w[0, 0], value_range, dtype):
+        _filter_fused(image, w[0, 0], pairs, stride, dilation, mode, rows_per_tile, dtype,
+                      lo, hi, value_range, out, progress)
+        return out[..., 0] if gray else out
 
     def tiles():
         # Overflow is checked per band below (one clear error), not warned about.
