@@ -28,9 +28,14 @@ def scipy_filter(img, k, mode):
 def test_the_bank_takes_the_fused_path():
     for name in kernels.names():
         k = kernels.get(name)
-        assert images._fused_applies(k, "clip", np.dtype(np.float32)), name
-    assert not images._fused_applies(kernels.get("box:31"), "clip", np.dtype(np.float32))
-    assert not images._fused_applies(kernels.get("sharpen"), "rescale", np.dtype(np.float32))
+        assert images._fused_plan(k, "clip", np.dtype(np.float32)), name
+    f32 = np.dtype(np.float32)
+    assert images._fused_plan(kernels.get("motion:31"), "clip", f32)[0] == "direct"
+    for name in ("box:31", "gaussian:8", "gaussian:2"):
+        assert images._fused_plan(kernels.get(name), "clip", f32)[0] == "separable", name
+    big = np.random.default_rng(0).standard_normal((15, 15))  # rank 15: the bands' FFT
+    assert images._fused_plan(big, "clip", f32) is None
+    assert not images._fused_plan(kernels.get("sharpen"), "rescale", np.dtype(np.float32))
 
 
 @pytest.mark.parametrize("mode", sorted(SCIPY_MODE))
@@ -150,6 +155,40 @@ def test_without_numba_the_bands_give_the_same_image(monkeypatch):
     k = kernels.get("emboss")
     fused = images.filter_image(img, k, padding_mode="reflect")
     monkeypatch.setattr(images, "_FUSED", False)
-    assert not images._fused_applies(k, "clip", np.dtype(np.float32))
+    assert not images._fused_plan(k, "clip", np.dtype(np.float32))
     bands = images.filter_image(img, k, padding_mode="reflect")
     assert np.abs(fused.astype(int) - bands).max() <= 1
+
+
+@pytest.mark.parametrize("mode", sorted(SCIPY_MODE))
+@pytest.mark.parametrize("name", ["box:9", "gaussian:2", "box:31"])
+def test_rank_one_kernels_take_two_passes_and_equal_scipy(mode, name):
+    rng = np.random.default_rng(7)
+    img = rng.integers(0, 256, (70, 300, 3), dtype=np.uint8)  # several strips of columns
+    k = kernels.get(name)
+    assert images._fused_plan(k, "clip", np.dtype(np.float32))[0] == "separable"
+    ours = images.filter_image(img, k, padding_mode=mode, rows_per_tile=23)
+    ref = np.clip(np.rint(scipy_filter(img, k, mode)), 0, 255)
+    d = np.abs(ours.astype(int) - ref)
+    assert d.max() <= 1 and (d > 0).mean() < 1e-2
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_rank_one_with_stride_dilation_and_padding(dtype):
+    rng = np.random.default_rng(8)
+    img = (rng.random((60, 700)) * (255 if dtype == np.uint8 else 60000)).astype(dtype)
+    k = np.outer(rng.standard_normal(9), rng.standard_normal(8)) / 20  # rank 1, even width
+    assert images._fused_plan(k, "clip", np.dtype(np.float32))[0] == "separable"
+    for stride, dilation, padding, mode in [((2, 3), 1, 4, "zeros"), (1, (2, 3), "same", "reflect"),
+                                            ((1, 2), 2, "full", "circular"),
+                                            (3, (1, 2), ((0, 4), (3, 1)), "replicate")]:
+        ours = images.filter_image(img, k, padding=padding, padding_mode=mode, stride=stride,
+                                   dilation=dilation, rows_per_tile=7)
+        raw = _unclipped(img, k, padding, mode, stride, dilation)
+        if dtype == np.float32:
+            ref = np.clip(raw, img.min(), img.max())
+            assert np.abs(ours - ref).max() <= 1e-5 * np.abs(raw).max()
+        else:
+            info = np.iinfo(dtype)
+            ref = np.clip(np.rint(raw), info.min, info.max)
+            assert np.abs(ours.astype(np.int64) - ref).max() <= (1 if dtype == np.uint8 else 2)
