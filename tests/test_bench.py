@@ -27,12 +27,29 @@ def test_bench_runs_without_its_peers_and_says_so(tmp_path):
     code = ("import sys; sys.modules['torch'] = None\n"
             "from ndconv.cli import main\n"
             "sys.exit(main(['bench', '--quick', '--only', 'small,memory', '--threads', '1',"
-            " '--repeats', '1']))")
+            " '--repeats', '1', '--same-process']))")  # torch hidden in this process only
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=300, cwd=tmp_path, env=dict(os.environ))
     assert r.returncode == 0, r.stderr
     assert "skipped: torch is not installed: its rows are left out" in r.stdout
     assert "memory: peak extra" in r.stdout
+
+
+def test_each_group_runs_in_a_process_of_its_own(capsys):
+    # Two groups, two child processes: each measures its own GEMM peak (the
+    # line lists two), and the parent never imported torch to time anything.
+    code = ("import sys\n"
+            "from ndconv.cli import main\n"
+            "rc = main(['bench', '--quick', '--only', 'memory,small', '--threads', '1',"
+            " '--repeats', '1'])\n"
+            "assert 'torch' not in sys.modules, 'the parent timed something itself'\n"
+            "sys.exit(rc)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ))
+    assert r.returncode == 0, r.stderr
+    peaks = [ln for ln in r.stdout.splitlines() if ln.startswith("GEMM peak per group's process")]
+    assert len(peaks) == 1 and peaks[0].count(",") == 1, r.stdout
+    assert "memory: peak extra" in r.stdout and "digits CNN inference, batch 1" in r.stdout
 
 
 @pytest.mark.parametrize("args, message", [

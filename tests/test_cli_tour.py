@@ -166,10 +166,12 @@ def test_a_missing_library_skips_its_section_and_names_the_extra(tmp_path, monke
 def test_a_broken_ndconv_module_is_a_bug_not_a_skip(tmp_path, monkeypatch):
     # ndconv.plan failing to import is a broken install, never "skipped" (the
     # sections used to catch that and hide real import errors).
-    import ndconv
+    import ndconv.lecture
+    from ndconv.cli import build_parser
 
-    monkeypatch.setitem(sys.modules, "ndconv.plan", None)
-    monkeypatch.delattr(ndconv, "plan", raising=False)
+    build_parser()  # the commands' modules loaded first (as in a run that gets this far)
+    monkeypatch.setitem(sys.modules, "ndconv.lecture.plan", None)
+    monkeypatch.delattr(ndconv.lecture, "plan", raising=False)
     monkeypatch.delitem(sys.modules, "ndconv.report.why_not_mlp", raising=False)
     monkeypatch.delattr(report, "why_not_mlp", raising=False)
     rc, out, err = inproc("tour", "--quick", "--sections", "1", "--out", "r", cwd=tmp_path)

@@ -72,7 +72,7 @@ def test_core_install_explain_needs_numpy_only(files):
 
 
 def test_missing_ndconv_module_is_not_called_a_missing_extra():
-    from ndconv._extras import missing_message
+    from ndconv.core._extras import missing_message
 
     assert missing_message(ModuleNotFoundError("x", name="ndconv.nothing")) is None
     assert "ndconv[cli]" in missing_message(ModuleNotFoundError("x", name="matplotlib.pyplot"))

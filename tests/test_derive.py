@@ -219,7 +219,7 @@ def test_conv_to_dense_equals_conv(rng, case):
     np.testing.assert_allclose(y, ndconv.conv(x, w, None, stride, padding, dilation, groups, mode),
                                rtol=1e-12, atol=1e-12)
     # The same against PyTorch (pairs resolved as ndconv does).
-    from ndconv import _args
+    from ndconv.core import _args
     pairs = _args.padding_pairs(padding, K, _args.ntuple(dilation, n, "d"),
                                 _args.ntuple(stride, n, "s"))
     ref = _torch_conv(x, w, stride, pairs, dilation, groups, mode)

@@ -21,7 +21,8 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 import ndconv
-from ndconv import _files, images, kernels
+from ndconv.io import _files
+from ndconv import images, kernels
 
 tifffile = pytest.importorskip("tifffile")
 
@@ -349,7 +350,7 @@ def test_pillow_bomb_warning_is_not_printed(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_array_equal(images.read_image(tmp_path / "big.png"), img)
-    from ndconv import _memory
+    from ndconv.core import _memory
 
     with _memory.memory_limit(1000):
         with pytest.raises(_memory.MemoryLimitError, match="input image"):
@@ -504,12 +505,12 @@ def test_cmyk_tiff_is_converted_as_pillow_does(tmp_path):
 def test_without_tifffile_or_opencv_16bit_colour_is_refused_not_cut(tmp_path, monkeypatch):
     img = np.full((6, 7, 3), 40000, np.uint16)
     tifffile.imwrite(tmp_path / "rgb16.tif", img, photometric="rgb")
-    monkeypatch.setattr(images, "_tifffile", lambda: None)
+    monkeypatch.setattr(images.files, "_tifffile", lambda: None)
     with pytest.raises(ValueError, match="more than 8 bits per colour sample"):
         images.read_image(tmp_path / "rgb16.tif")
     buf = tmp_path / "rgb16.png"
     with open(buf, "wb") as f:
-        images._write_png16(img, f)
+        images.files._write_png16(img, f)
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 -> ImportError
     with pytest.raises(ValueError, match="16-bit colour PNG"):
         images.read_image(buf)

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from ndconv import _args, images, kernels
+from ndconv.core import _args
+from ndconv import images, kernels
 
 DATA = os.path.dirname(skimage.data.__file__)
 TORCH_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ndconv import images, kernels
+from ndconv.images import _fused
 
 ndimage = pytest.importorskip("scipy.ndimage")
 pytest.importorskip("numba")
@@ -28,14 +29,14 @@ def scipy_filter(img, k, mode):
 def test_the_bank_takes_the_fused_path():
     for name in kernels.names():
         k = kernels.get(name)
-        assert images._fused_plan(k, "clip", np.dtype(np.float32), 255.0), name
+        assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0), name
     f32 = np.dtype(np.float32)
-    assert images._fused_plan(kernels.get("motion:31"), "clip", f32, 255.0)[0] == "direct"
+    assert _fused.plan(kernels.get("motion:31"), "clip", f32, 255.0)[0] == "direct"
     for name in ("box:31", "gaussian:8", "gaussian:2"):
-        assert images._fused_plan(kernels.get(name), "clip", f32, 255.0)[0] == "separable", name
+        assert _fused.plan(kernels.get(name), "clip", f32, 255.0)[0] == "separable", name
     big = np.random.default_rng(0).standard_normal((15, 15))  # rank 15: the bands' FFT
-    assert images._fused_plan(big, "clip", f32, 255.0) is None
-    assert not images._fused_plan(kernels.get("sharpen"), "rescale", np.dtype(np.float32), 255.0)
+    assert _fused.plan(big, "clip", f32, 255.0) is None
+    assert not _fused.plan(kernels.get("sharpen"), "rescale", np.dtype(np.float32), 255.0)
 
 
 @pytest.mark.parametrize("mode", sorted(SCIPY_MODE))
@@ -112,7 +113,7 @@ def _unclipped(img, k, padding, mode, stride, dilation):
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
-    from ndconv import _args
+    from ndconv.core import _args
 
     st = _args.ntuple(stride, 2, "stride")
     dl = _args.ntuple(dilation, 2, "dilation")
@@ -154,8 +155,8 @@ def test_without_numba_the_bands_give_the_same_image(monkeypatch):
     img = rng.integers(0, 256, (33, 35, 3), dtype=np.uint8)
     k = kernels.get("emboss")
     fused = images.filter_image(img, k, padding_mode="reflect")
-    monkeypatch.setattr(images, "_FUSED", False)
-    assert not images._fused_plan(k, "clip", np.dtype(np.float32), 255.0)
+    monkeypatch.setattr(_fused, "_FUSED", False)
+    assert not _fused.plan(k, "clip", np.dtype(np.float32), 255.0)
     bands = images.filter_image(img, k, padding_mode="reflect")
     assert np.abs(fused.astype(int) - bands).max() <= 1
 
@@ -166,7 +167,7 @@ def test_rank_one_kernels_take_two_passes_and_equal_scipy(mode, name):
     rng = np.random.default_rng(7)
     img = rng.integers(0, 256, (70, 300, 3), dtype=np.uint8)  # several strips of columns
     k = kernels.get(name)
-    assert images._fused_plan(k, "clip", np.dtype(np.float32), 255.0)[0] == "separable"
+    assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0)[0] == "separable"
     ours = images.filter_image(img, k, padding_mode=mode, rows_per_tile=23)
     ref = np.clip(np.rint(scipy_filter(img, k, mode)), 0, 255)
     d = np.abs(ours.astype(int) - ref)
@@ -178,7 +179,7 @@ def test_rank_one_with_stride_dilation_and_padding(dtype):
     rng = np.random.default_rng(8)
     img = (rng.random((60, 700)) * (255 if dtype == np.uint8 else 60000)).astype(dtype)
     k = np.outer(rng.standard_normal(9), rng.standard_normal(8)) / 20  # rank 1, even width
-    assert images._fused_plan(k, "clip", np.dtype(np.float32), 255.0)[0] == "separable"
+    assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0)[0] == "separable"
     for stride, dilation, padding, mode in [((2, 3), 1, 4, "zeros"), (1, (2, 3), "same", "reflect"),
                                             ((1, 2), 2, "full", "circular"),
                                             (3, (1, 2), ((0, 4), (3, 1)), "replicate")]:
@@ -198,7 +199,7 @@ def test_rank_one_with_stride_dilation_and_padding(dtype):
                                           ((900, 700), np.float32), ((3, 5, 3), np.uint8)])
 def test_tiff_written_in_pieces_is_the_whole_arrays_file(tmp_path, shape, dtype):
     tifffile = pytest.importorskip("tifffile")
-    from ndconv import _files
+    from ndconv.io import _files
 
     rng = np.random.default_rng(9)
     arr = (rng.random(shape) * 1000).astype(dtype)  # several 1 MiB pieces, or one

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import ndconv
-from ndconv import _memory
+from ndconv.core import _memory
 
 ALLOWED = (ValueError, KeyError, TypeError, _memory.MemoryLimitError)
 

@@ -136,7 +136,7 @@ def test_accounting_functions_validate():
 
 def test_parse_bytes_and_format():
     assert plan.memory_limit  # re-exported
-    from ndconv._memory import parse_bytes
+    from ndconv.core._memory import parse_bytes
 
     assert parse_bytes("2GB") == 2_000_000_000
     assert parse_bytes("512 MiB") == 512 * 2**20

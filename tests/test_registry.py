@@ -14,7 +14,7 @@ from ndconv.algorithms import ALGORITHMS, choose
 from ndconv.algorithms import direct
 from ndconv.algorithms.record import ARRAY_API, Algorithm, register
 
-SRC = pathlib.Path(ndconv.__file__).parent / "algorithms"
+SRC = pathlib.Path(ndconv.__file__).parent / "core" / "algorithms"
 
 
 def test_every_record_is_complete_and_lives_in_its_module():

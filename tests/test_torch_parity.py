@@ -56,7 +56,7 @@ class Library:
         if self.name == "numpy":
             assert isinstance(a, np.ndarray), what
             return a
-        assert ndconv._backends.library_of(a) == self.name, (what, type(a))
+        assert ndconv.core._backends.library_of(a) == self.name, (what, type(a))
         assert a.device == self.device, (what, a.device)
         expected = self.asarray(np.zeros(1, dtype)).dtype
         assert a.dtype == expected, (what, a.dtype, expected)

@@ -144,7 +144,7 @@ def test_importing_ndconv_loads_no_typing_module():
     import subprocess
 
     code = ("import sys, ndconv, ndconv.derive, ndconv.plan, ndconv.train; "
-            "print('ndconv._typing' in sys.modules)")
+            "print('ndconv.core._typing' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)

@@ -1,4 +1,4 @@
-"""ndconv._windows: the one home of tap slices and boundary modes, against NumPy and PyTorch."""
+"""ndconv.core._windows: the one home of tap slices and boundary modes, against NumPy and PyTorch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ndconv import _args, _windows
+from ndconv.core import _args, _windows
 
 NP_MODE = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 

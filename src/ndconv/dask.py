@@ -2,7 +2,7 @@
 and :func:`convolve` on a ``dask.array.Array``, returning a lazy dask array.
 
 Dask plugs into ndconv as one more array library: the public functions
-resolve a dask ``x`` to :data:`BACKEND` (``ndconv._backends.PLUGINS`` names
+resolve a dask ``x`` to :data:`BACKEND` (``ndconv.core._backends.PLUGINS`` names
 this module; it is imported when the first dask array arrives), validate its
 shape and dtype as for NumPy without computing anything, and hand the
 correlation to :meth:`DaskBackend.correlate`. So ``ndconv.conv``,
@@ -13,7 +13,7 @@ in memory and on a cluster; nothing is computed until ``.compute()``,
 How it is chunked
 -----------------
 The boundary is padded first, lazily, by the same portable padding as every
-array library (:func:`ndconv._windows.pad_portable`: 'zeros', 'reflect',
+array library (:func:`ndconv.core._windows.pad_portable`: 'zeros', 'reflect',
 'replicate', 'circular' = wrap): slices of the array's own ends concatenated
 on, so a wrapped or reflected border reads the right cells
 whatever the chunking (dask-image issue 242 was a periodic boundary that was
@@ -51,12 +51,12 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "ndconv.dask needs the optional dependency dask: pip install 'ndconv[dask]'"
     ) from exc
 
-from . import _args, _dtypes
-from ._backends import Backend, library_of
-from ._windows import pad_portable
-from .algorithms import CorrSpec, check_memory
-from .algorithms import run as _run
-from .algorithms.choose import choose
+from .core import _args, _dtypes
+from .core._backends import Backend, library_of
+from .core._windows import pad_portable
+from .core.algorithms import CorrSpec, check_memory
+from .core.algorithms import run as _run
+from .core.algorithms.choose import choose
 
 __all__ = ["conv", "correlate", "convolve", "store_by_slabs"]
 
@@ -289,7 +289,7 @@ class DaskBackend(Backend):
         )
 
 
-#: What :func:`ndconv._backends.resolve` hands the public functions for a dask array.
+#: What :func:`ndconv.core._backends.resolve` hands the public functions for a dask array.
 BACKEND = DaskBackend()
 
 

@@ -6,6 +6,11 @@ Peers get the same thread count (``--threads``, default: all usable cores):
 PyTorch via ``torch.set_num_threads``, OpenCV via ``cv2.setNumThreads``,
 NumPy's BLAS via threadpoolctl, SciPy's FFT via ``workers``.
 
+Each group runs in a fresh Python process of its own (``--same-process`` to
+turn that off): PyTorch's small-network times grew 20-250x in a process that
+had run the ``cnn`` group first (its OpenMP pool and allocator caches), so a
+group never inherits another's state.
+
 The table lists, per case and implementation: the median time, GFLOP/s
 (the direct formula's 2 * multiply-adds, whatever the algorithm), the
 fraction of this machine's measured float32 GEMM peak (NumPy ``A @ B``), and
@@ -24,8 +29,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from typing import TextIO
 
@@ -58,6 +66,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--only", default=",".join(GROUPS),
                    help=f"comma-separated groups among {', '.join(GROUPS)}")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--same-process", action="store_true",
+                   help="run every group in this process (default: each in a fresh one)")
+    # Internal: a child process runs one group and writes its rows here as JSON.
+    p.add_argument("--rows-json", default=None, help=argparse.SUPPRESS)
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -83,6 +95,33 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def _child(args: argparse.Namespace, group: str, threads: int) -> tuple[list[Row], dict[str, str], float]:
+    """Run one group in a fresh process; its rows, skipped peers and GEMM peak."""
+    with tempfile.TemporaryDirectory(prefix="ndconv-bench-") as tmp:
+        path = os.path.join(tmp, "rows.json")
+        cmd = [sys.executable, "-m", "ndconv.bench", "--only", group, "--threads", str(threads),
+               "--repeats", str(args.repeats), "--rows-json", path]
+        if args.quick:
+            cmd.append("--quick")
+        done = subprocess.run(cmd, stdout=subprocess.DEVNULL)
+        if done.returncode != 0 or not os.path.exists(path):
+            raise RuntimeError(f"the benchmark group {group!r} ({threads} threads) failed in its "
+                               f"process (exit status {done.returncode})")
+        with open(path, encoding="utf-8") as f:
+            got = json.load(f)
+    return got["rows"], got["skipped"], got["peak"]
+
+
+def _in_process(args: argparse.Namespace, group: str, threads: int,
+                peak: float | None) -> tuple[list[Row], dict[str, str], float]:
+    set_threads(threads)
+    peak = sgemm_peak(args.quick) if peak is None else peak
+    rows: list[Row] = []
+    skipped: dict[str, str] = {}
+    GROUPS[group](args, peak, rows, skipped)
+    return rows, skipped, peak
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Run the groups of ``args`` for each thread count; print tables and summaries.
 
@@ -91,17 +130,32 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """
     out = sys.stdout if out is None else out
     args = finish_args(args) if isinstance(args.only, str) else args
+    if args.rows_json:  # a child: one group, one thread count, rows to the file
+        got = _in_process(args, args.only[0], args.threads[0], None)
+        with open(args.rows_json, "w", encoding="utf-8") as f:
+            json.dump({"rows": got[0], "skipped": got[1], "peak": got[2]}, f)
+        return 0
     print(f"command: ndconv bench {' '.join(sys.argv[1:])}".rstrip(), file=out)
     for threads in args.threads:
-        set_threads(threads)
-        peak = sgemm_peak(args.quick)
-        print(file=out)
-        print(f"## {threads} thread{'s' if threads > 1 else ''}", file=out)
-        print(machine(threads, peak), file=out)
         rows: list[Row] = []
         skipped: dict[str, str] = {}
+        peaks: list[float] = []
         for group in args.only:
-            GROUPS[group](args, peak, rows, skipped)
+            if args.same_process:
+                got = _in_process(args, group, threads, peaks[0] if peaks else None)
+            else:
+                got = _child(args, group, threads)
+            rows += got[0]
+            skipped.update(got[1])
+            peaks.append(got[2])
+        print(file=out)
+        print(f"## {threads} thread{'s' if threads > 1 else ''}", file=out)
+        # The peak of the first group's process; the others' spread says how steady
+        # the machine was during the run.
+        print(machine(threads, peaks[0]), file=out)
+        if len(peaks) > 1:
+            print(f"GEMM peak per group's process: {', '.join(f'{p:.0f}' for p in peaks)} "
+                  f"GFLOP/s", file=out)
         for line in skipped.values():
             print(f"skipped: {line}", file=out)
         print(fmt_table(rows, args.markdown), file=out)

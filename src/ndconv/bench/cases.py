@@ -29,7 +29,7 @@ import ndconv
 from .timing import Row, peer, progress, row, time_interleaved
 
 if TYPE_CHECKING:
-    from .._typing import NDArray
+    from ..core._typing import NDArray
 
 #: A group: ``bench(args, peak, rows, skipped)`` appends its rows and notes absent peers.
 Group = Callable[[Namespace, float, list[Row], dict[str, str]], None]
@@ -118,9 +118,9 @@ def bench_small(args: Namespace, peak: float, rows: list[Row], skipped: dict[str
     torch = peer("torch", skipped)
     if torch is None:
         return
-    from ..losses import CrossEntropyLoss
-    from ..models import digits_cnn
-    from ..optim import Adam
+    from ..training.losses import CrossEntropyLoss
+    from ..training.models import digits_cnn
+    from ..training.optim import Adam
 
     model = digits_cnn().eval()
     tm = torch_digits_cnn(torch, model).eval()
@@ -269,7 +269,8 @@ def bench_filter(args: Namespace, peak: float, rows: list[Row], skipped: dict[st
     if pil is None:
         return
     cv2 = peer("cv2", skipped)
-    from .. import images, kernels
+    from .. import images
+    from ..images import kernels
     from ..cli import main as cli_main
 
     shape = (1500, 2000, 3) if args.quick else (3000, 4000, 3)

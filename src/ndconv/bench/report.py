@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
 import os
 import platform
@@ -84,6 +85,15 @@ def summary(rows: Sequence[Row]) -> str:
     return "\n".join(out)
 
 
+def _version(*distributions: str) -> str | None:
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return None
+
+
 def machine(threads: int, peak: float) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -95,23 +105,14 @@ def machine(threads: int, peak: float) -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    versions = f"numpy {np.__version__}"
-    try:
-        import scipy
-        versions += f", scipy {scipy.__version__}"
-    except ImportError:
-        pass
-    try:
-        import torch
-        versions += f", torch {torch.__version__}"
-    except ImportError:
-        pass
-    try:
-        import cv2
-        versions += f", opencv {cv2.__version__}"
-    except ImportError:
-        pass
-    return (f"{cpu}; {threads} threads; measured SGEMM peak {peak:.0f} GFLOP/s; "
+    # Versions from the installed distributions' metadata: the parent process of
+    # the groups never imports the peers itself.
+    versions = ", ".join(f"{name} {v}" for name, v in (
+        ("numpy", np.__version__), ("scipy", _version("scipy")), ("torch", _version("torch")),
+        ("opencv", _version("opencv-python-headless", "opencv-python",
+                            "opencv-contrib-python"))) if v)
+    return (f"{cpu}; {threads} thread{'s' if threads > 1 else ''}; "
+            f"measured SGEMM peak {peak:.0f} GFLOP/s; "
             f"load average at start {load:.2f}; Python {platform.python_version()}, {versions}")
 
 

@@ -14,8 +14,8 @@ import os
 import re
 import sys
 
-from .._extras import missing_message
-from .._memory import MemoryLimitError
+from ..core._extras import missing_message
+from ..core._memory import MemoryLimitError
 
 EXIT_OK = 0
 EXIT_BUG = 1

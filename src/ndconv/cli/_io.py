@@ -7,7 +7,7 @@ The rules of every command that writes a file:
 * the output may never be one of the inputs, even with ``--force`` (the same
   path, a symlink to it or a hard link to it);
 * the data goes to a temporary file in the output's folder, checked, synced
-  and verified, and published only then (:func:`ndconv._files.atomic_write`):
+  and verified, and published only then (:func:`ndconv.io._files.atomic_write`):
   an interrupted or failed run leaves no half-written file and the old file
   intact, and without ``--force`` a file that appeared meanwhile (another run
   to the same output) is never replaced: the later run fails with one line.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from .._files import OutputExistsError, atomic_write
+from ..io._files import OutputExistsError, atomic_write
 from ._errors import UsageError
 
 

@@ -102,7 +102,7 @@ def load_npy(path, what="kernel"):
     blocking); the header is parsed by :func:`ndconv.io.read_npy_header`, so a
     malformed one is a usage error, and the size is checked before reading.
     """
-    from .. import _files
+    from ..io import _files
     from ..io import read_npy_header
 
     try:

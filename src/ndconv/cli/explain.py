@@ -11,8 +11,8 @@ import itertools
 
 import numpy as np
 
-from .._args import PADDING_MODES
-from ..explain import Explainer
+from ..core._args import PADDING_MODES
+from ..lecture.explain import Explainer
 from . import _parse
 from ._errors import UsageError
 

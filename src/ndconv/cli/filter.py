@@ -55,7 +55,7 @@ def add_arguments(p):
 
 def load_kernel(spec):
     """A named kernel or a .npy file -> (array, description)."""
-    from .. import kernels
+    from ..images import kernels
 
     if spec.lower().endswith(".npy") or os.path.sep in spec:
         k = _parse.load_npy(spec)
@@ -65,7 +65,8 @@ def load_kernel(spec):
 
 
 def run(args):
-    from .. import _files, images
+    from ..io import _files
+    from .. import images
 
     # Every check before any work: a refused run touches nothing.
     if not os.path.exists(args.input):
@@ -132,7 +133,7 @@ def _run_tiled(args):
         from ._errors import Unavailable
 
         raise Unavailable("--tiled and .zarr need dask: pip install 'ndconv[dask]'") from None
-    from .. import tiled
+    from ..images import tiled
 
     if not args.output.lower().rstrip("/\\").endswith(".zarr"):  # a Zarr is a folder
         _io.check_output(args.output, inputs=[args.input], force=args.force)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..experiments import learn_edge_kernel
+from ..lecture.experiments import learn_edge_kernel
 from . import _parse
 from ._errors import UsageError
 

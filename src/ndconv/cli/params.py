@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .. import plan
+from ..lecture import plan
 from . import _parse
 from ._errors import UsageError
 

@@ -70,7 +70,7 @@ def _match(state, path):
     """The known architecture whose state_dict has these keys and shapes."""
     import numpy as np
 
-    from .. import models
+    from ..training import models
 
     for name, (builder, shape) in ARCHITECTURES.items():
         model = getattr(models, builder)()
@@ -112,7 +112,7 @@ def load_any(path, input_shape=None):
 
 
 def run(args):
-    from .. import plan
+    from ..lecture import plan
 
     shape = args.input
     if shape is not None and not isinstance(shape, tuple):

@@ -111,7 +111,7 @@ def run(args):
     from tqdm import tqdm
 
     from .. import report
-    from .._files import temp_dir
+    from ..io._files import temp_dir
 
     # Every chosen section is imported here, before the temporary folder
     # exists: one that does not import leaves nothing behind.
@@ -150,9 +150,9 @@ def _publish(tmp, path, exists):
     Synced first; a new folder never replaces one that appeared meanwhile.
     Into an existing folder (``--force``), the old ``figures/`` is swapped
     out as a whole and ``index.html`` replaced last; nothing else there is
-    touched (:func:`ndconv._files.publish_dir` with ``merge``).
+    touched (:func:`ndconv.io._files.publish_dir` with ``merge``).
     """
-    from .._files import OutputExistsError, publish_dir
+    from ..io._files import OutputExistsError, publish_dir
 
     try:
         publish_dir(tmp, path, merge=exists)

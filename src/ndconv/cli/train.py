@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from ..models import train_digits
-from ..train import NonFiniteLossError
+from ..training.models import train_digits
+from ..training.train import NonFiniteLossError
 from . import _io, _parse
 from ._errors import UsageError
 

@@ -3,7 +3,7 @@
 Every endpoint is a function of the decoded request that returns a JSON-able
 dict or raises :class:`ApiError` with the HTTP status and a one-line message
 naming the field and the rule. ndconv's own ``ValueError`` / ``TypeError``
-messages (from :mod:`ndconv._args`, :mod:`ndconv.kernels`, ...) are passed on as
+messages (from :mod:`ndconv.core._args`, :mod:`ndconv.kernels`, ...) are passed on as
 they are, so the API refuses exactly what :func:`ndconv.conv` refuses.
 
 Limits, each checked before the work it bounds:
@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from .. import _args
-from ..explain import Explainer
+from ..core import _args
+from ..lecture.explain import Explainer
 from . import samples
 
 if TYPE_CHECKING:
-    from .._typing import NDArray
+    from ..core._typing import NDArray
 
 #: A decoded JSON request, or a JSON-able answer.
 Json = dict[str, Any]
@@ -240,7 +240,7 @@ def _explained(ex: Explainer, index: Any) -> Json:
 
 def kernel_bank() -> Json:
     """``GET /api/kernels``: the bank of :mod:`ndconv.kernels` with each default kernel."""
-    from .. import kernels
+    from ..images import kernels
 
     return {"kernels": [
         {"name": name, "description": description, "takes_arg": kernels._BANK[name][1],
@@ -363,7 +363,7 @@ class Images:
 
 
 def _kernel(spec: Any) -> NDArray[np.float64]:
-    from .. import kernels
+    from ..images import kernels
 
     if isinstance(spec, str):
         try:

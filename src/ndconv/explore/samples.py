@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .._typing import NDArray
+    from ..core._typing import NDArray
 
 #: Bundled photos offered by name (scikit-image's data, no download needed).
 PHOTOS = {
@@ -53,7 +53,7 @@ class TooLarge(ValueError):
 def _require(module: str) -> Any:
     import importlib
 
-    from .._extras import missing_message
+    from ..core._extras import missing_message
 
     try:
         return importlib.import_module(module)

@@ -43,7 +43,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .._memory import MemoryLimitError
+from ..core._memory import MemoryLimitError
 from . import api, samples
 
 __all__ = ["ExploreServer", "make_server", "is_loopback", "TIMEOUT"]

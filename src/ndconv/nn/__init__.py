@@ -1,115 +1,50 @@
-"""Layers with ``forward`` and ``backward``, PyTorch's names and state dicts."""
+"""Layers with ``forward`` and ``backward``, PyTorch's names and state dicts.
 
-from .conv import (
-    Conv,
-    Conv1d,
-    Conv2d,
-    Conv3d,
-    ConvTranspose,
-    ConvTranspose1d,
-    ConvTranspose2d,
-    ConvTranspose3d,
-)
-from .module import Module, Parameter, Sequential
-from .activation import (
-    ELU,
-    GELU,
-    Hardsigmoid,
-    Hardswish,
-    LeakyReLU,
-    LogSoftmax,
-    PReLU,
-    ReLU,
-    Sigmoid,
-    SiLU,
-    Softmax,
-    Tanh,
-)
-from .graph import Add, Concat, Graph
-from .norm import BatchNorm, BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, LayerNorm
-from .padding import (
-    ConstantPad,
-    ConstantPad1d,
-    ConstantPad2d,
-    ConstantPad3d,
-    ReflectionPad,
-    ReflectionPad1d,
-    ReflectionPad2d,
-    ReflectionPad3d,
-    ReplicationPad,
-    ReplicationPad1d,
-    ReplicationPad2d,
-    ReplicationPad3d,
-    ZeroPad,
-    ZeroPad1d,
-    ZeroPad2d,
-    ZeroPad3d,
-)
-from .resample import Upsample
-from .dropout import Dropout
-from .linear import Linear
-from .local import (
-    FullyConnected,
-    LocallyConnected,
-    LocallyConnected1d,
-    LocallyConnected2d,
-    LocallyConnected3d,
-)
-from .pool import (
-    AdaptiveAvgPool,
-    AdaptiveAvgPool1d,
-    AdaptiveAvgPool2d,
-    AdaptiveAvgPool3d,
-    AvgPool,
-    AvgPool1d,
-    AvgPool2d,
-    AvgPool3d,
-    MaxPool,
-    MaxPool1d,
-    MaxPool2d,
-    MaxPool3d,
-)
-from .shape import Flatten, Identity
+One module per kind of layer (``conv``, ``linear``, ``local``, ``pool``,
+``norm``, ``activation``, ``padding``, ``resample``, ``shape``, ``dropout``,
+``graph``; ``module`` holds ``Module``, ``Parameter`` and ``Sequential``).
+Each names its layers in its ``__all__``; this namespace is their union, as
+``torch.nn`` is.
+"""
 
-__all__ = [
-    "Conv",
-    "Conv1d",
-    "Conv2d",
-    "Conv3d",
-    "ConvTranspose",
-    "ConvTranspose1d",
-    "ConvTranspose2d",
-    "ConvTranspose3d",
-    "Module",
-    "Parameter",
-    "Sequential",
-    "Linear",
-    "ReLU",
-    "Sigmoid",
-    "Tanh",
-    "Flatten",
-    "Dropout",
-    "MaxPool",
-    "MaxPool1d",
-    "MaxPool2d",
-    "MaxPool3d",
-    "AvgPool",
-    "AvgPool1d",
-    "AvgPool2d",
-    "AvgPool3d",
-    "FullyConnected",
-    "LocallyConnected",
-    "LocallyConnected1d",
-    "LocallyConnected2d",
-    "LocallyConnected3d",
-    "LeakyReLU", "PReLU", "ELU", "GELU", "SiLU", "Hardswish", "Hardsigmoid",
-    "Softmax", "LogSoftmax",
-    "BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "LayerNorm",
-    "Upsample", "Identity",
-    "AdaptiveAvgPool", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d",
-    "ZeroPad", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
-    "ConstantPad", "ConstantPad1d", "ConstantPad2d", "ConstantPad3d",
-    "ReflectionPad", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
-    "ReplicationPad", "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d",
-    "Graph", "Add", "Concat",
-]
+from . import (
+    activation,
+    conv,
+    dropout,
+    graph,
+    linear,
+    local,
+    module,
+    norm,
+    padding,
+    pool,
+    resample,
+    shape,
+)
+from .module import *  # noqa: F403
+from .conv import *  # noqa: F403
+from .linear import *  # noqa: F403
+from .local import *  # noqa: F403
+from .pool import *  # noqa: F403
+from .norm import *  # noqa: F403
+from .activation import *  # noqa: F403
+from .padding import *  # noqa: F403
+from .resample import *  # noqa: F403
+from .shape import *  # noqa: F403
+from .dropout import *  # noqa: F403
+from .graph import *  # noqa: F403
+
+# Spelled out (not a loop) so that type checkers and IDEs read the names.
+__all__: list[str] = []
+__all__ += module.__all__
+__all__ += conv.__all__
+__all__ += linear.__all__
+__all__ += local.__all__
+__all__ += pool.__all__
+__all__ += norm.__all__
+__all__ += activation.__all__
+__all__ += padding.__all__
+__all__ += resample.__all__
+__all__ += shape.__all__
+__all__ += dropout.__all__
+__all__ += graph.__all__

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _args
-from .. import functional as F
+from ..core import _args
+from ..core import functional as F
 from .init import as_dtype, as_rng, bias_uniform, check_parameters, fan_in, kaiming_uniform
 from .module import Module, Parameter, fixed_ndim
 

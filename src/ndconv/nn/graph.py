@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _args
+from ..core import _args
 from .module import Module, PerThread
 
 __all__ = ["Graph", "Add", "Concat"]

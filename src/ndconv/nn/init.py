@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .. import _memory
+from ..core import _memory
 
 #: Values drawn per chunk when initialising a parameter: the float64 draws
 #: never exceed this many bytes, whatever the parameter's size.
@@ -70,7 +70,7 @@ def as_rng(rng):
 def as_dtype(dtype, *, half=False):
     """The layer's parameter dtype: float32 or float64, or (``half``) also
     float16 and bfloat16, which the convolution layers compute in float32."""
-    from .._dtypes import FLOAT, names, real_floats
+    from ..core._dtypes import FLOAT, names, real_floats
 
     allowed = real_floats() if half else FLOAT
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _args
+from ..core import _args
 from .init import as_dtype, as_rng, bias_uniform, check_parameters, kaiming_uniform
 from .module import Module, Parameter
 

@@ -19,8 +19,8 @@ import string
 
 import numpy as np
 
-from .. import _args, _memory
-from .._windows import pad, tap_slices, windows
+from ..core import _args, _memory
+from ..core._windows import pad, tap_slices, windows
 from .init import as_dtype, as_rng
 from .module import Module, Parameter
 

@@ -15,6 +15,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+__all__ = ["Module", "Parameter", "Sequential"]
+
 # Parameter.accumulate from several threads (one shared model, a batch per
 # thread): ``grad += g`` is a read-modify-write that NumPy runs without the GIL.
 _accumulate_lock = threading.Lock()
@@ -69,7 +71,7 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data):
-        from .._dtypes import real_floats
+        from ..core._dtypes import real_floats
 
         arr = np.asarray(data)
         if arr.dtype not in real_floats():

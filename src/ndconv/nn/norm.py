@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from .. import _args
+from ..core import _args
 from .init import as_dtype
 from .module import Module, Parameter, fixed_ndim
 

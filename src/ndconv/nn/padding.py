@@ -1,7 +1,7 @@
 """Padding layers (zero, constant, reflection, replication), as ``torch.nn``'s ``*PadNd``.
 
-The padding itself is :func:`ndconv._windows.pad` and its gradient
-:func:`ndconv._windows.fold_padding` (the same code the convolution's
+The padding itself is :func:`ndconv.core._windows.pad` and its gradient
+:func:`ndconv.core._windows.fold_padding` (the same code the convolution's
 ``padding_mode`` uses), so the boundary modes have one home.
 """
 
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import _args, _memory
-from .. import _windows
+from ..core import _args, _memory
+from ..core import _windows
 from .module import Module, fixed_ndim
 
 __all__ = [

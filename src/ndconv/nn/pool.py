@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from .. import _args, _memory
-from .. import pooling as P
+from ..core import _args, _memory
+from ..core import pooling as P
 from .module import Module, fixed_ndim
 from .resample import apply_adjoint
 

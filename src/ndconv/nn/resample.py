@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from .. import _args, _memory
+from ..core import _args, _memory
 from .module import Module
 
 __all__ = ["Upsample"]

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from .. import _args
+from ..core import _args
 from .module import Module, PerThread
 
 __all__ = ["Flatten", "Identity"]

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .. import _memory
+from ..core import _memory
 
 
 def require_onnx():

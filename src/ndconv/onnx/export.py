@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from .. import _args
-from .._files import atomic_write
+from ..core import _args
+from ..io._files import atomic_write
 from . import _read
 
 # Opset 17 / IR 8: run by onnxruntime >= 1.13 and onnxruntime-web (whose

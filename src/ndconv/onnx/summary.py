@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from .. import plan
+from ..lecture import plan
 
 # operators through which the receptive field passes unchanged (element-wise or
 # a pure re-layout of the same values)

@@ -28,7 +28,7 @@ import importlib
 import os
 import time
 
-from .._extras import missing_message
+from ..core._extras import missing_message
 from ._page import Section, Skip, render
 
 __all__ = ["SECTIONS", "Skip", "build", "section_steps", "section_title"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import experiments
+from ..lecture import experiments
 from ._figures import pyplot
 from ._page import Raw, esc, num
 

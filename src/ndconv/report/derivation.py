@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import correlate, derive, kernels
+from .. import correlate
+from ..lecture import derive
+from ..images import kernels
 from . import _math as m
 from ._figures import camera_crop, colorbar, matrix, pyplot
 from ._page import Raw, esc

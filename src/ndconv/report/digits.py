@@ -6,8 +6,10 @@ import time
 
 import numpy as np
 
-from .. import data, evaluate, experiments, optim
-from ..models import digits_cnn
+from ..training import data, optim
+from .. import evaluate
+from ..lecture import experiments
+from ..training.models import digits_cnn
 from ._figures import pyplot
 from ._page import esc, num
 

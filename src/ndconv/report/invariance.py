@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import kernels, properties
+from ..images import kernels
+from ..lecture import properties
 from ._figures import camera_crop, pyplot
 from ._page import esc, num
 
@@ -20,7 +21,8 @@ def steps(quick):
 
 def _layers(n, kernel, rng):
     """Three layers that all compute 'the edge kernel', obeying fewer principles."""
-    from .. import derive, nn
+    from ..lecture import derive
+    from .. import nn
 
     f64 = np.float64
     conv = nn.Conv2d(1, 1, 3, padding=1, padding_mode="circular", bias=False, dtype=f64)

@@ -66,7 +66,7 @@ def run(s):
         "change the sizes, the stride, the padding or the dilation. The arithmetic is the "
         "page's own JavaScript; the tests check it against <code>ndconv.conv</code> over a "
         "grid of settings.", quiet=True)
-    from ..explain import Explainer  # the sums as `ndconv explain` prints them
+    from ..lecture.explain import Explainer  # the sums as `ndconv explain` prints them
 
     ex = Explainer(X, K)
     for o in np.ndindex(*Y.shape):

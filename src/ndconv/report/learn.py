@@ -23,7 +23,7 @@ def fall_per_two(losses):
 
 
 def run(s):
-    from ..experiments import learn_edge_kernel
+    from ..lecture.experiments import learn_edge_kernel
 
     losses, k, X, Y = learn_edge_kernel(iterations=ITERATIONS, lr=LR, seed=s.seed)
     falls = [losses[i] / losses[i + 2] for i in range(len(losses) - 2)]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import nn, plan, properties
+from .. import nn
+from ..lecture import plan, properties
 from ._figures import camera_crop, colorbar, pyplot
 from ._page import num
 

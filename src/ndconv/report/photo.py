@@ -30,7 +30,8 @@ def steps(quick):
 def run(s):
     import skimage.data
 
-    from .. import images, kernels
+    from .. import images
+    from ..images import kernels
 
     cat = skimage.data.chelsea()
     if s.quick:  # every second pixel: a quarter of the work

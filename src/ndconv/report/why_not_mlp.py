@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import plan
+from ..lecture import plan
 from ._figures import pyplot
 from ._page import esc, num
 

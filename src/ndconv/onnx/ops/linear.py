@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import functional as F
-from ..._windows import pad
+from ...core import functional as F
+from ...core._windows import pad
 from .base import Op, axis_of, ints, register, unbroadcast
 
 _AUTO_PAD = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")

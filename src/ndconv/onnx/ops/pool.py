@@ -14,8 +14,8 @@ import math
 
 import numpy as np
 
-from ... import pooling as P
-from ..._windows import pad
+from ...core import pooling as P
+from ...core._windows import pad
 from .base import Op, ints, register
 from .linear import _Windowed
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import _memory
+from ...core import _memory
 from .base import Op, ints, register
 
 _TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ... import _memory
-from ..._windows import fold_padding, pad
+from ...core import _memory
+from ...core._windows import fold_padding, pad
 from .base import Op, axis_of, ints, register
 
 # ONNX TensorProto.DataType -> NumPy (the types a CNN graph computes with)

@@ -25,7 +25,7 @@ IntOrTuple = Union[int, Sequence[int]]
 #: A shape: a tuple of ints.
 Shape = tuple[int, ...]
 
-#: ``((lo, hi), ...)``: the padding of each spatial dim, as :func:`ndconv._args.padding_pairs` returns it.
+#: ``((lo, hi), ...)``: the padding of each spatial dim, as :func:`ndconv.core._args.padding_pairs` returns it.
 Pairs = tuple[tuple[int, int], ...]
 
 #: Every padding form: an int, one int per dim, a ``(lo, hi)`` pair per dim,

@@ -3,7 +3,7 @@
 They run on the arrays of any library that follows the standard (PyTorch,
 JAX, CuPy, dask, ``array_api_strict``) through the namespace ``spec.xp``, with
 nothing but slicing, ``matmul``, ``reshape``, ``stack``/``concat`` and the
-padding of :func:`ndconv._windows.pad_portable`. Every operation is out of
+padding of :func:`ndconv.core._windows.pad_portable`. Every operation is out of
 place and differentiable, so ``torch.autograd`` and ``jax.grad`` see through
 a whole ``ndconv.conv``. The NumPy arrays keep the tuned modules
 (:mod:`.direct`, :mod:`.gemm`), which write into buffers they own.

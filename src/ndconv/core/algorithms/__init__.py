@@ -102,7 +102,7 @@ def run(x, w, spec, method="auto"):
     """Compute the correlation described by ``spec`` with ``method``.
 
     Half-precision arrays (float16, bfloat16) are computed in float32 and the
-    result rounded back once (:func:`ndconv._dtypes.compute_dtype`); every
+    result rounded back once (:func:`ndconv.core._dtypes.compute_dtype`); every
     algorithm therefore sees float32, float64, complex or integer specs only.
     """
     cdt = _dtypes.compute_dtype(spec.dtype)

@@ -229,6 +229,38 @@ def output_size(
     return tuple(out)
 
 
+def pool_output_size(
+    spatial: Sequence[int],
+    kernel_size: Sequence[int],
+    stride: Sequence[int],
+    padding: Sequence[int],
+    dilation: Sequence[int],
+    ceil_mode: bool,
+) -> Shape:
+    """PyTorch's ``pooling_output_shape`` per dim, with the formula in the error.
+
+    ``floor((S + 2*p - d*(k-1) - 1) / s) + 1`` (ceil with ``ceil_mode``, where
+    the last window must start inside the input or the left padding, never in
+    the right padding).
+    """
+    out = []
+    for i, (n, ki, si, pi, di) in enumerate(zip(spatial, kernel_size, stride, padding, dilation)):
+        span = n + 2 * pi - di * (ki - 1) - 1
+        o = (span + (si - 1 if ceil_mode else 0)) // si + 1
+        if ceil_mode and (o - 1) * si >= n + pi:
+            o -= 1
+        if o < 1:
+            r = "ceil" if ceil_mode else "floor"
+            raise ValueError(
+                f"pooling window (dilated size {di * (ki - 1) + 1}) is larger than the "
+                f"padded input (size {n + 2 * pi}) in spatial dim {i}: output size = "
+                f"{r}((S + 2*p - d*(k-1) - 1)/s) + 1 = "
+                f"{r}(({n} + 2*{pi} - {di}*({ki}-1) - 1)/{si}) + 1 = {o} (must be >= 1)"
+            )
+        out.append(o)
+    return tuple(out)
+
+
 def transposed_output_size(
     spatial: Sequence[int],
     kernel_size: Sequence[int],
@@ -286,7 +318,7 @@ def check_array(
     """Return ``a`` as an ndarray of a supported dtype.
 
     ``floating=True`` (the default) accepts float32 and float64; otherwise
-    every dtype of :func:`ndconv._dtypes.numeric` (``correlate``). ``dtypes``,
+    every dtype of :func:`ndconv.core._dtypes.numeric` (``correlate``). ``dtypes``,
     if given, is the tuple of accepted dtypes instead. A Python list (not an
     ndarray) of ints becomes float64 when ``int_lists_as_float`` (default:
     ``floating``), a convenience as in NumPy; ndarrays keep their dtype.

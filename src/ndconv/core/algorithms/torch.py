@@ -3,7 +3,7 @@
 On torch tensors (CPU or CUDA) ``method='auto'`` usually picks this: oneDNN
 or cuDNN compute the correlation, and autograd differentiates it. What the
 library cannot express (input dilation, cropping, asymmetric or non-zero
-padding) is first done by :func:`ndconv._windows.pad_portable`, so every
+padding) is first done by :func:`ndconv.core._windows.pad_portable`, so every
 spec with one to three spatial dims and a floating dtype is supported.
 """
 

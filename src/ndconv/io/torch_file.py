@@ -34,7 +34,7 @@ from collections import OrderedDict
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from . import _memory
+from ..core import _memory
 from ._files import open_regular
 
 __all__ = ["load_torch"]

@@ -3,7 +3,7 @@
 It takes the whole :class:`~ndconv.algorithms.CorrSpec` natively (any number
 of spatial dims, groups, stride, dilation, input dilation, negative padding);
 only the non-zero boundary modes are padded first by
-:func:`ndconv._windows.pad_portable`. ``jax.grad`` differentiates it.
+:func:`ndconv.core._windows.pad_portable`. ``jax.grad`` differentiates it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ extra entry, ``__ndconv__``, holds a JSON description of the nesting and the
 scalar values, because dotted names alone are ambiguous (PyTorch's state-dict
 keys contain dots themselves). Loading uses ``np.load(allow_pickle=False)``, so
 a checkpoint can never run code. Writing goes to a temporary file in the
-target's folder (:func:`ndconv._files.atomic_write`: every write checked,
+target's folder (:func:`ndconv.io._files.atomic_write`: every write checked,
 synced, the manifest read back) that replaces the target only once complete,
 so an interrupted or failed save never leaves a truncated checkpoint.
 
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import _memory
+from ..core import _memory
 from ._files import atomic_write, open_regular
 
 __all__ = ["save", "load"]
@@ -413,10 +413,3 @@ def _compare(expected, got, where):
             raise TypeError(
                 f"checkpoint entry {where!r} has dtype {got.dtype}, expected {expected.dtype}"
             )
-
-
-# PyTorch and safetensors checkpoints, read without torch (their own modules).
-from .safetensors_file import load_safetensors, save_safetensors  # noqa: E402
-from .torch_file import load_torch  # noqa: E402
-
-__all__ += ["load_torch", "load_safetensors", "save_safetensors"]

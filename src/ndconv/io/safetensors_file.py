@@ -20,7 +20,7 @@ import struct
 
 import numpy as np
 
-from . import _memory
+from ..core import _memory
 from ._files import atomic_write, open_regular
 
 __all__ = ["load_safetensors", "save_safetensors"]

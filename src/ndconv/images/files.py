@@ -1,0 +1,403 @@
+"""Read and write image files, changing nothing silently.
+
+Pillow reads and writes PNG and JPEG, tifffile TIFF where installed (both
+imported only when called): :func:`read_image`, :func:`output_format`,
+:func:`write_image` and :func:`verify_written` (which reads a written file
+back). What each reader keeps (depth, alpha, orientation, pages) is listed in
+the comment above :func:`read_image`. Filtering is :mod:`ndconv.images.filter`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core import _memory
+
+__all__ = ["read_image", "write_image", "output_format", "verify_written", "tiff_log"]
+
+# Formats Pillow writes, by file suffix.
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+
+# What each reader keeps, so that no image is changed silently:
+# * every page of a multi-page TIFF (or frame of an animation) would need
+#   filtering: such a file is refused, not cut to its first page;
+# * 16-bit colour stays 16-bit: TIFF is read with tifffile (Pillow reads
+#   16-bit RGB as 8-bit), a 16-bit colour PNG with OpenCV where installed
+#   (refused otherwise), and both are written back 16-bit;
+# * the EXIF / TIFF orientation is applied, as viewers do, so the output
+#   (written without orientation) displays as the input did;
+# * int32 stays int32; RGBA is read as RGBA (the CLI keeps alpha unfiltered).
+# Pixels: Pillow's decompression-bomb warning is silenced and its limit
+# (2 * Image.MAX_IMAGE_PIXELS, 179 MP) kept; below it, the memory guard
+# decides, from the header, before anything is decoded.
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _pillow():
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "reading and writing images needs Pillow: pip install 'ndconv[cli]'"
+        ) from None
+    return Image
+
+
+def _tifffile():
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    return tifffile
+
+
+class tiff_log:
+    """Collect what tifffile logs while reading (it logs a damaged header, such
+    as strip counts that do not match the size it claims, instead of raising);
+    ``with tiff_log() as problems:`` then ``problems`` holds the messages and
+    nothing reaches stderr."""
+
+    def __enter__(self):
+        import logging
+
+        self.records = []
+        records = self.records
+
+        class _Collect(logging.Handler):
+            def emit(self, record):
+                records.append(record.getMessage())
+
+        self.log = logging.getLogger("tifffile")
+        self.handler = _Collect()
+        self.propagate = self.log.propagate
+        self.log.addHandler(self.handler)
+        self.log.propagate = False
+        return records
+
+    def __exit__(self, *exc):
+        self.log.removeHandler(self.handler)
+        self.log.propagate = self.propagate
+        return False
+
+
+def _orient(a, orientation):
+    """Apply an EXIF / TIFF orientation (1..8) to ``(H, W[, C])``, as viewers do."""
+    flip_lr = lambda x: x[:, ::-1]  # noqa: E731
+    ops = {
+        2: flip_lr,
+        3: lambda x: x[::-1, ::-1],
+        4: lambda x: x[::-1],
+        5: lambda x: x.swapaxes(0, 1),
+        6: lambda x: np.rot90(x, -1),
+        7: lambda x: x.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda x: np.rot90(x, 1),
+    }
+    op = ops.get(orientation)
+    return a if op is None else np.ascontiguousarray(op(a))
+
+
+def _guard(path, shape, dtype):
+    nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
+    _memory.check(nbytes, f"input image {path!r} ({'x'.join(map(str, shape))} {np.dtype(dtype)})")
+
+
+def read_image(path):
+    """Read a PNG, JPEG or TIFF file into an array, changing nothing silently.
+
+    Returns
+    -------
+    ndarray
+        ``(H, W)`` for grayscale, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA
+        for colour (palette images become RGB/RGBA, CMYK and other colour
+        spaces RGB), in the file's depth: uint8, uint16 (also 16-bit colour),
+        int32 or float32/float64. The EXIF (or TIFF) orientation is applied.
+
+    Raises
+    ------
+    ValueError
+        When the file is empty, not an image, truncated or corrupt, has
+        several pages, is not a regular file (a FIFO, a device, a folder), or
+        is a 16-bit colour PNG without OpenCV to read it.
+    MemoryLimitError
+        When its pixels (from the header) exceed the memory guard.
+    FileNotFoundError
+        When it does not exist.
+    """
+    import os
+
+    from ..io import _files
+
+    path = os.fspath(path)
+    with _files.open_regular(path, "input image") as f:
+        head = f.read(32)
+        if not head:
+            raise ValueError(f"input image {path!r} is empty (0 bytes)")
+        f.seek(0)
+        tifffile = _tifffile()
+        if head[:4] in _TIFF_MAGIC and tifffile is not None:
+            arr = _read_tiff(f, path, tifffile)
+            if arr is not None:
+                return arr
+            f.seek(0)  # palette, CMYK, min-is-white...: Pillow converts them
+        if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR" and head[24] == 16 \
+                and head[25] in (2, 6):
+            return _read_png16(path, head)
+        return _read_pillow(f, path)
+
+
+def _read_pillow(f, path):
+    import warnings
+
+    Image = _pillow()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(f) as im:
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    raise _Refused(
+                        f"input image {path!r} has {frames} pages (frames); ndconv filters "
+                        "one image: split it into one file per page first"
+                    )
+                if im.format == "TIFF" and im.mode in ("RGB", "RGBA") \
+                        and max(im.tag_v2.get(258, (8,))) > 8:
+                    raise _Refused(
+                        f"input image {path!r} is a TIFF with more than 8 bits per colour "
+                        "sample, which Pillow would read as 8-bit: install tifffile "
+                        "(pip install 'ndconv[dask]')"
+                    )
+                bands = len(im.getbands())
+                depth = (np.uint16 if im.mode.startswith("I;16")
+                         else np.float32 if im.mode in ("I", "F") else np.uint8)
+                _guard(path, (im.size[1], im.size[0], bands), depth)
+                im.load()  # decode now: a truncated file fails here, not later
+                orientation = im.getexif().get(0x0112, 1)
+                arr = _to_array(im)
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"input image {path!r} is too large for Pillow: {exc}") from None
+    except Image.UnidentifiedImageError:
+        raise ValueError(
+            f"input image {path!r} is not an image Pillow can read (PNG, JPEG, TIFF)"
+        ) from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct_error()) as exc:
+        # Pillow reports truncated or corrupt data as OSError / SyntaxError.
+        raise ValueError(f"input image {path!r} is truncated or corrupt: {exc}") from None
+    return _orient(arr, orientation)
+
+
+class _Refused(Exception):
+    """A readable file ndconv refuses (kept apart from Pillow's own errors)."""
+
+
+def struct_error():
+    import struct
+
+    return struct.error
+
+
+def _read_tiff(f, path, tifffile):
+    """A one-page gray or RGB(A) TIFF in its own depth; None for other
+    photometric interpretations (left to Pillow, which converts them)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), tiff_log() as problems:
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(f) as tf:
+                pages = len(tf.pages)
+                if pages > 1:
+                    raise _Refused(
+                        f"input image {path!r} has {pages} pages; ndconv filters one "
+                        "image: split it into one file per page first"
+                    )
+                page = tf.pages[0]
+                if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB
+                    return None
+                shape, dtype = page.shape, page.dtype
+                planar = page.planarconfig == 2 and len(shape) == 3
+                tag = page.tags.get(274)  # Orientation
+                orientation = int(tag.value) if tag is not None else 1
+                if len(shape) not in (2, 3) or dtype is None:
+                    raise _Refused(f"input image {path!r} has shape {shape}, not (H, W) or (H, W, C)")
+                _guard(path, shape, dtype)
+                if problems:
+                    raise _Refused(f"input image {path!r} is a damaged TIFF: {problems[0]}")
+                arr = page.asarray()
+    except _Refused as exc:
+        raise ValueError(str(exc)) from None
+    except Exception as exc:  # tifffile raises many types for damaged files
+        if isinstance(exc, MemoryError):
+            raise
+        raise ValueError(f"input image {path!r} is truncated or corrupt: {exc}") from None
+    if planar:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype.kind not in "uif" or arr.dtype.itemsize > 8:
+        raise ValueError(f"input image {path!r} has samples of dtype {arr.dtype}, not int or float")
+    if arr.dtype == np.float16:
+        arr = arr.astype(np.float32)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    return _orient(arr, orientation)
+
+
+def _read_png16(path, head):
+    """A 16-bit RGB/RGBA PNG (Pillow would read it as 8-bit): through OpenCV."""
+    import struct
+
+    w, h = struct.unpack(">II", head[16:24])
+    channels = 3 if head[25] == 2 else 4
+    try:
+        import cv2
+    except ImportError:
+        raise ValueError(
+            f"input image {path!r} is a 16-bit colour PNG, which Pillow reads as 8-bit "
+            "only: install opencv-python-headless, or convert it to TIFF"
+        ) from None
+    _guard(path, (h, w, channels), np.uint16)
+    arr = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.shape[:2] != (h, w):
+        raise ValueError(f"input image {path!r} is truncated or corrupt")
+    # OpenCV holds BGR(A).
+    return np.ascontiguousarray(arr[..., [2, 1, 0]] if channels == 3 else arr[..., [2, 1, 0, 3]])
+
+
+def _to_array(im):
+    mode = im.mode
+    if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA"):
+        if mode == "1":
+            im = im.convert("L")
+        elif mode in ("P", "PA"):
+            im = im.convert("RGBA" if "transparency" in im.info or mode == "PA" else "RGB")
+        elif mode == "LA":
+            im = im.convert("RGBA")
+        return np.asarray(im)
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)
+    if mode == "I":
+        return np.asarray(im).astype(np.int32)
+    if mode == "F":
+        return np.asarray(im).astype(np.float32)
+    return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB, HSV
+
+
+def output_format(path, dtype, channels):
+    """Return the format name for ``path``, or raise ValueError if it
+    cannot hold an image of ``dtype`` with ``channels`` channels."""
+    import os
+
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in _FORMATS:
+        raise ValueError(
+            f"output {os.fspath(path)!r} must end in one of {', '.join(sorted(_FORMATS))}"
+        )
+    fmt = _FORMATS[ext]
+    dtype = np.dtype(dtype)
+    if channels not in (1, 3, 4):
+        raise ValueError(
+            f"the output has {channels} channels; images hold 1 (gray), 3 (RGB) or "
+            "4 (RGBA)"
+        )
+    pillow_tiff = dtype == np.uint8 or (channels == 1 and dtype in (np.uint16, np.int32, np.float32, np.float64))
+    ok = {
+        "JPEG": dtype == np.uint8 and channels in (1, 3),
+        "PNG": dtype in (np.uint8, np.uint16),
+        "TIFF": pillow_tiff or _tifffile() is not None,
+    }[fmt]
+    if not ok:
+        # Advice that works: TIFF takes any image (several channels of another
+        # dtype through tifffile), PNG and TIFF any uint8/uint16 one.
+        advice = ("install tifffile (pip install 'ndconv[dask]')" if fmt == "TIFF"
+                  else "a .png or .tif output" if dtype in (np.uint8, np.uint16)
+                  else "a .tif output")
+        raise ValueError(f"{fmt} cannot store a {channels}-channel {dtype} image; use {advice}")
+    return fmt
+
+
+def write_image(array, fileobj, fmt):
+    """Write ``array`` (as returned by :func:`filter_image`) to an open binary file.
+
+    uint8 / uint16 / int32 / float images keep their dtype (16-bit colour as
+    16-bit PNG or TIFF). The file object must raise on a failed write (the
+    CLI's :class:`ndconv.io._files.CheckedFile` does).
+    """
+    a = np.ascontiguousarray(array)
+    colour = a.ndim == 3
+    if a.dtype.kind == "f":
+        a = a.astype(np.float32)  # Pillow's mode 'F'; float32 TIFF
+    if fmt == "PNG" and a.dtype == np.uint16 and colour:
+        return _write_png16(a, fileobj)
+    tifffile = _tifffile()
+    if fmt == "TIFF" and tifffile is not None:
+        # Rows in pieces of about 1 MiB: given the whole array, tifffile
+        # copies it into one bytes object first (the file object has no
+        # fileno for numpy's tofile), 36 MB at 12 MP (55 ms -> 17 ms; the
+        # same bytes).
+        rows = max(1, (1 << 20) // max(1, a[0].nbytes))
+        pieces = (a[r:r + rows] for r in range(0, a.shape[0], rows))
+        tifffile.imwrite(fileobj, pieces, shape=a.shape, dtype=a.dtype,
+                         photometric="rgb" if colour else "minisblack",
+                         extrasamples=("unassalpha",) if colour and a.shape[2] == 4 else None,
+                         planarconfig="contig" if colour else None)
+        return None
+    Image = _pillow()
+    im = Image.fromarray(a)  # uint8 -> L/RGB/RGBA, uint16 -> I;16, int32 -> I, float32 -> F
+    kwargs = {"quality": 95} if fmt == "JPEG" else {}
+    im.save(fileobj, format=fmt, **kwargs)
+    return None
+
+
+def _write_png16(a, f):
+    """A 16-bit RGB/RGBA PNG (Pillow writes colour as 8-bit only): rows unfiltered, zlib."""
+    import struct
+    import zlib
+
+    h, w, c = a.shape
+    rows = np.zeros((h, 1 + w * c * 2), dtype=np.uint8)  # filter byte 0 (None) per row
+    rows[:, 1:] = a.astype(">u2").reshape(h, w * c).view(np.uint8)
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    f.write(_PNG_MAGIC)
+    f.write(chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2 if c == 3 else 6, 0, 0, 0)))
+    f.write(chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)))
+    f.write(chunk(b"IEND", b""))
+
+
+def verify_written(path, fmt, array):
+    """Re-open the header of a just-written image: its format, size and depth.
+
+    Raises ValueError when it is not what :func:`write_image` was given (a
+    file that a failing disk or encoder left damaged).
+    """
+    import warnings
+
+    a = np.asarray(array)
+    h, w = a.shape[:2]
+    tifffile = _tifffile()
+    try:
+        if fmt == "TIFF" and tifffile is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with tifffile.TiffFile(path) as tf:
+                    page = tf.pages[0]
+                    ok = page.shape[:2] == (h, w) and (
+                        page.dtype == a.dtype or a.dtype.kind == "f" and page.dtype.kind == "f")
+        else:
+            Image = _pillow()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(path) as im:
+                    ok = im.format == fmt and im.size == (w, h)
+                with Image.open(path) as im:
+                    im.verify()  # PNG: every chunk's CRC; others: the structure
+    except Exception as exc:
+        raise ValueError(f"the image written to {path!r} does not read back: {exc}") from None
+    if not ok:
+        raise ValueError(f"the image written to {path!r} does not read back as written")
