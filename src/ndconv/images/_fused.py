@@ -69,17 +69,36 @@ def _build_fused(numba):
             return
         src = img[row]
         a, b = max(p0, q0), min(p1, q1)
-        if b > a:
+        if b <= a:
+            a = b = p1  # no interior: every column is border
+        else:
             inner = dst[(a - p0) * C:(b - p0) * C]
             part = src[cidx[a] * C:(cidx[a] + b - a) * C]
             for m in range((b - a) * C):
                 inner[m] = part[m]
-        for q in range(p0, p1):
-            if a <= q < b:
-                continue
+        for q in range(p0, a):  # the borders: gathered
             c = cidx[q]
             for ch in range(C):
                 dst[(q - p0) * C + ch] = 0 if c < 0 else src[c * C + ch]
+        for q in range(b, p1):
+            c = cidx[q]
+            for ch in range(C):
+                dst[(q - p0) * C + ch] = 0 if c < 0 else src[c * C + ch]
+
+    @njit(fastmath=True, nogil=True, cache=True)
+    def store(ac, dst, lo, hi, take_abs, rounding):
+        # The sums as pixels: |y| for 'abs', rounded (half to even, as
+        # np.rint) for integer outputs, clipped to [lo, hi].
+        n = ac.shape[0]
+        if take_abs:
+            for m in range(n):
+                ac[m] = abs(ac[m])
+        if rounding:
+            for m in range(n):
+                dst[m] = min(max(np.rint(ac[m]), lo), hi)
+        else:
+            for m in range(n):
+                dst[m] = min(max(ac[m], lo), hi)
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
     def fused(img, C, ridx, cidx, q0, q1, ta, tb, tw, span, sh, sw, r0, r1, block, lo, hi,
@@ -148,16 +167,7 @@ def _build_fused(numba):
                                 j = (m0 + m) // C
                                 ch = (m0 + m) - j * C
                                 ac[m] += wv * buf[j * sw * C + tb[t] + ch]
-                    dst = orow[m0:m0 + n]
-                    if take_abs:
-                        for m in range(n):
-                            ac[m] = abs(ac[m])
-                    if rounding:
-                        for m in range(n):
-                            dst[m] = min(max(np.rint(ac[m]), lo), hi)
-                    else:
-                        for m in range(n):
-                            dst[m] = min(max(ac[m], lo), hi)
+                    store(ac, orow[m0:m0 + n], lo, hi, take_abs, rounding)
         return out
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -241,16 +251,7 @@ def _build_fused(numba):
                             j = m // C
                             ch = m - j * C
                             ac[m] += wv * col[(j * sw + dv[b]) * C + ch]
-                dst = out[r - r0, j0 * C:j1 * C]
-                if take_abs:
-                    for m in range(n):
-                        ac[m] = abs(ac[m])
-                if rounding:
-                    for m in range(n):
-                        dst[m] = min(max(np.rint(ac[m]), lo), hi)
-                else:
-                    for m in range(n):
-                        dst[m] = min(max(ac[m], lo), hi)
+                store(ac, out[r - r0, j0 * C:j1 * C], lo, hi, take_abs, rounding)
         return out
 
     return fused, fused_separable
