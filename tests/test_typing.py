@@ -40,11 +40,15 @@ def config():
 
 
 def _checked_modules(config):
-    """Module names of ``files``: ``src/ndconv/x.py`` -> ``ndconv.x``, folders -> ``pkg.*``."""
+    """Module names of ``files``: ``src/ndconv/x.py`` -> ``ndconv.x``, folders -> ``pkg.*``,
+    ``pkg/__init__.py`` -> ``pkg`` (the package itself, not its submodules)."""
     names = []
     for f in config["files"]:
         p = pathlib.PurePosixPath(f).relative_to("src")
-        names.append(".".join(p.with_suffix("").parts) if p.suffix else ".".join(p.parts) + ".*")
+        if p.name == "__init__.py":
+            names.append(".".join(p.parent.parts))
+        else:
+            names.append(".".join(p.with_suffix("").parts) if p.suffix else ".".join(p.parts) + ".*")
     return names
 
 
@@ -56,6 +60,15 @@ def _run(args, cwd):
         return api.run(args)
     finally:
         os.chdir(old)
+
+
+def _mypy_errors(user):
+    """mypy's report on a user's file (which must have errors): its output and error lines."""
+    stdout, stderr, status = _run(
+        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
+         str(ROOT / ".mypy_cache"), str(user)], ROOT)
+    assert status == 1, stdout + stderr
+    return stdout, [ln for ln in stdout.splitlines() if ": error:" in ln]
 
 
 def test_configured_modules_are_strict(config):
@@ -86,16 +99,56 @@ def test_a_users_mistakes_are_caught(tmp_path):
         "rows: list[plan.Row] = plan.layer_rows(k, (1, 8, 8))\n"  # line 4: array for Module
         "w: int = derive.conv_to_dense(k[None, None], (1, 8, 8))\n"  # line 5: array for int
     )
-    stdout, stderr, status = _run(
-        ["--config-file", str(ROOT / "pyproject.toml"), "--cache-dir",
-         str(ROOT / ".mypy_cache"), str(user)], ROOT)
-    assert status == 1, stdout + stderr
-    errors = [ln for ln in stdout.splitlines() if ": error:" in ln]
+    stdout, errors = _mypy_errors(user)
     assert [ln.split(":")[1] for ln in errors] == ["3", "4", "5"], stdout
     # (mypy's wording of the expected type, quoted or not, varies by version)
     assert '"get" has incompatible type "int"' in errors[0] and "[arg-type]" in errors[0]
     assert '"layer_rows" has incompatible type' in errors[1] and "Module" in errors[1]
     assert "[assignment]" in errors[2] and "ndarray" in errors[2]
+
+
+def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
+    # The functional API's overloads: a NumPy array in gives an NDArray of its
+    # dtype out, another library's array its own type, a list an NDArray; a
+    # str for an int argument, or the array where an int is wanted, is caught.
+    user = tmp_path / "user_conv.py"
+    user.write_text(
+        "import numpy as np, ndconv, array_api_strict as xs\n"
+        "x = np.zeros((1, 1, 8, 8), np.float32)\n"
+        "k = np.ones((1, 1, 3, 3), np.float32)\n"
+        "ndconv.conv(x, k, stride='2')\n"                      # line 4: str for int
+        "y: int = ndconv.conv(x, k)\n"                         # line 5: array for int
+        "gx, gw, gb = ndconv.conv_backward(x, x, k)\n"
+        "n: float = gb\n"                                      # line 7: array for float
+        "ndconv.max_pool(x, 2, padding='same')\n"              # line 8: str for int
+        "reveal_type(ndconv.conv2d(x, k))\n"                   # line 9
+        "reveal_type(ndconv.correlate([1.0, 2.0], [1.0]))\n"   # line 10
+        "a = xs.zeros((1, 1, 8, 8))\n"
+        "reveal_type(ndconv.conv(a, xs.ones((1, 1, 3, 3))))\n"  # line 12
+        "reveal_type(ndconv.conv_transpose_backward(a, a, a)[1])\n"  # line 13
+        "reveal_type(ndconv.avg_pool(a, 2, ndim=2))\n"          # line 14
+        "reveal_type(ndconv.conv_output_shape((1, 1, 8, 8), (1, 1, 3, 3)))\n"  # line 15
+        "ndconv.correlate([1.0, 2.0], [1.0], bias=np.int64(1))\n"  # line 16: a scalar: fine
+        "ndconv.correlate([1.0, 2.0], [1.0], bias='1')\n"          # line 17: str for a scalar
+    )
+    stdout, errors = _mypy_errors(user)
+    assert [ln.split(":")[1] for ln in errors] == ["4", "5", "7", "8", "17"], stdout
+    assert '"stride" to "conv" has incompatible type "str"' in errors[0], errors[0]
+    assert "[assignment]" in errors[1] and "ndarray" in errors[1], errors[1]
+    assert "[assignment]" in errors[2] and "ndarray" in errors[2], errors[2]
+    assert '"padding" to "max_pool" has incompatible type "str"' in errors[3], errors[3]
+    # (several overloads take lists: mypy names none of them, only the call)
+    assert '"correlate"' in errors[4] and '"str"' in errors[4], errors[4]
+    revealed = {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
+                for ln in stdout.splitlines() if "Revealed type is" in ln}
+    assert sorted(revealed) == ["10", "12", "13", "14", "15", "9"], stdout
+    # float32 in, float32 out (spelled float32 or floating[_32Bit] by NumPy version)
+    assert revealed["9"].startswith('"numpy.ndarray[') and (
+        "32Bit" in revealed["9"] or "float32" in revealed["9"]), revealed["9"]
+    assert revealed["10"].startswith('"numpy.ndarray[') and "dtype[Any]" in revealed["10"]
+    for line in ("12", "13", "14"):
+        assert revealed[line] == '"array_api_strict._array_object.Array"', revealed[line]
+    assert revealed["15"] == '"tuple[int, ...]"'
 
 
 @pytest.mark.parametrize("module, name", [
@@ -112,6 +165,60 @@ def test_a_users_mistakes_are_caught(tmp_path):
     ("ndconv.losses", "CrossEntropyLoss.forward"),
     ("ndconv.explain", "Explainer.line"),
     ("ndconv.explore", "make_server"),
+    ("ndconv", "conv"),
+    ("ndconv", "conv1d"),
+    ("ndconv", "conv2d"),
+    ("ndconv", "conv3d"),
+    ("ndconv", "conv_backward"),
+    ("ndconv", "conv_transpose"),
+    ("ndconv", "conv_transpose_backward"),
+    ("ndconv", "correlate"),
+    ("ndconv", "convolve"),
+    ("ndconv", "conv_output_shape"),
+    ("ndconv", "choose_method"),
+    ("ndconv", "max_pool"),
+    ("ndconv.pooling", "max_pool_backward"),
+    ("ndconv", "avg_pool"),
+    ("ndconv.pooling", "avg_pool_backward"),
+    ("ndconv.pooling", "pool_output_shape"),
+    ("ndconv", "set_num_threads"),
+    ("ndconv", "get_num_threads"),
+    ("ndconv.algorithms", "run"),
+    ("ndconv.algorithms", "methods_for"),
+    ("ndconv.algorithms.choose", "choose"),
+    ("ndconv.algorithms.record", "register"),
+    ("ndconv.algorithms", "CorrSpec.tap_slices"),
+    ("ndconv.plan", "memory_limit"),
+    ("ndconv.core._memory", "check"),
+    ("ndconv.core._backends", "resolve"),
+    ("ndconv.core._backends", "Backend.correlate"),
+    ("ndconv.dask", "conv"),
+    ("ndconv.dask", "store_by_slabs"),
+    ("ndconv.io", "save"),
+    ("ndconv.io", "load"),
+    ("ndconv.io", "load_torch"),
+    ("ndconv.io", "load_safetensors"),
+    ("ndconv.io", "save_safetensors"),
+    ("ndconv.io", "read_npy_header"),
+    ("ndconv.io._files", "atomic_write"),
+    ("ndconv.images", "filter_image"),
+    ("ndconv.images", "read_image"),
+    ("ndconv.images", "write_image"),
+    ("ndconv.images", "output_format"),
+    ("ndconv.tiled", "filter_tiled"),
+    ("ndconv.tiled", "open_image"),
+    ("ndconv.onnx", "load"),
+    ("ndconv.onnx", "save"),
+    ("ndconv.onnx", "OnnxModule.forward"),
+    ("ndconv.onnx", "OnnxModule.backward"),
+    ("ndconv.onnx", "OnnxModule.plan_steps"),
+    ("ndconv.onnx.ops", "Op.forward"),
+    ("ndconv.experiments", "run"),
+    ("ndconv.experiments", "shift_images"),
+    ("ndconv.experiments", "learn_edge_kernel"),
+    ("ndconv.report", "build"),
+    ("ndconv.report._page", "Section.table"),
+    ("ndconv.cli", "main"),
 ])
 def test_signature_carries_annotations(module, name):
     qualname = f"{module}.{name}"
@@ -125,6 +232,48 @@ def test_signature_carries_annotations(module, name):
     assert sig.return_annotation is not inspect.Signature.empty, f"{qualname}: no return annotation"
 
 
+def test_every_cli_command_is_annotated():
+    # The CLI is thin, but each command's two entry points carry their types.
+    import ndconv.cli
+
+    for name, modname in ndconv.cli.COMMANDS.items():
+        mod = importlib.import_module(f"ndconv.cli.{modname}")
+        for fn in (mod.add_arguments, mod.run):
+            sig = inspect.signature(fn)
+            assert all(p.annotation is not inspect.Parameter.empty
+                       for p in sig.parameters.values()), f"ndconv {name}: {fn.__name__}"
+            assert sig.return_annotation is not inspect.Signature.empty, \
+                f"ndconv {name}: {fn.__name__} has no return annotation"
+
+
+def test_a_users_file_and_image_mistakes_are_caught(tmp_path):
+    # The mistakes a user makes with files, images and ONNX, caught by their
+    # mypy; the correct lines around them (the overloads of load_safetensors)
+    # must pass.
+    user = tmp_path / "user_io.py"
+    user.write_text(
+        "import numpy as np\n"
+        "import ndconv.onnx\n"
+        "from ndconv import images, io, models\n"
+        "img = images.read_image('cat.png')\n"
+        "out = images.filter_image(img, np.ones((3, 3)) / 9, padding_mode='reflect')\n"
+        "io.save({'w': out}, 3)\n"                                   # line 6: int path
+        "images.write_image(out, 'out.png', 'PNG')\n"                # line 7: path for a file
+        "images.filter_image(img, np.ones((3, 3)), padding_mode=0)\n"  # line 8: int mode
+        "w: dict[str, np.ndarray] = io.load_safetensors('w.safetensors')\n"
+        "meta = io.load_safetensors('w.safetensors', metadata=True)[1]\n"
+        "io.load_safetensors('w.safetensors')[1]\n"                  # line 11: no metadata
+        "ndconv.onnx.save(models.digits_cnn(), 'm.onnx', input_shape=3)\n"  # line 12
+    )
+    stdout, errors = _mypy_errors(user)
+    assert [ln.split(":")[1] for ln in errors] == ["6", "7", "8", "11", "12"], stdout
+    assert '"save" has incompatible type "int"' in errors[0] and "[arg-type]" in errors[0]
+    assert '"write_image" has incompatible type "str"' in errors[1]
+    assert '"filter_image" has incompatible type "int"' in errors[2]
+    assert "[index]" in errors[3] and '"int"' in errors[3]
+    assert '"save" has incompatible type "int"' in errors[4]
+
+
 def test_signatures_match_the_docstrings():
     # The hints and the numpydoc text say the same (spot checks of the forms
     # the README documents once).
@@ -136,6 +285,14 @@ def test_signatures_match_the_docstrings():
     assert sig.return_annotation == "NDArray[Any]"
     assert inspect.signature(kernels.get).return_annotation == "NDArray[np.float64]"
     assert inspect.signature(plan.layer_rows).return_annotation == "list[Row]"
+    import ndconv
+
+    conv = inspect.signature(ndconv.conv)
+    assert conv.parameters["padding"].annotation == "Padding"
+    assert conv.parameters["stride"].annotation == "IntOrTuple"
+    assert conv.parameters["x"].annotation == "Array"
+    assert inspect.signature(ndconv.conv_output_shape).return_annotation == "Shape"
+    assert inspect.signature(ndconv.choose_method).return_annotation == "tuple[str, str]"
 
 
 def test_importing_ndconv_loads_no_typing_module():
@@ -143,8 +300,9 @@ def test_importing_ndconv_loads_no_typing_module():
     # typing costs nothing at import time.
     import subprocess
 
-    code = ("import sys, ndconv, ndconv.derive, ndconv.plan, ndconv.train; "
-            "print('ndconv.core._typing' in sys.modules)")
+    code = ("import sys, ndconv, ndconv.derive, ndconv.plan, ndconv.train, ndconv.io, "
+            "ndconv.images, ndconv.tiled, ndconv.onnx, ndconv.experiments, ndconv.report, "
+            "ndconv.cli; print('ndconv.core._typing' in sys.modules)")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=120)

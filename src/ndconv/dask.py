@@ -39,6 +39,7 @@ import dataclasses
 import importlib
 import itertools
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -58,6 +59,18 @@ from .core.algorithms import CorrSpec, check_memory
 from .core.algorithms import run as _run
 from .core.algorithms.choose import choose
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from .core._typing import (AnyArray, ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding,
+                               Scalar, Shape)
+
+    #: One piece of an output block's window: (input chunk index, slice of
+    #: that chunk, whether it is the whole chunk).
+    Piece = tuple[int, slice, bool]
+    #: Per spatial dim, per output block: its pieces and its window's length.
+    Windows = list[list[tuple[list[Piece], int]]]
+
 __all__ = ["conv", "correlate", "convolve", "store_by_slabs"]
 
 
@@ -65,7 +78,7 @@ __all__ = ["conv", "correlate", "convolve", "store_by_slabs"]
 # the one lazy correlation: per-output-block windows of a padded input
 
 
-def _out_bounds(in_chunks, stride, out_size):
+def _out_bounds(in_chunks: Sequence[int], stride: int, out_size: int) -> list[int]:
     """Output block edges: the input chunk edges divided by the stride."""
     edges = np.cumsum((0,) + tuple(in_chunks))
     out = {min(out_size, -(-int(e) // stride)) for e in edges}
@@ -73,7 +86,7 @@ def _out_bounds(in_chunks, stride, out_size):
     return sorted(out)
 
 
-def _cut(chunk, index):
+def _cut(chunk: NDArray[Any], index: tuple[slice, ...]) -> NDArray[Any]:
     """A copy of part of an input chunk, so the chunk can be freed once cut.
 
     A view would keep the whole chunk alive until the window that needs a
@@ -82,7 +95,15 @@ def _cut(chunk, index):
     return chunk[index].copy()
 
 
-def _window_block(parts, w, bias, stride, dilation, groups, method):
+def _window_block(
+    parts: Any,
+    w: NDArray[Any],
+    bias: NDArray[Any] | None,
+    stride: Shape,
+    dilation: Shape,
+    groups: int,
+    method: str,
+) -> NDArray[Any]:
     """Correlate one padded input window (given as nested pieces) with ``w``."""
     x = np.block(parts) if isinstance(parts, list) else parts
     n = len(stride)
@@ -93,20 +114,26 @@ def _window_block(parts, w, bias, stride, dilation, groups, method):
         lhs_dilation=(1,) * n, padding_mode="zeros", dtype=x.dtype,
     )
     # As ndconv.conv: half precision computed with its bias in float32, rounded once.
-    spec, (x, w, bias), dtype = _dtypes.to_compute(spec, x, w, bias)
-    y = _run(np.ascontiguousarray(x), w, spec, method)
-    if bias is not None:
-        y += bias.reshape((-1,) + (1,) * n)
+    spec, (xc, wc, bc), dtype = _dtypes.to_compute(spec, x, w, bias)
+    y = _run(np.ascontiguousarray(xc), wc, spec, method)
+    if bc is not None:
+        y += bc.reshape((-1,) + (1,) * n)
     return y.astype(dtype, copy=False)
 
 
-def _windows(bounds, stride, dilation, kernel_size, chunks):
+def _windows(
+    bounds: Sequence[Sequence[int]],
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    kernel_size: Sequence[int],
+    chunks: Sequence[Sequence[int]],
+) -> Windows:
     """Per spatial dim, per output block: the input pieces its window reads.
 
     Output block ``[o0, o1)`` reads padded cells ``[o0*s, (o1-1)*s + d*(k-1) + 1)``;
     each piece is ``(chunk index, slice within the chunk, whole chunk?)``.
     """
-    out = []
+    out: Windows = []
     for b, s, d, k, c in zip(bounds, stride, dilation, kernel_size, chunks):
         st = np.cumsum((0,) + tuple(c))
         blocks = []
@@ -123,7 +150,7 @@ def _windows(bounds, stride, dilation, kernel_size, chunks):
     return out
 
 
-def _nest(items, n):
+def _nest(items: tuple[Sequence[int], Sequence[Any]], n: int) -> Any:
     """Nested lists (outermost = first spatial dim, np.block's order) of a
     row-major flat list over an ``n``-dim grid whose shape ``items`` gives."""
     shape, flat = items
@@ -133,7 +160,17 @@ def _nest(items, n):
     return [_nest((shape[1:], flat[i * step:(i + 1) * step]), n - 1) for i in range(shape[0])]
 
 
-def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chunks, method):
+def _correlate_valid(
+    xp: da.Array,
+    w: NDArray[Any],
+    bias: NDArray[Any] | None,
+    stride: Shape,
+    dilation: Shape,
+    groups: int,
+    out_spatial: Shape,
+    in_chunks: Sequence[Sequence[int]],
+    method: str,
+) -> da.Array:
     """Lazy valid correlation of the padded ``xp`` (B, C, *Sp), C in one chunk.
 
     ``in_chunks`` are the unpadded input's spatial chunks, which set the
@@ -159,7 +196,7 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
         method = choose(largest)[0]
     token = tokenize(xp.name, w, bias, stride, dilation, groups, bounds, method)
     name, cut = f"ndconv-conv-{token}", f"ndconv-halo-{token}"
-    dsk = {}
+    dsk: dict[Any, Any] = {}  # dask's keys: (name, *block index)
     for bi in range(len(xp.chunks[0])):
         for idx in itertools.product(*(range(len(b)) for b in per_dim)):
             chosen = [per_dim[i][j][0] for i, j in enumerate(idx)]
@@ -175,10 +212,10 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
                     dsk[key] = (_cut, src, index)
                     keys.append(key)
             parts = _nest((tuple(len(c) for c in chosen), keys), n)
-            dsk[(name, bi, 0, *idx)] = (
-                _window_block, parts, w, bias, stride, dilation, groups, method,
-            )
-    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[xp])
+            block = (name, bi, 0, *idx)
+            dsk[block] = (_window_block, parts, w, bias, stride, dilation, groups, method)
+    deps: list[Any] = [xp]  # (dask's DaskCollection protocol does not match its Array)
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=deps)
     chunks = (xp.chunks[0], (w.shape[0],)) + tuple(
         tuple(np.diff(b).tolist()) for b in bounds
     )
@@ -190,7 +227,7 @@ def _correlate_valid(xp, w, bias, stride, dilation, groups, out_spatial, in_chun
 # the backend: how ndconv's public functions compute on dask arrays
 
 
-def _is_dask(a):
+def _is_dask(a: object) -> bool:
     return library_of(a) == "dask"
 
 
@@ -210,19 +247,27 @@ class DaskBackend(Backend):
     accepts_numpy = True  # the kernel, weight and bias are NumPy arrays
     spec_xp = np  # the algorithms compute on NumPy blocks
 
-    def __init__(self):
+    def __init__(self) -> None:
         import array_api_compat.dask.array as xp  # the portable padding's namespace
 
         self.xp = xp
 
-    def require(self, what):
+    def require(self, what: str) -> None:
         if what in ("max_pool", "max_pool_backward", "avg_pool", "avg_pool_backward"):
             raise TypeError(
                 f"{what} takes in-memory arrays, not a dask array: compute it first, "
                 "or pool each block with dask's map_overlap"
             )
 
-    def array(self, a, name, *, floating=True, dtypes=None, kernel=False):
+    def array(
+        self,
+        a: Any,
+        name: str,
+        *,
+        floating: bool = True,
+        dtypes: Sequence[np.dtype[Any]] | None = None,
+        kernel: bool = False,
+    ) -> AnyArray:
         if not _is_dask(a):
             return _args.check_array(a, name, floating=floating, dtypes=dtypes)
         if kernel:
@@ -240,24 +285,27 @@ class DaskBackend(Backend):
             )
         return a
 
-    def contiguous(self, a):
+    def contiguous(self, a: AnyArray) -> AnyArray:
         return a if _is_dask(a) else np.ascontiguousarray(a)
 
-    def add_bias(self, out, bias):
+    def add_bias(self, out: AnyArray, bias: AnyArray | None) -> AnyArray:
         if bias is None:
             return out
         return out + bias.reshape((-1,) + (1,) * (out.ndim - 2))
 
-    def add_scalar(self, out, bias, np_dtype):
+    def add_scalar(self, out: AnyArray, bias: Scalar, np_dtype: DTypeLike) -> AnyArray:
         # NumPy's rule for the dtype of `+ bias` (dask follows it), computed
         # from the dtypes: never from the lazy array's data.
         final = np.result_type(np.empty(0, np_dtype), bias)
         return (out + bias).astype(final)
 
-    def sum_to(self, a, axes, np_dtype):
+    def sum_to(self, a: AnyArray, axes: tuple[int, ...], np_dtype: DTypeLike) -> AnyArray:
         return a.sum(axis=axes, dtype=_dtypes.compute_dtype(np_dtype)).astype(np_dtype)
 
-    def correlate(self, x, w, spec, method, bias=None):
+    def correlate(
+        self, x: AnyArray, w: AnyArray, spec: CorrSpec, method: str,
+        bias: AnyArray | None = None,
+    ) -> AnyArray:
         """Lazy correlation: per-output-block windows of the lazily padded input."""
         if _is_dask(w):
             return self._in_one_task(x, w, spec, method, bias)
@@ -272,13 +320,15 @@ class DaskBackend(Backend):
             spec.out_spatial, in_chunks, method,
         )
 
-    def _in_one_task(self, x, w, spec, method, bias):
+    def _in_one_task(
+        self, x: AnyArray, w: da.Array, spec: CorrSpec, method: str, bias: AnyArray | None
+    ) -> da.Array:
         """A lazy kernel (the weight gradient's, or correlate's smaller ``x``
         swapped in as the kernel): both whole, in one task."""
         xd = x.rechunk(-1) if _is_dask(x) else da.from_array(x, chunks=-1)
         block_spec = dataclasses.replace(spec, xp=np)
 
-        def block(xb, wb):
+        def block(xb: NDArray[Any], wb: NDArray[Any]) -> NDArray[Any]:
             out = _run(np.ascontiguousarray(xb), np.ascontiguousarray(wb), block_spec,
                        method)
             return out if bias is None else out + bias.reshape((-1,) + (1,) * spec.ndim)
@@ -293,8 +343,18 @@ class DaskBackend(Backend):
 BACKEND = DaskBackend()
 
 
-def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-         padding_mode="zeros", *, method="auto"):
+def conv(
+    x: da.Array,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    method: str = "auto",
+) -> da.Array:
     """Lazy :func:`ndconv.conv` of a dask array; same arguments, same values.
 
     :func:`ndconv.conv` itself takes dask arrays (this is it); see the module
@@ -328,7 +388,10 @@ def conv(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
                            padding_mode, method=method)
 
 
-def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
+def correlate(
+    x: da.Array, kernel: ArrayLike, bias: Scalar = 0, mode: str = "valid", *,
+    method: str = "auto",
+) -> da.Array:
     """Lazy :func:`ndconv.correlate` of a dask array (``scipy.signal.correlate`` + bias).
 
     Parameters
@@ -349,24 +412,27 @@ def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     return _public("correlate")(x, kernel, bias, mode, method=method)
 
 
-def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
+def convolve(
+    x: da.Array, kernel: ArrayLike, bias: Scalar = 0, mode: str = "valid", *,
+    method: str = "auto",
+) -> da.Array:
     """Lazy :func:`ndconv.convolve` of a dask array (flipped kernel); see :func:`correlate`."""
     _lazy(x)
     return _public("convolve")(x, kernel, bias, mode, method=method)
 
 
-def _lazy(x):
+def _lazy(x: object) -> None:
     if not _is_dask(x):
         raise TypeError(f"`x` must be a dask array, got {type(x).__name__}")
 
 
-def _public(name):
+def _public(name: str) -> Callable[..., Any]:
     """The public function of the package (imported when called: ``ndconv``
     imports the functional API, which never imports this module)."""
     return getattr(importlib.import_module("ndconv"), name)
 
 
-def store_by_slabs(y, target, *, axis=0, scheduler=None):
+def store_by_slabs(y: da.Array, target: Any, *, axis: int = 0, scheduler: Any = None) -> None:
     """Compute ``y`` and write it into ``target`` one slab of blocks at a time.
 
     Dask orders the tasks of the whole graph at once, and for a stencil in

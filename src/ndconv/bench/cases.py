@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 #: A group: ``bench(args, peak, rows, skipped)`` appends its rows and notes absent peers.
 Group = Callable[[Namespace, float, list[Row], dict[str, str]], None]
+#: The callables one case times, by label (ndconv first).
+Impls = list[tuple[str, Callable[[], object]]]
 #: One layer of ``cnn``: name, x shape, weight shape, stride, padding, groups.
 Case = tuple[str, tuple[int, ...], tuple[int, ...], int, int, int]
 
@@ -206,7 +208,7 @@ def bench_large(args: Namespace, peak: float, rows: list[Row], skipped: dict[str
         kf = np.ascontiguousarray(np.flip(k))  # scipy convolves: flip once, untimed
         method = ndconv.choose_method(x[None, None], k[None, None], padding="same")[0]
         flops = 2 * x.size * k.size
-        impls = [("ndconv", lambda: ndconv.correlate(x, k, mode="same"))]
+        impls: Impls = [("ndconv", lambda: ndconv.correlate(x, k, mode="same"))]
         if torch is not None:
             impls.append(("torch", _torch_same(torch, x, k)))
         if signal is not None:
@@ -233,7 +235,7 @@ def bench_image(args: Namespace, peak: float, rows: list[Row], skipped: dict[str
         ker = rng.standard_normal((k, k)).astype(np.float32)
         name = f"{shape[0]}x{shape[1]} 'same' k{k}"
         method = ndconv.choose_method(img[None, None], ker[None, None], padding="same")[0]
-        impls = [("ndconv", lambda: ndconv.correlate(img, ker, mode="same"))]
+        impls: Impls = [("ndconv", lambda: ndconv.correlate(img, ker, mode="same"))]
         if cv2 is not None:
             impls.append(("opencv filter2D",
                           lambda: cv2.filter2D(img, -1, ker, borderType=cv2.BORDER_CONSTANT)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
 
 from ._errors import ArgumentParser, run_command
 
@@ -47,13 +48,13 @@ stderr and exit code 2; add --debug for the traceback.
 """
 
 
-def _version():
+def _version() -> str:
     from .. import __version__
 
     return __version__
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every command's subparser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -75,14 +76,15 @@ def build_parser():
             description=mod.HELP,
             epilog=mod.EXAMPLES,
             formatter_class=argparse.RawDescriptionHelpFormatter,
-            parents=[common],
+            # (typeshed wants the parents of the subparsers' class; any parser works)
+            parents=[common],  # type: ignore[list-item]
         )
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run, _prog=f"ndconv {name}")
     return parser
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (0 ok, 2 bad input, 1 bug)."""
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)

@@ -13,6 +13,8 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable
+from typing import NoReturn
 
 from ..core._extras import missing_message
 from ..core._memory import MemoryLimitError
@@ -32,19 +34,20 @@ class Unavailable(Exception):
     """A part the command needs is not installed or not present (exit code 1)."""
 
 
-def one_line(message):
+def one_line(message: object) -> str:
     """Collapse a message onto one line (library messages may span several)."""
     return re.sub(r"\s*\n\s*", " ", str(message)).strip()
 
 
-def _describe_oserror(exc):
+def _describe_oserror(exc: OSError) -> str:
     # OSError's str() is "[Errno 13] Permission denied: 'x'"; keep the words.
     if exc.strerror and exc.filename is not None:
         return f"{exc.strerror}: {exc.filename!r}"
     return str(exc)
 
 
-def run_command(func, args, prog):
+def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace,
+                prog: str) -> int:
     """Run ``func(args)``; turn failures into one stderr line and an exit code."""
     try:
         rc = func(args)
@@ -63,7 +66,7 @@ def run_command(func, args, prog):
     return EXIT_OK if rc is None else rc
 
 
-def _report(exc):
+def _report(exc: BaseException) -> tuple[str, int]:
     """The stderr line (after ``prog: ``) and the exit code for ``exc``."""
     if isinstance(exc, KeyboardInterrupt):
         return "interrupted", EXIT_INTERRUPTED
@@ -88,7 +91,7 @@ def _report(exc):
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with a one-line error (no usage block) and exit code 2."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(
             EXIT_USAGE,
             f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n",

@@ -17,19 +17,28 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import TYPE_CHECKING
 
 from ..io._files import OutputExistsError, atomic_write
 from ._errors import UsageError
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
 
-def _same_file(a, b):
+    from ..io._files import CheckedFile
+
+    _Path = str | os.PathLike[str]
+
+
+def _same_file(a: _Path, b: _Path) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def check_output(out, inputs=(), force=False, what="output"):
+def check_output(out: _Path, inputs: Iterable[_Path | None] = (), force: bool = False,
+                 what: str = "output") -> str:
     """Validate an output path before any work is done; return it as a str.
 
     Raises
@@ -57,7 +66,8 @@ def check_output(out, inputs=(), force=False, what="output"):
 
 
 @contextlib.contextmanager
-def atomic_output(out, force=False, verify=None):
+def atomic_output(out: _Path, force: bool = False,
+                  verify: Callable[[str], object] | None = None) -> Iterator[CheckedFile]:
     """Yield a binary file object; on success it atomically becomes ``out``.
 
     On any exception the temporary file is removed and ``out`` is untouched;
@@ -80,7 +90,8 @@ def atomic_output(out, force=False, verify=None):
 
 
 @contextlib.contextmanager
-def _published(out, force, verify):
+def _published(out: str, force: bool,
+               verify: Callable[[str], object] | None) -> Iterator[CheckedFile]:
     try:
         with atomic_write(out, overwrite=force, verify=verify) as f:
             yield f
@@ -88,7 +99,7 @@ def _published(out, force, verify):
         raise UsageError(str(exc)) from None
 
 
-def write_bytes(out, data, force=False):
+def write_bytes(out: _Path, data: bytes, force: bool = False) -> None:
     """Write ``data`` to ``out`` atomically."""
     with atomic_output(out, force) as f:
         f.write(data)

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._errors import UsageError
 
+if TYPE_CHECKING:
+    import os
+
+    from ..core._typing import NDArray
+
 # A .npy kernel or small explain array larger than this is refused before loading.
 MAX_NPY_ELEMENTS = 1 << 20
 
 
-def _ints(spec, minimum, not_ints, too_small):
+def _ints(spec: str, minimum: int, not_ints: str, too_small: str) -> int | tuple[int, ...]:
     """Ints of a list separated by commas or spaces: one int alone, else a tuple.
 
     ``not_ints`` / ``too_small`` are the messages for a non-int part and for an
@@ -28,7 +34,7 @@ def _ints(spec, minimum, not_ints, too_small):
     return values[0] if len(values) == 1 else values
 
 
-def int_tuple(text):
+def int_tuple(text: str) -> int | tuple[int, ...]:
     """'2' -> 2, '2,1' -> (2, 1); positive ints only (stride, dilation)."""
     return _ints(
         text.replace("x", ","), 1,
@@ -37,7 +43,7 @@ def int_tuple(text):
     )
 
 
-def float_list(text, what):
+def float_list(text: str, what: str) -> tuple[float, ...]:
     """'0.5,0.4' -> (0.5, 0.4) for the option ``--what``; UsageError otherwise."""
     try:
         vals = tuple(float(v) for v in text.replace(" ", ",").split(",") if v)
@@ -48,7 +54,7 @@ def float_list(text, what):
     return vals
 
 
-def dtype_list(text):
+def dtype_list(text: str) -> tuple[str, ...]:
     """'float32,float16' -> ('float32', 'float16'): NumPy dtype names for bytes columns."""
     names = tuple(d.strip() for d in text.split(",") if d.strip())
     for d in names:
@@ -61,7 +67,7 @@ def dtype_list(text):
     return names
 
 
-def positive_int(text):
+def positive_int(text: str) -> int:
     """A single positive int."""
     try:
         v = int(text)
@@ -72,7 +78,7 @@ def positive_int(text):
     return v
 
 
-def seed(text):
+def seed(text: str) -> int:
     """A random seed: an int >= 0 (NumPy refuses negative seeds)."""
     try:
         v = int(text)
@@ -83,7 +89,7 @@ def seed(text):
     return v
 
 
-def padding(text):
+def padding(text: str) -> str | int | tuple[int, ...]:
     """'same' | 'valid' | 'full' | '1' | '1,2' (per dim)."""
     t = text.strip().lower()
     if t in ("same", "valid", "full"):
@@ -95,7 +101,7 @@ def padding(text):
     )
 
 
-def load_npy(path, what="kernel"):
+def load_npy(path: str | os.PathLike[str], what: str = "kernel") -> NDArray[np.float64]:
     """Load a numeric .npy file safely (no pickles, size checked from the header).
 
     Only a regular file is opened (a FIFO or a device is refused without

@@ -6,6 +6,11 @@ line saying so; ``pip install 'ndconv[bench]'`` brings them.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
+
 HELP = "time ndconv against PyTorch, SciPy and OpenCV (ratios on 1 and all threads)"
 
 EXAMPLES = """\
@@ -16,13 +21,13 @@ examples:
 """
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..bench import add_arguments as bench_arguments
 
     bench_arguments(p)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int | None:
     from ..bench import run as bench_run
 
     return bench_run(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -15,6 +16,11 @@ from ..core._args import PADDING_MODES
 from ..lecture.explain import Explainer
 from . import _parse
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..core._typing import NDArray
 
 HELP = "print the sum that produces an output element of a small correlation"
 
@@ -36,7 +42,7 @@ MAX_TAPS = 343  # 7x7x7
 MAX_PADDED = 1 << 20  # elements of the padded X (a huge padding or dilation)
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("x", metavar="X", help='input, e.g. "[[0,1,2],[3,4,5],[6,7,8]]" or x.npy')
     p.add_argument("kernel", metavar="KERNEL", help='kernel, e.g. "[[0,1],[2,3]]" or k.npy')
     g = p.add_mutually_exclusive_group()
@@ -53,7 +59,7 @@ def add_arguments(p):
     p.add_argument("--bias", type=float, default=0.0, help="b added to every output (default 0)")
 
 
-def parse_array(text, what):
+def parse_array(text: str, what: str) -> NDArray[np.float64]:
     """An inline nested list or a .npy path -> float64 array of 1 to 3 dims."""
     if text.strip().lower().endswith(".npy"):
         a = _parse.load_npy(text, what)
@@ -80,7 +86,7 @@ def parse_array(text, what):
     return a
 
 
-def _explainer(x, k, args):
+def _explainer(x: NDArray[Any], k: NDArray[Any], args: argparse.Namespace) -> Explainer:
     """The library's :class:`ndconv.explain.Explainer`, after the CLI's size caps."""
     if not np.isfinite(args.bias):
         raise UsageError(f"--bias (={args.bias}) must be a finite number")
@@ -103,7 +109,7 @@ def _explainer(x, k, args):
     return ex
 
 
-def _parse_index(text, ex):
+def _parse_index(text: str, ex: Explainer) -> tuple[int, ...]:
     parts = [p for p in text.strip("()[] ").replace(" ", ",").split(",") if p]
     try:
         idx = tuple(int(p) for p in parts)
@@ -115,7 +121,7 @@ def _parse_index(text, ex):
         raise UsageError(f"--at {text!r}: {exc}") from None
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     x = parse_array(args.x, "X")
     k = parse_array(args.kernel, "KERNEL")
     ex = _explainer(x, k, args)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 HELP = "a local web page to try kernels on photos, an ECG and an MRI volume with ndconv"
 
@@ -24,7 +28,7 @@ examples:
 """
 
 
-def _port(text):
+def _port(text: str) -> int:
     import argparse
 
     try:
@@ -36,7 +40,7 @@ def _port(text):
     return v
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=_port, default=8765,
                    help="TCP port (default 8765; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1",
@@ -47,7 +51,7 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no log line per request")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     import signal
     import threading
 
@@ -59,7 +63,7 @@ def run(args):
             "the server; add --allow-remote if that is what you want"
         )
 
-    def log(line):
+    def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     server = make_server(args.host, args.port, log=None if args.quiet else log)
@@ -72,7 +76,7 @@ def run(args):
         # A text-mode browser would take over the terminal: open it beside the server.
         threading.Thread(target=webbrowser.open, args=(server.url,), daemon=True).start()
 
-    def stop(signum, frame):
+    def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
     # SIGINT explicitly too: a shell starts background jobs with it ignored.

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import _io, _parse
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+    import numpy as np
+
+    from ..core._typing import NDArray
 
 HELP = "filter a PNG, JPEG or TIFF image with a named kernel or a .npy kernel"
 
@@ -28,7 +36,7 @@ examples:
 """
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN", help="input image (.png, .jpg, .tif)")
     p.add_argument("output", metavar="OUT", help="output image (.png, .jpg, .tif); must not exist unless --force")
     p.add_argument("--kernel", "-k", required=True, metavar="NAME|FILE.npy",
@@ -53,7 +61,7 @@ def add_arguments(p):
                         "needs ndconv[dask])")
 
 
-def load_kernel(spec):
+def load_kernel(spec: str) -> tuple[NDArray[np.float64], str]:
     """A named kernel or a .npy file -> (array, description)."""
     from ..images import kernels
 
@@ -64,7 +72,7 @@ def load_kernel(spec):
     return k, f"{spec} {k.shape[0]}x{k.shape[1]}"
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     from ..io import _files
     from .. import images
 
@@ -112,7 +120,7 @@ def run(args):
     )
 
 
-def _progress(rows):
+def _progress(rows: int) -> Any:
     """A tqdm bar on a terminal for big images; None otherwise."""
     import sys
 
@@ -125,7 +133,7 @@ def _progress(rows):
     return tqdm(total=rows, unit="row", desc="filter", leave=False)
 
 
-def _run_tiled(args):
+def _run_tiled(args: argparse.Namespace) -> None:
     """Bigger than memory: :func:`ndconv.tiled.filter_tiled`, chunk by chunk."""
     try:
         import dask.array  # noqa: F401

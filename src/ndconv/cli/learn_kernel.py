@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..lecture.experiments import learn_edge_kernel
 from . import _parse
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 HELP = "learn the edge-detection kernel [1, -1] back from input/output pairs"
 
@@ -23,13 +28,13 @@ examples:
 """
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iterations", type=int, default=10, help="gradient steps (default 10)")
     p.add_argument("--lr", type=float, default=3e-2, help="learning rate (default 0.03)")
     p.add_argument("--seed", type=_parse.seed, default=0, help="seed of the initial kernel (default 0)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     # A too large --lr diverges: the printed losses (inf, nan) say so, without
     # NumPy's overflow warnings on stderr.
     if not 1 <= args.iterations <= 100_000:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from ..lecture import plan
 from . import _parse
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 HELP = "parameter and memory counts: fully connected vs locally connected vs convolution"
 
@@ -22,7 +26,7 @@ examples:
 """
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", type=_parse.int_tuple, default=plan.LECTURE_INPUT,
                    metavar="C,H,W", help="input shape, channels first (default "
                    f"{','.join(map(str, plan.LECTURE_INPUT))})")
@@ -33,7 +37,7 @@ def add_arguments(p):
                    help="comma-separated dtypes for the bytes columns (default float32)")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     shape = args.input if isinstance(args.input, tuple) else (args.input,)
     if len(shape) < 2:
         raise UsageError(f"--input {shape} must be channels plus at least one spatial size, e.g. 3,224,224")

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import _parse
 from ._errors import Unavailable, UsageError
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Sequence
+
+    from ..core._typing import DTypeLike, NDArray
 
 HELP = "run an ONNX image classifier on images and print the top-k classes"
 
@@ -22,7 +29,7 @@ examples:
 """
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--size", default=None, metavar="H,W", help="resize every image to H,W")
@@ -32,7 +39,8 @@ def add_arguments(p):
     p.add_argument("--top", type=int, default=5, metavar="K", help="classes to print (default 5)")
 
 
-def preprocess(path, channels, size, mean, std, dtype):
+def preprocess(path: str, channels: int, size: tuple[int, ...] | None, mean: Sequence[float],
+               std: Sequence[float], dtype: DTypeLike) -> NDArray[Any]:
     """One image as a ``(C, H, W)`` array, as the options state."""
     import numpy as np
     from PIL import Image
@@ -47,7 +55,8 @@ def preprocess(path, channels, size, mean, std, dtype):
     im = Image.fromarray(arr)
     im = im.convert("L" if channels == 1 else "RGB")
     if size is not None and im.size != (size[1], size[0]):
-        im = im.resize((size[1], size[0]), Image.BILINEAR)
+        # (Pillow exports Resampling's members at module level; its stubs do not say so)
+        im = im.resize((size[1], size[0]), Image.BILINEAR)  # type: ignore[attr-defined]
     x = np.asarray(im, dtype=np.float64) / 255.0
     x = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
     if x.shape[0] != channels:
@@ -57,7 +66,7 @@ def preprocess(path, channels, size, mean, std, dtype):
     return ((x - m) / s).astype(dtype)
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     import numpy as np
 
     try:

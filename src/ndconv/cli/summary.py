@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import _parse
 from ._errors import Unavailable, UsageError
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..core._typing import Shape
+    from ..nn.module import Module
 
 HELP = "per-layer output shape, parameters, bytes, FLOPs and receptive field of a model"
 
@@ -26,7 +33,7 @@ examples:
 ARCHITECTURES = {"digits_cnn": ("digits_cnn", (1, 8, 8)), "faces_cnn": ("faces_cnn", (1, 25, 25))}
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="an .onnx file, an ndconv .npz checkpoint or a .pt/.pth state dict")
     p.add_argument("--input", type=_parse.int_tuple, default=None, metavar="C,H,W",
                    help="one sample's shape (default: what the ONNX model declares)")
@@ -34,7 +41,7 @@ def add_arguments(p):
                    help="comma-separated dtypes for the bytes columns (default float32)")
 
 
-def _state_of(obj):
+def _state_of(obj: object) -> dict[str, Any]:
     """The model's state dict in a checkpoint (``{"model": ...}`` or the dict itself)."""
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]
@@ -43,7 +50,7 @@ def _state_of(obj):
     return obj
 
 
-def _read_torch(path):
+def _read_torch(path: str) -> Any:
     """A .pt/.pth file as a dict of NumPy arrays (ndconv's reader, else torch's)."""
     from .. import io
 
@@ -58,7 +65,7 @@ def _read_torch(path):
     except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a bad file)
         raise UsageError(f"{path!r} is not a PyTorch file torch.load reads safely: {exc}") from None
 
-    def conv(v):
+    def conv(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: conv(x) for k, x in v.items()}
         return v.detach().cpu().numpy() if hasattr(v, "detach") else v
@@ -66,7 +73,7 @@ def _read_torch(path):
     return conv(obj)
 
 
-def _match(state, path):
+def _match(state: dict[str, Any], path: str) -> tuple[Module, Shape, str]:
     """The known architecture whose state_dict has these keys and shapes."""
     import numpy as np
 
@@ -84,7 +91,7 @@ def _match(state, path):
                      "(torch.onnx.export) to summarize it")
 
 
-def load_any(path, input_shape=None):
+def load_any(path: str, input_shape: Shape | None = None) -> tuple[Module, Shape, str]:
     """``(model, input shape, description)`` for an ONNX file or a state-dict file."""
     if not os.path.isfile(path):
         raise UsageError(f"model {path!r} does not exist or is not a file")
@@ -107,11 +114,11 @@ def load_any(path, input_shape=None):
         decl = net.input_shapes[0] if len(net.input_shapes) == 1 else None
         if decl is None or any(d is None for d in decl[1:]):
             raise UsageError(f"{path!r} does not declare a fixed input size; give --input C,H,W")
-        input_shape = tuple(decl[1:])
+        input_shape = tuple(decl[1:])  # type: ignore[arg-type]  # no None: refused above
     return net, input_shape, f"ONNX opset {net.opset}, {len(net.nodes)} nodes"
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     from ..lecture import plan
 
     shape = args.input

@@ -20,9 +20,13 @@ import os
 import shutil
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from . import _parse
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 HELP = "the lecture as an explorable HTML report, computed on real bundled data"
 
@@ -47,7 +51,7 @@ examples:
 DEFAULT_OUT = "ndconv-tour"
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", default=None,
                    help=f"report folder (default: a fresh ./{DEFAULT_OUT}, ./{DEFAULT_OUT}-2, ...)")
     p.add_argument("--quick", action="store_true",
@@ -64,7 +68,7 @@ def add_arguments(p):
 # the command
 
 
-def _target(args):
+def _target(args: argparse.Namespace) -> tuple[str, bool]:
     """The report folder, checked before any work; ``(path, exists)``."""
     if args.out is None:
         path, i = DEFAULT_OUT, 1
@@ -90,7 +94,7 @@ def _target(args):
     return path, exists
 
 
-def _select(text):
+def _select(text: str | None) -> list[int]:
     from ..report import SECTIONS
 
     if text is None:
@@ -105,7 +109,7 @@ def _select(text):
     return chosen
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     chosen = _select(args.sections)
     path, exists = _target(args)
     from tqdm import tqdm
@@ -122,7 +126,7 @@ def run(args):
     bar = tqdm(total=total, desc="tour", unit="step", file=sys.stderr, leave=False,
                disable=None)
 
-    def step(number, what):
+    def step(number: int, what: str) -> None:
         bar.set_postfix_str(f"{number}: {what}"[:40], refresh=False)
         bar.update(1)
 
@@ -144,7 +148,7 @@ def run(args):
     return 1 if failed else 0
 
 
-def _publish(tmp, path, exists):
+def _publish(tmp: str, path: str, exists: bool) -> None:
     """Move the finished report from the temporary folder into ``path``.
 
     Synced first; a new folder never replaces one that appeared meanwhile.

@@ -7,6 +7,7 @@ history; the training is :func:`ndconv.models.train_digits`.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from ..training.models import train_digits
 from ..training.train import NonFiniteLossError
 from . import _io, _parse
 from ._errors import UsageError
+
+if TYPE_CHECKING:
+    import argparse
 
 HELP = "train a small CNN on the bundled 8x8 digits (progress bar, checkpoint)"
 
@@ -31,7 +35,7 @@ examples:
 """
 
 
-def add_arguments(p):
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=20, help="epochs (default 20)")
     p.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate (default 0.003)")
     p.add_argument("--batch-size", type=int, default=32, help="mini-batch size (default 32)")
@@ -43,7 +47,7 @@ def add_arguments(p):
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def run(args):
+def run(args: argparse.Namespace) -> None:
     ckpt = None
     if not args.no_checkpoint:
         ckpt = _io.check_output(args.checkpoint, force=args.force, what="checkpoint")

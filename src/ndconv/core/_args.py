@@ -233,29 +233,32 @@ def pool_output_size(
     spatial: Sequence[int],
     kernel_size: Sequence[int],
     stride: Sequence[int],
-    padding: Sequence[int],
+    pairs: Pairs,
     dilation: Sequence[int],
     ceil_mode: bool,
 ) -> Shape:
-    """PyTorch's ``pooling_output_shape`` per dim, with the formula in the error.
+    """Pooling's output size per dim (PyTorch's ``pooling_output_shape``, ONNX's pools).
 
-    ``floor((S + 2*p - d*(k-1) - 1) / s) + 1`` (ceil with ``ceil_mode``, where
-    the last window must start inside the input or the left padding, never in
-    the right padding).
+    ``floor((S + lo + hi - d*(k-1) - 1) / s) + 1``, or ceil with ``ceil_mode``,
+    where the last window must start inside the input or the left padding,
+    never in the right padding. Raises ``ValueError`` naming the dim and
+    showing the formula when the window does not fit.
     """
     out = []
-    for i, (n, ki, si, pi, di) in enumerate(zip(spatial, kernel_size, stride, padding, dilation)):
-        span = n + 2 * pi - di * (ki - 1) - 1
+    for i, (n, ki, si, (lo, hi), di) in enumerate(
+        zip(spatial, kernel_size, stride, pairs, dilation)
+    ):
+        span = n + lo + hi - di * (ki - 1) - 1
         o = (span + (si - 1 if ceil_mode else 0)) // si + 1
-        if ceil_mode and (o - 1) * si >= n + pi:
+        if ceil_mode and (o - 1) * si >= n + lo:
             o -= 1
         if o < 1:
             r = "ceil" if ceil_mode else "floor"
             raise ValueError(
                 f"pooling window (dilated size {di * (ki - 1) + 1}) is larger than the "
-                f"padded input (size {n + 2 * pi}) in spatial dim {i}: output size = "
-                f"{r}((S + 2*p - d*(k-1) - 1)/s) + 1 = "
-                f"{r}(({n} + 2*{pi} - {di}*({ki}-1) - 1)/{si}) + 1 = {o} (must be >= 1)"
+                f"padded input (size {n + lo + hi}) in spatial dim {i}: output size = "
+                f"{r}((S + lo + hi - d*(k-1) - 1)/s) + 1 = "
+                f"{r}(({n} + {lo} + {hi} - {di}*({ki}-1) - 1)/{si}) + 1 = {o} (must be >= 1)"
             )
         out.append(o)
     return tuple(out)

@@ -24,19 +24,29 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
 from . import _args, _dtypes
 from .algorithms import run as _run
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ._typing import AnyArray, DTypeLike, Scalar
+    from .algorithms.spec import CorrSpec
+
+    #: An axis argument: one axis, several, or all (None).
+    Axes = int | tuple[int, ...] | None
+
 __all__ = ["ArrayAPIBackend", "Backend", "NUMPY", "PLUGINS", "library_of", "resolve"]
 
 #: Library (top-level module of the array's type) -> module defining ``BACKEND``.
-PLUGINS = {"dask": "ndconv.dask"}
+PLUGINS: dict[str, str] = {"dask": "ndconv.dask"}
 
 #: Top-level module of an array type -> the library's usual name.
-_ALIASES = {"jaxlib": "jax"}
+_ALIASES: dict[str, str] = {"jaxlib": "jax"}
 
 #: Dtype names that have a NumPy counterpart, for :meth:`ArrayAPIBackend.numpy_dtype`.
 _DTYPE_NAMES = (
@@ -49,7 +59,7 @@ _DTYPE_NAMES = (
 _KNOWN = ("torch", "cupy", "dask", "jax", "jaxlib", "array_api_strict")
 
 
-def library_of(a):
+def library_of(a: object) -> str | None:
     """The library of an array: ``'numpy'``, another library's name, or None.
 
     None for everything that is not an array of a library (Python scalars and
@@ -86,15 +96,23 @@ class Backend:
         numba, ``as_strided``) code runs.
     """
 
-    name = "numpy"
-    xp = np
-    spec_xp = np
-    numpy = True
+    name: str = "numpy"
+    xp: Any = np
+    spec_xp: Any = np
+    numpy: bool = True
 
-    def require(self, what):
+    def require(self, what: str) -> None:
         """Raise ``TypeError`` if the public function ``what`` cannot take these arrays."""
 
-    def array(self, a, name, *, floating=True, dtypes=None, kernel=False):
+    def array(
+        self,
+        a: Any,
+        name: str,
+        *,
+        floating: bool = True,
+        dtypes: Sequence[np.dtype[Any]] | None = None,
+        kernel: bool = False,
+    ) -> AnyArray:
         """Validate an array argument: dtype rules and messages as :func:`_args.check_array`.
 
         ``kernel=True`` marks the small operands (weight, kernel, bias), which
@@ -102,62 +120,67 @@ class Backend:
         """
         return _args.check_array(a, name, floating=floating, dtypes=dtypes)
 
-    def numpy_dtype(self, dtype):
+    def numpy_dtype(self, dtype: Any) -> np.dtype[Any]:
         """The NumPy dtype of an array's dtype (what the cost model reads)."""
         return np.dtype(dtype)
 
-    def dtype(self, np_dtype):
+    def dtype(self, np_dtype: DTypeLike) -> Any:
         """The library's dtype for a NumPy dtype."""
         return np.dtype(np_dtype)
 
     # -- the few operations the functional code needs, NumPy's own here
 
-    def flip(self, a, axes=None):
+    def flip(self, a: AnyArray, axes: Axes = None) -> AnyArray:
         return np.flip(a, axis=axes)
 
-    def reshape(self, a, shape):
+    def reshape(self, a: AnyArray, shape: Sequence[int]) -> AnyArray:
         return np.reshape(a, shape)
 
-    def permute(self, a, axes):
+    def permute(self, a: AnyArray, axes: Sequence[int]) -> AnyArray:
         return np.transpose(a, axes)
 
-    def contiguous(self, a):
+    def contiguous(self, a: AnyArray) -> AnyArray:
         return np.ascontiguousarray(a)
 
-    def sum(self, a, axes):
+    def sum(self, a: AnyArray, axes: Sequence[int]) -> AnyArray:
         return np.sum(a, axis=axes)
 
-    def astype(self, a, np_dtype):
+    def astype(self, a: AnyArray, np_dtype: DTypeLike) -> AnyArray:
         return a.astype(np_dtype, copy=False)
 
-    def conj(self, a):
+    def conj(self, a: AnyArray) -> AnyArray:
         return _dtypes.conj(a)
 
-    def sum_to(self, a, axes, np_dtype):
+    def sum_to(self, a: AnyArray, axes: tuple[int, ...], np_dtype: DTypeLike) -> AnyArray:
         """``a.sum(axes)`` accumulated in the compute dtype, in ``np_dtype``."""
         return _dtypes.sum_to(a, axes, np_dtype)
 
-    def to_compute(self, spec, *arrays):
+    def to_compute(
+        self, spec: CorrSpec, *arrays: AnyArray
+    ) -> tuple[CorrSpec, tuple[AnyArray, ...], np.dtype[Any]]:
         """``(spec, arrays, dtype)`` in the compute dtype (float32 for halves)."""
         return _dtypes.to_compute(spec, *arrays)
 
-    def batched(self, a):
+    def batched(self, a: AnyArray) -> AnyArray:
         """``a`` with a batch dim of one in front."""
         return a[None]
 
     # -- computing
 
-    def correlate(self, x, w, spec, method, bias=None):
+    def correlate(
+        self, x: AnyArray, w: AnyArray, spec: CorrSpec, method: str,
+        bias: AnyArray | None = None,
+    ) -> AnyArray:
         """``spec``'s correlation of ``x`` with ``w`` by ``method``, plus ``bias`` per channel."""
         return self.add_bias(_run(x, w, spec, method), bias)
 
-    def add_bias(self, out, bias):
+    def add_bias(self, out: AnyArray, bias: AnyArray | None) -> AnyArray:
         """``out`` (B, C, *S) plus ``bias`` (C,) per channel (None: nothing)."""
         if bias is not None:
             out += bias.reshape((-1,) + (1,) * (out.ndim - 2))  # in place: out is ours
         return out
 
-    def add_scalar(self, out, bias, np_dtype):
+    def add_scalar(self, out: AnyArray, bias: Scalar, np_dtype: DTypeLike) -> AnyArray:
         """``out + bias`` for a scalar, with NumPy's dtype rules for ``np_dtype``."""
         return _dtypes.add_scalar_bias(out, bias, np_dtype)
 
@@ -181,12 +204,20 @@ class ArrayAPIBackend(Backend):
 
     numpy = False
 
-    def __init__(self, xp, name, device=None):
+    def __init__(self, xp: Any, name: str, device: Any = None) -> None:
         self.xp = self.spec_xp = xp
         self.name = name
         self.device = device
 
-    def array(self, a, name, *, floating=True, dtypes=None, kernel=False):
+    def array(
+        self,
+        a: Any,
+        name: str,
+        *,
+        floating: bool = True,
+        dtypes: Sequence[np.dtype[Any]] | None = None,
+        kernel: bool = False,
+    ) -> AnyArray:
         if library_of(a) is None:
             # A Python sequence: NumPy's rules (a list of ints is float for
             # conv), then onto this library's device.
@@ -198,49 +229,51 @@ class ArrayAPIBackend(Backend):
                           floating=floating, dtypes=dtypes)
         return a
 
-    def numpy_dtype(self, dtype, name="x"):
+    def numpy_dtype(self, dtype: Any, name: str = "x") -> np.dtype[Any]:
         if isinstance(dtype, np.dtype):  # JAX and dask use NumPy's dtypes
             return dtype
         for n in _DTYPE_NAMES:
             if dtype == getattr(self.xp, n, None):
                 return np.dtype(n)
-        if dtype == getattr(self.xp, "bfloat16", None) and _dtypes.bfloat16() is not None:
-            return _dtypes.bfloat16()
+        if dtype == getattr(self.xp, "bfloat16", None) and (bf := _dtypes.bfloat16()) is not None:
+            return bf
         raise TypeError(f"`{name}` has dtype {dtype}, which ndconv does not compute in")
 
-    def dtype(self, np_dtype):
+    def dtype(self, np_dtype: DTypeLike) -> Any:
         np_dtype = np.dtype(np_dtype)
         name = "bfloat16" if np_dtype == _dtypes.bfloat16() else np_dtype.name
         return getattr(self.xp, name)
 
-    def flip(self, a, axes=None):
+    def flip(self, a: AnyArray, axes: Axes = None) -> AnyArray:
         return self.xp.flip(a, axis=axes)
 
-    def reshape(self, a, shape):
+    def reshape(self, a: AnyArray, shape: Sequence[int]) -> AnyArray:
         return self.xp.reshape(a, tuple(shape))
 
-    def permute(self, a, axes):
+    def permute(self, a: AnyArray, axes: Sequence[int]) -> AnyArray:
         return self.xp.permute_dims(a, tuple(axes))
 
-    def contiguous(self, a):
+    def contiguous(self, a: AnyArray) -> AnyArray:
         return a  # layout is the library's business
 
-    def sum(self, a, axes):
+    def sum(self, a: AnyArray, axes: Sequence[int]) -> AnyArray:
         return self.xp.sum(a, axis=tuple(axes))
 
-    def astype(self, a, np_dtype):
+    def astype(self, a: AnyArray, np_dtype: DTypeLike) -> AnyArray:
         target = self.dtype(np_dtype)
         return a if a.dtype == target else self.xp.astype(a, target)
 
-    def conj(self, a):
+    def conj(self, a: AnyArray) -> AnyArray:
         return self.xp.conj(a) if self.numpy_dtype(a.dtype).kind == "c" else a
 
-    def sum_to(self, a, axes, dtype):
+    def sum_to(self, a: AnyArray, axes: tuple[int, ...], dtype: DTypeLike) -> AnyArray:
         np_dtype = self.numpy_dtype(dtype)  # NumPy's or the library's dtype
         cdt = self.dtype(_dtypes.compute_dtype(np_dtype))
         return self.astype(self.xp.sum(a, axis=tuple(axes), dtype=cdt), np_dtype)
 
-    def to_compute(self, spec, *arrays):
+    def to_compute(
+        self, spec: CorrSpec, *arrays: AnyArray
+    ) -> tuple[CorrSpec, tuple[AnyArray, ...], np.dtype[Any]]:
         dtype = spec.dtype
         cdt = _dtypes.compute_dtype(dtype)
         if cdt == dtype:
@@ -248,15 +281,15 @@ class ArrayAPIBackend(Backend):
         cast = tuple(None if a is None else self.astype(a, cdt) for a in arrays)
         return dataclasses.replace(spec, dtype=cdt), cast, dtype
 
-    def batched(self, a):
+    def batched(self, a: AnyArray) -> AnyArray:
         return self.xp.expand_dims(a, axis=0)
 
-    def add_bias(self, out, bias):
+    def add_bias(self, out: AnyArray, bias: AnyArray | None) -> AnyArray:
         if bias is None:
             return out
         return out + self.xp.reshape(bias, (-1,) + (1,) * (out.ndim - 2))
 
-    def add_scalar(self, out, bias, np_dtype):
+    def add_scalar(self, out: AnyArray, bias: Scalar, np_dtype: DTypeLike) -> AnyArray:
         # NumPy's rule for the result dtype (an int correlation plus 0.0 is
         # float64), so that every library returns the NumPy path's values.
         target = np.result_type(np.empty(0, np_dtype), bias)
@@ -264,7 +297,7 @@ class ArrayAPIBackend(Backend):
         return self.astype(out + bias, target) if bias != 0 else out
 
 
-def _namespace(name, a):
+def _namespace(name: str, a: object) -> tuple[Any, Any]:
     try:
         import array_api_compat
     except ImportError:
@@ -282,7 +315,7 @@ def _namespace(name, a):
     return xp, array_api_compat.device(a)
 
 
-def resolve(**arrays):
+def resolve(**arrays: object) -> Backend:
     """The backend for one call's array arguments, given by name.
 
     NumPy arrays, Python scalars and sequences and ``None`` resolve to
@@ -290,8 +323,8 @@ def resolve(**arrays):
     call raise ``TypeError`` naming both (a backend of :data:`PLUGINS` may
     accept NumPy operands: dask's kernel and bias live in memory).
     """
-    first = None  # (argument name, library) of the first non-NumPy array
-    numpy_arg = None
+    first: tuple[str, str, Any] | None = None  # (argument, library, array): first non-NumPy
+    numpy_arg: str | None = None  # the first NumPy argument
     for arg, a in arrays.items():
         lib = library_of(a)
         if lib is None:
@@ -315,7 +348,7 @@ def resolve(**arrays):
     return backend
 
 
-def _mixed(a_arg, a_lib, b_arg, b_lib):
+def _mixed(a_arg: str, a_lib: str, b_arg: str, b_lib: str) -> NoReturn:
     raise TypeError(
         f"`{a_arg}` is a {a_lib} array and `{b_arg}` a {b_lib} array: one call takes "
         f"the arrays of one library; convert one of them"

@@ -25,6 +25,15 @@ import contextlib
 import contextvars
 import os
 import re
+from typing import TYPE_CHECKING, Any, Final, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from typing import Literal, Union
+
+    #: What :func:`device_free_memory` says: :data:`HOST`, a device's free
+    #: bytes, or None (the device does not say).
+    Free = Union[Literal["host"], int, None]
 
 __all__ = [
     "MemoryLimitError",
@@ -44,13 +53,14 @@ _UNITS = {
     "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
 }
 
-_limit = None  # set by set_memory_limit for the whole process; None means "not set"
+_limit: int | None = None  # set by set_memory_limit for the whole process; None means "not set"
 
 #: The :func:`memory_limit` contexts open in this thread or task, innermost
 #: last. A context variable, not a module list: a limit set in one thread (or
 #: asyncio task) must not refuse another's allocations, and exits that overlap
 #: across threads must each remove their own limit.
-_stack = contextvars.ContextVar("ndconv_memory_limits", default=())
+_stack: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
+    "ndconv_memory_limits", default=())
 
 
 class MemoryLimitError(MemoryError):
@@ -66,7 +76,7 @@ class MemoryLimitError(MemoryError):
         The limit in force.
     """
 
-    def __init__(self, what, nbytes, limit, source):
+    def __init__(self, what: str, nbytes: int, limit: int, source: str) -> None:
         self.what = what
         self.nbytes = int(nbytes)
         self.limit = int(limit)
@@ -79,7 +89,7 @@ class MemoryLimitError(MemoryError):
         )
 
 
-def format_bytes(n):
+def format_bytes(n: float) -> str:
     """``14400000000 -> '14.4 GB'`` (decimal units, as disk and RAM are sold)."""
     n = float(n)
     for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
@@ -89,10 +99,11 @@ def format_bytes(n):
     raise AssertionError("unreachable")
 
 
-def parse_bytes(value, name="limit"):
+def parse_bytes(value: int | float | str, name: str = "limit") -> int:
     """An int number of bytes from an int or a string like ``"2GB"``, ``"512 MiB"``."""
     if isinstance(value, bool):
         raise TypeError(f"`{name}` must be a number of bytes, got {value!r}")
+    nbytes: float
     if isinstance(value, (int, float)):
         nbytes = value
     elif isinstance(value, str):
@@ -110,7 +121,7 @@ def parse_bytes(value, name="limit"):
     return int(nbytes)
 
 
-def available_memory():
+def available_memory() -> int | None:
     """Bytes the OS reports as available, or None where it cannot be read."""
     try:
         with open("/proc/meminfo") as f:
@@ -125,7 +136,7 @@ def available_memory():
         return None
 
 
-def _explicit_limit():
+def _explicit_limit() -> tuple[int, str] | None:
     """``(limit, where it comes from)`` of a limit that was set, or None."""
     stack = _stack.get()
     if stack:
@@ -138,7 +149,7 @@ def _explicit_limit():
     return None
 
 
-def get_memory_limit():
+def get_memory_limit() -> tuple[int | None, str]:
     """``(limit in bytes or None, where it comes from)``."""
     explicit = _explicit_limit()
     if explicit is not None:
@@ -147,12 +158,12 @@ def get_memory_limit():
     return avail, "the memory available now"
 
 
-def has_explicit_limit():
+def has_explicit_limit() -> bool:
     """True when a limit was set (context, process-wide or environment)."""
     return bool(_stack.get()) or _limit is not None or bool(os.environ.get("NDCONV_MEMORY_LIMIT"))
 
 
-def set_memory_limit(limit):
+def set_memory_limit(limit: int | float | str | None) -> None:
     """Set the limit for the whole process, every thread (``None`` restores the default).
 
     A :func:`memory_limit` context, in the thread or task where it is open,
@@ -163,7 +174,7 @@ def set_memory_limit(limit):
 
 
 @contextlib.contextmanager
-def memory_limit(limit):
+def memory_limit(limit: int | float | str) -> Iterator[None]:
     """Context manager: allocations checked inside it may use at most ``limit`` bytes.
 
     The limit holds in the thread (or asyncio task) that opened the context,
@@ -178,16 +189,16 @@ def memory_limit(limit):
 
 
 #: :func:`device_free_memory`'s answer for arrays in host memory.
-HOST = "host"
+HOST: Final = "host"
 
 
 #: Below this many bytes, :func:`guard` skips the check against the available
 #: memory (reading it costs more than a small array); a limit the user set is
 #: always checked.
-GUARD_BYTES = 256 * 2**20
+GUARD_BYTES: Final = 256 * 2**20
 
 
-def guard(nbytes, what, free=HOST):
+def guard(nbytes: int, what: str, free: Free = HOST) -> int:
     """:func:`check` for the hot paths: always under a user's limit, otherwise
     only above :data:`GUARD_BYTES`; ``free`` as for :func:`check`."""
     if nbytes > GUARD_BYTES or has_explicit_limit():
@@ -195,14 +206,14 @@ def guard(nbytes, what, free=HOST):
     return nbytes
 
 
-def device_free_memory(library, x):
+def device_free_memory(library: str, x: Any) -> Free:
     """Free bytes on the device holding ``x``, :data:`HOST` for host memory, or None.
 
     None means the library does not say (the bytes are then compared with a
     limit that was set, and nothing else). Only the library that made ``x``
     is asked, and only for an array not in host memory.
     """
-    device = getattr(x, "device", None)
+    device: Any = getattr(x, "device", None)
     kind = getattr(device, "type", None) or getattr(device, "platform", None)
     if library in ("numpy", "array_api_strict", "dask") or kind == "cpu":
         return HOST
@@ -225,7 +236,7 @@ def device_free_memory(library, x):
     return None
 
 
-def check(nbytes, what, free=HOST):
+def check(nbytes: int, what: str, free: Free = HOST) -> int:
     """Raise :class:`MemoryLimitError` if ``nbytes`` exceeds the limit in force.
 
     ``free`` is :data:`HOST` (compare with the host's available memory unless
@@ -236,7 +247,8 @@ def check(nbytes, what, free=HOST):
         limit, source = get_memory_limit()
     else:
         explicit = _explicit_limit()
-        limit, source = explicit or (free, "the device's free memory")
+        # (``free is HOST`` is the one str; mypy does not narrow by identity)
+        limit, source = explicit or (cast("int | None", free), "the device's free memory")
     if limit is not None and nbytes > limit:
         raise MemoryLimitError(what, nbytes, limit, source)
     return nbytes

@@ -13,12 +13,17 @@ Each public function resolves the array library of its arguments once
 backend: NumPy arrays take the tuned NumPy algorithms, arrays of other
 array-API libraries (PyTorch, JAX, CuPy, ...) the portable and native ones,
 dask arrays a lazy chunked correlation; the result is an array of the
-input's library.
+input's library. The type hints say so: each array function is overloaded,
+a NumPy array in gives an ``NDArray`` (in its dtype where the result keeps
+it), an array of another library (:class:`~ndconv.core._typing.ArrayAPIArray`)
+its own type, a nested list an ``NDArray``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -26,6 +31,13 @@ from . import _args, _dtypes
 from ._backends import NUMPY, resolve
 from ._windows import fold_padding, fold_padding_portable
 from .algorithms import CorrSpec
+
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    from ._backends import Backend
+    from ._typing import (AnyArray, Array, ArrayLike, ArrayT, IntOrTuple, NDArray, Padding,
+                          Scalar, ScalarT, Shape)
 
 __all__ = [
     "conv",
@@ -46,7 +58,7 @@ __all__ = [
 # validation shared by the conv family
 
 
-def _check_method(method):
+def _check_method(method: object) -> str:
     from .algorithms import ALGORITHMS
 
     if not isinstance(method, str) or (method != "auto" and method not in ALGORITHMS):
@@ -56,7 +68,9 @@ def _check_method(method):
     return method
 
 
-def _check_weight(be, weight, name="weight", *, transposed=False):
+def _check_weight(
+    be: Backend, weight: Array, name: str = "weight", *, transposed: bool = False
+) -> AnyArray:
     w = be.array(weight, name, dtypes=_dtypes.conv_dtypes(), kernel=True)
     if w.ndim < 3:
         raise ValueError(
@@ -72,27 +86,29 @@ def _check_weight(be, weight, name="weight", *, transposed=False):
     return w
 
 
-def _check_input(be, x, w, name="x"):
+def _check_input(be: Backend, x: Array, w: AnyArray, name: str = "x") -> tuple[AnyArray, bool]:
     """Validate ``x`` against ``w``; return the batched input and the unbatched flag."""
-    x = be.array(x, name, dtypes=_dtypes.conv_dtypes())
+    a = be.array(x, name, dtypes=_dtypes.conv_dtypes())
     n = w.ndim - 2
-    if x.ndim not in (n + 1, n + 2):
+    if a.ndim not in (n + 1, n + 2):
         raise ValueError(
             f"`{name}` must have shape (B, C, *S) or (C, *S) with {n} spatial dims "
-            f"(the weight has {n}), so ndim {n + 2} or {n + 1}; got shape {tuple(x.shape)}"
+            f"(the weight has {n}), so ndim {n + 2} or {n + 1}; got shape {tuple(a.shape)}"
         )
-    if x.dtype != w.dtype:
+    if a.dtype != w.dtype:
         raise TypeError(
-            f"`{name}` (dtype {x.dtype}) and `weight` (dtype {w.dtype}) must have the "
+            f"`{name}` (dtype {a.dtype}) and `weight` (dtype {w.dtype}) must have the "
             "same dtype; cast one of them with .astype()"
         )
-    unbatched = x.ndim == n + 1
-    _args.check_empty_dims(tuple(x.shape), name, (0,) if unbatched else (0, 1),
+    unbatched = a.ndim == n + 1
+    _args.check_empty_dims(tuple(a.shape), name, (0,) if unbatched else (0, 1),
                            "the batch and channel dims")
-    return (be.batched(x) if unbatched else x), unbatched
+    return (be.batched(a) if unbatched else a), unbatched
 
 
-def _check_bias(be, bias, channels, dtype):
+def _check_bias(
+    be: Backend, bias: Array | None, channels: int, dtype: Any
+) -> AnyArray | None:
     if bias is None:
         return None
     b = be.array(bias, "bias", dtypes=_dtypes.conv_dtypes(), kernel=True)
@@ -106,7 +122,7 @@ def _check_bias(be, bias, channels, dtype):
     return b
 
 
-def _check_groups(groups, in_channels, out_channels, weight_in):
+def _check_groups(groups: int, in_channels: int, out_channels: int, weight_in: int) -> int:
     g = _args.positive_int(groups, "groups")
     if in_channels % g:
         raise ValueError(
@@ -124,7 +140,16 @@ def _check_groups(groups, in_channels, out_channels, weight_in):
     return g
 
 
-def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode, be=NUMPY):
+def _conv_spec(
+    x: AnyArray,
+    w: AnyArray,
+    stride: IntOrTuple,
+    padding: Padding,
+    dilation: IntOrTuple,
+    groups: int,
+    padding_mode: str,
+    be: Backend = NUMPY,
+) -> CorrSpec:
     """Validate a forward convolution and describe it as a :class:`CorrSpec`."""
     n = w.ndim - 2
     B, C = x.shape[:2]
@@ -151,7 +176,7 @@ def _conv_spec(x, w, stride, padding, dilation, groups, padding_mode, be=NUMPY):
 # the three computing cores (private: arguments already validated)
 
 
-def _for_gradient(method, spec, kernel):
+def _for_gradient(method: str, spec: CorrSpec, kernel: AnyArray) -> str:
     """``method``, or 'auto' where it cannot take this gradient's correlation.
 
     A gradient's correlation differs from the forward's (channels per group
@@ -171,7 +196,9 @@ def _for_gradient(method, spec, kernel):
     return method
 
 
-def _input_grad(be, gy, w, spec, method, gradient=False):
+def _input_grad(
+    be: Backend, gy: AnyArray, w: AnyArray, spec: CorrSpec, method: str, gradient: bool = False
+) -> AnyArray:
     """Gradient of ``sum(gy * corr(x, w))`` with respect to ``x`` (B, C, *S).
 
     ``gradient=True`` (a backward pass, not conv_transpose's forward) lets
@@ -222,7 +249,9 @@ def _input_grad(be, gy, w, spec, method, gradient=False):
     return gx
 
 
-def _weight_grad(be, gy, x, spec, method):
+def _weight_grad(
+    be: Backend, gy: AnyArray, x: AnyArray, spec: CorrSpec, method: str
+) -> AnyArray:
     """Gradient of ``sum(gy * corr(x, w))`` with respect to ``w`` (O, Cg, *K)."""
     n = spec.ndim
     g = spec.groups
@@ -248,7 +277,8 @@ def _weight_grad(be, gy, x, spec, method):
     method = _for_gradient(method, wspec, gt)
     r = be.correlate(xt, gt, wspec, method)
     # With stride > dilation the correlation can reach past the kernel; crop.
-    r = r[(Ellipsis, *[slice(0, k) for k in spec.kernel_size])]
+    crop = (Ellipsis, *[slice(0, k) for k in spec.kernel_size])
+    r = r[crop]
     return be.contiguous(be.permute(r, (1, 0, *range(2, 2 + n))))
 
 
@@ -256,18 +286,61 @@ def _weight_grad(be, gy, x, spec, method):
 # public API
 
 
+@overload
 def conv(
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
+    x: NDArray[ScalarT],
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
     *,
-    method="auto",
-):
+    method: str = "auto",
+) -> NDArray[ScalarT]: ...
+
+@overload
+def conv(
+    x: ArrayT,
+    weight: ArrayT | ArrayLike,
+    bias: ArrayT | ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    method: str = "auto",
+) -> ArrayT: ...
+
+@overload
+def conv(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    method: str = "auto",
+) -> NDArray[Any]: ...
+
+
+def conv(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    method: str = "auto",
+) -> AnyArray:
     """N-d convolution (cross-correlation) with bias, as ``torch.nn.functional.convNd``.
 
     The number of spatial dims ``N`` is ``weight.ndim - 2``.
@@ -331,9 +404,70 @@ def conv(
     return out[0, ...] if unbatched else out
 
 
-def _conv_n(n):
-    def fn(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-           padding_mode="zeros", *, method="auto"):
+if TYPE_CHECKING:
+
+    class _ConvNd(Protocol):
+        """The signature of :func:`conv1d`, :func:`conv2d`, :func:`conv3d`: :func:`conv`'s."""
+
+        @overload
+        def __call__(
+            self,
+            x: NDArray[ScalarT],
+            weight: ArrayLike,
+            bias: ArrayLike | None = None,
+            stride: IntOrTuple = 1,
+            padding: Padding = 0,
+            dilation: IntOrTuple = 1,
+            groups: int = 1,
+            padding_mode: str = "zeros",
+            *,
+            method: str = "auto",
+        ) -> NDArray[ScalarT]: ...
+
+        @overload
+        def __call__(
+            self,
+            x: ArrayT,
+            weight: ArrayT | ArrayLike,
+            bias: ArrayT | ArrayLike | None = None,
+            stride: IntOrTuple = 1,
+            padding: Padding = 0,
+            dilation: IntOrTuple = 1,
+            groups: int = 1,
+            padding_mode: str = "zeros",
+            *,
+            method: str = "auto",
+        ) -> ArrayT: ...
+
+        @overload
+        def __call__(
+            self,
+            x: ArrayLike,
+            weight: ArrayLike,
+            bias: ArrayLike | None = None,
+            stride: IntOrTuple = 1,
+            padding: Padding = 0,
+            dilation: IntOrTuple = 1,
+            groups: int = 1,
+            padding_mode: str = "zeros",
+            *,
+            method: str = "auto",
+        ) -> NDArray[Any]: ...
+
+
+def _conv_n(n: int) -> _ConvNd:
+    def fn(
+        x: Array,
+        weight: Array,
+        bias: Array | None = None,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        padding_mode: str = "zeros",
+        *,
+        method: str = "auto",
+    ) -> AnyArray:
         w = _check_weight(resolve(x=x, weight=weight, bias=bias), weight)
         if w.ndim != n + 2:
             raise ValueError(
@@ -348,12 +482,18 @@ def _conv_n(n):
     return fn
 
 
-conv1d = _conv_n(1)
-conv2d = _conv_n(2)
-conv3d = _conv_n(3)
+conv1d: _ConvNd = _conv_n(1)
+conv2d: _ConvNd = _conv_n(2)
+conv3d: _ConvNd = _conv_n(3)
 
 
-def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1):
+def conv_output_shape(
+    input_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+) -> Shape:
     """Spatial output shape of :func:`conv` without computing anything.
 
     The same rules as :func:`conv`: one-element ``stride``, ``padding`` and
@@ -373,16 +513,16 @@ def conv_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation=1
 
 
 def choose_method(
-    x,
-    weight,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
+    x: Array,
+    weight: Array,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
     *,
-    measure=False,
-):
+    measure: bool = False,
+) -> tuple[str, str]:
     """Which algorithm ``conv(x, weight, ..., method='auto')`` uses, and why.
 
     Parameters
@@ -434,18 +574,61 @@ def choose_method(
     return choose(spec, measure=bool(measure), x=be.astype(xb, cdt), w=be.astype(w, cdt))
 
 
+@overload
 def conv_backward(
-    grad_out,
-    x,
-    weight,
-    stride=1,
-    padding=0,
-    dilation=1,
-    groups=1,
-    padding_mode="zeros",
+    grad_out: ArrayLike,
+    x: NDArray[ScalarT],
+    weight: ArrayLike,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
     *,
-    method="auto",
-):
+    method: str = "auto",
+) -> tuple[NDArray[ScalarT], NDArray[ScalarT], NDArray[ScalarT]]: ...
+
+@overload
+def conv_backward(
+    grad_out: ArrayT | ArrayLike,
+    x: ArrayT,
+    weight: ArrayT | ArrayLike,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    method: str = "auto",
+) -> tuple[ArrayT, ArrayT, ArrayT]: ...
+
+@overload
+def conv_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    method: str = "auto",
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]: ...
+
+
+def conv_backward(
+    grad_out: Array,
+    x: Array,
+    weight: Array,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    *,
+    method: str = "auto",
+) -> tuple[AnyArray, AnyArray, AnyArray]:
     """Exact gradients of :func:`conv`.
 
     Parameters
@@ -504,7 +687,16 @@ def conv_backward(
     return (gx[0, ...] if unbatched else gx), gw, gb
 
 
-def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation, be=NUMPY):
+def _transpose_spec(
+    x: AnyArray,
+    w: AnyArray,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    groups: int,
+    dilation: IntOrTuple,
+    be: Backend = NUMPY,
+) -> CorrSpec:
     """Validate a transposed convolution; return the spec of the conv it transposes."""
     n = w.ndim - 2
     B, C_in = x.shape[:2]
@@ -544,18 +736,61 @@ def _transpose_spec(x, w, stride, padding, output_padding, groups, dilation, be=
     )
 
 
+@overload
 def conv_transpose(
-    x,
-    weight,
-    bias=None,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
+    x: NDArray[ScalarT],
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
     *,
-    method="auto",
-):
+    method: str = "auto",
+) -> NDArray[ScalarT]: ...
+
+@overload
+def conv_transpose(
+    x: ArrayT,
+    weight: ArrayT | ArrayLike,
+    bias: ArrayT | ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    *,
+    method: str = "auto",
+) -> ArrayT: ...
+
+@overload
+def conv_transpose(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    *,
+    method: str = "auto",
+) -> NDArray[Any]: ...
+
+
+def conv_transpose(
+    x: Array,
+    weight: Array,
+    bias: Array | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    *,
+    method: str = "auto",
+) -> AnyArray:
     """Transposed convolution, as ``torch.nn.functional.conv_transposeNd``.
 
     It is the gradient of :func:`conv` with respect to its input, used as a
@@ -588,18 +823,61 @@ def conv_transpose(
     return out[0, ...] if unbatched else out
 
 
+@overload
 def conv_transpose_backward(
-    grad_out,
-    x,
-    weight,
-    stride=1,
-    padding=0,
-    output_padding=0,
-    groups=1,
-    dilation=1,
+    grad_out: ArrayLike,
+    x: NDArray[ScalarT],
+    weight: ArrayLike,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
     *,
-    method="auto",
-):
+    method: str = "auto",
+) -> tuple[NDArray[ScalarT], NDArray[ScalarT], NDArray[ScalarT]]: ...
+
+@overload
+def conv_transpose_backward(
+    grad_out: ArrayT | ArrayLike,
+    x: ArrayT,
+    weight: ArrayT | ArrayLike,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    *,
+    method: str = "auto",
+) -> tuple[ArrayT, ArrayT, ArrayT]: ...
+
+@overload
+def conv_transpose_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    weight: ArrayLike,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    *,
+    method: str = "auto",
+) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]: ...
+
+
+def conv_transpose_backward(
+    grad_out: Array,
+    x: Array,
+    weight: Array,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    groups: int = 1,
+    dilation: IntOrTuple = 1,
+    *,
+    method: str = "auto",
+) -> tuple[AnyArray, AnyArray, AnyArray]:
     """Exact gradients of :func:`conv_transpose`.
 
     Returns
@@ -629,7 +907,8 @@ def conv_transpose_backward(
     wc = be.conj(w)
     gx = be.correlate(gyb, wc, spec, _for_gradient(method, spec, wc))
     # output_padding >= stride (allowed when below dilation) can add a position.
-    gx = gx[(Ellipsis, *[slice(0, n) for n in xb.shape[2:]])]
+    crop = (Ellipsis, *[slice(0, n) for n in xb.shape[2:]])
+    gx = gx[crop]
     gw = _weight_grad(be, be.conj(xb), gyb, spec, method)
     gb = be.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
     return (gx[0, ...] if unbatched else gx), gw, gb
@@ -642,7 +921,9 @@ def conv_transpose_backward(
 _MODES = ("valid", "same", "full")
 
 
-def _plain(x, kernel, bias, mode, method, flip):
+def _plain(
+    x: Array, kernel: Array, bias: Scalar, mode: str, method: str, flip: bool
+) -> AnyArray:
     be = resolve(x=x, kernel=kernel)
     method = _check_method(method)
     a = be.array(x, "x", floating=False)
@@ -694,7 +975,45 @@ def _plain(x, kernel, bias, mode, method, flip):
     return be.add_scalar(out[0, 0, ...], bias, dtype)
 
 
-def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
+@overload
+def correlate(
+    x: NDArray[Any],
+    kernel: ArrayLike,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> NDArray[Any]: ...
+
+@overload
+def correlate(
+    x: ArrayT,
+    kernel: ArrayT | ArrayLike,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> ArrayT: ...
+
+@overload
+def correlate(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> NDArray[Any]: ...
+
+
+def correlate(
+    x: Array,
+    kernel: Array,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> AnyArray:
     """Cross-correlate two N-d arrays and add a bias: the lecture's ``Y = X * K + b``.
 
     Equal to ``scipy.signal.correlate(x, kernel, mode) + bias``.
@@ -735,7 +1054,45 @@ def correlate(x, kernel, bias=0, mode="valid", *, method="auto"):
     return _plain(x, kernel, bias, mode, method, flip=False)
 
 
-def convolve(x, kernel, bias=0, mode="valid", *, method="auto"):
+@overload
+def convolve(
+    x: NDArray[Any],
+    kernel: ArrayLike,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> NDArray[Any]: ...
+
+@overload
+def convolve(
+    x: ArrayT,
+    kernel: ArrayT | ArrayLike,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> ArrayT: ...
+
+@overload
+def convolve(
+    x: ArrayLike,
+    kernel: ArrayLike,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> NDArray[Any]: ...
+
+
+def convolve(
+    x: Array,
+    kernel: Array,
+    bias: Scalar = 0,
+    mode: str = "valid",
+    *,
+    method: str = "auto",
+) -> AnyArray:
     """Convolve two N-d arrays (flipped kernel) and add a bias.
 
     Equal to ``scipy.signal.convolve(x, kernel, mode) + bias``; see

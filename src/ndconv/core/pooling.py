@@ -17,12 +17,20 @@ the input's library.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
 from . import _args, _dtypes, _memory
 from ._backends import resolve
 from ._windows import fold_padding, pad, pad_portable, tap_slices, windows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from ._backends import Backend
+    from ._typing import (AnyArray, Array, ArrayLike, ArrayT, DTypeLike, IntOrTuple, NDArray,
+                          Pairs, ScalarT, Shape)
 
 __all__ = [
     "max_pool",
@@ -37,13 +45,23 @@ __all__ = [
 # validation
 
 
-def _pool_args(be, x, n, kernel_size, stride, padding, dilation, ceil_mode, kind):
+def _pool_args(
+    be: Backend,
+    x: Array,
+    n: int | None,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None,
+    padding: IntOrTuple,
+    dilation: IntOrTuple,
+    ceil_mode: bool,
+    kind: str,
+) -> tuple[AnyArray, bool, Shape, Shape, Shape, Shape, Shape]:
     """Validate a pooling call; return the batched input and plain tuples.
 
     ``n`` is the number of spatial dims, or None to take it from the length
     of ``kernel_size`` (which must then be a tuple).
     """
-    x = be.array(x, "x", dtypes=_dtypes.real_floats())
+    a = be.array(x, "x", dtypes=_dtypes.real_floats())
     if n is None:
         if isinstance(kernel_size, (tuple, list)):
             n = len(kernel_size)
@@ -52,25 +70,26 @@ def _pool_args(be, x, n, kernel_size, stride, padding, dilation, ceil_mode, kind
                 "`kernel_size` must be a tuple (one entry per spatial dim) when the "
                 "number of spatial dims is not given"
             )
-    if x.ndim not in (n + 1, n + 2):
+    if a.ndim not in (n + 1, n + 2):
         raise ValueError(
             f"`x` must have shape (B, C, *S) or (C, *S) with {n} spatial dims, so "
-            f"ndim {n + 2} or {n + 1}; got shape {tuple(x.shape)}"
+            f"ndim {n + 2} or {n + 1}; got shape {tuple(a.shape)}"
         )
     # PyTorch pools an empty batch, nothing else empty.
-    _args.check_empty_dims(x.shape, "x", (0,) if x.ndim == n + 2 else (), "the batch dim")
+    _args.check_empty_dims(a.shape, "x", (0,) if a.ndim == n + 2 else (), "the batch dim")
     k = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
     s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
     p = _args.ntuple(padding, n, "padding", minimum=0)
     d = _args.ntuple(dilation, n, "dilation", minimum=1)
     _check_padding(k, p, d, kind, padding)
-    unbatched = x.ndim == n + 1
-    xb = be.batched(x) if unbatched else x
-    out = _args.pool_output_size(tuple(xb.shape[2:]), k, s, p, d, bool(ceil_mode))
+    unbatched = a.ndim == n + 1
+    xb = be.batched(a) if unbatched else a
+    out = _args.pool_output_size(tuple(xb.shape[2:]), k, s, tuple((pi, pi) for pi in p), d,
+                                  bool(ceil_mode))
     return xb, unbatched, k, s, p, d, out
 
 
-def _check_padding(k, p, d, kind, padding):
+def _check_padding(k: Shape, p: Shape, d: Shape, kind: str, padding: IntOrTuple) -> None:
     """PyTorch's rule: padding at most half the (dilated) kernel, so no window is all padding."""
     for i, (ki, pi, di) in enumerate(zip(k, p, d)):
         half = (di * (ki - 1) + 1) // 2 if kind == "max" else ki // 2
@@ -83,15 +102,21 @@ def _check_padding(k, p, d, kind, padding):
             )
 
 
-def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation=1,
-                      ceil_mode=False):
+def pool_output_shape(
+    input_shape: Sequence[int],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+) -> Shape:
     """Spatial output shape of a pooling layer, without computing anything.
 
     ``S_out = floor((S + 2*padding - dilation*(k-1) - 1) / stride) + 1`` (ceil
     instead of floor with ``ceil_mode``), as in PyTorch.
     """
-    k = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else None
-    n = len(k) if k is not None else len(input_shape) - 2
+    given = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else None
+    n = len(given) if given is not None else len(input_shape) - 2
     if n < 1 or len(input_shape) < n:
         raise ValueError(
             f"`input_shape` (={tuple(input_shape)!r}) must be (B, C, *S) with at least one "
@@ -101,10 +126,21 @@ def pool_output_shape(input_shape, kernel_size, stride=None, padding=0, dilation
     s = k if stride is None else _args.ntuple(stride, n, "stride", minimum=1)
     p = _args.ntuple(padding, n, "padding", minimum=0)
     d = _args.ntuple(dilation, n, "dilation", minimum=1)
-    return _args.pool_output_size(tuple(input_shape[-n:]), k, s, p, d, bool(ceil_mode))
+    return _args.pool_output_size(tuple(input_shape[-n:]), k, s, tuple((pi, pi) for pi in p), d,
+                                  bool(ceil_mode))
 
 
-def _check_memory(be, xb, k, s, p, d, out, kind, backward):
+def _check_memory(
+    be: Backend,
+    xb: AnyArray,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    d: Shape,
+    out: Shape,
+    kind: str,
+    backward: bool,
+) -> None:
     """Refuse, before allocating, a pooling whose arrays cannot fit.
 
     Counts the padded copy of the input, the output-sized arrays (the result,
@@ -130,7 +166,9 @@ def _check_memory(be, xb, k, s, p, d, out, kind, backward):
 # computing cores (arguments validated)
 
 
-def _pairs(spatial, k, s, p, d, out):
+def _pairs(
+    spatial: Sequence[int], k: Shape, s: Shape, p: Shape, d: Shape, out: Sequence[int]
+) -> Pairs:
     """``(lo, hi)`` padding per dim: ``p`` on both sides plus what ceil_mode needs."""
     return tuple(
         (pi, max(pi, (o - 1) * si + di * (ki - 1) + 1 - n - pi))
@@ -138,24 +176,31 @@ def _pairs(spatial, k, s, p, d, out):
     )
 
 
-def _padded(x, pairs, value):
+def _padded(x: NDArray[Any], pairs: Pairs, value: float) -> NDArray[Any]:
     """``x`` padded by ``pairs`` (no copy when there is nothing to pad)."""
     return pad(x, pairs, value=value) if any(lo or hi for lo, hi in pairs) else x
 
 
-def _max_forward(x, k, s, p, d, out):
+def _max_forward(
+    x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
+) -> NDArray[Any]:
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
     win = windows(_padded(x, pairs, -np.inf), k, s, d)  # (B, C, *S_out, *k), a view
     taps = list(np.ndindex(*k))
     # A running maximum over the taps: output-sized operations only, no
     # copy of the windows. np.maximum propagates NaN, as PyTorch does.
-    y = np.array(win[(Ellipsis, *taps[0])])
+    # (Indices built apart: mypy reads x[(..., *t)] as Python 3.11's x[*t].)
+    first = (Ellipsis, *taps[0])
+    y = np.array(win[first])
     for tap in taps[1:]:
-        np.maximum(y, win[(Ellipsis, *tap)], out=y)
+        at = (Ellipsis, *tap)
+        np.maximum(y, win[at], out=y)
     return y
 
 
-def _max_winners(x, y, k, s, p, d):
+def _max_winners(
+    x: NDArray[Any], y: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape
+) -> Iterator[NDArray[np.bool_]]:
     """Per tap (in row-major order), where that tap is its window's winner.
 
     The winner is the first maximum of the window, as in PyTorch; in a window
@@ -174,13 +219,15 @@ def _max_winners(x, y, k, s, p, d):
     if nan_y.any():
         last_nan = np.full(y.shape, -1)
         for t, tap in enumerate(np.ndindex(*k)):
-            last_nan[np.isnan(win[(Ellipsis, *tap)]) & nan_y] = t
+            at = (Ellipsis, *tap)
+            last_nan[np.isnan(win[at]) & nan_y] = t
     taken = np.zeros(y.shape, dtype=bool)
     hit = np.empty(y.shape, dtype=bool)
     for t, tap in enumerate(np.ndindex(*k)):
-        np.equal(win[(Ellipsis, *tap)], y, out=hit)
+        at = (Ellipsis, *tap)
+        np.equal(win[at], y, out=hit)
         if inside is not None:
-            hit &= inside[(Ellipsis, *tap)]
+            hit &= inside[at]
         np.greater(hit, taken, out=hit)  # hit and not taken, without a temporary
         taken |= hit
         if last_nan is not None:
@@ -188,7 +235,17 @@ def _max_winners(x, y, k, s, p, d):
         yield hit
 
 
-def _scatter(lead, spatial, pairs, shares, out, k, s, d, dtype):
+def _scatter(
+    lead: Shape,
+    spatial: Shape,
+    pairs: Pairs,
+    shares: Iterable[NDArray[Any]],
+    out: Shape,
+    k: Shape,
+    s: Shape,
+    d: Shape,
+    dtype: DTypeLike,
+) -> NDArray[Any]:
     """Gradient of the input: each tap's share of the output gradient put in place.
 
     ``shares`` yields, tap by tap in row-major order, that tap's share of the
@@ -202,17 +259,21 @@ def _scatter(lead, spatial, pairs, shares, out, k, s, d, dtype):
         # image): every input cell gets exactly one share, written in place.
         gx = np.empty((*lead, *spatial), dtype=dtype)
         for sl, share in zip(slices, shares):
-            gx[(Ellipsis, *sl)] = share
+            at: tuple[Any, ...] = (Ellipsis, *sl)
+            gx[at] = share
         return gx
     gp = np.zeros((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))), dtype=dtype)
     for sl, share in zip(slices, shares):
         # Overlapping windows (stride < kernel) may send several gradients to
         # one input; the += over taps adds them, as autograd does.
-        gp[(Ellipsis, *sl)] += share
+        at = (Ellipsis, *sl)
+        gp[at] += share
     return fold_padding(gp, spatial, pairs, "zeros")
 
 
-def _max_backward(gy, x, y, k, s, p, d):
+def _max_backward(
+    gy: NDArray[Any], x: NDArray[Any], y: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape
+) -> NDArray[Any]:
     pairs = _pairs(x.shape[2:], k, s, p, d, y.shape[2:])
     zero = gy.dtype.type(0)
     # np.where, not gy * hit: a NaN or Inf gradient times a loser's 0 is NaN,
@@ -221,7 +282,15 @@ def _max_backward(gy, x, y, k, s, p, d):
     return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
 
 
-def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
+def _avg_divisor(
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    dtype: DTypeLike,
+) -> NDArray[Any]:
     """How many elements each average divides by (PyTorch's rules), shape S_out."""
     n = len(spatial)
     ones = (1,) * n
@@ -237,7 +306,15 @@ def _avg_divisor(spatial, k, s, p, out, count_include_pad, dtype):
     return windows(mask, k, s, ones).reshape(*out, -1).sum(axis=-1)
 
 
-def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
+def _avg_forward(
+    x: NDArray[Any],
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> NDArray[Any]:
     n = len(k)
     ones = (1,) * n
     pairs = _pairs(x.shape[2:], k, s, p, ones, out)
@@ -246,14 +323,23 @@ def _avg_forward(x, k, s, p, out, count_include_pad, divisor_override):
     cdt = _dtypes.compute_dtype(x.dtype)
     acc = np.zeros((*x.shape[:2], *out), dtype=cdt)
     for tap in np.ndindex(*k):
-        acc += win[(Ellipsis, *tap)]
+        at = (Ellipsis, *tap)
+        acc += win[at]
     if divisor_override is not None:
         return (acc / cdt.type(divisor_override)).astype(x.dtype, copy=False)
     div = _avg_divisor(x.shape[2:], k, s, p, out, count_include_pad, cdt)
     return (acc / div).astype(x.dtype, copy=False)
 
 
-def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
+def _avg_backward(
+    gy: NDArray[Any],
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> NDArray[Any]:
     n = len(k)
     ones = (1,) * n
     out = gy.shape[2:]
@@ -273,19 +359,22 @@ def _avg_backward(gy, spatial, k, s, p, count_include_pad, divisor_override):
 # the same on any array-API library: out of place, standard operations only
 
 
-def _padded_xp(xp, x, pairs, value):
+def _padded_xp(xp: Any, x: AnyArray, pairs: Pairs, value: float) -> AnyArray:
     if not any(lo or hi for lo, hi in pairs):
         return x
     return pad_portable(xp, x, pairs, value=value)
 
 
-def _taps_xp(xpad, k, s, d, out):
+def _taps_xp(xpad: AnyArray, k: Shape, s: Shape, d: Shape, out: Shape) -> Iterator[AnyArray]:
     """Per tap (row-major), the padded input it reads for every output position."""
     for tap in np.ndindex(*k):
-        yield xpad[(Ellipsis, *tap_slices(tap, s, d, out))]
+        at = (Ellipsis, *tap_slices(tap, s, d, out))
+        yield xpad[at]
 
 
-def _max_forward_xp(xp, x, k, s, p, d, out):
+def _max_forward_xp(
+    xp: Any, x: AnyArray, k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
+) -> AnyArray:
     pairs = _pairs(tuple(x.shape[2:]), k, s, p, d, out)
     y = None
     for v in _taps_xp(_padded_xp(xp, x, pairs, -np.inf), k, s, d, out):
@@ -293,7 +382,9 @@ def _max_forward_xp(xp, x, k, s, p, d, out):
     return y
 
 
-def _max_winners_xp(xp, x, y, k, s, p, d):
+def _max_winners_xp(
+    xp: Any, x: AnyArray, y: AnyArray, k: Shape, s: Shape, p: Shape, d: Shape
+) -> Iterator[AnyArray]:
     """:func:`_max_winners` out of place: first maximum, else the last NaN."""
     out = tuple(y.shape[2:])
     spatial = tuple(x.shape[2:])
@@ -323,11 +414,20 @@ def _max_winners_xp(xp, x, y, k, s, p, d):
         yield hit if last_nan[t] is None else hit | last_nan[t]
 
 
-def _scatter_xp(xp, spatial, pairs, shares, out, k, s, d):
+def _scatter_xp(
+    xp: Any,
+    spatial: Shape,
+    pairs: Pairs,
+    shares: Iterable[AnyArray],
+    out: Shape,
+    k: Shape,
+    s: Shape,
+    d: Shape,
+) -> AnyArray:
     """:func:`_scatter` out of place: each share dilated by the stride and padded
     into its place in the padded input, summed, the padding cropped."""
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))
-    gp = None
+    gp: AnyArray = None
     for tap, share in zip(np.ndindex(*k), shares):
         place = tuple(
             (t * di, sz - t * di - (o - 1) * si - 1)
@@ -335,10 +435,13 @@ def _scatter_xp(xp, spatial, pairs, shares, out, k, s, d):
         )
         term = pad_portable(xp, share, place, lhs_dilation=s)
         gp = term if gp is None else gp + term
-    return gp[(Ellipsis, *[slice(lo, lo + n) for n, (lo, _) in zip(spatial, pairs)])]
+    crop = (Ellipsis, *[slice(lo, lo + n) for n, (lo, _) in zip(spatial, pairs)])
+    return gp[crop]
 
 
-def _max_backward_xp(xp, gy, x, y, k, s, p, d):
+def _max_backward_xp(
+    xp: Any, gy: AnyArray, x: AnyArray, y: AnyArray, k: Shape, s: Shape, p: Shape, d: Shape
+) -> AnyArray:
     out = tuple(y.shape[2:])
     pairs = _pairs(tuple(x.shape[2:]), k, s, p, d, out)
     # where, not gy * hit: a NaN gradient must reach only the winner (as NumPy's)
@@ -347,18 +450,36 @@ def _max_backward_xp(xp, gy, x, y, k, s, p, d):
     return _scatter_xp(xp, tuple(x.shape[2:]), pairs, shares, out, k, s, d)
 
 
-def _avg_divisor_xp(be, spatial, k, s, p, out, count_include_pad, like):
+def _avg_divisor_xp(
+    be: Backend,
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    like: AnyArray,
+) -> AnyArray:
     """:func:`_avg_divisor` (shapes only, NumPy) moved to ``like``'s library and device."""
     div = _avg_divisor(spatial, k, s, p, out, count_include_pad,
                        be.numpy_dtype(like.dtype))
     return be.xp.asarray(np.ascontiguousarray(div), device=getattr(like, "device", None))
 
 
-def _avg_forward_xp(be, x, k, s, p, out, count_include_pad, divisor_override):
+def _avg_forward_xp(
+    be: Backend,
+    x: AnyArray,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    out: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> AnyArray:
     ones = (1,) * len(k)
     spatial = tuple(x.shape[2:])
     pairs = _pairs(spatial, k, s, p, ones, out)
-    acc = None
+    acc: AnyArray = None
     for v in _taps_xp(_padded_xp(be.xp, x, pairs, 0), k, s, ones, out):
         acc = v if acc is None else acc + v
     if divisor_override is not None:
@@ -366,7 +487,16 @@ def _avg_forward_xp(be, x, k, s, p, out, count_include_pad, divisor_override):
     return acc / _avg_divisor_xp(be, spatial, k, s, p, out, count_include_pad, x)
 
 
-def _avg_backward_xp(be, gy, spatial, k, s, p, count_include_pad, divisor_override):
+def _avg_backward_xp(
+    be: Backend,
+    gy: AnyArray,
+    spatial: Shape,
+    k: Shape,
+    s: Shape,
+    p: Shape,
+    count_include_pad: bool,
+    divisor_override: int | None,
+) -> AnyArray:
     ones = (1,) * len(k)
     out = tuple(gy.shape[2:])
     pairs = _pairs(spatial, k, s, p, ones, out)
@@ -382,7 +512,7 @@ def _avg_backward_xp(be, gy, spatial, k, s, p, count_include_pad, divisor_overri
 # public API
 
 
-def _check_grad(be, grad_out, expected, dtype):
+def _check_grad(be: Backend, grad_out: Array, expected: Shape, dtype: Any) -> AnyArray:
     gy = be.array(grad_out, "grad_out", dtypes=_dtypes.real_floats())
     if tuple(gy.shape) != tuple(expected):
         raise ValueError(
@@ -394,8 +524,53 @@ def _check_grad(be, grad_out, expected, dtype):
     return gy
 
 
-def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
-             ndim=None):
+@overload
+def max_pool(
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def max_pool(
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def max_pool(
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def max_pool(
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    ndim: int | None = None,
+) -> AnyArray:
     """N-d max pooling, as ``torch.nn.functional.max_pool{1,2,3}d``.
 
     Parameters
@@ -439,8 +614,61 @@ def max_pool(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False
     return y[0, ...] if unbatched else y
 
 
-def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1,
-                      ceil_mode=False, *, out=None, ndim=None):
+@overload
+def max_pool_backward(
+    grad_out: ArrayLike,
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: ArrayLike | None = None,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def max_pool_backward(
+    grad_out: ArrayT | ArrayLike,
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: ArrayT | ArrayLike | None = None,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def max_pool_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: ArrayLike | None = None,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def max_pool_backward(
+    grad_out: Array,
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    ceil_mode: bool = False,
+    *,
+    out: Array | None = None,
+    ndim: int | None = None,
+) -> AnyArray:
     """Gradient of :func:`max_pool` with respect to ``x``.
 
     Each output's gradient goes to the element that won its window (the first
@@ -480,8 +708,57 @@ def max_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation
     return gx[0, ...] if unbatched else gx
 
 
-def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
-             count_include_pad=True, divisor_override=None, *, ndim=None):
+@overload
+def avg_pool(
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def avg_pool(
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def avg_pool(
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def avg_pool(
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> AnyArray:
     """N-d average pooling, as ``torch.nn.functional.avg_pool{1,2,3}d``.
 
     Parameters
@@ -518,8 +795,61 @@ def avg_pool(x, kernel_size, stride=None, padding=0, ceil_mode=False,
     return y[0, ...] if unbatched else y
 
 
-def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                      count_include_pad=True, divisor_override=None, *, ndim=None):
+@overload
+def avg_pool_backward(
+    grad_out: ArrayLike,
+    x: NDArray[ScalarT],
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[ScalarT]: ...
+
+@overload
+def avg_pool_backward(
+    grad_out: ArrayT | ArrayLike,
+    x: ArrayT,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> ArrayT: ...
+
+@overload
+def avg_pool_backward(
+    grad_out: ArrayLike,
+    x: ArrayLike,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> NDArray[Any]: ...
+
+
+def avg_pool_backward(
+    grad_out: Array,
+    x: Array,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple | None = None,
+    padding: IntOrTuple = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+    *,
+    ndim: int | None = None,
+) -> AnyArray:
     """Gradient of :func:`avg_pool`: each output's gradient shared evenly by its window."""
     be = resolve(grad_out=grad_out, x=x)
     be.require("avg_pool_backward")
@@ -539,7 +869,7 @@ def avg_pool_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mod
     return gx[0, ...] if unbatched else gx
 
 
-def _check_divisor(divisor_override):
+def _check_divisor(divisor_override: int | None) -> int | None:
     if divisor_override is None:
         return None
     return _args.positive_int(divisor_override, "divisor_override")

@@ -9,9 +9,18 @@ the comment above :func:`read_image`. Filtering is :mod:`ndconv.images.filter`.
 
 from __future__ import annotations
 
+from typing import IO, TYPE_CHECKING, Any, Literal
+
 import numpy as np
 
 from ..core import _memory
+
+if TYPE_CHECKING:
+    import io
+    import os
+    from collections.abc import Callable
+
+    from ..core._typing import ArrayLike, DTypeLike, NDArray
 
 __all__ = ["read_image", "write_image", "output_format", "verify_written", "tiff_log"]
 
@@ -35,7 +44,7 @@ _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def _pillow():
+def _pillow() -> Any:
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover - depends on the install
@@ -45,7 +54,7 @@ def _pillow():
     return Image
 
 
-def _tifffile():
+def _tifffile() -> Any:
     try:
         import tifffile
     except ImportError:
@@ -59,14 +68,14 @@ class tiff_log:
     ``with tiff_log() as problems:`` then ``problems`` holds the messages and
     nothing reaches stderr."""
 
-    def __enter__(self):
+    def __enter__(self) -> list[str]:
         import logging
 
-        self.records = []
+        self.records: list[str] = []
         records = self.records
 
         class _Collect(logging.Handler):
-            def emit(self, record):
+            def emit(self, record: logging.LogRecord) -> None:
                 records.append(record.getMessage())
 
         self.log = logging.getLogger("tifffile")
@@ -76,16 +85,16 @@ class tiff_log:
         self.log.propagate = False
         return records
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.log.removeHandler(self.handler)
         self.log.propagate = self.propagate
         return False
 
 
-def _orient(a, orientation):
+def _orient(a: NDArray[Any], orientation: int) -> NDArray[Any]:
     """Apply an EXIF / TIFF orientation (1..8) to ``(H, W[, C])``, as viewers do."""
-    flip_lr = lambda x: x[:, ::-1]  # noqa: E731
-    ops = {
+    flip_lr: Callable[[NDArray[Any]], NDArray[Any]] = lambda x: x[:, ::-1]  # noqa: E731
+    ops: dict[int, Callable[[NDArray[Any]], NDArray[Any]]] = {
         2: flip_lr,
         3: lambda x: x[::-1, ::-1],
         4: lambda x: x[::-1],
@@ -98,12 +107,12 @@ def _orient(a, orientation):
     return a if op is None else np.ascontiguousarray(op(a))
 
 
-def _guard(path, shape, dtype):
+def _guard(path: str, shape: tuple[int, ...], dtype: DTypeLike) -> None:
     nbytes = int(np.prod(shape, dtype=np.float64)) * np.dtype(dtype).itemsize
     _memory.check(nbytes, f"input image {path!r} ({'x'.join(map(str, shape))} {np.dtype(dtype)})")
 
 
-def read_image(path):
+def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
     """Read a PNG, JPEG or TIFF file into an array, changing nothing silently.
 
     Returns
@@ -147,7 +156,7 @@ def read_image(path):
         return _read_pillow(f, path)
 
 
-def _read_pillow(f, path):
+def _read_pillow(f: IO[bytes], path: str) -> NDArray[Any]:
     import warnings
 
     Image = _pillow()
@@ -193,13 +202,13 @@ class _Refused(Exception):
     """A readable file ndconv refuses (kept apart from Pillow's own errors)."""
 
 
-def struct_error():
+def struct_error() -> type[Exception]:
     import struct
 
     return struct.error
 
 
-def _read_tiff(f, path, tifffile):
+def _read_tiff(f: IO[bytes], path: str, tifffile: Any) -> NDArray[Any] | None:
     """A one-page gray or RGB(A) TIFF in its own depth; None for other
     photometric interpretations (left to Pillow, which converts them)."""
     import warnings
@@ -246,7 +255,7 @@ def _read_tiff(f, path, tifffile):
     return _orient(arr, orientation)
 
 
-def _read_png16(path, head):
+def _read_png16(path: str, head: bytes) -> NDArray[Any]:
     """A 16-bit RGB/RGBA PNG (Pillow would read it as 8-bit): through OpenCV."""
     import struct
 
@@ -267,7 +276,7 @@ def _read_png16(path, head):
     return np.ascontiguousarray(arr[..., [2, 1, 0]] if channels == 3 else arr[..., [2, 1, 0, 3]])
 
 
-def _to_array(im):
+def _to_array(im: Any) -> NDArray[Any]:
     mode = im.mode
     if mode in ("1", "L", "P", "LA", "PA", "RGB", "RGBA"):
         if mode == "1":
@@ -286,7 +295,7 @@ def _to_array(im):
     return np.asarray(im.convert("RGB"))  # CMYK, YCbCr, LAB, HSV
 
 
-def output_format(path, dtype, channels):
+def output_format(path: str | os.PathLike[str], dtype: DTypeLike, channels: int) -> str:
     """Return the format name for ``path``, or raise ValueError if it
     cannot hold an image of ``dtype`` with ``channels`` channels."""
     import os
@@ -319,7 +328,7 @@ def output_format(path, dtype, channels):
     return fmt
 
 
-def write_image(array, fileobj, fmt):
+def write_image(array: ArrayLike, fileobj: IO[bytes] | io.RawIOBase, fmt: str) -> None:
     """Write ``array`` (as returned by :func:`filter_image`) to an open binary file.
 
     uint8 / uint16 / int32 / float images keep their dtype (16-bit colour as
@@ -352,7 +361,7 @@ def write_image(array, fileobj, fmt):
     return None
 
 
-def _write_png16(a, f):
+def _write_png16(a: NDArray[Any], f: IO[bytes] | io.RawIOBase) -> None:
     """A 16-bit RGB/RGBA PNG (Pillow writes colour as 8-bit only): rows unfiltered, zlib."""
     import struct
     import zlib
@@ -361,7 +370,7 @@ def _write_png16(a, f):
     rows = np.zeros((h, 1 + w * c * 2), dtype=np.uint8)  # filter byte 0 (None) per row
     rows[:, 1:] = a.astype(">u2").reshape(h, w * c).view(np.uint8)
 
-    def chunk(kind, data):
+    def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     f.write(_PNG_MAGIC)
@@ -370,7 +379,7 @@ def _write_png16(a, f):
     f.write(chunk(b"IEND", b""))
 
 
-def verify_written(path, fmt, array):
+def verify_written(path: str | os.PathLike[str], fmt: str, array: ArrayLike) -> None:
     """Re-open the header of a just-written image: its format, size and depth.
 
     Raises ValueError when it is not what :func:`write_image` was given (a

@@ -32,12 +32,18 @@ Reading and writing image files is :mod:`ndconv.images.files`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..core import _args, _memory
 from ..core._windows import source_index
 from ..core.functional import conv
 from . import _fused
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Pairs, Shape
 
 __all__ = ["filter_image", "check_finite_band", "centre_delta", "VALUE_RANGES"]
 
@@ -47,7 +53,7 @@ VALUE_RANGES = ("clip", "abs", "rescale")
 # validation
 
 
-def _check_image(image):
+def _check_image(image: object) -> None:
     if not isinstance(image, np.ndarray):
         raise TypeError(f"`image` must be an ndarray, got {type(image).__name__}")
     if image.ndim not in (2, 3):
@@ -64,7 +70,7 @@ def _check_image(image):
         raise ValueError("`image` contains NaN or infinity")
 
 
-def _weight(kernel, channels):
+def _weight(kernel: ArrayLike, channels: int) -> tuple[NDArray[np.float64], int]:
     """Return (weight (C_out, C_in/groups, kh, kw) float64, groups)."""
     k = np.asarray(kernel)
     if k.dtype.kind not in "iuf":
@@ -94,7 +100,9 @@ def _weight(kernel, channels):
 # computing (arguments already validated)
 
 
-def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
+def _tiles(chw: NDArray[Any], w: NDArray[Any], groups: int, pairs: Pairs, stride: Shape,
+           dilation: Shape, mode: str, rows_per_tile: int,
+           dtype: np.dtype[Any]) -> Iterator[tuple[int, int, NDArray[Any]]]:
     """Yield ``(r0, r1, band)``: output rows r0..r1-1 as (C_out, r1-r0, W_out)."""
     C, H, W = chw.shape
     kh, kw = w.shape[2:]
@@ -126,14 +134,14 @@ def _tiles(chw, w, groups, pairs, stride, dilation, mode, rows_per_tile, dtype):
         yield r0, r1, out
 
 
-def _limits(image):
+def _limits(image: NDArray[Any]) -> tuple[float, float]:
     if image.dtype.kind in "ui":
         info = np.iinfo(image.dtype)
         return float(info.min), float(info.max)
     return float(image.min()), float(image.max())
 
 
-def _work_dtype(image_dtype, weight, largest):
+def _work_dtype(image_dtype: DTypeLike, weight: ArrayLike, largest: float | None) -> np.dtype[Any]:
     """The float dtype of the computation: float32 unless that could overflow.
 
     float64 for float64 images and ints wider than 16 bits (float32 would
@@ -151,7 +159,7 @@ def _work_dtype(image_dtype, weight, largest):
     return np.dtype(np.float32 if fits else np.float64)
 
 
-def check_finite_band(band, r0, r1):
+def check_finite_band(band: NDArray[Any], r0: int, r1: int) -> None:
     """Raise ValueError if a filtered band overflowed (never cast inf/NaN to pixels)."""
     if not np.isfinite(band).all():
         raise ValueError(
@@ -161,9 +169,12 @@ def check_finite_band(band, r0, r1):
         )
 
 
-def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=1,
-                 dilation=1, value_range="clip", max_tile_bytes=64 << 20,
-                 rows_per_tile=None, progress=None, alpha=False):
+def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "same",
+                 padding_mode: str = "zeros", stride: IntOrTuple = 1,
+                 dilation: IntOrTuple = 1, value_range: str = "clip",
+                 max_tile_bytes: int = 64 << 20, rows_per_tile: int | None = None,
+                 progress: Callable[[int], object] | None = None,
+                 alpha: bool = False) -> NDArray[Any]:
     """Correlate an image with a kernel, tile by tile, and bring it back to range.
 
     Parameters
@@ -264,7 +275,7 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
                    lo, hi, value_range, out, progress)
         return out[..., 0] if gray else out
 
-    def tiles():
+    def tiles() -> Iterator[tuple[int, int, NDArray[Any]]]:
         # Overflow is checked per band below (one clear error), not warned about.
         with np.errstate(over="ignore", invalid="ignore"):
             for r0, r1, band in _tiles(chw, w, groups, pairs, stride, dilation, mode,
@@ -272,6 +283,8 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
                 check_finite_band(band, r0, r1)
                 yield r0, r1, band
 
+    scale: Any  # floats once 'rescale' has measured the output (None otherwise)
+    offset: Any
     scale = offset = None
     if value_range == "rescale":
         ymin, ymax = np.inf, -np.inf
@@ -295,7 +308,7 @@ def filter_image(image, kernel, *, padding="same", padding_mode="zeros", stride=
     return out[..., 0] if gray and C_out == 1 else out
 
 
-def centre_delta(shape):
+def centre_delta(shape: Shape) -> NDArray[np.float64]:
     """A kernel of ``shape`` that is 1 at the centre tap, 0 elsewhere.
 
     The centre is ``(k-1)//2`` as ``'same'`` padding centres a kernel, so
@@ -307,7 +320,7 @@ def centre_delta(shape):
     return delta
 
 
-def _keep_alpha(image, kernel, **kwargs):
+def _keep_alpha(image: NDArray[Any], kernel: ArrayLike, **kwargs: Any) -> NDArray[Any]:
     """Filter the colour channels; carry alpha along unfiltered (see ``alpha``)."""
     delta = centre_delta(np.shape(kernel))
     colour = filter_image(image[:, :, :-1], kernel, **kwargs)

@@ -20,11 +20,19 @@ cannot be read in parts; it is read whole (say so by rewriting it tiled).
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _args
 from ..io import _files
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from ..core._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Shape
+
+    _Lazy = Any  # a dask.array.Array (dask's annotations are partial)
 
 __all__ = ["filter_tiled", "open_image"]
 
@@ -32,7 +40,7 @@ _TIFF = (".tif", ".tiff")
 _ZARR = (".zarr",)
 
 
-def _kind(path, what):
+def _kind(path: str | os.PathLike[str], what: str) -> str:
     ext = os.path.splitext(os.fspath(path).rstrip("/\\"))[1].lower()
     if ext in _TIFF:
         return "tiff"
@@ -43,7 +51,7 @@ def _kind(path, what):
     )
 
 
-def open_image(path, block=None):
+def open_image(path: str | os.PathLike[str], block: int | None = None) -> _Lazy:
     """Open a TIFF or Zarr image as a lazy dask array, without reading it.
 
     Parameters
@@ -78,7 +86,7 @@ def open_image(path, block=None):
     return _checked(x, path, block)
 
 
-def _open_tiff(path, block, problems):
+def _open_tiff(path: str, block: int | None, problems: list[str]) -> _Lazy:
     import dask.array as da
     import tifffile
     import zarr
@@ -115,7 +123,7 @@ def _open_tiff(path, block, problems):
     return _checked(x, path, block)
 
 
-def _checked(x, path, block):
+def _checked(x: _Lazy, path: str, block: int | None) -> _Lazy:
     if x.ndim not in (2, 3):
         raise ValueError(
             f"input image {path!r} must have shape (H, W) or (H, W, C), got {x.shape}"
@@ -125,14 +133,17 @@ def _checked(x, path, block):
     return x
 
 
-def _same_path(a, b):
+def _same_path(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:
         return os.path.realpath(a) == os.path.realpath(b)
 
 
-def _postprocess(y, value_range, lo, hi, scale, offset, out_dtype, keep_alpha=False):
+def _postprocess(y: NDArray[Any], value_range: str, lo: float, hi: float,
+                 scale: Any, offset: Any,  # floats for 'rescale', None otherwise
+                 out_dtype: DTypeLike,
+                 keep_alpha: bool = False) -> NDArray[Any]:
     from .filter import check_finite_band
 
     check_finite_band(y, 0, y.shape[1])  # rows of this block; one clear error
@@ -148,13 +159,14 @@ def _postprocess(y, value_range, lo, hi, scale, offset, out_dtype, keep_alpha=Fa
     return y.astype(out_dtype, copy=False)
 
 
-def _write_tiff(y, path, tile, compression, compute):
+def _write_tiff(y: _Lazy, path: str, tile: tuple[int, int], compression: str | None,
+                compute: Callable[[_Lazy], NDArray[Any]]) -> None:
     import tifffile
 
     H, W = y.shape[:2]
     bands = np.cumsum((0,) + y.chunks[0])
 
-    def tiles():
+    def tiles() -> Iterator[NDArray[Any]]:
         for r0, r1 in zip(bands[:-1], bands[1:]):
             band = compute(y[r0:r1])
             for t0 in range(0, r1 - r0, tile[0]):
@@ -174,22 +186,22 @@ def _write_tiff(y, path, tile, compression, compute):
 
 
 def filter_tiled(
-    in_path,
-    out_path,
-    kernel,
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    kernel: ArrayLike,
     *,
-    padding="same",
-    padding_mode="zeros",
-    stride=1,
-    dilation=1,
-    value_range="clip",
-    overwrite=False,
-    block=1024,
-    tile=256,
-    compression=None,
-    scheduler="threads",
-    alpha=False,
-):
+    padding: Padding = "same",
+    padding_mode: str = "zeros",
+    stride: IntOrTuple = 1,
+    dilation: IntOrTuple = 1,
+    value_range: str = "clip",
+    overwrite: bool = False,
+    block: int = 1024,
+    tile: int = 256,
+    compression: str | None = None,
+    scheduler: Any = "threads",
+    alpha: bool = False,
+) -> Shape:
     """Filter a TIFF or Zarr image into a tiled TIFF or Zarr, never holding it whole.
 
     Parameters
@@ -273,10 +285,11 @@ def filter_tiled(
     # TIFF band of whole tiles.
     rows = -(-block // tile) * tile if out_kind == "tiff" else block
     chw = chw.rechunk((-1, rows * stride[0], block * stride[1])).astype(dtype)
-    y = ndask.conv(chw, w.astype(dtype), None, stride, padding, dilation, groups,
-                   padding_mode)  # validates padding, mode and sizes, lazily
+    # (Any: dask's own annotations reject map_blocks with a function below)
+    y: _Lazy = ndask.conv(chw, w.astype(dtype), None, stride, padding, dilation, groups,
+                          padding_mode)  # validates padding, mode and sizes, lazily
 
-    def compute(a):
+    def compute(a: _Lazy) -> Any:
         if hasattr(scheduler, "compute"):  # a distributed.Client
             return scheduler.compute(a).result()
         return a.compute(scheduler=scheduler)
@@ -304,7 +317,7 @@ def filter_tiled(
     y = y[0] if y.shape[0] == 1 else y.transpose(1, 2, 0)
     # Regular blocks: Zarr chunks written by one task each, TIFF bands of whole tiles.
     y = y.rechunk((rows, block) + y.shape[2:])
-    def verify(tmp):  # re-open what was written: its shape and dtype
+    def verify(tmp: str) -> None:  # re-open what was written: its shape and dtype
         if out_kind == "zarr":
             import zarr
 

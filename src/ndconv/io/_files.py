@@ -43,6 +43,13 @@ import secrets
 import shutil
 import socket
 import stat
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer, WriteableBuffer
+
+    _Path = str | os.PathLike[str]
 
 __all__ = [
     "CheckedFile",
@@ -63,7 +70,7 @@ class OutputExistsError(FileExistsError):
     """The output's name was taken (by another run, or a file created meanwhile)."""
 
 
-def current_umask():
+def current_umask() -> int:
     """The process umask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
@@ -77,7 +84,7 @@ _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 _TEMP = re.compile(r"^\..+\.ndconv-([0-9a-f]{8})-(\d+)-[0-9a-f]+\.part$")
 
 
-def temp_path(path):
+def temp_path(path: _Path) -> str:
     """A fresh temporary name next to ``path`` (see the module docstring)."""
     path = os.fspath(path).rstrip("/\\") or os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -85,7 +92,7 @@ def temp_path(path):
     return os.path.join(folder, f".{base}.ndconv-{_HOST}-{os.getpid()}-{secrets.token_hex(4)}.part")
 
 
-def _pid_alive(pid):
+def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
     try:
@@ -97,14 +104,14 @@ def _pid_alive(pid):
     return True
 
 
-def remove_stale(folder):
+def remove_stale(folder: _Path) -> list[str]:
     """Remove the temporary files and folders that dead ndconv runs left in ``folder``.
 
     Only names of the form ``.NAME.ndconv-HOST-PID-RANDOM.part`` written on
     this host by a process that no longer exists are removed; a reused pid
     only keeps a stale file a little longer. Returns the names removed.
     """
-    removed = []
+    removed: list[str] = []
     try:
         names = os.listdir(folder)
     except OSError:
@@ -137,25 +144,25 @@ class CheckedFile(io.RawIOBase):
     ignore write errors) fall back to :meth:`write`.
     """
 
-    def __init__(self, fd, name=None):
+    def __init__(self, fd: int, name: str | None = None) -> None:
         super().__init__()
         self._fd = fd
         self.name = name  # the output's path, named in write errors
         self.written = 0  # the file's size as this object wrote it
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
-    def writable(self):
+    def writable(self) -> bool:
         return True
 
-    def seekable(self):
+    def seekable(self) -> bool:
         return True
 
-    def fileno(self):
+    def fileno(self) -> int:
         raise io.UnsupportedOperation("fileno (ndconv checks every write itself)")
 
-    def write(self, data):
+    def write(self, data: ReadableBuffer) -> int:
         view = memoryview(data).cast("B")
         total = len(view)
         done = 0
@@ -171,27 +178,28 @@ class CheckedFile(io.RawIOBase):
         self.written = max(self.written, pos)
         return total
 
-    def readinto(self, buffer):
-        data = os.read(self._fd, len(buffer))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        buf = cast("bytearray", buffer)  # any writable buffer: sized, slice-assignable
+        data = os.read(self._fd, len(buf))
+        buf[: len(data)] = data
         return len(data)
 
-    def seek(self, offset, whence=os.SEEK_SET):
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         return os.lseek(self._fd, offset, whence)
 
-    def tell(self):
+    def tell(self) -> int:
         return os.lseek(self._fd, 0, os.SEEK_CUR)
 
-    def truncate(self, size=None):
+    def truncate(self, size: int | None = None) -> int:
         size = self.tell() if size is None else size
         os.ftruncate(self._fd, size)
         self.written = size
         return size
 
-    def flush(self):
+    def flush(self) -> None:
         pass  # unbuffered: every write already reached the kernel
 
-    def sync(self):
+    def sync(self) -> None:
         """fsync and check that the file holds every byte written."""
         try:
             os.fsync(self._fd)
@@ -202,12 +210,12 @@ class CheckedFile(io.RawIOBase):
             raise OSError(errno.EIO, f"wrote {self.written} bytes but the file holds {size}",
                           self.name)
 
-    def close(self):
+    def close(self) -> None:
         # The descriptor belongs to atomic_write, which closes it.
         super().close()
 
 
-def _fsync_dir(folder):
+def _fsync_dir(folder: _Path) -> None:
     with contextlib.suppress(OSError):  # not every file system syncs folders
         fd = os.open(folder, os.O_RDONLY)
         try:
@@ -220,7 +228,7 @@ _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 
 
-def _rename_noreplace(src, dst):
+def _rename_noreplace(src: _Path, dst: _Path) -> None:
     """rename(src, dst) that fails with FileExistsError if dst exists.
 
     Linux's renameat2(RENAME_NOREPLACE) where available; elsewhere a check
@@ -247,14 +255,14 @@ def _rename_noreplace(src, dst):
     os.rename(src, dst)
 
 
-def _exists_error(path):
+def _exists_error(path: _Path) -> OutputExistsError:
     return OutputExistsError(
         f"output {path!r} already exists (it appeared while this run was writing it); "
         "nothing was replaced: use --force (overwrite=True) to replace it"
     )
 
 
-def _publish_file(tmp, path, overwrite):
+def _publish_file(tmp: _Path, path: _Path, overwrite: bool) -> None:
     if overwrite:
         os.replace(tmp, path)
         return
@@ -274,7 +282,9 @@ def _publish_file(tmp, path, overwrite):
 
 
 @contextlib.contextmanager
-def atomic_write(path, *, overwrite=True, verify=None):
+def atomic_write(
+    path: _Path, *, overwrite: bool = True, verify: Callable[[str], object] | None = None,
+) -> Iterator[CheckedFile]:
     """Yield a :class:`CheckedFile` that becomes ``path`` when the block succeeds.
 
     Parameters
@@ -297,6 +307,7 @@ def atomic_write(path, *, overwrite=True, verify=None):
     remove_stale(folder)
     tmp = temp_path(path)
     # Created with the usual permissions (0666 less the umask), never following a link.
+    fd: int | None
     fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     try:
         f = CheckedFile(fd, path)
@@ -320,7 +331,7 @@ def atomic_write(path, *, overwrite=True, verify=None):
         raise
 
 
-def fsync_tree(folder):
+def fsync_tree(folder: _Path) -> None:
     """fsync every file and folder under ``folder`` (so a crash keeps them whole)."""
     for root, dirs, files in os.walk(folder):
         for name in files:
@@ -332,7 +343,7 @@ def fsync_tree(folder):
         _fsync_dir(root)
 
 
-def temp_dir(path):
+def temp_dir(path: _Path) -> str:
     """Create and return a fresh temporary folder next to ``path`` (usual permissions)."""
     folder = os.path.dirname(os.path.abspath(os.fspath(path).rstrip("/\\")))
     remove_stale(folder)
@@ -341,7 +352,7 @@ def temp_dir(path):
     return tmp
 
 
-def publish_dir(tmp, path, *, overwrite=False, merge=False):
+def publish_dir(tmp: _Path, path: _Path, *, overwrite: bool = False, merge: bool = False) -> None:
     """Publish the finished folder ``tmp`` as ``path`` (synced first).
 
     ``merge``: ``path`` is an existing folder whose entries of the same names
@@ -353,6 +364,7 @@ def publish_dir(tmp, path, *, overwrite=False, merge=False):
     """
     path = os.fspath(path).rstrip("/\\") or os.fspath(path)
     fsync_tree(tmp)
+    old: str | None
     if merge:
         names = sorted(os.listdir(tmp), key=lambda n: not os.path.isdir(os.path.join(tmp, n)))
         for name in names:
@@ -387,7 +399,9 @@ def publish_dir(tmp, path, *, overwrite=False, merge=False):
 
 
 @contextlib.contextmanager
-def atomic_dir(path, *, overwrite=False, verify=None):
+def atomic_dir(
+    path: _Path, *, overwrite: bool = False, verify: Callable[[str], object] | None = None,
+) -> Iterator[str]:
     """Yield a temporary path next to ``path``; publish it as ``path`` on success.
 
     The block writes a file or a folder at the yielded path (a Zarr store, a
@@ -426,7 +440,7 @@ def atomic_dir(path, *, overwrite=False, verify=None):
 # reading
 
 
-def _kind(mode):
+def _kind(mode: int) -> str:
     if stat.S_ISDIR(mode):
         return "a folder"
     if stat.S_ISFIFO(mode):
@@ -440,7 +454,7 @@ def _kind(mode):
     return "not a regular file"
 
 
-def check_regular(path, what):
+def check_regular(path: _Path, what: str) -> os.stat_result:
     """``os.stat`` ``path``; raise ValueError unless it is a regular file.
 
     FileNotFoundError when it does not exist. Nothing is opened.
@@ -455,7 +469,7 @@ def check_regular(path, what):
     return st
 
 
-def open_regular(path, what):
+def open_regular(path: _Path, what: str) -> BinaryIO:
     """Open ``path`` for binary reading if, and only if, it is a regular file.
 
     Checked with ``os.stat`` first and again on the open descriptor (opened
@@ -478,7 +492,7 @@ def open_regular(path, what):
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
         f = os.fdopen(fd, "rb")
-        f.raw.name = path  # readers (tifffile) want the path, not the descriptor
+        f.raw.name = path  # type: ignore[attr-defined]  # readers (tifffile) want the path
         return f
     except BaseException:
         os.close(fd)

@@ -23,12 +23,18 @@ import json
 import os
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _memory
 from ._files import atomic_write, open_regular
+
+if TYPE_CHECKING:
+    from ..core._typing import NDArray, Shape
+
+    _Node = dict[str, Any]  # one node of the JSON manifest
 
 __all__ = ["save", "load"]
 
@@ -38,12 +44,12 @@ _MAX_DEPTH = 100  # nesting of the manifest (a state dict is a few levels deep)
 _MAX_MANIFEST = 64 << 20  # bytes of JSON
 
 
-def _flatten(obj, key, arrays, where):
+def _flatten(obj: Any, key: str, arrays: dict[str, NDArray[Any]], where: str) -> _Node:
     """Describe ``obj`` as JSON, moving its arrays into ``arrays`` under dotted keys."""
     if hasattr(obj, "state_dict") and callable(obj.state_dict) and not isinstance(obj, Mapping):
         obj = obj.state_dict()
     if isinstance(obj, Mapping):
-        items = []
+        items: list[list[Any]] = []
         for k, v in obj.items():
             if not isinstance(k, str):
                 raise TypeError(
@@ -54,9 +60,9 @@ def _flatten(obj, key, arrays, where):
             items.append([k, _flatten(v, sub, arrays, sub)])
         return {"t": "dict", "items": items}
     if isinstance(obj, (list, tuple)):
-        items = [_flatten(v, f"{key}.{i}" if key else str(i), arrays, f"{where}[{i}]")
+        elems = [_flatten(v, f"{key}.{i}" if key else str(i), arrays, f"{where}[{i}]")
                  for i, v in enumerate(obj)]
-        return {"t": type(obj).__name__, "items": items}
+        return {"t": type(obj).__name__, "items": elems}
     if obj is None:
         return {"t": "none"}
     if isinstance(obj, (bool, np.bool_)):
@@ -80,7 +86,9 @@ def _flatten(obj, key, arrays, where):
     return {"t": "array", "k": name}
 
 
-def save(obj, path, *, compress=False, overwrite=True):
+def save(
+    obj: object, path: str | os.PathLike[str], *, compress: bool = False, overwrite: bool = True,
+) -> None:
     """Write ``obj`` to ``path`` as an ``.npz`` checkpoint, atomically.
 
     Parameters
@@ -108,12 +116,12 @@ def save(obj, path, *, compress=False, overwrite=True):
         temporary file is left.
     """
     path = os.fspath(path)
-    arrays = {}
+    arrays: dict[str, NDArray[Any]] = {}
     tree = _flatten(obj, "", arrays, "")
     manifest = json.dumps({"format": _FORMAT, "version": 1, "tree": tree})
     names = [_MANIFEST + ".npy"] + [k + ".npy" for k in arrays]
 
-    def verify(tmp):  # read back the directory and the manifest
+    def verify(tmp: str) -> None:  # read back the directory and the manifest
         with zipfile.ZipFile(tmp) as zf:
             ok = zf.namelist() == names and str(
                 _read_entry(zf, zf.getinfo(names[0]), tmp)) == manifest
@@ -135,12 +143,13 @@ class _Entry:
 
     __slots__ = ("info", "shape", "dtype", "fortran", "offset", "nbytes")
 
-    def __init__(self, info, shape, dtype, fortran, offset, nbytes):
+    def __init__(self, info: zipfile.ZipInfo, shape: Shape, dtype: np.dtype[Any], fortran: bool,
+                 offset: int, nbytes: int) -> None:
         self.info, self.shape, self.dtype = info, shape, dtype
         self.fortran, self.offset, self.nbytes = fortran, offset, nbytes
 
 
-def read_npy_header(fh, where):
+def read_npy_header(fh: IO[bytes], where: str) -> tuple[Shape, np.dtype[Any], bool, int]:
     """Read a ``.npy`` header from ``fh``: ``(shape, dtype, fortran_order, nbytes)``.
 
     Every malformed header (bad magic, a dict that does not parse, negative
@@ -170,7 +179,7 @@ def read_npy_header(fh, where):
     return shape, dtype, fortran, n * dtype.itemsize
 
 
-def _damaged(path, what, exc):
+def _damaged(path: str, what: str, exc: BaseException) -> ValueError:
     return ValueError(f"{path!r} is a damaged checkpoint: {what}: {type(exc).__name__}: {exc}")
 
 
@@ -180,7 +189,7 @@ _DATA_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
                 OverflowError, MemoryError)
 
 
-def _data_error(exc):
+def _data_error(exc: BaseException) -> bool:
     if isinstance(exc, _memory.MemoryLimitError):
         return False
     if isinstance(exc, OSError):
@@ -190,27 +199,29 @@ def _data_error(exc):
     return isinstance(exc, _DATA_ERRORS) or type(exc).__name__ == "LZMAError"
 
 
-def _read_entry(zf, info, path):
+def _read_entry(zf: zipfile.ZipFile, info: zipfile.ZipInfo, path: str) -> NDArray[Any]:
     """Read one small entry (the manifest) fully, as an array."""
     with zf.open(info) as fh:
         shape, dtype, fortran, nbytes = read_npy_header(fh, f"{path!r} entry {info.filename!r}")
         return _read_data(fh, shape, dtype, fortran, nbytes, path, info.filename)
 
 
-def _read_data(fh, shape, dtype, fortran, nbytes, path, name):
+def _read_data(fh: IO[bytes], shape: Shape, dtype: np.dtype[Any], fortran: bool, nbytes: int,
+               path: str, name: str) -> NDArray[Any]:
     arr = np.empty(shape, dtype=dtype, order="F" if fortran else "C")
     if nbytes:
-        view = memoryview(arr.T if fortran else arr).cast("B")
+        # (NumPy's stubs declare ndarray a buffer from Python 3.12 on)
+        view = memoryview(arr.T if fortran else arr).cast("B")  # type: ignore[arg-type]
         got = 0
         while got < nbytes:
-            n = fh.readinto(view[got:])
+            n = fh.readinto(view[got:])  # type: ignore[attr-defined]  # zipfile's ZipExtFile
             if not n:
                 raise ValueError(f"{path!r} is a damaged checkpoint: entry {name!r} is truncated")
             got += n
     return arr
 
 
-def _rebuild(node, arrays, depth=0):
+def _rebuild(node: object, arrays: Mapping[str, object], depth: int = 0) -> Any:
     """The object the manifest describes; ValueError for any malformed node."""
     if depth > _MAX_DEPTH:
         raise ValueError(f"nested deeper than {_MAX_DEPTH} levels")
@@ -244,7 +255,7 @@ def _rebuild(node, arrays, depth=0):
     return make(v)
 
 
-def _materialize(obj, read):
+def _materialize(obj: Any, read: Callable[[_Entry], NDArray[Any]]) -> Any:
     """Replace every :class:`_Entry` in ``obj`` by its array, read now."""
     if isinstance(obj, _Entry):
         return read(obj)
@@ -257,7 +268,7 @@ def _materialize(obj, read):
     return obj
 
 
-def load(path, like=None):
+def load(path: str | os.PathLike[str], like: object = None) -> Any:
     """Read a checkpoint written by :func:`save` (or any ``.npz`` of arrays).
 
     Parameters
@@ -312,13 +323,13 @@ def load(path, like=None):
             return _load_zip(zf, path, like)
 
 
-def _load_zip(zf, path, like):
+def _load_zip(zf: zipfile.ZipFile, path: str, like: object) -> Any:
     infos = zf.infolist()
     declared = sum(i.file_size for i in infos)
     # The zip directory's sizes bound what decompression may produce (zipfile
     # stops at them), so this refuses a zip bomb before inflating anything.
     _memory.check(declared, f"checkpoint {path!r} ({len(infos)} entries, uncompressed)")
-    entries = {}
+    entries: dict[str, _Entry] = {}
     for info in infos:
         key = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
         where = f"{path!r} entry {info.filename!r}"
@@ -344,7 +355,7 @@ def _load_zip(zf, path, like):
             )
         entries[key] = _Entry(info, shape, dtype, fortran, offset, nbytes)
 
-    def read(entry):
+    def read(entry: _Entry) -> NDArray[Any]:
         try:
             with zf.open(entry.info) as fh:
                 fh.read(entry.offset)
@@ -356,6 +367,7 @@ def _load_zip(zf, path, like):
             raise _damaged(path, f"entry {entry.info.filename!r}", exc) from None
 
     manifest = entries.pop(_MANIFEST, None)
+    obj: Any
     if manifest is None:
         obj = entries
     else:
@@ -381,7 +393,7 @@ def _load_zip(zf, path, like):
     return _materialize(obj, read)
 
 
-def _compare(expected, got, where):
+def _compare(expected: Any, got: Any, where: str) -> None:
     """Check ``got`` against the structure, shapes and dtypes of ``expected``."""
     if hasattr(expected, "state_dict") and not isinstance(expected, Mapping):
         expected = expected.state_dict()

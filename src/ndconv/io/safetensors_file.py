@@ -17,11 +17,18 @@ import json
 import math
 import os
 import struct
+from collections.abc import Mapping
+from typing import IO, TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 from ..core import _memory
 from ._files import atomic_write, open_regular
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, NDArray, Shape
+
+    _Entries = list[tuple[str, np.dtype[Any], Shape, int, int]]
 
 __all__ = ["load_safetensors", "save_safetensors"]
 
@@ -41,7 +48,7 @@ _ORDER = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
 _MAX_HEADER = 100_000_000
 
 
-def _dtype(code, where):
+def _dtype(code: str, where: str) -> np.dtype[Any]:
     from .torch_file import _ml_dtype
 
     if code not in _CODES:
@@ -50,7 +57,7 @@ def _dtype(code, where):
     return _ml_dtype(name[3:]) if name.startswith("ml:") else np.dtype(name)
 
 
-def _header(f, size, where):
+def _header(f: IO[bytes], size: int, where: str) -> tuple[dict[str, Any], int]:
     head = f.read(8)
     if len(head) != 8:
         raise ValueError(f"{where} is not a safetensors file (shorter than 8 bytes)")
@@ -72,13 +79,14 @@ def _header(f, size, where):
     return header, 8 + n
 
 
-def _entries(header, data_size, where):
+def _entries(header: dict[str, Any], data_size: int,
+             where: str) -> tuple[_Entries, dict[str, str] | None]:
     """Validated ``(name, dtype, shape, begin, end)``, in file order."""
     meta = header.pop("__metadata__", None)
     if meta is not None and not (isinstance(meta, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in meta.items())):
         raise ValueError(f"{where}: __metadata__ must map str to str")
-    out = []
+    out: _Entries = []
     for name, info in header.items():
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
             raise ValueError(f"{where}: tensor {name!r} needs exactly dtype, shape, data_offsets")
@@ -109,7 +117,19 @@ def _entries(header, data_size, where):
     return out, meta
 
 
-def load_safetensors(path, *, metadata=False):
+@overload
+def load_safetensors(path: str | os.PathLike[str], *,
+                     metadata: Literal[False] = False) -> dict[str, NDArray[Any]]: ...
+@overload
+def load_safetensors(path: str | os.PathLike[str], *, metadata: Literal[True],
+                     ) -> tuple[dict[str, NDArray[Any]], dict[str, str] | None]: ...
+@overload
+def load_safetensors(path: str | os.PathLike[str], *, metadata: bool) -> (
+        dict[str, NDArray[Any]] | tuple[dict[str, NDArray[Any]], dict[str, str] | None]): ...
+
+
+def load_safetensors(path: str | os.PathLike[str], *, metadata: bool = False) -> (
+        dict[str, NDArray[Any]] | tuple[dict[str, NDArray[Any]], dict[str, str] | None]):
     """Read a ``.safetensors`` file into a dict of NumPy arrays.
 
     Parameters
@@ -136,7 +156,7 @@ def load_safetensors(path, *, metadata=False):
         header, start = _header(f, size, where)
         entries, meta = _entries(header, size - start, where)
         _memory.guard(size - start, f"the tensors of {where}")
-        arrays = {}
+        arrays: dict[str, NDArray[Any]] = {}
         for name, dt, shape, begin, end in entries:
             f.seek(start + begin)
             raw = bytearray(f.read(end - begin))
@@ -146,7 +166,8 @@ def load_safetensors(path, *, metadata=False):
     return (arrays, meta) if metadata else arrays
 
 
-def save_safetensors(tensors, path, *, metadata=None):
+def save_safetensors(tensors: Mapping[str, ArrayLike], path: str | os.PathLike[str], *,
+                     metadata: Mapping[str, str] | None = None) -> None:
     """Write a dict of arrays as a ``.safetensors`` file, atomically.
 
     Parameters
@@ -169,7 +190,7 @@ def save_safetensors(tensors, path, *, metadata=None):
     if metadata is not None and not (isinstance(metadata, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())):
         raise TypeError("`metadata` must be a dict of str to str")
-    items = []
+    items: list[tuple[str, str, NDArray[Any]]] = []
     for name, a in tensors.items():
         if not isinstance(name, str) or name == "__metadata__":
             raise ValueError(f"tensor name {name!r} must be a str other than '__metadata__'")
@@ -180,7 +201,8 @@ def save_safetensors(tensors, path, *, metadata=None):
                             f"store (supported: {sorted(_NAMES)})")
         items.append((name, code, arr))
     items.sort(key=lambda t: (-_ORDER.index(t[1]), t[0]))
-    header, pos = {}, 0
+    header: dict[str, Any] = {}
+    pos = 0
     if metadata is not None:
         header["__metadata__"] = metadata
     for name, code, arr in items:

@@ -30,12 +30,19 @@ import sys
 import zipfile
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..core import _memory
 from ._files import open_regular
+
+if TYPE_CHECKING:
+    from ..core._typing import NDArray
+
+    _LoadStorage = Callable[[tuple[Any, ...]], "_Storage | None"]
 
 __all__ = ["load_torch"]
 
@@ -44,7 +51,7 @@ _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 _PROTOCOL_VERSION = 1001
 
 
-def _ml_dtype(name):
+def _ml_dtype(name: str) -> np.dtype[Any]:
     try:
         import ml_dtypes
     except ImportError:
@@ -74,7 +81,7 @@ _STORAGES = {
 }
 
 
-def _np_dtype(name):
+def _np_dtype(name: str) -> np.dtype[Any]:
     code = _DTYPES[name]
     return _ml_dtype(code[3:]) if code.startswith("ml:") else np.dtype(code)
 
@@ -84,7 +91,7 @@ class _DType:
 
     __slots__ = ("name",)
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.name = name
 
 
@@ -93,7 +100,7 @@ class _StorageType:
 
     __slots__ = ("dtype", "untyped")
 
-    def __init__(self, name):
+    def __init__(self, name: str) -> None:
         self.dtype = _STORAGES[name]
         self.untyped = name == "UntypedStorage"
 
@@ -103,7 +110,7 @@ class _Storage:
 
     __slots__ = ("array",)
 
-    def __init__(self, array):
+    def __init__(self, array: NDArray[Any] | None) -> None:
         self.array = array
 
 
@@ -113,7 +120,8 @@ class _TensorType:
     __slots__ = ()
 
 
-def _view(storage, offset, size, stride, dtype=None, what="tensor"):
+def _view(storage: object, offset: Any, size: Any, stride: Any, dtype: np.dtype[Any] | None = None,
+          what: str = "tensor") -> NDArray[Any] | None:
     """The saved tensor as a view of its storage, after checking it lies inside it."""
     if not isinstance(storage, _Storage):
         raise ValueError(f"{what}: the storage argument is a {type(storage).__name__}")
@@ -154,25 +162,28 @@ def _view(storage, offset, size, stride, dtype=None, what="tensor"):
     return as_strided(start, shape=size, strides=strides)
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(storage: object, storage_offset: Any, size: Any, stride: Any,
+                       requires_grad: object = False, backward_hooks: object = None,
+                       metadata: object = None) -> NDArray[Any] | None:
     return _view(storage, storage_offset, size, stride)
 
 
-def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
-                       dtype, metadata=None):
+def _rebuild_tensor_v3(storage: object, storage_offset: Any, size: Any, stride: Any,
+                       requires_grad: object, backward_hooks: object, dtype: object,
+                       metadata: object = None) -> NDArray[Any] | None:
     if not isinstance(dtype, _DType):
         raise ValueError(f"_rebuild_tensor_v3: dtype argument is a {type(dtype).__name__}")
     return _view(storage, storage_offset, size, stride, _np_dtype(dtype.name))
 
 
-def _rebuild_parameter(data, requires_grad, backward_hooks, state=None):
+def _rebuild_parameter(data: object, requires_grad: object, backward_hooks: object,
+                       state: object = None) -> object:
     if not isinstance(data, np.ndarray) and data is not None:
         raise ValueError(f"_rebuild_parameter: data is a {type(data).__name__}, not a tensor")
     return data
 
 
-def _rebuild_from_type_v2(func, new_type, args, state):
+def _rebuild_from_type_v2(func: object, new_type: object, args: object, state: object) -> object:
     # A tensor subclass or a tensor with Python attributes: only the data is kept.
     if not isinstance(func, _Safe) or func.fn not in _REBUILD or not isinstance(
             new_type, _TensorType) or not isinstance(args, tuple):
@@ -180,14 +191,14 @@ def _rebuild_from_type_v2(func, new_type, args, state):
     return func(*args)
 
 
-def _encode(text, encoding="latin1"):
+def _encode(text: object, encoding: object = "latin1") -> bytes:
     """``_codecs.encode``, as protocol 2 pickles ``bytes``; only latin-1."""
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise ValueError(f"_codecs.encode is allowed only for str with latin1, got {encoding!r}")
     return text.encode("latin1")
 
 
-def _bytearray(*args):
+def _bytearray(*args: object) -> bytearray:
     """``bytearray(bytes)`` / ``bytearray(str, 'latin-1')``, as pickles write them.
 
     ``bytearray(n)`` would zero ``n`` bytes that a 20-byte pickle can ask
@@ -203,7 +214,7 @@ def _bytearray(*args):
                      f"not on {type(args[0]).__name__}")
 
 
-def _size(*args):
+def _size(*args: Any) -> tuple[Any, ...]:
     """``torch.Size(...)`` becomes a tuple of ints."""
     (shape,) = args or ((),)
     return tuple(shape)
@@ -218,17 +229,17 @@ class _Safe:
     """
 
     __slots__ = ()
-    fn = None
+    fn: Callable[..., object] | None = None
 
-    def __call__(self, *args):
-        return type(self).fn(*args)
+    def __call__(self, *args: Any) -> object:
+        return type(self).fn(*args)  # type: ignore[misc]  # set by _safe on every subclass
 
 
-def _safe(fn):
+def _safe(fn: Callable[..., object]) -> type[_Safe]:
     return type(f"_Safe_{fn.__name__}", (_Safe,), {"__slots__": (), "fn": staticmethod(fn)})
 
 
-def _device(kind, index=None):
+def _device(kind: object, index: object = None) -> str:
     """``torch.device(...)`` becomes its string (``'cuda:0'``); the arrays are on the CPU anyway."""
     if not isinstance(kind, str) or not (index is None or type(index) is int):
         raise ValueError(f"torch.device({kind!r}, {index!r}) is not a device")
@@ -237,7 +248,7 @@ def _device(kind, index=None):
 
 _REBUILD = (_rebuild_tensor_v2, _rebuild_tensor_v3, _rebuild_parameter)
 # Classes are made once; find_class returns a fresh instance per use.
-_FUNCTIONS = {
+_FUNCTIONS: dict[tuple[str, str], Callable[[], object]] = {
     ("torch._utils", "_rebuild_tensor"): _safe(_rebuild_tensor_v2),  # PyTorch <= 0.3
     ("torch._utils", "_rebuild_tensor_v2"): _safe(_rebuild_tensor_v2),
     ("torch._utils", "_rebuild_tensor_v3"): _safe(_rebuild_tensor_v3),
@@ -252,7 +263,7 @@ _FUNCTIONS = {
     ("builtins", "bytearray"): _safe(_bytearray),
 }
 # Built-in types: immutable, so BUILD cannot change them.
-_TYPES = {
+_TYPES: dict[tuple[str, str], type] = {
     ("collections", "OrderedDict"): OrderedDict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
@@ -270,14 +281,16 @@ class _Unpickler(pickle._Unpickler):
     """
 
     dispatch = dict(pickle._Unpickler.dispatch)
+    read: Callable[[int], bytes]  # set by pickle._Unpickler.load (annotations only)
+    append: Callable[[object], None]
 
-    def __init__(self, file, where, load_storage):
+    def __init__(self, file: IO[bytes], where: str, load_storage: _LoadStorage) -> None:
         super().__init__(file, encoding="utf-8")
         self._where = where
         self._load_storage = load_storage
         self._file = file
 
-    def _load_bytearray8(self):
+    def _load_bytearray8(self) -> None:
         # pickle._Unpickler zero-fills the declared length before reading it.
         (n,) = struct.unpack("<Q", self.read(8))
         data = self.read(n)
@@ -285,9 +298,10 @@ class _Unpickler(pickle._Unpickler):
             raise pickle.UnpicklingError("BYTEARRAY8 longer than the pickle")
         self.append(bytearray(data))
 
-    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
+    # (typeshed types the table's entries as taking the C Unpickler)
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8  # type: ignore[assignment]
 
-    def find_class(self, module, name):
+    def find_class(self, module: str, name: str) -> object:
         # Python 2 names in protocol 2 pickles (__builtin__.set), mapped as pickle does.
         if (module, name) in _compat_pickle.NAME_MAPPING:
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
@@ -310,19 +324,19 @@ class _Unpickler(pickle._Unpickler):
             "save model.state_dict() instead"
         )
 
-    def persistent_load(self, pid):
+    def persistent_load(self, pid: object) -> _Storage | None:
         if not isinstance(pid, tuple) or not pid or pid[0] not in ("storage", b"storage"):
             raise ValueError(f"{self._where}: unknown persistent id {str(pid)[:80]!r}")
         return self._load_storage(pid[1:])
 
 
-def _storage_dtype(storage_type, where):
+def _storage_dtype(storage_type: object, where: str) -> np.dtype[Any]:
     if not isinstance(storage_type, _StorageType):
         raise ValueError(f"{where}: storage type is a {type(storage_type).__name__}")
     return _np_dtype(storage_type.dtype)
 
 
-def _key(v, where):
+def _key(v: object, where: str) -> str:
     if isinstance(v, bytes):
         v = v.decode("ascii")
     if not isinstance(v, (str, int)) or isinstance(v, bool):
@@ -330,7 +344,7 @@ def _key(v, where):
     return str(v)
 
 
-def _read_record(zf, name, where, size):
+def _read_record(zf: zipfile.ZipFile, name: str, where: str, size: int) -> bytearray:
     """A record's bytes (a writable bytearray, read once, without a second copy).
 
     A compressed record that would expand enormously is refused first.
@@ -355,7 +369,7 @@ def _read_record(zf, name, where, size):
     buf = bytearray(info.file_size)
     try:
         with zf.open(info) as fh:
-            got = fh.readinto(buf)
+            got = fh.readinto(buf)  # type: ignore[attr-defined]  # zipfile's ZipExtFile
     except (zlib.error, lzma.LZMAError, NotImplementedError, RuntimeError) as exc:
         # a damaged deflate stream, an unknown compression method, an encrypted entry
         raise ValueError(f"{where}: record {name!r} cannot be read: {exc}") from None
@@ -365,7 +379,7 @@ def _read_record(zf, name, where, size):
     return buf
 
 
-def _load_zip(zf, where, size):
+def _load_zip(zf: zipfile.ZipFile, where: str, size: int) -> Any:
     names = zf.namelist()
     # Two entries of one name are read differently by zipfile (the last) and
     # by PyTorch (the first), and PyTorch takes the archive folder from the
@@ -385,14 +399,14 @@ def _load_zip(zf, where, size):
         raise ValueError(f"{where} is a zip archive without a data.pkl: not a torch.save file")
     big = False
     if prefix + "byteorder" in names:
-        order = _read_record(zf, prefix + "byteorder", where, size)
+        order: bytes | bytearray = _read_record(zf, prefix + "byteorder", where, size)
         order = bytes(order)
         if order not in (b"little", b"big"):
             raise ValueError(f"{where}: unknown byte order {order[:20]!r}")
         big = order == b"big"
-    storages = {}
+    storages: dict[str, _Storage] = {}
 
-    def load_storage(data):
+    def load_storage(data: tuple[Any, ...]) -> _Storage:
         if len(data) != 4:
             raise ValueError(f"{where}: storage id of {len(data)} fields, expected 4")
         storage_type, key, _location, numel = data
@@ -421,14 +435,14 @@ def _load_zip(zf, where, size):
     return _unpickle(io.BytesIO(bytes(data)), where, load_storage)
 
 
-def _native(arr, big):
+def _native(arr: NDArray[Any], big: bool) -> NDArray[Any]:
     """The array in native byte order (PyTorch writes the saving machine's order)."""
     if arr.dtype.itemsize > 1 and big != (sys.byteorder == "big"):
         return arr.byteswap().view(arr.dtype)
     return arr
 
 
-def _unpickle(f, where, load_storage):
+def _unpickle(f: IO[bytes], where: str, load_storage: _LoadStorage) -> Any:
     try:
         return _Unpickler(f, where, load_storage).load()
     except ValueError:
@@ -440,14 +454,14 @@ def _unpickle(f, where, load_storage):
         raise ValueError(f"{where}: damaged pickle ({type(exc).__name__}: {exc})") from None
 
 
-def _load_legacy(f, where):
+def _load_legacy(f: IO[bytes], where: str) -> Any:
     """The pre-1.6 format: magic, protocol, sys_info, the pickle, storage keys, raw storages.
 
     The storages' data follows the pickle that uses them, so the pickle is read
     twice: once to learn the storages and reach their data, once to build
     the arrays on the loaded storages.
     """
-    def header():
+    def header() -> Any:
         return _unpickle(f, where, lambda data: None)
 
     if header() != _MAGIC_NUMBER:
@@ -456,10 +470,10 @@ def _load_legacy(f, where):
         raise ValueError(f"{where}: unknown legacy protocol version")
     sys_info = header()
     big = isinstance(sys_info, dict) and sys_info.get("little_endian") is False
-    roots = {}  # key -> (dtype, declared numel, _Storage)
-    views = {}  # view key -> _Storage (a slice of a root storage, torch < 1.0)
+    roots: dict[str, tuple[np.dtype[Any], int, _Storage]] = {}  # key -> (dtype, numel, storage)
+    views: dict[str, _Storage] = {}  # view key -> a slice of a root storage (torch < 1.0)
 
-    def load_storage(data):
+    def load_storage(data: tuple[Any, ...]) -> _Storage:
         if len(data) != 5:
             raise ValueError(f"{where}: storage id of {len(data)} fields, expected 5")
         storage_type, key, _location, numel, view = data
@@ -511,7 +525,7 @@ def _load_legacy(f, where):
     return _unpickle(f, where, load_storage)
 
 
-def load_torch(path):
+def load_torch(path: str | os.PathLike[str]) -> Any:
     """Read a file written by ``torch.save`` into NumPy arrays, without PyTorch.
 
     Parameters

@@ -23,11 +23,24 @@ kernel ``[[1, -1]]`` back from one input/output pair.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _args
 from ..training.models import MODELS, build_model  # the three networks (documented here, built there)
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterable, Sequence
+
+    from ..core._typing import ArrayLike, NDArray
+    from ..nn.module import Module
+    from ..training.data import Split
+    from ..training.optim import Optimizer
+
+    #: one row of :func:`run`: str, int and float values by column name
+    _Row = dict[str, Any]
 
 __all__ = ["DATASETS", "MODELS", "build_model", "compare", "fit_epochs", "format_table",
            "learn_edge_kernel", "plot", "run", "shift_images"]
@@ -36,7 +49,7 @@ DATASETS = ("digits", "faces")
 _DIRECTIONS = ((1, 0), (-1, 0), (0, 1), (0, -1))
 
 
-def shift_images(x, dy, dx):
+def shift_images(x: ArrayLike, dy: int, dx: int) -> NDArray[Any]:
     """Shift images ``(..., H, W)`` by ``dy`` rows and ``dx`` columns, zero-filled.
 
     Parameters
@@ -64,7 +77,7 @@ def shift_images(x, dy, dx):
     return out
 
 
-def _load(dataset, seed, limit):
+def _load(dataset: str, seed: int, limit: int | None) -> Split:
     from ..training import data
 
     if dataset not in DATASETS:
@@ -77,9 +90,11 @@ def _load(dataset, seed, limit):
     return split
 
 
-def run(dataset="digits", *, models=MODELS, epochs=30, batch_size=32, lr=1e-3, seed=0,
-        shifts=(1, 2), channels=(16, 32), hidden=100, limit=None, progress=False,
-        callback=None):
+def run(dataset: str = "digits", *, models: Sequence[str] = MODELS, epochs: int = 30,
+        batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+        shifts: Sequence[int] = (1, 2), channels: tuple[int, int] = (16, 32),
+        hidden: int = 100, limit: int | None = None, progress: bool = False,
+        callback: Callable[[str, int], object] | None = None) -> list[_Row]:
     """Train each model with the same budget and measure shifted accuracy.
 
     Parameters
@@ -117,7 +132,7 @@ def run(dataset="digits", *, models=MODELS, epochs=30, batch_size=32, lr=1e-3, s
 
     split = _load(dataset, seed, limit)
     n_classes = int(max(split.y_train.max(), split.y_test.max())) + 1
-    rows = []
+    rows: list[_Row] = []
     for kind in models:
         model = build_model(kind, split.x_train.shape[1:], n_classes, channels=channels,
                             hidden=hidden, rng=seed)
@@ -126,7 +141,7 @@ def run(dataset="digits", *, models=MODELS, epochs=30, batch_size=32, lr=1e-3, s
         hist = fit_epochs(model, split.x_train, split.y_train, optimizer=opt, epochs=epochs,
                           batch_size=batch_size, seed=seed, progress=progress,
                           callback=None if callback is None else
-                          (lambda epoch, kind=kind: callback(kind, epoch)))
+                          (lambda epoch, kind=kind: callback(kind, epoch)))  # type: ignore[misc]
         seconds = time.perf_counter() - t0
         model.eval()
         row = {
@@ -144,8 +159,10 @@ def run(dataset="digits", *, models=MODELS, epochs=30, batch_size=32, lr=1e-3, s
     return rows
 
 
-def fit_epochs(model, x, y, *, optimizer, epochs, batch_size=32, seed=0, validation=None,
-               progress=False, callback=None):
+def fit_epochs(model: Module, x: ArrayLike, y: ArrayLike, *, optimizer: Optimizer, epochs: int,
+               batch_size: int = 32, seed: int = 0,
+               validation: Sequence[ArrayLike] | None = None, progress: bool = False,
+               callback: Callable[[int], object] | None = None) -> dict[str, list[float]]:
     """:func:`ndconv.fit` with cross-entropy, and ``callback(epoch)`` after every epoch.
 
     Without a callback this is one ``fit`` call. With one, ``fit`` runs one
@@ -161,13 +178,14 @@ def fit_epochs(model, x, y, *, optimizer, epochs, batch_size=32, seed=0, validat
     """
     from ..training import losses, train
 
-    def one(n, rng):
+    def one(n: int, rng: int | np.random.Generator) -> dict[str, list[float]]:
         return train.fit(model, x, y, loss=losses.CrossEntropyLoss(), optimizer=optimizer,
                          epochs=n, batch_size=batch_size, rng=rng, progress=progress,
                          validation=validation)
 
     if callback is None:
         return {k: list(v) for k, v in one(epochs, seed).items()}
+    hist: dict[str, list[float]]
     gen, hist = np.random.default_rng(seed), {}
     for epoch in range(1, epochs + 1):
         for k, v in one(1, gen).items():
@@ -176,7 +194,8 @@ def fit_epochs(model, x, y, *, optimizer, epochs, batch_size=32, seed=0, validat
     return hist
 
 
-def compare(quick=False, seed=0, datasets=None, progress=False):
+def compare(quick: bool = False, seed: int = 0, datasets: Sequence[str] | None = None,
+            progress: bool = False) -> list[_Row]:
     """The experiment as reported: both datasets, 30 epochs (``quick``: digits, 3 epochs).
 
     Returns the concatenated rows of :func:`run` for each dataset.
@@ -184,7 +203,7 @@ def compare(quick=False, seed=0, datasets=None, progress=False):
     if datasets is None:
         datasets = ("digits",) if quick else DATASETS
     epochs = 3 if quick else 30
-    rows = []
+    rows: list[_Row] = []
     for ds in datasets:
         rows += run(ds, epochs=epochs, seed=seed, progress=progress)
     return rows
@@ -193,7 +212,7 @@ def compare(quick=False, seed=0, datasets=None, progress=False):
 _NAMES = {"mlp": "MLP (FullyConnected)", "local": "LocallyConnected", "cnn": "CNN (Conv)"}
 
 
-def format_table(rows):
+def format_table(rows: Iterable[_Row]) -> str:
     """The rows as a Markdown table: parameters, test and shifted accuracy, seeds."""
     rows = list(rows)
     if not rows:
@@ -213,7 +232,7 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def plot(rows, path):
+def plot(rows: Iterable[_Row], path: str | os.PathLike[str]) -> str | os.PathLike[str]:
     """Accuracy against shift, one line per model and dataset, saved to ``path``.
 
     Needs matplotlib (the ``cli`` extra); uses the Agg backend, no display.
@@ -251,7 +270,8 @@ def plot(rows, path):
     return path
 
 
-def learn_edge_kernel(iterations=10, lr=3e-2, seed=0):
+def learn_edge_kernel(iterations: int = 10, lr: float = 3e-2, seed: int = 0,
+                      ) -> tuple[list[float], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """The book's experiment: learn the edge kernel ``[[1, -1]]`` back from data.
 
     ``X`` is ``ones(6, 8)`` with columns 2..5 set to 0 and ``Y = X * [[1, -1]]``;

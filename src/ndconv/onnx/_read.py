@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _memory
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
-def require_onnx():
+    from ..core._typing import NDArray
+
+# The onnx module and its protobuf messages are typed Any here: onnx's own
+# annotations differ between its releases.
+
+
+def require_onnx() -> Any:
     try:
         import onnx
     except ImportError:
@@ -30,14 +39,14 @@ class ModelTooLargeError(_memory.MemoryLimitError, ValueError):
     """The model's tensors would need more memory than the limit (a ValueError and a MemoryError)."""
 
 
-def _itemsize(onnx, data_type):
+def _itemsize(onnx: Any, data_type: int) -> int | None:
     try:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type)).itemsize
     except (KeyError, TypeError, ValueError):
         return None
 
 
-def _stored_bytes(onnx, t, itemsize):
+def _stored_bytes(onnx: Any, t: Any, itemsize: int) -> int:
     """Bytes of data the tensor holds inline (typed fields hold one element per entry)."""
     if t.HasField("raw_data"):
         return len(t.raw_data)
@@ -48,11 +57,11 @@ def _stored_bytes(onnx, t, itemsize):
     return 0
 
 
-def _external_info(t):
+def _external_info(t: Any) -> dict[str, str]:
     return {e.key: e.value for e in t.external_data}
 
 
-def _all_tensors(onnx, graph):
+def _all_tensors(onnx: Any, graph: Any) -> Iterator[tuple[Any, str]]:
     """Initializers and tensor attributes of the graph (nested graphs included)."""
     for t in graph.initializer:
         yield t, f"initializer {t.name!r}"
@@ -64,7 +73,7 @@ def _all_tensors(onnx, graph):
                 yield from _all_tensors(onnx, a.g)
 
 
-def check_tensors(onnx, model, base_dir, where):
+def check_tensors(onnx: Any, model: Any, base_dir: str | None, where: str) -> int:
     """Refuse inconsistent, missing or too large tensors before reading any data."""
     total = 0
     for t, what in _all_tensors(onnx, model.graph):
@@ -108,7 +117,8 @@ def check_tensors(onnx, model, base_dir, where):
     return total
 
 
-def read_model(path_or_bytes):
+def read_model(path_or_bytes: str | os.PathLike[str] | bytes | bytearray | memoryview,
+               ) -> tuple[Any, str]:
     """Parse and check an ONNX model; return ``(ModelProto, name for messages)``."""
     onnx = require_onnx()
     from google.protobuf.message import DecodeError
@@ -153,14 +163,14 @@ def read_model(path_or_bytes):
     return model, where
 
 
-def to_array(onnx, tensor):
+def to_array(onnx: Any, tensor: Any) -> NDArray[Any]:
     """A TensorProto as an ndarray (data already checked and loaded)."""
     from onnx import numpy_helper
 
     return numpy_helper.to_array(tensor)
 
 
-def attribute_value(onnx, attr):
+def attribute_value(onnx: Any, attr: Any) -> Any:
     """An AttributeProto as a plain Python value (str for strings, ndarray for tensors)."""
     A = onnx.AttributeProto
     if attr.type == A.GRAPH or attr.type == A.GRAPHS:

@@ -11,12 +11,23 @@ atomically.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _args
 from ..io._files import atomic_write
 from . import _read
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
+    from ..core._typing import ArrayLike, Shape
+    from ..nn.module import Module
+
+    #: writes one layer's nodes; returns the name of its output tensor
+    _Emit = Callable[["_Builder", Any, str, str, Shape], str]
 
 # Opset 17 / IR 8: run by onnxruntime >= 1.13 and onnxruntime-web (whose
 # WebAssembly backend has the CPU operators); LayerNormalization is opset 17.
@@ -25,17 +36,19 @@ EXPORT_IR_VERSION = 8
 
 
 class _Builder:
-    def __init__(self, onnx):
+    def __init__(self, onnx: Any) -> None:
         self.onnx = onnx
-        self.nodes, self.inits, self.count = [], [], 0
+        self.nodes: list[Any] = []  # onnx NodeProto
+        self.inits: list[Any] = []  # onnx TensorProto
+        self.count = 0
 
-    def const(self, name, arr):
+    def const(self, name: str, arr: ArrayLike) -> str:
         from onnx import numpy_helper
 
         self.inits.append(numpy_helper.from_array(np.asarray(arr), name))
         return name
 
-    def scalar(self, name, value):
+    def scalar(self, name: str, value: ArrayLike) -> str:
         """A Constant node (not an initializer: an importer trains initializers)."""
         from onnx import numpy_helper
 
@@ -43,15 +56,15 @@ class _Builder:
         return self.node("Constant", [], name, value=numpy_helper.from_array(
             arr.astype(np.float32) if arr.dtype.kind == "f" or arr.ndim == 0 else arr))
 
-    def weight(self, name, arr):
+    def weight(self, name: str, arr: ArrayLike) -> str:
         return self.const(name, np.asarray(arr, np.float32))
 
     @staticmethod
-    def key(name, attr):
+    def key(name: str, attr: str) -> str:
         """The state_dict key of a layer's tensor (a lone layer's keys have no prefix)."""
         return f"{name}.{attr}" if name else attr
 
-    def node(self, op, inputs, name, **attrs):
+    def node(self, op: str, inputs: list[str], name: str, **attrs: Any) -> str:
         self.count += 1
         name = name or "layer"
         out = f"{name}:{op}:{self.count}"
@@ -59,11 +72,11 @@ class _Builder:
         return out
 
 
-def _ints(v):
+def _ints(v: Iterable[Any]) -> list[int]:
     return [int(i) for i in v]
 
 
-def _conv(b, layer, name, x, shape):
+def _conv(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     k = layer.kernel_size
     n = len(k)
     pairs = _args.padding_pairs(layer.padding, k, layer.dilation, layer.stride)
@@ -85,7 +98,7 @@ def _conv(b, layer, name, x, shape):
                   pads=[lo for lo, _ in pairs] + [hi for _, hi in pairs])
 
 
-def _conv_transpose(b, layer, name, x, shape):
+def _conv_transpose(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     ins = [x, b.weight(b.key(name, "weight"), layer.weight.data)]
     if layer.bias is not None:
         ins.append(b.weight(b.key(name, "bias"), layer.bias.data))
@@ -96,7 +109,7 @@ def _conv_transpose(b, layer, name, x, shape):
                   output_padding=_ints(layer.output_padding))
 
 
-def _linear(b, layer, name, x, shape):
+def _linear(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     w = b.weight(b.key(name, "weight"), layer.weight.data)
     bias = b.weight(b.key(name, "bias"), layer.bias.data) if layer.bias is not None else None
     if len(shape) == 2:
@@ -105,7 +118,7 @@ def _linear(b, layer, name, x, shape):
     return b.node("Add", [y, bias], name) if bias else y
 
 
-def _pool(b, layer, name, x, shape):
+def _pool(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     kind = "MaxPool" if type(layer).__name__.startswith("Max") else "AveragePool"
     p = _ints(layer.padding)
     attrs = dict(kernel_shape=_ints(layer.kernel_size), strides=_ints(layer.stride), pads=p + p,
@@ -119,7 +132,7 @@ def _pool(b, layer, name, x, shape):
     return b.node(kind, [x], name, **attrs)
 
 
-def _flatten(b, layer, name, x, shape):
+def _flatten(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     nd = len(shape)
     s, e = layer.start_dim % nd, layer.end_dim % nd
     if s == 1 and e == nd - 1:
@@ -131,7 +144,7 @@ def _flatten(b, layer, name, x, shape):
     return b.node("Reshape", [x, b.const(b.key(name, "shape"), np.array(new, np.int64))], name)
 
 
-def _batchnorm(b, layer, name, x, shape):
+def _batchnorm(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     if getattr(layer, "running_mean", None) is None:
         raise ValueError(f"layer {name} ({type(layer).__name__}): without running statistics "
                          "(track_running_stats=False) it has no inference form to export")
@@ -145,7 +158,7 @@ def _batchnorm(b, layer, name, x, shape):
                   name, epsilon=float(layer.eps))
 
 
-def _groupnorm(b, layer, name, x, shape):
+def _groupnorm(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     # torch's own form: (N, G, -1), InstanceNormalization, back to x's shape, affine
     g, c = layer.num_groups, layer.num_channels
     xr = b.node("Reshape", [x, b.const(b.key(name, "groups"), np.array([0, g, -1], np.int64))], name)
@@ -162,7 +175,7 @@ def _groupnorm(b, layer, name, x, shape):
                                                 view], name)], name)
 
 
-def _layernorm(b, layer, name, x, shape):
+def _layernorm(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     ns = tuple(layer.normalized_shape)
     w = layer.weight.data if getattr(layer, "weight", None) is not None else np.ones(ns)
     bias = layer.bias.data if getattr(layer, "bias", None) is not None else np.zeros(ns)
@@ -171,7 +184,7 @@ def _layernorm(b, layer, name, x, shape):
                   axis=-len(ns), epsilon=float(layer.eps))
 
 
-def _prelu(b, layer, name, x, shape):
+def _prelu(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     w = b.weight(b.key(name, "weight"), layer.weight.data)
     # (C,) as in torch, viewed as (C, 1, ..., 1) to broadcast along the channel dim
     view = [-1] + [1] * (len(shape) - 2) if layer.weight.size > 1 else [1]
@@ -179,14 +192,14 @@ def _prelu(b, layer, name, x, shape):
     return b.node("PRelu", [x, slope], name)
 
 
-def _softmax(b, layer, name, x, shape):
+def _softmax(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     if layer.dim is None:
         raise ValueError(f"layer {name} ({type(layer).__name__}): give `dim` to export it")
     op = "Softmax" if type(layer).__name__ == "Softmax" else "LogSoftmax"
     return b.node(op, [x], name, axis=int(layer.dim))
 
 
-def _gelu(b, layer, name, x, shape):
+def _gelu(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     if getattr(layer, "approximate", "none") != "none":
         raise ValueError(f"layer {name} (GELU): approximate={layer.approximate!r} is not exported")
     # x * 0.5 * (1 + erf(x / sqrt 2)), torch's own opset-17 export
@@ -197,10 +210,12 @@ def _gelu(b, layer, name, x, shape):
                   name)
 
 
-def _pad(b, layer, name, x, shape):
+def _pad(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     pairs = layer._pairs
     n = len(pairs)
-    mode = {"ReflectionPad": "reflect", "ReplicationPad": "edge"}.get(_kind(layer), "constant")
+    # (_kind is never None here: the layer was dispatched by it)
+    mode = {"ReflectionPad": "reflect", "ReplicationPad": "edge"}.get(
+        _kind(layer), "constant")  # type: ignore[arg-type]
     lead = len(shape) - n
     p = [0] * lead + [lo for lo, _ in pairs] + [0] * lead + [hi for _, hi in pairs]
     ins = [x, b.const(b.key(name, "pads"), np.array(p, np.int64))]
@@ -209,7 +224,7 @@ def _pad(b, layer, name, x, shape):
     return b.node("Pad", ins, name, mode=mode)
 
 
-def _upsample(b, layer, name, x, shape):
+def _upsample(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     n = len(shape) - 2
     mode = "nearest" if layer.mode == "nearest" else "linear"
     attrs = {"mode": mode}
@@ -232,7 +247,7 @@ def _upsample(b, layer, name, x, shape):
     return b.node("Resize", [x, roi, scales], name, **attrs)
 
 
-def _adaptive_avg(b, layer, name, x, shape):
+def _adaptive_avg(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     out = layer.output_size
     n = len(shape) - 2
     out = out if isinstance(out, tuple) else (out,) * n
@@ -246,19 +261,19 @@ def _adaptive_avg(b, layer, name, x, shape):
     return b.node("AveragePool", [x], name, kernel_shape=k, strides=k)
 
 
-def _unary(op, **fixed):
-    def emit(b, layer, name, x, shape):
+def _unary(op: str, **fixed: Any) -> _Emit:
+    def emit(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
         attrs = {k: (v(layer) if callable(v) else v) for k, v in fixed.items()}
         return b.node(op, [x], name, **attrs)
 
     return emit
 
 
-def _silu(b, layer, name, x, shape):
+def _silu(b: _Builder, layer: Any, name: str, x: str, shape: Shape) -> str:
     return b.node("Mul", [x, b.node("Sigmoid", [x], name)], name)
 
 
-_EMIT = {
+_EMIT: dict[str, _Emit] = {
     "Conv": _conv, "ConvTranspose": _conv_transpose, "Linear": _linear,
     "MaxPool": _pool, "AvgPool": _pool, "Flatten": _flatten,
     "ReLU": _unary("Relu"), "Sigmoid": _unary("Sigmoid"), "Tanh": _unary("Tanh"),
@@ -275,7 +290,7 @@ _EMIT = {
 }
 
 
-def _kind(layer):
+def _kind(layer: object) -> str | None:
     """The key of ``_EMIT`` for ``layer`` (Conv2d -> Conv, BatchNorm2d -> BatchNorm), or None."""
     for cls in type(layer).__mro__:
         name = cls.__name__
@@ -285,12 +300,12 @@ def _kind(layer):
     return None
 
 
-def _emitter(layer):
+def _emitter(layer: object) -> _Emit | None:
     kind = _kind(layer)
     return None if kind is None else _EMIT[kind]
 
 
-def _leaves(module, prefix=""):
+def _leaves(module: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
     children = list(module.named_children())
     if not children or type(module).__name__ != "Sequential":
         yield prefix, module
@@ -299,7 +314,7 @@ def _leaves(module, prefix=""):
         yield from _leaves(child, f"{prefix}.{name}" if prefix else name)
 
 
-def to_model(model, input_shape=None):
+def to_model(model: Module, input_shape: Sequence[int] | None = None) -> Any:
     """The ``onnx.ModelProto`` of ``model`` (see :func:`save`)."""
     onnx = _read.require_onnx()
     from ..nn.module import Module
@@ -323,14 +338,15 @@ def to_model(model, input_shape=None):
                          f"writes Sequentials of {known}")
     params = list(model.parameters())
     dtype = params[0].data.dtype if params else np.dtype(np.float32)
-    was_training = model.training
+    was_training = model.training  # type: ignore[attr-defined]  # set in Module.__init__
     model.eval()  # the exported graph is the inference form (Dropout off, BN statistics)
     try:
         b = _Builder(onnx)
         x = np.zeros((1, *shape), dtype)
         cur = "input"
         for name, layer in leaves:
-            cur = _emitter(layer)(b, layer, name, cur, x.shape)
+            # (never None: layers without an emitter were refused above)
+            cur = _emitter(layer)(b, layer, name, cur, x.shape)  # type: ignore[misc]
             x = layer(x)  # the next layer's input shape (and a check that the chain runs)
     finally:
         model.train(was_training)
@@ -348,7 +364,8 @@ def to_model(model, input_shape=None):
     return m
 
 
-def save(model, path, input_shape=None):
+def save(model: Module, path: str | os.PathLike[str],
+         input_shape: Sequence[int] | None = None) -> str | os.PathLike[str]:
     """Write ``model`` as an ONNX file that onnxruntime runs with the same outputs.
 
     Parameters

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..nn.module import Module, Parameter
 from . import _read
 from .ops import OPS, Node
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping
+
+    from ..core._typing import DTypeLike, NDArray, Shape
+    from ..lecture.plan import Step
+    from .ops import Op
+
+    #: ``(index, name, op_type, inputs, outputs, op)`` of one node
+    _NodeRow = tuple[int, str, str, list[str], list[str], Op]
+    #: a declared input: name, shape (None for symbolic dims), dtype
+    _Input = tuple[str, "tuple[int | None, ...] | None", np.dtype[Any]]
 
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 
@@ -37,7 +51,17 @@ class OnnxModule(Module):
     opset : int
     """
 
-    def __init__(self, where, opset, inputs, outputs, nodes, params, constants, buffers=None):
+    # Set by Module.__init__ (through object.__setattr__) and by load(): declared
+    # here for the type checker only.
+    _parameters: OrderedDict[str, Parameter]
+    _buffers: OrderedDict[str, NDArray[Any]]
+    _skeleton: Any  # the onnx.ModelProto without its tensors
+    _file_dtypes: dict[str, np.dtype[Any]]
+
+    def __init__(self, where: str, opset: int, inputs: list[_Input], outputs: list[str],
+                 nodes: list[_NodeRow], params: Mapping[str, NDArray[Any]],
+                 constants: dict[str, Any],
+                 buffers: Mapping[str, NDArray[Any]] | None = None) -> None:
         super().__init__()
         self.where = where
         self.opset = opset
@@ -62,7 +86,7 @@ class OnnxModule(Module):
 
     # -- analysis at load time ------------------------------------------------
 
-    def _grad_flow(self):
+    def _grad_flow(self) -> set[str]:
         need = {n for n, d in zip(self.input_names, self.input_dtypes) if d.kind == "f"}
         need |= set(self._parameters)
         for _, _, _, ins, outs, op in self.nodes:
@@ -70,8 +94,8 @@ class OnnxModule(Module):
                 need.update(o for o in outs if o)
         return need
 
-    def _lifetimes(self):
-        last = {}
+    def _lifetimes(self) -> dict[str, int]:
+        last: dict[str, int] = {}
         for k, (_, _, _, ins, _, _) in enumerate(self.nodes):
             for n in ins:
                 if n:
@@ -80,10 +104,10 @@ class OnnxModule(Module):
 
     # -- computation ------------------------------------------------------------
 
-    def __call__(self, *inputs):
+    def __call__(self, *inputs: Any) -> Any:
         return self.forward(*inputs)
 
-    def _check_inputs(self, inputs):
+    def _check_inputs(self, inputs: tuple[Any, ...]) -> list[NDArray[Any]]:
         if len(inputs) != len(self.input_names):
             raise ValueError(f"{self.where} takes {len(self.input_names)} input(s) "
                              f"({', '.join(self.input_names)}), got {len(inputs)}")
@@ -106,16 +130,18 @@ class OnnxModule(Module):
             out.append(x)
         return out
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: Any) -> Any:
         """Run the graph; return the output array (a tuple for several outputs)."""
         return self._run(inputs)
 
-    def infer(self, *inputs):
+    def infer(self, *inputs: Any) -> Any:
         """``forward`` without keeping anything for ``backward``: inference memory is
         the live tensors only (each freed after its last reader)."""
         return self._run(inputs, keep=False)
 
-    def _run(self, inputs, shapes=None, keep=True):
+    def _run(self, inputs: tuple[Any, ...],
+             shapes: dict[str, tuple[Shape, np.dtype[Any]]] | None = None,
+             keep: bool = True) -> Any:
         """Run the nodes; ``shapes`` (a dict) receives every tensor's shape; ``keep``
         False releases each operator's saved tensors right after it runs."""
         env = dict(self.constants)
@@ -149,7 +175,7 @@ class OnnxModule(Module):
         object.__setattr__(self, "_ready", keep)
         return result[0] if len(result) == 1 else result
 
-    def backward(self, *grad_outputs):
+    def backward(self, *grad_outputs: Any) -> Any:
         """Gradients back through the graph from ``d loss / d output(s)``.
 
         Adds into every Parameter's ``.grad``; returns ``d loss / d input``
@@ -163,7 +189,7 @@ class OnnxModule(Module):
         if not self._ready:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward "
                                "(infer keeps nothing for backward)")
-        grads = {}
+        grads: dict[str, Any] = {}
         for n, g in zip(self.output_names, grad_outputs):
             if g is not None:
                 grads[n] = np.asarray(g)
@@ -182,7 +208,7 @@ class OnnxModule(Module):
         gx = tuple(grads.get(n) for n in self.input_names)
         return gx[0] if len(gx) == 1 else gx
 
-    def to_onnx(self):
+    def to_onnx(self) -> Any:
         """The graph with the current weights as an ``onnx.ModelProto`` (see ndconv.onnx.save)."""
         from onnx import numpy_helper
 
@@ -196,22 +222,22 @@ class OnnxModule(Module):
             for k, v in tensors.items())
         return m
 
-    def plan_steps(self, input_shape):
+    def plan_steps(self, input_shape: Shape) -> list[Step]:
         """The nodes as :class:`ndconv.plan.Step` records for ``plan.layer_rows``
         (one sample of shape ``input_shape`` is run to learn every tensor's shape)."""
         from .summary import plan_steps
 
         return plan_steps(self, input_shape)
 
-    def extra_repr(self):
-        kinds = {}
+    def extra_repr(self) -> str:
+        kinds: dict[str, int] = {}
         for n in self.nodes:
             kinds[n[2]] = kinds.get(n[2], 0) + 1
         return (f"{len(self.nodes)} nodes ({', '.join(f'{k} x{v}' for k, v in kinds.items())}), "
                 f"opset {self.opset}, {self.num_parameters():,} parameters")
 
 
-def _value_info(onnx, vi, float_dtype, where):
+def _value_info(onnx: Any, vi: Any, float_dtype: np.dtype[Any] | None, where: str) -> _Input:
     t = vi.type
     if not t.HasField("tensor_type"):
         raise ValueError(f"{where}: input {vi.name!r} is not a tensor (sequences and maps are "
@@ -227,7 +253,8 @@ def _value_info(onnx, vi, float_dtype, where):
     return vi.name, shape, dtype
 
 
-def _float(dtype, float_dtype, what, where):
+def _float(dtype: np.dtype[Any], float_dtype: np.dtype[Any] | None, what: str,
+           where: str) -> np.dtype[Any]:
     if dtype.kind != "f":
         return dtype
     if float_dtype is not None:
@@ -238,7 +265,8 @@ def _float(dtype, float_dtype, what, where):
     return dtype
 
 
-def load(path_or_bytes, *, dtype=None):
+def load(path_or_bytes: str | os.PathLike[str] | bytes, *,
+         dtype: DTypeLike | None = None) -> OnnxModule:
     """Import an ONNX model as a trainable :class:`OnnxModule`.
 
     Parameters
@@ -306,7 +334,9 @@ def load(path_or_bytes, *, dtype=None):
             nodes.append((i, nd))
 
     # every node's operator and attributes, checked before anything runs
-    problems, built, known = [], [], {}
+    problems: list[str] = []
+    built: list[_NodeRow] = []
+    known: dict[str, Any] = {}
     for i, nd in nodes:
         label = f"node {i} ({nd.name!r}, {nd.op_type})"
         if nd.domain not in _DEFAULT_DOMAINS:
@@ -325,14 +355,14 @@ def load(path_or_bytes, *, dtype=None):
             problems.append(f"{label}: {exc}")
             continue
         if nd.op_type == "Constant":
-            known[nd.output[0]] = op.value
+            known[nd.output[0]] = op.value  # type: ignore[attr-defined]  # a Constant op's
         built.append((i, nd.name, nd.op_type, list(nd.input), list(nd.output), op))
     if problems:
         more = f" (and {len(problems) - 1} more: {'; '.join(problems[1:4])}" \
                f"{'; ...' if len(problems) > 4 else ''})" if len(problems) > 1 else ""
         raise ValueError(f"{where}: {problems[0]}{more}; nothing was computed")
 
-    trained = set()
+    trained: set[str] = set()
     for *_, ins, _, op in built:
         trained.update(ins[k] for k in op.GRAD_INPUTS if k < len(ins) and ins[k] in init)
     # onnx hands out read-only views of the file's bytes: the weights are trained

@@ -9,10 +9,16 @@ weights, with plan's own formulas (:func:`ndconv.plan.conv`,
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..lecture import plan
+
+if TYPE_CHECKING:
+    from ..core._typing import NDArray, Shape
+    from .graph import OnnxModule
+    from .ops.base import Op
 
 # operators through which the receptive field passes unchanged (element-wise or
 # a pure re-layout of the same values)
@@ -25,21 +31,22 @@ _WHOLE = {"Gemm", "MatMul", "GlobalAveragePool", "GlobalMaxPool", "Softmax", "Lo
           "LayerNormalization"}
 
 
-def _size(net, name):
+def _size(net: OnnxModule, name: str) -> int:
     if not name:
         return 0
     p = net._parameters.get(name)
     return 0 if p is None else p.size
 
 
-def _value(net, name):
+def _value(net: OnnxModule, name: str) -> Any:  # an ndarray (None for an absent name)
     p = net._parameters.get(name)
     if p is not None:
         return p.data
     return net._buffers[name] if name in net._buffers else net.constants.get(name)
 
 
-def _describe(net, op_type, op, ins, in_shape, out_shape):
+def _describe(net: OnnxModule, op_type: str, op: Any, ins: list[str], in_shape: Shape,
+              out_shape: Shape) -> tuple[str, int, int, int, Any]:
     """``(label, weights, biases, flops, field)`` of one node (per sample)."""
     w = _size(net, ins[1]) if len(ins) > 1 else 0
     if op_type == "Conv":
@@ -84,17 +91,17 @@ def _describe(net, op_type, op, ins, in_shape, out_shape):
     return op_type, 0, 0, 0, "unknown"
 
 
-def plan_steps(net, input_shape):
+def plan_steps(net: OnnxModule, input_shape: Shape) -> list[plan.Step]:
     """:class:`ndconv.plan.Step` per float-valued node of ``net`` for one sample."""
     if len(net.input_names) != 1:
         raise ValueError(f"{net.where}: the accounting needs a model with one input "
                          f"(it has {len(net.input_names)})")
     dtype = net.input_dtypes[0]
-    shapes = {}
+    shapes: dict[str, tuple[Shape, np.dtype[Any]]] = {}
     net._run((np.zeros((1, *input_shape), dtype),), shapes)
     src = {net.input_names[0]: "input"}
     shapes[net.input_names[0]] = ((1, *input_shape), dtype)
-    steps = []
+    steps: list[plan.Step] = []
     for index, name, op_type, ins, outs, op in net.nodes:
         out = outs[0]
         if out not in shapes or shapes[out][1].kind != "f":

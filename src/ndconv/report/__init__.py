@@ -27,6 +27,8 @@ from __future__ import annotations
 import importlib
 import os
 import time
+from collections.abc import Callable, Iterable
+from types import ModuleType
 
 from ..core._extras import missing_message
 from ._page import Section, Skip, render
@@ -38,21 +40,24 @@ SECTIONS = ("why_not_mlp", "derivation", "invariance", "locality", "layer", "pho
             "dims", "claim", "digits")
 
 
-def _module(number):
+def _module(number: int) -> ModuleType:
     return importlib.import_module(f"{__name__}.{SECTIONS[number - 1]}")
 
 
-def section_title(number):
+def section_title(number: int) -> str:
     """``"3. Translation invariance, seen"``."""
     return f"{number}. {_module(number).TITLE}"
 
 
-def section_steps(numbers, quick):
+def section_steps(numbers: Iterable[int], quick: bool) -> int:
     """Progress steps the chosen sections will take (the progress display's total)."""
     return sum(_module(i).steps(quick) for i in numbers)
 
 
-def build(folder, numbers=None, *, quick=False, seed=0, log=print, step=None, debug=False):
+def build(folder: str, numbers: Iterable[int] | None = None, *, quick: bool = False,
+          seed: int = 0, log: Callable[[str], object] = print,
+          step: Callable[[int, str], object] | None = None,
+          debug: bool = False) -> list[tuple[Section, str, float]]:
     """Run the sections ``numbers`` (default all) and write ``folder/index.html``.
 
     Parameters
@@ -80,14 +85,15 @@ def build(folder, numbers=None, *, quick=False, seed=0, log=print, step=None, de
         one broken section never loses the others.
     """
     numbers = list(range(1, len(SECTIONS) + 1)) if numbers is None else list(numbers)
-    results = []
+    results: list[tuple[Section, str, float]] = []
     start = time.perf_counter()
     for number in numbers:
         mod = _module(number)
         title = section_title(number)
         log(title)
         s = Section(number, title, folder, quick, seed, log,
-                    (lambda what, n=number: step(n, what)) if step else (lambda what: None))
+                    (lambda what, n=number: step(n, what))  # type: ignore[misc]
+                    if step else (lambda what: None))
         t0 = time.perf_counter()
         try:
             mod.run(s)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, NDArray
 
-def pyplot():
+# matplotlib's objects (pyplot, figures, axes, images) are typed Any here: the
+# report needs only their documented calls.
+
+
+def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend, with the report's defaults."""
     import matplotlib
 
@@ -17,7 +25,9 @@ def pyplot():
     return plt
 
 
-def matrix(ax, a, title=None, *, cmap="Blues", vmin=None, vmax=None, fmt="{:g}", fontsize=10):
+def matrix(ax: Any, a: ArrayLike, title: str | None = None, *, cmap: str = "Blues",
+           vmin: float | None = None, vmax: float | None = None, fmt: str = "{:g}",
+           fontsize: float = 10) -> Any:
     """A small matrix as coloured cells with its numbers written in.
 
     The text is dark on light cells and white on dark ones, whatever the colour map.
@@ -39,7 +49,7 @@ def matrix(ax, a, title=None, *, cmap="Blues", vmin=None, vmax=None, fmt="{:g}",
     return im
 
 
-def colorbar(fig, im, ax, label=None, **kw):
+def colorbar(fig: Any, im: Any, ax: Any, label: str | None = None, **kw: Any) -> Any:
     """A colour bar beside ``ax`` with a label."""
     cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03, **kw)
     if label:
@@ -47,7 +57,7 @@ def colorbar(fig, im, ax, label=None, **kw):
     return cb
 
 
-def gaussian_1d(sigma):
+def gaussian_1d(sigma: float) -> NDArray[np.float64]:
     """A sampled Gaussian of radius ``ceil(3 sigma)``, summing to 1."""
     r = int(np.ceil(3 * sigma))
     t = np.arange(-r, r + 1, dtype=np.float64)
@@ -55,7 +65,7 @@ def gaussian_1d(sigma):
     return g / g.sum()
 
 
-def camera_crop(rows, cols):
+def camera_crop(rows: slice, cols: slice) -> NDArray[np.float64]:
     """A crop of scikit-image's ``camera`` photo, scaled to 0..1 (float64)."""
     import skimage.data
 

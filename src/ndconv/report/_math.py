@@ -7,30 +7,30 @@ wraps a fragment in ``<math display="block">``.
 from __future__ import annotations
 
 
-def i(name):
+def i(name: object) -> str:
     """An identifier (italic for one letter)."""
     return f"<mi>{name}</mi>"
 
 
-def n(value):
+def n(value: object) -> str:
     return f"<mn>{value}</mn>"
 
 
-def o(op):
+def o(op: object) -> str:
     return f"<mo>{op}</mo>"
 
 
-def row(*parts):
+def row(*parts: str) -> str:
     return "<mrow>" + "".join(parts) + "</mrow>"
 
 
-def sub(base, *index):
+def sub(base: str, *index: str) -> str:
     """``base`` with the comma-separated ``index`` as subscript: w_{i,j,k,l}."""
     idx = o(",").join(index)
     return f"<msub>{base if base.startswith('<') else i(base)}<mrow>{idx}</mrow></msub>"
 
 
-def sum_(under=None, over=None):
+def sum_(under: str | None = None, over: str | None = None) -> str:
     """A summation sign with limits."""
     if under and over:
         return f"<munderover>{o('∑')}{under}{over}</munderover>"
@@ -39,19 +39,19 @@ def sum_(under=None, over=None):
     return o("∑")
 
 
-def frac(num, den):
+def frac(num: str, den: str) -> str:
     return f"<mfrac>{num}{den}</mfrac>"
 
 
-def floor(x):
+def floor(x: str) -> str:
     return row(o("⌊"), x, o("⌋"))
 
 
-def text(t):
+def text(t: object) -> str:
     return f"<mtext>{t}</mtext>"
 
 
-def idx(*names):
+def idx(*names: str) -> list[str]:
     """Index expressions like ``i+a``: each name is a string such as "i+a"."""
     out = []
     for name in names:

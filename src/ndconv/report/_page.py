@@ -12,7 +12,9 @@ from __future__ import annotations
 import html
 import os
 import re
+from collections.abc import Callable, Collection, Iterable, Sequence
 from importlib import resources
+from typing import Any, Literal, overload
 
 FIGURES = "figures"  # the folder beside index.html that holds every figure
 DPI = 200            # matplotlib inches are drawn at 100 CSS px: 2x for high-DPI screens
@@ -23,17 +25,17 @@ class Skip(Exception):
     """A section's library parts are not available; the message says which."""
 
 
-def esc(value):
+def esc(value: object) -> str:
     """``value`` as HTML text."""
     return html.escape(str(value), quote=True)
 
 
-def num(n):
+def num(n: int | float) -> str:
     """An integer with thousands separators: 3,600,000,100."""
     return f"{int(n):,}"
 
 
-def _plain(fragment):
+def _plain(fragment: str) -> str:
     """The text of an HTML fragment, for the console."""
     return html.unescape(re.sub(r"<[^>]+>", "", fragment))
 
@@ -57,57 +59,70 @@ class Section:
         ``step(what)`` advances the progress display by one step.
     """
 
-    def __init__(self, number, title, folder, quick, seed, log, step):
+    def __init__(self, number: int, title: str, folder: str, quick: bool, seed: int,
+                 log: Callable[[str], object], step: Callable[[str], object]) -> None:
         self.number, self.title = number, title
         self.anchor = f"s{number}"
         self.folder, self.quick, self.seed = folder, quick, seed
         self._log, self._step = log, step
-        self.parts = []
-        self.figures = []
+        self.parts: list[str] = []
+        self.figures: list[str] = []
 
     # -- text ---------------------------------------------------------------
 
-    def log(self, line):
+    def log(self, line: str) -> None:
         self._log("  " + line)
 
-    def step(self, what):
+    def step(self, what: str) -> None:
         self._step(what)
 
-    def p(self, fragment, *, quiet=False):
+    def p(self, fragment: str, *, quiet: bool = False) -> None:
         """A paragraph of trusted HTML (escape values with :func:`esc`); also printed."""
         self.parts.append(f"<p>{fragment}</p>")
         if not quiet:
             self.log(_plain(fragment))
 
-    def html(self, fragment):
+    def html(self, fragment: str) -> None:
         """Raw HTML (the widget, a list), not printed."""
         self.parts.append(fragment)
 
-    def h3(self, text):
+    def h3(self, text: str) -> None:
         self.parts.append(f"<h3>{esc(text)}</h3>")
 
-    def math(self, mathml, label=None):
+    def math(self, mathml: str, label: str | None = None) -> None:
         """A displayed equation: ``mathml`` is the MathML inside ``<math>``."""
         lab = f"<span class='eqlabel'>{esc(label)}</span>" if label else ""
         self.parts.append(f"<div class='eq'><math display='block'>{mathml}</math>{lab}</div>")
 
-    def pre(self, text, cls="out"):
+    def pre(self, text: str, cls: str = "out") -> None:
         """Verbatim text: an error message, a printed sum; also printed."""
         self.parts.append(f"<pre class='{cls}'>{esc(text)}</pre>")
         for line in text.splitlines():
             self.log("  " + line)
 
-    def row(self, *fragments):
+    def row(self, *fragments: str) -> None:
         """Fragments (small tables) side by side, wrapping on a narrow screen."""
         self.parts.append("<div class='side'>" + "".join(fragments) + "</div>")
 
-    def table(self, head, rows, *, numeric=(), caption=None, testid=None, quiet=False,
-              inline=False):
+    @overload
+    def table(self, head: Sequence[object], rows: Iterable[Sequence[object]], *,
+              numeric: Collection[int] = ..., caption: str | None = ...,
+              testid: str | None = ..., quiet: bool = ...,
+              inline: Literal[False] = ...) -> None: ...
+    @overload
+    def table(self, head: Sequence[object], rows: Iterable[Sequence[object]], *,
+              numeric: Collection[int] = ..., caption: str | None = ...,
+              testid: str | None = ..., quiet: bool = ..., inline: Literal[True]) -> str: ...
+
+    def table(self, head: Sequence[object], rows: Iterable[Sequence[object]], *,
+              numeric: Collection[int] = (), caption: str | None = None,
+              testid: str | None = None, quiet: bool = False,
+              inline: bool = False) -> str | None:
         """An HTML table; ``numeric`` holds the column indices to right-align.
 
         Cells are text (escaped) unless wrapped in :class:`Raw`.
         """
-        def cell(tag, i, v):
+        def cell(tag: str, i: int, v: object) -> str:
             cls = " class='num'" if i in numeric else ""
             body = v.html if isinstance(v, Raw) else esc(v)
             return f"<{tag}{cls}>{body}</{tag}>"
@@ -128,10 +143,11 @@ class Section:
             for r in rows:
                 self.log("  " + " | ".join(_plain(v.html) if isinstance(v, Raw) else str(v)
                                            for v in r))
+        return None
 
     # -- figures ------------------------------------------------------------
 
-    def figure(self, fig, name, alt, caption):
+    def figure(self, fig: Any, name: str, alt: str, caption: str) -> None:
         """Save a matplotlib figure as ``figures/N-name.png`` at 2x and show it.
 
         ``alt`` describes what the image shows (for a reader who cannot see
@@ -159,15 +175,16 @@ class Section:
 class Raw:
     """A table cell holding trusted HTML."""
 
-    def __init__(self, fragment):
+    def __init__(self, fragment: str) -> None:
         self.html = fragment
 
 
-def _asset(name):
-    return resources.files("ndconv.report").joinpath("assets", name).read_text("utf-8")
+def _asset(name: str) -> str:
+    return resources.files("ndconv.report").joinpath("assets").joinpath(name).read_text("utf-8")
 
 
-def render(results, *, quick, seconds, sections_run):
+def render(results: Iterable[tuple[Section, str, float]], *, quick: bool, seconds: float,
+           sections_run: str) -> str:
     """The whole page as a string.
 
     Parameters

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..lecture import experiments
 from ._figures import pyplot
 from ._page import Raw, esc, num
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..core._typing import ArrayLike
+    from ._page import Section
+
+    #: (dataset, model kind) -> the rows of experiments.run for it, one per seed
+    _Groups = dict[tuple[str, str], list[dict[str, Any]]]
+
 
 TITLE = "The claim, measured: which network survives a shift?"
 
@@ -16,24 +28,24 @@ SHIFTS = (1, 2)
 CONVERGED = 0.95  # final training accuracy below this: the model had not finished learning
 
 
-def plan(quick, seed=0):
+def plan(quick: bool, seed: int = 0) -> tuple[tuple[str, ...], tuple[int, ...], int]:
     """``(datasets, seeds, epochs)`` of the run: the full one is the README's experiment."""
     if quick:
         return ("digits",), (seed, seed + 1), 15
     return ("digits", "faces"), (seed, seed + 1, seed + 2), 30
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     datasets, seeds, epochs = plan(quick)
     return len(datasets) * len(seeds) * 3 * epochs + 2
 
 
-def _pm(values):
+def _pm(values: ArrayLike) -> str:
     v = 100 * np.asarray(values)
     return f"{v.mean():.1f} ± {v.std():.1f}%"
 
 
-def run(s):
+def run(s: Section) -> None:
     datasets, seeds, epochs = plan(s.quick, s.seed)
     s.p("The lecture claims that the two principles make a network that works better on "
         "images, with far fewer parameters. Test it: three networks that differ only in "
@@ -49,10 +61,10 @@ def run(s):
     for ds in datasets:
         for sd in seeds:
             rows += experiments.run(ds, epochs=epochs, seed=sd, shifts=SHIFTS,
-                                    callback=lambda kind, epoch, ds=ds, sd=sd:
+                                    callback=lambda kind, epoch, ds=ds, sd=sd:  # type: ignore[misc]
                                     s.step(f"{ds} seed {sd}: {kind} epoch {epoch}"))
     s.step("trained")
-    groups = {}
+    groups: _Groups = {}
     for r in rows:
         groups.setdefault((r["dataset"], r["model"]), []).append(r)
     body, unconverged = [], []
@@ -82,14 +94,14 @@ def run(s):
     s.step("figure")
 
 
-def _means(groups, ds, kind):
+def _means(groups: _Groups, ds: str, kind: str) -> dict[str, tuple[float, float]]:
     rs = groups[(ds, kind)]
     keys = ["test_accuracy"] + [f"shift_{k}_accuracy" for k in SHIFTS]
     return {k: (100 * np.mean([r[k] for r in rs]), 100 * np.std([r[k] for r in rs]))
             for k in keys}
 
 
-def _gap_words(ds, key, groups):
+def _gap_words(ds: str, key: str, groups: _Groups) -> tuple[float, str, bool]:
     """'CNN 60.5% vs MLP 45.9% (+14.6 points, beyond the spread)'."""
     c, m = _means(groups, ds, "cnn")[key], _means(groups, ds, "mlp")[key]
     gap = c[0] - m[0]
@@ -99,7 +111,7 @@ def _gap_words(ds, key, groups):
     return gap, f"CNN {c[0]:.1f}% against MLP {m[0]:.1f}% ({gap:+.1f} points, {verdict})", clear
 
 
-def _reading(groups, datasets, quick):
+def _reading(groups: _Groups, datasets: Sequence[str], quick: bool) -> str:
     items = []
     for ds in datasets:
         t = [_means(groups, ds, k)["test_accuracy"][0] for k in NAMES]
@@ -146,12 +158,13 @@ def _reading(groups, datasets, quick):
             + "".join(items) + f"</ul><p>{extra}</p></div>")
 
 
-def _plain_reading(groups, datasets):
+def _plain_reading(groups: _Groups, datasets: Sequence[str]) -> str:
     return "; ".join(f"{ds} shift {k}: " + _gap_words(ds, f"shift_{k}_accuracy", groups)[1]
                      for ds in datasets for k in SHIFTS)
 
 
-def _plot(s, groups, datasets, seeds, epochs):
+def _plot(s: Section, groups: _Groups, datasets: Sequence[str], seeds: Sequence[int],
+          epochs: int) -> None:
     plt = pyplot()
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.4 * len(datasets), 3.2),
                              sharey=True, squeeze=False)

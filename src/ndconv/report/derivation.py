@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .. import correlate
@@ -11,17 +13,26 @@ from . import _math as m
 from ._figures import camera_crop, colorbar, matrix, pyplot
 from ._page import Raw, esc
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
+    from ..core._typing import NDArray
+    from ._page import Section
+
+
 TITLE = "The derivation: from a fully connected layer to a convolution"
 
 #: The crop of scikit-image's camera photo the derivation runs on (rows, cols).
 CROP = (slice(180, 186), slice(236, 242))
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return 5
 
 
-def _grid_table(s, a, testid, caption, fmt="{:.3f}"):
+def _grid_table(s: Section, a: NDArray[Any], testid: str, caption: str,
+                fmt: str = "{:.3f}") -> str:
     """A small 2-D array as an HTML table (row and column indices in bold)."""
     rows = [[Raw(f"<b>{r}</b>")] + [fmt.format(v) for v in a[r]] for r in range(a.shape[0])]
     return s.table([""] + [str(c) for c in range(a.shape[1])], rows,
@@ -29,7 +40,7 @@ def _grid_table(s, a, testid, caption, fmt="{:.3f}"):
                    quiet=True, inline=True)
 
 
-def _refusal(derive, step):
+def _refusal(derive: ModuleType, step: Callable[[], object]) -> str:
     """The message of the PrincipleError that ``step()`` raises (it must raise one)."""
     try:
         step()
@@ -38,7 +49,7 @@ def _refusal(derive, step):
     raise AssertionError("derive accepted a weight that breaks a principle")
 
 
-def run(s):
+def run(s: Section) -> None:
     x = camera_crop(*CROP)
     S = x.shape
     k = kernels.get("sobel-x")

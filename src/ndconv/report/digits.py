@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,20 +14,24 @@ from ..training.models import digits_cnn
 from ._figures import pyplot
 from ._page import esc, num
 
+if TYPE_CHECKING:
+    from ._page import Section
+
+
 TITLE = "A CNN on the digits"
 
 LR, BATCH = 3e-3, 32  # as `ndconv train`
 
 
-def epochs_for(quick):
+def epochs_for(quick: bool) -> int:
     return 6 if quick else 20
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return epochs_for(quick) + 2
 
 
-def run(s):
+def run(s: Section) -> None:
     epochs = epochs_for(s.quick)
     split = data.load_digits(seed=s.seed)
     model = digits_cnn(s.seed)

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._figures import colorbar, gaussian_1d, pyplot
 from ._page import Skip, esc
 
+if TYPE_CHECKING:
+    from ._page import Section
+
+
 TITLE = "1-D and 3-D: an ECG and an MRI volume"
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return 4
 
 
-def run(s):
+def run(s: Section) -> None:
     s.p("Nothing in the derivation is specific to two dimensions: the sums run over one "
         "index for a signal, three for a volume. ndconv has one N-d implementation, "
         "called here as <code>conv1d</code> and <code>conv3d</code>.")
@@ -24,7 +29,7 @@ def run(s):
     _mri(s)
 
 
-def _ecg(s):
+def _ecg(s: Section) -> None:
     import pywt.data
 
     from .. import conv1d
@@ -71,7 +76,7 @@ def _ecg(s):
     s.step("ECG figure")
 
 
-def _mri(s):
+def _mri(s: Section) -> None:
     import nibabel
 
     from .. import conv3d
@@ -80,7 +85,7 @@ def _mri(s):
     path = os.path.join(os.path.dirname(nibabel.__file__), "tests", "data", "anatomical.nii")
     if not os.path.exists(path):
         raise Skip(f"nibabel's bundled anatomical.nii is missing ({path})")
-    img = nibabel.load(path)
+    img: Any = nibabel.load(path)  # a Nifti1Image (nibabel types load() as its base class)
     vol = np.asarray(img.get_fdata(), dtype=np.float64)
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     unit = img.header.get_xyzt_units()[0] or "voxel"

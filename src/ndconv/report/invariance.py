@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..images import kernels
@@ -9,17 +11,24 @@ from ..lecture import properties
 from ._figures import camera_crop, pyplot
 from ._page import esc, num
 
+if TYPE_CHECKING:
+    from ..core._typing import NDArray
+    from ..nn.module import Module
+    from ._page import Section
+
+
 TITLE = "Translation invariance, seen"
 
 CROP = (slice(96, 224, 4), slice(200, 328, 4))  # camera, every 4th pixel: the man's head
 SHIFT = (3, 5)
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return 3
 
 
-def _layers(n, kernel, rng):
+def _layers(n: int, kernel: NDArray[Any], rng: np.random.Generator,
+            ) -> list[tuple[str, Module, str]]:
     """Three layers that all compute 'the edge kernel', obeying fewer principles."""
     from ..lecture import derive
     from .. import nn
@@ -45,7 +54,7 @@ def _layers(n, kernel, rng):
             ("fully connected", fc, "circular")]
 
 
-def run(s):
+def run(s: Section) -> None:
     x = camera_crop(*CROP)[None, None]
     n = x.shape[-1]
     kernel = kernels.get("edge")
@@ -62,6 +71,7 @@ def run(s):
     s.step("layers")
     rows, panels = [], []
     for name, layer, boundary in layers:
+        r: Any  # a CheckResult here, a row number below
         r = properties.translation_equivariance(layer, x, shift=SHIFT, boundary=boundary)
         y = layer(x)[0, 0]
         if boundary == "circular":

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from . import _math as m
 from ._figures import matrix, pyplot
 from ._page import esc
+
+if TYPE_CHECKING:
+    from ._page import Section
+
 
 TITLE = "The 2-D convolutional layer"
 
@@ -34,11 +40,11 @@ without it: [[0,1,2],[3,4,5],[6,7,8]] &#8902; [[0,1],[2,3]] = [[19,25],[37,43]].
 """
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return 3
 
 
-def run(s):
+def run(s: Section) -> None:
     from .. import conv_output_shape, correlate
 
     X = np.arange(9.0).reshape(3, 3)
@@ -125,5 +131,5 @@ def run(s):
     s.step("edge example")
 
 
-def esc_t(t):
+def esc_t(t: tuple[object, ...]) -> str:
     return ", ".join(map(str, t)) if len(set(t)) > 1 else str(t[0])

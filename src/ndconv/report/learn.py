@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ._figures import pyplot
 from ._page import esc
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike
+    from ._page import Section
+
 
 TITLE = "Learning the kernel back"
 
 ITERATIONS, LR = 10, 3e-2
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return 2
 
 
-def fall_per_two(losses):
+def fall_per_two(losses: ArrayLike) -> float:
     """The loss's geometric-mean fall factor per 2 iterations: ``(l0 / l_last) ** (2 / n)``."""
     losses = np.asarray(losses, dtype=float)
     return float((losses[0] / losses[-1]) ** (2.0 / (len(losses) - 1)))
 
 
-def run(s):
+def run(s: Section) -> None:
     from ..lecture.experiments import learn_edge_kernel
 
     losses, k, X, Y = learn_edge_kernel(iterations=ITERATIONS, lr=LR, seed=s.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import nn
@@ -9,16 +11,20 @@ from ..lecture import plan, properties
 from ._figures import camera_crop, colorbar, pyplot
 from ._page import num
 
+if TYPE_CHECKING:
+    from ._page import Section
+
+
 TITLE = "Locality, seen"
 
 CROP = (slice(96, 224, 8), slice(200, 328, 8))  # camera, 16x16
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return 3
 
 
-def run(s):
+def run(s: Section) -> None:
     x = camera_crop(*CROP)[None, None]
     n = x.shape[-1]
     rng = np.random.default_rng(s.seed)
@@ -49,7 +55,7 @@ def run(s):
         r3 = properties.locality(layer, x, mid, region=window)
         y = layer(x)
         g = np.zeros_like(y)
-        g[(0, 0, *mid)] = 1.0
+        g[(0, 0) + tuple(mid)] = 1.0  # (mypy reads (0, 0, *mid) in [] as 3.11-only syntax)
         grad = np.abs(layer.backward(g)[0, 0])
         layer.zero_grad()
         size = "×".join(str(len(f)) for f in field)

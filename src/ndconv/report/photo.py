@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ._figures import pyplot
 from ._page import esc
+
+if TYPE_CHECKING:
+    from ._page import Section
+
 
 TITLE = "Kernels on a photo"
 
@@ -23,11 +28,11 @@ PANELS = [
 ]
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return len(PANELS) + 1
 
 
-def run(s):
+def run(s: Section) -> None:
     import skimage.data
 
     from .. import images

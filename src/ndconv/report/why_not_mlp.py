@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..lecture import plan
 from ._figures import pyplot
 from ._page import esc, num
 
+if TYPE_CHECKING:
+    from ._page import Section
+
+
 TITLE = "Why not an MLP"
 
 
-def steps(quick):
+def steps(quick: bool) -> int:
     return 2
 
 
-def run(s):
+def run(s: Section) -> None:
     rows = plan.lecture_table()
     C, H, W = plan.LECTURE_INPUT
     fc = rows[0]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,6 +21,10 @@ from . import (depthwise, direct, fft, gemm, implicit, jax, scatter, separable, 
 from .record import ARRAY_API, Algorithm, padded_and_output_bytes, register
 from .spec import CorrSpec
 
+if TYPE_CHECKING:
+    from .._typing import AnyArray, NDArray
+    from .survey import Survey
+
 #: ``{name: Algorithm}``, in the order the README's method table lists them.
 ALGORITHMS = register(
     direct.ALGORITHM, gemm.ALGORITHM, fft.ALGORITHM, winograd.ALGORITHM,
@@ -28,7 +33,7 @@ ALGORITHMS = register(
 )
 
 
-def methods_for(library="numpy"):
+def methods_for(library: str = "numpy") -> list[str]:
     """Names of the algorithms that compute on ``library``'s arrays, in table order.
 
     ``'numpy'``: every CPU algorithm; another library (``'torch'``, ``'jax'``,
@@ -41,10 +46,10 @@ def methods_for(library="numpy"):
 #: Below this many bytes of input and output, skip the check against the
 #: available memory (reading it costs more than a small convolution); a limit
 #: the user set is always checked.
-GUARD_BYTES = _memory.GUARD_BYTES
+GUARD_BYTES: int = _memory.GUARD_BYTES
 
 
-def check_memory(spec, algo=None, x=None):
+def check_memory(spec: CorrSpec, algo: Algorithm | None = None, x: AnyArray = None) -> None:
     """Refuse, before allocating, a correlation whose arrays cannot fit.
 
     Without ``algo``, counts the padded input and the output (the least any
@@ -54,7 +59,7 @@ def check_memory(spec, algo=None, x=None):
     accelerator (``x`` of a non-NumPy spec) are compared with the device's
     memory, never the host's.
     """
-    free = _memory.HOST
+    free: _memory.Free = _memory.HOST
     if not spec.numpy and x is not None:
         free = _memory.device_free_memory(spec.library, x)
     if algo is None:
@@ -67,13 +72,19 @@ def check_memory(spec, algo=None, x=None):
                       f"{spec.padded_spatial} and output {spec.out_shape}", free)
 
 
-def _max_abs(a):
+def _max_abs(a: NDArray[Any]) -> float:
     """``max |a|`` without a temporary (NaN where ``a`` holds NaN)."""
     with np.errstate(invalid="ignore"):
         return float(max(np.max(a), -np.min(a)))
 
 
-def execute(algo, x, w, spec, data=None):
+def execute(
+    algo: Algorithm,
+    x: NDArray[Any],
+    w: NDArray[Any],
+    spec: CorrSpec,
+    data: Survey | None = None,
+) -> NDArray[Any]:
     """``algo.run(x, w, spec)``, scaled by powers of two where its intermediates
     would overflow although the direct sum need not.
 
@@ -98,7 +109,7 @@ def execute(algo, x, w, spec, data=None):
         return np.ldexp(out, ex + ew, out=out)
 
 
-def run(x, w, spec, method="auto"):
+def run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str = "auto") -> AnyArray:
     """Compute the correlation described by ``spec`` with ``method``.
 
     Half-precision arrays (float16, bfloat16) are computed in float32 and the
@@ -118,7 +129,7 @@ def run(x, w, spec, method="auto"):
     return _run(x, w, spec, method)
 
 
-def _run(x, w, spec, method):
+def _run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str) -> AnyArray:
     from .choose import choose_for
 
     check_memory(spec, x=x)
@@ -148,7 +159,7 @@ def _run(x, w, spec, method):
     return execute(algo, x, w, spec, data)
 
 
-def _zeros(spec, x):
+def _zeros(spec: CorrSpec, x: AnyArray) -> AnyArray:
     """The (empty or all-zero) result, in ``x``'s library and on its device."""
     if spec.numpy:
         return np.zeros(spec.out_shape, dtype=spec.dtype)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,15 +22,26 @@ from .. import _memory
 from . import ALGORITHMS, survey
 from .cost import RATES  # noqa: F401  (re-exported: documented here before)
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
-def estimate(method, spec):
+    from .._typing import NDArray
+    from .record import Algorithm
+    from .spec import CorrSpec
+
+    #: ``((method, seconds), ...)`` fastest first, and ``((method, why unsupported), ...)``.
+    Ranked = tuple[tuple[tuple[str, float], ...], tuple[tuple[str, str], ...]]
+
+
+def estimate(method: str, spec: CorrSpec) -> float:
     """Estimated seconds of ``method`` for ``spec`` on the calibrated machine."""
     return ALGORITHMS[method].estimate(spec)
 
 
-def candidates(spec):
+def candidates(spec: CorrSpec) -> tuple[dict[str, float], dict[str, str]]:
     """``({method: estimated seconds}, {method: reason unsupported})``."""
-    est, no = {}, {}
+    est: dict[str, float] = {}
+    no: dict[str, str] = {}
     for name, algo in ALGORITHMS.items():
         ok, why = algo.accepts(spec)
         if not ok:
@@ -39,12 +51,12 @@ def candidates(spec):
     return est, no
 
 
-def _fmt(seconds):
+def _fmt(seconds: float) -> str:
     return f"{seconds * 1e3:.3g} ms"
 
 
 @functools.lru_cache(maxsize=512)
-def _ranked(spec):
+def _ranked(spec: CorrSpec) -> Ranked:
     """``(((method, seconds), ...) fastest first, ((method, why unsupported), ...))``.
 
     Specs repeat (a layer per step), so the estimates are remembered.
@@ -53,7 +65,7 @@ def _ranked(spec):
     return tuple(sorted(est.items(), key=lambda kv: kv[1])), tuple(no.items())
 
 
-def _fits(algo, spec):
+def _fits(algo: Algorithm, spec: CorrSpec) -> bool:
     """Whether the memory ``algo`` holds for ``spec`` is within the limit in force."""
     nbytes = algo.workspace_bytes(spec)
     if nbytes <= _memory.GUARD_BYTES and not _memory.has_explicit_limit():
@@ -64,7 +76,7 @@ def _fits(algo, spec):
     return limit is None or nbytes <= limit
 
 
-def _refuse_memory(spec, names):
+def _refuse_memory(spec: CorrSpec, names: Iterable[str]) -> None:
     """Raise MemoryLimitError for the method among ``names`` holding the least."""
     least = min(names, key=lambda k: ALGORITHMS[k].workspace_bytes(spec))
     _memory.check(ALGORITHMS[least].workspace_bytes(spec),
@@ -72,7 +84,7 @@ def _refuse_memory(spec, names):
                   "the least memory of the methods that support it)")
 
 
-def skip_note(algo, spec, data):
+def skip_note(algo: Algorithm, spec: CorrSpec, data: survey.Survey | None) -> str | None:
     """Why ``'auto'`` must not run ``algo`` on these arrays (None: it may)."""
     if data is None:
         # Without the arrays, a method that depends on the kernel's values
@@ -82,7 +94,9 @@ def skip_note(algo, spec, data):
             or (algo.applies(spec, data.w) if algo.applies is not None else None))
 
 
-def choose_for(spec, x, w):
+def choose_for(
+    spec: CorrSpec, x: NDArray[Any] | None, w: NDArray[Any] | None
+) -> tuple[str, dict[str, str], survey.Survey | None]:
     """The method ``'auto'`` runs on ``x`` and ``w``, and what it left out.
 
     The fastest estimated method that fits the memory limit, keeps NaN/Inf
@@ -105,7 +119,7 @@ def choose_for(spec, x, w):
     """
     ranked, _ = _ranked(spec)
     data = survey.Survey(x, w, spec) if x is not None and w is not None else None
-    skipped = {}
+    skipped: dict[str, str] = {}
     for name, _ in ranked:
         algo = ALGORITHMS[name]
         if not _fits(algo, spec):
@@ -121,7 +135,7 @@ def choose_for(spec, x, w):
     raise AssertionError("unreachable: the direct sum fits wherever its memory does")
 
 
-def _random_arrays(spec):
+def _random_arrays(spec: CorrSpec) -> tuple[NDArray[Any], NDArray[Any]]:
     """Gaussian arrays of the spec's shapes, refused first if they cannot fit."""
     xs = (spec.batch, spec.in_channels, *spec.in_spatial)
     ws = (spec.out_channels, spec.in_channels // spec.groups, *spec.kernel_size)
@@ -132,7 +146,7 @@ def _random_arrays(spec):
             rng.standard_normal(ws).astype(spec.dtype))
 
 
-def _timed(algo, x, w, spec):
+def _timed(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpec) -> float:
     from . import execute
 
     best = math.inf
@@ -143,13 +157,18 @@ def _timed(algo, x, w, spec):
     return best
 
 
-def _notes(no, skipped):
+def _notes(no: Iterable[tuple[str, str]], skipped: Mapping[str, str]) -> str:
     parts = [f"{k} ruled out: {v}" for k, v in no]
     parts += [f"{k} left out: {v}" for k, v in skipped.items()]
     return "".join(f"; {p}" for p in parts)
 
 
-def choose(spec, measure=False, x=None, w=None):
+def choose(
+    spec: CorrSpec,
+    measure: bool = False,
+    x: NDArray[Any] | None = None,
+    w: NDArray[Any] | None = None,
+) -> tuple[str, str]:
     """Return ``(method, reason)`` for the correlation ``spec``.
 
     Parameters
@@ -183,14 +202,15 @@ def choose(spec, measure=False, x=None, w=None):
     ranked, no = _ranked(spec)
     data = survey.Survey(x, w, spec) if x is not None and w is not None else None
     best_est = ranked[0][1]
-    pool, skipped = [], {}
+    pool: list[str] = []
+    skipped = {}
     for k, v in ranked:
         if v > 10 * best_est:
             continue
         if not _fits(ALGORITHMS[k], spec):
             skipped[k] = "over the memory limit"
-        elif skip_note(ALGORITHMS[k], spec, data):
-            skipped[k] = skip_note(ALGORITHMS[k], spec, data)
+        elif note := skip_note(ALGORITHMS[k], spec, data):
+            skipped[k] = note
         else:
             pool.append(k)
     if not pool:
@@ -198,7 +218,7 @@ def choose(spec, measure=False, x=None, w=None):
     if x is None or w is None:
         x, w = _random_arrays(spec)
     times = {k: _timed(ALGORITHMS[k], x, w, spec) for k in pool}
-    method = min(times, key=times.get)
+    method = min(times, key=times.__getitem__)
     others = ", ".join(
         f"{k} {_fmt(v)}" for k, v in sorted(times.items(), key=lambda kv: kv[1]) if k != method
     )
@@ -209,7 +229,7 @@ def choose(spec, measure=False, x=None, w=None):
     return method, reason + _notes(no, skipped)
 
 
-def _reason(spec, method):
+def _reason(spec: CorrSpec, method: str) -> str:
     ranked, _ = _ranked(spec)
     est = dict(ranked)
     others = ", ".join(f"{k} {_fmt(v)}" for k, v in ranked if k != method)
@@ -220,7 +240,7 @@ def _reason(spec, method):
 
 
 @functools.lru_cache(maxsize=512)
-def _choose_cached(spec):
+def _choose_cached(spec: CorrSpec) -> tuple[str, str]:
     """The cost-model choice from the arguments alone."""
     ranked, no = _ranked(spec)
     method = ranked[0][0]

@@ -13,10 +13,10 @@ from __future__ import annotations
 #: ``scipy.fft`` throughput in points*log2(points)/s; fixed seconds per
 #: Python-level step (one ufunc or BLAS call); seconds per row of the compiled
 #: depthwise kernel.
-RATES = {"gemm": 2.0e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 3e-6, "row": 7.5e-8}
+RATES: dict[str, float] = {"gemm": 2.0e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 3e-6, "row": 7.5e-8}
 
 
-def gemm_eff(k, n):
+def gemm_eff(k: float, n: float) -> float:
     """Fraction of GEMM peak reached with inner size ``k`` and ``n`` output columns.
 
     Skinny products (few channels) are bound by memory, not arithmetic; fitted

@@ -15,24 +15,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    from .spec import CorrSpec
 
 
 #: In :attr:`Algorithm.arrays`: runs on the arrays of any array-API library.
 ARRAY_API = "array-api"
 
 
-def never(spec) -> bool:
+def never(spec: CorrSpec) -> bool:
     """For :attr:`Algorithm.mixes_nonfinite`: each output sums only its own window."""
     return False
 
 
-def always(spec) -> bool:
+def always(spec: CorrSpec) -> bool:
     """For :attr:`Algorithm.mixes_nonfinite`: a transform mixes a whole block."""
     return True
 
 
-def padded_and_output_bytes(spec) -> int:
+def padded_and_output_bytes(spec: CorrSpec) -> int:
     """Bytes of the padded input and of the output: what every method holds at least."""
     return spec.dtype.itemsize * (
         spec.batch * spec.in_channels * math.prod(spec.padded_spatial)
@@ -100,23 +103,23 @@ class Algorithm:
     """
 
     name: str
-    supports: Callable[[Any], tuple]
-    run: Callable[..., Any]
-    estimate: Callable[[Any], float]
-    reason: Callable[[Any], str]
-    mixes_nonfinite: Callable[[Any], bool] = never
-    error_growth: Optional[Callable[[Any], float]] = None
-    magnitude_growth: Optional[Callable[[Any], float]] = None
-    workspace_bytes: Callable[[Any], int] = padded_and_output_bytes
-    applies: Optional[Callable[[Any, Any], Optional[str]]] = None
-    arrays: tuple = ("numpy",)
+    supports: Callable[[CorrSpec], tuple[bool, str]]
+    run: Callable[[Any, Any, CorrSpec], Any]
+    estimate: Callable[[CorrSpec], float]
+    reason: Callable[[CorrSpec], str]
+    mixes_nonfinite: Callable[[CorrSpec], bool] = never
+    error_growth: Optional[Callable[[CorrSpec], float]] = None
+    magnitude_growth: Optional[Callable[[CorrSpec], float]] = None
+    workspace_bytes: Callable[[CorrSpec], int] = padded_and_output_bytes
+    applies: Optional[Callable[[CorrSpec, Any], Optional[str]]] = None
+    arrays: tuple[str, ...] = ("numpy",)
 
     @property
     def needs_numpy(self) -> bool:
         """True for an algorithm that computes on NumPy arrays only."""
         return self.arrays == ("numpy",)
 
-    def accepts(self, spec) -> tuple:
+    def accepts(self, spec: CorrSpec) -> tuple[bool, str]:
         """``supports(spec)``, after checking that it computes on ``spec``'s library.
 
         The chooser and the dispatcher ask this; ``supports`` itself need
@@ -129,7 +132,7 @@ class Algorithm:
             return False, f"computes on {' or '.join(self.arrays)} arrays, not {lib} arrays"
         return self.supports(spec)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():
             raise ValueError(f"algorithm `name` (={self.name!r}) must be an identifier")
         for field in ("supports", "run", "estimate", "reason", "mixes_nonfinite",
@@ -152,7 +155,7 @@ class Algorithm:
             )
 
 
-def register(*algorithms) -> dict:
+def register(*algorithms: Algorithm) -> dict[str, Algorithm]:
     """``{name: Algorithm}`` from records, refusing anything that is not a full record.
 
     Raises
@@ -163,7 +166,7 @@ def register(*algorithms) -> dict:
     ValueError
         Two records share a name.
     """
-    table = {}
+    table: dict[str, Algorithm] = {}
     for algo in algorithms:
         if not isinstance(algo, Algorithm):
             raise TypeError(f"{algo!r} is not an Algorithm record")

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._args import output_size
 from .._windows import tap_slices
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .._typing import Pairs, Shape
 
 
 @dataclass(frozen=True)
@@ -28,14 +33,14 @@ class CorrSpec:
     in_channels: int
     out_channels: int
     groups: int
-    in_spatial: tuple
-    kernel_size: tuple
-    stride: tuple
-    dilation: tuple
-    pairs: tuple
-    lhs_dilation: tuple
+    in_spatial: Shape
+    kernel_size: Shape
+    stride: Shape
+    dilation: Shape
+    pairs: Pairs
+    lhs_dilation: Shape
     padding_mode: str
-    dtype: np.dtype
+    dtype: np.dtype[Any]
     #: The array namespace of the arrays the algorithm receives: ``numpy``
     #: itself for NumPy arrays (every tuned algorithm), otherwise the
     #: library's array-API namespace (``array_api_compat.torch``, ``jax.numpy``,
@@ -45,12 +50,12 @@ class CorrSpec:
     xp: Any = np
 
     @property
-    def numpy(self):
+    def numpy(self) -> bool:
         """True when the arrays are NumPy arrays (every algorithm applies)."""
         return self.xp is np
 
     @property
-    def library(self):
+    def library(self) -> str:
         """The arrays' library: ``'numpy'``, ``'torch'``, ``'jax'``, ``'cupy'``, ..."""
         if self.xp is np:
             return "numpy"
@@ -58,7 +63,7 @@ class CorrSpec:
         return name.partition(".")[0]
 
     @property
-    def compute_dtype(self):
+    def compute_dtype(self) -> np.dtype[Any]:
         """The dtype the arithmetic runs in (float32 for float16 and bfloat16).
 
         ``supports`` checks this, not ``dtype``: half-precision arrays reach the
@@ -69,27 +74,27 @@ class CorrSpec:
         return compute_dtype(self.dtype)
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
         return len(self.kernel_size)
 
     @property
-    def padded_spatial(self):
+    def padded_spatial(self) -> Shape:
         return tuple(
             (n - 1) * r + 1 + lo + hi
             for n, r, (lo, hi) in zip(self.in_spatial, self.lhs_dilation, self.pairs)
         )
 
     @property
-    def out_spatial(self):
+    def out_spatial(self) -> Shape:
         return output_size(self.padded_spatial, self.kernel_size, self.stride,
                            ((0, 0),) * self.ndim, self.dilation)
 
     @property
-    def taps(self):
+    def taps(self) -> int:
         return math.prod(self.kernel_size)
 
     @property
-    def macs(self):
+    def macs(self) -> int:
         """Multiply-adds of the direct formula (the FLOP count is twice this)."""
         return (
             self.batch
@@ -100,9 +105,9 @@ class CorrSpec:
         )
 
     @property
-    def out_shape(self):
+    def out_shape(self) -> Shape:
         return (self.batch, self.out_channels, *self.out_spatial)
 
-    def tap_slices(self, tap):
+    def tap_slices(self, tap: Sequence[int]) -> tuple[slice, ...]:
         """Slices of the padded input that kernel tap ``tap`` multiplies."""
         return tap_slices(tap, self.stride, self.dilation, self.out_spatial)

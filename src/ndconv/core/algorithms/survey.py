@@ -24,14 +24,20 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .._typing import NDArray, Shape
+    from .record import Algorithm
+    from .spec import CorrSpec
 
 #: Largest temporary of the survey (one slab's absolute values), in bytes.
 SLAB_BYTES = 4 * 2**20
 
 
-def block_shape(spec):
+def block_shape(spec: CorrSpec) -> Shape:
     """Block per dim: half the dilated kernel span, in the real (undilated) input."""
     return tuple(
         max(1, ((d * (k - 1) + 1 + 1) // 2) // r)
@@ -39,7 +45,7 @@ def block_shape(spec):
     )
 
 
-def _block_means(a, block, channels):
+def _block_means(a: NDArray[Any], block: Shape, channels: int) -> NDArray[Any]:
     """Mean over channels and blocks of the absolute slab ``a`` (rows, *rest)."""
     sums, sizes = a, []
     for i, b in enumerate(block):
@@ -55,11 +61,11 @@ class Survey:
     """Finite-ness, dynamic range and kernel spread of ``(x, w)``, each computed
     on first use (a method that needs none of them costs nothing)."""
 
-    def __init__(self, x, w, spec):
+    def __init__(self, x: NDArray[Any], w: NDArray[Any], spec: CorrSpec) -> None:
         self.x, self.w, self.spec = x, w, spec
 
     @functools.cached_property
-    def _x_stats(self):
+    def _x_stats(self) -> tuple[float, float]:
         """``(max|x|, smallest block mean |x|)``; NaN max where x holds NaN."""
         x, spec = self.x, self.spec
         # Integers per slab in float64 (abs of the most negative int overflows).
@@ -84,7 +90,7 @@ class Survey:
         return biggest, smallest
 
     @functools.cached_property
-    def finite(self):
+    def finite(self) -> bool:
         """No NaN or Inf in ``x`` or ``w``."""
         if self.x.dtype.kind not in "fc" and self.w.dtype.kind not in "fc":
             return True
@@ -93,11 +99,11 @@ class Survey:
         return w_ok and math.isfinite(self._x_stats[0])
 
     @property
-    def max_abs(self):
+    def max_abs(self) -> float:
         return self._x_stats[0]
 
     @functools.cached_property
-    def dynamic_range(self):
+    def dynamic_range(self) -> float:
         """``max|x|`` over the smallest block's mean ``|x|`` (1 for an all-zero x,
         inf when some block is all zeros but x is not)."""
         biggest, smallest = self._x_stats
@@ -106,7 +112,7 @@ class Survey:
         return biggest / smallest if smallest > 0 else math.inf
 
     @functools.cached_property
-    def spread(self):
+    def spread(self) -> float:
         """``max_o ||w_o||_2 / sum |w_o|`` over output channels (rows of ``w``)."""
         w = self.w.reshape(self.w.shape[0], -1)
         l1 = np.zeros(w.shape[0])
@@ -122,7 +128,7 @@ class Survey:
         return float(ratio.max())
 
 
-def error_note(algo, spec, data):
+def error_note(algo: Algorithm, spec: CorrSpec, data: Survey) -> str | None:
     """Why ``algo`` would break the direct formula's error bound on these arrays, or None.
 
     ``algo.error_growth(spec) * R * spread`` estimates an output's error over
@@ -141,7 +147,7 @@ def error_note(algo, spec, data):
     )
 
 
-def nonfinite_note(algo, spec, data):
+def nonfinite_note(algo: Algorithm, spec: CorrSpec, data: Survey) -> str | None:
     """Why ``algo`` would spread these arrays' NaN/Inf beyond their windows, or None."""
     if algo.mixes_nonfinite(spec) and not data.finite:
         return "the arrays hold NaN or Inf, which it would spread beyond their windows"

@@ -12,20 +12,25 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-_state = {"threads": None, "limiter": None}
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: The thread count set (None: the defaults) and threadpoolctl's limiter holding it.
+_state: dict[str, Any] = {"threads": None, "limiter": None}
 
 
-def _cpu_count():
+def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
-def get_num_threads():
+def get_num_threads() -> int:
     """Number of threads ndconv's algorithms use (BLAS and FFT).
 
     Returns
@@ -36,7 +41,7 @@ def get_num_threads():
     return _state["threads"] or _cpu_count()
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> bool:
     """Use ``n`` threads in BLAS matrix products and ``scipy.fft`` transforms.
 
     Parameters
@@ -80,7 +85,7 @@ def set_num_threads(n):
         return _set_blas(n)
 
 
-def _set_blas(n):
+def _set_blas(n: int | None) -> bool:
     """Set (``None``: restore) the BLAS thread count; the caller holds ``_lock``."""
     if _state["limiter"] is not None:
         _state["limiter"].restore_original_limits()
@@ -99,23 +104,23 @@ def _set_blas(n):
     return True
 
 
-def fft_workers():
+def fft_workers() -> int:
     """``workers`` argument for ``scipy.fft`` calls."""
     return get_num_threads()
 
 
-_controller = {}
+_controller: dict[str, Any] = {}
 
 #: BLAS-on-one-thread sections in progress (all threads), and the limiter the
 #: first one opened. threadpoolctl's own contexts save "the limit before me"
 #: and restore it on exit; overlapping contexts from several threads exit in
 #: any order, and the last to exit restored the *other's* 1 for good.
-_single = {"depth": 0, "limiter": None, "reapply": False}
+_single: dict[str, Any] = {"depth": 0, "limiter": None, "reapply": False}
 _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def blas_single_thread():
+def blas_single_thread() -> Iterator[None]:
     """Context: BLAS on one thread, while ndconv runs its own threads around it.
 
     Algorithms that split work into independent chunks (Winograd) run the

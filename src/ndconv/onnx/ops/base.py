@@ -13,15 +13,25 @@ one gradient per input (None where there is none).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
 import numpy as np
 
-OPS = {}
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from ...core._typing import NDArray
+
+_OpT = TypeVar("_OpT", bound="type[Op]")
+
+OPS: dict[str, type[Op]] = {}
 
 
-def register(*names):
+def register(*names: str) -> Callable[[_OpT], _OpT]:
     """Class decorator: the class implements the ONNX operators ``names``."""
 
-    def deco(cls):
+    def deco(cls: _OpT) -> _OpT:
         for name in names:
             OPS[name] = cls
         return cls
@@ -48,7 +58,9 @@ class Node:
         The dtype every float tensor is computed in when the caller chose one.
     """
 
-    def __init__(self, op_type, attrs, opset, inputs, outputs, consts, float_dtype):
+    def __init__(self, op_type: str, attrs: dict[str, Any], opset: int, inputs: list[str],
+                 outputs: list[str], consts: dict[int, Any],
+                 float_dtype: np.dtype[Any] | None) -> None:
         self.op_type = op_type
         self.attrs = attrs
         self.opset = opset
@@ -73,11 +85,11 @@ class Op:
         produce are refused when the node asks for them).
     """
 
-    ATTRS = {}
-    GRAD_INPUTS = (0,)
+    ATTRS: dict[str, Any] = {}
+    GRAD_INPUTS: tuple[int, ...] = (0,)
     MAX_OUTPUTS = 1
 
-    def __init__(self, node):
+    def __init__(self, node: Node) -> None:
         unknown = [a for a in node.attrs if a not in self.ATTRS]
         if unknown:
             known = ", ".join(sorted(self.ATTRS)) or "none"
@@ -92,23 +104,23 @@ class Op:
         self.opset = node.opset
         self.setup()
 
-    def setup(self):
+    def setup(self) -> None:
         """Check attribute values (override); raise ValueError naming the attribute."""
 
-    def forward(self, *inputs):
+    def forward(self, *inputs: Any) -> Any:
         raise NotImplementedError
 
-    def backward(self, *grads):
+    def backward(self, *grads: Any) -> tuple[NDArray[Any] | None, ...]:
         raise NotImplementedError(f"{type(self).__name__} has no backward")
 
-    def release(self):
+    def release(self) -> None:
         """Drop what ``forward`` kept for ``backward`` (its ``_``-prefixed attributes)."""
         for k in [k for k in vars(self) if k.startswith("_")]:
             delattr(self, k)
 
     # helpers for subclasses ----------------------------------------------
 
-    def choice(self, name, allowed):
+    def choice(self, name: str, allowed: Iterable[Any]) -> Any:
         value = self.attrs[name]
         if value not in allowed:
             raise ValueError(
@@ -116,12 +128,12 @@ class Op:
                 f"{', '.join(repr(a) for a in allowed)})")
         return value
 
-    def const(self, i):
+    def const(self, i: int) -> Any:
         """The load-time value of input ``i``, or None."""
         return self.node.consts.get(i)
 
 
-def unbroadcast(g, shape):
+def unbroadcast(g: NDArray[Any], shape: Sequence[int]) -> NDArray[Any]:
     """Sum ``g`` over the dims NumPy broadcasting added or stretched to reach it from ``shape``."""
     if g.shape == tuple(shape):
         return g
@@ -131,7 +143,7 @@ def unbroadcast(g, shape):
     return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
 
 
-def axis_of(axis, ndim, name="axis"):
+def axis_of(axis: Any, ndim: int, name: str = "axis") -> int:
     """A possibly negative ONNX axis as an index in ``range(ndim)``."""
     a = int(axis)
     if not -ndim <= a < ndim:
@@ -139,7 +151,7 @@ def axis_of(axis, ndim, name="axis"):
     return a % ndim
 
 
-def ints(value):
+def ints(value: Any) -> Any:  # tuple of int, or None
     """An int tuple from a list, an ndarray or None."""
     if value is None:
         return None

@@ -2,34 +2,44 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .base import Op, register, unbroadcast
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ...core._typing import NDArray
 
 
 class _Unary(Op):
     """``y = f(x)``; subclasses define ``f(x)`` and ``df(x, y)`` (dy/dx)."""
 
-    def forward(self, x):
+    f: Callable[[NDArray[Any]], NDArray[Any]]  # (declared for the type checker)
+    df: Callable[[NDArray[Any], NDArray[Any]], Any]
+
+    def forward(self, x: NDArray[Any]) -> Any:
         y = self.f(x)
         self._x, self._y = x, y
         return y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         return (gy * self.df(self._x, self._y).astype(gy.dtype, copy=False),)
 
 
-def _c(x, v):
+def _c(x: NDArray[Any], v: Any) -> Any:
     """A scalar attribute in the dtype of ``x`` (float32 stays float32)."""
     return x.dtype.type(v)
 
 
 @register("Relu")
 class Relu(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.maximum(x, _c(x, 0))
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return x > 0
 
 
@@ -37,10 +47,10 @@ class Relu(_Unary):
 class LeakyRelu(_Unary):
     ATTRS = {"alpha": 0.01}
 
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.where(x >= 0, x, x * _c(x, self.attrs["alpha"]))
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return np.where(x > 0, _c(x, 1), _c(x, self.attrs["alpha"]))
 
 
@@ -48,11 +58,11 @@ class LeakyRelu(_Unary):
 class Elu(_Unary):
     ATTRS = {"alpha": 1.0}
 
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         a = _c(x, self.attrs["alpha"])
         return np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return np.where(x > 0, _c(x, 1), y + _c(x, self.attrs["alpha"]))
 
 
@@ -60,32 +70,32 @@ class Elu(_Unary):
 class Selu(_Unary):
     ATTRS = {"alpha": 1.67326319217681884765625, "gamma": 1.05070102214813232421875}
 
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         a, g = _c(x, self.attrs["alpha"]), _c(x, self.attrs["gamma"])
         return g * np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         a, g = _c(x, self.attrs["alpha"]), _c(x, self.attrs["gamma"])
         return np.where(x > 0, g, y + g * a)
 
 
 @register("Sigmoid")
 class Sigmoid(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         # exp of a non-positive number only: no overflow warnings for large |x|.
         e = np.exp(-np.abs(x))
         return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return y * (1 - y)
 
 
 @register("Tanh")
 class Tanh(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.tanh(x)
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return 1 - y * y
 
 
@@ -93,11 +103,11 @@ class Tanh(_Unary):
 class HardSigmoid(_Unary):
     ATTRS = {"alpha": 0.2, "beta": 0.5}
 
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         a, b = _c(x, self.attrs["alpha"]), _c(x, self.attrs["beta"])
         return np.clip(a * x + b, _c(x, 0), _c(x, 1))
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         a, b = _c(x, self.attrs["alpha"]), _c(x, self.attrs["beta"])
         z = a * x + b
         return np.where((z > 0) & (z < 1), a, _c(x, 0))
@@ -106,91 +116,91 @@ class HardSigmoid(_Unary):
 @register("HardSwish")
 class HardSwish(_Unary):
     # x * HardSigmoid(x) with alpha 1/6, beta 1/2 (torch.nn.Hardswish)
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return x * np.clip(x / _c(x, 6) + _c(x, 0.5), _c(x, 0), _c(x, 1))
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         # torch's derivative: 0 below -3, 1 above 3, x/3 + 1/2 between (inclusive)
         return np.where(x < -3, _c(x, 0), np.where(x > 3, _c(x, 1), x / _c(x, 3) + _c(x, 0.5)))
 
 
 @register("Softplus")
 class Softplus(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.logaddexp(_c(x, 0), x)
 
-    def df(self, x, y):
-        return Sigmoid.f(self, x)
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
+        return Sigmoid.f(self, x)  # type: ignore[arg-type]  # (Sigmoid.f uses no state)
 
 
 @register("Softsign")
 class Softsign(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return x / (1 + np.abs(x))
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return 1 / (1 + np.abs(x)) ** 2
 
 
 @register("Exp")
 class Exp(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.exp(x)
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return y
 
 
 @register("Log")
 class Log(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.log(x)
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return 1 / x
 
 
 @register("Sqrt")
 class Sqrt(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.sqrt(x)
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return 0.5 / y
 
 
 @register("Neg")
 class Neg(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return -x
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return np.array(-1, x.dtype)
 
 
 @register("Abs")
 class Abs(_Unary):
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         return np.abs(x)
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return np.sign(x)
 
 
 @register("Erf")
 class Erf(_Unary):
-    def setup(self):
+    def setup(self) -> None:
         try:
             import scipy.special  # noqa: F401
         except ImportError:
             raise ValueError("needs SciPy (the 'fast' extra) for erf") from None
 
-    def f(self, x):
+    def f(self, x: NDArray[Any]) -> NDArray[Any]:
         from scipy.special import erf
 
         return erf(x).astype(x.dtype, copy=False)
 
-    def df(self, x, y):
+    def df(self, x: NDArray[Any], y: NDArray[Any]) -> Any:
         return (2 / np.sqrt(np.pi)) * np.exp(-x * x)
 
 
@@ -198,10 +208,10 @@ class Erf(_Unary):
 class Identity(Op):
     GRAD_INPUTS = (0,)
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         return x
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         return (gy,)
 
 
@@ -212,7 +222,7 @@ class Dropout(Op):
     ATTRS = {"ratio": 0.5, "is_test": 1, "seed": 0, "consumed_inputs": None}
     MAX_OUTPUTS = 2
 
-    def setup(self):
+    def setup(self) -> None:
         training = self.const(2)
         if len(self.node.inputs) > 2 and self.node.inputs[2] and (
                 training is None or bool(np.asarray(training).reshape(-1)[0])):
@@ -220,10 +230,10 @@ class Dropout(Op):
                 "training_mode must be a constant False: ndconv runs Dropout in its "
                 "inference form (the identity)")
 
-    def forward(self, x, *rest):
+    def forward(self, x: NDArray[Any], *rest: Any) -> Any:
         return x, np.ones(x.shape, dtype=bool)
 
-    def backward(self, gy, gmask=None):
+    def backward(self, gy: NDArray[Any], gmask: Any = None) -> tuple[NDArray[Any] | None, ...]:
         return (gy,)
 
 
@@ -233,12 +243,12 @@ class Clip(Op):
 
     ATTRS = {"min": None, "max": None}
 
-    def setup(self):
+    def setup(self) -> None:
         if self.opset >= 11 and (self.node.attrs.get("min") is not None
                                  or self.node.attrs.get("max") is not None):
             raise ValueError(f"attributes min/max are inputs since opset 11 (model: {self.opset})")
 
-    def forward(self, x, lo=None, hi=None):
+    def forward(self, x: NDArray[Any], lo: Any = None, hi: Any = None) -> Any:
         if self.opset < 11:
             lo, hi = self.attrs["min"], self.attrs["max"]
         lo = -np.inf if lo is None else np.asarray(lo).reshape(()).item()
@@ -246,7 +256,7 @@ class Clip(Op):
         self._mask = (x >= lo) & (x <= hi)
         return np.clip(x, lo, hi).astype(x.dtype, copy=False)
 
-    def backward(self, gy, *_):
+    def backward(self, gy: NDArray[Any], *_: Any) -> tuple[NDArray[Any] | None, ...]:
         return (gy * self._mask, None, None)
 
 
@@ -254,7 +264,7 @@ class Clip(Op):
 class PRelu(Op):
     GRAD_INPUTS = (0, 1)
 
-    def forward(self, x, slope):
+    def forward(self, x: NDArray[Any], slope: NDArray[Any]) -> Any:
         self._orig = slope.shape
         if slope.ndim == 1 and x.ndim > 2 and slope.shape[0] == x.shape[1] != x.shape[-1]:
             # opset < 7 allowed a per-channel (C,) slope; align it with dim 1.
@@ -262,7 +272,7 @@ class PRelu(Op):
         self._x, self._slope = x, slope
         return np.where(x >= 0, x, x * slope)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         x, slope = self._x, self._slope
         neg = x < 0
         gx = np.where(neg, gy * slope, gy)
@@ -273,10 +283,13 @@ class PRelu(Op):
 class _Binary(Op):
     """Broadcasting ``y = f(a, b)``; ``broadcast``/``axis`` are opset < 7's legacy form."""
 
+    f: Callable[[NDArray[Any], NDArray[Any]], NDArray[Any]]  # (declared for the type checker)
+    df: Callable[[NDArray[Any], NDArray[Any], NDArray[Any]], Any]
+
     ATTRS = {"broadcast": 0, "axis": None, "consumed_inputs": None}
     GRAD_INPUTS = (0, 1)
 
-    def forward(self, a, b):
+    def forward(self, a: NDArray[Any], b: NDArray[Any]) -> Any:
         shape_b = b.shape
         if self.attrs["broadcast"] and self.attrs["axis"] is not None and b.ndim:
             ax = int(self.attrs["axis"]) % a.ndim
@@ -285,7 +298,7 @@ class _Binary(Op):
         y = self.f(a, b)
         return y.astype(np.result_type(a, b), copy=False)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         ga, gb = self.df(self._a, self._b, gy)
         ga = None if ga is None or self._a.dtype.kind != "f" else unbroadcast(ga, self._a.shape)
         gb = (None if gb is None or self._b.dtype.kind != "f"
@@ -295,39 +308,39 @@ class _Binary(Op):
 
 @register("Add")
 class Add(_Binary):
-    def f(self, a, b):
+    def f(self, a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
         return a + b
 
-    def df(self, a, b, g):
+    def df(self, a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> Any:
         return g, g
 
 
 @register("Sub")
 class Sub(_Binary):
-    def f(self, a, b):
+    def f(self, a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
         return a - b
 
-    def df(self, a, b, g):
+    def df(self, a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> Any:
         return g, -g
 
 
 @register("Mul")
 class Mul(_Binary):
-    def f(self, a, b):
+    def f(self, a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
         return a * b
 
-    def df(self, a, b, g):
+    def df(self, a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> Any:
         return g * b, g * a
 
 
 @register("Div")
 class Div(_Binary):
-    def f(self, a, b):
+    def f(self, a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
         if a.dtype.kind in "iu" and b.dtype.kind in "iu":
             return a // b  # ONNX integer division truncates; shapes are non-negative
         return a / b
 
-    def df(self, a, b, g):
+    def df(self, a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> Any:
         ga = g / b
         return ga, -ga * a / b
 
@@ -336,10 +349,10 @@ class Div(_Binary):
 class Pow(_Binary):
     ATTRS = {}
 
-    def f(self, a, b):
+    def f(self, a: NDArray[Any], b: NDArray[Any]) -> NDArray[Any]:
         return np.power(a, b)
 
-    def df(self, a, b, g):
+    def df(self, a: NDArray[Any], b: NDArray[Any], g: NDArray[Any]) -> Any:
         y = np.power(a, b)
         gb = g * y * np.log(np.where(a > 0, a, 1)) if b.dtype.kind == "f" else None
         return g * b * np.power(a, b - 1), gb

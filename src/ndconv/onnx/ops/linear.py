@@ -6,16 +6,25 @@ and :func:`ndconv.conv_transpose` / :func:`ndconv.conv_transpose_backward`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ...core import functional as F
 from ...core._windows import pad
 from .base import Op, axis_of, ints, register, unbroadcast
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ...core._typing import NDArray, Pairs
+
+
 _AUTO_PAD = ("NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID")
 
 
-def same_pads(spatial, k, s, d, auto_pad):
+def same_pads(spatial: Sequence[int], k: Sequence[int], s: Sequence[int], d: Sequence[int],
+              auto_pad: str) -> Pairs:
     """``(lo, hi)`` per dim for ``auto_pad`` SAME_UPPER / SAME_LOWER: output ``ceil(S / s)``."""
     pairs = []
     for n, ki, si, di in zip(spatial, k, s, d):
@@ -29,7 +38,7 @@ def same_pads(spatial, k, s, d, auto_pad):
 class _Windowed(Op):
     """Shared attributes of Conv, ConvTranspose and the pools."""
 
-    def setup(self):
+    def setup(self) -> None:
         self.choice("auto_pad", _AUTO_PAD)
         for name in ("kernel_shape", "strides", "dilations", "pads"):
             v = self.attrs.get(name)
@@ -40,7 +49,7 @@ class _Windowed(Op):
         if pads is not None and len(pads) % 2:
             raise ValueError(f"attribute pads={list(pads)} must hold 2 values per spatial dim")
 
-    def geometry(self, spatial, k):
+    def geometry(self, spatial: Any, k: Any) -> Any:
         """``(stride, dilation, pairs)`` for this input's spatial shape and kernel."""
         n = len(spatial)
         s = ints(self.attrs.get("strides")) or (1,) * n
@@ -67,7 +76,7 @@ class Conv(_Windowed):
              "pads": None, "strides": None}
     GRAD_INPUTS = (0, 1, 2)
 
-    def forward(self, x, w, b=None):
+    def forward(self, x: NDArray[Any], w: NDArray[Any], b: NDArray[Any] | None = None) -> Any:
         k = tuple(w.shape[2:])
         if self.attrs["kernel_shape"] is not None and ints(self.attrs["kernel_shape"]) != k:
             raise ValueError(f"kernel_shape={list(self.attrs['kernel_shape'])} differs from "
@@ -77,7 +86,7 @@ class Conv(_Windowed):
         self._saved = (x, w, s, d, pairs, b is not None)
         return y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         x, w, s, d, pairs, has_b = self._saved
         gx, gw, gb = F.conv_backward(gy, x, w, s, pairs, d, int(self.attrs["group"]))
         return gx, gw, (gb if has_b else None)
@@ -92,7 +101,7 @@ class ConvTranspose(_Windowed):
              "output_padding": None, "output_shape": None, "pads": None, "strides": None}
     GRAD_INPUTS = (0, 1, 2)
 
-    def _pairs(self, x, w):
+    def _pairs(self, x: NDArray[Any], w: NDArray[Any]) -> Any:
         n = x.ndim - 2
         k = tuple(w.shape[2:])
         s, d, pairs = self.geometry(x.shape[2:], k)
@@ -112,7 +121,7 @@ class ConvTranspose(_Windowed):
         # crop lo at the start; at the end crop hi but first extend by output_padding
         return s, d, tuple((-lo, oi - hi) for (lo, hi), oi in zip(pairs, op))
 
-    def forward(self, x, w, b=None):
+    def forward(self, x: NDArray[Any], w: NDArray[Any], b: NDArray[Any] | None = None) -> Any:
         s, d, crop = self._pairs(x, w)
         g = int(self.attrs["group"])
         full = F.conv_transpose(x, w, None, s, 0, 0, g, d)
@@ -122,7 +131,7 @@ class ConvTranspose(_Windowed):
         self._saved = (x, w, s, d, crop, g, b is not None)
         return y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         x, w, s, d, crop, g, has_b = self._saved
         gfull = pad(gy, tuple((-lo, -hi) for lo, hi in crop))
         gx, gw, _ = F.conv_transpose_backward(gfull, x, w, s, 0, 0, g, d)
@@ -142,7 +151,7 @@ class BatchNormalization(Op):
              "training_mode": 0, "consumed_inputs": None}
     GRAD_INPUTS = (0, 1, 2)
 
-    def setup(self):
+    def setup(self) -> None:
         if self.attrs["spatial"] != 1:
             raise ValueError("attribute spatial=0 (per-element statistics) is not supported")
         if self.attrs["training_mode"]:
@@ -154,14 +163,15 @@ class BatchNormalization(Op):
 
     MAX_OUTPUTS = 5
 
-    def forward(self, x, scale, bias, mean, var):
+    def forward(self, x: NDArray[Any], scale: NDArray[Any], bias: NDArray[Any],
+                mean: NDArray[Any], var: NDArray[Any]) -> Any:
         shape = (-1,) + (1,) * (x.ndim - 2)
         inv = (1 / np.sqrt(var.astype(x.dtype) + x.dtype.type(self.attrs["epsilon"]))).reshape(shape)
         xhat = (x - mean.reshape(shape)) * inv
         self._saved = (xhat, inv, scale.reshape(shape))
         return xhat * scale.reshape(shape) + bias.reshape(shape)
 
-    def backward(self, gy, *_):
+    def backward(self, gy: NDArray[Any], *_: Any) -> tuple[NDArray[Any] | None, ...]:
         xhat, inv, scale = self._saved
         axes = (0, *range(2, gy.ndim))
         return (gy * (scale * inv), (gy * xhat).sum(axis=axes), gy.sum(axis=axes), None, None)
@@ -172,7 +182,8 @@ class _Normalization(Op):
 
     GRAD_INPUTS = (0, 1, 2)
 
-    def normalize(self, x, axes, scale, bias):
+    def normalize(self, x: NDArray[Any], axes: Any, scale: NDArray[Any],
+                  bias: NDArray[Any] | None) -> Any:
         mean = x.mean(axis=axes, keepdims=True)
         d = x - mean
         inv = 1 / np.sqrt((d * d).mean(axis=axes, keepdims=True) + x.dtype.type(self.attrs["epsilon"]))
@@ -181,7 +192,7 @@ class _Normalization(Op):
         y = xhat * scale
         return y + bias if bias is not None else y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         xhat, inv, scale, axes, bshape = self._saved
         gxhat = gy * scale
         gx = inv * (gxhat - gxhat.mean(axis=axes, keepdims=True)
@@ -197,7 +208,8 @@ class LayerNormalization(_Normalization):
 
     ATTRS = {"axis": -1, "epsilon": 1e-5, "stash_type": 1}
 
-    def forward(self, x, scale, bias=None):
+    def forward(self, x: NDArray[Any], scale: NDArray[Any],
+                bias: NDArray[Any] | None = None) -> Any:
         a = axis_of(self.attrs["axis"], x.ndim)
         return self.normalize(x, tuple(range(a, x.ndim)), scale, bias)
 
@@ -209,14 +221,16 @@ class InstanceNormalization(_Normalization):
 
     ATTRS = {"epsilon": 1e-5}
 
-    def forward(self, x, scale, bias):
+    def forward(self, x: NDArray[Any], scale: NDArray[Any], bias: NDArray[Any]) -> Any:
         view = (-1,) + (1,) * (x.ndim - 2)
         self._channels = scale.shape
         return self.normalize(x, tuple(range(2, x.ndim)), scale.reshape(view), bias.reshape(view))
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         gx, gs, gb = super().backward(gy)
-        return gx, gs.reshape(self._channels), gb.reshape(self._channels)
+        # (gs and gb are arrays: InstanceNormalization always has Scale and B)
+        return (gx, gs.reshape(self._channels),  # type: ignore[union-attr]
+                gb.reshape(self._channels))  # type: ignore[union-attr]
 
 
 @register("Gemm")
@@ -226,7 +240,7 @@ class Gemm(Op):
     ATTRS = {"alpha": 1.0, "beta": 1.0, "transA": 0, "transB": 0, "broadcast": None}
     GRAD_INPUTS = (0, 1, 2)
 
-    def forward(self, a, b, c=None):
+    def forward(self, a: NDArray[Any], b: NDArray[Any], c: NDArray[Any] | None = None) -> Any:
         if a.ndim != 2 or b.ndim != 2:
             raise ValueError(f"Gemm needs 2-D A and B, got shapes {a.shape} and {b.shape}")
         A = a.T if self.attrs["transA"] else a
@@ -240,7 +254,7 @@ class Gemm(Op):
         self._saved = (A, B, alpha, beta, None if c is None else c.shape)
         return y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         A, B, alpha, beta, cshape = self._saved
         g = gy * alpha if alpha != 1 else gy
         gA, gB = g @ B.T, A.T @ g
@@ -258,11 +272,11 @@ class MatMul(Op):
 
     GRAD_INPUTS = (0, 1)
 
-    def forward(self, a, b):
+    def forward(self, a: NDArray[Any], b: NDArray[Any]) -> Any:
         self._saved = (a, b)
         return np.matmul(a, b)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         a, b = self._saved
         a2 = a[None] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
@@ -281,15 +295,16 @@ class _SoftmaxBase(Op):
     ``axis`` (default -1)."""
 
     ATTRS = {"axis": None}
+    LOG: bool  # log-softmax (set by each subclass)
 
-    def _view(self, x):
+    def _view(self, x: NDArray[Any]) -> Any:
         axis = self.attrs["axis"]
         if self.opset < 13:
             a = axis_of(1 if axis is None else axis, x.ndim)
             return x.reshape(int(np.prod(x.shape[:a])), -1), -1
         return x, axis_of(-1 if axis is None else axis, x.ndim)
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         v, ax = self._view(x)
         z = v - v.max(axis=ax, keepdims=True)
         if self.LOG:
@@ -300,7 +315,7 @@ class _SoftmaxBase(Op):
         self._saved = (y, ax, x.shape)
         return y.reshape(x.shape)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         y, ax, shape = self._saved
         g = gy.reshape(y.shape)
         if self.LOG:

@@ -11,42 +11,30 @@ onnx's reference and PyTorch do.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ...core import pooling as P
+from ...core._args import pool_output_size
 from ...core._windows import pad
 from .base import Op, ints, register
 from .linear import _Windowed
 
-
-def pool_output(spatial, k, s, d, pairs, ceil_mode):
-    """Output size per dim; with ceil_mode the last window must start inside the
-    input or its left padding (onnx reference, PyTorch)."""
-    out = []
-    for i, (n, ki, si, di, (lo, hi)) in enumerate(zip(spatial, k, s, d, pairs)):
-        span = n + lo + hi - di * (ki - 1) - 1
-        o = (-(-span // si) if ceil_mode else span // si) + 1
-        if ceil_mode and (o - 1) * si >= n + lo:
-            o -= 1
-        if o < 1:
-            raise ValueError(
-                f"pooling window (dilated size {di * (ki - 1) + 1}) is larger than the padded "
-                f"input (size {n + lo + hi}) in spatial dim {i}")
-        out.append(o)
-    return tuple(out)
+if TYPE_CHECKING:
+    from ...core._typing import NDArray
 
 
 class _Pool(_Windowed):
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         if self.attrs["kernel_shape"] is None:
             raise ValueError("attribute kernel_shape is required")
         self.k = ints(self.attrs["kernel_shape"])
 
-    def _layout(self, x):
+    def _layout(self, x: NDArray[Any]) -> Any:
         s, d, pairs = self.geometry(x.shape[2:], self.k)
-        out = pool_output(x.shape[2:], self.k, s, d, pairs, bool(self.attrs["ceil_mode"]))
+        out = pool_output_size(x.shape[2:], self.k, s, pairs, d, bool(self.attrs["ceil_mode"]))
         # The padded input the windows read: lo before, and after the input
         # exactly up to the last window's end (ceil_mode may need cells past
         # the padding, which count as padding; unread padding is dropped).
@@ -61,14 +49,14 @@ class MaxPool(_Pool):
     ATTRS = {"auto_pad": "NOTSET", "ceil_mode": 0, "dilations": None, "kernel_shape": None,
              "pads": None, "storage_order": 0, "strides": None}
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         s, d, _, full = self._layout(x)
         xp = pad(x, full, value=-np.inf) if any(a or b for a, b in full) else x
         y = P.max_pool(xp, self.k, s, 0, d)
         self._saved = (xp, y, s, d, full)
         return y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         xp, y, s, d, full = self._saved
         g = P.max_pool_backward(gy, xp, self.k, s, 0, d, out=y)
         return (pad(g, tuple((-a, -b) for a, b in full)),)
@@ -79,13 +67,13 @@ class AveragePool(_Pool):
     ATTRS = {"auto_pad": "NOTSET", "ceil_mode": 0, "count_include_pad": 0, "dilations": None,
              "kernel_shape": None, "pads": None, "strides": None}
 
-    def setup(self):
+    def setup(self) -> None:
         super().setup()
         if any(int(v) != 1 for v in (self.attrs["dilations"] or ())):
             raise ValueError(f"attribute dilations={list(self.attrs['dilations'])} is not "
                              "supported (average pooling without dilation only)")
 
-    def _divisor(self, x, s, pairs, full):
+    def _divisor(self, x: NDArray[Any], s: Any, pairs: Any, full: Any) -> Any:
         spatial = x.shape[2:]
         if self.attrs["count_include_pad"]:
             ones = np.ones(tuple(n + lo + hi for n, (lo, hi) in zip(spatial, pairs)), x.dtype)
@@ -94,7 +82,7 @@ class AveragePool(_Pool):
             mask = pad(np.ones((1, 1, *spatial), x.dtype), full)
         return P.avg_pool(mask, self.k, s, 0, divisor_override=1)[0, 0]
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         s, _, pairs, full = self._layout(x)
         xp = pad(x, full) if any(a or b for a, b in full) else x
         div = self._divisor(x, s, pairs, full)
@@ -102,7 +90,7 @@ class AveragePool(_Pool):
         self._saved = (xp.shape, s, full, div)
         return y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         shape, s, full, div = self._saved
         g = P.avg_pool_backward(gy / div, np.empty(shape, gy.dtype), self.k, s, 0,
                                 divisor_override=1)
@@ -111,25 +99,25 @@ class AveragePool(_Pool):
 
 @register("GlobalAveragePool")
 class GlobalAveragePool(Op):
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         axes = tuple(range(2, x.ndim))
         self._shape = x.shape
         return x.mean(axis=axes, keepdims=True)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         n = math.prod(self._shape[2:])
         return (np.broadcast_to(gy / gy.dtype.type(n), self._shape).copy(),)
 
 
 @register("GlobalMaxPool")
 class GlobalMaxPool(Op):
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         axes = tuple(range(2, x.ndim))
         y = x.max(axis=axes, keepdims=True)
         self._saved = (x, y)
         return y
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         x, y = self._saved
         # the first maximum of each channel takes the gradient, as PyTorch's max
         flat = (x == y).reshape(*x.shape[:2], -1)

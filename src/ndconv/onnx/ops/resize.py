@@ -6,17 +6,23 @@ Each resized axis is one gather (nearest) or a weighted sum of two gathers
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ...core import _memory
 from .base import Op, ints, register
+
+if TYPE_CHECKING:
+    from ...core._typing import NDArray
+
 
 _TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
                "tf_half_pixel_for_nn", "half_pixel_symmetric")
 _NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
 
 
-def _source(out_n, in_n, scale, transform):
+def _source(out_n: int, in_n: int, scale: float, transform: str) -> NDArray[np.float64]:
     """Input coordinate of every output index (ONNX's coordinate_transformation_mode)."""
     x = np.arange(out_n, dtype=np.float64)
     if transform == "asymmetric":
@@ -34,7 +40,7 @@ def _source(out_n, in_n, scale, transform):
     return (x + 0.5) / scale - 0.5  # half_pixel
 
 
-def _round(x, mode):
+def _round(x: NDArray[np.float64], mode: str) -> NDArray[np.float64]:
     if mode == "floor":
         return np.floor(x)
     if mode == "ceil":
@@ -45,7 +51,8 @@ def _round(x, mode):
     return np.where(frac == 0.5, np.floor(x), np.round(x))
 
 
-def axis_plan(in_n, out_n, scale, mode, transform, nearest_mode):
+def axis_plan(in_n: int, out_n: int, scale: float, mode: str, transform: str, nearest_mode: str,
+              ) -> list[tuple[NDArray[np.int64], NDArray[np.float64] | None]]:
     """``[(index, weight), ...]`` along one axis: out = sum of weight * x[index]."""
     src = _source(out_n, in_n, scale, transform)
     if mode == "nearest":
@@ -59,7 +66,12 @@ def axis_plan(in_n, out_n, scale, mode, transform, nearest_mode):
 
 
 class _Resample(Op):
-    def _plans(self, x, scales, sizes):
+    # set by each subclass's setup (declared for the type checker)
+    mode: str
+    transform: str
+    nearest_mode: str
+
+    def _plans(self, x: NDArray[Any], scales: Any, sizes: Any) -> Any:
         if sizes is not None and np.size(sizes):
             sizes = ints(sizes)
             if len(sizes) != x.ndim:
@@ -79,10 +91,10 @@ class _Resample(Op):
                                               self.nearest_mode)))
         return plans
 
-    def _run(self, x, plans):
+    def _run(self, x: NDArray[Any], plans: Any) -> Any:
         self._plans_used = plans
         for ax, _, plan in plans:
-            y = 0
+            y: Any = 0  # the sum of the gathers (an array after the first)
             for idx, w in plan:
                 t = np.take(x, idx, axis=ax)
                 if w is not None:
@@ -93,7 +105,7 @@ class _Resample(Op):
             x = y
         return x
 
-    def backward(self, gy, *_):
+    def backward(self, gy: NDArray[Any], *_: Any) -> tuple[NDArray[Any] | None, ...]:
         g = gy
         for ax, n, plan in reversed(self._plans_used):
             shape = list(g.shape)
@@ -114,7 +126,7 @@ class Resize(_Resample):
              "exclude_outside": 0, "extrapolation_value": 0.0, "antialias": 0,
              "axes": None, "keep_aspect_ratio_policy": "stretch"}
 
-    def setup(self):
+    def setup(self) -> None:
         self.mode = self.choice("mode", ("nearest", "linear"))
         if self.opset < 11:
             self.attrs["coordinate_transformation_mode"] = "asymmetric"
@@ -127,7 +139,8 @@ class Resize(_Resample):
             raise ValueError("attribute axes is not supported (give scales for every dim)")
         self.choice("keep_aspect_ratio_policy", ("stretch",))
 
-    def forward(self, x, roi=None, scales=None, sizes=None):
+    def forward(self, x: NDArray[Any], roi: Any = None, scales: Any = None,
+                sizes: Any = None) -> Any:
         if self.opset < 11:
             scales = roi  # opset 10: (X, scales)
         return self._run(x, self._plans(x, scales, sizes))
@@ -137,7 +150,7 @@ class Resize(_Resample):
 class Upsample(_Resample):
     ATTRS = {"mode": "nearest", "scales": None, "width_scale": None, "height_scale": None}
 
-    def setup(self):
+    def setup(self) -> None:
         mode = self.attrs["mode"]
         self.mode = {"bilinear": "linear"}.get(mode, mode)
         if self.mode not in ("nearest", "linear"):
@@ -145,7 +158,7 @@ class Upsample(_Resample):
                              "'linear', 'bilinear')")
         self.transform, self.nearest_mode = "asymmetric", "floor"
 
-    def forward(self, x, scales=None):
+    def forward(self, x: NDArray[Any], scales: Any = None) -> Any:
         if scales is None:
             scales = self.attrs["scales"]
         if scales is None:

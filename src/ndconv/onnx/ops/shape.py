@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ...core import _memory
 from ...core._windows import fold_padding, pad
 from .base import Op, axis_of, ints, register
+
+if TYPE_CHECKING:
+    from ...core._typing import NDArray
+
 
 # ONNX TensorProto.DataType -> NumPy (the types a CNN graph computes with)
 DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32,
@@ -14,7 +20,7 @@ DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: 
           13: np.uint64}
 
 
-def _grad_like(g, x):
+def _grad_like(g: NDArray[Any], x: NDArray[Any]) -> NDArray[Any] | None:
     return g.astype(x.dtype, copy=False) if x.dtype.kind == "f" else None
 
 
@@ -24,7 +30,7 @@ class Constant(Op):
              "value_ints": None}
     GRAD_INPUTS = ()
 
-    def setup(self):
+    def setup(self) -> None:
         given = [k for k, v in self.node.attrs.items() if v is not None]
         if len(given) != 1:
             raise ValueError(f"needs exactly one value attribute, got {given or 'none'}")
@@ -40,7 +46,7 @@ class Constant(Op):
         if fd is not None and self.value.dtype.kind == "f":
             self.value = self.value.astype(fd)
 
-    def forward(self):
+    def forward(self) -> Any:
         return self.value
 
 
@@ -49,7 +55,7 @@ class ConstantOfShape(Op):
     ATTRS = {"value": None}
     GRAD_INPUTS = ()
 
-    def forward(self, shape):
+    def forward(self, shape: Any) -> Any:
         v = np.zeros(1, np.float32) if self.attrs["value"] is None else np.asarray(self.attrs["value"])
         fd = self.node.float_dtype
         if fd is not None and v.dtype.kind == "f":
@@ -64,7 +70,7 @@ class Shape(Op):
     ATTRS = {"start": None, "end": None}
     GRAD_INPUTS = ()
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         dims = x.shape[slice(self.attrs["start"], self.attrs["end"])]
         return np.array(dims, dtype=np.int64)
 
@@ -73,7 +79,7 @@ class Shape(Op):
 class Cast(Op):
     ATTRS = {"to": None, "saturate": 1, "round_mode": "up"}
 
-    def setup(self):
+    def setup(self) -> None:
         to = self.attrs["to"]
         if isinstance(to, (str, bytes)):  # opset 1 named the type
             names = {"FLOAT": 1, "DOUBLE": 11, "INT64": 7, "INT32": 6, "BOOL": 9, "UINT8": 2}
@@ -85,11 +91,11 @@ class Cast(Op):
         if self.to.kind == "f" and self.node.float_dtype is not None:
             self.to = np.dtype(self.node.float_dtype)
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         self._dtype = x.dtype
         return x.astype(self.to)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         return (gy.astype(self._dtype) if self._dtype.kind == "f" and gy.dtype.kind == "f" else None,)
 
 
@@ -97,7 +103,7 @@ class Cast(Op):
 class Flatten(Op):
     ATTRS = {"axis": 1}
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         a = self.attrs["axis"]
         a = a + x.ndim if a < 0 else a
         if not 0 <= a <= x.ndim:
@@ -105,7 +111,7 @@ class Flatten(Op):
         self._shape = x.shape
         return x.reshape(int(np.prod(x.shape[:a])), int(np.prod(x.shape[a:])))
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         return (gy.reshape(self._shape),)
 
 
@@ -113,7 +119,7 @@ class Flatten(Op):
 class Reshape(Op):
     ATTRS = {"shape": None, "allowzero": 0, "consumed_inputs": None}
 
-    def forward(self, x, shape=None):
+    def forward(self, x: NDArray[Any], shape: Any = None) -> Any:
         shape = list(ints(self.attrs["shape"] if self.opset < 5 else shape))
         if not self.attrs["allowzero"]:
             shape = [x.shape[i] if v == 0 else v for i, v in enumerate(shape)]
@@ -123,7 +129,7 @@ class Reshape(Op):
         except ValueError:
             raise ValueError(f"cannot reshape a tensor of shape {x.shape} into {shape}") from None
 
-    def backward(self, gy, *_):
+    def backward(self, gy: NDArray[Any], *_: Any) -> tuple[NDArray[Any] | None, ...]:
         return (gy.reshape(self._shape), None)
 
 
@@ -131,14 +137,14 @@ class Reshape(Op):
 class Transpose(Op):
     ATTRS = {"perm": None}
 
-    def forward(self, x):
+    def forward(self, x: NDArray[Any]) -> Any:
         perm = ints(self.attrs["perm"]) or tuple(reversed(range(x.ndim)))
         if sorted(perm) != list(range(x.ndim)):
             raise ValueError(f"perm={list(perm)} is not a permutation of the {x.ndim} axes")
         self._inv = np.argsort(perm)
         return np.transpose(x, perm)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         return (np.transpose(gy, self._inv),)
 
 
@@ -146,21 +152,22 @@ class _Axes(Op):
     """Squeeze / Unsqueeze: ``axes`` an attribute before opset 13, an input after."""
 
     ATTRS = {"axes": None}
+    _shape: tuple[int, ...]  # the input's shape, kept by forward (declared for the type checker)
 
-    def setup(self):
+    def setup(self) -> None:
         if self.opset >= 13 and self.node.attrs.get("axes") is not None:
             raise ValueError(f"attribute axes is an input since opset 13 (model: {self.opset})")
 
-    def _axes(self, axes):
+    def _axes(self, axes: Any) -> Any:
         return ints(self.attrs["axes"] if self.opset < 13 else axes)
 
-    def backward(self, gy, *_):
+    def backward(self, gy: NDArray[Any], *_: Any) -> tuple[NDArray[Any] | None, ...]:
         return (gy.reshape(self._shape), None)
 
 
 @register("Squeeze")
 class Squeeze(_Axes):
-    def forward(self, x, axes=None):
+    def forward(self, x: NDArray[Any], axes: Any = None) -> Any:
         ax = self._axes(axes)
         self._shape = x.shape
         if ax is None:
@@ -173,7 +180,7 @@ class Squeeze(_Axes):
 
 @register("Unsqueeze")
 class Unsqueeze(_Axes):
-    def forward(self, x, axes=None):
+    def forward(self, x: NDArray[Any], axes: Any = None) -> Any:
         ax = self._axes(axes)
         if ax is None:
             raise ValueError("axes are required")
@@ -187,17 +194,17 @@ class Unsqueeze(_Axes):
 class Concat(Op):
     ATTRS = {"axis": None}
 
-    def setup(self):
+    def setup(self) -> None:
         if self.attrs["axis"] is None and self.opset >= 4:
             raise ValueError("attribute axis is required")
         self.GRAD_INPUTS = tuple(range(len(self.node.inputs)))
 
-    def forward(self, *xs):
+    def forward(self, *xs: NDArray[Any]) -> Any:
         a = axis_of(1 if self.attrs["axis"] is None else self.attrs["axis"], xs[0].ndim)
         self._axis, self._xs = a, [(x.shape[a], x.dtype) for x in xs]
         return np.concatenate(xs, axis=a)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         cuts = np.cumsum([n for n, _ in self._xs])[:-1]
         parts = np.split(gy, cuts, axis=self._axis)
         return tuple(p if dt.kind == "f" else None for p, (_, dt) in zip(parts, self._xs))
@@ -210,7 +217,7 @@ class Split(Op):
     ATTRS = {"axis": 0, "split": None, "num_outputs": None}
     MAX_OUTPUTS = 1 << 30
 
-    def forward(self, x, split=None):
+    def forward(self, x: NDArray[Any], split: Any = None) -> Any:
         a = axis_of(self.attrs["axis"], x.ndim)
         parts = ints(self.attrs["split"] if self.opset < 13 else split)
         n_out = len(self.node.outputs)
@@ -226,7 +233,7 @@ class Split(Op):
         self._axis, self._parts = a, parts
         return tuple(np.split(x, np.cumsum(parts)[:-1], axis=a))
 
-    def backward(self, *gys):
+    def backward(self, *gys: Any) -> tuple[NDArray[Any] | None, ...]:
         ref = next(g for g in gys if g is not None)
         out = []
         for g, n in zip(gys, self._parts):
@@ -244,7 +251,8 @@ class Slice(Op):
 
     ATTRS = {"starts": None, "ends": None, "axes": None}
 
-    def forward(self, x, starts=None, ends=None, axes=None, steps=None):
+    def forward(self, x: NDArray[Any], starts: Any = None, ends: Any = None, axes: Any = None,
+                steps: Any = None) -> Any:
         if self.opset < 10:
             starts, ends, axes = self.attrs["starts"], self.attrs["ends"], self.attrs["axes"]
         starts, ends = ints(starts), ints(ends)
@@ -261,7 +269,7 @@ class Slice(Op):
         self._key, self._shape = tuple(key), x.shape
         return x[self._key]
 
-    def backward(self, gy, *_):
+    def backward(self, gy: NDArray[Any], *_: Any) -> tuple[NDArray[Any] | None, ...]:
         g = np.zeros(self._shape, gy.dtype)
         g[self._key] = gy
         return (g, None, None, None, None)
@@ -271,7 +279,7 @@ class Slice(Op):
 class Gather(Op):
     ATTRS = {"axis": 0}
 
-    def forward(self, x, idx):
+    def forward(self, x: NDArray[Any], idx: NDArray[Any]) -> Any:
         a = axis_of(self.attrs["axis"], x.ndim)
         idx = np.asarray(idx).astype(np.int64)
         n = x.shape[a]
@@ -281,7 +289,7 @@ class Gather(Op):
         self._saved = (x.shape, x.dtype, a, idx)
         return np.take(x, idx, axis=a)
 
-    def backward(self, gy):
+    def backward(self, gy: NDArray[Any]) -> tuple[NDArray[Any] | None, ...]:
         shape, dtype, a, idx = self._saved
         if dtype.kind != "f":
             return (None, None)
@@ -306,14 +314,15 @@ class Pad(Op):
 
     ATTRS = {"mode": "constant", "pads": None, "paddings": None, "value": 0.0}
 
-    def setup(self):
+    def setup(self) -> None:
         m = self.attrs["mode"]
         self.mode = m.decode() if isinstance(m, bytes) else m
         if self.mode not in _PAD_MODES:
             raise ValueError(f"attribute mode={self.mode!r} is not supported (supported: "
                              f"{', '.join(repr(k) for k in _PAD_MODES)})")
 
-    def forward(self, x, pads=None, value=None, axes=None):
+    def forward(self, x: NDArray[Any], pads: Any = None, value: Any = None,
+                axes: Any = None) -> Any:
         if self.opset < 11:
             pads = self.attrs["pads"] if self.attrs["pads"] is not None else self.attrs["paddings"]
             value = self.attrs["value"]
@@ -322,7 +331,7 @@ class Pad(Op):
         ax = tuple(range(x.ndim)) if ax is None else tuple(axis_of(a, x.ndim, "axes") for a in ax)
         if p is None or len(p) != 2 * len(ax):
             raise ValueError(f"pads={p} must hold 2 values per padded axis ({len(ax)} axes)")
-        pairs = [(0, 0)] * x.ndim
+        pairs: Any = [(0, 0)] * x.ndim  # a list, then the tuple of (lo, hi) pairs
         for i, a in enumerate(ax):
             pairs[a] = (p[i], p[i + len(ax)])
         pairs = tuple(pairs)
@@ -345,7 +354,7 @@ class Pad(Op):
         self._saved = (x.shape, xc.shape, crop, grow, mode)
         return y
 
-    def backward(self, gy, *_):
+    def backward(self, gy: NDArray[Any], *_: Any) -> tuple[NDArray[Any] | None, ...]:
         shape, cshape, crop, grow, mode = self._saved
         g = fold_padding(gy, cshape, grow, mode)
         g = pad(g, tuple((-a, -b) for a, b in crop)) if any(a or b for a, b in crop) else g
