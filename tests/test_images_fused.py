@@ -29,14 +29,16 @@ def scipy_filter(img, k, mode):
 def test_the_bank_takes_the_fused_path():
     for name in kernels.names():
         k = kernels.get(name)
-        assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0), name
+        assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0, np.uint8), name
     f32 = np.dtype(np.float32)
-    assert _fused.plan(kernels.get("motion:31"), "clip", f32, 255.0)[0] == "direct"
+    assert _fused.plan(kernels.get("motion:31"), "clip", f32, 255.0, np.uint8)[0] == "direct"
     for name in ("box:31", "gaussian:8", "gaussian:2"):
-        assert _fused.plan(kernels.get(name), "clip", f32, 255.0)[0] == "separable", name
+        assert _fused.plan(kernels.get(name), "clip", f32, 255.0, np.uint8)[0] == "separable", name
     big = np.random.default_rng(0).standard_normal((15, 15))  # rank 15: the bands' FFT
-    assert _fused.plan(big, "clip", f32, 255.0) is None
-    assert not _fused.plan(kernels.get("sharpen"), "rescale", np.dtype(np.float32), 255.0)
+    assert _fused.plan(big, "clip", f32, 255.0, np.uint8) is None
+    # numba has no float16 arrays: such images take the bands
+    assert _fused.plan(kernels.get("sharpen"), "clip", f32, 1.0, np.float16) is None
+    assert not _fused.plan(kernels.get("sharpen"), "rescale", np.dtype(np.float32), 255.0, np.uint8)
 
 
 @pytest.mark.parametrize("mode", sorted(SCIPY_MODE))
@@ -70,21 +72,23 @@ def test_uint8_equals_opencv_filter2d(mode, border, name):
     assert np.abs(ours.astype(int) - ref).max() <= 1
 
 
-@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.int16])
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32, np.int16, np.int32, np.int8,
+                                   np.float64, np.float16])
 @pytest.mark.parametrize("mode", sorted(SCIPY_MODE))
 def test_uint16_float_and_signed_images(dtype, mode):
     rng = np.random.default_rng(2)
-    if dtype == np.float32:
+    floating = np.dtype(dtype).kind == "f"
+    if floating:
         img = rng.standard_normal((29, 31, 3)).astype(dtype)
-    else:
+    else:  # int32 beyond 2**24 is computed in float64
         info = np.iinfo(dtype)
         img = rng.integers(info.min, info.max, (29, 31, 3), endpoint=True).astype(dtype)
     k = rng.standard_normal((3, 5)) / 4
     k[1, 2] = 0  # a zero tap inside
     ours = images.filter_image(img, k, padding=((1, 1), (2, 2)), padding_mode=mode)
     raw = scipy_filter(img, k, mode)
-    assert ours.dtype == (np.float32 if dtype == np.float32 else dtype)
-    if dtype == np.float32:
+    assert ours.dtype == (np.float32 if dtype in (np.float16, np.float32) else dtype)
+    if floating:
         ref = np.clip(raw, img.min(), img.max())  # float: the input's own range
         assert np.abs(ours - ref).max() <= 1e-5 * np.abs(ref).max()
     else:
@@ -156,7 +160,7 @@ def test_without_numba_the_bands_give_the_same_image(monkeypatch):
     k = kernels.get("emboss")
     fused = images.filter_image(img, k, padding_mode="reflect")
     monkeypatch.setattr(_fused, "_FUSED", False)
-    assert not _fused.plan(k, "clip", np.dtype(np.float32), 255.0)
+    assert not _fused.plan(k, "clip", np.dtype(np.float32), 255.0, np.uint8)
     bands = images.filter_image(img, k, padding_mode="reflect")
     assert np.abs(fused.astype(int) - bands).max() <= 1
 
@@ -167,7 +171,7 @@ def test_rank_one_kernels_take_two_passes_and_equal_scipy(mode, name):
     rng = np.random.default_rng(7)
     img = rng.integers(0, 256, (70, 300, 3), dtype=np.uint8)  # several strips of columns
     k = kernels.get(name)
-    assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0)[0] == "separable"
+    assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0, np.uint8)[0] == "separable"
     ours = images.filter_image(img, k, padding_mode=mode, rows_per_tile=23)
     ref = np.clip(np.rint(scipy_filter(img, k, mode)), 0, 255)
     d = np.abs(ours.astype(int) - ref)
@@ -179,7 +183,7 @@ def test_rank_one_with_stride_dilation_and_padding(dtype):
     rng = np.random.default_rng(8)
     img = (rng.random((60, 700)) * (255 if dtype == np.uint8 else 60000)).astype(dtype)
     k = np.outer(rng.standard_normal(9), rng.standard_normal(8)) / 20  # rank 1, even width
-    assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0)[0] == "separable"
+    assert _fused.plan(k, "clip", np.dtype(np.float32), 255.0, np.uint8)[0] == "separable"
     for stride, dilation, padding, mode in [((2, 3), 1, 4, "zeros"), (1, (2, 3), "same", "reflect"),
                                             ((1, 2), 2, "full", "circular"),
                                             (3, (1, 2), ((0, 4), (3, 1)), "replicate")]:

@@ -257,12 +257,12 @@ def _build_fused(numba):
     return fused, fused_separable
 
 
-def plan(kernel, value_range, dtype, largest):
+def plan(kernel, value_range, dtype, largest, image_dtype):
     """How :func:`run` computes the 2-D ``kernel`` on every channel:
     ``('direct', None)`` for few nonzero taps, ``('separable', (u, v))`` for a
     larger rank-1 kernel ``outer(u, v)``, None when the bands do (a large
     kernel of higher rank goes to ``conv``'s FFT; ``'rescale'`` needs a second
-    pass; numba is not installed; or the sums could overflow ``dtype`` for
+    pass; numba is not installed; a float16 image; or the sums could overflow ``dtype`` for
     inputs up to ``largest`` in magnitude: the bands check every value).
 
     The fused path never checks its sums: ``sum|w| * largest`` bounds them
@@ -271,6 +271,8 @@ def plan(kernel, value_range, dtype, largest):
     """
     if value_range not in ("clip", "abs") or dtype.kind != "f" or compiled() is None:
         return None
+    if np.dtype(image_dtype) == np.float16:
+        return None  # numba has no float16 arrays
     with np.errstate(over="ignore", invalid="ignore"):
         bound = np.abs(kernel).sum() * largest
     if not bound < np.finfo(dtype).max / 2:

@@ -268,7 +268,7 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
     # Channels last, as images are stored: each band is written transposed
     # once, and the result needs no copy to be saved.
     out = np.empty((H_out, W_out, C_out), dtype=out_dtype)
-    how = (_fused.plan(w[0, 0], value_range, dtype, max(abs(lo), abs(hi)))
+    how = (_fused.plan(w[0, 0], value_range, dtype, max(abs(lo), abs(hi)), image.dtype)
            if np.ndim(kernel) == 2 else None)
     if how is not None:
         _fused.run(image, w[0, 0], how, pairs, stride, dilation, mode, rows_per_tile, dtype,
