@@ -147,7 +147,7 @@ class Module:
 
     # Set in __init__ through object.__setattr__ (not registered as state).
     training: bool
-    _parameters: OrderedDict[str, Parameter | None]
+    _parameters: OrderedDict[str, Parameter]  # (assigning None removes the entry)
     _modules: OrderedDict[str, Module]
     _buffers: OrderedDict[str, NDArray[Any] | None]
     _non_persistent_buffers: set[str]
