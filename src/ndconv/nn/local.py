@@ -332,16 +332,12 @@ def _fixed(n: int) -> type[LocallyConnected]:
 if TYPE_CHECKING:  # _fixed's classes as a type checker reads them (see module.without_ndim)
     from .module import without_ndim
 
-    class LocallyConnected1d(LocallyConnected):
+    class _LocallyConnectedFixed(LocallyConnected):
         @without_ndim(LocallyConnected.__init__)
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-    class LocallyConnected2d(LocallyConnected):
-        @without_ndim(LocallyConnected.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
-    class LocallyConnected3d(LocallyConnected):
-        @without_ndim(LocallyConnected.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    class LocallyConnected1d(_LocallyConnectedFixed): ...
+    class LocallyConnected2d(_LocallyConnectedFixed): ...
+    class LocallyConnected3d(_LocallyConnectedFixed): ...
 else:
     LocallyConnected1d, LocallyConnected2d, LocallyConnected3d = (_fixed(n) for n in (1, 2, 3))

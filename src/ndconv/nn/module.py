@@ -467,6 +467,8 @@ if TYPE_CHECKING:
         """How a type checker reads :func:`fixed_ndim`'s ``__init__``: the base's, less ``num_spatial_dims``.
 
         mypy cannot follow a class made by a call, so each layer module
-        declares its 1d/2d/3d classes under ``TYPE_CHECKING`` as subclasses
-        whose ``__init__`` is decorated with ``without_ndim(Base.__init__)``.
+        declares its 1d/2d/3d classes under ``TYPE_CHECKING``, as subclasses
+        of one private base whose ``__init__`` is decorated with
+        ``without_ndim(Base.__init__)``; tests/test_typing.py checks that
+        every class mypy reads has the parameters ``inspect.signature`` shows.
         """

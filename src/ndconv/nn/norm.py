@@ -250,17 +250,13 @@ class BatchNorm(_Affine):
 
 
 if TYPE_CHECKING:  # fixed_ndim's classes as a type checker reads them (see without_ndim)
-    class BatchNorm1d(BatchNorm):
+    class _BatchNormFixed(BatchNorm):
         @without_ndim(BatchNorm.__init__)
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-    class BatchNorm2d(BatchNorm):
-        @without_ndim(BatchNorm.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
-    class BatchNorm3d(BatchNorm):
-        @without_ndim(BatchNorm.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    class BatchNorm1d(_BatchNormFixed): ...
+    class BatchNorm2d(_BatchNormFixed): ...
+    class BatchNorm3d(_BatchNormFixed): ...
 else:
     BatchNorm1d, BatchNorm2d, BatchNorm3d = (fixed_ndim(BatchNorm, n) for n in (1, 2, 3))
 

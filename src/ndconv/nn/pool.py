@@ -170,29 +170,21 @@ class AvgPool(_PoolNd):
 
 
 if TYPE_CHECKING:  # fixed_ndim's classes as a type checker reads them (see without_ndim)
-    class MaxPool1d(MaxPool):
+    class _MaxPoolFixed(MaxPool):
         @without_ndim(MaxPool.__init__)
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-    class MaxPool2d(MaxPool):
-        @without_ndim(MaxPool.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    class MaxPool1d(_MaxPoolFixed): ...
+    class MaxPool2d(_MaxPoolFixed): ...
+    class MaxPool3d(_MaxPoolFixed): ...
 
-    class MaxPool3d(MaxPool):
-        @without_ndim(MaxPool.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
-    class AvgPool1d(AvgPool):
+    class _AvgPoolFixed(AvgPool):
         @without_ndim(AvgPool.__init__)
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-    class AvgPool2d(AvgPool):
-        @without_ndim(AvgPool.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
-    class AvgPool3d(AvgPool):
-        @without_ndim(AvgPool.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    class AvgPool1d(_AvgPoolFixed): ...
+    class AvgPool2d(_AvgPoolFixed): ...
+    class AvgPool3d(_AvgPoolFixed): ...
 else:
     MaxPool1d, MaxPool2d, MaxPool3d = (fixed_ndim(MaxPool, n) for n in (1, 2, 3))
     AvgPool1d, AvgPool2d, AvgPool3d = (fixed_ndim(AvgPool, n) for n in (1, 2, 3))
@@ -293,17 +285,13 @@ class AdaptiveAvgPool(Module):
 
 
 if TYPE_CHECKING:
-    class AdaptiveAvgPool1d(AdaptiveAvgPool):
+    class _AdaptiveAvgPoolFixed(AdaptiveAvgPool):
         @without_ndim(AdaptiveAvgPool.__init__)
         def __init__(self, *args: Any, **kwargs: Any) -> None: ...
 
-    class AdaptiveAvgPool2d(AdaptiveAvgPool):
-        @without_ndim(AdaptiveAvgPool.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
-
-    class AdaptiveAvgPool3d(AdaptiveAvgPool):
-        @without_ndim(AdaptiveAvgPool.__init__)
-        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+    class AdaptiveAvgPool1d(_AdaptiveAvgPoolFixed): ...
+    class AdaptiveAvgPool2d(_AdaptiveAvgPoolFixed): ...
+    class AdaptiveAvgPool3d(_AdaptiveAvgPoolFixed): ...
 else:
     AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
         fixed_ndim(AdaptiveAvgPool, n) for n in (1, 2, 3))
