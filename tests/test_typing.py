@@ -71,6 +71,12 @@ def _mypy_errors(user):
     return stdout, [ln for ln in stdout.splitlines() if ": error:" in ln]
 
 
+def _revealed(stdout):
+    """``{line number: revealed type}`` of mypy's ``reveal_type`` notes."""
+    return {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
+            for ln in stdout.splitlines() if "Revealed type is" in ln}
+
+
 def test_configured_modules_are_strict(config):
     # Every checked file is also held to disallow_untyped_defs, and vice versa:
     # a module added to one list and not the other would be checked loosely.
@@ -139,8 +145,7 @@ def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
     assert '"padding" to "max_pool" has incompatible type "str"' in errors[3], errors[3]
     # (several overloads take lists: mypy names none of them, only the call)
     assert '"correlate"' in errors[4] and '"str"' in errors[4], errors[4]
-    revealed = {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
-                for ln in stdout.splitlines() if "Revealed type is" in ln}
+    revealed = _revealed(stdout)
     assert sorted(revealed) == ["10", "12", "13", "14", "15", "9"], stdout
     # float32 in, float32 out (spelled float32 or floating[_32Bit] by NumPy version)
     assert revealed["9"].startswith('"numpy.ndarray[') and (
@@ -351,8 +356,7 @@ def test_a_users_layer_mistakes_are_caught(tmp_path):
     assert "[assignment]" in errors[3] and '"Parameter"' in errors[3], errors[3]
     assert '"padding" to "MaxPool2d" has incompatible type "str"' in errors[4], errors[4]
     assert '"kernel_size"' in errors[5] and '"Leaky"' in errors[5], errors[5]
-    revealed = {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
-                for ln in stdout.splitlines() if "Revealed type is" in ln}
+    revealed = _revealed(stdout)
     assert revealed["14"] == '"ndconv.nn.module.Sequential"', revealed["14"]
     assert revealed["15"].startswith('"collections.OrderedDict[str, numpy.ndarray['), revealed["15"]
     assert revealed["16"] == '"ndconv.nn.module.Parameter | None"', revealed["16"]
@@ -375,10 +379,10 @@ def test_the_fixed_ndim_classes_are_typed_as_they_run(tmp_path):
     user.write_text("from ndconv import nn\n" + "".join(
         f"reveal_type(nn.{n})\n" for n in names) + "x: int = 'not an int'\n")
     stdout, errors = _mypy_errors(user)  # (one error, so that mypy reports failure)
-    revealed = [ln.partition("Revealed type is ")[2] for ln in stdout.splitlines()
-                if "Revealed type is" in ln]
-    assert len(revealed) == len(names), stdout
-    for name, text in zip(names, revealed):
+    revealed = _revealed(stdout)  # line 1 imports nn, line k + 2 reveals names[k]
+    assert sorted(revealed, key=int) == [str(k + 2) for k in range(len(names))], stdout
+    for k, name in enumerate(names):
+        text = revealed[str(k + 2)]
         cls = getattr(nn, name)
         assert text.startswith('"def (') and text.endswith(f'.{name}"'), (name, text)
         typed = re.findall(r"(?:def \(|, )(\w+): ", text)
