@@ -26,8 +26,6 @@ from .init import as_dtype, as_rng
 from .module import Module, Parameter
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from ..core._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Pairs, Seed, Shape
 
 __all__ = [
@@ -97,7 +95,7 @@ class FullyConnected(Module):
     weight: Parameter
     bias: Parameter | None
 
-    def __init__(self, in_shape: int | Sequence[int], out_shape: int | Sequence[int],
+    def __init__(self, in_shape: int | tuple[int, ...] | list[int], out_shape: int | tuple[int, ...] | list[int],
                  bias: bool = True, dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__()
         self.in_shape = _args.shape_tuple(in_shape, "in_shape")

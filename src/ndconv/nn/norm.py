@@ -15,7 +15,6 @@ reduced axes and ``g = dL/dx_hat``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -347,7 +346,7 @@ class LayerNorm(_Affine):
     eps: float
     elementwise_affine: bool
 
-    def __init__(self, normalized_shape: int | Sequence[int], eps: float = 1e-5,
+    def __init__(self, normalized_shape: int | tuple[int, ...] | list[int], eps: float = 1e-5,
                  elementwise_affine: bool = True, bias: bool = True,
                  dtype: DTypeLike = np.float32) -> None:
         super().__init__()

@@ -7,7 +7,6 @@ The padding itself is :func:`ndconv.core._windows.pad` and its gradient
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,7 +27,7 @@ __all__ = [
 ]
 
 
-def torch_padding_pairs(padding: int | Sequence[int], n: int) -> Pairs:
+def torch_padding_pairs(padding: int | tuple[int, ...] | list[int], n: int) -> Pairs:
     """PyTorch's pad tuple ``(left, right, top, bottom, front, back)`` as ``((lo, hi), ...)``.
 
     PyTorch lists the last dim first; the pairs here run from the first spatial
@@ -55,7 +54,7 @@ class _PadNd(Module):
     padding: tuple[int, ...]
     value: float
 
-    def __init__(self, num_spatial_dims: int, padding: int | Sequence[int],
+    def __init__(self, num_spatial_dims: int, padding: int | tuple[int, ...] | list[int],
                  value: float = 0.0) -> None:
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
@@ -121,7 +120,7 @@ class ConstantPad(_PadNd):
     ``padding`` as :class:`ZeroPad`'s, in PyTorch's order.
     """
 
-    def __init__(self, num_spatial_dims: int, padding: int | Sequence[int],
+    def __init__(self, num_spatial_dims: int, padding: int | tuple[int, ...] | list[int],
                  value: float) -> None:
         super().__init__(num_spatial_dims, padding, value)
 
@@ -129,7 +128,7 @@ class ConstantPad(_PadNd):
 class _ModePad(_PadNd):
     """A padding layer whose only argument is the padding (no fill value)."""
 
-    def __init__(self, num_spatial_dims: int, padding: int | Sequence[int]) -> None:
+    def __init__(self, num_spatial_dims: int, padding: int | tuple[int, ...] | list[int]) -> None:
         super().__init__(num_spatial_dims, padding)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -215,7 +214,7 @@ class AdaptiveAvgPool(Module):
     output_size: int | None | tuple[int | None, ...]
 
     def __init__(self, num_spatial_dims: int,
-                 output_size: int | None | Sequence[int | None]) -> None:
+                 output_size: int | None | tuple[int | None, ...] | list[int | None]) -> None:
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
         items = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * n

@@ -131,7 +131,7 @@ class Upsample(Module):
     align_corners: bool | None
     recompute_scale_factor: bool | None
 
-    def __init__(self, size: int | Sequence[int] | None = None,
+    def __init__(self, size: int | tuple[int, ...] | list[int] | None = None,
                  scale_factor: float | tuple[float, ...] | list[float] | None = None,
                  mode: str = "nearest",
                  align_corners: bool | None = None,
