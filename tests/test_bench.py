@@ -17,6 +17,7 @@ def test_bench_small_group_prints_rows_and_ratios(capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "## 1 thread" in out
+    assert "command: ndconv bench --only small --threads 1 --repeats 1 --quick\n" in out
     assert "digits CNN inference, batch 1" in out and "digits CNN training epoch" in out
     assert "small digits CNN inference, batch 64: ndconv / torch = " in out
 

@@ -135,7 +135,11 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with open(args.rows_json, "w", encoding="utf-8") as f:
             json.dump({"rows": got[0], "skipped": got[1], "peak": got[2]}, f)
         return 0
-    print(f"command: ndconv bench {' '.join(sys.argv[1:])}".rstrip(), file=out)
+    # The options in effect (defaults filled in), whichever way the run was started.
+    print(f"command: ndconv bench --only {','.join(args.only)} "
+          f"--threads {','.join(map(str, args.threads))} --repeats {args.repeats}"
+          f"{' --quick' if args.quick else ''}{' --same-process' if args.same_process else ''}"
+          f"{' --markdown' if args.markdown else ''}", file=out)
     for threads in args.threads:
         rows: list[Row] = []
         skipped: dict[str, str] = {}

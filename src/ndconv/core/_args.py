@@ -371,3 +371,51 @@ def check_empty_dims(
 
 def is_number(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+# --------------------------------------------------------------------------
+# memos of validated calls (layers call the same shapes every step)
+
+def exact_key(*values: Any) -> tuple[Any, ...] | None:
+    """``values`` as a dict key, or None where equal keys could validate differently.
+
+    Only exact ints (not bools: ``True == 1`` but ``True`` is refused), strs,
+    None, tuples of them and tuples of tuples of ints (``(lo, hi)`` pairs)
+    qualify; a float, NumPy scalar, list or array gives None, and such a
+    call is validated afresh every time. A memo keyed by this (and by the
+    arrays' shapes and dtypes) may therefore skip the validation of a call
+    whose key it has seen validated: the same key would raise the same
+    error, or none.
+    """
+    for v in values:
+        t = type(v)
+        if t is int or t is str or v is None:
+            continue
+        if t is not tuple:
+            return None
+        for e in v:
+            te = type(e)
+            if te is int:
+                continue
+            if te is not tuple:
+                return None
+            for f in e:
+                if type(f) is not int:
+                    return None
+    return values
+
+
+class Memo(dict):  # type: ignore[type-arg]
+    """A small dict of prepared calls: cleared when full, so it stays bounded.
+
+    Entries are immutable and written whole, so threads may share it (a dict
+    read or write is atomic under the GIL).
+    """
+
+    #: Most entries before the memo starts afresh.
+    SIZE = 256
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self) >= self.SIZE:
+            self.clear()
+        self[key] = value

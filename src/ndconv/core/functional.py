@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
 from . import _args, _dtypes
 from ._backends import NUMPY, resolve
 from ._windows import fold_padding, fold_padding_portable
-from .algorithms import CorrSpec
+from .algorithms import CorrSpec, Prepared, prepare, run_prepared
 
 if TYPE_CHECKING:
     from typing import Protocol
@@ -196,29 +196,14 @@ def _for_gradient(method: str, spec: CorrSpec, kernel: AnyArray) -> str:
     return method
 
 
-def _input_grad(
-    be: Backend, gy: AnyArray, w: AnyArray, spec: CorrSpec, method: str, gradient: bool = False
-) -> AnyArray:
-    """Gradient of ``sum(gy * corr(x, w))`` with respect to ``x`` (B, C, *S).
-
-    ``gradient=True`` (a backward pass, not conv_transpose's forward) lets
-    :func:`_for_gradient` replace a method that cannot take it.
-    """
+def _input_grad_spec(spec: CorrSpec, P: Shape) -> CorrSpec:
+    """The correlation that gives the input gradient, for an output gradient of spatial size ``P``."""
     n = spec.ndim
-    g = spec.groups
-    O, Cg = w.shape[:2]
-    Og = O // g
-    K = spec.kernel_size
-    # Flipped kernel with input and output channels swapped inside each group.
-    wt = be.flip(w, tuple(range(2, 2 + n)))
-    wt = be.permute(be.reshape(wt, (g, Og, Cg, *K)), (0, 2, 1, *range(3, 3 + n)))
-    wt = be.reshape(wt, (g * Cg, Og, *K))
-    full = [d * (k - 1) for k, d in zip(K, spec.dilation)]
+    full = [d * (k - 1) for k, d in zip(spec.kernel_size, spec.dilation)]
     # The transposed correlation covers (P-1)*s + d*(k-1) + 1 padded positions;
     # padded positions beyond that (stride remainder) get zero gradient.
     # (Use gy's own size: a transposed conv's output_padding >= stride makes
     # it one less than spec.out_spatial.)
-    P = tuple(gy.shape[2:])
     extra = [
         sp - ((p - 1) * s + f + 1)
         for sp, p, s, f in zip(spec.padded_spatial, P, spec.stride, full)
@@ -230,17 +215,41 @@ def _input_grad(
         (f - (lo if zeros else 0), f + e - (hi if zeros else 0))
         for f, e, (lo, hi) in zip(full, extra, spec.pairs)
     )
-    tspec = CorrSpec(
-        batch=spec.batch, in_channels=O, out_channels=spec.in_channels, groups=g,
-        in_spatial=P, kernel_size=K, stride=(1,) * n,
+    return CorrSpec(
+        batch=spec.batch, in_channels=spec.out_channels, out_channels=spec.in_channels,
+        groups=spec.groups, in_spatial=P, kernel_size=spec.kernel_size, stride=(1,) * n,
         dilation=spec.dilation, pairs=tpairs, lhs_dilation=spec.stride,
         padding_mode="zeros", dtype=spec.dtype, xp=spec.xp,
     )
-    wt = be.contiguous(wt)
-    if gradient:
-        method = _for_gradient(method, tspec, wt)
-    gx = be.correlate(gy, wt, tspec, method)
-    if not zeros:
+
+
+def _input_grad(
+    be: Backend, gy: AnyArray, w: AnyArray, spec: CorrSpec, method: str, gradient: bool = False,
+    prepared: Prepared | None = None,
+) -> AnyArray:
+    """Gradient of ``sum(gy * corr(x, w))`` with respect to ``x`` (B, C, *S).
+
+    ``gradient=True`` (a backward pass, not conv_transpose's forward) lets
+    :func:`_for_gradient` replace a method that cannot take it. ``prepared``
+    (a :class:`~ndconv.core.algorithms.Prepared` of :func:`_input_grad_spec`,
+    for ``method='auto'``) skips building and deciding the correlation again.
+    """
+    n = spec.ndim
+    g = spec.groups
+    O, Cg = w.shape[:2]
+    K = spec.kernel_size
+    # Flipped kernel with input and output channels swapped inside each group.
+    wt = be.flip(w, tuple(range(2, 2 + n)))
+    wt = be.permute(be.reshape(wt, (g, O // g, Cg, *K)), (0, 2, 1, *range(3, 3 + n)))
+    wt = be.contiguous(be.reshape(wt, (g * Cg, O // g, *K)))
+    if prepared is not None:
+        gx = run_prepared(prepared, gy, wt)
+    else:
+        tspec = _input_grad_spec(spec, tuple(gy.shape[2:]))
+        if gradient:
+            method = _for_gradient(method, tspec, wt)
+        gx = be.correlate(gy, wt, tspec, method)
+    if spec.padding_mode != "zeros":
         if be.numpy:
             gx = fold_padding(gx, spec.in_spatial, spec.pairs, spec.padding_mode)
         else:
@@ -249,37 +258,80 @@ def _input_grad(
     return gx
 
 
+def _weight_grad_spec(spec: CorrSpec, P: Shape) -> CorrSpec:
+    """The correlation that gives the weight gradient (see :func:`_weight_grad`)."""
+    g = spec.groups
+    return CorrSpec(
+        batch=spec.in_channels // g, in_channels=g * spec.batch,
+        out_channels=spec.out_channels, groups=g, in_spatial=spec.in_spatial,
+        kernel_size=P, stride=spec.dilation, dilation=spec.stride, pairs=spec.pairs,
+        lhs_dilation=(1,) * spec.ndim, padding_mode=spec.padding_mode, dtype=spec.dtype,
+        xp=spec.xp,
+    )
+
+
 def _weight_grad(
-    be: Backend, gy: AnyArray, x: AnyArray, spec: CorrSpec, method: str
+    be: Backend, gy: AnyArray, x: AnyArray, spec: CorrSpec, method: str,
+    prepared: Prepared | None = None,
 ) -> AnyArray:
-    """Gradient of ``sum(gy * corr(x, w))`` with respect to ``w`` (O, Cg, *K)."""
+    """Gradient of ``sum(gy * corr(x, w))`` with respect to ``w`` (O, Cg, *K).
+
+    ``prepared``: as for :func:`_input_grad`, of :func:`_weight_grad_spec`.
+    """
     n = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     Cg, Og = C // g, O // g
-    S, P = spec.in_spatial, tuple(gy.shape[2:])  # see _input_grad for why not out_spatial
+    S, P = spec.in_spatial, tuple(gy.shape[2:])  # see _input_grad_spec for why not out_spatial
     sp = tuple(range(3, 3 + n))
     # Input channels become the batch, batch items become the channels.
     xt = be.reshape(be.permute(be.reshape(x, (B, g, Cg, *S)), (2, 1, 0, *sp)),
                     (Cg, g * B, *S))
     gt = be.reshape(be.permute(be.reshape(gy, (B, g, Og, *P)), (1, 2, 0, *sp)),
                     (O, B, *P))
-    wspec = CorrSpec(
-        batch=Cg, in_channels=g * B, out_channels=O, groups=g, in_spatial=S,
-        kernel_size=P, stride=spec.dilation, dilation=spec.stride, pairs=spec.pairs,
-        lhs_dilation=(1,) * n, padding_mode=spec.padding_mode, dtype=spec.dtype,
-        xp=spec.xp,
-    )
     # The kernel here is the output gradient (many taps, B channels per
     # group), which per-tap-shaped methods (winograd: 3x3 only; depthwise:
     # 1 channel per group) cannot take.
     gt = be.contiguous(gt)
-    method = _for_gradient(method, wspec, gt)
-    r = be.correlate(xt, gt, wspec, method)
+    if prepared is not None:
+        r = run_prepared(prepared, xt, gt)
+    else:
+        wspec = _weight_grad_spec(spec, P)
+        r = be.correlate(xt, gt, wspec, _for_gradient(method, wspec, gt))
     # With stride > dilation the correlation can reach past the kernel; crop.
     crop = (Ellipsis, *[slice(0, k) for k in spec.kernel_size])
     r = r[crop]
     return be.contiguous(be.permute(r, (1, 0, *range(2, 2 + n))))
+
+
+# --------------------------------------------------------------------------
+# prepared calls: a layer repeats the same shapes and arguments every step
+
+#: ``{key: prepared call}`` of :func:`conv` and :func:`conv_backward`.
+_PREPARED = _args.Memo()
+
+
+def _plain_key(x: object, weight: object, bias: object, extra: object,
+               *args: object) -> tuple[Any, ...] | None:
+    """The memo key of a call on plain NumPy float32/float64 arrays, or None.
+
+    Everything validation reads is in it (shapes, dtypes, ``extra`` (the
+    other arrays' shapes and dtypes), the arguments as
+    :func:`ndconv.core._args.exact_key` keeps them), so a call whose key was
+    seen validated passes validation again and may skip it; values are not
+    in it, and nothing computed from values is kept.
+    """
+    if type(x) is not np.ndarray or type(weight) is not np.ndarray:
+        return None
+    if bias is not None and type(bias) is not np.ndarray:
+        return None
+    if x.dtype not in _dtypes.FLOAT:
+        return None
+    rest = _args.exact_key(*args)
+    if rest is None:
+        return None
+    return (x.shape, x.dtype, weight.shape, weight.dtype,
+            None if bias is None else (bias.shape, bias.dtype), extra, rest)
 
 
 # --------------------------------------------------------------------------
@@ -392,6 +444,15 @@ def conv(
     array([[[19., 25.],
             [37., 43.]]])
     """
+    key = _plain_key(x, weight, bias, "conv", stride, padding, dilation, groups,
+                     padding_mode, method)
+    hit = None if key is None else _PREPARED.get(key)
+    if hit is not None:  # (the key says: plain float ndarrays)
+        prepared, unbatched = hit
+        xa = cast("NDArray[Any]", x)
+        out = run_prepared(prepared, xa[None] if unbatched else xa, weight)
+        out = NUMPY.add_bias(out, cast("NDArray[Any] | None", bias))
+        return out[0, ...] if unbatched else out
     be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)
     w = _check_weight(be, weight)
@@ -400,6 +461,8 @@ def conv(
     b = _check_bias(be, bias, w.shape[0], w.dtype)
     # Half precision: compute and add the bias in float32, round once.
     spec, (xb, w, b), dtype = be.to_compute(spec, xb, w, b)
+    if key is not None:
+        _PREPARED.put(key, (prepare(spec, method), unbatched))
     out = be.astype(be.correlate(xb, w, spec, method, bias=b), dtype)
     return out[0, ...] if unbatched else out
 
@@ -657,6 +720,20 @@ def conv_backward(
     flipped kernel; ``grad_weight`` is the correlation of the padded input with
     ``grad_out`` as the kernel, stride and dilation swapped.
     """
+    key = None
+    if type(grad_out) is np.ndarray and method == "auto":
+        key = _plain_key(x, weight, None, ("conv_backward", grad_out.shape, grad_out.dtype),
+                         stride, padding, dilation, groups, padding_mode)
+    hit = None if key is None else _PREPARED.get(key)
+    if hit is not None:  # plain float ndarrays (the key says): no conjugates
+        spec, unbatched, for_x, for_w = hit
+        ga, xa = cast("NDArray[Any]", grad_out), cast("NDArray[Any]", x)
+        gyb = ga[None] if unbatched else ga
+        xb = xa[None] if unbatched else xa
+        gx = _input_grad(NUMPY, gyb, weight, spec, method, gradient=True, prepared=for_x)
+        gw = _weight_grad(NUMPY, gyb, xb, spec, method, prepared=for_w)
+        gb = NUMPY.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
+        return (gx[0, ...] if unbatched else gx), gw, gb
     be = resolve(grad_out=grad_out, x=x, weight=weight)
     method = _check_method(method)
     w = _check_weight(be, weight)
@@ -678,6 +755,10 @@ def conv_backward(
         if not ok:  # as conv(method=...) would: the layer's own method must fit
             raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     gyb = be.batched(gy) if unbatched else gy
+    if key is not None:
+        P = tuple(gyb.shape[2:])
+        _PREPARED.put(key, (spec, unbatched, prepare(_input_grad_spec(spec, P)),
+                            prepare(_weight_grad_spec(spec, P))))
     # Complex: PyTorch's convention, the gradient of a real loss is taken
     # with respect to the conjugate (Wirtinger), so each gradient multiplies
     # grad_out by the conjugate of the other operand.

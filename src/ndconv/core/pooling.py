@@ -16,8 +16,9 @@ the input's library.
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
@@ -39,6 +40,25 @@ __all__ = [
     "avg_pool_backward",
     "pool_output_shape",
 ]
+
+
+#: ``{key: validated arguments}`` of the max pooling calls (see :func:`_plain_key`).
+_PREPARED = _args.Memo()
+
+
+def _plain_key(x: object, extra: object, *args: object) -> tuple[Any, ...] | None:
+    """The memo key of a call on a plain NumPy float32/float64 array, or None.
+
+    As :func:`ndconv.core.functional._plain_key`: the shape, the dtype,
+    ``extra`` (the other arrays' shapes and dtypes) and the arguments
+    (:func:`ndconv.core._args.exact_key`; ``ceil_mode`` as validation reads
+    it, ``bool()``), so a key seen validated passes validation again.
+    """
+    if type(x) is not np.ndarray or x.dtype not in _dtypes.FLOAT:
+        return None
+    *rest, ceil_mode, ndim = args
+    key = _args.exact_key(*rest, ndim)
+    return None if key is None else (x.shape, x.dtype, extra, bool(ceil_mode), key)
 
 
 # --------------------------------------------------------------------------
@@ -140,8 +160,8 @@ def _check_memory(
     out: Shape,
     kind: str,
     backward: bool,
-) -> None:
-    """Refuse, before allocating, a pooling whose arrays cannot fit.
+) -> int:
+    """Refuse, before allocating, a pooling whose arrays cannot fit; return the bytes counted.
 
     Counts the padded copy of the input, the output-sized arrays (the result,
     the running maximum or sum, the divisor; in the max backward the winners'
@@ -157,7 +177,7 @@ def _check_memory(
     if backward:
         nbytes += padded * it + outs * (2 * it + (3 if kind == "max" else 0))
     free = _memory.HOST if be.numpy else _memory.device_free_memory(be.name, xb)
-    _memory.guard(nbytes, f"{kind}_pool{'_backward' if backward else ''} of input "
+    return _memory.guard(nbytes, f"{kind}_pool{'_backward' if backward else ''} of input "
                           f"{tuple(xb.shape)} (output {tuple(xb.shape[:2]) + tuple(out)})",
                   free)
 
@@ -181,21 +201,36 @@ def _padded(x: NDArray[Any], pairs: Pairs, value: float) -> NDArray[Any]:
     return pad(x, pairs, value=value) if any(lo or hi for lo, hi in pairs) else x
 
 
+@functools.lru_cache(maxsize=256)
+def _tap_slice_list(k: Shape, s: Shape, d: Shape, out: Shape) -> tuple[tuple[Any, ...], ...]:
+    """``(..., *slices)`` of every tap, in row-major order."""
+    return tuple((Ellipsis, *tap_slices(tap, s, d, out)) for tap in np.ndindex(*k))
+
+
 def _max_forward(
     x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
 ) -> NDArray[Any]:
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
-    win = windows(_padded(x, pairs, -np.inf), k, s, d)  # (B, C, *S_out, *k), a view
-    taps = list(np.ndindex(*k))
-    # A running maximum over the taps: output-sized operations only, no
-    # copy of the windows. np.maximum propagates NaN, as PyTorch does.
-    # (Indices built apart: mypy reads x[(..., *t)] as Python 3.11's x[*t].)
-    first = (Ellipsis, *taps[0])
-    y = np.array(win[first])
-    for tap in taps[1:]:
-        at = (Ellipsis, *tap)
-        np.maximum(y, win[at], out=y)
+    return _running_max(_padded(x, pairs, -np.inf), _tap_slice_list(k, s, d, tuple(out)))
+
+
+def _running_max(xp: NDArray[Any], taps: tuple[tuple[Any, ...], ...]) -> NDArray[Any]:
+    """The maximum over the taps of the padded input ``xp``."""
+    # Output-sized operations only, no copy of the windows. np.maximum
+    # propagates NaN, as PyTorch does.
+    y = np.array(xp[taps[0]])
+    for at in taps[1:]:
+        np.maximum(y, xp[at], out=y)
     return y
+
+
+def _max_plan(xb: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape,
+              out: Shape) -> tuple[Any, ...]:
+    """What a remembered max pooling call needs: its arguments, whether the windows
+    tile the input, its padding (and whether there is any) and its tap slices."""
+    pairs = _pairs(xb.shape[2:], k, s, p, d, out)
+    return (k, s, p, d, out, _tiles(xb, k, s, p, d, out), pairs,
+            any(lo or hi for lo, hi in pairs), _tap_slice_list(k, s, d, tuple(out)))
 
 
 def _max_winners(
@@ -280,6 +315,36 @@ def _max_backward(
     # and must reach only the winner, as in PyTorch.
     shares = (np.where(hit, gy, zero) for hit in _max_winners(x, y, k, s, p, d))
     return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
+
+
+def _tiles(x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape) -> bool:
+    """Whether the windows tile ``x`` exactly (2x2 pooling with stride 2 of an even
+    image): no padding, no gaps, no overlap, so a window is a block of a reshape."""
+    return all(ki == si and di == 1 and pi == 0 and o * ki == n
+               for ki, si, pi, di, o, n in zip(k, s, p, d, out, x.shape[2:]))
+
+
+def _max_backward_tiled(
+    gy: NDArray[Any], x: NDArray[Any], y: NDArray[Any], k: Shape, s: Shape, d: Shape
+) -> NDArray[Any] | None:
+    """:func:`_max_backward` where the windows tile ``x`` (:func:`_tiles`), or None
+    where ``y`` holds NaN (whose winner, the last NaN, the general path finds).
+
+    Each input cell is in one window, so each tap's share is written in
+    place: the first tap equal to the maximum wins, as in :func:`_max_winners`.
+    """
+    if np.isnan(y).any():
+        return None
+    gx = np.empty(x.shape, dtype=gy.dtype)
+    taken = np.zeros(y.shape, dtype=bool)
+    hit = np.empty(y.shape, dtype=bool)
+    zero = gy.dtype.type(0)
+    for at in _tap_slice_list(k, s, d, y.shape[2:]):
+        np.equal(x[at], y, out=hit)
+        np.greater(hit, taken, out=hit)  # hit and not taken, without a temporary
+        taken |= hit
+        gx[at] = np.where(hit, gy, zero)
+    return gx
 
 
 def _avg_divisor(
@@ -602,15 +667,25 @@ def max_pool(
     array([[[4., 5.],
             [7., 8.]]])
     """
+    key = _plain_key(x, "max_pool", kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    hit = None if key is None else _PREPARED.get(key)
+    if hit is not None and not _memory.has_explicit_limit():
+        unbatched, (*_, pairs, padded, taps) = hit
+        xa = cast("NDArray[Any]", x)  # (the key says: a float ndarray)
+        xn = xa[None] if unbatched else xa
+        y = _running_max(pad(xn, pairs, value=-np.inf) if padded else xn, taps)
+        return y[0, ...] if unbatched else y
     be = resolve(x=x)
     be.require("max_pool")
     xb, unbatched, k, s, p, d, out = _pool_args(be, x, ndim, kernel_size, stride, padding,
                                                 dilation, ceil_mode, "max")
-    _check_memory(be, xb, k, s, p, d, out, "max", backward=False)
+    nbytes = _check_memory(be, xb, k, s, p, d, out, "max", backward=False)
     if be.numpy:
         y = _max_forward(xb, k, s, p, d, out)
     else:
         y = _max_forward_xp(be.xp, xb, k, s, p, d, out)
+    if key is not None and nbytes <= _memory.GUARD_BYTES:
+        _PREPARED.put(key, (unbatched, _max_plan(xb, k, s, p, d, out)))
     return y[0, ...] if unbatched else y
 
 
@@ -683,13 +758,36 @@ def max_pool_backward(
     out : ndarray, optional
         ``max_pool(x, ...)`` if already computed (it is recomputed otherwise).
     """
+    key = None
+    if type(grad_out) is np.ndarray and (out is None or type(out) is np.ndarray):
+        key = _plain_key(x, ("max_pool_backward", grad_out.shape, grad_out.dtype,
+                             None if out is None else (out.shape, out.dtype)),
+                         kernel_size, stride, padding, dilation, ceil_mode, ndim)
+    hit = None if key is None else _PREPARED.get(key)
+    if hit is not None and not _memory.has_explicit_limit():
+        unbatched, (k, s, p, d, _, tiled, *_) = hit
+        # (the key says: float ndarrays of validated shapes)
+        xa, ga = cast("NDArray[Any]", x), cast("NDArray[Any]", grad_out)
+        xn, gn = (xa[None], ga[None]) if unbatched else (xa, ga)
+        if out is None:
+            yn = _max_forward(xn, k, s, p, d, gn.shape[2:])
+        else:
+            ya = cast("NDArray[Any]", out)
+            yn = ya[None] if unbatched else ya
+        gx = _max_backward_tiled(gn, xn, yn, k, s, d) if tiled else None
+        if gx is None:
+            gx = _max_backward(gn, xn, yn, k, s, p, d)
+        return gx[0, ...] if unbatched else gx
     be = resolve(grad_out=grad_out, x=x, out=out)
     be.require("max_pool_backward")
     xb, unbatched, k, s, p, d, shape = _pool_args(be, x, ndim, kernel_size, stride,
                                                   padding, dilation, ceil_mode, "max")
     expected = tuple(xb.shape[:2]) + shape
     gy = _check_grad(be, grad_out, expected[1:] if unbatched else expected, xb.dtype)
-    _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
+    nbytes = _check_memory(be, xb, k, s, p, d, shape, "max", backward=True)
+    if key is not None and nbytes <= _memory.GUARD_BYTES and (
+            out is None or tuple(cast("NDArray[Any]", out).shape) == tuple(gy.shape)):
+        _PREPARED.put(key, (unbatched, _max_plan(xb, k, s, p, d, shape)))
     if out is None:
         y = (_max_forward(xb, k, s, p, d, shape) if be.numpy
              else _max_forward_xp(be.xp, xb, k, s, p, d, shape))

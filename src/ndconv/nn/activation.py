@@ -49,13 +49,15 @@ class ReLU(_Activation):
 
     def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = np.asarray(x)
-        # ~(x <= 0), not x > 0: PyTorch's threshold_backward passes the gradient at NaN.
-        self._cache = ~(x <= 0)
+        # The input, not a mask: forward (inference) does no more than the maximum.
+        self._cache = x
         return np.maximum(x, x.dtype.type(0))  # keeps NaN, as PyTorch
 
     def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
-        g, mask = self._saved(grad_out)
-        return np.where(mask, g, g.dtype.type(0))
+        g, x = self._saved(grad_out)
+        # Zero where x <= 0, not where x > 0 fails: PyTorch's threshold_backward
+        # passes the gradient at NaN.
+        return np.where(x <= 0, g.dtype.type(0), g)
 
 
 def _sigmoid(x: NDArray[Any]) -> NDArray[Any]:

@@ -69,10 +69,15 @@ class PerThread:
     def __get__(self, obj: object | None, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        return self._table().get(obj, {}).get(self.name)
+        values = self._table().get(obj)
+        return None if values is None else values.get(self.name)
 
     def __set__(self, obj: object, value: Any) -> None:
-        self._table().setdefault(obj, {})[self.name] = value
+        table = self._table()
+        values = table.get(obj)
+        if values is None:
+            values = table[obj] = {}
+        values[self.name] = value
 
 
 _ML_FLOATS = ("bfloat16", "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz")
@@ -160,6 +165,10 @@ class Module:
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        per_thread = getattr(type(self), name, None)
+        if type(per_thread) is PerThread:  # forward state, set every call: the short way
+            per_thread.__set__(self, value)
+            return
         if "_parameters" not in self.__dict__:
             raise AttributeError(
                 f"{type(self).__name__}.__init__ must call super().__init__() before "

@@ -159,6 +159,78 @@ def _run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str) -> AnyArray:
     return execute(algo, x, w, spec, data)
 
 
+class Prepared:
+    """What :func:`run` decides from a spec alone, kept for the calls that repeat it.
+
+    A layer calls the same correlation every step; the memory checks, the
+    chooser's ranking and the method's acceptance depend on the spec only
+    (and on the memory limit in force), never on the arrays' values, so
+    :func:`prepare` does them once and :func:`run_prepared` only computes.
+    Whatever does depend on the values stays per call: a choice that the
+    survey of the arrays could change (a method that mixes NaN/Inf or has
+    its own error growth, a kernel-dependent method) is not prepared, and
+    :func:`run_prepared` then takes the full path of :func:`run`.
+
+    Attributes
+    ----------
+    spec : CorrSpec
+    method : str
+        The ``method`` asked for (``'auto'`` or a name).
+    algo : Algorithm or None
+        The algorithm that runs whatever the values; None: decide per call.
+    """
+
+    __slots__ = ("spec", "method", "algo")
+
+    def __init__(self, spec: CorrSpec, method: str, algo: Algorithm | None) -> None:
+        self.spec, self.method, self.algo = spec, method, algo
+
+
+def _value_independent(algo: Algorithm, spec: CorrSpec) -> bool:
+    """Whether ``'auto'`` would accept ``algo`` for ``spec`` on any arrays' values."""
+    return (algo.applies is None and algo.error_growth is None
+            and not algo.mixes_nonfinite(spec))
+
+
+def prepare(spec: CorrSpec, method: str = "auto") -> Prepared:
+    """The :class:`Prepared` decision for ``spec`` (NumPy arrays, no half precision).
+
+    Only correlations small enough that no memory check applies without a
+    user's limit (input, output and the method's workspace under
+    :data:`GUARD_BYTES`) are prepared; others get ``algo=None``.
+    """
+    from .choose import _ranked
+
+    if (not spec.numpy or _dtypes.compute_dtype(spec.dtype) != spec.dtype
+            or 0 in (spec.batch, spec.in_channels, spec.out_channels)
+            or padded_and_output_bytes(spec) > GUARD_BYTES):
+        return Prepared(spec, method, None)
+    if method == "auto":
+        algo: Algorithm | None = ALGORITHMS[_ranked(spec)[0][0][0]]  # the cost model's pick
+        if algo is not None and not _value_independent(algo, spec):
+            algo = None
+    else:
+        algo = ALGORITHMS.get(method)
+        if algo is not None and (not algo.accepts(spec)[0] or algo.applies is not None):
+            algo = None  # run() raises (or checks the kernel) every call
+    if algo is not None and algo.workspace_bytes(spec) > GUARD_BYTES:
+        algo = None
+    return Prepared(spec, method, algo)
+
+
+def run_prepared(prepared: Prepared, x: AnyArray, w: AnyArray) -> AnyArray:
+    """``run(x, w, prepared.spec, prepared.method)``, skipping what ``prepare`` decided.
+
+    The memory checks are skipped only while no limit is set (a limit set
+    since, by :func:`ndconv.plan.memory_limit` or the environment, is
+    checked as :func:`run` would).
+    """
+    algo = prepared.algo
+    if algo is None or _memory.has_explicit_limit():
+        return run(x, w, prepared.spec, prepared.method)
+    return execute(algo, x, w, prepared.spec)
+
+
 def _zeros(spec: CorrSpec, x: AnyArray) -> AnyArray:
     """The (empty or all-zero) result, in ``x``'s library and on its device."""
     if spec.numpy:
@@ -166,4 +238,5 @@ def _zeros(spec: CorrSpec, x: AnyArray) -> AnyArray:
     return spec.xp.zeros(spec.out_shape, dtype=x.dtype, device=getattr(x, "device", None))
 
 
-__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "check_memory", "methods_for", "run"]
+__all__ = ["ALGORITHMS", "Algorithm", "CorrSpec", "Prepared", "check_memory", "methods_for",
+           "prepare", "run", "run_prepared"]
