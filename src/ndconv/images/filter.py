@@ -11,7 +11,10 @@ rows plus a halo of ``dilation*(k_h-1)`` rows, builds the padded border itself
 (by index arithmetic, for every boundary mode), and hands a float band to
 :func:`ndconv.conv` with ``padding=0``. So the float working memory is bounded
 by ``max_tile_bytes`` whatever the image size; the input and the output images
-themselves are held in memory in their own dtype.
+themselves are held in memory in their own dtype. A 2-D kernel of few nonzero
+taps, or a rank-1 one (box, Gaussian), takes a compiled pass instead that
+goes from the image's dtype to the output's directly, same bands, same
+results (:mod:`ndconv.images._fused`, with numba installed).
 
 Value range
 -----------
@@ -37,6 +40,7 @@ import numpy as np
 from ..core import _args, _memory
 from ..core._windows import source_index
 from ..core.functional import conv
+from . import _fused
 
 if TYPE_CHECKING:
     from ..core._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Pairs, Shape
@@ -264,6 +268,12 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
     # Channels last, as images are stored: each band is written transposed
     # once, and the result needs no copy to be saved.
     out = np.empty((H_out, W_out, C_out), dtype=out_dtype)
+    how = (_fused.plan(w[0, 0], value_range, dtype, max(abs(lo), abs(hi)), image.dtype)
+           if np.ndim(kernel) == 2 else None)
+    if how is not None:
+        _fused.run(image, w[0, 0], how, pairs, stride, dilation, mode, rows_per_tile, dtype,
+                   lo, hi, value_range, out, progress)
+        return out[..., 0] if gray else out
 
     def tiles() -> Iterator[tuple[int, int, NDArray[Any]]]:
         # Overflow is checked per band below (one clear error), not warned about.

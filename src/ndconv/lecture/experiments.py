@@ -315,5 +315,6 @@ def learn_edge_kernel(iterations: int = 10, lr: float = 3e-2, seed: int = 0,
         losses.append(float((err ** 2).sum()))
         conv.zero_grad()
         conv.backward(2 * err)  # d(sum err^2)/d y_hat
+        assert conv.weight.grad is not None  # backward set it
         conv.weight.data -= lr * conv.weight.grad
     return losses, conv.weight.data.reshape(1, 2).copy(), X, Y

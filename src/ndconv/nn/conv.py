@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..core import _args
 from ..core import functional as F
 from .init import as_dtype, as_rng, bias_uniform, check_parameters, fan_in, kaiming_uniform
 from .module import Module, Parameter, fixed_ndim
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Seed, Shape
+    from .module import without_ndim
 
 __all__ = [
     "Conv",
@@ -26,9 +32,23 @@ class _ConvNd(Module):
 
     transposed = False
 
-    def __init__(self, num_spatial_dims, in_channels, out_channels, kernel_size,
-                 stride, padding, dilation, groups, bias, padding_mode,
-                 output_padding, dtype, rng):
+    in_channels: int
+    out_channels: int
+    groups: int
+    kernel_size: Shape
+    stride: Shape
+    dilation: Shape
+    padding_mode: str
+    #: A tuple of ints per dim, or as given: a str or ``(lo, hi)`` pairs.
+    padding: Padding
+    output_padding: Shape  # transposed only
+    weight: Parameter
+    bias: Parameter | None
+
+    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
+                 kernel_size: IntOrTuple, stride: IntOrTuple, padding: Padding,
+                 dilation: IntOrTuple, groups: int, bias: bool, padding_mode: str,
+                 output_padding: IntOrTuple, dtype: DTypeLike, rng: Seed) -> None:
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
         # PyTorch allows no input channels for a convolution (an empty sum);
@@ -80,7 +100,7 @@ class _ConvNd(Module):
             self.bias = None
         self._cache = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")
         n = len(self.kernel_size)
@@ -98,10 +118,20 @@ class _ConvNd(Module):
             s += f", padding_mode={self.padding_mode!r}"
         return s
 
-    def _bias_data(self):
+    def _check_input(self, x: ArrayLike) -> NDArray[Any]:
+        x = np.asarray(x)
+        n = len(self.kernel_size)
+        if x.ndim not in (n + 1, n + 2) or x.shape[-n - 1] != self.in_channels:
+            raise ValueError(
+                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, "
+                f"*S) or ({self.in_channels}, *S) with {n} spatial dims; got {x.shape}"
+            )
+        return x
+
+    def _bias_data(self) -> NDArray[Any] | None:
         return None if self.bias is None else self.bias.data
 
-    def _accumulate(self, gw, gb):
+    def _accumulate(self, gw: NDArray[Any], gb: NDArray[Any]) -> None:
         self.weight.accumulate(gw)
         if self.bias is not None:
             self.bias.accumulate(gb)
@@ -131,31 +161,23 @@ class Conv(_ConvNd):
     has shape ``(C_out, C_in // groups, *K)`` as in PyTorch.
     """
 
-    def __init__(self, num_spatial_dims, in_channels, out_channels, kernel_size,
-                 stride=1, padding=0, dilation=1, groups=1, bias=True,
-                 padding_mode="zeros", dtype=np.float32, rng=None):
+    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
+                 kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: Padding = 0,
+                 dilation: IntOrTuple = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", dtype: DTypeLike = np.float32,
+                 rng: Seed = None) -> None:
         super().__init__(num_spatial_dims, in_channels, out_channels, kernel_size,
                          stride, padding, dilation, groups, bias, padding_mode, 0,
                          dtype, rng)
 
-    def _check_input(self, x):
-        x = np.asarray(x)
-        n = len(self.kernel_size)
-        if x.ndim not in (n + 1, n + 2) or x.shape[-n - 1] != self.in_channels:
-            raise ValueError(
-                f"{type(self).__name__} expects input of shape (B, {self.in_channels}, "
-                f"*S) or ({self.in_channels}, *S) with {n} spatial dims; got {x.shape}"
-            )
-        return x
-
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = self._check_input(x)
         y = F.conv(x, self.weight.data, self._bias_data(), self.stride, self.padding,
                    self.dilation, self.groups, self.padding_mode)
         self._cache = x
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         x = self._cache
@@ -174,17 +196,18 @@ class ConvTranspose(_ConvNd):
     """
 
     transposed = True
+    padding: Shape  # an int per dim, as PyTorch's
 
-    def __init__(self, num_spatial_dims, in_channels, out_channels, kernel_size,
-                 stride=1, padding=0, output_padding=0, groups=1, bias=True,
-                 dilation=1, padding_mode="zeros", dtype=np.float32, rng=None):
+    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
+                 kernel_size: IntOrTuple, stride: IntOrTuple = 1, padding: IntOrTuple = 0,
+                 output_padding: IntOrTuple = 0, groups: int = 1, bias: bool = True,
+                 dilation: IntOrTuple = 1, padding_mode: str = "zeros",
+                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__(num_spatial_dims, in_channels, out_channels, kernel_size,
                          stride, padding, dilation, groups, bias, padding_mode,
                          output_padding, dtype, rng)
 
-    _check_input = Conv._check_input
-
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = self._check_input(x)
         y = F.conv_transpose(x, self.weight.data, self._bias_data(), self.stride,
                              self.padding, self.output_padding, self.groups,
@@ -192,7 +215,7 @@ class ConvTranspose(_ConvNd):
         self._cache = x
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         gx, gw, gb = F.conv_transpose_backward(
@@ -202,5 +225,23 @@ class ConvTranspose(_ConvNd):
         return gx
 
 
-Conv1d, Conv2d, Conv3d = (fixed_ndim(Conv, n) for n in (1, 2, 3))
-ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (fixed_ndim(ConvTranspose, n) for n in (1, 2, 3))
+if TYPE_CHECKING:  # fixed_ndim's classes as a type checker reads them (see without_ndim)
+    class _ConvFixed(Conv):
+        @without_ndim(Conv.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class Conv1d(_ConvFixed): ...
+    class Conv2d(_ConvFixed): ...
+    class Conv3d(_ConvFixed): ...
+
+    class _ConvTransposeFixed(ConvTranspose):
+        @without_ndim(ConvTranspose.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class ConvTranspose1d(_ConvTransposeFixed): ...
+    class ConvTranspose2d(_ConvTransposeFixed): ...
+    class ConvTranspose3d(_ConvTransposeFixed): ...
+else:
+    Conv1d, Conv2d, Conv3d = (fixed_ndim(Conv, n) for n in (1, 2, 3))
+    ConvTranspose1d, ConvTranspose2d, ConvTranspose3d = (
+        fixed_ndim(ConvTranspose, n) for n in (1, 2, 3))

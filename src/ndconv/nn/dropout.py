@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from .init import as_rng
 from .module import Module, PerThread
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, NDArray, Seed
 
 __all__ = ["Dropout"]
 
@@ -25,7 +30,10 @@ class Dropout(Module):
 
     mask = PerThread()  # the last forward's mask, per thread (see Module)
 
-    def __init__(self, p=0.5, rng=None):
+    p: float
+    rng: np.random.Generator
+
+    def __init__(self, p: float = 0.5, rng: Seed = None) -> None:
         super().__init__()
         if not isinstance(p, (int, float, np.floating)) or isinstance(p, bool) or not 0 <= p < 1:
             raise ValueError(f"`p` (={p!r}) must be a probability in [0, 1)")
@@ -33,10 +41,10 @@ class Dropout(Module):
         self.rng = as_rng(rng)
         self.mask = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}"
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = np.asarray(x)
         if not self.training or self.p == 0:
             self.mask = None
@@ -46,6 +54,6 @@ class Dropout(Module):
         self.mask = keep * x.dtype.type(1 / (1 - self.p))
         return x * self.mask
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         g = np.asarray(grad_out)
         return g if self.mask is None else g * self.mask

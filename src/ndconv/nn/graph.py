@@ -22,15 +22,24 @@ Example: a ResNet basic block, whose state-dict keys are torchvision's
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..core import _args
 from .module import Module, PerThread
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from typing_extensions import Self
+
+    from ..core._typing import ArrayLike, NDArray, Shape
+
 __all__ = ["Graph", "Add", "Concat"]
 
 
-def _unbroadcast(g, shape):
+def _unbroadcast(g: NDArray[Any], shape: Shape) -> NDArray[Any]:
     """Sum ``g`` down to ``shape``: the adjoint of NumPy broadcasting."""
     extra = g.ndim - len(shape)
     if extra:
@@ -46,21 +55,22 @@ class Add(Module):
     dims that input was broadcast along.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self._cache = None
 
-    def forward(self, *xs):
+    def forward(self, *xs: ArrayLike) -> NDArray[Any]:
         if not xs:
             raise ValueError("Add needs at least one input")
-        xs = [np.asarray(x) for x in xs]
-        out = xs[0]
-        for x in xs[1:]:
+        arrays = [np.asarray(x) for x in xs]
+        out = arrays[0]
+        for x in arrays[1:]:
             out = out + x
-        self._cache = [x.shape for x in xs]
+        self._cache = [x.shape for x in arrays]
         return out
 
-    def backward(self, grad_out):
+    # One gradient per input: a tuple, where Module's backward returns one array.
+    def backward(self, grad_out: ArrayLike) -> tuple[NDArray[Any], ...]:  # type: ignore[override]
         if self._cache is None:
             raise RuntimeError("Add.backward called before forward")
         g = np.asarray(grad_out)
@@ -76,32 +86,35 @@ class Concat(Module):
         1 joins channels (a U-Net's skip connections, DenseNet, Inception).
     """
 
-    def __init__(self, dim=1):
+    dim: int
+
+    def __init__(self, dim: int = 1) -> None:
         super().__init__()
         self.dim = _args._as_int(dim, "dim")
         self._cache = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
-    def forward(self, *xs):
+    def forward(self, *xs: ArrayLike) -> NDArray[Any]:
         if not xs:
             raise ValueError("Concat needs at least one input")
-        xs = [np.asarray(x) for x in xs]
-        nd = xs[0].ndim
+        arrays = [np.asarray(x) for x in xs]
+        nd = arrays[0].ndim
         if not -nd <= self.dim < nd:
             raise ValueError(f"Concat(dim={self.dim}) is out of range for inputs with {nd} dims")
         d = self.dim % nd
-        for i, x in enumerate(xs):
-            if x.ndim != nd or x.shape[:d] + x.shape[d + 1:] != xs[0].shape[:d] + xs[0].shape[d + 1:]:
+        first = arrays[0].shape
+        for i, x in enumerate(arrays):
+            if x.ndim != nd or x.shape[:d] + x.shape[d + 1:] != first[:d] + first[d + 1:]:
                 raise ValueError(
                     f"Concat(dim={self.dim}) needs inputs that agree except in dim {d}; "
-                    f"input 0 has shape {xs[0].shape}, input {i} has shape {x.shape}"
+                    f"input 0 has shape {first}, input {i} has shape {x.shape}"
                 )
-        self._cache = (d, np.cumsum([x.shape[d] for x in xs])[:-1])
-        return np.concatenate(xs, axis=d)
+        self._cache = (d, np.cumsum([x.shape[d] for x in arrays])[:-1])
+        return np.concatenate(arrays, axis=d)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> tuple[NDArray[Any], ...]:  # type: ignore[override]
         if self._cache is None:
             raise RuntimeError("Concat.backward called before forward")
         d, cuts = self._cache
@@ -113,17 +126,25 @@ class Value:
 
     __slots__ = ("graph", "index")
 
-    def __init__(self, graph, index):
+    graph: Graph
+    index: int
+
+    def __init__(self, graph: Graph, index: int) -> None:
         self.graph, self.index = graph, index
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Value({self.index})"
 
 
 class _Node:
     __slots__ = ("name", "module", "inputs", "output")
 
-    def __init__(self, name, module, inputs, output):
+    name: str
+    module: Module
+    inputs: tuple[int, ...]
+    output: int
+
+    def __init__(self, name: str, module: Module, inputs: tuple[int, ...], output: int) -> None:
         self.name, self.module, self.inputs, self.output = name, module, inputs, output
 
 
@@ -131,7 +152,7 @@ class _Node:
 _STATE = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers", "training"})
 
 
-def _snapshot(module):
+def _snapshot(module: Module) -> list[tuple[Module, dict[str, Any]]]:
     """What ``forward`` left in ``module`` (and its children) for ``backward``."""
     snap = []
     for m in module.modules():
@@ -143,7 +164,7 @@ def _snapshot(module):
     return snap
 
 
-def _restore(snap):
+def _restore(snap: Iterable[tuple[Module, dict[str, Any]]]) -> None:
     for m, saved in snap:
         for k, v in saved.items():
             object.__setattr__(m, k, v)
@@ -169,7 +190,14 @@ class Graph(Module):
 
     _run = PerThread()  # forward's saved run, per thread (see Module)
 
-    def __init__(self):
+    # The graph's structure (set through object.__setattr__: not submodules).
+    _graph_inputs: list[int]
+    _nodes: list[_Node]
+    _graph_outputs: tuple[int, ...] | None
+    _n_values: int
+    _auto: int
+
+    def __init__(self) -> None:
         super().__init__()
         object.__setattr__(self, "_graph_inputs", [])
         object.__setattr__(self, "_nodes", [])
@@ -180,17 +208,17 @@ class Graph(Module):
 
     # -- building ----------------------------------------------------------
 
-    def _new_value(self):
+    def _new_value(self) -> Value:
         v = Value(self, self._n_values)
         object.__setattr__(self, "_n_values", self._n_values + 1)
         return v
 
-    def _check_value(self, v, what):
+    def _check_value(self, v: object, what: str) -> int:
         if not isinstance(v, Value) or v.graph is not self:
             raise TypeError(f"{what} must be a Value of this Graph, got {v!r}")
         return v.index
 
-    def input(self):
+    def input(self) -> Value:
         """A new graph input; ``forward`` takes the inputs in creation order."""
         if self._graph_outputs is not None:
             raise RuntimeError("Graph.input after Graph.output: the graph is complete")
@@ -198,7 +226,7 @@ class Graph(Module):
         self._graph_inputs.append(v.index)
         return v
 
-    def layer(self, name, module, *inputs):
+    def layer(self, name: str, module: Module, *inputs: Value) -> Value:
         """Add the node ``module(*inputs)`` and return its output value.
 
         Parameters
@@ -238,19 +266,19 @@ class Graph(Module):
         self._nodes.append(_Node(name, module, ids, out.index))
         return out
 
-    def _auto_name(self, kind):
+    def _auto_name(self, kind: str) -> str:
         object.__setattr__(self, "_auto", self._auto + 1)
         return f"{kind}{self._auto}"
 
-    def add(self, *values, name=None):
+    def add(self, *values: Value, name: str | None = None) -> Value:
         """The sum of ``values`` (a residual connection), an :class:`Add` node."""
         return self.layer(name or self._auto_name("add"), Add(), *values)
 
-    def cat(self, values, dim=1, name=None):
+    def cat(self, values: Iterable[Value], dim: int = 1, name: str | None = None) -> Value:
         """``values`` concatenated along ``dim``, a :class:`Concat` node."""
         return self.layer(name or self._auto_name("cat"), Concat(dim), *values)
 
-    def output(self, *values):
+    def output(self, *values: Value) -> Self:
         """Declare the outputs (in order); the graph is complete afterwards."""
         if not values:
             raise ValueError("Graph.output needs at least one value")
@@ -261,17 +289,17 @@ class Graph(Module):
     # -- reading (for exporters and summaries) -------------------------------
 
     @property
-    def inputs(self):
+    def inputs(self) -> list[Value]:
         """The graph's input values, in ``forward``'s order."""
         return [Value(self, i) for i in self._graph_inputs]
 
     @property
-    def outputs(self):
+    def outputs(self) -> list[Value]:
         """The graph's output values (empty before :meth:`output`)."""
         return [Value(self, i) for i in (self._graph_outputs or ())]
 
     @property
-    def nodes(self):
+    def nodes(self) -> list[tuple[str, Module, list[Value], Value]]:
         """``(name, module, input values, output value)`` per node, in evaluation order.
 
         ``Value.index`` identifies a value across nodes (an exporter's edge name).
@@ -281,18 +309,19 @@ class Graph(Module):
 
     # -- running -----------------------------------------------------------
 
-    def forward(self, *inputs):
+    # One array, or a tuple for several outputs: which, only the built graph knows.
+    def forward(self, *inputs: ArrayLike) -> Any:
         if self._graph_outputs is None:
             raise RuntimeError("Graph.forward before Graph.output: declare the outputs first")
         if len(inputs) != len(self._graph_inputs):
             raise ValueError(
                 f"Graph takes {len(self._graph_inputs)} input(s), got {len(inputs)}"
             )
-        counts = {}
+        counts: dict[int, int] = {}
         for node in self._nodes:
             counts[id(node.module)] = counts.get(id(node.module), 0) + 1
         values = dict(zip(self._graph_inputs, inputs))
-        snaps = {}
+        snaps: dict[int, list[tuple[Module, dict[str, Any]]]] = {}
         for k, node in enumerate(self._nodes):
             try:
                 values[node.output] = node.module(*(values[i] for i in node.inputs))
@@ -309,24 +338,25 @@ class Graph(Module):
         outs = tuple(values[i] for i in self._graph_outputs)
         return outs[0] if len(outs) == 1 else outs
 
-    def backward(self, *grad_outs):
+    def backward(self, *grad_outs: ArrayLike | None) -> Any:
         if self._run is None:
             raise RuntimeError("Graph.backward called before forward")
-        if len(grad_outs) == 1 and isinstance(grad_outs[0], tuple) and len(self._graph_outputs) > 1:
+        outputs = self._graph_outputs or ()  # declared: forward ran
+        if len(grad_outs) == 1 and isinstance(grad_outs[0], tuple) and len(outputs) > 1:
             grad_outs = grad_outs[0]
-        if len(grad_outs) != len(self._graph_outputs):
+        if len(grad_outs) != len(outputs):
             raise ValueError(
-                f"Graph.backward takes one gradient per output ({len(self._graph_outputs)}), "
+                f"Graph.backward takes one gradient per output ({len(outputs)}), "
                 f"got {len(grad_outs)}"
             )
         snaps, in_shapes = self._run
-        grads = {}
+        grads: dict[int, NDArray[Any]] = {}
 
-        def accumulate(i, g):
+        def accumulate(i: int, g: NDArray[Any]) -> None:
             # A value used twice receives the sum of both gradients.
             grads[i] = g if i not in grads else grads[i] + g
 
-        for i, g in zip(self._graph_outputs, grad_outs):
+        for i, g in zip(outputs, grad_outs):
             if g is not None:
                 accumulate(i, np.asarray(g))
         for k in range(len(self._nodes) - 1, -1, -1):
@@ -336,7 +366,7 @@ class Graph(Module):
                 continue  # no loss depends on this node
             if k in snaps:
                 _restore(snaps[k])
-            gin = node.module.backward(g)
+            gin: Any = node.module.backward(g)
             if len(node.inputs) == 1:
                 gin = (gin,)
             for i, gi in zip(node.inputs, gin):
@@ -344,6 +374,9 @@ class Graph(Module):
         out = tuple(grads.get(i, np.zeros(*in_shapes[i])) for i in self._graph_inputs)
         return out[0] if len(out) == 1 else out
 
-    def extra_repr(self):
+    if TYPE_CHECKING:
+        def __call__(self, *inputs: Any, **kwargs: Any) -> Any: ...
+
+    def extra_repr(self) -> str:
         return (f"inputs={len(self._graph_inputs)}, nodes={len(self._nodes)}, "
                 f"outputs={len(self._graph_outputs or ())}")

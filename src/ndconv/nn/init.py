@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _memory
+
+if TYPE_CHECKING:
+    from ..core._typing import DTypeLike, NDArray, Seed, Shape
 
 #: Values drawn per chunk when initialising a parameter: the float64 draws
 #: never exceed this many bytes, whatever the parameter's size.
 _CHUNK = 2**16
 
 
-def _uniform(shape, bound, rng, dtype):
+def _uniform(shape: Shape, bound: float, rng: np.random.Generator,
+             dtype: DTypeLike) -> NDArray[Any]:
     """``rng.uniform(-bound, bound, shape).astype(dtype)``, value for value, drawn
     in chunks into the result: no float64 temporary as large as a float32
     parameter (the Generator's stream is the same in pieces as at once)."""
@@ -25,7 +31,7 @@ def _uniform(shape, bound, rng, dtype):
     return out
 
 
-def check_parameters(what, shapes, dtype):
+def check_parameters(what: str, shapes: Iterable[Shape], dtype: DTypeLike) -> None:
     """Refuse, before allocating, parameters of ``shapes`` that cannot fit.
 
     Raises :class:`ndconv.plan.MemoryLimitError` naming ``what`` and the bytes.
@@ -35,12 +41,13 @@ def check_parameters(what, shapes, dtype):
                   f"{what} with {count:,} {np.dtype(dtype).name} parameters")
 
 
-def fan_in(shape):
+def fan_in(shape: Shape) -> int:
     """``shape[1] * prod(shape[2:])``, as ``torch.nn.init._calculate_fan_in_and_fan_out``."""
     return shape[1] * math.prod(shape[2:]) if len(shape) > 1 else shape[0]
 
 
-def kaiming_uniform(shape, rng, dtype, a=math.sqrt(5)):
+def kaiming_uniform(shape: Shape, rng: np.random.Generator, dtype: DTypeLike,
+                    a: float = math.sqrt(5)) -> NDArray[Any]:
     """``U(-bound, bound)`` with ``bound = gain * sqrt(3 / fan_in)``, ``gain = sqrt(2 / (1 + a^2))``.
 
     With PyTorch's default ``a = sqrt(5)`` the bound is ``1 / sqrt(fan_in)``.
@@ -52,13 +59,14 @@ def kaiming_uniform(shape, rng, dtype, a=math.sqrt(5)):
     return _uniform(shape, bound, rng, dtype)
 
 
-def bias_uniform(n, fan, rng, dtype):
+def bias_uniform(n: int, fan: int, rng: np.random.Generator,
+                 dtype: DTypeLike) -> NDArray[Any]:
     """``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, PyTorch's default bias."""
     bound = 1.0 / math.sqrt(fan) if fan > 0 else 0.0
     return _uniform((n,), bound, rng, dtype)
 
 
-def as_rng(rng):
+def as_rng(rng: Seed) -> np.random.Generator:
     """A ``numpy.random.Generator`` from None, a seed, or a Generator."""
     if isinstance(rng, np.random.Generator):
         return rng
@@ -67,7 +75,7 @@ def as_rng(rng):
     raise TypeError(f"`rng` must be None, an int seed or a numpy Generator, got {type(rng).__name__}")
 
 
-def as_dtype(dtype, *, half=False):
+def as_dtype(dtype: DTypeLike, *, half: bool = False) -> np.dtype[Any]:
     """The layer's parameter dtype: float32 or float64, or (``half``) also
     float16 and bfloat16, which the convolution layers compute in float32."""
     from ..core._dtypes import FLOAT, names, real_floats
@@ -77,6 +85,6 @@ def as_dtype(dtype, *, half=False):
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in allowed:
+    if dt is None or dt not in allowed:
         raise TypeError(f"`dtype` (={dtype!r}) must be {names(allowed)}")
     return dt

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..core import _args
 from .init import as_dtype, as_rng, bias_uniform, check_parameters, kaiming_uniform
 from .module import Module, Parameter
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, DTypeLike, NDArray, Seed
 
 __all__ = ["Linear"]
 
@@ -29,7 +34,13 @@ class Linear(Module):
     shape ``(out_features, in_features)`` as in PyTorch.
     """
 
-    def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
+    in_features: int
+    out_features: int
+    weight: Parameter
+    bias: Parameter | None
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__()
         self.in_features = _args.positive_int(in_features, "in_features")
         self.out_features = _args.positive_int(out_features, "out_features")
@@ -43,11 +54,11 @@ class Linear(Module):
                      if bias else None)
         self._cache = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = np.asarray(x)
         if x.ndim < 1 or x.shape[-1] != self.in_features:
             raise ValueError(
@@ -66,7 +77,7 @@ class Linear(Module):
         self._cache = x
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError("Linear.backward called before forward")
         x = self._cache

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import string
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from ..core import _args, _memory
 from ..core._windows import pad, tap_slices, windows
 from .init import as_dtype, as_rng
 from .module import Module, Parameter
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, DTypeLike, IntOrTuple, NDArray, Padding, Pairs, Seed, Shape
 
 __all__ = [
     "FullyConnected",
@@ -33,7 +37,8 @@ __all__ = [
 ]
 
 
-def _uniform(shape, bound, rng, dtype):
+def _uniform(shape: Shape, bound: float, rng: np.random.Generator,
+             dtype: np.dtype[Any]) -> NDArray[Any]:
     """``U(-bound, bound)`` generated in ``dtype`` in place (no float64 temporary)."""
     a = rng.random(shape, dtype=dtype)
     a *= 2 * bound
@@ -41,7 +46,7 @@ def _uniform(shape, bound, rng, dtype):
     return a
 
 
-def _check_dtype(x, dtype, layer):
+def _check_dtype(x: ArrayLike, dtype: np.dtype[Any], layer: str) -> NDArray[Any]:
     x = _args.check_array(x, "x")
     if x.dtype != dtype:
         raise TypeError(
@@ -85,7 +90,13 @@ class FullyConnected(Module):
     ``ndconv.derive.conv_to_dense`` builds the weight of a convolution.
     """
 
-    def __init__(self, in_shape, out_shape, bias=True, dtype=np.float32, rng=None):
+    in_shape: Shape
+    out_shape: Shape
+    weight: Parameter
+    bias: Parameter | None
+
+    def __init__(self, in_shape: int | tuple[int, ...] | list[int], out_shape: int | tuple[int, ...] | list[int],
+                 bias: bool = True, dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__()
         self.in_shape = _args.shape_tuple(in_shape, "in_shape")
         self.out_shape = _args.shape_tuple(out_shape, "out_shape")
@@ -103,11 +114,11 @@ class FullyConnected(Module):
         self.bias = Parameter(_uniform(self.out_shape, bound, rng, dt)) if bias else None
         self._cache = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"in_shape={self.in_shape}, out_shape={self.out_shape}"
         return s + (", bias=False" if self.bias is None else "")
 
-    def _batched(self, x):
+    def _batched(self, x: ArrayLike) -> tuple[NDArray[Any], bool]:
         x = _check_dtype(x, self.weight.dtype, "FullyConnected")
         if x.shape == self.in_shape:
             return x[None], True
@@ -118,7 +129,7 @@ class FullyConnected(Module):
             f"{self.in_shape}; got {x.shape}"
         )
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         xb, unbatched = self._batched(x)
         B = xb.shape[0]
         w = self.weight.data.reshape(-1, math.prod(self.in_shape))
@@ -128,7 +139,7 @@ class FullyConnected(Module):
         self._cache = (xb, unbatched)
         return y[0] if unbatched else y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError("FullyConnected.backward called before forward")
         xb, unbatched = self._cache
@@ -181,9 +192,22 @@ class LocallyConnected(Module):
     a :class:`ndconv.nn.Conv`. (JAX fuses it as ``(C_out, C_in * prod(K), *S_out)``.)
     """
 
-    def __init__(self, num_spatial_dims, in_channels, out_channels, kernel_size,
-                 input_size, stride=1, padding=0, dilation=1, bias=True,
-                 dtype=np.float32, rng=None):
+    in_channels: int
+    out_channels: int
+    kernel_size: Shape
+    input_size: Shape
+    stride: Shape
+    dilation: Shape
+    pairs: Pairs
+    padding: Padding  # as given
+    output_size: Shape
+    weight: Parameter
+    bias: Parameter | None
+
+    def __init__(self, num_spatial_dims: int, in_channels: int, out_channels: int,
+                 kernel_size: IntOrTuple, input_size: IntOrTuple, stride: IntOrTuple = 1,
+                 padding: Padding = 0, dilation: IntOrTuple = 1, bias: bool = True,
+                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
         self.in_channels = _args.positive_int(in_channels, "in_channels")
@@ -216,7 +240,7 @@ class LocallyConnected(Module):
         K = "".join(next(letters) for _ in range(n))
         self._sub_x, self._sub_w, self._sub_y = f"bc{P}{K}", f"o{P}c{K}", f"bo{P}"
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"input_size={self.input_size}, stride={self.stride}")
         n = len(self.kernel_size)
@@ -226,7 +250,7 @@ class LocallyConnected(Module):
             s += f", dilation={self.dilation}"
         return s + (", bias=False" if self.bias is None else "")
 
-    def _batched(self, x):
+    def _batched(self, x: ArrayLike) -> tuple[NDArray[Any], bool]:
         x = _check_dtype(x, self.weight.dtype, type(self).__name__)
         n = len(self.kernel_size)
         expected = (self.in_channels, *self.input_size)
@@ -240,12 +264,12 @@ class LocallyConnected(Module):
             f"got {x.shape}"
         )
 
-    def _windows(self, xb):
+    def _windows(self, xb: NDArray[Any]) -> NDArray[Any]:
         """(B, C, *S_out, *K) view of every window of the zero-padded input."""
         return windows(pad(xb, self.pairs), self.kernel_size, self.stride, self.dilation,
                        axis=-1)
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         xb, unbatched = self._batched(x)
         win = self._windows(xb)
         y = np.einsum(f"{self._sub_x},{self._sub_w}->{self._sub_y}", win,
@@ -255,7 +279,7 @@ class LocallyConnected(Module):
         self._cache = (xb, unbatched)
         return y[0] if unbatched else y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         xb, unbatched = self._cache
@@ -280,15 +304,20 @@ class LocallyConnected(Module):
         gxp = np.zeros((*lead, *padded), dtype=gy.dtype)
         for tap in np.ndindex(*self.kernel_size):
             sl = tap_slices(tap, self.stride, self.dilation, self.output_size)
-            gxp[(slice(None), slice(None), *sl)] += gwin[(Ellipsis, *tap)]
-        crop = tuple(slice(lo, lo + s) for s, (lo, _) in zip(self.input_size, self.pairs))
-        gx = np.ascontiguousarray(gxp[(slice(None), slice(None), *crop)])
+            # (Tuples built first: mypy reads `a[(x, *y)]` as Python 3.11 syntax.)
+            dst, src = (slice(None), slice(None), *sl), (Ellipsis, *tap)
+            gxp[dst] += gwin[src]
+        crop = (slice(None), slice(None),
+                *(slice(lo, lo + s) for s, (lo, _) in zip(self.input_size, self.pairs)))
+        gx = np.ascontiguousarray(gxp[crop])
         return gx[0] if unbatched else gx
 
 
-def _fixed(n):
-    def __init__(self, in_channels, out_channels, kernel_size, input_size, stride=1,
-                 padding=0, dilation=1, bias=True, dtype=np.float32, rng=None):
+def _fixed(n: int) -> type[LocallyConnected]:
+    def __init__(self: LocallyConnected, in_channels: int, out_channels: int,
+                 kernel_size: IntOrTuple, input_size: IntOrTuple, stride: IntOrTuple = 1,
+                 padding: Padding = 0, dilation: IntOrTuple = 1, bias: bool = True,
+                 dtype: DTypeLike = np.float32, rng: Seed = None) -> None:
         LocallyConnected.__init__(self, n, in_channels, out_channels, kernel_size,
                                   input_size, stride, padding, dilation, bias, dtype, rng)
 
@@ -298,4 +327,15 @@ def _fixed(n):
                                             "__module__": __name__})
 
 
-LocallyConnected1d, LocallyConnected2d, LocallyConnected3d = (_fixed(n) for n in (1, 2, 3))
+if TYPE_CHECKING:  # _fixed's classes as a type checker reads them (see module.without_ndim)
+    from .module import without_ndim
+
+    class _LocallyConnectedFixed(LocallyConnected):
+        @without_ndim(LocallyConnected.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class LocallyConnected1d(_LocallyConnectedFixed): ...
+    class LocallyConnected2d(_LocallyConnectedFixed): ...
+    class LocallyConnected3d(_LocallyConnectedFixed): ...
+else:
+    LocallyConnected1d, LocallyConnected2d, LocallyConnected3d = (_fixed(n) for n in (1, 2, 3))

@@ -12,8 +12,21 @@ import inspect
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Concatenate, ParamSpec, TypeVar
+
+    from typing_extensions import Self
+
+    from ..core._typing import ArrayLike, NDArray, Shape
+
+    _P = ParamSpec("_P")
+    _S = TypeVar("_S")
+    _M = TypeVar("_M", bound="Module")
 
 __all__ = ["Module", "Parameter", "Sequential"]
 
@@ -32,27 +45,34 @@ class PerThread:
     go with the thread; copies and pickles of a layer do not carry them.
     """
 
-    def __set_name__(self, owner, name):
+    name: str
+
+    def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
 
     @staticmethod
-    def names(cls):
+    def names(cls: type) -> list[str]:
         """The per-thread attributes of a layer class (its own and inherited)."""
         return [k for c in cls.__mro__ for k, v in vars(c).items() if isinstance(v, PerThread)]
 
-    def _table(self):
+    def _table(self) -> weakref.WeakKeyDictionary[object, dict[str, Any]]:
         table = getattr(_thread_state, "values", None)
         if table is None:
             table = _thread_state.values = weakref.WeakKeyDictionary()
         return table
 
-    def __get__(self, obj, owner=None):
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> PerThread: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> Any: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> Any:
         if obj is None:
             return self
         values = self._table().get(obj)
         return None if values is None else values.get(self.name)
 
-    def __set__(self, obj, value):
+    def __set__(self, obj: object, value: Any) -> None:
         table = self._table()
         values = table.get(obj)
         if values is None:
@@ -75,7 +95,10 @@ class Parameter:
 
     __slots__ = ("data", "grad")
 
-    def __init__(self, data):
+    data: NDArray[Any]
+    grad: NDArray[Any] | None
+
+    def __init__(self, data: ArrayLike) -> None:
         from ..core._dtypes import real_floats
 
         arr = np.asarray(data)
@@ -87,18 +110,18 @@ class Parameter:
         self.grad = None
 
     @property
-    def shape(self):
+    def shape(self) -> Shape:
         return self.data.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype[Any]:
         return self.data.dtype
 
     @property
-    def size(self):
+    def size(self) -> int:
         return self.data.size
 
-    def accumulate(self, g):
+    def accumulate(self, g: ArrayLike) -> None:
         """Add ``g`` into ``.grad`` (allocating it on first use); thread-safe."""
         with _accumulate_lock:
             if self.grad is None:
@@ -106,7 +129,7 @@ class Parameter:
             else:
                 self.grad += g
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
@@ -127,14 +150,21 @@ class Module:
 
     _cache = PerThread()
 
-    def __init__(self):
+    # Set in __init__ through object.__setattr__ (not registered as state).
+    training: bool
+    _parameters: OrderedDict[str, Parameter]  # (assigning None removes the entry)
+    _modules: OrderedDict[str, Module]
+    _buffers: OrderedDict[str, NDArray[Any] | None]
+    _non_persistent_buffers: set[str]
+
+    def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "training", True)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         per_thread = getattr(type(self), name, None)
         if type(per_thread) is PerThread:  # forward state, set every call: the short way
             per_thread.__set__(self, value)
@@ -175,18 +205,19 @@ class Module:
 
     # -- computation -------------------------------------------------------
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> NDArray[Any]:
         return self.forward(*args, **kwargs)
 
     # -- parameters and state ---------------------------------------------
 
-    def register_buffer(self, name, tensor, persistent=True):
+    def register_buffer(self, name: str, tensor: NDArray[Any] | None,
+                        persistent: bool = True) -> None:
         """Add an array that is state but not a parameter, as ``torch.nn.Module``.
 
         Parameters
@@ -216,7 +247,7 @@ class Module:
             self._non_persistent_buffers.add(name)
         object.__setattr__(self, name, tensor)
 
-    def _named(self, table, prefix):
+    def _named(self, table: str, prefix: str) -> Iterator[tuple[str, Any]]:
         """``(dotted name, value)`` of one registry (parameters or buffers), recursively."""
         for name, v in self.__dict__[table].items():
             if v is not None:
@@ -224,14 +255,14 @@ class Module:
         for name, m in self._modules.items():
             yield from m._named(table, f"{prefix}.{name}" if prefix else name)
 
-    def named_buffers(self, prefix=""):
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, NDArray[Any]]]:
         """``(name, ndarray)`` pairs of every buffer (persistent or not) with dotted names."""
         return self._named("_buffers", prefix)
 
-    def buffers(self):
+    def buffers(self) -> list[NDArray[Any]]:
         return [b for _, b in self.named_buffers()]
 
-    def _state_items(self, prefix=""):
+    def _state_items(self, prefix: str = "") -> Iterator[tuple[str, Module, str, bool]]:
         """``(key, owner, attr, is_buffer)`` in PyTorch's state_dict order.
 
         Per module its parameters, then its persistent buffers, then its
@@ -246,46 +277,46 @@ class Module:
         for name, m in self._modules.items():
             yield from m._state_items(f"{prefix}{name}.")
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, Module]]:
         return iter(self._modules.items())
 
-    def children(self):
+    def children(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
-    def named_modules(self, prefix=""):
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
         yield prefix, self
         for name, m in self._modules.items():
             yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
 
-    def modules(self):
+    def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """``(name, Parameter)`` pairs with PyTorch's dotted names."""
         return self._named("_parameters", prefix)
 
-    def parameters(self):
+    def parameters(self) -> list[Parameter]:
         # A parameter shared by several layers (tied weights) is listed once,
         # as in PyTorch, so an optimizer updates it once per step.
         unique = {id(p): p for _, p in self.named_parameters()}
         return list(unique.values())
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
-    def state_dict(self):
+    def state_dict(self) -> OrderedDict[str, NDArray[Any]]:
         """Copies of every parameter's data and persistent buffer, keyed as in PyTorch."""
         return OrderedDict(
             (k, (getattr(m, a) if buf else getattr(m, a).data).copy())
             for k, m, a, buf in self._state_items()
         )
 
-    def load_state_dict(self, state, strict=True):
+    def load_state_dict(self, state: Mapping[str, ArrayLike], strict: bool = True) -> Self:
         """Copy arrays from ``state`` into the parameters.
 
         Raises ``KeyError`` naming missing or unexpected keys (``strict``) and
@@ -294,7 +325,7 @@ class Module:
         into float64. Persistent buffers (BatchNorm's running statistics) are
         loaded as parameters are.
         """
-        own = {}
+        own: dict[str, tuple[Module, str, bool]] = {}
         for k, m, a, buf in self._state_items():
             own[k] = (m, a, buf)
         state = dict(state)
@@ -307,7 +338,7 @@ class Module:
                 f"state dict does not match {type(self).__name__}: missing keys "
                 f"{missing}, unexpected keys {unexpected}"
             )
-        checked = []
+        checked: list[tuple[Module, str, bool, NDArray[Any]]] = []
         # Everything is checked before anything is copied, so a bad state dict
         # leaves the module unchanged.
         for k, (m, a, buf) in own.items():
@@ -334,23 +365,23 @@ class Module:
                 getattr(m, a).data = v
         return self
 
-    def _complete_state(self, state, prefix):
+    def _complete_state(self, state: dict[str, ArrayLike], prefix: str) -> None:
         """Add to ``state`` the keys an older format of this layer lacks (none here)."""
 
-    def train(self, mode=True):
+    def train(self, mode: bool = True) -> Self:
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self) -> Self:
         return self.train(False)
 
     # -- printing ----------------------------------------------------------
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{type(self).__name__}({self.extra_repr()}"]
         if self._modules:
             for name, m in self._modules.items():
@@ -366,26 +397,31 @@ class Sequential(Module):
     ``backward`` runs the children's ``backward`` in reverse order.
     """
 
-    def __init__(self, *layers):
+    def __init__(self, *layers: Module) -> None:
         super().__init__()
         for i, layer in enumerate(layers):
             if not isinstance(layer, Module):
                 raise TypeError(f"Sequential item {i} must be a Module, got {type(layer).__name__}")
             setattr(self, str(i), layer)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._modules)
 
-    def __getitem__(self, i):
+    @overload
+    def __getitem__(self, i: int) -> Module: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequential: ...
+
+    def __getitem__(self, i: int | slice) -> Module:
         mods = list(self._modules.values())
         if isinstance(i, slice):
             return Sequential(*mods[i])
         return mods[i]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
-    def append(self, layer):
+    def append(self, layer: Module) -> Self:
         if not isinstance(layer, Module):
             raise TypeError(
                 f"Sequential item {len(self)} must be a Module, got {type(layer).__name__}"
@@ -393,37 +429,55 @@ class Sequential(Module):
         setattr(self, str(len(self)), layer)
         return self
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
+        h: Any = x  # each layer's output (the input itself when there are no layers)
         for name, layer in self._modules.items():
             try:
-                x = layer(x)
+                h = layer(h)
             except ValueError as exc:
-                shape = getattr(x, "shape", None)
+                shape = getattr(h, "shape", None)
                 raise ValueError(f"layer {name} ({type(layer).__name__}) got input of shape {shape}: {exc}") from exc
-        return x
+        return h
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
+        g: Any = grad_out
         for layer in reversed(self._modules.values()):
-            grad_out = layer.backward(grad_out)
-        return grad_out
+            g = layer.backward(g)
+        return g
 
 
-def fixed_ndim(base, n):
+def fixed_ndim(base: type[_M], n: int) -> type[_M]:
     """Subclass of ``base`` with ``num_spatial_dims`` fixed to ``n`` (``Conv`` -> ``Conv2d``).
 
     One N-d implementation, thin names per dimension, as Equinox does.
     """
 
-    def __init__(self, *args, **kwargs):
-        base.__init__(self, n, *args, **kwargs)
+    def __init__(self: _M, *args: Any, **kwargs: Any) -> None:
+        # (type[_M] knows only Module's __init__; base's takes num_spatial_dims first.)
+        base.__init__(self, n, *args, **kwargs)  # type: ignore[call-arg]
 
     # The base's real signature without ``num_spatial_dims``, so that help(),
     # inspect.signature and tab completion show ``Conv2d(in_channels, ...)``
     # rather than ``(*args, **kwargs)``.
     sig = inspect.signature(base.__init__)
     self_param, _, *rest = sig.parameters.values()
-    __init__.__signature__ = sig.replace(parameters=[self_param, *rest])
+    __init__.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[self_param, *rest])
     name = f"{base.__name__}{n}d"
     doc = f"{n}-D :class:`{base.__name__}`; arguments as ``torch.nn.{name}``."
     return type(name, (base,), {"__init__": __init__, "__doc__": doc,
                                 "__module__": base.__module__})
+
+
+if TYPE_CHECKING:
+    def without_ndim(
+        init: Callable[Concatenate[_S, int, _P], None],
+    ) -> Callable[[Callable[..., None]], Callable[Concatenate[_S, _P], None]]:
+        """How a type checker reads :func:`fixed_ndim`'s ``__init__``: the base's, less ``num_spatial_dims``.
+
+        mypy cannot follow a class made by a call, so each layer module
+        declares its 1d/2d/3d classes under ``TYPE_CHECKING``, as subclasses
+        of one private base whose ``__init__`` is decorated with
+        ``without_ndim(Base.__init__)``; tests/test_typing.py checks that
+        every class mypy reads has the parameters ``inspect.signature`` shows.
+        """

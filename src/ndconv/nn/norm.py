@@ -15,6 +15,7 @@ reduced axes and ``g = dL/dx_hat``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,10 +23,15 @@ from ..core import _args
 from .init import as_dtype
 from .module import Module, Parameter, fixed_ndim
 
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, DTypeLike, NDArray, Shape
+    from .module import without_ndim
+
 __all__ = ["BatchNorm", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "GroupNorm", "LayerNorm"]
 
 
-def _standardize(x, axes, eps):
+def _standardize(x: NDArray[Any], axes: tuple[int, ...], eps: float,
+                 ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """``(x_hat, mean, biased var, invstd)`` over ``axes`` (kept as size-1 dims)."""
     mean = x.mean(axis=axes, keepdims=True)
     xc = x - mean
@@ -34,13 +40,14 @@ def _standardize(x, axes, eps):
     return xc * invstd, mean, var, invstd
 
 
-def _standardize_backward(g, x_hat, invstd, axes):
+def _standardize_backward(g: NDArray[Any], x_hat: NDArray[Any], invstd: NDArray[Any],
+                          axes: tuple[int, ...]) -> NDArray[Any]:
     """Gradient with respect to ``x`` of ``x_hat = standardize(x)`` given ``g = dL/dx_hat``."""
     return invstd * (g - g.mean(axis=axes, keepdims=True)
                      - x_hat * (g * x_hat).mean(axis=axes, keepdims=True))
 
 
-def _check_eps(eps):
+def _check_eps(eps: float) -> float:
     if not _args.is_number(eps) or not eps >= 0:
         raise ValueError(f"`eps` (={eps!r}) must be a non-negative number")
     return float(eps)
@@ -49,13 +56,16 @@ def _check_eps(eps):
 class _Affine(Module):
     """The optional ``weight`` (ones) and ``bias`` (zeros) of a normalization layer."""
 
-    def _init_affine(self, shape, weight, bias, dtype):
+    weight: Parameter | None
+    bias: Parameter | None
+
+    def _init_affine(self, shape: Shape, weight: bool, bias: bool, dtype: DTypeLike) -> None:
         dt = as_dtype(dtype)
         self.weight = Parameter(np.ones(shape, dt)) if weight else None
         self.bias = Parameter(np.zeros(shape, dt)) if bias else None
         self._cache = None
 
-    def _check_dtype(self, x):
+    def _check_dtype(self, x: NDArray[Any]) -> None:
         p = self.weight if self.weight is not None else self.bias
         ref = p.data if p is not None else getattr(self, "running_mean", None)
         if ref is not None and x.dtype != ref.dtype:
@@ -64,7 +74,7 @@ class _Affine(Module):
                 f"({ref.dtype}); cast it with .astype()"
             )
 
-    def _affine(self, x_hat, view):
+    def _affine(self, x_hat: NDArray[Any], view: Shape) -> NDArray[Any]:
         """``weight * x_hat + bias`` with the parameters reshaped to ``view``."""
         y = x_hat
         if self.weight is not None:
@@ -73,7 +83,8 @@ class _Affine(Module):
             y = y + self.bias.data.reshape(view)
         return y
 
-    def _affine_backward(self, g, x_hat, view, reduce_axes):
+    def _affine_backward(self, g: NDArray[Any], x_hat: NDArray[Any], view: Shape,
+                         reduce_axes: tuple[int, ...]) -> NDArray[Any]:
         """Accumulate the parameter gradients; return ``dL/dx_hat``."""
         if self.weight is not None:
             self.weight.accumulate((g * x_hat).sum(axis=reduce_axes).reshape(self.weight.shape))
@@ -81,7 +92,7 @@ class _Affine(Module):
             self.bias.accumulate(g.sum(axis=reduce_axes).reshape(self.bias.shape))
         return g * self.weight.data.reshape(view) if self.weight is not None else g
 
-    def _saved(self, grad_out):
+    def _saved(self, grad_out: ArrayLike) -> tuple[NDArray[Any], Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         g = np.asarray(grad_out)
@@ -125,8 +136,20 @@ class BatchNorm(_Affine):
     per-channel scaling.
     """
 
-    def __init__(self, num_spatial_dims, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32):
+    num_spatial_dims: int
+    num_features: int
+    eps: float
+    momentum: float | None
+    affine: bool
+    track_running_stats: bool
+    # Buffers (None without track_running_stats).
+    running_mean: NDArray[Any] | None
+    running_var: NDArray[Any] | None
+    num_batches_tracked: NDArray[np.int64] | None
+
+    def __init__(self, num_spatial_dims: int, num_features: int, eps: float = 1e-5,
+                 momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.num_spatial_dims = _args.positive_int(num_spatial_dims, "num_spatial_dims")
         self.num_features = _args.positive_int(num_features, "num_features")
@@ -147,24 +170,24 @@ class BatchNorm(_Affine):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
                 f"affine={self.affine}, track_running_stats={self.track_running_stats}")
 
-    def reset_running_stats(self):
+    def reset_running_stats(self) -> None:
         if self.track_running_stats:
             self.running_mean = np.zeros_like(self.running_mean)
             self.running_var = np.ones_like(self.running_var)
             self.num_batches_tracked = np.array(0, dtype=np.int64)
 
-    def _complete_state(self, state, prefix):
+    def _complete_state(self, state: dict[str, ArrayLike], prefix: str) -> None:
         # State dicts from PyTorch < 0.4.1 (torchvision's original ResNet weights)
         # have no num_batches_tracked; PyTorch loads them with 0, so does ndconv.
         key = prefix + "num_batches_tracked"
         if self.track_running_stats and key not in state and prefix + "running_mean" in state:
             state[key] = np.array(0, dtype=np.int64)
 
-    def _check_input(self, x):
+    def _check_input(self, x: NDArray[Any]) -> None:
         n = self.num_spatial_dims
         allowed = (2, 3) if n == 1 else (n + 2,)
         if x.ndim not in allowed or x.shape[1] != self.num_features:
@@ -174,7 +197,7 @@ class BatchNorm(_Affine):
                 f"num_features (={self.num_features}); got {x.shape}"
             )
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = _args.check_array(x, "x")
         self._check_input(x)
         self._check_dtype(x)
@@ -193,14 +216,16 @@ class BatchNorm(_Affine):
                 )
             if count == 0:
                 if self.training and self.running_mean is not None:
-                    self.num_batches_tracked = np.array(self.num_batches_tracked + 1,
-                                                        dtype=np.int64)
+                    # (The three buffers are None together: mypy cannot see it.)
+                    self.num_batches_tracked = np.array(
+                        self.num_batches_tracked + 1, dtype=np.int64)  # type: ignore[operator]
                 x_hat = np.zeros_like(x)
                 self._cache = (x_hat, None, False, axes, view)
                 return self._affine(x_hat, view)
             x_hat, mean, var, invstd = _standardize(x, axes, self.eps)
             if self.training and self.running_mean is not None:
-                self.num_batches_tracked = np.array(self.num_batches_tracked + 1, dtype=np.int64)
+                self.num_batches_tracked = np.array(
+                    self.num_batches_tracked + 1, dtype=np.int64)  # type: ignore[operator]
                 f = (1.0 / float(self.num_batches_tracked) if self.momentum is None
                      else self.momentum)
                 f = x.dtype.type(f)
@@ -209,11 +234,11 @@ class BatchNorm(_Affine):
                 self.running_var = (1 - f) * self.running_var + f * unbiased
         else:
             invstd = (1 / np.sqrt(self.running_var + x.dtype.type(self.eps))).reshape(view)
-            x_hat = (x - self.running_mean.reshape(view)) * invstd
+            x_hat = (x - self.running_mean.reshape(view)) * invstd  # type: ignore[union-attr]
         self._cache = (x_hat, invstd, use_batch, axes, view)
         return self._affine(x_hat, view)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         g, (x_hat, invstd, use_batch, axes, view) = self._saved(grad_out)
         gh = self._affine_backward(g, x_hat, view, axes)
         if invstd is None:  # an empty batch
@@ -223,7 +248,16 @@ class BatchNorm(_Affine):
         return gh * invstd
 
 
-BatchNorm1d, BatchNorm2d, BatchNorm3d = (fixed_ndim(BatchNorm, n) for n in (1, 2, 3))
+if TYPE_CHECKING:  # fixed_ndim's classes as a type checker reads them (see without_ndim)
+    class _BatchNormFixed(BatchNorm):
+        @without_ndim(BatchNorm.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class BatchNorm1d(_BatchNormFixed): ...
+    class BatchNorm2d(_BatchNormFixed): ...
+    class BatchNorm3d(_BatchNormFixed): ...
+else:
+    BatchNorm1d, BatchNorm2d, BatchNorm3d = (fixed_ndim(BatchNorm, n) for n in (1, 2, 3))
 
 
 class GroupNorm(_Affine):
@@ -245,7 +279,13 @@ class GroupNorm(_Affine):
     standardised over the last axis. Training and evaluation modes agree.
     """
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32):
+    num_groups: int
+    num_channels: int
+    eps: float
+    affine: bool
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 affine: bool = True, dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.num_groups = _args.positive_int(num_groups, "num_groups")
         self.num_channels = _args.positive_int(num_channels, "num_channels")
@@ -258,10 +298,10 @@ class GroupNorm(_Affine):
         self.affine = bool(affine)
         self._init_affine((self.num_channels,), self.affine, self.affine, dtype)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = _args.check_array(x, "x")
         if x.ndim < 2 or x.shape[1] != self.num_channels:
             raise ValueError(
@@ -277,7 +317,7 @@ class GroupNorm(_Affine):
         self._cache = (x_hat, invstd, view)
         return self._affine(x_hat, view)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         g, (x_hat, invstd, view) = self._saved(grad_out)
         axes = (0, *range(2, g.ndim))
         gh = self._affine_backward(g, x_hat, view, axes)
@@ -302,8 +342,13 @@ class LayerNorm(_Affine):
     dtype : float32 or float64
     """
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
-                 dtype=np.float32):
+    normalized_shape: Shape
+    eps: float
+    elementwise_affine: bool
+
+    def __init__(self, normalized_shape: int | tuple[int, ...] | list[int], eps: float = 1e-5,
+                 elementwise_affine: bool = True, bias: bool = True,
+                 dtype: DTypeLike = np.float32) -> None:
         super().__init__()
         self.normalized_shape = _args.shape_tuple(normalized_shape, "normalized_shape")
         self.eps = _check_eps(eps)
@@ -311,11 +356,11 @@ class LayerNorm(_Affine):
         self._init_affine(self.normalized_shape, self.elementwise_affine,
                           self.elementwise_affine and bool(bias), dtype)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "
                 f"elementwise_affine={self.elementwise_affine}")
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = _args.check_array(x, "x")
         k = len(self.normalized_shape)
         if x.shape[x.ndim - k:] != self.normalized_shape or x.ndim < k:
@@ -329,7 +374,7 @@ class LayerNorm(_Affine):
         self._cache = (x_hat, invstd, axes)
         return self._affine(x_hat, self.normalized_shape)
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         g, (x_hat, invstd, axes) = self._saved(grad_out)
         lead = tuple(range(g.ndim - len(axes)))
         gh = self._affine_backward(g, x_hat, self.normalized_shape, lead)

@@ -7,11 +7,17 @@ The padding itself is :func:`ndconv.core._windows.pad` and its gradient
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from ..core import _args, _memory
 from ..core import _windows
 from .module import Module, fixed_ndim
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, NDArray, Pairs
+    from .module import without_ndim
 
 __all__ = [
     "ZeroPad", "ZeroPad1d", "ZeroPad2d", "ZeroPad3d",
@@ -21,7 +27,7 @@ __all__ = [
 ]
 
 
-def torch_padding_pairs(padding, n):
+def torch_padding_pairs(padding: int | tuple[int, ...] | list[int], n: int) -> Pairs:
     """PyTorch's pad tuple ``(left, right, top, bottom, front, back)`` as ``((lo, hi), ...)``.
 
     PyTorch lists the last dim first; the pairs here run from the first spatial
@@ -44,7 +50,12 @@ class _PadNd(Module):
 
     mode = "zeros"
 
-    def __init__(self, num_spatial_dims, padding, value=0.0):
+    #: PyTorch's 2N-tuple, in its order (last dim first).
+    padding: tuple[int, ...]
+    value: float
+
+    def __init__(self, num_spatial_dims: int, padding: int | tuple[int, ...] | list[int],
+                 value: float = 0.0) -> None:
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
         self._pairs = torch_padding_pairs(padding, n)
@@ -59,10 +70,10 @@ class _PadNd(Module):
         self.value = float(value)
         self._cache = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.padding}" + (f", value={self.value}" if self.value else "")
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = _args.check_array(x, "x")
         n = len(self._pairs)
         if x.ndim not in (n + 1, n + 2):
@@ -84,7 +95,7 @@ class _PadNd(Module):
         self._cache = spatial
         return _windows.pad(x, self._pairs, self.mode, value=x.dtype.type(self.value))
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         g = np.asarray(grad_out)
@@ -109,14 +120,15 @@ class ConstantPad(_PadNd):
     ``padding`` as :class:`ZeroPad`'s, in PyTorch's order.
     """
 
-    def __init__(self, num_spatial_dims, padding, value):
+    def __init__(self, num_spatial_dims: int, padding: int | tuple[int, ...] | list[int],
+                 value: float) -> None:
         super().__init__(num_spatial_dims, padding, value)
 
 
 class _ModePad(_PadNd):
     """A padding layer whose only argument is the padding (no fill value)."""
 
-    def __init__(self, num_spatial_dims, padding):
+    def __init__(self, num_spatial_dims: int, padding: int | tuple[int, ...] | list[int]) -> None:
         super().__init__(num_spatial_dims, padding)
 
 
@@ -143,9 +155,42 @@ class ReplicationPad(_ModePad):
     mode = "replicate"
 
 
-ZeroPad1d, ZeroPad2d, ZeroPad3d = (fixed_ndim(ZeroPad, n) for n in (1, 2, 3))
-ConstantPad1d, ConstantPad2d, ConstantPad3d = (fixed_ndim(ConstantPad, n) for n in (1, 2, 3))
-ReflectionPad1d, ReflectionPad2d, ReflectionPad3d = (
-    fixed_ndim(ReflectionPad, n) for n in (1, 2, 3))
-ReplicationPad1d, ReplicationPad2d, ReplicationPad3d = (
-    fixed_ndim(ReplicationPad, n) for n in (1, 2, 3))
+if TYPE_CHECKING:  # fixed_ndim's classes as a type checker reads them (see without_ndim)
+    class _ZeroPadFixed(ZeroPad):
+        @without_ndim(ZeroPad.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class ZeroPad1d(_ZeroPadFixed): ...
+    class ZeroPad2d(_ZeroPadFixed): ...
+    class ZeroPad3d(_ZeroPadFixed): ...
+
+    class _ConstantPadFixed(ConstantPad):
+        @without_ndim(ConstantPad.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class ConstantPad1d(_ConstantPadFixed): ...
+    class ConstantPad2d(_ConstantPadFixed): ...
+    class ConstantPad3d(_ConstantPadFixed): ...
+
+    class _ReflectionPadFixed(ReflectionPad):
+        @without_ndim(ReflectionPad.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class ReflectionPad1d(_ReflectionPadFixed): ...
+    class ReflectionPad2d(_ReflectionPadFixed): ...
+    class ReflectionPad3d(_ReflectionPadFixed): ...
+
+    class _ReplicationPadFixed(ReplicationPad):
+        @without_ndim(ReplicationPad.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class ReplicationPad1d(_ReplicationPadFixed): ...
+    class ReplicationPad2d(_ReplicationPadFixed): ...
+    class ReplicationPad3d(_ReplicationPadFixed): ...
+else:
+    ZeroPad1d, ZeroPad2d, ZeroPad3d = (fixed_ndim(ZeroPad, n) for n in (1, 2, 3))
+    ConstantPad1d, ConstantPad2d, ConstantPad3d = (fixed_ndim(ConstantPad, n) for n in (1, 2, 3))
+    ReflectionPad1d, ReflectionPad2d, ReflectionPad3d = (
+        fixed_ndim(ReflectionPad, n) for n in (1, 2, 3))
+    ReplicationPad1d, ReplicationPad2d, ReplicationPad3d = (
+        fixed_ndim(ReplicationPad, n) for n in (1, 2, 3))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -10,6 +11,10 @@ from ..core import _args, _memory
 from ..core import pooling as P
 from .module import Module, fixed_ndim
 from .resample import apply_adjoint
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, IntOrTuple, NDArray, Shape
+    from .module import without_ndim
 
 __all__ = [
     "MaxPool",
@@ -30,7 +35,14 @@ __all__ = [
 class _PoolNd(Module):
     """Shared argument handling, input check and repr of the pooling layers."""
 
-    def __init__(self, num_spatial_dims, kernel_size, stride, padding, dilation, ceil_mode):
+    kernel_size: Shape
+    stride: Shape
+    padding: Shape
+    dilation: Shape
+    ceil_mode: bool
+
+    def __init__(self, num_spatial_dims: int, kernel_size: IntOrTuple, stride: IntOrTuple | None,
+                 padding: IntOrTuple, dilation: IntOrTuple, ceil_mode: bool) -> None:
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
         self.kernel_size = _args.ntuple(kernel_size, n, "kernel_size", minimum=1)
@@ -41,7 +53,7 @@ class _PoolNd(Module):
         self.ceil_mode = bool(ceil_mode)
         self._cache = None
 
-    def _check_input(self, x):
+    def _check_input(self, x: ArrayLike) -> NDArray[Any]:
         x = np.asarray(x)
         n = len(self.kernel_size)
         if x.ndim not in (n + 1, n + 2):
@@ -51,7 +63,7 @@ class _PoolNd(Module):
             )
         return x
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
         if self.dilation != (1,) * len(self.dilation):
             s += f", dilation={self.dilation}"
@@ -80,20 +92,21 @@ class MaxPool(_PoolNd):
     ``backward`` sends each output gradient to the element that won its window.
     """
 
-    def __init__(self, num_spatial_dims, kernel_size, stride=None, padding=0, dilation=1,
-                 ceil_mode=False):
+    def __init__(self, num_spatial_dims: int, kernel_size: IntOrTuple,
+                 stride: IntOrTuple | None = None, padding: IntOrTuple = 0,
+                 dilation: IntOrTuple = 1, ceil_mode: bool = False) -> None:
         super().__init__(num_spatial_dims, kernel_size, stride, padding, dilation, ceil_mode)
         # Validates now, so a bad layer fails at construction, not first call.
         P._check_padding(self.kernel_size, self.padding, self.dilation, "max", padding)
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = self._check_input(x)
         y = P.max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation,
                        self.ceil_mode)
         self._cache = (x, y)
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         x, y = self._cache
@@ -118,14 +131,19 @@ class AvgPool(_PoolNd):
     ``backward`` shares each output gradient evenly among its window.
     """
 
-    def __init__(self, num_spatial_dims, kernel_size, stride=None, padding=0,
-                 ceil_mode=False, count_include_pad=True, divisor_override=None):
+    count_include_pad: bool
+    divisor_override: int | None
+
+    def __init__(self, num_spatial_dims: int, kernel_size: IntOrTuple,
+                 stride: IntOrTuple | None = None, padding: IntOrTuple = 0,
+                 ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> None:
         super().__init__(num_spatial_dims, kernel_size, stride, padding, 1, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
         self.divisor_override = P._check_divisor(divisor_override)
         P._check_padding(self.kernel_size, self.padding, self.dilation, "avg", padding)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
         if self.ceil_mode:
             s += ", ceil_mode=True"
@@ -135,14 +153,14 @@ class AvgPool(_PoolNd):
             s += f", divisor_override={self.divisor_override}"
         return s
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = self._check_input(x)
         y = P.avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                        self.count_include_pad, self.divisor_override)
         self._cache = x
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         return P.avg_pool_backward(grad_out, self._cache, self.kernel_size, self.stride,
@@ -150,11 +168,28 @@ class AvgPool(_PoolNd):
                                    self.divisor_override)
 
 
-MaxPool1d, MaxPool2d, MaxPool3d = (fixed_ndim(MaxPool, n) for n in (1, 2, 3))
-AvgPool1d, AvgPool2d, AvgPool3d = (fixed_ndim(AvgPool, n) for n in (1, 2, 3))
+if TYPE_CHECKING:  # fixed_ndim's classes as a type checker reads them (see without_ndim)
+    class _MaxPoolFixed(MaxPool):
+        @without_ndim(MaxPool.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class MaxPool1d(_MaxPoolFixed): ...
+    class MaxPool2d(_MaxPoolFixed): ...
+    class MaxPool3d(_MaxPoolFixed): ...
+
+    class _AvgPoolFixed(AvgPool):
+        @without_ndim(AvgPool.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class AvgPool1d(_AvgPoolFixed): ...
+    class AvgPool2d(_AvgPoolFixed): ...
+    class AvgPool3d(_AvgPoolFixed): ...
+else:
+    MaxPool1d, MaxPool2d, MaxPool3d = (fixed_ndim(MaxPool, n) for n in (1, 2, 3))
+    AvgPool1d, AvgPool2d, AvgPool3d = (fixed_ndim(AvgPool, n) for n in (1, 2, 3))
 
 
-def adaptive_windows(n_in, n_out):
+def adaptive_windows(n_in: int, n_out: int) -> list[tuple[int, int]]:
     """PyTorch's adaptive-pool windows: ``[floor(o*S/O), ceil((o+1)*S/O))`` per output ``o``."""
     return [((o * n_in) // n_out, -(-((o + 1) * n_in) // n_out)) for o in range(n_out)]
 
@@ -175,7 +210,11 @@ class AdaptiveAvgPool(Module):
     not divide ``S``, and the backward sums the shares of every window.
     """
 
-    def __init__(self, num_spatial_dims, output_size):
+    #: An int (or None) for every dim, or a tuple as given.
+    output_size: int | None | tuple[int | None, ...]
+
+    def __init__(self, num_spatial_dims: int,
+                 output_size: int | None | tuple[int | None, ...] | list[int | None]) -> None:
         super().__init__()
         n = _args.positive_int(num_spatial_dims, "num_spatial_dims")
         items = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * n
@@ -190,10 +229,10 @@ class AdaptiveAvgPool(Module):
         self._n = n
         self._cache = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = _args.check_array(x, "x")
         n = self._n
         if x.ndim not in (n + 1, n + 2):
@@ -231,7 +270,7 @@ class AdaptiveAvgPool(Module):
         self._cache = (x.shape, y.shape, mats)
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         in_shape, out_shape, mats = self._cache
@@ -244,5 +283,14 @@ class AdaptiveAvgPool(Module):
         return apply_adjoint(g, mats)
 
 
-AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
-    fixed_ndim(AdaptiveAvgPool, n) for n in (1, 2, 3))
+if TYPE_CHECKING:
+    class _AdaptiveAvgPoolFixed(AdaptiveAvgPool):
+        @without_ndim(AdaptiveAvgPool.__init__)
+        def __init__(self, *args: Any, **kwargs: Any) -> None: ...
+
+    class AdaptiveAvgPool1d(_AdaptiveAvgPoolFixed): ...
+    class AdaptiveAvgPool2d(_AdaptiveAvgPoolFixed): ...
+    class AdaptiveAvgPool3d(_AdaptiveAvgPoolFixed): ...
+else:
+    AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveAvgPool3d = (
+        fixed_ndim(AdaptiveAvgPool, n) for n in (1, 2, 3))

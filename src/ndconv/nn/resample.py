@@ -11,18 +11,24 @@ which sums each output gradient into the inputs it came from.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _args, _memory
 from .module import Module
 
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, DTypeLike, NDArray, Shape
+
 __all__ = ["Upsample"]
 
 _MODES = {"nearest": None, "linear": None, "bilinear": 2, "trilinear": 3}
 
 
-def axis_matrix(idx, weights, n_in):
+def axis_matrix(idx: Sequence[NDArray[Any]], weights: Sequence[NDArray[Any]],
+                n_in: int) -> NDArray[Any]:
     """Dense ``(S_out, S_in)`` matrix with ``weights[t][o]`` at ``(o, idx[t][o])``, summed."""
     n_out = len(idx[0])
     m = np.zeros((n_out, n_in), dtype=weights[0].dtype)
@@ -32,7 +38,7 @@ def axis_matrix(idx, weights, n_in):
     return m
 
 
-def apply_adjoint(g, mats):
+def apply_adjoint(g: NDArray[Any], mats: Sequence[NDArray[Any]]) -> NDArray[Any]:
     """Backward of a per-axis map: ``g`` through each ``mats[axis].T`` on the trailing axes."""
     n = len(mats)
     for k, m in enumerate(mats):
@@ -41,7 +47,8 @@ def apply_adjoint(g, mats):
     return g
 
 
-def nearest_index(n_in, n_out, scale, shortcut):
+def nearest_index(n_in: int, n_out: int, scale: float | None,
+                  shortcut: bool) -> NDArray[np.int64]:
     """PyTorch's CPU nearest index ``min(floor(o * scale), S_in - 1)`` in float32.
 
     ``scale`` is ``1 / scale_factor`` when one is given, else ``S_in / S_out``.
@@ -59,9 +66,11 @@ def nearest_index(n_in, n_out, scale, shortcut):
     return np.minimum(src, n_in - 1)
 
 
-def linear_taps(n_in, n_out, scale, align_corners, dtype):
+def linear_taps(n_in: int, n_out: int, scale: float | None, align_corners: bool,
+                dtype: DTypeLike,
+                ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any]]:
     """``(i0, i1, w0, w1)`` of PyTorch's linear kernel (``area_pixel_compute_source_index``)."""
-    t = np.dtype(dtype).type
+    t: Callable[[float], Any] = np.dtype(dtype).type
     if n_out == n_in:
         # PyTorch copies an axis whose size does not change, whatever the scale factor.
         idx = np.arange(n_out)
@@ -78,7 +87,7 @@ def linear_taps(n_in, n_out, scale, align_corners, dtype):
     return i0, i1, t(1) - w1, w1
 
 
-def _take(x, idx, ax):
+def _take(x: NDArray[Any], idx: NDArray[Any], ax: int) -> NDArray[Any]:
     return np.take(x, idx, axis=ax)
 
 
@@ -116,8 +125,17 @@ class Upsample(Module):
     ndconv's differs from it.
     """
 
-    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
-                 recompute_scale_factor=None):
+    size: int | Shape | None
+    scale_factor: float | tuple[float, ...] | None
+    mode: str
+    align_corners: bool | None
+    recompute_scale_factor: bool | None
+
+    def __init__(self, size: int | tuple[int, ...] | list[int] | None = None,
+                 scale_factor: float | tuple[float, ...] | list[float] | None = None,
+                 mode: str = "nearest",
+                 align_corners: bool | None = None,
+                 recompute_scale_factor: bool | None = None) -> None:
         super().__init__()
         if mode not in _MODES:
             raise ValueError(f"`mode` (={mode!r}) must be one of {tuple(_MODES)}")
@@ -151,12 +169,12 @@ class Upsample(Module):
         self.recompute_scale_factor = recompute_scale_factor
         self._cache = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         what = (f"size={self.size}" if self.size is not None
                 else f"scale_factor={self.scale_factor}")
         return f"{what}, mode={self.mode!r}"
 
-    def _plan(self, x):
+    def _plan(self, x: NDArray[Any]) -> tuple[Shape, tuple[float | None, ...]]:
         """Output size and the per-axis scale handed to the kernels (None: from sizes)."""
         n = x.ndim - 2
         need = _MODES[self.mode]
@@ -171,7 +189,7 @@ class Upsample(Module):
             out = _args.ntuple(self.size, n, "size", minimum=1)
             self._check_memory(x, out)
             return out, (None,) * n
-        sf = self.scale_factor
+        sf: Any = self.scale_factor  # not None: size is None
         sf = sf if isinstance(sf, tuple) else (sf,) * n
         if len(sf) != n:
             raise ValueError(
@@ -192,14 +210,14 @@ class Upsample(Module):
         return out, scales
 
     @staticmethod
-    def _check_memory(x, out):
+    def _check_memory(x: NDArray[Any], out: Shape) -> None:
         """The output and the per-axis (S_out, S_in) matrices, before they are made."""
         n_out = x.shape[0] * x.shape[1] * math.prod(out)
         mats = sum(o * s for o, s in zip(out, x.shape[2:]))
         _memory.guard((n_out + mats) * x.dtype.itemsize,
                       f"Upsample of input {x.shape} to spatial size {out}")
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = _args.check_array(x, "x")
         out, scales = self._plan(x)
         n = len(out)
@@ -220,7 +238,7 @@ class Upsample(Module):
         self._cache = (x.shape, y.shape, mats)
         return y
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError("Upsample.backward called before forward")
         in_shape, out_shape, mats = self._cache

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core import _args
 from .module import Module, PerThread
+
+if TYPE_CHECKING:
+    from ..core._typing import ArrayLike, NDArray
 
 __all__ = ["Flatten", "Identity"]
 
@@ -23,16 +27,19 @@ class Flatten(Module):
 
     _shape = PerThread()  # the input's shape, per thread (see Module)
 
-    def __init__(self, start_dim=1, end_dim=-1):
+    start_dim: int
+    end_dim: int
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
         self.start_dim = _args._as_int(start_dim, "start_dim")
         self.end_dim = _args._as_int(end_dim, "end_dim")
         self._shape = None
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
-    def forward(self, x):
+    def forward(self, x: ArrayLike) -> NDArray[Any]:
         x = np.asarray(x)
         nd = max(x.ndim, 1)
         s, e = self.start_dim, self.end_dim
@@ -45,7 +52,7 @@ class Flatten(Module):
         self._shape = x.shape
         return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._shape is None:
             raise RuntimeError("Flatten.backward called before forward")
         return np.asarray(grad_out).reshape(self._shape)
@@ -58,11 +65,12 @@ class Identity(Module):
     without downsampling, a classifier head removed for fine-tuning).
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
-    def forward(self, x):
+    # The argument itself, as torch's Identity (a list stays a list).
+    def forward(self, x: Any) -> Any:
         return x
 
-    def backward(self, grad_out):
+    def backward(self, grad_out: Any) -> Any:
         return grad_out

@@ -338,7 +338,7 @@ def to_model(model: Module, input_shape: Sequence[int] | None = None) -> Any:
                          f"writes Sequentials of {known}")
     params = list(model.parameters())
     dtype = params[0].data.dtype if params else np.dtype(np.float32)
-    was_training = model.training  # type: ignore[attr-defined]  # set in Module.__init__
+    was_training = model.training
     model.eval()  # the exported graph is the inference form (Dropout off, BN statistics)
     try:
         b = _Builder(onnx)

@@ -51,10 +51,7 @@ class OnnxModule(Module):
     opset : int
     """
 
-    # Set by Module.__init__ (through object.__setattr__) and by load(): declared
-    # here for the type checker only.
-    _parameters: OrderedDict[str, Parameter]
-    _buffers: OrderedDict[str, NDArray[Any]]
+    # Set by load(): declared here for the type checker only.
     _skeleton: Any  # the onnx.ModelProto without its tensors
     _file_dtypes: dict[str, np.dtype[Any]]
 

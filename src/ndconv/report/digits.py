@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from ._figures import pyplot
 from ._page import esc, num
 
 if TYPE_CHECKING:
+    from ..nn import Conv2d
     from ._page import Section
 
 
@@ -35,6 +36,7 @@ def run(s: Section) -> None:
     epochs = epochs_for(s.quick)
     split = data.load_digits(seed=s.seed)
     model = digits_cnn(s.seed)
+    conv1, conv2 = cast("Conv2d", model[0]), cast("Conv2d", model[3])  # Sequential gives Modules
     t0 = time.perf_counter()
     h = experiments.fit_epochs(model, split.x_train, split.y_train,
                                optimizer=optim.Adam(model.parameters(), lr=LR), epochs=epochs,
@@ -47,8 +49,8 @@ def run(s: Section) -> None:
     s.p(f"Finally a CNN that learns: scikit-learn's 1797 handwritten 8&times;8 digits, "
         f"{num(split.y_train.size)} for training and {num(n)} held out (stratified). The "
         f"network is the one <code>ndconv train</code> trains: a 3&times;3 convolution "
-        f"from 1 to {model[0].out_channels} channels &ndash; ReLU &ndash; 2&times;2 max-pool "
-        f"&ndash; a 3&times;3 convolution to {model[3].out_channels} channels &ndash; ReLU "
+        f"from 1 to {conv1.out_channels} channels &ndash; ReLU &ndash; 2&times;2 max-pool "
+        f"&ndash; a 3&times;3 convolution to {conv2.out_channels} channels &ndash; ReLU "
         f"&ndash; max-pool &ndash; Linear &ndash; ReLU &ndash; Linear, "
         f"{num(model.num_parameters())} parameters, Adam "
         f"with learning rate {LR}, {epochs} epochs in {seconds:.1f} s. Test accuracy: "
@@ -80,7 +82,7 @@ def run(s: Section) -> None:
              f"Learning curves; after the last epoch the training accuracy is "
              f"{100 * h['accuracy'][-1]:.1f}% and the held-out {100 * h['val_accuracy'][-1]:.1f}%.")
     s.step("curves")
-    w = model[0].weight.data[:, 0]  # (16, 3, 3)
+    w = conv1.weight.data[:, 0]  # (16, 3, 3)
     digit = split.x_test[:1]
     maps = model[1](model[0](digit))[0]  # after the first convolution and its ReLU
     fig = plt.figure(figsize=(8.8, 3.3))

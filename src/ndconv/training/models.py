@@ -124,6 +124,8 @@ def build_model(
     S2 = (H // 2, W // 2)
     if min(S2) < 2:
         raise ValueError(f"`in_shape` (={in_shape!r}) is too small for two 2x2 poolings")
+    first: nn.Module
+    second: nn.Module
     if kind == "local":
         first = nn.LocallyConnected2d(C, c1, 3, S1, padding=1, dtype=dtype, rng=rng)
         second = nn.LocallyConnected2d(c1, c2, 3, S2, padding=1, dtype=dtype, rng=rng)

@@ -32,8 +32,11 @@ from .threads import fft_workers
 #: in the units of ``L * log2(L)``; favours fewer, longer blocks.
 _PER_BLOCK = 256
 
-#: Upper bound on the complex buffers of one chunk of blocks, in bytes.
-CHUNK_BYTES = 64 * 2**20
+#: Upper bound on the complex buffers of one chunk of blocks, in bytes: small
+#: enough that a chunk's spectra stay in the last-level cache from the forward
+#: transform through the product to the inverse (12 MP 'same' k15, 1 thread,
+#: interleaved: 64 MiB chunks 132 ms, 8 MiB 93 ms).
+CHUNK_BYTES = 8 * 2**20
 
 
 def supports(spec):
@@ -137,12 +140,18 @@ def run(x, w, spec):
     per_row = (C + O) * rest * nF * np.dtype(Wf.dtype).itemsize * 2
     rows = max(1, CHUNK_BYTES // max(per_row, 1))
     keep = tuple(slice(k - 1, k - 1 + (t - 1) * st + 1, st) for k, t, st in zip(span, T, s))
-    out = np.empty((B, O, *[nt * t for nt, t in zip(nT, T)]), dtype=spec.dtype)
+    full = tuple(nt * t for nt, t in zip(nT, T))
+    out = np.empty((B, O, *full), dtype=spec.dtype)
+    # The output as blocks, (B, O, nT0, T0, nT1, T1, ...): a view, so each
+    # chunk's kept outputs are copied into place once.
+    out_blocks = out.reshape(B, O, *[v for nt, t in zip(nT, T) for v in (nt, t)])
     if rows >= nT[0]:
         nb = max(1, rows // nT[0])
         chunks = [(b0, min(B, b0 + nb), 0, nT[0]) for b0 in range(0, B, nb)]
     else:
         chunks = [(b, b + 1, i0, min(nT[0], i0 + rows)) for b in range(B) for i0 in range(0, nT[0], rows)]
+    # (nb, O, ni, nT1.., T0, T1..) -> (nb, O, ni, T0, nT1, T1, ...)
+    order = [0, 1, 2, 2 + N] + [a for i in range(1, N) for a in (2 + i, 2 + N + i)]
     for b0, b1, i0, i1 in chunks:
         blk = blocks[b0:b1, :, i0:i1]
         nb, ni = b1 - b0, i1 - i0
@@ -150,7 +159,9 @@ def run(x, w, spec):
         Xf = fwd(blk, axes=axes, workers=workers)  # (nb, C, ni, *nT', *F)
         Xf = Xf.reshape(nb, g, Cg, nblk, nF)
         if Cg == 1:
-            Y = Xf * Wm[None, :, :, 0, None, :]  # (nb, g, Og, nblk, nF)
+            # In place: a fresh product array per chunk costs its page faults.
+            Y = np.multiply(Xf, Wm[None, :, :, 0, None, :], out=Xf) if Og == 1 else \
+                Xf * Wm[None, :, :, 0, None, :]  # (nb, g, Og, nblk, nF)
         else:
             Xm = np.moveaxis(Xf, -1, 0).swapaxes(-1, -2)  # (nF, nb, g, nblk, Cg)
             Xm = np.ascontiguousarray(np.moveaxis(Xm, 1, 2)).reshape(nF, g, nb * nblk, Cg)
@@ -159,14 +170,10 @@ def run(x, w, spec):
             Y = np.moveaxis(Y, 0, -1)  # (g, nb, nblk, Og, nF)
             Y = np.moveaxis(Y, (0, 1, 3), (1, 0, 2))  # (nb, g, Og, nblk, nF)
         Y = Y.reshape(nb, O, ni, *nT[1:], *F)
-        y = inv(Y, s=L, axes=axes, workers=workers)
+        y = inv(Y, s=L, axes=axes, workers=workers, overwrite_x=True)
         y = y[(Ellipsis, *keep)]  # (nb, O, ni, *nT', *T)
-        # Interleave block and in-block axes: (nb, O, ni, T0, nT1, T1, ...).
-        order = [0, 1] + [a for i in range(N) for a in (2 + i, 2 + N + i)]
-        y = y.transpose(order)
-        dst = out[b0:b1, :, i0 * T[0] : i1 * T[0]]
-        dst[...] = y.reshape(dst.shape)
-    if out.shape[2:] != tuple(S_out):
+        out_blocks[b0:b1, :, i0:i1] = y.transpose(order)
+    if full != tuple(S_out):
         out = np.ascontiguousarray(out[(Ellipsis, *[slice(0, o) for o in S_out])])
     return out
 
