@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 import ndconv
-from ndconv import _backends
+from ndconv.core import _backends
 from ndconv.bench.timing import set_threads, time_interleaved
 
 #: (name, x shape, weight shape, conv keyword arguments)
