@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from ..core import _args
 from ..lecture.explain import Explainer
 from . import samples
 

@@ -16,9 +16,8 @@ import numpy as np
 from ..lecture import plan
 
 if TYPE_CHECKING:
-    from ..core._typing import NDArray, Shape
+    from ..core._typing import Shape
     from .graph import OnnxModule
-    from .ops.base import Op
 
 # operators through which the receptive field passes unchanged (element-wise or
 # a pure re-layout of the same values)

@@ -12,7 +12,7 @@ from .. import evaluate
 from ..lecture import experiments
 from ..training.models import digits_cnn
 from ._figures import pyplot
-from ._page import esc, num
+from ._page import num
 
 if TYPE_CHECKING:
     from ..nn import Conv2d
