@@ -526,3 +526,22 @@ def test_mutated_zip_archives_raise_value_error_or_read_the_original(tmp_path_fa
     except ValueError:
         return
     _assert_same(got, torch_load(src))
+
+
+def test_a_storage_type_left_as_a_value_is_refused(tmp_path):
+    # Found by the mutation test above: a pickle whose value is the global
+    # torch.FloatStorage itself. torch hands back its StorageType object;
+    # ndconv's stand-in must never leak out as a value: a ValueError instead.
+    src = tmp_path / "src.pt"
+    _base_checkpoint(src)
+    with zipfile.ZipFile(src) as zf:
+        entries = [(i, zf.read(i)) for i in zf.infolist()]
+    pkl_name = next(i.filename for i, _ in entries if i.filename.endswith("data.pkl"))
+    pkl = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01ctorch\nFloatStorage\nq\x02s."
+    path = tmp_path / "m.pt"
+    with zipfile.ZipFile(path, "w") as zf:
+        for info, d in entries:
+            zf.writestr(info, pkl if info.filename == pkl_name else d)
+    assert type(torch_load(path)["a"]).__name__ == "StorageType"  # what torch returns
+    with pytest.raises(ValueError, match="a torch storage stands where a value should be"):
+        load_torch(path)

@@ -442,9 +442,31 @@ def _native(arr: NDArray[Any], big: bool) -> NDArray[Any]:
     return arr
 
 
+def _no_stand_ins(obj: Any, where: str) -> Any:
+    """``obj``, unless a storage or storage type stands in it as a value.
+
+    They are the unpickler's stand-ins for torch's classes, meant only as
+    arguments of a tensor's rebuild; one left as a value (a damaged or odd
+    pickle, where torch would return its own storage object) is refused rather
+    than handed out as an object of this module.
+    """
+    stack, seen = [obj], set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (_StorageType, _Storage)):
+            raise ValueError(f"{where}: a torch storage stands where a value should be "
+                             f"(damaged or not a state dict)")
+        if isinstance(item, (dict, list, tuple, set, frozenset)) and id(item) not in seen:
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+    return obj
+
+
 def _unpickle(f: IO[bytes], where: str, load_storage: _LoadStorage) -> Any:
     try:
-        return _Unpickler(f, where, load_storage).load()
+        return _no_stand_ins(_Unpickler(f, where, load_storage).load(), where)
     except ValueError:
         raise
     except _memory.MemoryLimitError:
