@@ -229,7 +229,7 @@ def _max_plan(xb: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape,
     """What a remembered max pooling call needs: its arguments, whether the windows
     tile the input, its padding (and whether there is any) and its tap slices."""
     pairs = _pairs(xb.shape[2:], k, s, p, d, out)
-    return (k, s, p, d, out, _tiles(xb, k, s, p, d, out), pairs,
+    return (k, s, p, d, out, _tiles(xb.shape[2:], k, s, p, d, out), pairs,
             any(lo or hi for lo, hi in pairs), _tap_slice_list(k, s, d, tuple(out)))
 
 
@@ -286,22 +286,18 @@ def _scatter(
     ``shares`` yields, tap by tap in row-major order, that tap's share of the
     output gradient, shape ``lead + S_out``. Returns shape ``lead + spatial``.
     """
-    slices = [tap_slices(tap, s, d, out) for tap in np.ndindex(*k)]
-    exact = all(ki == si and di == 1 and o * ki == n and lo == 0
-                for ki, si, di, o, n, (lo, _) in zip(k, s, d, out, spatial, pairs))
-    if exact:
+    taps = _tap_slice_list(k, s, d, tuple(out))
+    if _tiles(spatial, k, s, tuple(lo for lo, _ in pairs), d, out):
         # The windows tile the unpadded input exactly (2x2 pooling of an even
         # image): every input cell gets exactly one share, written in place.
         gx = np.empty((*lead, *spatial), dtype=dtype)
-        for sl, share in zip(slices, shares):
-            at: tuple[Any, ...] = (Ellipsis, *sl)
+        for at, share in zip(taps, shares):
             gx[at] = share
         return gx
     gp = np.zeros((*lead, *(n + lo + hi for n, (lo, hi) in zip(spatial, pairs))), dtype=dtype)
-    for sl, share in zip(slices, shares):
+    for at, share in zip(taps, shares):
         # Overlapping windows (stride < kernel) may send several gradients to
         # one input; the += over taps adds them, as autograd does.
-        at = (Ellipsis, *sl)
         gp[at] += share
     return fold_padding(gp, spatial, pairs, "zeros")
 
@@ -317,11 +313,12 @@ def _max_backward(
     return _scatter(gy.shape[:2], x.shape[2:], pairs, shares, y.shape[2:], k, s, d, gy.dtype)
 
 
-def _tiles(x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape) -> bool:
-    """Whether the windows tile ``x`` exactly (2x2 pooling with stride 2 of an even
-    image): no padding, no gaps, no overlap, so a window is a block of a reshape."""
+def _tiles(spatial: Sequence[int], k: Shape, s: Shape, p: Shape, d: Shape,
+           out: Sequence[int]) -> bool:
+    """Whether the windows tile ``spatial`` exactly (2x2 pooling with stride 2 of an
+    even image): no padding, no gaps, no overlap, so a window is a block of a reshape."""
     return all(ki == si and di == 1 and pi == 0 and o * ki == n
-               for ki, si, pi, di, o, n in zip(k, s, p, d, out, x.shape[2:]))
+               for ki, si, pi, di, o, n in zip(k, s, p, d, out, spatial))
 
 
 def _max_backward_tiled(
