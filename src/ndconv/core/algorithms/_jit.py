@@ -10,9 +10,18 @@ numba (``pip install 'ndconv[jit]'``) the NumPy path in ``depthwise.py`` runs.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+
 import numpy as np
 
 _KERNEL = None
+
+
+@functools.cache
+def numba_installed() -> bool:
+    """Whether numba can be imported (found once; importing it is what costs)."""
+    return importlib.util.find_spec("numba") is not None
 
 
 def _build(numba):

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .._windows import pad
+from ._jit import numba_installed
 from .threads import get_num_threads
 
 #: Size of one chunk's output, in bytes: small enough for L2 with its inputs.
@@ -168,15 +169,13 @@ def run(x, w, spec):
 
 def estimate(spec):
     """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
-    import importlib.util
-
     from .cost import RATES
 
     B, O = spec.batch, spec.out_channels
     P = math.prod(spec.out_spatial)
     padded = B * spec.in_channels * math.prod(spec.padded_spatial) * spec.dtype.itemsize
     # In cache on both cores; numba's fused kernel does ~4x the NumPy rate.
-    jit = spec.dtype.kind == "f" and importlib.util.find_spec("numba") is not None
+    jit = spec.dtype.kind == "f" and numba_installed()
     work = 2 * spec.taps * B * O * P / (RATES["elem"] * (8 if jit else 2))
     chunks = B * O * P * spec.dtype.itemsize // (256 * 2**10) + 1
     # The compiled kernel pays ~0.075 us per output row (measured: 512 planes of

@@ -30,6 +30,7 @@ import numpy as np
 
 from .._windows import pad, source_index, windows
 from . import portable
+from ._jit import numba_installed as _numba_installed
 
 #: Upper bound on the im2col buffer, in bytes.
 TILE_BYTES = 32 * 2**20
@@ -203,12 +204,6 @@ def run(x, w, spec):
 _JIT = {}
 
 
-def _numba_installed():
-    if "installed" not in _JIT:
-        import importlib.util
-
-        _JIT["installed"] = importlib.util.find_spec("numba") is not None
-    return _JIT["installed"]
 
 
 #: Fewest kernel taps for the compiled path's loop over taps (the weight

@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from .._windows import pad
+from ._jit import numba_installed as _numba_installed
 from .threads import blas_single_thread, get_num_threads, map_chunks as _map_chunks
 
 #: Upper bound on the transformed input of one chunk, in bytes.
@@ -275,12 +276,6 @@ def _compiled(m):
     return _JIT["k"]
 
 
-def _numba_installed():
-    if "installed" not in _JIT:
-        import importlib.util
-
-        _JIT["installed"] = importlib.util.find_spec("numba") is not None
-    return _JIT["installed"]
 
 
 def _products(v, U, g):
