@@ -10,6 +10,7 @@ numba (``pip install 'ndconv[jit]'``) the NumPy path in ``depthwise.py`` runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 
@@ -148,9 +149,51 @@ def taps_kernel():
 
 
 def set_threads(n):
-    """Give numba's thread pool ``n`` threads (if numba is loaded)."""
+    """Give numba's thread pool ``n`` threads (if numba is loaded).
+
+    The first call starts numba's pool. With numba's ``omp`` threading layer
+    that start calls ``omp_set_num_threads(NUMBA_NUM_THREADS)`` in an OpenMP
+    runtime PyTorch shares: a program that had run ``torch.set_num_threads(1)``
+    and one torch op found torch on every core after its first ndconv call
+    (the benchmark's "1 thread" column timed torch on 2 threads). So the
+    thread counts of the OpenMP runtimes loaded before are put back.
+    """
     import sys
 
     numba = sys.modules.get("numba")
-    if numba is not None:
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    if numba is None:
+        return
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    if _LAUNCHED:
+        numba.set_num_threads(n)
+        return
+    with _openmp_threads_kept():
+        numba.set_num_threads(n)  # starts numba's pool
+    _LAUNCHED.append(True)
+
+
+#: Non-empty once numba's thread pool has been started by :func:`set_threads`.
+_LAUNCHED: list = []
+
+
+@contextlib.contextmanager
+def _openmp_threads_kept():
+    """Context: the thread counts of loaded OpenMP runtimes are the same after it."""
+    import sys
+
+    restore = []
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        pass
+    else:
+        for lib in ThreadpoolController().select(user_api="openmp").lib_controllers:
+            restore.append(functools.partial(lib.set_num_threads, lib.num_threads))
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        restore.append(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    try:
+        yield
+    finally:
+        for put_back in restore:
+            put_back()
