@@ -63,3 +63,29 @@ def test_bench_bad_options_are_one_line(args, message, capsys):
     assert main(["bench", *args]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+def test_time_interleaved_times_each_call_after_its_own_settling_call(monkeypatch):
+    """Short calls: warm-up, then per round one untimed and one timed call, in
+    the order given; a call over SLOW_S is timed once, without settling."""
+    from ndconv.bench import timing
+
+    log = []
+    clock = {"t": 0.0}
+
+    def fake_clock():
+        return clock["t"]
+
+    def make(name, seconds):
+        def fn():
+            log.append(name)
+            clock["t"] += seconds
+        return fn
+
+    monkeypatch.setattr(timing.time, "perf_counter", fake_clock)
+    monkeypatch.setattr(timing, "SLOW_S", 5.0)
+    monkeypatch.setattr(timing, "SETTLE_S", 1.0)
+    got = timing.time_interleaved([("a", make("a", 0.5)), ("b", make("b", 2.0)),
+                                   ("c", make("c", 6.0))], repeats=3)
+    assert log == ["a", "b", "c", "a", "a", "b", "c", "a", "a", "b", "a", "a", "b"]
+    assert got == {"a": 0.5, "b": 2.0, "c": 6.0}
