@@ -85,6 +85,7 @@ def test_time_interleaved_times_each_call_after_its_own_settling_call(monkeypatc
     monkeypatch.setattr(timing.time, "perf_counter", fake_clock)
     monkeypatch.setattr(timing, "SLOW_S", 5.0)
     monkeypatch.setattr(timing, "SETTLE_S", 1.0)
+    monkeypatch.setattr(timing, "PAUSE_S", 0.0)
     got = timing.time_interleaved([("a", make("a", 0.5)), ("b", make("b", 2.0)),
                                    ("c", make("c", 6.0))], repeats=3)
     assert log == ["a", "b", "c", "a", "a", "b", "c", "a", "a", "b", "a", "a", "b"]

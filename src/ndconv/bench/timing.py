@@ -72,6 +72,10 @@ SLOW_S = 3.0
 #: A call shorter than this gets one untimed call before its timed one in every round.
 SETTLE_S = 0.25
 
+#: Seconds of sleep before each library's turn in a round, so that the threads
+#: the library before it left spinning (OpenMP, OpenBLAS) have gone to sleep.
+PAUSE_S = 0.03
+
 
 def time_interleaved(
     impls: Sequence[tuple[str, Callable[[], object]]], repeats: int
@@ -82,14 +86,16 @@ def time_interleaved(
     caches, JIT, page faults). One slower than :data:`SLOW_S` then runs in the
     first round only (PyTorch's direct 63x63 kernel takes tens of seconds).
 
-    In every round a callable shorter than :data:`SETTLE_S` is called twice
-    and only the second call is timed: the first absorbs what the library
-    before it left behind. PyTorch's OpenMP threads keep spinning on the
-    cores for a while after a call returns, and the next library's call, on
-    2 threads, ran up to 2x slower because of it (the stem layer: ndconv
-    4.2 ms after a torch call, 2.1 ms after its own); caches hold the other
-    library's data. A program uses one library at a time, so each is timed
-    as it runs after itself, still in the same rounds, under the same load.
+    In every round each callable's turn starts with a pause of
+    :data:`PAUSE_S`, and one shorter than :data:`SETTLE_S` is then called
+    twice, only the second call timed. Thread pools keep spinning on the
+    cores for milliseconds after a call returns (PyTorch's OpenMP threads,
+    numba's, OpenBLAS's), and the next library's call on 2 threads ran up to
+    2x slower because of it (the stem layer: ndconv 1.9 ms after its own
+    calls, 3.0 ms right after torch's; torch slowed after ndconv too), and
+    caches hold the other library's data. A program runs one library's
+    calls one after another, so each is timed as it runs after itself, still
+    in the same rounds, under the same load.
     """
     rounds = {}
     settle = {}
@@ -104,6 +110,7 @@ def time_interleaved(
         for name, fn in impls:
             if r >= rounds[name]:
                 continue
+            time.sleep(PAUSE_S)
             if settle[name]:
                 fn()
             t0 = time.perf_counter()
