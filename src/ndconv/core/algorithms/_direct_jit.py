@@ -1,0 +1,349 @@
+"""Compiled direct correlation (numba): stride-1 layers with few channels per group.
+
+One N-d loop for every number of dims, as in :mod:`._jit`. A slab of the
+input (a range of rows along the first spatial dim, the channels of one
+group of one batch item) is copied into a small zero-padded buffer; in that
+buffer's flat layout every kernel tap is one constant offset, so output
+position ``i`` (flat, at the buffer's pitch) is
+``sum_c sum_t w[o, c, t] * buf[c, i + off[t]]``: one contiguous multiply-add
+per (channel, tap) over all rows of the slab at once (a row of 8 or 28
+outputs alone is too short for the vector units), with the buffer and the
+accumulator in L1/L2 for all taps and output channels, and zero padding
+without a padded copy of the whole input. The positions that fall in the
+pitch's padding columns are computed and dropped when the accumulator is
+copied out (a few percent more work for 3x3 kernels).
+
+Two shapes of the same sum, by which side is long:
+
+- :func:`correlate` (``forward``) loops over the output positions: the
+  forward pass and the input gradient of a layer (few taps, many outputs);
+- the weight gradient's correlation has the output gradient as its kernel
+  (many taps) and the few kernel taps as its outputs: ``weights`` takes a
+  dot product over the taps per output position instead.
+
+Both run on numba's threads over (batch item, group, slab) units, or in one
+thread without the pool for small calls (waking it costs more).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_KERNELS: dict = {}
+
+#: Bytes of one work unit's buffer and accumulator: a slab is cut to stay in L2.
+SLAB_BYTES = 128 * 2**10
+
+#: Largest buffer row (all channels of one padded row of the first dim) the
+#: compiled kernels take; beyond it (a long 1-D signal) the other paths run.
+ROW_BYTES = 2 * 2**20
+
+#: Below this many multiply-adds, one thread without the pool.
+THREAD_MACS = 2**20
+
+
+def _bodies():
+    from numba import njit, prange
+
+    inline = njit(fastmath=True, cache=True, nogil=True)
+    U = np.uint64  # unsigned indices: numba checks signed ones for wraparound,
+    # which keeps LLVM from vectorising the loops (measured 13x slower)
+
+    @inline
+    def fill(x, xbase, cg, cstride, buf, r0, nrows_in, lo, in_shape, in_pitch, ext, lb):
+        """cg planes of x (flat, the first at xbase, cstride apart) into buf
+        (flat, lb apart), zero-padded: buffer coordinate e_i holds input
+        coordinate e_i - lo_i (+ r0 in dim 0), for nrows_in rows of dim 0."""
+        N = in_shape.shape[0]
+        last = N - 1
+        E = ext[last]
+        inner = 1
+        for i in range(1, last):
+            inner *= ext[i]
+        rows = nrows_in * inner
+        a = max(0, lo[last])  # first buffer column with an input
+        z = max(a, min(E, lo[last] + in_shape[last]))  # one past the last
+        zero = buf[0] * 0
+        for r in range(rows):
+            rem = r
+            src = 0
+            inside = True
+            for i in range(last - 1, -1, -1):
+                n_i = nrows_in if i == 0 else ext[i]
+                e = rem % n_i
+                rem //= n_i
+                ci = e - lo[i] + (r0 if i == 0 else 0)
+                if ci < 0 or ci >= in_shape[i]:
+                    inside = False
+                src += ci * in_pitch[i]
+            for c in range(cg):
+                d = U(c * lb + r * E)
+                if not inside:
+                    for j in range(U(E)):
+                        buf[d + j] = zero
+                    continue
+                for j in range(U(a)):
+                    buf[d + j] = zero
+                sx = U(xbase + c * cstride + src - lo[last])
+                for j in range(U(a), U(z)):
+                    buf[d + j] = x[sx + j]
+                for j in range(U(z), U(E)):
+                    buf[d + j] = zero
+
+    @inline
+    def accumulate(buf, lb, w, wbase, cg, T, offs, acc, L):
+        """acc[:L] = sum over channels c and taps t of w[wbase + c*T + t] * buf[c*lb + off_t + i]."""
+        n = U(L)
+        first = True
+        for c in range(cg):
+            cb = c * lb
+            wc0 = wbase + c * T
+            t = 0
+            while t < T:
+                if t + 2 < T:  # three taps per pass over the accumulator
+                    wa, wb, wc = w[wc0 + t], w[wc0 + t + 1], w[wc0 + t + 2]
+                    oa, ob, oc = U(cb + offs[t]), U(cb + offs[t + 1]), U(cb + offs[t + 2])
+                    if first:
+                        for i in range(n):
+                            acc[i] = wa * buf[oa + i] + wb * buf[ob + i] + wc * buf[oc + i]
+                    else:
+                        for i in range(n):
+                            acc[i] += wa * buf[oa + i] + wb * buf[ob + i] + wc * buf[oc + i]
+                    t += 3
+                else:
+                    wa = w[wc0 + t]
+                    oa = U(cb + offs[t])
+                    if first:
+                        for i in range(n):
+                            acc[i] = wa * buf[oa + i]
+                    else:
+                        for i in range(n):
+                            acc[i] += wa * buf[oa + i]
+                    t += 1
+                first = False
+
+    @inline
+    def copy_out(acc, out, obase, r0, nr, out_shape, pitch, bv):
+        """Output rows r0..r0+nr of one plane (flat at obase) from the
+        accumulator at the buffer's pitch, plus bv."""
+        N = out_shape.shape[0]
+        last = N - 1
+        Wl = out_shape[last]
+        inner = 1
+        for i in range(1, last):
+            inner *= out_shape[i]
+        base = obase + r0 * inner * Wl
+        for r in range(nr * inner):
+            rem = r
+            src = 0
+            for i in range(last - 1, 0, -1):
+                e = rem % out_shape[i]
+                rem //= out_shape[i]
+                src += e * pitch[i]
+            src += rem * pitch[0]
+            s = U(src)
+            d = U(base + r * Wl)
+            for j in range(U(Wl)):
+                out[d + j] = acc[s + j] + bv
+
+    def forward(x, w, out, B, C, O, in_shape, in_pitch, out_shape, lo, ext, pitch, offs,
+                span0, tail, slab, groups, bias, nchunks):
+        # x: (B, C, prod(S_in)), w: (O, Cg, T), out: (B, O, prod(S_out)), all
+        # flat. ext/pitch: the buffer's extents (ext[0] unused) and flat
+        # strides; span0: extra input rows of a slab; tail: wide index of
+        # the last output of a slab row; bias: (O,), zeros for none.
+        cg = C // groups
+        og = O // groups
+        T = offs.shape[0]
+        S = 1
+        P = 1
+        for i in range(in_shape.shape[0]):
+            S *= in_shape[i]
+            P *= out_shape[i]
+        per = (out_shape[0] + slab - 1) // slab
+        units = B * groups * per
+        lb = (slab + span0) * pitch[0]
+        for ch in prange(nchunks):
+            u0 = ch * units // nchunks
+            u1 = (ch + 1) * units // nchunks
+            buf = np.empty(cg * lb, x.dtype)
+            acc = np.empty((slab - 1) * pitch[0] + tail + 1, x.dtype)
+            for u in range(u0, u1):
+                s = u % per
+                bg = u // per
+                b = bg // groups
+                grp = bg - b * groups
+                r0 = s * slab
+                nr = min(out_shape[0], r0 + slab) - r0
+                fill(x, (b * C + grp * cg) * S, cg, S, buf, r0, nr + span0, lo, in_shape,
+                     in_pitch, ext, lb)
+                L = (nr - 1) * pitch[0] + tail + 1
+                for oo in range(og):
+                    o = grp * og + oo
+                    accumulate(buf, lb, w, o * cg * T, cg, T, offs, acc, L)
+                    copy_out(acc, out, (b * O + o) * P, r0, nr, out_shape, pitch, bias[o])
+        return out
+
+    def weights(x, k, out, Bn, C, O, in_shape, in_pitch, k_shape, lo, ext, pitch, poffs,
+                groups, nchunks):
+        # The correlation out[n, o, p] = sum_c sum_t k[o, c, t] * xpad[n, c, p + t]
+        # with many taps t and few positions p (poffs: their flat offsets in
+        # the buffer). x: (Bn, C, prod(S_in)), k: (O, Cg, prod(K)) flat;
+        # out: (nchunks, Bn, O, P), a partial sum per chunk.
+        cg = C // groups
+        og = O // groups
+        P = poffs.shape[0]
+        units = Bn * C  # (item, channel): one input plane each
+        N = in_shape.shape[0]
+        last = N - 1
+        Wk = k_shape[last]
+        krows = 1
+        S = 1
+        for i in range(N):
+            S *= in_shape[i]
+        for i in range(last):
+            krows *= k_shape[i]
+        Lk = 1
+        for i in range(N):
+            Lk += (k_shape[i] - 1) * pitch[i]
+        nk = U(Lk)
+        lb = ext[0] * pitch[0]
+        for ch in prange(nchunks):
+            u0 = ch * units // nchunks
+            u1 = (ch + 1) * units // nchunks
+            buf = np.empty(lb, x.dtype)
+            kw = np.zeros(Lk, x.dtype)
+            zero = kw[0]
+            res = out[ch]
+            res[:] = 0
+            for u in range(u0, u1):
+                n = u // C
+                c = u - n * C
+                grp = c // cg
+                fill(x, u * S, 1, S, buf, 0, ext[0], lo, in_shape, in_pitch, ext, lb)
+                for oo in range(og):
+                    o = grp * og + oo
+                    # the kernel plane at the buffer's pitch (zeros between rows)
+                    kb = (o * cg + c - grp * cg) * krows * Wk
+                    for r in range(krows):
+                        rem = r
+                        dst = 0
+                        for i in range(last - 1, -1, -1):
+                            e = rem % k_shape[i]
+                            rem //= k_shape[i]
+                            dst += e * pitch[i]
+                        d = U(dst)
+                        sk = U(kb + r * Wk)
+                        for j in range(U(Wk)):
+                            kw[d + j] = k[sk + j]
+                    for p in range(P):
+                        q = U(poffs[p])
+                        s = zero
+                        for i in range(nk):
+                            s += kw[i] * buf[q + i]
+                        res[n, o, p] += s
+        return out
+
+    return forward, weights
+
+
+def kernels():
+    """``(forward, forward_serial, weights, weights_serial)`` compiled, or None."""
+    if not _KERNELS:
+        try:
+            from numba import njit
+        except ImportError:
+            _KERNELS["k"] = None
+        else:
+            fwd, wts = _bodies()
+            opts = dict(fastmath=True, cache=True, nogil=True)
+            _KERNELS["k"] = (njit(parallel=True, **opts)(fwd), njit(**opts)(fwd),
+                             njit(parallel=True, **opts)(wts), njit(**opts)(wts))
+    return _KERNELS["k"]
+
+
+def _layout(spec):
+    """Shapes of ``spec`` with at least two spatial dims (a 1-D signal is one row)
+    and the buffer's flat strides: ``(S_in, K, dil, lo, S_out, ext, pitch, in_pitch)``."""
+    S_in, K, dil = spec.in_spatial, spec.kernel_size, spec.dilation
+    lo = tuple(p for p, _ in spec.pairs)
+    S_out, ext = spec.out_spatial, spec.padded_spatial
+    if spec.ndim == 1:
+        S_in, K, dil, S_out, ext = ((1,) + t for t in (S_in, K, dil, S_out, ext))
+        lo = (0,) + lo
+    pitch = [1] * len(ext)
+    in_pitch = [1] * len(ext)
+    for i in range(len(ext) - 2, -1, -1):
+        pitch[i] = pitch[i + 1] * ext[i + 1]
+        in_pitch[i] = in_pitch[i + 1] * S_in[i + 1]
+    return S_in, K, dil, lo, S_out, ext, tuple(pitch), tuple(in_pitch)
+
+
+def _i64(v):
+    return np.array(v, dtype=np.int64)
+
+
+def eligible(spec, taps_side: bool) -> bool:
+    """Whether the compiled kernels take ``spec`` (stride 1 and no input dilation
+    for the forward shape, dilation 1 for the dot shape; float32/float64)."""
+    if spec.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        return False
+    if any(r != 1 for r in spec.lhs_dilation):
+        return False
+    if taps_side:
+        if any(s != 1 for s in spec.stride):
+            return False
+    elif any(d != 1 for d in spec.dilation):
+        return False
+    cg = spec.in_channels // spec.groups
+    ext = spec.padded_spatial
+    row = math.prod(ext[1:]) if spec.ndim > 1 else ext[0]
+    return (cg if taps_side else 1) * row * spec.dtype.itemsize <= ROW_BYTES
+
+
+def forward(x, w, spec, bias=None, threads=1):
+    """The correlation ``spec`` (stride 1, zero padding) of ``x`` with ``w``.
+
+    ``bias`` (O,) is added as the output is written. ``threads``: numba's
+    threads to share the units among (1: no pool).
+    """
+    S_in, K, dil, lo, S_out, ext, pitch, in_pitch = _layout(spec)
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    cg = C // g
+    it = spec.dtype.itemsize
+    offs = _i64([sum(t * d * p for t, d, p in zip(tap, dil, pitch)) for tap in np.ndindex(*K)])
+    span0 = (K[0] - 1) * dil[0]
+    tail = sum((n - 1) * p for n, p in zip(S_out[1:], pitch[1:]))
+    slab = max(1, min(S_out[0], SLAB_BYTES // ((cg + 1) * pitch[0] * it)))
+    if threads > 1 and B * g * -(-S_out[0] // slab) < 2 * threads:  # enough units
+        slab = max(1, -(-S_out[0] // -(-2 * threads // (B * g))))
+    units = B * g * -(-S_out[0] // slab)
+    xf = np.ascontiguousarray(x, dtype=spec.dtype).reshape(B, C, -1)
+    wf = np.ascontiguousarray(w, dtype=spec.dtype).reshape(O, cg, -1)
+    b = (np.zeros(O, spec.dtype) if bias is None
+         else np.ascontiguousarray(bias, dtype=spec.dtype))
+    out = np.empty((B, O, math.prod(S_out)), spec.dtype)
+    fwd = kernels()[0 if threads > 1 else 1]
+    fwd(xf.reshape(-1), wf.reshape(-1), out.reshape(-1), B, C, O, _i64(S_in), _i64(in_pitch), _i64(S_out), _i64(lo), _i64(ext),
+        _i64(pitch), offs, span0, tail, slab, g, b, min(threads, units))
+    return out.reshape(spec.out_shape)
+
+
+def dot_form(x, k, spec, threads=1):
+    """The correlation ``spec`` (dilation 1, zero padding) as one dot product per
+    output position: for a large kernel and few outputs (a weight gradient)."""
+    S_in, K, _, lo, S_out, ext, pitch, in_pitch = _layout(spec)
+    stride = spec.stride if spec.ndim > 1 else (1,) + tuple(spec.stride)
+    Bn, C, O = spec.batch, spec.in_channels, spec.out_channels
+    poffs = _i64([sum(q * s * p for q, s, p in zip(pos, stride, pitch))
+                  for pos in np.ndindex(*S_out)])
+    xf = np.ascontiguousarray(x, dtype=spec.dtype).reshape(Bn, C, -1)
+    kf = np.ascontiguousarray(k, dtype=spec.dtype).reshape(O, C // spec.groups, -1)
+    n = max(1, min(threads, Bn * C))
+    out = np.empty((n, Bn, O, len(poffs)), spec.dtype)
+    wts = kernels()[2 if threads > 1 else 3]
+    wts(xf.reshape(-1), kf.reshape(-1), out, Bn, C, O, _i64(S_in), _i64(in_pitch), _i64(K), _i64(lo), _i64(ext),
+        _i64(pitch), poffs, spec.groups, n)
+    return out.sum(axis=0).reshape(spec.out_shape) if n > 1 else out[0].reshape(spec.out_shape)
