@@ -156,7 +156,7 @@ def bench_small(args: Namespace, peak: float, rows: list[Row], skipped: dict[str
         for i in range(0, n, bs):
             loss(model(x[i:i + bs]), y[i:i + bs])
             opt.zero_grad()
-            model.backward(loss.backward())
+            model.backward_params(loss.backward())  # as fit(): no input gradient
             opt.step()
 
     def th_epoch() -> None:

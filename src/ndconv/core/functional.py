@@ -649,6 +649,7 @@ def conv_backward(
     padding_mode: str = "zeros",
     *,
     method: str = "auto",
+    input_grad: bool = True,
 ) -> tuple[NDArray[ScalarT], NDArray[ScalarT], NDArray[ScalarT]]: ...
 
 @overload
@@ -663,6 +664,7 @@ def conv_backward(
     padding_mode: str = "zeros",
     *,
     method: str = "auto",
+    input_grad: bool = True,
 ) -> tuple[ArrayT, ArrayT, ArrayT]: ...
 
 @overload
@@ -677,6 +679,7 @@ def conv_backward(
     padding_mode: str = "zeros",
     *,
     method: str = "auto",
+    input_grad: bool = True,
 ) -> tuple[NDArray[Any], NDArray[Any], NDArray[Any]]: ...
 
 
@@ -691,6 +694,7 @@ def conv_backward(
     padding_mode: str = "zeros",
     *,
     method: str = "auto",
+    input_grad: bool = True,
 ) -> tuple[AnyArray, AnyArray, AnyArray]:
     """Exact gradients of :func:`conv`.
 
@@ -705,10 +709,14 @@ def conv_backward(
         channel per group; the input gradient of a depthwise conv with a
         channel multiplier has several channels per group) leaves that one to
         ``'auto'``.
+    input_grad : bool
+        False: skip ``grad_x`` (returned as None), as PyTorch does for an input
+        that does not require a gradient (a network's first layer: its
+        correlation is a third of the work).
 
     Returns
     -------
-    grad_x : ndarray, shape of ``x``
+    grad_x : ndarray, shape of ``x``, or None with ``input_grad=False``
     grad_weight : ndarray, shape of ``weight``
     grad_bias : ndarray, shape (C_out,)
 
@@ -720,6 +728,8 @@ def conv_backward(
     flipped kernel; ``grad_weight`` is the correlation of the padded input with
     ``grad_out`` as the kernel, stride and dilation swapped.
     """
+    if input_grad is not True and input_grad is not False:
+        raise TypeError(f"`input_grad` (={input_grad!r}) must be True or False")
     key = None
     if type(grad_out) is np.ndarray and method == "auto":
         key = _plain_key(x, weight, None, ("conv_backward", grad_out.shape, grad_out.dtype),
@@ -730,9 +740,11 @@ def conv_backward(
         ga, xa = cast("NDArray[Any]", grad_out), cast("NDArray[Any]", x)
         gyb = ga[None] if unbatched else ga
         xb = xa[None] if unbatched else xa
-        gx = _input_grad(NUMPY, gyb, weight, spec, method, gradient=True, prepared=for_x)
         gw = _weight_grad(NUMPY, gyb, xb, spec, method, prepared=for_w)
         gb = NUMPY.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
+        if not input_grad:
+            return None, gw, gb
+        gx = _input_grad(NUMPY, gyb, weight, spec, method, gradient=True, prepared=for_x)
         return (gx[0, ...] if unbatched else gx), gw, gb
     be = resolve(grad_out=grad_out, x=x, weight=weight)
     method = _check_method(method)
@@ -762,9 +774,11 @@ def conv_backward(
     # Complex: PyTorch's convention, the gradient of a real loss is taken
     # with respect to the conjugate (Wirtinger), so each gradient multiplies
     # grad_out by the conjugate of the other operand.
-    gx = _input_grad(be, gyb, be.conj(w), spec, method, gradient=True)
     gw = _weight_grad(be, gyb, be.conj(xb), spec, method)
     gb = be.sum_to(gyb, (0, *range(2, gyb.ndim)), gyb.dtype)
+    if not input_grad:
+        return None, gw, gb
+    gx = _input_grad(be, gyb, be.conj(w), spec, method, gradient=True)
     return (gx[0, ...] if unbatched else gx), gw, gb
 
 

@@ -178,12 +178,19 @@ class Conv(_ConvNd):
         return y
 
     def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
+        return self._backward(grad_out, True)
+
+    def backward_params(self, grad_out: ArrayLike) -> None:
+        """The weight and bias gradients only: the input gradient's correlation is skipped."""
+        self._backward(grad_out, False)
+
+    def _backward(self, grad_out: ArrayLike, input_grad: bool) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
         x = self._cache
         gx, gw, gb = F.conv_backward(grad_out, x, self.weight.data, self.stride,
                                      self.padding, self.dilation, self.groups,
-                                     self.padding_mode)
+                                     self.padding_mode, input_grad=input_grad)
         self._accumulate(gw, gb)
         return gx
 

@@ -78,6 +78,14 @@ class Linear(Module):
         return y
 
     def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
+        g = self._backward_params(grad_out)
+        return g @ self.weight.data
+
+    def backward_params(self, grad_out: ArrayLike) -> None:
+        """The weight and bias gradients only (no product for the input's)."""
+        self._backward_params(grad_out)
+
+    def _backward_params(self, grad_out: ArrayLike) -> NDArray[Any]:
         if self._cache is None:
             raise RuntimeError("Linear.backward called before forward")
         x = self._cache
@@ -91,4 +99,4 @@ class Linear(Module):
         self.weight.accumulate(g2.T @ x.reshape(-1, self.in_features))
         if self.bias is not None:
             self.bias.accumulate(g2.sum(axis=0))
-        return g @ self.weight.data
+        return g

@@ -211,6 +211,16 @@ class Module:
     def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
+    def backward_params(self, grad_out: ArrayLike) -> None:
+        """``backward`` for a module whose input needs no gradient: the parameters'
+        gradients are accumulated and the input's is not computed where the
+        module can skip it (a convolution or linear layer; PyTorch skips it for
+        an input without ``requires_grad``). A network's first layer is such a
+        module: :meth:`Sequential.backward_params` and :func:`ndconv.train.fit`
+        use it. This default computes ``backward`` and drops its result.
+        """
+        self.backward(grad_out)
+
     def __call__(self, *args: Any, **kwargs: Any) -> NDArray[Any]:
         return self.forward(*args, **kwargs)
 
@@ -444,6 +454,20 @@ class Sequential(Module):
         for layer in reversed(self._modules.values()):
             g = layer.backward(g)
         return g
+
+    def backward_params(self, grad_out: ArrayLike) -> None:
+        """The parameters' gradients only (see :meth:`Module.backward_params`).
+
+        Layers before the first one with parameters get no gradient at all,
+        and that one computes none for its input.
+        """
+        layers = list(self._modules.values())
+        first = next((i for i, m in enumerate(layers) if m.parameters()), len(layers))
+        g: Any = grad_out
+        for layer in reversed(layers[first + 1:]):
+            g = layer.backward(g)
+        if first < len(layers):
+            layers[first].backward_params(g)
 
 
 def fixed_ndim(base: type[_M], n: int) -> type[_M]:

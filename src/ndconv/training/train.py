@@ -260,7 +260,8 @@ def _epochs(
                         epoch, step,
                     )
                 optimizer.zero_grad()
-                model.backward(loss.backward())
+                # The input needs no gradient: the first layer skips its correlation.
+                model.backward_params(loss.backward())
                 optimizer.step()
                 # A 'mean' loss weighs each batch by its size; a 'sum' loss
                 # adds up to the epoch's total (as evaluate reports it).

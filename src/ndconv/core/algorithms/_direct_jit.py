@@ -27,9 +27,13 @@ thread without the pool for small calls (waking it costs more).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 
 import numpy as np
+
+from .._windows import pad
 
 _KERNELS: dict = {}
 
@@ -47,15 +51,15 @@ THREAD_MACS = 2**20
 def _bodies():
     from numba import njit, prange
 
-    inline = njit(fastmath=True, cache=True, nogil=True)
+    inline = njit(fastmath=True, cache=True, nogil=True, inline="always")
     U = np.uint64  # unsigned indices: numba checks signed ones for wraparound,
     # which keeps LLVM from vectorising the loops (measured 13x slower)
 
     @inline
-    def fill(x, xbase, cg, cstride, buf, r0, nrows_in, lo, in_shape, in_pitch, ext, lb):
+    def fill(x, xbase, cg, cstride, buf, boff, r0, nrows_in, lo, in_shape, in_pitch, ext, lb):
         """cg planes of x (flat, the first at xbase, cstride apart) into buf
-        (flat, lb apart), zero-padded: buffer coordinate e_i holds input
-        coordinate e_i - lo_i (+ r0 in dim 0), for nrows_in rows of dim 0."""
+        (flat, from boff, lb apart), zero-padded: buffer coordinate e_i holds
+        input coordinate e_i - lo_i (+ r0 in dim 0), for nrows_in rows of dim 0."""
         N = in_shape.shape[0]
         last = N - 1
         E = ext[last]
@@ -79,7 +83,7 @@ def _bodies():
                     inside = False
                 src += ci * in_pitch[i]
             for c in range(cg):
-                d = U(c * lb + r * E)
+                d = U(boff + c * lb + r * E)
                 if not inside:
                     for j in range(U(E)):
                         buf[d + j] = zero
@@ -125,9 +129,9 @@ def _bodies():
                 first = False
 
     @inline
-    def copy_out(acc, out, obase, r0, nr, out_shape, pitch, bv):
+    def copy_out(acc, aoff, out, obase, r0, nr, out_shape, pitch, bv):
         """Output rows r0..r0+nr of one plane (flat at obase) from the
-        accumulator at the buffer's pitch, plus bv."""
+        accumulator (from aoff) at the buffer's pitch, plus bv."""
         N = out_shape.shape[0]
         last = N - 1
         Wl = out_shape[last]
@@ -143,17 +147,20 @@ def _bodies():
                 rem //= out_shape[i]
                 src += e * pitch[i]
             src += rem * pitch[0]
-            s = U(src)
+            s = U(aoff + src)
             d = U(base + r * Wl)
             for j in range(U(Wl)):
                 out[d + j] = acc[s + j] + bv
 
     def forward(x, w, out, B, C, O, in_shape, in_pitch, out_shape, lo, ext, pitch, offs,
-                span0, tail, slab, groups, bias, nchunks):
+                span0, tail, slab, nb, groups, bias, nchunks):
         # x: (B, C, prod(S_in)), w: (O, Cg, T), out: (B, O, prod(S_out)), all
         # flat. ext/pitch: the buffer's extents (ext[0] unused) and flat
         # strides; span0: extra input rows of a slab; tail: wide index of
-        # the last output of a slab row; bias: (O,), zeros for none.
+        # the last output of a slab row; bias: (O,), zeros for none. A unit
+        # is a slab of `slab` output rows of one item, or (nb > 1, small
+        # planes) nb whole items stacked in the buffer: one loop then
+        # covers them all (the rows between them are computed and dropped).
         cg = C // groups
         og = O // groups
         T = offs.shape[0]
@@ -163,27 +170,34 @@ def _bodies():
             S *= in_shape[i]
             P *= out_shape[i]
         per = (out_shape[0] + slab - 1) // slab
-        units = B * groups * per
-        lb = (slab + span0) * pitch[0]
+        stacks = (B + nb - 1) // nb
+        units = groups * stacks * per
+        rows_in = slab + span0  # buffer rows of one item
+        lb = nb * rows_in * pitch[0]
         for ch in prange(nchunks):
             u0 = ch * units // nchunks
             u1 = (ch + 1) * units // nchunks
             buf = np.empty(cg * lb, x.dtype)
-            acc = np.empty((slab - 1) * pitch[0] + tail + 1, x.dtype)
+            acc = np.empty(((nb - 1) * rows_in + slab - 1) * pitch[0] + tail + 1, x.dtype)
             for u in range(u0, u1):
                 s = u % per
-                bg = u // per
-                b = bg // groups
-                grp = bg - b * groups
+                rest = u // per
+                bi = rest % stacks
+                grp = rest // stacks
+                b0 = bi * nb
+                nbk = min(nb, B - b0)
                 r0 = s * slab
                 nr = min(out_shape[0], r0 + slab) - r0
-                fill(x, (b * C + grp * cg) * S, cg, S, buf, r0, nr + span0, lo, in_shape,
-                     in_pitch, ext, lb)
-                L = (nr - 1) * pitch[0] + tail + 1
+                for k in range(nbk):
+                    fill(x, ((b0 + k) * C + grp * cg) * S, cg, S, buf, k * rows_in * pitch[0],
+                         r0, nr + span0, lo, in_shape, in_pitch, ext, lb)
+                L = ((nbk - 1) * rows_in + nr - 1) * pitch[0] + tail + 1
                 for oo in range(og):
                     o = grp * og + oo
                     accumulate(buf, lb, w, o * cg * T, cg, T, offs, acc, L)
-                    copy_out(acc, out, (b * O + o) * P, r0, nr, out_shape, pitch, bias[o])
+                    for k in range(nbk):
+                        copy_out(acc, k * rows_in * pitch[0], out, ((b0 + k) * O + o) * P,
+                                 r0, nr, out_shape, pitch, bias[o])
         return out
 
     def weights(x, k, out, Bn, C, O, in_shape, in_pitch, k_shape, lo, ext, pitch, poffs,
@@ -222,7 +236,7 @@ def _bodies():
                 n = u // C
                 c = u - n * C
                 grp = c // cg
-                fill(x, u * S, 1, S, buf, 0, ext[0], lo, in_shape, in_pitch, ext, lb)
+                fill(x, u * S, 1, S, buf, 0, 0, ext[0], lo, in_shape, in_pitch, ext, lb)
                 for oo in range(og):
                     o = grp * og + oo
                     # the kernel plane at the buffer's pitch (zeros between rows)
@@ -303,47 +317,161 @@ def eligible(spec, taps_side: bool) -> bool:
     return (cg if taps_side else 1) * row * spec.dtype.itemsize <= ROW_BYTES
 
 
+@functools.lru_cache(maxsize=512)
+def _forward_args(spec, threads):
+    """The integer arguments of the taps-shaped kernel for ``spec`` on ``threads``."""
+    S_in, K, dil, lo, S_out, ext, pitch, in_pitch = _layout(spec)
+    B, g = spec.batch, spec.groups
+    cg = spec.in_channels // g
+    offs = _i64([sum(t * d * p for t, d, p in zip(tap, dil, pitch)) for tap in np.ndindex(*K)])
+    span0 = (K[0] - 1) * dil[0]
+    tail = sum((n - 1) * p for n, p in zip(S_out[1:], pitch[1:]))
+    row = (cg + 1) * pitch[0] * spec.dtype.itemsize  # buffer and accumulator, per row
+    slab = max(1, min(S_out[0], SLAB_BYTES // row))
+    nb = 1
+    if slab == S_out[0]:  # whole planes fit: stack items, up to the budget
+        nb = max(1, min(B, SLAB_BYTES // (row * (S_out[0] + span0))))
+        if threads > 1:  # but leave every thread two units
+            nb = max(1, min(nb, -(-B * g // (2 * threads))))
+    if threads > 1 and g * -(-B // nb) * -(-S_out[0] // slab) < 2 * threads:
+        slab = max(1, -(-S_out[0] // -(-2 * threads // (B * g))))
+    units = g * -(-B // nb) * -(-S_out[0] // slab)
+    return (_i64(S_in), _i64(in_pitch), _i64(S_out), _i64(lo), _i64(ext), _i64(pitch), offs,
+            span0, tail, slab, nb, g, min(threads, units))
+
+
 def forward(x, w, spec, bias=None, threads=1):
     """The correlation ``spec`` (stride 1, zero padding) of ``x`` with ``w``.
 
     ``bias`` (O,) is added as the output is written. ``threads``: numba's
     threads to share the units among (1: no pool).
     """
-    S_in, K, dil, lo, S_out, ext, pitch, in_pitch = _layout(spec)
-    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
-    cg = C // g
-    it = spec.dtype.itemsize
-    offs = _i64([sum(t * d * p for t, d, p in zip(tap, dil, pitch)) for tap in np.ndindex(*K)])
-    span0 = (K[0] - 1) * dil[0]
-    tail = sum((n - 1) * p for n, p in zip(S_out[1:], pitch[1:]))
-    slab = max(1, min(S_out[0], SLAB_BYTES // ((cg + 1) * pitch[0] * it)))
-    if threads > 1 and B * g * -(-S_out[0] // slab) < 2 * threads:  # enough units
-        slab = max(1, -(-S_out[0] // -(-2 * threads // (B * g))))
-    units = B * g * -(-S_out[0] // slab)
-    xf = np.ascontiguousarray(x, dtype=spec.dtype).reshape(B, C, -1)
-    wf = np.ascontiguousarray(w, dtype=spec.dtype).reshape(O, cg, -1)
+    B, C, O = spec.batch, spec.in_channels, spec.out_channels
+    args = _forward_args(spec, threads)
     b = (np.zeros(O, spec.dtype) if bias is None
          else np.ascontiguousarray(bias, dtype=spec.dtype))
-    out = np.empty((B, O, math.prod(S_out)), spec.dtype)
+    out = np.empty(spec.out_shape, spec.dtype)
     fwd = kernels()[0 if threads > 1 else 1]
-    fwd(xf.reshape(-1), wf.reshape(-1), out.reshape(-1), B, C, O, _i64(S_in), _i64(in_pitch), _i64(S_out), _i64(lo), _i64(ext),
-        _i64(pitch), offs, span0, tail, slab, g, b, min(threads, units))
-    return out.reshape(spec.out_shape)
+    fwd(np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
+        np.ascontiguousarray(w, dtype=spec.dtype).reshape(-1), out.reshape(-1), B, C, O,
+        *args[:-2], args[-2], b, args[-1])
+    return out
+
+
+@functools.lru_cache(maxsize=512)
+def _dot_args(spec, threads):
+    """The integer arguments of the dot-shaped kernel for ``spec`` on ``threads``."""
+    S_in, K, _, lo, S_out, ext, pitch, in_pitch = _layout(spec)
+    stride = spec.stride if spec.ndim > 1 else (1,) + tuple(spec.stride)
+    poffs = _i64([sum(q * s * p for q, s, p in zip(pos, stride, pitch))
+                  for pos in np.ndindex(*S_out)])
+    n = max(1, min(threads, spec.batch * spec.in_channels))
+    return (_i64(S_in), _i64(in_pitch), _i64(K), _i64(lo), _i64(ext), _i64(pitch), poffs,
+            spec.groups, n)
 
 
 def dot_form(x, k, spec, threads=1):
     """The correlation ``spec`` (dilation 1, zero padding) as one dot product per
     output position: for a large kernel and few outputs (a weight gradient)."""
-    S_in, K, _, lo, S_out, ext, pitch, in_pitch = _layout(spec)
-    stride = spec.stride if spec.ndim > 1 else (1,) + tuple(spec.stride)
     Bn, C, O = spec.batch, spec.in_channels, spec.out_channels
-    poffs = _i64([sum(q * s * p for q, s, p in zip(pos, stride, pitch))
-                  for pos in np.ndindex(*S_out)])
-    xf = np.ascontiguousarray(x, dtype=spec.dtype).reshape(Bn, C, -1)
-    kf = np.ascontiguousarray(k, dtype=spec.dtype).reshape(O, C // spec.groups, -1)
-    n = max(1, min(threads, Bn * C))
-    out = np.empty((n, Bn, O, len(poffs)), spec.dtype)
+    args = _dot_args(spec, threads)
+    n = args[-1]
+    out = np.empty((n, Bn, O, len(args[6])), spec.dtype)
     wts = kernels()[2 if threads > 1 else 3]
-    wts(xf.reshape(-1), kf.reshape(-1), out, Bn, C, O, _i64(S_in), _i64(in_pitch), _i64(K), _i64(lo), _i64(ext),
-        _i64(pitch), poffs, spec.groups, n)
+    wts(np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
+        np.ascontiguousarray(k, dtype=spec.dtype).reshape(-1), out, Bn, C, O, *args)
     return out.sum(axis=0).reshape(spec.out_shape) if n > 1 else out[0].reshape(spec.out_shape)
+
+
+class Plan:
+    """What :func:`plan` decides for one spec: the kernel's shape and its arguments.
+
+    Attributes
+    ----------
+    spec : CorrSpec
+        The zero-padded correlation the kernel computes (other padding modes
+        are padded by :func:`ndconv.core._windows.pad` first).
+    dot : bool
+        True: the dot-product shape (large kernel, few outputs).
+    macs : int
+        Multiply-adds the kernel does, the pitch's padding columns included.
+    passes : int
+        Loops over the accumulator (or dot products): the per-loop cost.
+    """
+
+    __slots__ = ("spec", "dot", "macs", "passes", "given")
+
+    def __init__(self, spec, dot, macs, passes, given):
+        self.spec, self.dot, self.macs, self.passes = spec, dot, macs, passes
+        self.given = given  # the spec asked for, when its padding is done first
+
+
+def _costs(spec, dot):
+    """``(macs, passes)`` of the taps shape (``dot=False``) or the dot shape."""
+    S_in, K, dil, lo, S_out, ext, pitch, _ = _layout(spec)
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    cg = C // g
+    T = math.prod(K)
+    if dot:
+        Lk = 1 + sum((k - 1) * p for k, p in zip(K, pitch))
+        P = math.prod(S_out)
+        return B * C * (O // g) * P * Lk, B * C * (O // g) * P
+    *_, span0, tail, slab, nb, _, _ = _forward_args(spec, 1)
+    per, stacks = -(-S_out[0] // slab), -(-B // nb)
+    wide = ((nb - 1) * (slab + span0) + slab - 1) * pitch[0] + tail + 1
+    units = g * stacks * per
+    rows = B * O * math.prod(S_out[:-1])  # output rows copied out (a short loop each)
+    return units * O * cg * T * wide, units * (O // g) * cg * -(-T // 3) + rows // 4
+
+
+@functools.lru_cache(maxsize=512)
+def plan(spec):
+    """The compiled kernel's :class:`Plan` for ``spec``, or None where it does not apply.
+
+    It applies to NumPy float32/float64 correlations without input dilation,
+    when numba is installed: the taps shape for stride 1, the dot shape for
+    dilation 1, whichever does fewer multiply-adds; a padding mode other than
+    zeros is padded first.
+    """
+    from ._jit import numba_installed
+
+    if not spec.numpy or not numba_installed():
+        return None
+    given = None
+    if spec.padding_mode != "zeros":
+        given = spec
+        spec = dataclasses.replace(spec, in_spatial=spec.padded_spatial,
+                                   pairs=((0, 0),) * spec.ndim, padding_mode="zeros")
+    shapes = [dot for dot in (False, True) if eligible(spec, taps_side=not dot)]
+    if not shapes:
+        return None
+    costs = {dot: _costs(spec, dot) for dot in shapes}
+    dot = min(shapes, key=lambda d: costs[d][0] + 30 * costs[d][1])
+    return Plan(spec, dot, *costs[dot], given)
+
+
+def seconds(p: Plan) -> float:
+    """Estimated seconds of a :class:`Plan` (rates of :mod:`.cost`)."""
+    from .cost import RATES
+
+    s = p.spec
+    nbytes = s.dtype.itemsize * (s.batch * s.in_channels * math.prod(s.in_spatial)
+                                 + s.batch * s.out_channels * math.prod(s.out_spatial))
+    return (p.macs / RATES["jit_mac"] + p.passes * RATES["jit_pass"] + 2 * nbytes / RATES["copy"]
+            + RATES["jit_call"])
+
+
+def run(p: Plan, x, w):
+    """Compute the correlation of :class:`Plan` ``p`` on ``x`` and ``w``."""
+    from ._jit import set_threads
+    from .threads import get_num_threads
+
+    spec = p.spec
+    if p.given is not None:
+        x = pad(x, p.given.pairs, p.given.padding_mode)
+    threads = get_num_threads() if p.macs >= THREAD_MACS else 1
+    if threads > 1:
+        set_threads(threads)
+    if p.dot:
+        return dot_form(x, w, spec, threads)
+    return forward(x, w, spec, threads=threads)

@@ -13,9 +13,12 @@ from __future__ import annotations
 #: ``scipy.fft`` throughput in points*log2(points)/s; fixed seconds per
 #: Python-level step (one ufunc or BLAS call); seconds per row of the compiled
 #: depthwise kernel; values per second of the compiled im2col of ``gemm``
-#: (contiguous runs, into cache: 4-9e9 measured on 1 core).
+#: (contiguous runs, into cache: 4-9e9 measured on 1 core); of the compiled
+#: direct kernel (:mod:`._direct_jit`): multiply-adds per second, seconds per
+#: loop over its accumulator, seconds per call.
 RATES: dict[str, float] = {"gemm": 2.0e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 3e-6,
-                           "row": 7.5e-8, "pack": 8e9}
+                           "row": 7.5e-8, "pack": 8e9, "jit_mac": 2.2e10, "jit_pass": 7e-9,
+                           "jit_call": 1.5e-5}
 
 
 def gemm_eff(k: float, n: float) -> float:

@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from .._windows import pad
+from . import _direct_jit
 from ._jit import numba_installed
 from .threads import get_num_threads
 
@@ -111,6 +112,11 @@ def _run_jit(kernel, x, w, spec):
 
 
 def run(x, w, spec):
+    # Stride 1: the compiled direct kernel, whose slabs are one long loop per
+    # tap (a row at a time is too short for the vector units).
+    compiled = _direct_jit.plan(spec)
+    if compiled is not None and not compiled.dot:
+        return _direct_jit.run(compiled, x, w)
     # The compiled kernel is typed for real floats; complex and integer
     # planes take the NumPy loop below (same taps, same chunks).
     if spec.dtype in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -171,6 +177,9 @@ def estimate(spec):
     """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
     from .cost import RATES
 
+    compiled = _direct_jit.plan(spec)
+    if compiled is not None and not compiled.dot:
+        return _direct_jit.seconds(compiled)
     B, O = spec.batch, spec.out_channels
     P = math.prod(spec.out_spatial)
     padded = B * spec.in_channels * math.prod(spec.padded_spatial) * spec.dtype.itemsize

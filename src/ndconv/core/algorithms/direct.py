@@ -3,6 +3,14 @@
 ``y = sum_t w[:, :, t] @ x[shifted by t]``: one matrix product (or, for
 depthwise layers, one broadcast multiply) per kernel tap, never a loop over
 pixels. Best when the kernel has few taps; its cost grows with the taps.
+
+With numba installed, float32/float64 correlations without input dilation
+run the same sum compiled (:mod:`._direct_jit`): stride 1 layers as one
+contiguous multiply-add per (channel, tap) over a zero-padded slab in cache,
+and a weight gradient's correlation (a large kernel, few outputs) as a dot
+product per output. That is what wins for layers with few input channels
+(a network's first layer, a depthwise layer's gradients), where a matrix
+product is mostly packing.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import math
 import numpy as np
 
 from .._windows import pad
-from . import portable
+from . import _direct_jit, portable
 
 
 def supports(spec):
@@ -22,6 +30,9 @@ def supports(spec):
 def run(x, w, spec):
     if not spec.numpy:  # another array-API library: the same formula out of place
         return portable.direct(x, w, spec)
+    compiled = _direct_jit.plan(spec)
+    if compiled is not None:
+        return _direct_jit.run(compiled, x, w)
     xp = pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation)
     B, C = xp.shape[:2]
     g = spec.groups
@@ -55,6 +66,9 @@ def estimate(spec):
     """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
     from .cost import RATES as r, gemm_eff
 
+    compiled = _direct_jit.plan(spec)
+    if compiled is not None:
+        return _direct_jit.seconds(compiled)
     B, O, g = spec.batch, spec.out_channels, spec.groups
     Cg = spec.in_channels // g
     P = math.prod(spec.out_spatial)
@@ -74,6 +88,12 @@ def estimate(spec):
 
 
 def reason(spec):
+    compiled = _direct_jit.plan(spec)
+    if compiled is not None:
+        if compiled.dot:
+            return f"{spec.taps} taps, few outputs: one compiled dot product per output"
+        return (f"{spec.in_channels // spec.groups} input channels per group x {spec.taps} taps: "
+                "compiled multiply-adds over cache-sized slabs")
     if not spec.numpy:
         return f"{spec.taps} taps: one {spec.library} matmul per tap over strided slices"
     return f"{spec.taps} taps: one product per tap over shifted slices, no im2col copy"
