@@ -344,6 +344,22 @@ def _max_backward_tiled(
     return gx
 
 
+def _max_backward_numpy(
+    gy: NDArray[Any], x: NDArray[Any], y: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape,
+    tiled: bool,
+) -> NDArray[Any]:
+    """The max-pooling gradient of NumPy arrays: compiled (:mod:`._pool_jit`) where
+    numba is installed, else :func:`_max_backward_tiled` or :func:`_max_backward`."""
+    from . import _pool_jit
+
+    if _pool_jit.applies(x, y.shape[2:], k):
+        from .algorithms.threads import get_num_threads
+
+        return _pool_jit.max_backward(gy, x, y, k, s, p, d, get_num_threads())
+    gx = _max_backward_tiled(gy, x, y, k, s, d) if tiled else None
+    return _max_backward(gy, x, y, k, s, p, d) if gx is None else gx
+
+
 def _avg_divisor(
     spatial: Shape,
     k: Shape,
@@ -771,9 +787,7 @@ def max_pool_backward(
         else:
             ya = cast("NDArray[Any]", out)
             yn = ya[None] if unbatched else ya
-        gx = _max_backward_tiled(gn, xn, yn, k, s, d) if tiled else None
-        if gx is None:
-            gx = _max_backward(gn, xn, yn, k, s, p, d)
+        gx = _max_backward_numpy(gn, xn, yn, k, s, p, d, tiled)
         return gx[0, ...] if unbatched else gx
     be = resolve(grad_out=grad_out, x=x, out=out)
     be.require("max_pool_backward")
@@ -797,7 +811,7 @@ def max_pool_backward(
     if unbatched:
         gy = be.batched(gy)
     if be.numpy:
-        gx = _max_backward(gy, xb, y, k, s, p, d)
+        gx = _max_backward_numpy(gy, xb, y, k, s, p, d, _tiles(xb.shape[2:], k, s, p, d, shape))
     else:
         gx = _max_backward_xp(be.xp, gy, xb, y, k, s, p, d)
     return gx[0, ...] if unbatched else gx

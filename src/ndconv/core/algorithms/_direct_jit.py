@@ -424,7 +424,6 @@ def _costs(spec, dot):
     return units * O * cg * T * wide, units * (O // g) * cg * -(-T // 3) + rows // 4
 
 
-@functools.lru_cache(maxsize=512)
 def plan(spec):
     """The compiled kernel's :class:`Plan` for ``spec``, or None where it does not apply.
 
@@ -435,8 +434,14 @@ def plan(spec):
     """
     from ._jit import numba_installed
 
-    if not spec.numpy or not numba_installed():
+    # (_KERNELS["k"] is None once numba failed to import, or where a test says so)
+    if not spec.numpy or _KERNELS.get("k", True) is None or not numba_installed():
         return None
+    return _plan(spec)
+
+
+@functools.lru_cache(maxsize=512)
+def _plan(spec):
     given = None
     if spec.padding_mode != "zeros":
         given = spec

@@ -1,0 +1,108 @@
+"""Compiled max-pooling gradient (numba), used when ``numba`` is installed.
+
+The NumPy gradient finds each window's winner tap by tap with whole-array
+comparisons (five passes per tap) and then scatters; for the small layers
+of a small network that is tens of NumPy calls per step. Here one pass over
+the outputs finds each window's winner (the first maximum, or the last NaN
+in a window holding NaN, as PyTorch) through a table of each window's input
+offsets and adds the output gradient there. N-d: the table is flat offsets.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+
+#: Most entries (outputs x taps) of the offsets table of one call's geometry.
+TABLE_ENTRIES = 2**22
+
+_KERNELS: dict = {}
+
+
+def _build():
+    from numba import njit, prange
+
+    def body(gy, x, y, tab, gx):
+        # gy, y: (planes, P); x, gx: (planes, S), gx zeroed; tab: (P, T)
+        # input offset of each window's taps in row-major order, -1 in the
+        # padding. No fastmath: the NaN tests must stay.
+        planes, P = y.shape
+        T = tab.shape[1]
+        for pl in prange(planes):
+            for q in range(P):
+                yv = y[pl, q]
+                nan = yv != yv
+                win = -1
+                for t in range(T):
+                    off = tab[q, t]
+                    if off < 0:
+                        continue
+                    v = x[pl, off]
+                    if nan:
+                        if v != v:
+                            win = off  # the last NaN wins
+                    elif v == yv:
+                        win = off  # the first maximum wins
+                        break
+                if win >= 0:
+                    gx[pl, win] += gy[pl, q]
+        return gx
+
+    opts = dict(cache=True, nogil=True)
+    return njit(parallel=True, **opts)(body), njit(**opts)(body)
+
+
+def kernels():
+    """``(parallel, serial)`` compiled max-pool gradients, or None without numba."""
+    if not _KERNELS:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            _KERNELS["k"] = None
+        else:
+            _KERNELS["k"] = _build()
+    return _KERNELS["k"]
+
+
+@functools.lru_cache(maxsize=256)
+def offsets(spatial, k, s, lo, d, out):
+    """``(prod(out), prod(k))`` flat input offset of every window's taps (-1: padding)."""
+    n = len(spatial)
+    flat = np.zeros((*out, *k), np.int64)
+    valid = np.ones((*out, *k), bool)
+    stride = 1
+    for i in range(n - 1, -1, -1):
+        shape = [1] * (2 * n)
+        shape[i], shape[n + i] = out[i], k[i]
+        c = (np.arange(out[i])[:, None] * s[i] + np.arange(k[i])[None, :] * d[i] - lo[i])
+        c = c.reshape(shape)
+        valid &= (c >= 0) & (c < spatial[i])
+        flat += c * stride
+        stride *= spatial[i]
+    flat[~valid] = -1
+    return flat.reshape(math.prod(out), math.prod(k))
+
+
+def applies(x, out, k) -> bool:
+    """Whether the compiled gradient takes this call (float32/float64, table size)."""
+    return (x.dtype in (np.float32, np.float64) and kernels() is not None
+            and math.prod(out) * math.prod(k) <= TABLE_ENTRIES)
+
+
+def max_backward(gy, x, y, k, s, lo, d, threads):
+    """Gradient of max pooling (windows ``k``, stride ``s``, padding ``lo`` before,
+    dilation ``d``) for output gradient ``gy``, input ``x`` and output ``y``."""
+    spatial, out = x.shape[2:], y.shape[2:]
+    tab = offsets(tuple(spatial), tuple(k), tuple(s), tuple(lo), tuple(d), tuple(out))
+    planes = x.shape[0] * x.shape[1]
+    gx = np.zeros((planes, math.prod(spatial)), gy.dtype)
+    kern = kernels()[0 if threads > 1 and gx.size >= 2**18 else 1]
+    if threads > 1 and gx.size >= 2**18:
+        from .algorithms._jit import set_threads
+
+        set_threads(threads)
+    kern(np.ascontiguousarray(gy).reshape(planes, -1), np.ascontiguousarray(x).reshape(planes, -1),
+         np.ascontiguousarray(y).reshape(planes, -1), tab, gx)
+    return gx.reshape(x.shape)
