@@ -450,8 +450,8 @@ def conv(
     if hit is not None:  # (the key says: plain float ndarrays)
         prepared, unbatched = hit
         xa = cast("NDArray[Any]", x)
-        out = run_prepared(prepared, xa[None] if unbatched else xa, weight)
-        out = NUMPY.add_bias(out, cast("NDArray[Any] | None", bias))
+        out = run_prepared(prepared, xa[None] if unbatched else xa, weight,
+                           cast("NDArray[Any] | None", bias))
         return out[0, ...] if unbatched else out
     be = resolve(x=x, weight=weight, bias=bias)
     method = _check_method(method)

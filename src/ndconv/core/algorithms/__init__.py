@@ -84,6 +84,7 @@ def execute(
     w: NDArray[Any],
     spec: CorrSpec,
     data: Survey | None = None,
+    bias: NDArray[Any] | None = None,
 ) -> NDArray[Any]:
     """``algo.run(x, w, spec)``, scaled by powers of two where its intermediates
     would overflow although the direct sum need not.
@@ -92,9 +93,17 @@ def execute(
     when ``'auto'`` has already read it. Scaling by ``2**-e`` is exact (barring
     values below the dtype's normal range, far below the method's own
     rounding), so the result is the unscaled one's, times ``2**e`` back.
+    ``bias`` (C_out,), if given, is added per output channel (by the
+    algorithm's ``run_bias`` where it has one).
     """
+    from .._backends import NUMPY
+
     # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
     with np.errstate(invalid="ignore", over="ignore"):
+        if bias is not None:
+            if algo.run_bias is not None and algo.magnitude_growth is None:
+                return algo.run_bias(x, w, spec, bias)
+            return NUMPY.add_bias(execute(algo, x, w, spec, data), bias)
         if algo.magnitude_growth is None or spec.dtype.kind != "f":
             return algo.run(x, w, spec)
         mx = data.max_abs if data is not None else _max_abs(x)
@@ -218,17 +227,21 @@ def prepare(spec: CorrSpec, method: str = "auto") -> Prepared:
     return Prepared(spec, method, algo)
 
 
-def run_prepared(prepared: Prepared, x: AnyArray, w: AnyArray) -> AnyArray:
-    """``run(x, w, prepared.spec, prepared.method)``, skipping what ``prepare`` decided.
+def run_prepared(prepared: Prepared, x: AnyArray, w: AnyArray,
+                 bias: AnyArray | None = None) -> AnyArray:
+    """``run(x, w, prepared.spec, prepared.method)`` plus ``bias`` (C_out,) per
+    output channel, skipping what ``prepare`` decided.
 
     The memory checks are skipped only while no limit is set (a limit set
     since, by :func:`ndconv.plan.memory_limit` or the environment, is
     checked as :func:`run` would).
     """
+    from .._backends import NUMPY
+
     algo = prepared.algo
     if algo is None or _memory.has_explicit_limit():
-        return run(x, w, prepared.spec, prepared.method)
-    return execute(algo, x, w, prepared.spec)
+        return NUMPY.add_bias(run(x, w, prepared.spec, prepared.method), bias)
+    return execute(algo, x, w, prepared.spec, bias=bias)
 
 
 def _zeros(spec: CorrSpec, x: AnyArray) -> AnyArray:

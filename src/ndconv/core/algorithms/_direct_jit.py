@@ -204,8 +204,11 @@ def _bodies():
                 groups, nchunks):
         # The correlation out[n, o, p] = sum_c sum_t k[o, c, t] * xpad[n, c, p + t]
         # with many taps t and few positions p (poffs: their flat offsets in
-        # the buffer). x: (Bn, C, prod(S_in)), k: (O, Cg, prod(K)) flat;
-        # out: (nchunks, Bn, O, P), a partial sum per chunk.
+        # the buffer), as one dot product per kernel row: the buffer's
+        # padding columns never meet the kernel, so a NaN or Inf reaches only
+        # the outputs whose window holds it. x: (Bn, C, prod(S_in)),
+        # k: (O, Cg, prod(K)) flat; out: (nchunks, Bn, O, P), a partial sum
+        # per chunk.
         cg = C // groups
         og = O // groups
         P = poffs.shape[0]
@@ -219,19 +222,24 @@ def _bodies():
             S *= in_shape[i]
         for i in range(last):
             krows *= k_shape[i]
-        Lk = 1
-        for i in range(N):
-            Lk += (k_shape[i] - 1) * pitch[i]
-        nk = U(Lk)
+        rowoff = np.empty(krows, np.int64)  # each kernel row's offset in the buffer
+        for r in range(krows):
+            rem = r
+            dst = 0
+            for i in range(last - 1, -1, -1):
+                e = rem % k_shape[i]
+                rem //= k_shape[i]
+                dst += e * pitch[i]
+            rowoff[r] = dst
+        nk = U(Wk)
         lb = ext[0] * pitch[0]
         for ch in prange(nchunks):
             u0 = ch * units // nchunks
             u1 = (ch + 1) * units // nchunks
             buf = np.empty(lb, x.dtype)
-            kw = np.zeros(Lk, x.dtype)
-            zero = kw[0]
             res = out[ch]
             res[:] = 0
+            zero = buf[0] * 0
             for u in range(u0, u1):
                 n = u // C
                 c = u - n * C
@@ -239,24 +247,14 @@ def _bodies():
                 fill(x, u * S, 1, S, buf, 0, 0, ext[0], lo, in_shape, in_pitch, ext, lb)
                 for oo in range(og):
                     o = grp * og + oo
-                    # the kernel plane at the buffer's pitch (zeros between rows)
                     kb = (o * cg + c - grp * cg) * krows * Wk
-                    for r in range(krows):
-                        rem = r
-                        dst = 0
-                        for i in range(last - 1, -1, -1):
-                            e = rem % k_shape[i]
-                            rem //= k_shape[i]
-                            dst += e * pitch[i]
-                        d = U(dst)
-                        sk = U(kb + r * Wk)
-                        for j in range(U(Wk)):
-                            kw[d + j] = k[sk + j]
                     for p in range(P):
-                        q = U(poffs[p])
                         s = zero
-                        for i in range(nk):
-                            s += kw[i] * buf[q + i]
+                        for r in range(krows):
+                            q = U(poffs[p] + rowoff[r])
+                            kr = U(kb + r * Wk)
+                            for j in range(nk):
+                                s += k[kr + j] * buf[q + j]
                         res[n, o, p] += s
         return out
 
@@ -413,9 +411,8 @@ def _costs(spec, dot):
     cg = C // g
     T = math.prod(K)
     if dot:
-        Lk = 1 + sum((k - 1) * p for k, p in zip(K, pitch))
         P = math.prod(S_out)
-        return B * C * (O // g) * P * Lk, B * C * (O // g) * P
+        return B * C * (O // g) * P * T, B * C * (O // g) * P * math.prod(K[:-1])
     *_, span0, tail, slab, nb, _, _ = _forward_args(spec, 1)
     per, stacks = -(-S_out[0] // slab), -(-B // nb)
     wide = ((nb - 1) * (slab + span0) + slab - 1) * pitch[0] + tail + 1
@@ -462,12 +459,14 @@ def seconds(p: Plan) -> float:
     s = p.spec
     nbytes = s.dtype.itemsize * (s.batch * s.in_channels * math.prod(s.in_spatial)
                                  + s.batch * s.out_channels * math.prod(s.out_spatial))
-    return (p.macs / RATES["jit_mac"] + p.passes * RATES["jit_pass"] + 2 * nbytes / RATES["copy"]
+    # (float64: half the values per vector)
+    return (p.macs * s.dtype.itemsize / 4 / RATES["jit_mac"] + p.passes * RATES["jit_pass"] + 2 * nbytes / RATES["copy"]
             + RATES["jit_call"])
 
 
-def run(p: Plan, x, w):
-    """Compute the correlation of :class:`Plan` ``p`` on ``x`` and ``w``."""
+def run(p: Plan, x, w, bias=None):
+    """Compute the correlation of :class:`Plan` ``p`` on ``x`` and ``w``, plus
+    ``bias`` (C_out,) per output channel if given."""
     from ._jit import set_threads
     from .threads import get_num_threads
 
@@ -478,5 +477,7 @@ def run(p: Plan, x, w):
     if threads > 1:
         set_threads(threads)
     if p.dot:
-        return dot_form(x, w, spec, threads)
-    return forward(x, w, spec, threads=threads)
+        from .._backends import NUMPY
+
+        return NUMPY.add_bias(dot_form(x, w, spec, threads), bias)
+    return forward(x, w, spec, bias, threads)

@@ -173,6 +173,16 @@ def run(x, w, spec):
     return out.reshape(B, O, *S_out)
 
 
+def run_bias(x, w, spec, bias):
+    """``run`` plus ``bias``: the compiled kernel adds it as it writes the output."""
+    from .._backends import NUMPY
+
+    compiled = _direct_jit.plan(spec)
+    if compiled is not None and not compiled.dot:
+        return _direct_jit.run(compiled, x, w, bias)
+    return NUMPY.add_bias(run(x, w, spec), bias)
+
+
 def estimate(spec):
     """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
     from .cost import RATES
@@ -202,5 +212,5 @@ from .record import Algorithm  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="depthwise", supports=supports, run=run, estimate=estimate, reason=reason,
-    arrays=("numpy",),
+    run_bias=run_bias, arrays=("numpy",),
 )

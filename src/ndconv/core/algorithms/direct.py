@@ -62,6 +62,16 @@ def run(x, w, spec):
     return np.ascontiguousarray(np.moveaxis(out.reshape(O, B, *S_out), 0, 1))
 
 
+def run_bias(x, w, spec, bias):
+    """``run`` plus ``bias``: the compiled kernel adds it as it writes the output."""
+    from .._backends import NUMPY
+
+    compiled = _direct_jit.plan(spec) if spec.numpy else None
+    if compiled is not None:
+        return _direct_jit.run(compiled, x, w, bias)
+    return NUMPY.add_bias(run(x, w, spec), bias)
+
+
 def estimate(spec):
     """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
     from .cost import RATES as r, gemm_eff
@@ -113,5 +123,5 @@ from .record import ARRAY_API, Algorithm, padded_and_output_bytes  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="direct", supports=supports, run=run, estimate=estimate, reason=reason,
-    workspace_bytes=workspace_bytes, arrays=("numpy", ARRAY_API),
+    workspace_bytes=workspace_bytes, run_bias=run_bias, arrays=("numpy", ARRAY_API),
 )

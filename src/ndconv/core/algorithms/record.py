@@ -94,6 +94,10 @@ class Algorithm:
         depends on the kernel's values too (a separable kernel); ``'auto'``
         asks it with the arrays in hand, and a forced method that does not
         apply is refused.
+    run_bias : callable or None
+        ``run_bias(x, w, spec, bias) -> ndarray``: ``run`` plus ``bias`` (C_out,)
+        per output channel, added as the output is written (a compiled kernel:
+        no second pass over the output). None: the bias is added after ``run``.
     arrays : tuple of str
         The array libraries ``run`` computes on: ``("numpy",)`` for the CPU
         algorithms (BLAS, SciPy, numba, ``as_strided``), which need NumPy
@@ -112,6 +116,7 @@ class Algorithm:
     magnitude_growth: Optional[Callable[[CorrSpec], float]] = None
     workspace_bytes: Callable[[CorrSpec], int] = padded_and_output_bytes
     applies: Optional[Callable[[CorrSpec, Any], Optional[str]]] = None
+    run_bias: Optional[Callable[[Any, Any, CorrSpec, Any], Any]] = None
     arrays: tuple[str, ...] = ("numpy",)
 
     @property
