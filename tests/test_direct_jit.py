@@ -145,7 +145,7 @@ def test_backward_params_accumulates_what_backward_does():
     (2, 2, 2, 0, 1, False), (2, 3, 1, 1, 1, False), (2, 3, 2, 1, 2, True),
     (1, 3, 2, 1, 1, True), (3, 2, 1, 1, 1, False), (2, (2, 3), (1, 2), (1, 0), (1, 2), False)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_max_pool_gradient_matches_torch(nd, k, s, p, d, ceil, special, dtype):
+def test_compiled_max_pool_and_gradient_match_torch(nd, k, s, p, d, ceil, special, dtype):
     rng = np.random.default_rng(nd)
     x = rng.standard_normal((2, 3) + (7, 9, 5)[:nd]).astype(dtype)
     if special == "nan":
@@ -158,7 +158,12 @@ def test_compiled_max_pool_gradient_matches_torch(nd, k, s, p, d, ceil, special,
     gy = rng.standard_normal(y.shape).astype(dtype)
     xt = torch.from_numpy(x).requires_grad_(True)
     pool = {1: tF.max_pool1d, 2: tF.max_pool2d, 3: tF.max_pool3d}[nd]
-    pool(xt, k, s, p, d, ceil).backward(torch.from_numpy(gy))
+    yt = pool(xt, k, s, p, d, ceil)
+    yt.backward(torch.from_numpy(gy))
     for _ in range(2):  # validated call, then the prepared one
+        np.testing.assert_array_equal(pooling.max_pool(x, k, s, p, d, ceil, ndim=nd),
+                                      yt.detach().numpy())
         gx = pooling.max_pool_backward(gy, x, k, s, p, d, ceil, ndim=nd, out=y)
+        np.testing.assert_allclose(gx, xt.grad.numpy(), atol=1e-6)
+        gx = pooling.max_pool_backward(gy, x, k, s, p, d, ceil, ndim=nd)  # y recomputed
         np.testing.assert_allclose(gx, xt.grad.numpy(), atol=1e-6)

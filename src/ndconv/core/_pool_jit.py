@@ -1,4 +1,4 @@
-"""Compiled max-pooling gradient (numba), used when ``numba`` is installed.
+"""Compiled max pooling and its gradient (numba), used when ``numba`` is installed.
 
 The NumPy gradient finds each window's winner tap by tap with whole-array
 comparisons (five passes per tap) and then scatters; for the small layers
@@ -6,6 +6,8 @@ of a small network that is tens of NumPy calls per step. Here one pass over
 the outputs finds each window's winner (the first maximum, or the last NaN
 in a window holding NaN, as PyTorch) through a table of each window's input
 offsets and adds the output gradient there. N-d: the table is flat offsets.
+The forward pass takes the same table: one call instead of one NumPy
+maximum per tap and a padded copy.
 """
 
 from __future__ import annotations
@@ -50,12 +52,33 @@ def _build():
                     gx[pl, win] += gy[pl, q]
         return gx
 
+    def forward(x, tab, y):
+        # y: (planes, P) = max over each window's taps inside the input; NaN
+        # if the window holds one (as np.maximum and PyTorch). No fastmath.
+        planes, P = y.shape
+        T = tab.shape[1]
+        for pl in prange(planes):
+            for q in range(P):
+                m = -np.inf
+                for t in range(T):
+                    off = tab[q, t]
+                    if off < 0:
+                        continue
+                    v = x[pl, off]
+                    if v > m or v != v:
+                        m = v
+                        if v != v:
+                            break
+                y[pl, q] = m
+        return y
+
     opts = dict(cache=True, nogil=True)
-    return njit(parallel=True, **opts)(body), njit(**opts)(body)
+    return (njit(parallel=True, **opts)(body), njit(**opts)(body),
+            njit(parallel=True, **opts)(forward), njit(**opts)(forward))
 
 
 def kernels():
-    """``(parallel, serial)`` compiled max-pool gradients, or None without numba."""
+    """``(gradient, gradient_serial, forward, forward_serial)`` compiled, or None."""
     if not _KERNELS:
         try:
             import numba  # noqa: F401
@@ -91,6 +114,27 @@ def applies(x, out, k) -> bool:
             and math.prod(out) * math.prod(k) <= TABLE_ENTRIES)
 
 
+def _threaded(size, threads, which):
+    """The kernel ``which`` (0: gradient, 2: forward) on threads for large arrays."""
+    if threads > 1 and size >= 2**18:
+        from .algorithms._jit import set_threads
+
+        set_threads(threads)
+        return kernels()[which]
+    return kernels()[which + 1]
+
+
+def max_forward(x, k, s, lo, d, out, threads):
+    """Max pooling of ``x`` (B, C, *S) to spatial size ``out`` (-inf padding)."""
+    spatial = x.shape[2:]
+    tab = offsets(tuple(spatial), tuple(k), tuple(s), tuple(lo), tuple(d), tuple(out))
+    planes = x.shape[0] * x.shape[1]
+    y = np.empty((planes, math.prod(out)), x.dtype)
+    _threaded(y.size * tab.shape[1], threads, 2)(
+        np.ascontiguousarray(x).reshape(planes, math.prod(spatial)), tab, y)
+    return y.reshape(*x.shape[:2], *out)
+
+
 def max_backward(gy, x, y, k, s, lo, d, threads):
     """Gradient of max pooling (windows ``k``, stride ``s``, padding ``lo`` before,
     dilation ``d``) for output gradient ``gy``, input ``x`` and output ``y``."""
@@ -98,11 +142,8 @@ def max_backward(gy, x, y, k, s, lo, d, threads):
     tab = offsets(tuple(spatial), tuple(k), tuple(s), tuple(lo), tuple(d), tuple(out))
     planes = x.shape[0] * x.shape[1]
     gx = np.zeros((planes, math.prod(spatial)), gy.dtype)
-    kern = kernels()[0 if threads > 1 and gx.size >= 2**18 else 1]
-    if threads > 1 and gx.size >= 2**18:
-        from .algorithms._jit import set_threads
-
-        set_threads(threads)
-    kern(np.ascontiguousarray(gy).reshape(planes, -1), np.ascontiguousarray(x).reshape(planes, -1),
-         np.ascontiguousarray(y).reshape(planes, -1), tab, gx)
+    P = math.prod(out)
+    _threaded(gx.size, threads, 0)(np.ascontiguousarray(gy).reshape(planes, P),
+                                   np.ascontiguousarray(x).reshape(planes, gx.shape[1]),
+                                   np.ascontiguousarray(y).reshape(planes, P), tab, gx)
     return gx.reshape(x.shape)

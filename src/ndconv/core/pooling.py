@@ -210,6 +210,12 @@ def _tap_slice_list(k: Shape, s: Shape, d: Shape, out: Shape) -> tuple[tuple[Any
 def _max_forward(
     x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
 ) -> NDArray[Any]:
+    from . import _pool_jit
+
+    if _pool_jit.applies(x, out, k):
+        from .algorithms.threads import get_num_threads
+
+        return _pool_jit.max_forward(x, k, s, p, d, out, get_num_threads())
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
     return _running_max(_padded(x, pairs, -np.inf), _tap_slice_list(k, s, d, tuple(out)))
 
@@ -686,7 +692,15 @@ def max_pool(
         unbatched, (*_, pairs, padded, taps) = hit
         xa = cast("NDArray[Any]", x)  # (the key says: a float ndarray)
         xn = xa[None] if unbatched else xa
-        y = _running_max(pad(xn, pairs, value=-np.inf) if padded else xn, taps)
+        from . import _pool_jit
+
+        k, st, p, d, out = hit[1][:5]
+        if _pool_jit.applies(xn, out, k):
+            from .algorithms.threads import get_num_threads
+
+            y = _pool_jit.max_forward(xn, k, st, p, d, out, get_num_threads())
+        else:
+            y = _running_max(pad(xn, pairs, value=-np.inf) if padded else xn, taps)
         return y[0, ...] if unbatched else y
     be = resolve(x=x)
     be.require("max_pool")

@@ -96,26 +96,32 @@ def execute(
     ``bias`` (C_out,), if given, is added per output channel (by the
     algorithm's ``run_bias`` where it has one).
     """
-    from .._backends import NUMPY
-
     # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
     with np.errstate(invalid="ignore", over="ignore"):
-        if bias is not None:
-            if algo.run_bias is not None and algo.magnitude_growth is None:
-                return algo.run_bias(x, w, spec, bias)
-            return NUMPY.add_bias(execute(algo, x, w, spec, data), bias)
-        if algo.magnitude_growth is None or spec.dtype.kind != "f":
-            return algo.run(x, w, spec)
-        mx = data.max_abs if data is not None else _max_abs(x)
-        mw = _max_abs(w)
-        if not (math.isfinite(mx) and math.isfinite(mw)) or mx == 0 or mw == 0:
-            return algo.run(x, w, spec)
-        if mx * mw * algo.magnitude_growth(spec) <= np.finfo(spec.dtype).max / 4:
-            return algo.run(x, w, spec)
-        ex, ew = math.frexp(mx)[1], math.frexp(mw)[1]
-        out = algo.run(np.ldexp(x, -ex).astype(spec.dtype, copy=False),
-                       np.ldexp(w, -ew).astype(spec.dtype, copy=False), spec)
-        return np.ldexp(out, ex + ew, out=out)
+        if bias is None:
+            return _scaled_run(algo, x, w, spec, data)
+        if algo.run_bias is not None and algo.magnitude_growth is None:
+            return algo.run_bias(x, w, spec, bias)
+        from .._backends import NUMPY
+
+        return NUMPY.add_bias(_scaled_run(algo, x, w, spec, data), bias)
+
+
+def _scaled_run(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpec,
+                data: Survey | None) -> NDArray[Any]:
+    """The body of :func:`execute` (inside its ``errstate``), without the bias."""
+    if algo.magnitude_growth is None or spec.dtype.kind != "f":
+        return algo.run(x, w, spec)
+    mx = data.max_abs if data is not None else _max_abs(x)
+    mw = _max_abs(w)
+    if not (math.isfinite(mx) and math.isfinite(mw)) or mx == 0 or mw == 0:
+        return algo.run(x, w, spec)
+    if mx * mw * algo.magnitude_growth(spec) <= np.finfo(spec.dtype).max / 4:
+        return algo.run(x, w, spec)
+    ex, ew = math.frexp(mx)[1], math.frexp(mw)[1]
+    out = algo.run(np.ldexp(x, -ex).astype(spec.dtype, copy=False),
+                   np.ldexp(w, -ew).astype(spec.dtype, copy=False), spec)
+    return np.ldexp(out, ex + ew, out=out)
 
 
 def run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str = "auto") -> AnyArray:

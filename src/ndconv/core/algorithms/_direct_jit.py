@@ -418,7 +418,7 @@ def _costs(spec, dot):
     wide = ((nb - 1) * (slab + span0) + slab - 1) * pitch[0] + tail + 1
     units = g * stacks * per
     rows = B * O * math.prod(S_out[:-1])  # output rows copied out (a short loop each)
-    return units * O * cg * T * wide, units * (O // g) * cg * -(-T // 3) + rows // 4
+    return units * (O // g) * cg * T * wide, units * (O // g) * cg * -(-T // 3) + rows // 4
 
 
 def plan(spec):
@@ -460,7 +460,7 @@ def seconds(p: Plan) -> float:
     nbytes = s.dtype.itemsize * (s.batch * s.in_channels * math.prod(s.in_spatial)
                                  + s.batch * s.out_channels * math.prod(s.out_spatial))
     # (float64: half the values per vector)
-    return (p.macs * s.dtype.itemsize / 4 / RATES["jit_mac"] + p.passes * RATES["jit_pass"] + 2 * nbytes / RATES["copy"]
+    return (p.macs * s.dtype.itemsize / 4 / RATES["jit_mac"] + p.passes * RATES["jit_pass"] + nbytes / RATES["copy"]
             + RATES["jit_call"])
 
 
