@@ -338,22 +338,29 @@ def _forward_args(spec, threads):
             span0, tail, slab, nb, g, min(threads, units))
 
 
-def forward(x, w, spec, bias=None, threads=1):
+def forward(x, w, spec, bias=None, threads=1, args=None):
     """The correlation ``spec`` (stride 1, zero padding) of ``x`` with ``w``.
 
     ``bias`` (O,) is added as the output is written. ``threads``: numba's
-    threads to share the units among (1: no pool).
+    threads to share the units among (1: no pool). ``args``: what
+    :func:`_forward_args` gives for them, if known.
     """
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
-    args = _forward_args(spec, threads)
-    b = (np.zeros(O, spec.dtype) if bias is None
-         else np.ascontiguousarray(bias, dtype=spec.dtype))
+    if args is None:
+        args = _forward_args(spec, threads)
+    b = _zeros(O, spec.dtype) if bias is None else np.ascontiguousarray(bias, dtype=spec.dtype)
     out = np.empty(spec.out_shape, spec.dtype)
     fwd = kernels()[0 if threads > 1 else 1]
     fwd(np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
         np.ascontiguousarray(w, dtype=spec.dtype).reshape(-1), out.reshape(-1), B, C, O,
         *args[:-2], args[-2], b, args[-1])
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(n, dtype):
+    """A zero bias (the kernel always adds one; only read, never handed out)."""
+    return np.zeros(n, dtype)
 
 
 @functools.lru_cache(maxsize=512)
@@ -397,11 +404,12 @@ class Plan:
         Loops over the accumulator (or dot products): the per-loop cost.
     """
 
-    __slots__ = ("spec", "dot", "macs", "passes", "given")
+    __slots__ = ("spec", "dot", "macs", "passes", "given", "args")
 
     def __init__(self, spec, dot, macs, passes, given):
         self.spec, self.dot, self.macs, self.passes = spec, dot, macs, passes
         self.given = given  # the spec asked for, when its padding is done first
+        self.args = {}  # {threads: the kernel's integer arguments}
 
 
 def _costs(spec, dot):
@@ -480,4 +488,7 @@ def run(p: Plan, x, w, bias=None):
         from .._backends import NUMPY
 
         return NUMPY.add_bias(dot_form(x, w, spec, threads), bias)
-    return forward(x, w, spec, bias, threads)
+    args = p.args.get(threads)
+    if args is None:
+        args = p.args[threads] = _forward_args(spec, threads)
+    return forward(x, w, spec, bias, threads, args)
