@@ -30,6 +30,7 @@ import numpy as np
 
 from . import _args, _dtypes
 from .algorithms import run as _run
+from .algorithms.record import add_bias as _add_bias
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -176,9 +177,7 @@ class Backend:
 
     def add_bias(self, out: AnyArray, bias: AnyArray | None) -> AnyArray:
         """``out`` (B, C, *S) plus ``bias`` (C,) per channel (None: nothing)."""
-        if bias is not None:
-            out += bias.reshape((-1,) + (1,) * (out.ndim - 2))  # in place: out is ours
-        return out
+        return _add_bias(out, bias)
 
     def add_scalar(self, out: AnyArray, bias: Scalar, np_dtype: DTypeLike) -> AnyArray:
         """``out + bias`` for a scalar, with NumPy's dtype rules for ``np_dtype``."""

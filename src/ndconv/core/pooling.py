@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any, cast, overload
 
 import numpy as np
 
-from . import _args, _dtypes, _memory
+from . import _args, _dtypes, _memory, _pool_jit
 from ._backends import resolve
 from ._windows import fold_padding, pad, pad_portable, tap_slices, windows
+from .algorithms.threads import get_num_threads
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -210,11 +211,7 @@ def _tap_slice_list(k: Shape, s: Shape, d: Shape, out: Shape) -> tuple[tuple[Any
 def _max_forward(
     x: NDArray[Any], k: Shape, s: Shape, p: Shape, d: Shape, out: Shape
 ) -> NDArray[Any]:
-    from . import _pool_jit
-
     if _pool_jit.applies(x, out, k):
-        from .algorithms.threads import get_num_threads
-
         return _pool_jit.max_forward(x, k, s, p, d, out, get_num_threads())
     pairs = _pairs(x.shape[2:], k, s, p, d, out)
     return _running_max(_padded(x, pairs, -np.inf), _tap_slice_list(k, s, d, tuple(out)))
@@ -356,11 +353,7 @@ def _max_backward_numpy(
 ) -> NDArray[Any]:
     """The max-pooling gradient of NumPy arrays: compiled (:mod:`._pool_jit`) where
     numba is installed, else :func:`_max_backward_tiled` or :func:`_max_backward`."""
-    from . import _pool_jit
-
     if _pool_jit.applies(x, y.shape[2:], k):
-        from .algorithms.threads import get_num_threads
-
         return _pool_jit.max_backward(gy, x, y, k, s, p, d, get_num_threads())
     gx = _max_backward_tiled(gy, x, y, k, s, d) if tiled else None
     return _max_backward(gy, x, y, k, s, p, d) if gx is None else gx
@@ -692,12 +685,8 @@ def max_pool(
         unbatched, (*_, pairs, padded, taps) = hit
         xa = cast("NDArray[Any]", x)  # (the key says: a float ndarray)
         xn = xa[None] if unbatched else xa
-        from . import _pool_jit
-
         k, st, p, d, out = hit[1][:5]
         if _pool_jit.applies(xn, out, k):
-            from .algorithms.threads import get_num_threads
-
             y = _pool_jit.max_forward(xn, k, st, p, d, out, get_num_threads())
         else:
             y = _running_max(pad(xn, pairs, value=-np.inf) if padded else xn, taps)

@@ -18,7 +18,7 @@ import numpy as np
 from .. import _dtypes, _memory
 from . import (depthwise, direct, fft, gemm, implicit, jax, scatter, separable, torch,
                winograd)
-from .record import ARRAY_API, Algorithm, padded_and_output_bytes, register
+from .record import ARRAY_API, Algorithm, add_bias, padded_and_output_bytes, register
 from .spec import CorrSpec
 
 if TYPE_CHECKING:
@@ -102,9 +102,7 @@ def execute(
             return _scaled_run(algo, x, w, spec, data)
         if algo.run_bias is not None and algo.magnitude_growth is None:
             return algo.run_bias(x, w, spec, bias)
-        from .._backends import NUMPY
-
-        return NUMPY.add_bias(_scaled_run(algo, x, w, spec, data), bias)
+        return add_bias(_scaled_run(algo, x, w, spec, data), bias)
 
 
 def _scaled_run(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpec,
@@ -242,11 +240,9 @@ def run_prepared(prepared: Prepared, x: AnyArray, w: AnyArray,
     since, by :func:`ndconv.plan.memory_limit` or the environment, is
     checked as :func:`run` would).
     """
-    from .._backends import NUMPY
-
     algo = prepared.algo
     if algo is None or _memory.has_explicit_limit():
-        return NUMPY.add_bias(run(x, w, prepared.spec, prepared.method), bias)
+        return add_bias(run(x, w, prepared.spec, prepared.method), bias)
     return execute(algo, x, w, prepared.spec, bias=bias)
 
 

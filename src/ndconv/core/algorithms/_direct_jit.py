@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from .._windows import pad
+from .record import add_bias
 
 _KERNELS: dict = {}
 
@@ -485,9 +486,7 @@ def run(p: Plan, x, w, bias=None):
     if threads > 1:
         set_threads(threads)
     if p.dot:
-        from .._backends import NUMPY
-
-        return NUMPY.add_bias(dot_form(x, w, spec, threads), bias)
+        return add_bias(dot_form(x, w, spec, threads), bias)
     args = p.args.get(threads)
     if args is None:
         args = p.args[threads] = _forward_args(spec, threads)

@@ -175,12 +175,10 @@ def run(x, w, spec):
 
 def run_bias(x, w, spec, bias):
     """``run`` plus ``bias``: the compiled kernel adds it as it writes the output."""
-    from .._backends import NUMPY
-
     compiled = _direct_jit.plan(spec)
     if compiled is not None and not compiled.dot:
         return _direct_jit.run(compiled, x, w, bias)
-    return NUMPY.add_bias(run(x, w, spec), bias)
+    return add_bias(run(x, w, spec), bias)
 
 
 def estimate(spec):
@@ -208,7 +206,7 @@ def reason(spec):
     return f"1 input channel per group: {spec.taps} cache-blocked multiply-adds per output"
 
 
-from .record import Algorithm  # noqa: E402
+from .record import Algorithm, add_bias  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="depthwise", supports=supports, run=run, estimate=estimate, reason=reason,

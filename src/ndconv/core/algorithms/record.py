@@ -35,6 +35,13 @@ def always(spec: CorrSpec) -> bool:
     return True
 
 
+def add_bias(out: Any, bias: Any) -> Any:
+    """``out`` (B, C, *S) plus ``bias`` (C,) per channel, in place (None: nothing)."""
+    if bias is not None:
+        out += bias.reshape((-1,) + (1,) * (out.ndim - 2))  # in place: out is ours
+    return out
+
+
 def padded_and_output_bytes(spec: CorrSpec) -> int:
     """Bytes of the padded input and of the output: what every method holds at least."""
     return spec.dtype.itemsize * (
