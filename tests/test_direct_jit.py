@@ -167,3 +167,25 @@ def test_compiled_max_pool_and_gradient_match_torch(nd, k, s, p, d, ceil, specia
         np.testing.assert_allclose(gx, xt.grad.numpy(), atol=1e-6)
         gx = pooling.max_pool_backward(gy, x, k, s, p, d, ceil, ndim=nd)  # y recomputed
         np.testing.assert_allclose(gx, xt.grad.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_relu_gradient_matches_torch_and_numpy(dtype, monkeypatch):
+    from ndconv import nn
+    from ndconv.nn import _jit
+
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    x.reshape(-1)[:5] = [np.nan, 0.0, -0.0, np.inf, -np.inf]
+    g = rng.standard_normal(x.shape).astype(dtype)
+    g.reshape(-1)[[1, 6]] = np.nan  # a NaN gradient where x <= 0 becomes 0, as in torch
+    xt = torch.from_numpy(x).requires_grad_(True)
+    torch.relu(xt).backward(torch.from_numpy(g))
+    layer = nn.ReLU()
+    layer(x)
+    compiled = layer.backward(g)
+    np.testing.assert_array_equal(compiled, xt.grad.numpy())
+    monkeypatch.setitem(_jit._KERNELS, "relu", None)  # as without numba
+    np.testing.assert_array_equal(layer.backward(g), compiled)
+    layer(x[..., ::2])  # a non-contiguous input takes NumPy's path too
+    np.testing.assert_array_equal(layer.backward(g[..., ::2]), xt.grad.numpy()[..., ::2])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core import _args
+from . import _jit
 from .init import as_dtype
 from .module import Module, Parameter, PerThread
 
@@ -55,6 +56,9 @@ class ReLU(_Activation):
 
     def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         g, x = self._saved(grad_out)
+        out = _jit.relu_backward(x, g)  # one compiled pass, where numba is installed
+        if out is not None:
+            return out
         # Zero where x <= 0, not where x > 0 fails: PyTorch's threshold_backward
         # passes the gradient at NaN.
         return np.where(x <= 0, g.dtype.type(0), g)
