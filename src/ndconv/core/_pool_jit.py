@@ -79,14 +79,9 @@ def _build():
 
 def kernels():
     """``(gradient, gradient_serial, forward, forward_serial)`` compiled, or None."""
-    if not _KERNELS:
-        try:
-            import numba  # noqa: F401
-        except ImportError:
-            _KERNELS["k"] = None
-        else:
-            _KERNELS["k"] = _build()
-    return _KERNELS["k"]
+    from .algorithms._jit import build_once
+
+    return build_once(_KERNELS, _build)
 
 
 @functools.lru_cache(maxsize=256)

@@ -19,22 +19,21 @@ def _relu_body(x, g, out, zero):
     return out
 
 
+def _build():
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_relu_body)
+
+
 def relu_backward(x, g):
     """``np.where(x <= 0, 0, g)`` compiled, or None without numba or for other arrays."""
-    k = _KERNELS.get("relu")
-    if k is None:
-        if "relu" in _KERNELS:  # numba is not there
-            return None
-        from ..core.algorithms._jit import numba_installed
+    from ..core.algorithms._jit import build_once, numba_installed
 
-        if not numba_installed():
-            _KERNELS["relu"] = None
-            return None
-        from numba import njit
-
-        k = _KERNELS["relu"] = njit(cache=True, nogil=True)(_relu_body)
     if (x.dtype != g.dtype or x.dtype not in (np.float32, np.float64)
-            or not (x.flags.c_contiguous and g.flags.c_contiguous)):
+            or not (x.flags.c_contiguous and g.flags.c_contiguous) or not numba_installed()):
+        return None
+    k = build_once(_KERNELS, _build)
+    if k is None:
         return None
     out = np.empty(x.shape, x.dtype)
     k(x.reshape(-1), g.reshape(-1), out.reshape(-1), x.dtype.type(0))

@@ -264,17 +264,18 @@ def _bodies():
 
 def kernels():
     """``(forward, forward_serial, weights, weights_serial)`` compiled, or None."""
-    if not _KERNELS:
-        try:
-            from numba import njit
-        except ImportError:
-            _KERNELS["k"] = None
-        else:
-            fwd, wts = _bodies()
-            opts = dict(fastmath=True, cache=True, nogil=True)
-            _KERNELS["k"] = (njit(parallel=True, **opts)(fwd), njit(**opts)(fwd),
-                             njit(parallel=True, **opts)(wts), njit(**opts)(wts))
-    return _KERNELS["k"]
+    from ._jit import build_once
+
+    return build_once(_KERNELS, _build)
+
+
+def _build():
+    from numba import njit
+
+    fwd, wts = _bodies()
+    opts = dict(fastmath=True, cache=True, nogil=True)
+    return (njit(parallel=True, **opts)(fwd), njit(**opts)(fwd),
+            njit(parallel=True, **opts)(wts), njit(**opts)(wts))
 
 
 def _layout(spec):

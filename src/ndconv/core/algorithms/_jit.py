@@ -135,6 +135,20 @@ def _build(numba):
     return taps_kernel, border_kernel
 
 
+def build_once(store, build):
+    """The kernels ``build()`` compiles, built on the first call and kept in
+    ``store`` (a dict); None, kept too, where numba cannot be imported. A test
+    sets ``store["k"] = None`` to run the NumPy paths."""
+    if "k" not in store:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            store["k"] = None
+        else:
+            store["k"] = build()
+    return store["k"]
+
+
 def taps_kernel():
     """``(padded_kernel, border_kernel)`` compiled, or None without numba."""
     global _KERNEL
