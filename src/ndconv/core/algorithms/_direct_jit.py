@@ -48,11 +48,17 @@ ROW_BYTES = 2 * 2**20
 #: Below this many multiply-adds, one thread without the pool.
 THREAD_MACS = 2**20
 
+#: LLVM's fast-math flags the kernels use: reassociation (the dot products
+#: vectorise) and contraction into FMAs, but no assumption that NaN and Inf
+#: never occur (they are values here, as in PyTorch).
+_FAST = {"reassoc", "contract", "nsz", "arcp"}
+
 
 def _bodies():
     from numba import njit, prange
 
-    inline = njit(fastmath=True, cache=True, nogil=True, inline="always")
+    # fast-math without its no-NaN/no-Inf assumptions: NaN and Inf stay values.
+    inline = njit(fastmath=_FAST, cache=True, nogil=True, inline="always")
     U = np.uint64  # unsigned indices: numba checks signed ones for wraparound,
     # which keeps LLVM from vectorising the loops (measured 13x slower)
 
@@ -65,7 +71,8 @@ def _bodies():
         return p
 
     @inline
-    def fill(x, xbase, cg, cstride, buf, boff, r0, nrows_in, lo, in_shape, in_pitch, ext, lb):
+    def fill(x, xbase, cg, cstride, buf, boff, r0, nrows_in, lo, in_shape, in_pitch, ext, lb,
+             zero):
         """cg planes of x (flat, the first at xbase, cstride apart) into buf
         (flat, from boff, lb apart), zero-padded: buffer coordinate e_i holds
         input coordinate e_i - lo_i (+ r0 in dim 0), for nrows_in rows of dim 0."""
@@ -76,19 +83,22 @@ def _bodies():
         rows = nrows_in * inner
         a = max(0, lo[last])  # first buffer column with an input
         z = max(a, min(E, lo[last] + in_shape[last]))  # one past the last
-        zero = buf[0] * 0
+        e = np.zeros(max(last, 1), np.int64)  # buffer coordinates of row r (odometer)
         for r in range(rows):
-            rem = r
             src = 0
             inside = True
-            for i in range(last - 1, -1, -1):
-                n_i = nrows_in if i == 0 else ext[i]
-                e = rem % n_i
-                rem //= n_i
-                ci = e - lo[i] + (r0 if i == 0 else 0)
+            for i in range(last):
+                ci = e[i] - lo[i] + (r0 if i == 0 else 0)
                 if ci < 0 or ci >= in_shape[i]:
                     inside = False
                 src += ci * in_pitch[i]
+            i = last - 1
+            while i >= 0:  # next row: no division per row
+                e[i] += 1
+                if e[i] < (nrows_in if i == 0 else ext[i]):
+                    break
+                e[i] = 0
+                i -= 1
             for c in range(cg):
                 d = U(boff + c * lb + r * E)
                 if not inside:
@@ -158,7 +168,7 @@ def _bodies():
                 out[d + j] = acc[s + j] + bv
 
     def forward(x, w, out, B, C, O, in_shape, in_pitch, out_shape, lo, ext, pitch, offs,
-                span0, tail, slab, nb, groups, bias, nchunks):
+                span0, tail, slab, nb, groups, bias, zero, nchunks):
         # x: (B, C, prod(S_in)), w: (O, Cg, T), out: (B, O, prod(S_out)), all
         # flat. ext/pitch: the buffer's extents (ext[0] unused) and flat
         # strides; span0: extra input rows of a slab; tail: wide index of
@@ -195,7 +205,7 @@ def _bodies():
                 nr = min(out_shape[0], r0 + slab) - r0
                 for k in range(nbk):
                     fill(x, ((b0 + k) * C + grp * cg) * S, cg, S, buf, k * rows_in * pitch[0],
-                         r0, nr + span0, lo, in_shape, in_pitch, ext, lb)
+                         r0, nr + span0, lo, in_shape, in_pitch, ext, lb, zero)
                 L = ((nbk - 1) * rows_in + nr - 1) * pitch[0] + tail + 1
                 for oo in range(og):
                     o = grp * og + oo
@@ -206,7 +216,7 @@ def _bodies():
         return out
 
     def weights(x, k, out, Bn, C, O, in_shape, in_pitch, k_shape, lo, ext, pitch, poffs,
-                groups, nchunks):
+                groups, zero, nchunks):
         # The correlation out[n, o, p] = sum_c sum_t k[o, c, t] * xpad[n, c, p + t]
         # with many taps t and few positions p (poffs: their flat offsets in
         # the buffer), as one dot product per kernel row: the buffer's
@@ -244,12 +254,11 @@ def _bodies():
             buf = np.empty(lb, x.dtype)
             res = out[ch]
             res[:] = 0
-            zero = buf[0] * 0
             for u in range(u0, u1):
                 n = u // C
                 c = u - n * C
                 grp = c // cg
-                fill(x, u * S, 1, S, buf, 0, 0, ext[0], lo, in_shape, in_pitch, ext, lb)
+                fill(x, u * S, 1, S, buf, 0, 0, ext[0], lo, in_shape, in_pitch, ext, lb, zero)
                 for oo in range(og):
                     o = grp * og + oo
                     kb = (o * cg + c - grp * cg) * krows * Wk
@@ -277,7 +286,7 @@ def _build():
     from numba import njit
 
     fwd, wts = _bodies()
-    opts = dict(fastmath=True, cache=True, nogil=True)
+    opts = dict(fastmath=_FAST, cache=True, nogil=True)
     return (njit(parallel=True, **opts)(fwd), njit(**opts)(fwd),
             njit(parallel=True, **opts)(wts), njit(**opts)(wts))
 
@@ -359,7 +368,7 @@ def forward(x, w, spec, bias=None, threads=1, args=None):
     fwd = kernels()[0 if threads > 1 else 1]
     fwd(np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
         np.ascontiguousarray(w, dtype=spec.dtype).reshape(-1), out.reshape(-1), B, C, O,
-        *args[:-2], args[-2], b, args[-1])
+        *args[:-2], args[-2], b, spec.dtype.type(0), args[-1])
     return out
 
 
@@ -390,7 +399,8 @@ def dot_form(x, k, spec, threads=1):
     out = np.empty((n, Bn, O, len(args[6])), spec.dtype)
     wts = kernels()[2 if threads > 1 else 3]
     wts(np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
-        np.ascontiguousarray(k, dtype=spec.dtype).reshape(-1), out, Bn, C, O, *args)
+        np.ascontiguousarray(k, dtype=spec.dtype).reshape(-1), out, Bn, C, O, *args[:-1],
+        spec.dtype.type(0), args[-1])
     return out.sum(axis=0).reshape(spec.out_shape) if n > 1 else out[0].reshape(spec.out_shape)
 
 
