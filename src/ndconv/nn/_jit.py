@@ -7,25 +7,30 @@ NumPy calls. Without numba the NumPy expressions in the layers run.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-_KERNELS: dict = {}
+if TYPE_CHECKING:
+    from ..core._typing import NDArray
+
+_KERNELS: dict[str, Any] = {}
 
 
-def _relu_body(x, g, out, zero):
+def _relu_body(x: Any, g: Any, out: Any, zero: Any) -> Any:
     # No fastmath: a NaN input passes its gradient (x <= 0 is False), as PyTorch.
     for i in range(x.shape[0]):
         out[i] = zero if x[i] <= 0 else g[i]
     return out
 
 
-def _build():
+def _build() -> Any:
     from numba import njit
 
     return njit(cache=True, nogil=True)(_relu_body)
 
 
-def relu_backward(x, g):
+def relu_backward(x: NDArray[Any], g: NDArray[Any]) -> NDArray[Any] | None:
     """``np.where(x <= 0, 0, g)`` compiled, or None without numba or for other arrays."""
     from ..core.algorithms._jit import build_once, numba_installed
 

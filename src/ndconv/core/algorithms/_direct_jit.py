@@ -45,6 +45,9 @@ SLAB_BYTES = 128 * 2**10
 #: compiled kernels take; beyond it (a long 1-D signal) the other paths run.
 ROW_BYTES = 2 * 2**20
 
+#: Largest padded plane the dot shape (which holds one per thread) takes.
+PLANE_BYTES = 32 * 2**20
+
 #: Below this many multiply-adds, one thread without the pool.
 THREAD_MACS = 2**20
 
@@ -324,10 +327,11 @@ def eligible(spec, taps_side: bool) -> bool:
             return False
     elif any(d != 1 for d in spec.dilation):
         return False
-    cg = spec.in_channels // spec.groups
     ext = spec.padded_spatial
+    if not taps_side:  # each thread holds one whole padded plane
+        return math.prod(ext) * spec.dtype.itemsize <= PLANE_BYTES
     row = math.prod(ext[1:]) if spec.ndim > 1 else ext[0]
-    return (cg if taps_side else 1) * row * spec.dtype.itemsize <= ROW_BYTES
+    return spec.in_channels // spec.groups * row * spec.dtype.itemsize <= ROW_BYTES
 
 
 @functools.lru_cache(maxsize=512)
