@@ -27,12 +27,13 @@ def _build():
     from numba import njit, prange
 
     def body(gy, x, y, tab, gx):
-        # gy, y: (planes, P); x, gx: (planes, S), gx zeroed; tab: (P, T)
-        # input offset of each window's taps in row-major order, -1 in the
-        # padding. No fastmath: the NaN tests must stay.
+        # gy, y: (planes, P); x, gx: (planes, S); tab: (P, T) input offset
+        # of each window's taps in row-major order, -1 in the padding. No
+        # fastmath: the NaN tests must stay.
         planes, P = y.shape
         T = tab.shape[1]
         for pl in prange(planes):
+            gx[pl, :] = 0  # zeroed plane by plane, while it sits in cache
             for q in range(P):
                 yv = y[pl, q]
                 nan = yv != yv
@@ -136,7 +137,7 @@ def max_backward(gy, x, y, k, s, lo, d, threads):
     spatial, out = x.shape[2:], y.shape[2:]
     tab = offsets(tuple(spatial), tuple(k), tuple(s), tuple(lo), tuple(d), tuple(out))
     planes = x.shape[0] * x.shape[1]
-    gx = np.zeros((planes, math.prod(spatial)), gy.dtype)
+    gx = np.empty((planes, math.prod(spatial)), gy.dtype)
     P = math.prod(out)
     _threaded(gx.size, threads, 0)(np.ascontiguousarray(gy).reshape(planes, P),
                                    np.ascontiguousarray(x).reshape(planes, gx.shape[1]),
