@@ -241,6 +241,51 @@ def packing(spec):
     return None
 
 
+def _kernel(spec):
+    """The compiled product of :mod:`._gemm_kernel` where it runs (AVX-512,
+    float32/float64), else None: BLAS multiplies the tiles."""
+    if spec.dtype not in (np.float32, np.float64):
+        return None
+    if "kernel" not in _JIT:
+        try:
+            from . import _gemm_kernel as kernel
+            kernel = kernel if kernel.available() else None
+        except ImportError:  # numba or llvmlite unusable: BLAS
+            kernel = None
+        _JIT["kernel"] = kernel
+    return _JIT["kernel"]
+
+
+def _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_off):
+    """The positions path with the compiled product: each tile of ``n``
+    output positions packed into the product's panels, multiplied into the
+    output in place."""
+    from ._gemm_jit import pack_panels
+    from .threads import map_chunks
+
+    g = spec.groups
+    B, O = spec.batch, spec.out_channels
+    Og, rows = O // g, wmat.shape[-1]
+    P = math.prod(spec.out_spatial)
+    R = kernel.nr(spec.dtype)
+    n = -(-n // R) * R
+    ap = np.stack([kernel.pack_a(wmat[gi], spec.dtype) for gi in range(g)])
+    of = out.reshape(B, O, P)
+    tiles = [(b, p0) for b in range(B) for p0 in range(0, P, n)]
+    nchunks = min(len(tiles), 4 * nthreads) if nthreads > 1 else 1
+
+    def work(chunk):
+        bp = np.empty((g, n // R, rows, R), dtype=spec.dtype)
+        for b, p0 in chunk:
+            p1 = min(P, p0 + n)
+            pack_panels(xf[b], bp, p0, p1 - p0, dims, pos_step, tap_off)
+            for gi in range(g):
+                kernel.product(ap[gi], bp[gi], of[b, gi * Og:(gi + 1) * Og, p0:p1], 0)
+
+    map_chunks(work, [tiles[i::nchunks] for i in range(nchunks)])
+    return out
+
+
 def _compiled(spec):
     """The compiled packing kernel when :func:`packing` names a path, else None."""
     if packing(spec) is None:
@@ -349,6 +394,11 @@ def _run_packed(pack, x, w, spec):
         tiles = [(b, p0) for b in range(B) for p0 in range(0, P, n)]
         nchunks = min(len(tiles), 4 * nthreads) if nthreads > 1 else 1
         dims = np.array(S_out, np.int64)
+
+        kernel = _kernel(spec)
+        if kernel is not None:
+            return _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads,
+                               dims, pos_step, tap_off)
 
         def work(chunk):
             buf = np.empty((C * T, n), dtype=spec.dtype)
