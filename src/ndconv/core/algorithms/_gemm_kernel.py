@@ -33,6 +33,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ._gemm_jit import pack_panels
+
 #: Rows of the register block (broadcasts of ``A``).
 MR = 6
 
@@ -64,70 +66,98 @@ def available():
         return False
 
 
-@intrinsic
-def _block(typingctx, like, a, b, c, k, ldc, beta):
-    """``C[:MR, :NR] (+)= A_panel.T @ B_panel`` for ``k`` steps, at raw addresses.
+def _make_block(mr, nv, a_mode, b_mode):
+    """The micro-kernel for an ``mr x nv`` vectors register block, an intrinsic.
 
-    ``like``: an array of the dtype (for typing only); ``a``: ``(k, MR)``,
-    ``b``: ``(k, NR)`` contiguous panels; ``c``: the block's first element,
-    rows ``ldc`` elements apart; ``beta`` nonzero: add to ``C``'s values.
+    ``a_mode``: ``'packed'`` (``A`` a contiguous ``(k, mr)`` panel) or
+    ``'gather'`` (element ``(i, t)`` at ``a + aoffs[i] + toffs[t]``: rows of
+    ``A`` read straight from an input at ``mr`` row offsets and ``k`` tap
+    offsets). ``b_mode``: ``'packed'`` (a contiguous ``(k, NR)`` panel) or
+    ``'rows'`` (row ``t`` is the ``NR`` values at ``b + boffs[t]``).
     """
-    dt = like.dtype
-    if dt == types.float32:
-        ft, width, size = ir.FloatType(), 16, 4
-    elif dt == types.float64:
-        ft, width, size = ir.DoubleType(), 8, 8
-    else:
-        return None
-    sig = types.void(like, types.uintp, types.uintp, types.uintp, types.intp, types.intp,
-                     types.intp)
 
-    def codegen(context, builder, signature, args):
-        _, pa, pb, pc, kk, ldc_, beta_ = args
-        vt = ir.VectorType(ft, width)
-        fp, vp = ft.as_pointer(), vt.as_pointer()
-        A, B, C = (builder.inttoptr(p, fp) for p in (pa, pb, pc))
-        fma = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(vt, [vt, vt, vt]),
-            f"llvm.fma.v{width}f{8 * size}")
-        intp = kk.type
+    @intrinsic
+    def block(typingctx, like, a, aoffs, toffs, b, boffs, c, k, ldc, beta):
+        """``C[:mr, :NR] (+)= A.T @ B`` for ``k`` steps, at raw addresses (element
+        offsets in the tables); ``like``: an array of the dtype (typing only);
+        ``c``: the block's first element, rows ``ldc`` elements apart;
+        ``beta`` nonzero: add to ``C``'s values."""
+        dt = like.dtype
+        if dt == types.float32:
+            ft, width, size = ir.FloatType(), 16, 4
+        elif dt == types.float64:
+            ft, width, size = ir.DoubleType(), 8, 8
+        else:
+            return None
+        u = types.uintp
+        sig = types.void(like, u, u, u, u, u, u, types.intp, types.intp, types.intp)
 
-        def const(v):
-            return ir.Constant(intp, v)
+        def codegen(context, builder, signature, args):
+            _, pa, pao, pto, pb, pbo, pc, kk, ldc_, beta_ = args
+            vt = ir.VectorType(ft, width)
+            fp, vp = ft.as_pointer(), vt.as_pointer()
+            A, B, C = (builder.inttoptr(p, fp) for p in (pa, pb, pc))
+            intp = kk.type
+            ip = intp.as_pointer()
+            aoffs_, toffs_, boffs_ = (builder.inttoptr(p, ip) for p in (pao, pto, pbo))
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vt, [vt, vt, vt]),
+                f"llvm.fma.v{width}f{8 * size}")
 
-        def c_ptr(i, v):
-            off = builder.add(builder.mul(const(i), ldc_), const(v * width))
-            return builder.bitcast(builder.gep(C, [off]), vp)
+            def const(v):
+                return ir.Constant(intp, v)
 
-        # Accumulators as allocas: LLVM's mem2reg turns them into registers.
-        accs = [[cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * width))
-                 for _ in range(NV)] for _ in range(MR)]
-        with builder.if_then(builder.icmp_signed("!=", beta_, const(0))):
-            for i in range(MR):
-                for v in range(NV):
-                    builder.store(builder.load(c_ptr(i, v), align=size), accs[i][v])
-        splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
-        with cgutils.for_range(builder, kk) as loop:
-            t = loop.index
-            b_off = builder.mul(t, const(NV * width))
-            bv = [builder.load(builder.bitcast(
-                builder.gep(B, [builder.add(b_off, const(v * width))]), vp), align=size)
-                for v in range(NV)]
-            a_off = builder.mul(t, const(MR))
-            for i in range(MR):
-                s = builder.load(builder.gep(A, [builder.add(a_off, const(i))]))
-                sv = builder.insert_element(ir.Constant(vt, ir.Undefined), s,
-                                            ir.Constant(ir.IntType(32), 0))
-                sv = builder.shuffle_vector(sv, ir.Constant(vt, ir.Undefined), splat)
-                for v in range(NV):
-                    acc = builder.load(accs[i][v])
-                    builder.store(builder.call(fma, [sv, bv[v], acc]), accs[i][v])
-        for i in range(MR):
-            for v in range(NV):
-                builder.store(builder.load(accs[i][v]), c_ptr(i, v), align=size)
-        return context.get_dummy_value()
+            def c_ptr(i, v):
+                off = builder.add(builder.mul(const(i), ldc_), const(v * width))
+                return builder.bitcast(builder.gep(C, [off]), vp)
 
-    return sig, codegen
+            # Accumulators as allocas: LLVM's mem2reg turns them into registers.
+            accs = [[cgutils.alloca_once_value(builder, ir.Constant(vt, [0.0] * width))
+                     for _ in range(nv)] for _ in range(mr)]
+            with builder.if_then(builder.icmp_signed("!=", beta_, const(0))):
+                for i in range(mr):
+                    for v in range(nv):
+                        builder.store(builder.load(c_ptr(i, v), align=size), accs[i][v])
+            if a_mode == "gather":
+                arow = [builder.gep(A, [builder.load(builder.gep(aoffs_, [const(i)]))])
+                        for i in range(mr)]
+            splat = ir.Constant(ir.VectorType(ir.IntType(32), width), [0] * width)
+            with cgutils.for_range(builder, kk) as loop:
+                t = loop.index
+                if b_mode == "rows":
+                    b_off = builder.load(builder.gep(boffs_, [t]))
+                else:
+                    b_off = builder.mul(t, const(nv * width))
+                bv = [builder.load(builder.bitcast(
+                    builder.gep(B, [builder.add(b_off, const(v * width))]), vp), align=size)
+                    for v in range(nv)]
+                if a_mode == "gather":
+                    toff = builder.load(builder.gep(toffs_, [t]))
+                else:
+                    a_off = builder.mul(t, const(mr))
+                for i in range(mr):
+                    if a_mode == "gather":
+                        s = builder.load(builder.gep(arow[i], [toff]))
+                    else:
+                        s = builder.load(builder.gep(A, [builder.add(a_off, const(i))]))
+                    sv = builder.insert_element(ir.Constant(vt, ir.Undefined), s,
+                                                ir.Constant(ir.IntType(32), 0))
+                    sv = builder.shuffle_vector(sv, ir.Constant(vt, ir.Undefined), splat)
+                    for v in range(nv):
+                        acc = builder.load(accs[i][v])
+                        builder.store(builder.call(fma, [sv, bv[v], acc]), accs[i][v])
+            for i in range(mr):
+                for v in range(nv):
+                    builder.store(builder.load(accs[i][v]), c_ptr(i, v), align=size)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return block
+
+
+_block = _make_block(MR, NV, "packed", "packed")
+_block_rows = _make_block(MR, NV, "packed", "rows")
 
 
 @njit(nogil=True, cache=True)
@@ -157,14 +187,14 @@ def product(ap, bp, c, beta):
                 mi = min(MR, M - i0)
                 pa = base_a + ((i0 // MR) * K + k0) * MR * it
                 if mi == MR and nj == R:
-                    _block(c, pa, pb, base_c + (i0 * ldc + j0) * it, kc, ldc, acc)
+                    _block(c, pa, 0, 0, pb, 0, base_c + (i0 * ldc + j0) * it, kc, ldc, acc)
                     continue
                 # An edge block: through the scratch block.
                 if acc:
                     for i in range(mi):
                         for j in range(nj):
                             scratch[i, j] = c[i0 + i, j0 + j]
-                _block(c, pa, pb, sa, kc, R, acc)
+                _block(c, pa, 0, 0, pb, 0, sa, kc, R, acc)
                 for i in range(mi):
                     for j in range(nj):
                         c[i0 + i, j0 + j] = scratch[i, j]
@@ -177,3 +207,144 @@ def pack_a(a, dtype):
     out = np.zeros((blocks * MR, K), dtype=dtype)
     out[:M] = a
     return np.ascontiguousarray(out.reshape(blocks, MR, K).transpose(0, 2, 1))
+
+
+@njit(nogil=True, cache=True)
+def positions(xf, ap, bp, of, tiles, n, out_shape, pos_step, tap_off):
+    """The tiles ``(b, p0)`` of output positions: each packed into ``bp`` and
+    multiplied into ``of[b, :, p0:p0 + n]``, group by group (the loop of
+    ``gemm._run_panels``, compiled: tiles of a few hundred columns would
+    cost more in Python calls than in arithmetic)."""
+    G = ap.shape[0]
+    Og = of.shape[1] // G
+    P = of.shape[2]
+    for i in range(tiles.shape[0]):
+        b = tiles[i, 0]
+        p0 = tiles[i, 1]
+        p1 = min(P, p0 + n)
+        pack_panels(xf[b], bp, p0, p1 - p0, out_shape, pos_step, tap_off)
+        for gi in range(G):
+            product(ap[gi], bp[gi], of[b, gi * Og:(gi + 1) * Og, p0:p1], 0)
+
+
+@njit(nogil=True, cache=True)
+def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
+    """The product read straight from the padded input, no im2col: for
+    output lines ``(b, q)`` (``q``: the index of a line along the last output
+    dim), each panel of ``R`` positions of the line is one block of ``B``
+    whose row ``c * T + t`` starts at ``xf[b]``'s flat offset ``base + offs``
+    (the line's runs are contiguous in the input: a stride along the last
+    dim is split into planes first). ``xf``: ``(B, C * L + R)``, the ``R``
+    spare values read by the last panel of the last line; ``offs``: ``(G,
+    Cg * T)`` int64; ``of``: ``(B, O, P)``."""
+    G = ap.shape[0]
+    K = ap.shape[2]
+    Og = of.shape[1] // G
+    N = out_shape.shape[0]
+    W = out_shape[N - 1]
+    it = of.itemsize
+    ldc = of.strides[1] // it
+    scratch = np.empty((MR, R), dtype=of.dtype)
+    sa = scratch.ctypes.data
+    for li in range(lines.shape[0]):
+        b = lines[li, 0]
+        q = lines[li, 1]
+        base = 0
+        r = q
+        for i in range(N - 2, -1, -1):
+            base += (r % out_shape[i]) * pos_step[i]
+            r //= out_shape[i]
+        xb = xf.ctypes.data + (b * xf.shape[1] + base) * it
+        for gi in range(G):
+            c = of[b, gi * Og:(gi + 1) * Og, q * W:(q + 1) * W]
+            base_c = c.ctypes.data
+            pa0 = ap.ctypes.data + gi * ap.shape[1] * K * MR * it
+            po0 = offs.ctypes.data + gi * K * 8
+            for j0 in range(0, W, R):
+                nj = min(R, W - j0)
+                for k0 in range(0, K, KC):
+                    kc = min(KC, K - k0)
+                    acc = 1 if k0 > 0 else 0
+                    for i0 in range(0, Og, MR):
+                        mi = min(MR, Og - i0)
+                        pa = pa0 + ((i0 // MR) * K + k0) * MR * it
+                        pb = xb + j0 * it
+                        po = po0 + k0 * 8
+                        if mi == MR and nj == R:
+                            _block_rows(of, pa, 0, 0, pb, po, base_c + (i0 * ldc + j0) * it,
+                                        kc, ldc, acc)
+                            continue
+                        if acc:
+                            for i in range(mi):
+                                for j in range(nj):
+                                    scratch[i, j] = c[i0 + i, j0 + j]
+                        _block_rows(of, pa, 0, 0, pb, po, sa, kc, R, acc)
+                        for i in range(mi):
+                            for j in range(nj):
+                                c[i0 + i, j0 + j] = scratch[i, j]
+
+
+_gather_wide = _make_block(MR, NV, "gather", "packed")
+_gather_narrow = _make_block(2 * MR, NV // 2, "gather", "packed")
+
+
+def taps_layout(dtype, og):
+    """``(mr, R)`` of the loop over taps for ``og`` outputs per group: a
+    register block of ``MR`` rows by ``NR`` columns, or where ``og`` fills
+    only half of ``NR``, ``2 * MR`` rows by ``NR / 2`` columns."""
+    r = nr(dtype)
+    if og <= r // 2:
+        return 2 * MR, r // 2
+    return MR, r
+
+
+@njit(nogil=True, cache=True)
+def taps(xf, roff, toff, wf, acc, tiles, n, mr, R):
+    """The loop over taps of ``gemm`` (weight gradients), no im2col: for
+    tiles ``(c, t0)`` of input channel ``c`` and taps ``t0 .. t0 + n``,
+    ``acc[m, gi * Ogp + o] += sum_t x[row m, c, tap t] * wf[gi * Og + o, cl, t]``.
+
+    ``xf``: ``(Bs, Cs, L)`` padded input, flattened; ``roff``: element
+    offset of each row ``m`` of ``acc`` (a batch item and an output
+    position) into ``xf[:, 0]``, a multiple of ``mr`` long; ``toff``: the
+    offset of each tap; ``wf``: ``(O, Cg, T)`` (the kernel: an output
+    gradient); ``acc``: ``(len(roff), G * Ogp)``, ``Ogp`` the outputs per
+    group padded to whole ``R``; ``mr, R``: from :func:`taps_layout`.
+    The kernel's slice is transposed into panels tile by tile (in cache).
+    """
+    O, Cg, T = wf.shape
+    Cs = xf.shape[1]
+    L = xf.shape[2]
+    G = Cs // Cg
+    Og = O // G
+    panels = -(-Og // R)
+    M = roff.shape[0]
+    it = acc.itemsize
+    ldc = acc.strides[0] // it
+    bp = np.zeros((panels, n, R), dtype=acc.dtype)
+    for ti in range(tiles.shape[0]):
+        c = tiles[ti, 0]
+        t0 = tiles[ti, 1]
+        t1 = min(T, t0 + n)
+        gi = c // Cg
+        cl = c - gi * Cg
+        for o in range(Og):
+            jb = o // R
+            j = o - jb * R
+            row = wf[gi * Og + o, cl]
+            for t in range(t1 - t0):
+                bp[jb, t, j] = row[t0 + t]
+        abase = xf.ctypes.data + c * L * it
+        for k0 in range(t0, t1, KC):
+            kc = min(KC, t1 - k0)
+            po = toff.ctypes.data + k0 * 8
+            for jb in range(panels):
+                pb = bp.ctypes.data + (jb * n + (k0 - t0)) * R * it
+                col = (gi * panels + jb) * R
+                for i0 in range(0, M, mr):
+                    pc = acc.ctypes.data + (i0 * ldc + col) * it
+                    pr = roff.ctypes.data + i0 * 8
+                    if mr == MR:
+                        _gather_wide(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)
+                    else:
+                        _gather_narrow(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)

@@ -260,30 +260,83 @@ def _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads, dims, pos_step, 
     """The positions path with the compiled product: each tile of ``n``
     output positions packed into the product's panels, multiplied into the
     output in place."""
-    from ._gemm_jit import pack_panels
     from .threads import map_chunks
 
     g = spec.groups
     B, O = spec.batch, spec.out_channels
-    Og, rows = O // g, wmat.shape[-1]
+    rows = wmat.shape[-1]
     P = math.prod(spec.out_spatial)
     R = kernel.nr(spec.dtype)
     n = -(-n // R) * R
     ap = np.stack([kernel.pack_a(wmat[gi], spec.dtype) for gi in range(g)])
     of = out.reshape(B, O, P)
-    tiles = [(b, p0) for b in range(B) for p0 in range(0, P, n)]
-    nchunks = min(len(tiles), 4 * nthreads) if nthreads > 1 else 1
+    W = spec.out_spatial[-1]
+    if _reads_rows(W, R):
+        C, L = xf.shape[1:]
+        xr = np.empty((B, C * L + R), dtype=spec.dtype)
+        xr[:, :C * L] = xf.reshape(B, C * L)
+        xr[:, C * L:] = 0
+        Cg = C // g
+        offs = (np.arange(C, dtype=np.int64)[:, None] * L + tap_off[None, :]).reshape(g, -1)
+        lines = np.array([(b, q) for b in range(B) for q in range(P // W)], np.int64)
+        nchunks = min(len(lines), nthreads)
+        map_chunks(lambda chunk: kernel.positions_rows(xr, ap, offs, of, chunk, dims, pos_step, R),
+                   [lines[i::nchunks] for i in range(nchunks)])
+        return out
+    tiles = np.array([(b, p0) for b in range(B) for p0 in range(0, P, n)], np.int64)
+    nchunks = min(len(tiles), nthreads)
 
     def work(chunk):
         bp = np.empty((g, n // R, rows, R), dtype=spec.dtype)
-        for b, p0 in chunk:
-            p1 = min(P, p0 + n)
-            pack_panels(xf[b], bp, p0, p1 - p0, dims, pos_step, tap_off)
-            for gi in range(g):
-                kernel.product(ap[gi], bp[gi], of[b, gi * Og:(gi + 1) * Og, p0:p1], 0)
+        kernel.positions(xf, ap, bp, of, chunk, n, dims, pos_step, tap_off)
 
     map_chunks(work, [tiles[i::nchunks] for i in range(nchunks)])
     return out
+
+
+#: Taps per tile of the compiled loop over taps (the kernel's slice
+#: transposed into panels per tile: 1024 x 64 float32 values, 256 kB).
+KERNEL_TAPS = 1024
+
+
+def _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthreads):
+    """The loop over taps with the compiled product, rows of the product read
+    from the padded input at their offsets (no im2col)."""
+    from .threads import map_chunks
+
+    g = spec.groups
+    B, C, O, T = spec.batch, spec.in_channels, spec.out_channels, spec.taps
+    P = math.prod(spec.out_spatial)
+    mr, R = kernel.taps_layout(spec.dtype, O // g)
+    Ogp = -(-(O // g) // R) * R
+    L = xf.shape[-1]
+    M = B * P
+    roff = np.zeros(-(-M // mr) * mr, np.int64)  # rows past M read row 0, dropped
+    roff[:M] = (np.arange(B, dtype=np.int64)[:, None] * (C * L) + pos_off[None, :]).ravel()
+    toff = _offsets(spec.kernel_size, spec.dilation, grid, run_step, plane)
+    n = min(T, KERNEL_TAPS)
+    tiles = np.array([(c, t0) for c in range(C) for t0 in range(0, T, n)], np.int64)
+    nchunks = min(len(tiles), nthreads)
+
+    def reduce(chunk):
+        acc = np.zeros((len(roff), g * Ogp), dtype=spec.dtype)
+        kernel.taps(xf, roff, toff, wf, acc, chunk, n, mr, R)
+        return acc
+
+    parts = map_chunks(reduce, [tiles[i::nchunks] for i in range(nchunks)])
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    res = total[:M].reshape(B, P, g, Ogp)[..., :O // g].reshape(B, P, O)
+    out.reshape(B, O, P)[...] = res.transpose(0, 2, 1)
+    return out
+
+
+def _reads_rows(W, R):
+    """Whether output lines of ``W`` positions are read from the input
+    directly (panels of ``R`` positions, the last of a line partly wasted),
+    rather than packed into panels of columns spanning lines."""
+    return W >= R and (-(-W // R) * R) <= 1.25 * W
 
 
 def _compiled(spec):
@@ -306,12 +359,15 @@ def _offsets(shape, steps, grid, phases=1, plane=0):
     With ``phases`` > 1 the last dim is laid out as by :func:`_split_last`:
     its column ``j`` sits at ``(j % phases) * plane + j // phases``.
     """
-    def last(j):
-        return j if phases == 1 else (j % phases) * plane + j // phases
-
-    return np.array([sum(q * s * st for q, s, st in zip(idx[:-1], steps, grid))
-                     + last(idx[-1] * steps[-1])
-                     for idx in np.ndindex(*shape)], np.int64)
+    off = np.zeros((1,) * len(shape), np.int64)
+    for i, (n, s, st) in enumerate(zip(shape, steps, grid)):
+        q = np.arange(n, dtype=np.int64) * s
+        if i == len(shape) - 1:
+            q = (q % phases) * plane + q // phases
+        else:
+            q = q * st
+        off = off + q.reshape((1,) * i + (n,) + (1,) * (len(shape) - i - 1))
+    return off.ravel()
 
 
 def _split_last(xp, phases):
@@ -419,6 +475,9 @@ def _run_packed(pack, x, w, spec):
     pos_off = _offsets(S_out, spec.stride, grid, run_step, plane)
     tap_step = np.array([d * st for d, st in zip(spec.dilation[:-1], grid)] + [1], np.int64)
     wf = np.ascontiguousarray(w, dtype=spec.dtype).reshape(O, Cg, T)
+    kernel = _kernel(spec)
+    if kernel is not None:
+        return _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthreads)
     n = _pack_columns(B * P, spec, T, TAPS_LEAST, TAPS_BUDGET)
     tiles = [(c, t0) for c in range(C) for t0 in range(0, T, n)]
     nchunks = min(len(tiles), nthreads)
