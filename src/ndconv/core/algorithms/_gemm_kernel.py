@@ -285,16 +285,17 @@ def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
 
 
 _gather_wide = _make_block(MR, NV, "gather", "packed")
-_gather_narrow = _make_block(2 * MR, NV // 2, "gather", "packed")
+_gather_narrow = _make_block(8, NV // 2, "gather", "packed")
 
 
 def taps_layout(dtype, og):
     """``(mr, R)`` of the loop over taps for ``og`` outputs per group: a
     register block of ``MR`` rows by ``NR`` columns, or where ``og`` fills
-    only half of ``NR``, ``2 * MR`` rows by ``NR / 2`` columns."""
+    only half of ``NR``, 8 rows by ``NR / 2`` columns (more rows run out of
+    general registers for their row pointers: 12 rows ran at half the speed)."""
     r = nr(dtype)
     if og <= r // 2:
-        return 2 * MR, r // 2
+        return 8, r // 2
     return MR, r
 
 
@@ -344,7 +345,7 @@ def taps(xf, roff, toff, wf, acc, tiles, n, mr, R):
                 for i0 in range(0, M, mr):
                     pc = acc.ctypes.data + (i0 * ldc + col) * it
                     pr = roff.ctypes.data + i0 * 8
-                    if mr == MR:
+                    if R == NV * (64 // it):
                         _gather_wide(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)
                     else:
                         _gather_narrow(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)
