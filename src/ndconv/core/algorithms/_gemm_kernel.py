@@ -201,12 +201,12 @@ def product(ap, bp, c, beta):
 
 
 def pack_a(a, dtype):
-    """``a`` (M, K) packed as ``(ceil(M/MR), K, MR)``, zero rows past ``M``."""
-    M, K = a.shape
+    """``a`` (G, M, K) packed as ``(G, ceil(M/MR), K, MR)``, zero rows past ``M``."""
+    G, M, K = a.shape
     blocks = -(-M // MR)
-    out = np.zeros((blocks * MR, K), dtype=dtype)
-    out[:M] = a
-    return np.ascontiguousarray(out.reshape(blocks, MR, K).transpose(0, 2, 1))
+    out = np.zeros((G, blocks * MR, K), dtype=dtype)
+    out[:, :M] = a
+    return np.ascontiguousarray(out.reshape(G, blocks, MR, K).transpose(0, 1, 3, 2))
 
 
 @njit(nogil=True, cache=True)

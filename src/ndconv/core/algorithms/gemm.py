@@ -241,10 +241,19 @@ def packing(spec):
     return None
 
 
+#: Fewest outputs per group for the compiled product, per path: below, most
+#: of a register block (6 rows; 32 or 64 columns on the loop over taps) is
+#: padding, and BLAS or another method is faster (depthwise layers).
+KERNEL_MIN_OUTPUTS = {"positions": 3, "taps": 16}
+
+
 def _kernel(spec):
     """The compiled product of :mod:`._gemm_kernel` where it runs (AVX-512,
-    float32/float64), else None: BLAS multiplies the tiles."""
-    if spec.dtype not in (np.float32, np.float64):
+    float32/float64, enough outputs per group), else None: BLAS multiplies
+    the tiles."""
+    path = packing(spec)
+    if (path is None or spec.dtype not in (np.float32, np.float64)
+            or spec.out_channels // spec.groups < KERNEL_MIN_OUTPUTS[path]):
         return None
     if "kernel" not in _JIT:
         try:
@@ -268,7 +277,7 @@ def _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads, dims, pos_step, 
     P = math.prod(spec.out_spatial)
     R = kernel.nr(spec.dtype)
     n = -(-n // R) * R
-    ap = np.stack([kernel.pack_a(wmat[gi], spec.dtype) for gi in range(g)])
+    ap = kernel.pack_a(wmat, spec.dtype)
     of = out.reshape(B, O, P)
     W = spec.out_spatial[-1]
     if _reads_rows(W, R):
@@ -515,6 +524,8 @@ def estimate(spec):
     cols = B * P * spec.taps * spec.in_channels * it
     k = spec.taps * Cg
     path = packing(spec)
+    if path is not None and _kernel(spec) is not None:
+        return _estimate_kernel(spec, path)
     if path is not None:
         # Columns packed into cache, the padded copy, and one product per
         # tile (and group).
@@ -546,6 +557,50 @@ def estimate(spec):
         + (cols // (32 * 2**20) + 1) * r["step"]
         + portable.calls(spec, per_tap=2, fixed=8)
     )
+
+
+#: Flop/s of the compiled product on one core of the development machine
+#: (AMD Zen 5, AVX-512: 200-250e9 on whole blocks, measured on the stem, 1-D
+#: and 3-D layers' products); the estimates count the blocks' waste on top.
+KERNEL_FLOPS = 2.1e11
+
+
+def _estimate_kernel(spec, path):
+    """Estimated seconds of the compiled product's paths (:func:`_run_panels`,
+    :func:`_run_taps`): the blocks' arithmetic, the padded copies, and the
+    packing where the product cannot read the input directly."""
+    from .cost import RATES as r
+
+    from . import _gemm_kernel as kernel
+
+    B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
+    Og, T = O // g, spec.taps
+    P = math.prod(spec.out_spatial)
+    it = spec.dtype.itemsize
+    R = kernel.nr(spec.dtype)
+    split = 1 if (spec.stride if path == "positions" else spec.dilation)[-1] == 1 else 2
+    padded = split * B * C * math.prod(spec.padded_spatial) * it
+    if path == "positions":
+        W = spec.out_spatial[-1]
+        rows = _reads_rows(W, R)
+        waste = -(-Og // kernel.MR) * kernel.MR / Og
+        if rows:
+            waste *= -(-W // R) * R / W
+        else:  # packed columns, and part of the last panel of each tile
+            n = -(-_pack_columns(C * T, spec, P) // R) * R
+            waste *= -(-P // n) * n / P
+        k = (C // g) * T  # a block's steps against its fixed cost (~24 loads and stores)
+        t = 2 * spec.macs * waste * (k + 24) / k / KERNEL_FLOPS + 3 * padded / r["copy"]
+        if not rows:
+            t += B * P * C * T / r["pack"]
+        calls = B * g * (P // W if rows else -(-P // n))
+        return t + calls * 2e-7 + B * O * P * it / r["copy"]
+    mr, R = kernel.taps_layout(spec.dtype, Og)
+    M = B * P
+    waste = -(-Og // R) * R / Og * (-(-M // mr) * mr / M)
+    # The kernel (an output gradient) transposed into panels, once per channel.
+    return (2 * spec.macs * waste / KERNEL_FLOPS + 2 * padded / r["copy"]
+            + O * T * (C // g) / r["pack"] + C * r["step"])
 
 
 def reason(spec):
