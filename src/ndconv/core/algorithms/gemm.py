@@ -345,7 +345,7 @@ def _reads_rows(W, R):
     """Whether output lines of ``W`` positions are read from the input
     directly (panels of ``R`` positions, the last of a line partly wasted),
     rather than packed into panels of columns spanning lines."""
-    return W >= R and (-(-W // R) * R) <= 1.25 * W
+    return W >= R and (-(-W // R) * R) <= 1.1 * W
 
 
 def _compiled(spec):
