@@ -29,7 +29,7 @@ import functools
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -66,7 +66,7 @@ def available():
         return False
 
 
-def _make_block(mr, nv, a_mode, b_mode):
+def _make_block(mr, nv, a_mode, b_mode, a_rows=None, b_vectors=None):
     """The micro-kernel for an ``mr x nv`` vectors register block, an intrinsic.
 
     ``a_mode``: ``'packed'`` (``A`` a contiguous ``(k, mr)`` panel) or
@@ -74,7 +74,11 @@ def _make_block(mr, nv, a_mode, b_mode):
     ``A`` read straight from an input at ``mr`` row offsets and ``k`` tap
     offsets). ``b_mode``: ``'packed'`` (a contiguous ``(k, NR)`` panel) or
     ``'rows'`` (row ``t`` is the ``NR`` values at ``b + boffs[t]``).
+    ``a_rows``, ``b_vectors``: the packed panels' widths (default ``mr``,
+    ``nv``; wider where an edge block reads the whole blocks' panels).
     """
+    a_rows = a_rows or mr
+    b_vectors = b_vectors or nv
 
     @intrinsic
     def block(typingctx, like, a, aoffs, toffs, b, boffs, c, k, ldc, beta):
@@ -127,14 +131,14 @@ def _make_block(mr, nv, a_mode, b_mode):
                 if b_mode == "rows":
                     b_off = builder.load(builder.gep(boffs_, [t]))
                 else:
-                    b_off = builder.mul(t, const(nv * width))
+                    b_off = builder.mul(t, const(b_vectors * width))
                 bv = [builder.load(builder.bitcast(
                     builder.gep(B, [builder.add(b_off, const(v * width))]), vp), align=size)
                     for v in range(nv)]
                 if a_mode == "gather":
                     toff = builder.load(builder.gep(toffs_, [t]))
                 else:
-                    a_off = builder.mul(t, const(mr))
+                    a_off = builder.mul(t, const(a_rows))
                 for i in range(mr):
                     if a_mode == "gather":
                         s = builder.load(builder.gep(arow[i], [toff]))
@@ -156,8 +160,73 @@ def _make_block(mr, nv, a_mode, b_mode):
     return block
 
 
-_block = _make_block(MR, NV, "packed", "packed")
-_block_rows = _make_block(MR, NV, "packed", "rows")
+def _edges(b_mode):
+    """The whole block and its edge blocks (fewer rows, or fewer vectors) for
+    ``B`` as ``b_mode``, and an ``njit`` function running the right one:
+    ``run(like, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta)`` for ``mi`` rows
+    (1..MR) by ``nvj`` vectors (1..NV), of which one is MR or NV."""
+    k = {(MR, v): _make_block(MR, v, "packed", b_mode, MR, NV) for v in range(1, NV + 1)}
+    k.update({(r, NV): _make_block(r, NV, "packed", b_mode, MR, NV) for r in range(1, MR)})
+    assert MR == 6 and NV == 4  # the branches below name every block
+    k64, k63, k62, k61 = k[6, 4], k[6, 3], k[6, 2], k[6, 1]
+    k54, k44, k34, k24, k14 = k[5, 4], k[4, 4], k[3, 4], k[2, 4], k[1, 4]
+
+    @njit(nogil=True, inline="always")
+    def run(like, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta):
+        if mi == 6:
+            if nvj == 4:
+                k64(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+            elif nvj == 3:
+                k63(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+            elif nvj == 2:
+                k62(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+            else:
+                k61(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+        elif mi == 5:
+            k54(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+        elif mi == 4:
+            k44(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+        elif mi == 3:
+            k34(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+        elif mi == 2:
+            k24(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+        else:
+            k14(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+
+    return run
+
+
+_packed_block = _edges("packed")
+_rows_block = _edges("rows")
+
+
+@njit(nogil=True, inline="always")
+def _blocks(c, i0, j0, mi, nj, lanes, pa, pb, pbo, kc, beta, scratch, rows):
+    """The block of ``c`` at ``(i0, j0)``, ``mi`` rows by ``nj`` columns: an
+    edge of whole vectors in one dim runs its own smaller block in place; a
+    corner, or a part of a vector, runs through ``scratch`` (MR rows)."""
+    it = c.itemsize
+    ldc = c.strides[0] // it
+    nvj = -(-nj // lanes)
+    if nj == nvj * lanes and (mi == MR or nvj == NV):
+        pc = c.ctypes.data + (i0 * ldc + j0) * it
+        if rows:
+            _rows_block(c, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta)
+        else:
+            _packed_block(c, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta)
+        return
+    if beta:
+        for i in range(mi):
+            for j in range(nj):
+                scratch[i, j] = c[i0 + i, j0 + j]
+    R = scratch.shape[1]
+    if rows:
+        _rows_block(c, MR, nvj, pa, pb, pbo, scratch.ctypes.data, kc, R, beta)
+    else:
+        _packed_block(c, MR, nvj, pa, pb, pbo, scratch.ctypes.data, kc, R, beta)
+    for i in range(mi):
+        for j in range(nj):
+            c[i0 + i, j0 + j] = scratch[i, j]
 
 
 @njit(nogil=True, cache=True)
@@ -173,10 +242,9 @@ def product(ap, bp, c, beta):
     K = ap.shape[1]
     R = bp.shape[2]
     it = c.itemsize
-    ldc = c.strides[0] // it
+    lanes = R // NV
     scratch = np.empty((MR, R), dtype=c.dtype)
-    sa = scratch.ctypes.data
-    base_a, base_b, base_c = ap.ctypes.data, bp.ctypes.data, c.ctypes.data
+    base_a, base_b = ap.ctypes.data, bp.ctypes.data
     for k0 in range(0, K, KC):
         kc = min(KC, K - k0)
         acc = 1 if (beta or k0 > 0) else 0
@@ -186,18 +254,7 @@ def product(ap, bp, c, beta):
             for i0 in range(0, M, MR):
                 mi = min(MR, M - i0)
                 pa = base_a + ((i0 // MR) * K + k0) * MR * it
-                if mi == MR and nj == R:
-                    _block(c, pa, 0, 0, pb, 0, base_c + (i0 * ldc + j0) * it, kc, ldc, acc)
-                    continue
-                # An edge block: through the scratch block.
-                if acc:
-                    for i in range(mi):
-                        for j in range(nj):
-                            scratch[i, j] = c[i0 + i, j0 + j]
-                _block(c, pa, 0, 0, pb, 0, sa, kc, R, acc)
-                for i in range(mi):
-                    for j in range(nj):
-                        c[i0 + i, j0 + j] = scratch[i, j]
+                _blocks(c, i0, j0, mi, nj, lanes, pa, pb, 0, kc, acc, scratch, False)
 
 
 def pack_a(a, dtype):
@@ -245,7 +302,7 @@ def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
     it = of.itemsize
     ldc = of.strides[1] // it
     scratch = np.empty((MR, R), dtype=of.dtype)
-    sa = scratch.ctypes.data
+    lanes = R // NV
     for li in range(lines.shape[0]):
         b = lines[li, 0]
         q = lines[li, 1]
@@ -257,7 +314,6 @@ def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
         xb = xf.ctypes.data + (b * xf.shape[1] + base) * it
         for gi in range(G):
             c = of[b, gi * Og:(gi + 1) * Og, q * W:(q + 1) * W]
-            base_c = c.ctypes.data
             pa0 = ap.ctypes.data + gi * ap.shape[1] * K * MR * it
             po0 = offs.ctypes.data + gi * K * 8
             for j0 in range(0, W, R):
@@ -268,20 +324,8 @@ def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
                     for i0 in range(0, Og, MR):
                         mi = min(MR, Og - i0)
                         pa = pa0 + ((i0 // MR) * K + k0) * MR * it
-                        pb = xb + j0 * it
-                        po = po0 + k0 * 8
-                        if mi == MR and nj == R:
-                            _block_rows(of, pa, 0, 0, pb, po, base_c + (i0 * ldc + j0) * it,
-                                        kc, ldc, acc)
-                            continue
-                        if acc:
-                            for i in range(mi):
-                                for j in range(nj):
-                                    scratch[i, j] = c[i0 + i, j0 + j]
-                        _block_rows(of, pa, 0, 0, pb, po, sa, kc, R, acc)
-                        for i in range(mi):
-                            for j in range(nj):
-                                c[i0 + i, j0 + j] = scratch[i, j]
+                        _blocks(c, i0, j0, mi, nj, lanes, pa, xb + j0 * it, po0 + k0 * 8, kc,
+                                acc, scratch, True)
 
 
 _gather_wide = _make_block(MR, NV, "gather", "packed")
@@ -349,3 +393,34 @@ def taps(xf, roff, toff, wf, acc, tiles, n, mr, R):
                         _gather_wide(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)
                     else:
                         _gather_narrow(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)
+
+
+# Parallel drivers: numba's thread pool (started once, ~10 us a launch)
+# rather than a Python pool per call (~100 us: a whole stem layer takes
+# ~0.6 ms on 2 threads). Chunk ``ci`` takes every ``nchunks``-th line/tile.
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def positions_rows_parallel(xf, ap, offs, of, lines, out_shape, pos_step, R, nchunks):
+    """:func:`positions_rows` on ``nchunks`` threads."""
+    for ci in prange(nchunks):
+        positions_rows(xf, ap, offs, of, lines[ci::nchunks], out_shape, pos_step, R)
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def positions_parallel(xf, ap, of, tiles, n, out_shape, pos_step, tap_off, R, nchunks):
+    """:func:`positions` on ``nchunks`` threads, a panel buffer each."""
+    G = ap.shape[0]
+    rows = ap.shape[2]
+    for ci in prange(nchunks):
+        bp = np.empty((G, n // R, rows, R), dtype=of.dtype)
+        positions(xf, ap, bp, of, tiles[ci::nchunks], n, out_shape, pos_step, tap_off)
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def taps_parallel(xf, roff, toff, wf, accs, tiles, n, mr, R):
+    """:func:`taps` on ``len(accs)`` threads, an accumulator each (``accs``
+    zeroed; their sum is the result)."""
+    nchunks = accs.shape[0]
+    for ci in prange(nchunks):
+        taps(xf, roff, toff, wf, accs[ci], tiles[ci::nchunks], n, mr, R)

@@ -269,14 +269,12 @@ def _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads, dims, pos_step, 
     """The positions path with the compiled product: each tile of ``n``
     output positions packed into the product's panels, multiplied into the
     output in place."""
-    from .threads import map_chunks
+    from ._jit import set_threads
 
     g = spec.groups
     B, O = spec.batch, spec.out_channels
-    rows = wmat.shape[-1]
     P = math.prod(spec.out_spatial)
     R = kernel.nr(spec.dtype)
-    n = -(-n // R) * R
     ap = kernel.pack_a(wmat, spec.dtype)
     of = out.reshape(B, O, P)
     W = spec.out_spatial[-1]
@@ -285,21 +283,17 @@ def _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads, dims, pos_step, 
         xr = np.empty((B, C * L + R), dtype=spec.dtype)
         xr[:, :C * L] = xf.reshape(B, C * L)
         xr[:, C * L:] = 0
-        Cg = C // g
         offs = (np.arange(C, dtype=np.int64)[:, None] * L + tap_off[None, :]).reshape(g, -1)
-        lines = np.array([(b, q) for b in range(B) for q in range(P // W)], np.int64)
+        lines = np.stack(np.divmod(np.arange(B * (P // W), dtype=np.int64), P // W), axis=1)
         nchunks = min(len(lines), nthreads)
-        map_chunks(lambda chunk: kernel.positions_rows(xr, ap, offs, of, chunk, dims, pos_step, R),
-                   [lines[i::nchunks] for i in range(nchunks)])
+        set_threads(nchunks)
+        kernel.positions_rows_parallel(xr, ap, offs, of, lines, dims, pos_step, R, nchunks)
         return out
+    n = -(-n // R) * R
     tiles = np.array([(b, p0) for b in range(B) for p0 in range(0, P, n)], np.int64)
     nchunks = min(len(tiles), nthreads)
-
-    def work(chunk):
-        bp = np.empty((g, n // R, rows, R), dtype=spec.dtype)
-        kernel.positions(xf, ap, bp, of, chunk, n, dims, pos_step, tap_off)
-
-    map_chunks(work, [tiles[i::nchunks] for i in range(nchunks)])
+    set_threads(nchunks)
+    kernel.positions_parallel(xf, ap, of, tiles, n, dims, pos_step, tap_off, R, nchunks)
     return out
 
 
@@ -311,7 +305,7 @@ KERNEL_TAPS = 1024
 def _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthreads):
     """The loop over taps with the compiled product, rows of the product read
     from the padded input at their offsets (no im2col)."""
-    from .threads import map_chunks
+    from ._jit import set_threads
 
     g = spec.groups
     B, C, O, T = spec.batch, spec.in_channels, spec.out_channels, spec.taps
@@ -326,15 +320,11 @@ def _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthread
     n = min(T, KERNEL_TAPS)
     tiles = np.array([(c, t0) for c in range(C) for t0 in range(0, T, n)], np.int64)
     nchunks = min(len(tiles), nthreads)
-
-    def reduce(chunk):
-        acc = np.zeros((len(roff), g * Ogp), dtype=spec.dtype)
-        kernel.taps(xf, roff, toff, wf, acc, chunk, n, mr, R)
-        return acc
-
-    parts = map_chunks(reduce, [tiles[i::nchunks] for i in range(nchunks)])
-    total = parts[0]
-    for part in parts[1:]:
+    accs = np.zeros((nchunks, len(roff), g * Ogp), dtype=spec.dtype)
+    set_threads(nchunks)
+    kernel.taps_parallel(xf, roff, toff, wf, accs, tiles, n, mr, R)
+    total = accs[0]
+    for part in accs[1:]:
         total += part
     res = total[:M].reshape(B, P, g, Ogp)[..., :O // g].reshape(B, P, O)
     out.reshape(B, O, P)[...] = res.transpose(0, 2, 1)
@@ -343,9 +333,12 @@ def _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthread
 
 def _reads_rows(W, R):
     """Whether output lines of ``W`` positions are read from the input
-    directly (panels of ``R`` positions, the last of a line partly wasted),
-    rather than packed into panels of columns spanning lines."""
-    return W >= R and (-(-W // R) * R) <= 1.1 * W
+    directly (panels of ``R`` positions, the last one of a line narrower),
+    rather than packed into panels of columns spanning lines: where lines
+    fill at least half a panel and whole vectors (``R / 4`` lanes) but for
+    at most 10%."""
+    lanes = R // 4
+    return 2 * W >= R and -(-W // lanes) * lanes <= 1.1 * W
 
 
 def _compiled(spec):
