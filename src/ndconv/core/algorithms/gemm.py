@@ -284,7 +284,7 @@ def _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads, dims, pos_step, 
         xr[:, :C * L] = xf.reshape(B, C * L)
         xr[:, C * L:] = 0
         offs = (np.arange(C, dtype=np.int64)[:, None] * L + tap_off[None, :]).reshape(g, -1)
-        lines = np.stack(np.divmod(np.arange(B * (P // W), dtype=np.int64), P // W), axis=1)
+        lines = _lines(B, P // W)
         nchunks = min(len(lines), nthreads)
         set_threads(nchunks)
         kernel.positions_rows_parallel(xr, ap, offs, of, lines, dims, pos_step, R, nchunks)
@@ -295,6 +295,14 @@ def _run_panels(kernel, pack, xf, wmat, out, spec, n, nthreads, dims, pos_step, 
     set_threads(nchunks)
     kernel.positions_parallel(xf, ap, of, tiles, n, dims, pos_step, tap_off, R, nchunks)
     return out
+
+
+@functools.lru_cache(maxsize=64)
+def _lines(batch, per_item):
+    """``(b, q)`` for every output line ``q`` of every batch item (read-only)."""
+    lines = np.stack(np.divmod(np.arange(batch * per_item, dtype=np.int64), per_item), axis=1)
+    lines.setflags(write=False)
+    return lines
 
 
 #: Taps per tile of the compiled loop over taps (the kernel's slice
@@ -360,7 +368,13 @@ def _offsets(shape, steps, grid, phases=1, plane=0):
 
     With ``phases`` > 1 the last dim is laid out as by :func:`_split_last`:
     its column ``j`` sits at ``(j % phases) * plane + j // phases``.
+    Kept per arguments (read-only): a layer asks for the same every call.
     """
+    return _offsets_kept(tuple(shape), tuple(steps), tuple(grid), phases, plane)
+
+
+@functools.lru_cache(maxsize=256)
+def _offsets_kept(shape, steps, grid, phases, plane):
     off = np.zeros((1,) * len(shape), np.int64)
     for i, (n, s, st) in enumerate(zip(shape, steps, grid)):
         q = np.arange(n, dtype=np.int64) * s
@@ -369,7 +383,9 @@ def _offsets(shape, steps, grid, phases=1, plane=0):
         else:
             q = q * st
         off = off + q.reshape((1,) * i + (n,) + (1,) * (len(shape) - i - 1))
-    return off.ravel()
+    off = off.ravel()
+    off.setflags(write=False)
+    return off
 
 
 def _split_last(xp, phases):
