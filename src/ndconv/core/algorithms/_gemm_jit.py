@@ -18,6 +18,9 @@ stride along the last dim is first split into planes, ``gemm._split_last``).
 
 The kernel releases the GIL and is sequential: ``gemm.run`` runs tiles on
 its own threads, each tile's product on single-threaded BLAS.
+``pack_panels`` packs the same columns into the panels of the compiled
+product of ``_gemm_kernel`` instead (blocks of ``NR`` positions, each row
+of a block contiguous).
 """
 
 from __future__ import annotations
