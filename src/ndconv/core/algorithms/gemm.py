@@ -19,9 +19,9 @@ micro-kernel of :mod:`._gemm_kernel` (2x NumPy's SGEMM where OpenBLAS is held
 to AVX2), and it needs no im2col where output lines are long: its rows are
 read straight from the padded input, one offset per (channel, tap). The
 weight gradient's loop over taps likewise gathers its rows from the input.
-The stem ran 2.1x, a 1-D layer (64->64, k9) 1.8x and the 3-D layer 2.0x
+The stem ran 1.7-1.9x, a 1-D layer (64->64, k9) 2.0x and the 3-D layer 2.3x
 faster than with BLAS (1 thread, forward), and their weight gradients
-1.7-2.5x.
+1.6x, 2.3x and 3.3x (thread CPU time, development machine).
 
 Small correlations (a layer of a small network) take one gather instead:
 the flat index of every column entry in the input, padding and input
