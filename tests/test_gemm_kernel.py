@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from test_gemm_packed import check_against_torch
+
 import ndconv
 from ndconv.algorithms import CorrSpec, gemm
 
@@ -109,25 +111,7 @@ def test_conv_and_gradients_against_torch(lines, dtype, xs, ws, s, p, d, g, mode
     """Forward, input and weight gradients through the kernel (the weight
     gradient's loop over taps too), non-contiguous input, against float64
     PyTorch."""
-    rng = np.random.default_rng(5)
-    xbig = rng.standard_normal(xs[:-1] + (2 * xs[-1],)).astype(dtype)
-    x = xbig[..., ::2]  # non-contiguous
-    w = rng.standard_normal(ws).astype(dtype)
-    y = ndconv.conv(x, w, None, s, p, d, g, mode, method="gemm")
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    gx, gw, _ = ndconv.conv_backward(gy, x, w, s, p, d, g, mode, method="gemm")
-    conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[len(ws) - 2]
-    layer = conv(xs[1], ws[0], ws[2:], s, p, d, g, bias=False, padding_mode=mode).double()
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(w.astype(np.float64)))
-    xt = torch.from_numpy(np.ascontiguousarray(x, np.float64)).requires_grad_(True)
-    yt = layer(xt)
-    yt.backward(torch.from_numpy(gy.astype(np.float64)))
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    assert y.dtype == dtype and gx.dtype == dtype and gw.dtype == dtype
-    assert _rel_err(y, yt.detach().numpy()) < tol
-    assert _rel_err(gx, xt.grad.numpy()) < tol
-    assert _rel_err(gw, layer.weight.grad.numpy()) < tol
+    check_against_torch(xs, ws, s, p, d, g, mode, dtype, seed=5)
 
 
 @pytest.mark.parametrize("og", [20, 40])

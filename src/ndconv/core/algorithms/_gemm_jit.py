@@ -28,6 +28,17 @@ from __future__ import annotations
 from numba import njit
 
 
+@njit(nogil=True, inline="always")
+def line_start(q, out_shape, pos_step):
+    """Flat input offset of output line ``q`` (the index over all output dims
+    but the last, C order), one step along dim ``i`` moving ``pos_step[i]``."""
+    base = 0
+    for i in range(out_shape.shape[0] - 2, -1, -1):
+        base += (q % out_shape[i]) * pos_step[i]
+        q //= out_shape[i]
+    return base
+
+
 @njit(nogil=True, cache=True)
 def pack(xf, cols, p0, out_shape, pos_step, tap_off):
     # xf: (C, L) padded input of one batch item, flattened; cols: (C*T, n),
@@ -45,11 +56,7 @@ def pack(xf, cols, p0, out_shape, pos_step, tap_off):
     while j < n:
         q = p // W
         jl = p - q * W
-        base = jl
-        r = q
-        for i in range(N - 2, -1, -1):
-            base += (r % out_shape[i]) * pos_step[i]
-            r //= out_shape[i]
+        base = jl + line_start(q, out_shape, pos_step)
         run = min(W - jl, n - j)
         for c in range(C):
             for t in range(T):
@@ -81,11 +88,7 @@ def pack_panels(xf, bp, p0, n, out_shape, pos_step, tap_off):
     while j < n:
         q = p // W
         jl = p - q * W
-        base = jl
-        r = q
-        for i in range(N - 2, -1, -1):
-            base += (r % out_shape[i]) * pos_step[i]
-            r //= out_shape[i]
+        base = jl + line_start(q, out_shape, pos_step)
         jb = j // R
         jj = j - jb * R
         run = min(W - jl, n - j, R - jj)

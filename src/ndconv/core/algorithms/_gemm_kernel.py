@@ -33,7 +33,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._gemm_jit import pack_panels
+from ._gemm_jit import line_start, pack_panels
 
 #: Rows of the register block (broadcasts of ``A``).
 MR = 6
@@ -306,11 +306,7 @@ def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
     for li in range(lines.shape[0]):
         b = lines[li, 0]
         q = lines[li, 1]
-        base = 0
-        r = q
-        for i in range(N - 2, -1, -1):
-            base += (r % out_shape[i]) * pos_step[i]
-            r //= out_shape[i]
+        base = line_start(q, out_shape, pos_step)
         xb = xf.ctypes.data + (b * xf.shape[1] + base) * it
         for gi in range(G):
             c = of[b, gi * Og:(gi + 1) * Og, q * W:(q + 1) * W]
