@@ -184,3 +184,33 @@ def test_threads_give_the_same_result(lines):
         ndconv.set_num_threads(before)
     for one, two in zip(*out):
         np.testing.assert_allclose(one, two, rtol=0, atol=1e-5 * np.abs(one).max())
+
+
+def test_concurrent_calls(lines):
+    """Calls from several Python threads at once (each launching numba's
+    pool) give each its own right result."""
+    import threading
+
+    rng = np.random.default_rng(8)
+    jobs = [(rng.standard_normal((2, 4, 20, 70)).astype(np.float32),
+             rng.standard_normal((12, 4, 3, 3)).astype(np.float32)) for _ in range(4)]
+    want = [ndconv.conv(x, w, None, 1, 1, method="direct") for x, w in jobs]
+    got = [None] * len(jobs)
+    before = ndconv.get_num_threads()
+    ndconv.set_num_threads(2)
+
+    def work(i):
+        x, w = jobs[i]
+        for _ in range(3):
+            got[i] = ndconv.conv(x, w, None, 1, 1, method="gemm")
+
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(jobs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        ndconv.set_num_threads(before)
+    for g, w_ in zip(got, want):
+        assert _rel_err(g, w_) < 1e-5

@@ -291,9 +291,10 @@ def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
     dim), each panel of ``R`` positions of the line is one block of ``B``
     whose row ``c * T + t`` starts at ``xf[b]``'s flat offset ``base + offs``
     (the line's runs are contiguous in the input: a stride along the last
-    dim is split into planes first). ``xf``: ``(B, C * L + R)``, the ``R``
-    spare values read by the last panel of the last line; ``offs``: ``(G,
-    Cg * T)`` int64; ``of``: ``(B, O, P)``."""
+    dim is split into planes first). ``xf``: ``(B, C * L)``, plus room for
+    ``R`` values where a line does not end on a whole vector (its last
+    vector is read whole; the values past the line land in dropped columns);
+    ``offs``: ``(G, Cg * T)`` int64; ``of``: ``(B, O, P)``."""
     G = ap.shape[0]
     K = ap.shape[2]
     Og = of.shape[1] // G

@@ -289,9 +289,12 @@ def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_of
     W = spec.out_spatial[-1]
     if _reads_rows(W, R):
         C, L = xf.shape[1:]
-        xr = np.empty((B, C * L + R), dtype=spec.dtype)
-        xr[:, :C * L] = xf.reshape(B, C * L)
-        xr[:, C * L:] = 0
+        if W % (R // kernel.NV):  # the last vector of a line reads past it: room
+            xr = np.empty((B, C * L + R), dtype=spec.dtype)
+            xr[:, :C * L] = xf.reshape(B, C * L)
+            xr[:, C * L:] = 0
+        else:
+            xr = xf.reshape(B, C * L)
         offs = (np.arange(C, dtype=np.int64)[:, None] * L + tap_off[None, :]).reshape(g, -1)
         lines = _lines(B, P // W)
         nchunks = min(len(lines), nthreads)
