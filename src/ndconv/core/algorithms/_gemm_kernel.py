@@ -2,25 +2,34 @@
 
 Why not BLAS: OpenBLAS may run kernels narrower than the CPU's vectors (an
 environment can pin ``OPENBLAS_CORETYPE=Haswell``, AVX2, on an AVX-512 CPU),
-and each BLAS call packs its operands again. Here the im2col tiles of
-:mod:`._gemm_jit` are packed once, straight into the layout this product
-reads, and the product runs on the full 512-bit vectors: on the development
-machine (AMD Zen 5, OpenBLAS pinned to Haswell) 160-230 GFLOP/s on one core
-against NumPy's 80-110 on the shapes of a ResNet stem, a 1-D and a 3-D layer.
+and each BLAS call packs its operands again. Here the product runs on the
+full 512-bit vectors and reads its operands where they already are: on the
+development machine (AMD Zen 5, OpenBLAS pinned to Haswell) 200-250 GFLOP/s
+on one core against NumPy's 80-120 on the shapes of a ResNet stem, a 1-D and
+a 3-D layer.
 
 The layout (as in BLIS/GotoBLAS): ``C (M, N) = A (M, K) @ B (K, N)`` with
 ``A`` packed as ``(ceil(M/MR), K, MR)`` (a column of ``MR`` rows per ``k``)
 and ``B`` as ``(ceil(N/NR), K, NR)`` (a row of ``NR`` columns per ``k``), so
-that the micro-kernel streams both contiguously while an ``MR x NR`` block
-of ``C`` stays in registers: per ``k``, ``NR / W`` vector loads of ``B``,
-``MR`` broadcasts of ``A`` and ``MR * NR / W`` fused multiply-adds (``W``
-lanes: 16 float32 or 8 float64 on AVX-512; 24 of the 32 vector registers
-hold the block).
+that the micro-kernel streams both while an ``MR x NR`` block of ``C`` stays
+in registers: per ``k``, ``NR / W`` vector loads of ``B``, ``MR`` broadcasts
+of ``A`` and ``MR * NR / W`` fused multiply-adds (``W`` lanes: 16 float32 or
+8 float64; 24 of the 32 vector registers hold the block). Three uses:
+
+- :func:`positions_rows`: ``B``'s rows are not packed at all but read from
+  the padded input, one offset per (channel, tap), for the panels of one
+  output line (contiguous in the input): a convolution with no im2col.
+- :func:`positions`: im2col tiles packed straight into ``B``'s panels
+  (:func:`._gemm_jit.pack_panels`), where lines are short.
+- :func:`taps`: a weight gradient's long sum over taps, ``A``'s rows
+  gathered from the input at a row offset plus a tap offset, ``B`` the
+  output gradient transposed into panels tile by tile.
 
 The micro-kernel is written in LLVM IR (a numba ``intrinsic``): numba's own
 loops over a small array keep the block in memory, which ran at 4 GFLOP/s.
-Blocks on the edges of ``C`` go through a scratch block, so the panels may
-be padded (with zeros, or anything finite) to whole ``MR`` and ``NR``.
+Edges of ``C`` run smaller blocks (fewer rows, or fewer vectors) in place,
+or, for a corner or a part of a vector, a whole block into a scratch block;
+padded rows and columns only ever reach dropped results.
 """
 
 from __future__ import annotations
