@@ -17,7 +17,7 @@ from __future__ import annotations
 #: direct kernel (:mod:`._direct_jit`): multiply-adds per second, seconds per
 #: loop over its accumulator, seconds per call.
 RATES: dict[str, float] = {"gemm": 2.0e11, "elem": 4e9, "copy": 8e9, "fft": 4e9, "step": 3e-6,
-                           "row": 7.5e-8, "pack": 8e9, "jit_mac": 2.2e10, "jit_pass": 7e-9,
+                           "row": 7.5e-8, "pack": 8e9, "jit_mac": 2.8e10, "jit_pass": 7e-9,
                            "jit_call": 1.5e-5}
 
 
