@@ -28,8 +28,11 @@ def lines(src, dst, dims, axis, kind, nch):
     # by the transform's output count. Written out per transform (not as
     # a matrix loop) so that each line is 6 loads and 6 (or 4, 2) stores
     # of contiguous channel vectors with the coefficients as constants:
-    # kind 0: B^T of F(4, 3); 1: A^T of F(4, 3); 2: B^T of F(2, 3); 3: A^T of F(2, 3),
-    # the matrices of winograd._MATRICES (tests compare both paths).
+    # kind 0: B^T of F(4, 3); 1: A^T of F(4, 3); 2: B^T of F(2, 3); 3: A^T of F(2, 3);
+    # 4: A of F(4, 3) (4 values to 6); 5: A of F(2, 3) (2 to 4): the matrices
+    # of winograd._MATRICES (tests compare both paths). A (the transpose of
+    # A^T) takes an output gradient's tile into the transformed domain, for
+    # the weight gradient (winograd_dual).
     n = dims.shape[0]
     inner = 1
     for i in range(axis + 1, n):
@@ -38,7 +41,7 @@ def lines(src, dst, dims, axis, kind, nch):
     for i in range(axis):
         outer *= dims[i]
     a = dims[axis]
-    r = (6, 4, 4, 2)[kind]
+    r = (6, 4, 4, 2, 6, 4)[kind]
     for o in range(outer):
         for q in range(inner):
             s0 = o * a * inner + q
@@ -81,7 +84,7 @@ def lines(src, dst, dims, axis, kind, nch):
                     dst[d0 + inner, ch] = x1 + x2
                     dst[d0 + 2 * inner, ch] = x2 - x1
                     dst[d0 + 3 * inner, ch] = x1 - x3
-            else:
+            elif kind == 3:
                 for ch in range(nch):
                     x0 = src[s0, ch]
                     x1 = src[s0 + inner, ch]
@@ -89,6 +92,27 @@ def lines(src, dst, dims, axis, kind, nch):
                     x3 = src[s0 + 3 * inner, ch]
                     dst[d0, ch] = x0 + x1 + x2
                     dst[d0 + inner, ch] = x1 - x2 - x3
+            elif kind == 4:
+                for ch in range(nch):
+                    x0 = src[s0, ch]
+                    x1 = src[s0 + inner, ch]
+                    x2 = src[s0 + 2 * inner, ch]
+                    x3 = src[s0 + 3 * inner, ch]
+                    e = x0 + x2
+                    dst[d0, ch] = x0
+                    dst[d0 + inner, ch] = e + x1 + x3
+                    dst[d0 + 2 * inner, ch] = e - x1 - x3
+                    dst[d0 + 3 * inner, ch] = x0 + 2.0 * x1 + 4.0 * x2 + 8.0 * x3
+                    dst[d0 + 4 * inner, ch] = x0 - 0.5 * x1 + 0.25 * x2 - 0.125 * x3
+                    dst[d0 + 5 * inner, ch] = x3
+            else:
+                for ch in range(nch):
+                    x0 = src[s0, ch]
+                    x1 = src[s0 + inner, ch]
+                    dst[d0, ch] = x0
+                    dst[d0 + inner, ch] = x0 + x1
+                    dst[d0 + 2 * inner, ch] = x0 - x1
+                    dst[d0 + 3 * inner, ch] = -x1
 
 
 @njit(nogil=True, cache=True)
@@ -117,6 +141,40 @@ def input_transform(xl, v, tile_base, pos_off, m, ndim):
         for k in range(A):
             for ch in range(C):
                 v[k, p, ch] = src[k, ch]
+
+
+@njit(nogil=True, cache=True)
+def expand_transform(g, dm, tile_base, pos_off, m, ndim):
+    # The adjoint of output_transform's A^T: g, an output gradient padded to
+    # whole tiles, channels last, flattened to (rows, O); dm: (a^N, P, O).
+    # tile_base[p]: row of tile p's first element; pos_off[q]: row offset of
+    # the tile's q-th element, C order over (q_{N-1}, ..., q_0) as in U.
+    a = m + 2
+    kind = 4 if m == 4 else 5
+    Q = pos_off.shape[0]
+    A = dm.shape[0]
+    O = g.shape[1]
+    P = tile_base.shape[0]
+    buf0 = np.empty((A, O), g.dtype)
+    buf1 = np.empty((A, O), g.dtype)
+    dims = np.empty(ndim, np.int64)
+    for p in range(P):
+        base = tile_base[p]
+        for q in range(Q):
+            row = base + pos_off[q]
+            for o in range(O):
+                buf0[q, o] = g[row, o]
+        for i in range(ndim):
+            dims[i] = m
+        src, dst = buf0, buf1
+        for axis in range(ndim):
+            lines(src, dst, dims, axis, kind, O)
+            dims[axis] = a
+            src, dst = dst, src
+        for k in range(A):
+            for o in range(O):
+                dm[k, p, o] = src[k, o]
+
 
 @njit(nogil=True, cache=True)
 def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):

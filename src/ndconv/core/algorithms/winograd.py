@@ -32,6 +32,7 @@ import numpy as np
 
 from .._windows import pad
 from ._jit import numba_installed as _numba_installed
+from . import winograd_dual
 from .threads import blas_single_thread, get_num_threads, map_chunks as _map_chunks
 
 #: Upper bound on the transformed input of one chunk, in bytes.
@@ -82,13 +83,22 @@ def supports(spec):
     if spec.compute_dtype.kind not in "fc":
         return False, (f"dtype {spec.dtype} is not floating point or complex (the "
                        "transforms have fractions)")
-    if any(k != 3 for k in spec.kernel_size):
-        return False, f"kernel {spec.kernel_size} is not 3 in every dim"
     if any(s != 1 for s in spec.stride):
         return False, f"stride {spec.stride} is not 1"
     if any(d != 1 for d in spec.dilation):
         return False, f"dilation {spec.dilation} is not 1"
+    if _dual(spec):
+        return True, "3x..x3 output, stride 1: Winograd's weight-gradient form"
+    if any(k != 3 for k in spec.kernel_size):
+        return False, f"kernel {spec.kernel_size} is not 3 in every dim"
     return True, "3x..x3 kernel, stride 1, dilation 1"
+
+
+def _dual(spec):
+    """Whether ``spec`` is served by :mod:`.winograd_dual` (a 3x..x3 output of a
+    larger kernel: a 3x..x3 layer's weight gradient) rather than F(m, 3)."""
+    return (any(k != 3 for k in spec.kernel_size) and all(o == 3 for o in spec.out_spatial)
+            and all(k >= 2 for k in spec.kernel_size))
 
 
 def _combine(arr, mat, axis, step=1, count=None, *, prepend=True):
@@ -187,6 +197,8 @@ def _tap_matrix(m, N):
 
 
 def run(x, w, spec):
+    if _dual(spec):
+        return winograd_dual.run(x, w, spec, tile_size(spec.ndim), _compiled(tile_size(spec.ndim)))
     N = spec.ndim
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
@@ -268,11 +280,11 @@ def _compiled(m):
         return None
     if "k" not in _JIT:
         try:
-            from ._winograd_jit import input_transform, output_transform
+            from ._winograd_jit import expand_transform, input_transform, output_transform
         except ImportError:  # no numba: pip install 'ndconv[jit]'
             _JIT["k"] = None
         else:
-            _JIT["k"] = (input_transform, output_transform)
+            _JIT["k"] = (input_transform, output_transform, expand_transform)
     return _JIT["k"]
 
 
@@ -294,7 +306,7 @@ def _run_compiled(jit, xl, U, spec, m, nT, chunks):
     of each chunk are located by their first element's row in ``xl``
     flattened to ``(rows, C)``.
     """
-    input_transform, output_transform = jit
+    input_transform, output_transform = jit[:2]
     N, g = spec.ndim, spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     a = m + 2
@@ -333,6 +345,9 @@ def estimate(spec):
     """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
     from .cost import RATES as r, gemm_eff
 
+    if _dual(spec):
+        m = tile_size(spec.ndim)
+        return winograd_dual.estimate(spec, m, m == 4 and _numba_installed())
     N = spec.ndim
     B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
     m = tile_size(N)
@@ -354,6 +369,9 @@ def estimate(spec):
 
 def reason(spec):
     m = tile_size(spec.ndim)
+    if _dual(spec):
+        return (f"3x..x3 output, stride 1: Winograd F({m},3) transposed (the weight "
+                "gradient's form), fewer multiplies than im2col")
     return f"3x..x3 stride 1: Winograd F({m},3) per dim, fewer multiplies than im2col"
 
 
@@ -382,6 +400,8 @@ ERROR_FACTOR = {4: 4.0, 2: 1.0}
 def magnitude_growth(spec):
     """Bound on the intermediates over ``max|x| * max|w|``: the transforms'
     largest row sums per dim, times the channels summed."""
+    if _dual(spec):
+        return winograd_dual.magnitude_growth(spec, tile_size(spec.ndim))
     BT, G, AT = _MATRICES[tile_size(spec.ndim)]
     per_dim = _row_sum(BT) * _row_sum(G) * _row_sum(AT)
     return float(spec.in_channels // spec.groups) * float(per_dim) ** spec.ndim
@@ -390,6 +410,8 @@ def magnitude_growth(spec):
 def workspace_bytes(spec):
     """Channels-last padded input (whole tiles), kernel transform, output, and
     each thread's chunk of transformed tiles."""
+    if _dual(spec):
+        return winograd_dual.workspace_bytes(spec, tile_size(spec.ndim))
     N = spec.ndim
     B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
     it = spec.dtype.itemsize

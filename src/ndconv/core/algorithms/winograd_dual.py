@@ -1,0 +1,291 @@
+"""Winograd for a correlation with a 3x..x3 *output*: a 3x..x3 layer's weight gradient.
+
+The weight gradient of a 3x..x3 stride-1 layer is a correlation of the padded
+input with the output gradient as its (large) kernel, 3 outputs per dim. Its
+Winograd form is the transpose of the forward's F(m, 3) (Lavin & Gray, 2015,
+section 5): with ``V = B^T d`` the transformed input tiles of the forward
+(``m + 2`` values, ``m`` apart) and ``D = A dy`` each ``m``-value tile of the
+output gradient taken into the same ``m + 2`` positions by the transpose of
+the forward's output transform,
+
+    ``dw = G^T [sum over tiles and batch of V * D]``
+
+per dim (a tensor product, so one implementation for every N): ``(m+2)^N``
+channel products ``V^T D``, summed over all tiles, each over the inner size
+"tiles x batch" (long, well shaped for BLAS), then ``G^T`` once. F(4x4,
+3x3) in 2-D does 36 products of K = tiles for the 9 of im2col over all
+pixels (16 per tile): 4x fewer multiplies. It is exact in exact arithmetic
+(the forward's identity, transposed); in float32 its error stays near
+PyTorch's (2-4e-6 of max|dw| measured, 1 to 256 channels).
+
+:mod:`.winograd` dispatches here (one method, ``'winograd'``, for both
+shapes). Work proceeds in chunks of tiles (transformed buffers under
+:data:`CHUNK_BYTES`); on ``T`` threads the transforms of each chunk are split
+over the tiles and its products over the ``(m+2)^N`` positions, so every
+thread accumulates only its own positions and no partial sums are added up.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .._windows import pad
+from .threads import blas_single_thread, get_num_threads, map_chunks
+
+#: Upper bound on the transformed input and output gradient of one chunk, in bytes.
+CHUNK_BYTES = 8 * 2**20
+
+#: Fewest tiles per chunk: the products' inner size (BLAS slows below it).
+MIN_TILES = 256
+
+
+def _tiles(spec, m):
+    """Tiles per dim of the kernel (the output gradient), ``m`` taps each."""
+    return tuple(-(-k // m) for k in spec.kernel_size)
+
+
+def _layouts(x, w, spec, m):
+    """The padded input ``(Cin, *S', batch)`` and kernel ``(Cg, *K', O)``,
+    channels last, both covering whole tiles (zeros beyond the kernel meet only
+    input positions no real tap reads)."""
+    nT = _tiles(spec, m)
+    extra = [t * m - k for t, k in zip(nT, spec.kernel_size)]
+    pairs = tuple((lo, hi + e) for (lo, hi), e in zip(spec.pairs, extra))
+    # x is (batch, Cin, *S): swapping makes Cin the leading dim and batch
+    # the channels that end up last (for a weight gradient that undoes the
+    # permutation of conv_backward, so the copy reads x in its own order).
+    xs = np.swapaxes(x, 0, 1)
+    if spec.padding_mode == "zeros":
+        xl = pad(xs, pairs, lhs_dilation=spec.lhs_dilation, channels_last=True)
+    else:
+        xl = pad(xs, spec.pairs, spec.padding_mode, channels_last=True)
+        xl = np.pad(xl, [(0, 0)] + [(0, e) for e in extra] + [(0, 0)])
+    gl = pad(np.swapaxes(w, 0, 1), tuple((0, e) for e in extra), channels_last=True)
+    return xl, gl
+
+
+def _chunks(Cg, nT, per_chunk):
+    """``(j0, j1, i0, i1)``: kernel channels ``j0:j1``, tile rows ``i0:i1`` of the first dim."""
+    if per_chunk >= nT[0]:
+        nb = max(1, per_chunk // nT[0])
+        return [(j0, min(Cg, j0 + nb), 0, nT[0]) for j0 in range(0, Cg, nb)]
+    return [(j, j + 1, i0, min(nT[0], i0 + per_chunk))
+            for j in range(Cg) for i0 in range(0, nT[0], per_chunk)]
+
+
+def run(x, w, spec, m, compiled):
+    """The correlation of ``x`` with kernel ``w``, output ``(batch, O, 3, .., 3)``.
+
+    ``m``: taps per tile per dim; ``compiled``: the transforms of
+    :mod:`._winograd_jit` (or None: the NumPy passes of :mod:`.winograd`).
+    """
+    from .winograd import _tap_matrix
+
+    N, g = spec.ndim, spec.groups
+    Bx, O = spec.batch, spec.out_channels
+    Cg, Og = spec.in_channels // g, O // g
+    A = (m + 2) ** N
+    nT = _tiles(spec, m)
+    xl, gl = _layouts(x, w, spec, m)
+    rest = math.prod(nT[1:])
+    row_bytes = A * (g * Bx + O) * rest * spec.dtype.itemsize
+    per_chunk = max(-(-MIN_TILES // rest), CHUNK_BYTES // max(row_bytes, 1))
+    chunks = _chunks(Cg, nT, per_chunk)
+    tiles = max((j1 - j0) * (i1 - i0) * rest for j0, j1, i0, i1 in chunks)
+    # One pair of buffers for every chunk (each chunk uses its first P tiles).
+    v = np.empty((A, g, tiles, Bx), dtype=spec.dtype)
+    d = np.empty((A, tiles, O), dtype=spec.dtype)
+    fill = (_compiled_fill(compiled, xl, gl, spec, m, nT) if compiled is not None
+            else _numpy_fill(xl, gl, spec, m, nT))
+    dU = np.zeros((A, g, Bx, Og), dtype=spec.dtype)
+    threads = min(get_num_threads(), A, max(1, len(chunks) * tiles // 64))
+    if threads > 1:
+        _threaded(fill, chunks, v, d, dU, threads, rest)
+    else:
+        with blas_single_thread():
+            for chunk in chunks:
+                P = _count(chunk, rest)
+                fill(chunk, v[:, :, :P], d[:, :P], 0, 1)
+                _accumulate(v[:, :, :P], d[:, :P], dU, 0, A)
+    # dw = G^T per dim: the transpose of the forward's kernel transform.
+    wide = np.float64 if spec.dtype == np.float32 else spec.dtype
+    with blas_single_thread():
+        r = _tap_matrix(m, N).T.astype(wide) @ dU.reshape(A, -1).astype(wide)
+    r = r.astype(spec.dtype, copy=False).reshape(3**N, g, Bx, Og)
+    return np.ascontiguousarray(r.transpose(2, 1, 3, 0)).reshape(Bx, O, *(3,) * N)
+
+
+def _count(chunk, rest):
+    j0, j1, i0, i1 = chunk
+    return (j1 - j0) * (i1 - i0) * rest
+
+
+def _accumulate(v, d, dU, k0, k1):
+    """``dU[k] += v[k]^T @ d[k]`` for positions ``k0:k1``, per group.
+
+    ``v``: ``(A, g, P, Bx)``; ``d``: ``(A, P, O)``.
+    """
+    g, Og = dU.shape[1], dU.shape[3]
+    for k in range(k0, k1):
+        for gi in range(g):
+            dU[k, gi] += v[k, gi].T @ d[k, :, gi * Og:(gi + 1) * Og]
+
+
+def _threaded(fill, chunks, v, d, dU, threads, rest):
+    """The chunks on ``threads`` threads: each transforms its share of every
+    chunk's tiles, then (once all have) multiplies its share of the positions,
+    so each position's sum stays on one thread and none is added up after."""
+    A = dU.shape[0]
+    bounds = [A * t // threads for t in range(threads + 1)]
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def worker(t):
+        try:
+            for chunk in chunks:
+                P = _count(chunk, rest)
+                fill(chunk, v[:, :, :P], d[:, :P], t, threads)
+                barrier.wait()
+                _accumulate(v[:, :, :P], d[:, :P], dU, bounds[t], bounds[t + 1])
+                barrier.wait()  # the buffers are refilled next
+        except threading.BrokenBarrierError:
+            pass  # another thread failed: its error is raised below
+        except BaseException as e:  # noqa: BLE001 (re-raised below)
+            errors.append(e)
+            barrier.abort()
+
+    map_chunks(worker, list(range(threads)))
+    if errors:
+        raise errors[0]
+
+
+def _row_strides(shape):
+    """Strides in rows (channel vectors) of a channels-last ``(lead, *S, ch)``."""
+    n = len(shape) - 1
+    st = np.ones(n, np.int64)
+    for i in range(n - 2, -1, -1):
+        st[i] = st[i + 1] * shape[i + 1]
+    return st
+
+
+def _offsets(row_strides, size):
+    """Row offset of every element of a ``size^N`` tile, C order over
+    ``(k_{N-1}, ..., k_0)`` (the first spatial dim fastest: the layout of U)."""
+    off = np.zeros(1, np.int64)
+    for i in range(len(row_strides) - 1, 0, -1):
+        off = (off[:, None] + np.arange(size) * row_strides[i]).ravel()
+    return off
+
+
+def _grid(chunk, nT, m):
+    """Kernel channel and first tap (per dim) of each tile of a chunk, C order."""
+    j0, j1, i0, i1 = chunk
+    grids = np.meshgrid(np.arange(j0, j1), np.arange(i0, i1), *[np.arange(t) for t in nT[1:]],
+                        indexing="ij")
+    return grids[0].ravel(), np.stack([t.ravel() * m for t in grids[1:]], axis=1)
+
+
+def _compiled_fill(jit, xl, gl, spec, m, nT):
+    """``fill(chunk, v, d, t, T)``: the ``t``-th of ``T`` shares of the chunk's
+    transformed input tiles ``v`` and output-gradient tiles ``d``."""
+    input_transform, expand_transform = jit[0], jit[2]
+    N, g = spec.ndim, spec.groups
+    Bx, O = spec.batch, spec.out_channels
+    Cg = spec.in_channels // g
+    xs, gs = _row_strides(xl.shape), _row_strides(gl.shape)
+    x_off, g_off = _offsets(xs, m + 2), _offsets(gs, m)
+    xf, gf = xl.reshape(-1, Bx), gl.reshape(-1, O)
+
+    def fill(chunk, v, d, t, T):
+        tj, origin = _grid(chunk, nT, m)
+        P = len(tj)
+        p0, p1 = P * t // T, P * (t + 1) // T
+        tj, origin = tj[p0:p1], origin[p0:p1]
+        expand_transform(gf, d[:, p0:p1], tj * gs[0] + origin @ gs[1:], g_off, m, N)
+        xrow = origin @ xs[1:]
+        for gi in range(g):
+            input_transform(xf, v[:, gi, p0:p1], (gi * Cg + tj) * xs[0] + xrow, x_off, m, N)
+
+    return fill
+
+
+def _numpy_fill(xl, gl, spec, m, nT):
+    """As :func:`_compiled_fill`, with the NumPy passes of :func:`.winograd._combine`
+    (share 0 computes the whole chunk)."""
+    from .winograd import _MATRICES, _combine
+
+    N, g = spec.ndim, spec.groups
+    Bx, O = spec.batch, spec.out_channels
+    Cg = spec.in_channels // g
+    BT, _, AT = _MATRICES[m]
+    At = np.asarray(AT, dtype=np.float64).T.tolist()  # A: m values to m + 2
+
+    def fill(chunk, v, d, t, T):
+        if t:
+            return
+        j0, j1, i0, i1 = chunk
+        counts = (i1 - i0,) + tuple(nT[1:])
+        gc = gl[j0:j1, i0 * m:i1 * m]  # (nj, rows, *K', O)
+        for i in range(N):
+            gc = _combine(gc, At, axis=i + 1 + i, step=m, count=counts[i])
+        d[...] = gc.reshape(d.shape)
+        for gi in range(g):
+            xc = xl[gi * Cg + j0:gi * Cg + j1, i0 * m:i0 * m + counts[0] * m + 2]
+            for i in range(N):
+                xc = _combine(xc, BT, axis=i + 1 + i, step=m, count=counts[i])
+            v[:, gi] = xc.reshape(v.shape[0], -1, Bx)
+
+    return fill
+
+
+def estimate(spec, m, compiled):
+    """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
+    from .cost import RATES as r, gemm_eff
+
+    N, g = spec.ndim, spec.groups
+    Bx, O = spec.batch, spec.out_channels
+    Cg = spec.in_channels // g
+    A = (m + 2) ** N
+    tiles = Cg * math.prod(_tiles(spec, m))  # per group: the products' inner size
+    v, d = g * tiles * A * Bx, tiles * A * O
+    # Elementwise operations per transformed value and dim, as in winograd.estimate.
+    transforms = 0.6 * N * (v * 3.7 + d * 2.5) / r["elem"] * (0.6 if compiled else 1.0)
+    products = 2 * A * tiles * Bx * O / (r["gemm"] * gemm_eff(Bx, O // g))
+    copies = (spec.batch * spec.in_channels * math.prod(spec.in_spatial)
+              + O * Cg * math.prod(spec.kernel_size)) * spec.dtype.itemsize / r["copy"]
+    chunks = max(1, (v + d) * spec.dtype.itemsize // CHUNK_BYTES)
+    return transforms + products + copies + chunks * A * g * r["step"]
+
+
+def _row_sum(mat):
+    return max(sum(abs(c) for c in row) for row in mat)
+
+
+def magnitude_growth(spec, m):
+    """Bound on the intermediates over ``max|x| * max|w|``: the transforms'
+    largest row sums per dim, times the terms summed (kernel channels x tiles)."""
+    from .winograd import _MATRICES
+
+    BT, G, AT = _MATRICES[m]
+    per_dim = _row_sum(BT) * _row_sum(list(zip(*AT))) * _row_sum(list(zip(*G)))
+    terms = (spec.in_channels // spec.groups) * math.prod(_tiles(spec, m))
+    return float(terms) * float(per_dim) ** spec.ndim
+
+
+def workspace_bytes(spec, m):
+    """Padded input and kernel (whole tiles), one chunk's buffers, the sums."""
+    N, g = spec.ndim, spec.groups
+    Bx, O = spec.batch, spec.out_channels
+    Cg = spec.in_channels // g
+    it = spec.dtype.itemsize
+    A = (m + 2) ** N
+    nT = _tiles(spec, m)
+    padded = spec.in_channels * Bx * math.prod(t * m + 2 for t in nT) * it
+    kernel = Cg * O * math.prod(t * m for t in nT) * it
+    rest = math.prod(nT[1:])
+    per_chunk = max(-(-MIN_TILES // rest), CHUNK_BYTES // max(A * (g * Bx + O) * rest * it, 1))
+    chunk = min(Cg * math.prod(nT), per_chunk * rest) * A * (g * Bx + O) * it
+    return padded + kernel + chunk + 2 * A * g * Bx * (O // g) * it
