@@ -28,11 +28,8 @@ def lines(src, dst, dims, axis, kind, nch):
     # by the transform's output count. Written out per transform (not as
     # a matrix loop) so that each line is 6 loads and 6 (or 4, 2) stores
     # of contiguous channel vectors with the coefficients as constants:
-    # kind 0: B^T of F(4, 3); 1: A^T of F(4, 3); 2: B^T of F(2, 3); 3: A^T of F(2, 3);
-    # 4: A of F(4, 3) (4 values to 6); 5: A of F(2, 3) (2 to 4): the matrices
-    # of winograd._MATRICES (tests compare both paths). A (the transpose of
-    # A^T) takes an output gradient's tile into the transformed domain, for
-    # the weight gradient (winograd_dual).
+    # kind 0: B^T of F(4, 3); 1: A^T of F(4, 3); 2: B^T of F(2, 3); 3: A^T of F(2, 3),
+    # the matrices of winograd._MATRICES (tests compare both paths).
     n = dims.shape[0]
     inner = 1
     for i in range(axis + 1, n):
@@ -41,7 +38,7 @@ def lines(src, dst, dims, axis, kind, nch):
     for i in range(axis):
         outer *= dims[i]
     a = dims[axis]
-    r = (6, 4, 4, 2, 6, 4)[kind]
+    r = (6, 4, 4, 2)[kind]
     for o in range(outer):
         for q in range(inner):
             s0 = o * a * inner + q
@@ -92,7 +89,28 @@ def lines(src, dst, dims, axis, kind, nch):
                     x3 = src[s0 + 3 * inner, ch]
                     dst[d0, ch] = x0 + x1 + x2
                     dst[d0 + inner, ch] = x1 - x2 - x3
-            elif kind == 4:
+
+
+@njit(nogil=True, cache=True, inline="always")
+def expand_lines(src, dst, dims, axis, kind, nch):
+    # As lines, for A (the transpose of A^T: m values to m + 2), which takes
+    # an output gradient's tile into the transformed domain for the weight
+    # gradient (winograd_dual): kind 4: A of F(4, 3); 5: A of F(2, 3). (Kept
+    # apart from lines: one function with all six kinds vectorised 3-5x worse.)
+    n = dims.shape[0]
+    inner = 1
+    for i in range(axis + 1, n):
+        inner *= dims[i]
+    outer = 1
+    for i in range(axis):
+        outer *= dims[i]
+    a = dims[axis]
+    r = 6 if kind == 4 else 4
+    for o in range(outer):
+        for q in range(inner):
+            s0 = o * a * inner + q
+            d0 = o * r * inner + q
+            if kind == 4:
                 for ch in range(nch):
                     x0 = src[s0, ch]
                     x1 = src[s0 + inner, ch]
@@ -142,40 +160,6 @@ def input_transform(xl, v, tile_base, pos_off, m, ndim):
             for ch in range(C):
                 v[k, p, ch] = src[k, ch]
 
-
-@njit(nogil=True, cache=True)
-def expand_transform(g, dm, tile_base, pos_off, m, ndim):
-    # The adjoint of output_transform's A^T: g, an output gradient padded to
-    # whole tiles, channels last, flattened to (rows, O); dm: (a^N, P, O).
-    # tile_base[p]: row of tile p's first element; pos_off[q]: row offset of
-    # the tile's q-th element, C order over (q_{N-1}, ..., q_0) as in U.
-    a = m + 2
-    kind = 4 if m == 4 else 5
-    Q = pos_off.shape[0]
-    A = dm.shape[0]
-    O = g.shape[1]
-    P = tile_base.shape[0]
-    buf0 = np.empty((A, O), g.dtype)
-    buf1 = np.empty((A, O), g.dtype)
-    dims = np.empty(ndim, np.int64)
-    for p in range(P):
-        base = tile_base[p]
-        for q in range(Q):
-            row = base + pos_off[q]
-            for o in range(O):
-                buf0[q, o] = g[row, o]
-        for i in range(ndim):
-            dims[i] = m
-        src, dst = buf0, buf1
-        for axis in range(ndim):
-            lines(src, dst, dims, axis, kind, O)
-            dims[axis] = a
-            src, dst = dst, src
-        for k in range(A):
-            for o in range(O):
-                dm[k, p, o] = src[k, o]
-
-
 @njit(nogil=True, cache=True)
 def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):
     # mm: (a^N, P, O) products, a^N in C order over (k_{N-1}, ..., k_0);
@@ -224,3 +208,69 @@ def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):
                 continue
             for o in range(O):
                 out[b, o, flat] = src[q, o]
+
+
+#: Values per dim each kind reads and writes (the matrices' shapes).
+SIZES = ((6, 6), (6, 4), (4, 4), (4, 2), (4, 6), (2, 4))
+
+
+@njit(nogil=True, cache=True)
+def _tile_offsets(tile_org, p, n, lim, sp, off, ok):
+    # Element offset (and whether it lies inside the array) of every element
+    # of tile p (n per dim, first at tile_org[p]), C order over
+    # (k_{N-1}, ..., k_0): the first spatial dim fastest, the layout of U.
+    ndim = sp.shape[0]
+    for k in range(off.shape[0]):
+        r = k
+        o = 0
+        inside = True
+        for d in range(ndim):
+            i = tile_org[p, d] + r % n
+            r //= n
+            if i < 0 or i >= lim[d]:
+                inside = False
+            o += i * sp[d]
+        off[k] = o
+        ok[k] = inside
+
+
+@njit(nogil=True, cache=True)
+def gather_transform(src, sb, sc, sp, lim, tile_b, tile_org, kind, v):
+    # v[:, p, :] = the 1-D transform `kind` along every dim of tile p, read
+    # straight from the array (no padded copy, no change of layout): src is
+    # its memory, element (b, c, i_0, ..) at b*sb + c*sc + sum_d i_d*sp[d];
+    # lim[d]: its size along spatial dim d; tile p starts at (tile_b[p],
+    # tile_org[p]) and elements outside [0, lim) (padding) read as zero.
+    # v: (n_out^N, P, C), channels innermost for the products.
+    ndim = sp.shape[0]
+    n_in, n_out = SIZES[kind]
+    A_in = 1
+    for d in range(ndim):
+        A_in *= n_in
+    A_out, P, C = v.shape
+    size = max(A_in, A_out)
+    buf0 = np.empty((size, C), v.dtype)
+    buf1 = np.empty((size, C), v.dtype)
+    off = np.empty(A_in, np.int64)
+    ok = np.empty(A_in, np.bool_)
+    dims = np.empty(ndim, np.int64)
+    for p in range(P):
+        _tile_offsets(tile_org, p, n_in, lim, sp, off, ok)
+        base = tile_b[p] * sb
+        for c in range(C):  # one channel's window at a time: a few cache lines
+            bc = base + c * sc
+            for k in range(A_in):
+                buf0[k, c] = src[bc + off[k]] if ok[k] else 0
+        for d in range(ndim):
+            dims[d] = n_in
+        s, t = buf0, buf1
+        for axis in range(ndim):
+            if kind >= 4:
+                expand_lines(s, t, dims, axis, kind, C)
+            else:
+                lines(s, t, dims, axis, kind, C)
+            dims[axis] = n_out
+            s, t = t, s
+        for k in range(A_out):
+            for c in range(C):
+                v[k, p, c] = s[k, c]

@@ -48,32 +48,16 @@ def _tiles(spec, m):
 
 
 def _layouts(x, w, spec, m):
-    """The padded input ``(Cin, *S', batch)`` and kernel ``(Cg, *K', O)``,
-    channels last, both covering whole tiles (zeros beyond the kernel meet only
-    input positions no real tap reads)."""
+    """For the NumPy passes: the padded input ``(Cin, *S', batch)`` and kernel
+    ``(Cg, *K', O)``, channels last, both covering whole tiles (zeros beyond
+    the kernel meet only input positions no real tap reads)."""
+    from .winograd import padded_rows
+
     nT = _tiles(spec, m)
-    extra = [t * m - k for t, k in zip(nT, spec.kernel_size)]
-    pairs = tuple((lo, hi + e) for (lo, hi), e in zip(spec.pairs, extra))
-    # x is (batch, Cin, *S): swapping makes Cin the leading dim and batch
-    # the channels that end up last (for a weight gradient that undoes the
-    # permutation of conv_backward, so the copy reads x in its own order).
-    xs = np.swapaxes(x, 0, 1)
-    if spec.padding_mode == "zeros":
-        xl = pad(xs, pairs, lhs_dilation=spec.lhs_dilation, channels_last=True)
-    else:
-        xl = pad(xs, spec.pairs, spec.padding_mode, channels_last=True)
-        xl = np.pad(xl, [(0, 0)] + [(0, e) for e in extra] + [(0, 0)])
-    gl = pad(np.swapaxes(w, 0, 1), tuple((0, e) for e in extra), channels_last=True)
-    return xl, gl
-
-
-def _chunks(Cg, nT, per_chunk):
-    """``(j0, j1, i0, i1)``: kernel channels ``j0:j1``, tile rows ``i0:i1`` of the first dim."""
-    if per_chunk >= nT[0]:
-        nb = max(1, per_chunk // nT[0])
-        return [(j0, min(Cg, j0 + nb), 0, nT[0]) for j0 in range(0, Cg, nb)]
-    return [(j, j + 1, i0, min(nT[0], i0 + per_chunk))
-            for j in range(Cg) for i0 in range(0, nT[0], per_chunk)]
+    # x is (batch, Cin, *S): swapped, the batch becomes the channels, last.
+    xl = padded_rows(np.swapaxes(x, 0, 1), spec, nT, m)
+    extra = tuple((0, t * m - k) for t, k in zip(nT, spec.kernel_size))
+    return xl, pad(np.swapaxes(w, 0, 1), extra, channels_last=True)
 
 
 def run(x, w, spec, m, compiled):
@@ -82,24 +66,25 @@ def run(x, w, spec, m, compiled):
     ``m``: taps per tile per dim; ``compiled``: the transforms of
     :mod:`._winograd_jit` (or None: the NumPy passes of :mod:`.winograd`).
     """
-    from .winograd import _tap_matrix
+    from .winograd import _tap_matrix, tile_chunks
 
     N, g = spec.ndim, spec.groups
     Bx, O = spec.batch, spec.out_channels
     Cg, Og = spec.in_channels // g, O // g
     A = (m + 2) ** N
     nT = _tiles(spec, m)
-    xl, gl = _layouts(x, w, spec, m)
     rest = math.prod(nT[1:])
     row_bytes = A * (g * Bx + O) * rest * spec.dtype.itemsize
     per_chunk = max(-(-MIN_TILES // rest), CHUNK_BYTES // max(row_bytes, 1))
-    chunks = _chunks(Cg, nT, per_chunk)
+    chunks = tile_chunks(Cg, nT, per_chunk)
     tiles = max((j1 - j0) * (i1 - i0) * rest for j0, j1, i0, i1 in chunks)
     # One pair of buffers for every chunk (each chunk uses its first P tiles).
     v = np.empty((A, g, tiles, Bx), dtype=spec.dtype)
     d = np.empty((A, tiles, O), dtype=spec.dtype)
-    fill = (_compiled_fill(compiled, xl, gl, spec, m, nT) if compiled is not None
-            else _numpy_fill(xl, gl, spec, m, nT))
+    if compiled is None:
+        fill = _numpy_fill(*_layouts(x, w, spec, m), spec, m, nT)
+    else:
+        fill = _compiled_fill(compiled, x, w, spec, m, nT)
     dU = np.zeros((A, g, Bx, Og), dtype=spec.dtype)
     threads = min(get_num_threads(), A, max(1, len(chunks) * tiles // 64))
     if threads > 1:
@@ -162,52 +147,57 @@ def _threaded(fill, chunks, v, d, dU, threads, rest):
         raise errors[0]
 
 
-def _row_strides(shape):
-    """Strides in rows (channel vectors) of a channels-last ``(lead, *S, ch)``."""
-    n = len(shape) - 1
-    st = np.ones(n, np.int64)
-    for i in range(n - 2, -1, -1):
-        st[i] = st[i + 1] * shape[i + 1]
-    return st
+def _memory(a):
+    """``(flat, strides)``: a 1-D view of the memory of ``a`` and its strides in
+    elements, so that compiled kernels read any C-ordered permutation (such as
+    a transposed view) in place; other layouts are copied first."""
+    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])
+    if not a.transpose(order).flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+        order = list(range(a.ndim))
+    flat = a.transpose(order).reshape(-1)
+    return flat, np.array([s // a.itemsize for s in a.strides], np.int64)
 
 
-def _offsets(row_strides, size):
-    """Row offset of every element of a ``size^N`` tile, C order over
-    ``(k_{N-1}, ..., k_0)`` (the first spatial dim fastest: the layout of U)."""
-    off = np.zeros(1, np.int64)
-    for i in range(len(row_strides) - 1, 0, -1):
-        off = (off[:, None] + np.arange(size) * row_strides[i]).ravel()
-    return off
+def _source(x, spec):
+    """``(src, lo, lim)``: the array the tiles read (``x`` itself with zero
+    padding, else a padded copy), the padding before each dim that the tiles'
+    positions skip, and the extent along each dim past which they read zeros."""
+    if spec.padding_mode == "zeros" and all(r == 1 for r in spec.lhs_dilation):
+        # Negative padding crops: the tiles must not see the cropped values.
+        lim = [s + min(0, hi) for s, (_, hi) in zip(spec.in_spatial, spec.pairs)]
+        return x, np.array([lo for lo, _ in spec.pairs], np.int64), np.array(lim, np.int64)
+    if spec.padding_mode == "zeros":
+        xp = pad(x, spec.pairs, lhs_dilation=spec.lhs_dilation)
+    else:
+        xp = pad(x, spec.pairs, spec.padding_mode)
+    return xp, np.zeros(spec.ndim, np.int64), np.array(xp.shape[2:], np.int64)
 
 
-def _grid(chunk, nT, m):
-    """Kernel channel and first tap (per dim) of each tile of a chunk, C order."""
-    j0, j1, i0, i1 = chunk
-    grids = np.meshgrid(np.arange(j0, j1), np.arange(i0, i1), *[np.arange(t) for t in nT[1:]],
-                        indexing="ij")
-    return grids[0].ravel(), np.stack([t.ravel() * m for t in grids[1:]], axis=1)
-
-
-def _compiled_fill(jit, xl, gl, spec, m, nT):
+def _compiled_fill(jit, x, w, spec, m, nT):
     """``fill(chunk, v, d, t, T)``: the ``t``-th of ``T`` shares of the chunk's
-    transformed input tiles ``v`` and output-gradient tiles ``d``."""
-    input_transform, expand_transform = jit[0], jit[2]
-    N, g = spec.ndim, spec.groups
-    Bx, O = spec.batch, spec.out_channels
-    Cg = spec.in_channels // g
-    xs, gs = _row_strides(xl.shape), _row_strides(gl.shape)
-    x_off, g_off = _offsets(xs, m + 2), _offsets(gs, m)
-    xf, gf = xl.reshape(-1, Bx), gl.reshape(-1, O)
+    transformed input tiles ``v`` and output-gradient tiles ``d``, read straight
+    from ``x`` and ``w`` (:func:`._winograd_jit.gather_transform`)."""
+    from .winograd import KINDS, tile_grid
+
+    gather = jit[2]
+    kin, _, kexp = KINDS[m]
+    Cg = spec.in_channels // spec.groups
+    src, lo, lim = _source(x, spec)
+    xflat, xst = _memory(src)
+    gflat, gst = _memory(w)
+    glim = np.array(spec.kernel_size, np.int64)
 
     def fill(chunk, v, d, t, T):
-        tj, origin = _grid(chunk, nT, m)
+        tj, origin = tile_grid(chunk, nT, m)
         P = len(tj)
         p0, p1 = P * t // T, P * (t + 1) // T
         tj, origin = tj[p0:p1], origin[p0:p1]
-        expand_transform(gf, d[:, p0:p1], tj * gs[0] + origin @ gs[1:], g_off, m, N)
-        xrow = origin @ xs[1:]
-        for gi in range(g):
-            input_transform(xf, v[:, gi, p0:p1], (gi * Cg + tj) * xs[0] + xrow, x_off, m, N)
+        # Tiles run over dim 1 (the kernel's channels), channels over dim 0.
+        gather(gflat, gst[1], gst[0], gst[2:], glim, tj, origin, kexp, d[:, p0:p1])
+        for gi in range(spec.groups):
+            gather(xflat, xst[1], xst[0], xst[2:], lim, gi * Cg + tj, origin - lo, kin,
+                   v[:, gi, p0:p1])
 
     return fill
 
