@@ -274,3 +274,27 @@ def gather_transform(src, sb, sc, sp, lim, tile_b, tile_org, kind, v):
         for k in range(A_out):
             for c in range(C):
                 v[k, p, c] = s[k, c]
+
+
+@njit(nogil=True, cache=True)
+def kernel_transform(wt, M, U):
+    # U[k, gi, c, o] = sum_t M[k, t] * wt[gi, c*T + t, o]: the kernel
+    # transform, accumulated in float64 and rounded once. wt: the kernel
+    # with its outputs last, (g, Cg*T, Og); M: (A, T) float64; U: (A, g, Cg,
+    # Og). Each position's row is a vector sum over the outputs, read and
+    # written in order (no float64 copy of all of w or U).
+    A, g, Cg, Og = U.shape
+    T = M.shape[1]
+    acc = np.empty(Og, np.float64)
+    for gi in range(g):
+        for c in range(Cg):
+            for k in range(A):
+                for o in range(Og):
+                    acc[o] = 0.0
+                for t in range(T):
+                    coef = M[k, t]
+                    if coef != 0.0:
+                        for o in range(Og):
+                            acc[o] += coef * wt[gi, c * T + t, o]
+                for o in range(Og):
+                    U[k, gi, c, o] = acc[o]
