@@ -85,21 +85,28 @@ def run(x, w, spec, m, compiled):
         fill = _numpy_fill(*_layouts(x, w, spec, m), spec, m, nT)
     else:
         fill = _compiled_fill(compiled, x, w, spec, m, nT)
-    dU = np.zeros((A, g, Bx, Og), dtype=spec.dtype)
+    dU = np.empty((A, g, Bx, Og), dtype=spec.dtype)
     threads = min(get_num_threads(), A, max(1, len(chunks) * tiles // 64))
     if threads > 1:
         _threaded(fill, chunks, v, d, dU, threads, rest)
     else:
         with blas_single_thread():
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
                 P = _count(chunk, rest)
                 fill(chunk, v[:, :, :P], d[:, :P], 0, 1)
-                _accumulate(v[:, :, :P], d[:, :P], dU, 0, A)
-    # dw = G^T per dim: the transpose of the forward's kernel transform.
+                _accumulate(v[:, :, :P], d[:, :P], dU, 0, A, i == 0)
+    # dw = G^T per dim: the transpose of the forward's kernel transform, in
+    # float64 for float32, over blocks of columns (a float64 copy of all of dU
+    # took longer than the products at 512 channels).
     wide = np.float64 if spec.dtype == np.float32 else spec.dtype
+    Mt = _tap_matrix(m, N).T.astype(wide)
+    flat = dU.reshape(A, -1)
+    r = np.empty((3**N, flat.shape[1]), dtype=spec.dtype)
+    step = max(1, 2**17 // A)
     with blas_single_thread():
-        r = _tap_matrix(m, N).T.astype(wide) @ dU.reshape(A, -1).astype(wide)
-    r = r.astype(spec.dtype, copy=False).reshape(3**N, g, Bx, Og)
+        for c0 in range(0, flat.shape[1], step):
+            r[:, c0:c0 + step] = Mt @ flat[:, c0:c0 + step].astype(wide)
+    r = r.reshape(3**N, g, Bx, Og)
     return np.ascontiguousarray(r.transpose(2, 1, 3, 0)).reshape(Bx, O, *(3,) * N)
 
 
@@ -108,15 +115,22 @@ def _count(chunk, rest):
     return (j1 - j0) * (i1 - i0) * rest
 
 
-def _accumulate(v, d, dU, k0, k1):
-    """``dU[k] += v[k]^T @ d[k]`` for positions ``k0:k1``, per group.
+def _accumulate(v, d, dU, k0, k1, first):
+    """``dU[k] (+)= v[k]^T @ d[k]`` for positions ``k0:k1``, per group (``=``
+    for the ``first`` chunk, written in place; later ones through one buffer).
 
     ``v``: ``(A, g, P, Bx)``; ``d``: ``(A, P, O)``.
     """
     g, Og = dU.shape[1], dU.shape[3]
+    tmp = None if first else np.empty(dU.shape[2:], dtype=dU.dtype)
     for k in range(k0, k1):
         for gi in range(g):
-            dU[k, gi] += v[k, gi].T @ d[k, :, gi * Og:(gi + 1) * Og]
+            dk = d[k, :, gi * Og:(gi + 1) * Og]
+            if first:
+                np.matmul(v[k, gi].T, dk, out=dU[k, gi])
+            else:
+                np.matmul(v[k, gi].T, dk, out=tmp)
+                dU[k, gi] += tmp
 
 
 def _threaded(fill, chunks, v, d, dU, threads, rest):
@@ -130,11 +144,11 @@ def _threaded(fill, chunks, v, d, dU, threads, rest):
 
     def worker(t):
         try:
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
                 P = _count(chunk, rest)
                 fill(chunk, v[:, :, :P], d[:, :P], t, threads)
                 barrier.wait()
-                _accumulate(v[:, :, :P], d[:, :P], dU, bounds[t], bounds[t + 1])
+                _accumulate(v[:, :, :P], d[:, :P], dU, bounds[t], bounds[t + 1], i == 0)
                 barrier.wait()  # the buffers are refilled next
         except threading.BrokenBarrierError:
             pass  # another thread failed: its error is raised below
@@ -247,7 +261,9 @@ def estimate(spec, m, compiled):
     copies = (spec.batch * spec.in_channels * math.prod(spec.in_spatial)
               + O * Cg * math.prod(spec.kernel_size)) * spec.dtype.itemsize / r["copy"]
     chunks = max(1, (v + d) * spec.dtype.itemsize // CHUNK_BYTES)
-    return transforms + products + copies + chunks * A * g * r["step"]
+    # Each chunk adds into the (A, Bx, O) sums; G^T reads them once in float64.
+    sums = (2 * chunks + 3) * A * Bx * (O // g) * g * spec.dtype.itemsize / r["copy"]
+    return transforms + products + copies + sums + chunks * A * g * r["step"]
 
 
 def _row_sum(mat):
