@@ -74,9 +74,7 @@ def run(x, w, spec, m, compiled):
     A = (m + 2) ** N
     nT = _tiles(spec, m)
     rest = math.prod(nT[1:])
-    row_bytes = A * (g * Bx + O) * rest * spec.dtype.itemsize
-    per_chunk = max(-(-MIN_TILES // rest), CHUNK_BYTES // max(row_bytes, 1))
-    chunks = tile_chunks(Cg, nT, per_chunk)
+    chunks = tile_chunks(Cg, nT, _chunk_rows(spec, m))
     tiles = max((j1 - j0) * (i1 - i0) * rest for j0, j1, i0, i1 in chunks)
     # One pair of buffers for every chunk (each chunk uses its first P tiles).
     v = np.empty((A, g, tiles, Bx), dtype=spec.dtype)
@@ -108,6 +106,17 @@ def run(x, w, spec, m, compiled):
             r[:, c0:c0 + step] = Mt @ flat[:, c0:c0 + step].astype(wide)
     r = r.reshape(3**N, g, Bx, Og)
     return np.ascontiguousarray(r.transpose(2, 1, 3, 0)).reshape(Bx, O, *(3,) * N)
+
+
+def _chunk_rows(spec, m):
+    """Tile rows (of the first dim) per chunk: at least :data:`MIN_TILES`
+    tiles, more up to :data:`CHUNK_BYTES` of transformed tiles."""
+    nT = _tiles(spec, m)
+    rest = math.prod(nT[1:])
+    A = (m + 2) ** spec.ndim
+    row_bytes = A * (spec.groups * spec.batch
+                     + spec.out_channels) * rest * spec.dtype.itemsize
+    return max(-(-MIN_TILES // rest), CHUNK_BYTES // max(row_bytes, 1))
 
 
 def _count(chunk, rest):
@@ -260,7 +269,7 @@ def estimate(spec, m, compiled):
     products = 2 * A * tiles * Bx * O / (r["gemm"] * gemm_eff(Bx, O // g))
     copies = (spec.batch * spec.in_channels * math.prod(spec.in_spatial)
               + O * Cg * math.prod(spec.kernel_size)) * spec.dtype.itemsize / r["copy"]
-    chunks = max(1, (v + d) * spec.dtype.itemsize // CHUNK_BYTES)
+    chunks = -(-Cg * _tiles(spec, m)[0] // _chunk_rows(spec, m))
     # Each chunk adds into the (A, Bx, O) sums; G^T reads them once in float64.
     sums = (2 * chunks + 3) * A * Bx * (O // g) * g * spec.dtype.itemsize / r["copy"]
     return transforms + products + copies + sums + chunks * A * g * r["step"]
@@ -292,6 +301,5 @@ def workspace_bytes(spec, m):
     padded = spec.in_channels * Bx * math.prod(t * m + 2 for t in nT) * it
     kernel = Cg * O * math.prod(t * m for t in nT) * it
     rest = math.prod(nT[1:])
-    per_chunk = max(-(-MIN_TILES // rest), CHUNK_BYTES // max(A * (g * Bx + O) * rest * it, 1))
-    chunk = min(Cg * math.prod(nT), per_chunk * rest) * A * (g * Bx + O) * it
+    chunk = min(Cg * math.prod(nT), _chunk_rows(spec, m) * rest) * A * (g * Bx + O) * it
     return padded + kernel + chunk + 2 * A * g * Bx * (O // g) * it
