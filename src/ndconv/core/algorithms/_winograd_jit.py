@@ -11,6 +11,11 @@ contiguous channel vectors and vectorise. The output transform writes the
 ``m^N`` outputs of each tile straight into the ``(B, O, *S_out)`` result,
 dropping the positions of edge tiles that fall outside it.
 
+:func:`gather_transform` reads tiles straight from an array of any C-ordered
+layout (zero outside it), for the weight gradient (``winograd_dual``), where
+``x`` and ``grad_out`` are read transposed; :func:`kernel_transform` computes
+``U`` in float64 sums over the outputs.
+
 The kernels release the GIL and are sequential: ``winograd.run`` runs chunks
 of tiles on its own threads, each chunk's products on single-threaded BLAS.
 """

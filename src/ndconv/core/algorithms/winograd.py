@@ -19,9 +19,15 @@ F(4, 3) are compiled (:mod:`._winograd_jit`): one pass per tile in cache
 instead of one NumPy pass per coefficient.
 
 Work proceeds in chunks of tiles whose transformed buffers stay under
-:data:`CHUNK_BYTES` (cache-sized), so memory stays bounded whatever the input
-size; the chunks run on :func:`ndconv.get_num_threads` threads with BLAS on
-one thread each (2x faster than BLAS's own threads on these small products).
+:data:`CHUNK_BYTES` (but hold :data:`MIN_TILES` tiles where the input
+allows), so memory stays bounded whatever the input size; the chunks run on
+:func:`ndconv.get_num_threads` threads with BLAS on one thread each (2x
+faster than BLAS's own threads on these small products), each chunk copying
+its own padded rows of the input.
+
+A correlation with a 3x..x3 *output* and a larger kernel (the weight
+gradient of a 3x..x3 layer) is computed by the transposed algorithm of
+:mod:`.winograd_dual`, under the same method name.
 """
 
 from __future__ import annotations
