@@ -171,19 +171,19 @@ def test_weight_gradient_error_on_a_thread_is_raised(monkeypatch):
     # One thread failing must not leave the others waiting at the barrier.
     monkeypatch.setattr(winograd_dual, "MIN_TILES", 8)
     monkeypatch.setattr(winograd_dual, "CHUNK_BYTES", 4096)
-    made = winograd_dual._compiled_fill
+    made = winograd_dual._shares
 
     def failing(*args):
-        fill = made(*args)
+        share = made(*args)
 
-        def f(chunk, v, d, t, T):
+        def f(chunk, t, T):
             if t == 1:
                 raise RuntimeError("share 1 failed")
-            fill(chunk, v, d, t, T)
+            return share(chunk, t, T)
 
         return f
 
-    monkeypatch.setattr(winograd_dual, "_compiled_fill", failing)
+    monkeypatch.setattr(winograd_dual, "_shares", failing)
     x = np.ones((2, 4, 40, 40))
     w = np.ones((4, 4, 3, 3))
     before = ndconv.get_num_threads()
@@ -256,3 +256,44 @@ def test_forward_in_row_chunks_with_asymmetric_and_negative_padding(compiled, mo
     ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w),
                                                None, 1, 3).numpy()
     np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def _gemm_panels():
+    try:
+        from ndconv.core.algorithms import _winograd_gemm
+    except ImportError:
+        return None
+    return _winograd_gemm
+
+
+@pytest.mark.skipif(_gemm_panels() is None,
+                    reason="no compiled AVX-512 product (gemm's _gemm_kernel, AVX-512)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("xs, ws", [((3, 7, 13, 10), (5, 7, 3, 3)),  # few rows and columns
+                                    ((2, 70, 9, 9), (67, 70, 3, 3)),  # past one panel
+                                    ((1, 3, 30, 3), (2, 3, 3, 3))])
+def test_compiled_product_equals_blas(xs, ws, threads, dtype, monkeypatch):
+    # Forward and weight gradient on the packed panels of the compiled
+    # product, against the same transforms on BLAS; chunks small enough
+    # that the weight gradient sums several.
+    monkeypatch.setattr(winograd_dual, "MIN_TILES", 8)
+    monkeypatch.setattr(winograd_dual, "CHUNK_BYTES", 8192)
+    monkeypatch.setattr(winograd, "MIN_TILES", 4)
+    rng = np.random.default_rng(sum(xs))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    gy = rng.standard_normal((xs[0], ws[0], *xs[2:])).astype(dtype)
+    before = ndconv.get_num_threads()
+    ndconv.set_num_threads(threads)
+    try:
+        y = ndconv.conv(x, w, None, 1, 1, method="winograd")
+        _, gw, _ = ndconv.conv_backward(gy, x, w, padding=1, method="winograd")
+        monkeypatch.setitem(winograd._JIT, "g", None)  # BLAS
+        y_blas = ndconv.conv(x, w, None, 1, 1, method="winograd")
+        _, gw_blas, _ = ndconv.conv_backward(gy, x, w, padding=1, method="winograd")
+    finally:
+        ndconv.set_num_threads(before)
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert np.abs(y - y_blas).max() <= tol * np.abs(y_blas).max()
+    assert np.abs(gw - gw_blas).max() <= tol * np.abs(gw_blas).max()

@@ -138,6 +138,23 @@ def expand_lines(src, dst, dims, axis, kind, nch):
                     dst[d0 + 3 * inner, ch] = -x1
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _row_tile(xl, base, pos_off, buf0, buf1, dims, kind, ndim):
+    # The transformed tile whose first element is row `base` of xl (rows,
+    # C): its rows gathered, then `kind` along each axis; returns the buffer
+    # holding the result (a^N, C).
+    C = xl.shape[1]
+    for k in range(pos_off.shape[0]):
+        row = base + pos_off[k]
+        for ch in range(C):
+            buf0[k, ch] = xl[row, ch]
+    src, dst = buf0, buf1
+    for axis in range(ndim):
+        lines(src, dst, dims, axis, kind, C)
+        src, dst = dst, src
+    return src
+
+
 @njit(nogil=True, cache=True)
 def input_transform(xl, v, tile_base, pos_off, m, ndim):
     # xl: padded input, channels last, flattened to (rows, C); v: (a^N, P, C);
@@ -147,23 +164,35 @@ def input_transform(xl, v, tile_base, pos_off, m, ndim):
     kind = 0 if m == 4 else 2
     A = pos_off.shape[0]
     C = xl.shape[1]
-    P = tile_base.shape[0]
     buf0 = np.empty((A, C), xl.dtype)
     buf1 = np.empty((A, C), xl.dtype)
     dims = np.full(ndim, a, np.int64)
-    for p in range(P):
-        base = tile_base[p]
-        for k in range(A):
-            row = base + pos_off[k]
-            for ch in range(C):
-                buf0[k, ch] = xl[row, ch]
-        src, dst = buf0, buf1
-        for axis in range(ndim):
-            lines(src, dst, dims, axis, kind, C)
-            src, dst = dst, src
+    for p in range(tile_base.shape[0]):
+        src = _row_tile(xl, tile_base[p], pos_off, buf0, buf1, dims, kind, ndim)
         for k in range(A):
             for ch in range(C):
                 v[k, p, ch] = src[k, ch]
+
+
+@njit(nogil=True, cache=True)
+def input_transform_panels(xl, vp, tile_base, pos_off, m, ndim):
+    # As input_transform, into the left panels of a compiled product:
+    # vp (a^N, ceil(P/MR), C, MR), tile p at vp[:, p // MR, :, p % MR].
+    a = m + 2
+    kind = 0 if m == 4 else 2
+    A = pos_off.shape[0]
+    C = xl.shape[1]
+    MR = vp.shape[3]
+    buf0 = np.empty((A, C), xl.dtype)
+    buf1 = np.empty((A, C), xl.dtype)
+    dims = np.full(ndim, a, np.int64)
+    for p in range(tile_base.shape[0]):
+        src = _row_tile(xl, tile_base[p], pos_off, buf0, buf1, dims, kind, ndim)
+        pb, pr = p // MR, p % MR
+        for k in range(A):
+            for ch in range(C):
+                vp[k, pb, ch, pr] = src[k, ch]
+
 
 @njit(nogil=True, cache=True)
 def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):
@@ -239,6 +268,32 @@ def _tile_offsets(tile_org, p, n, lim, sp, off, ok):
         ok[k] = inside
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf1, off, ok,
+                   dims):
+    # Tile p of gather_transform, transformed: returns the buffer holding it
+    # (n_out^N, C).
+    ndim = sp.shape[0]
+    n_in, n_out = SIZES[kind]
+    _tile_offsets(tile_org, p, n_in, lim, sp, off, ok)
+    base = tile_b[p] * sb
+    for c in range(C):  # one channel's window at a time: a few cache lines
+        bc = base + c * sc
+        for k in range(off.shape[0]):
+            buf0[k, c] = src[bc + off[k]] if ok[k] else 0
+    for d in range(ndim):
+        dims[d] = n_in
+    s, t = buf0, buf1
+    for axis in range(ndim):
+        if kind >= 4:
+            expand_lines(s, t, dims, axis, kind, C)
+        else:
+            lines(s, t, dims, axis, kind, C)
+        dims[axis] = n_out
+        s, t = t, s
+    return s
+
+
 @njit(nogil=True, cache=True)
 def gather_transform(src, sb, sc, sp, lim, tile_b, tile_org, kind, v):
     # v[:, p, :] = the 1-D transform `kind` along every dim of tile p, read
@@ -248,37 +303,53 @@ def gather_transform(src, sb, sc, sp, lim, tile_b, tile_org, kind, v):
     # tile_org[p]) and elements outside [0, lim) (padding) read as zero.
     # v: (n_out^N, P, C), channels innermost for the products.
     ndim = sp.shape[0]
-    n_in, n_out = SIZES[kind]
-    A_in = 1
-    for d in range(ndim):
-        A_in *= n_in
+    A_in = SIZES[kind][0] ** ndim
     A_out, P, C = v.shape
-    size = max(A_in, A_out)
-    buf0 = np.empty((size, C), v.dtype)
-    buf1 = np.empty((size, C), v.dtype)
+    buf0 = np.empty((max(A_in, A_out), C), v.dtype)
+    buf1 = np.empty((max(A_in, A_out), C), v.dtype)
     off = np.empty(A_in, np.int64)
     ok = np.empty(A_in, np.bool_)
     dims = np.empty(ndim, np.int64)
     for p in range(P):
-        _tile_offsets(tile_org, p, n_in, lim, sp, off, ok)
-        base = tile_b[p] * sb
-        for c in range(C):  # one channel's window at a time: a few cache lines
-            bc = base + c * sc
-            for k in range(A_in):
-                buf0[k, c] = src[bc + off[k]] if ok[k] else 0
-        for d in range(ndim):
-            dims[d] = n_in
-        s, t = buf0, buf1
-        for axis in range(ndim):
-            if kind >= 4:
-                expand_lines(s, t, dims, axis, kind, C)
-            else:
-                lines(s, t, dims, axis, kind, C)
-            dims[axis] = n_out
-            s, t = t, s
+        s = _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf1,
+                           off, ok, dims)
         for k in range(A_out):
             for c in range(C):
                 v[k, p, c] = s[k, c]
+
+
+@njit(nogil=True, cache=True)
+def gather_transform_panels(src, sb, sc, sp, lim, tile_b, tile_org, kind, v, C):
+    # As gather_transform, into panels of a compiled product over the tiles:
+    # v (n_out^N, ceil(C/W), P, W), channel c of tile p at v[:, c // W, p, c % W].
+    ndim = sp.shape[0]
+    A_in = SIZES[kind][0] ** ndim
+    A_out, nb, P, W = v.shape
+    buf0 = np.empty((max(A_in, A_out), C), v.dtype)
+    buf1 = np.empty((max(A_in, A_out), C), v.dtype)
+    off = np.empty(A_in, np.int64)
+    ok = np.empty(A_in, np.bool_)
+    dims = np.empty(ndim, np.int64)
+    for p in range(P):
+        s = _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf1,
+                           off, ok, dims)
+        for k in range(A_out):
+            for b in range(nb):
+                for j in range(min(W, C - b * W)):
+                    v[k, b, p, j] = s[k, b * W + j]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _kernel_row(wt, M, gi, c, k, acc):
+    # acc[o] = sum_t M[k, t] * wt[gi, c*T + t, o], in float64.
+    T = M.shape[1]
+    for o in range(acc.shape[0]):
+        acc[o] = 0.0
+    for t in range(T):
+        coef = M[k, t]
+        if coef != 0.0:
+            for o in range(acc.shape[0]):
+                acc[o] += coef * wt[gi, c * T + t, o]
 
 
 @njit(nogil=True, cache=True)
@@ -289,17 +360,26 @@ def kernel_transform(wt, M, U):
     # Og). Each position's row is a vector sum over the outputs, read and
     # written in order (no float64 copy of all of w or U).
     A, g, Cg, Og = U.shape
-    T = M.shape[1]
     acc = np.empty(Og, np.float64)
     for gi in range(g):
         for c in range(Cg):
             for k in range(A):
-                for o in range(Og):
-                    acc[o] = 0.0
-                for t in range(T):
-                    coef = M[k, t]
-                    if coef != 0.0:
-                        for o in range(Og):
-                            acc[o] += coef * wt[gi, c * T + t, o]
+                _kernel_row(wt, M, gi, c, k, acc)
                 for o in range(Og):
                     U[k, gi, c, o] = acc[o]
+
+
+@njit(nogil=True, cache=True)
+def kernel_transform_panels(wt, M, Up):
+    # As kernel_transform for one group, into the right panels of a compiled
+    # product: Up (A, ceil(O/R), C, R), output o at Up[:, o // R, :, o % R]
+    # (columns past O are left as they are: the caller zeroes them).
+    A, nb, C, R = Up.shape
+    Og = wt.shape[2]
+    acc = np.empty(Og, np.float64)
+    for c in range(C):
+        for k in range(A):
+            _kernel_row(wt, M, 0, c, k, acc)
+            for b in range(nb):
+                for j in range(min(R, Og - b * R)):  # (no division per element: 3x faster)
+                    Up[k, b, c, j] = acc[b * R + j]

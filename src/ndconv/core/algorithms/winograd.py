@@ -167,8 +167,9 @@ def _combine(arr, mat, axis, step=1, count=None, *, prepend=True):
     return out
 
 
-def _kernel_transform(w, spec, m):
-    """``U`` of shape ``(a^N, g, Cg, Og)`` with ``a = m + 2``.
+def _kernel_transform(w, spec, m, panels=None):
+    """``U`` of shape ``(a^N, g, Cg, Og)`` with ``a = m + 2`` (with ``panels``,
+    :mod:`._winograd_gemm`: packed as its right panels, ``(a^N, ceil(O/R), C, R)``).
 
     ``U = M @ w`` over the taps, ``M`` (``a^N`` by ``3^N``) being ``G`` applied
     along every dim of each one-tap kernel (:func:`_tap_matrix`): one product
@@ -185,9 +186,16 @@ def _kernel_transform(w, spec, m):
     T = 3**N
     jit = _compiled(4)
     if jit is not None and w.dtype.kind == "f":
-        U = np.empty(((m + 2) ** N, g, Cg, O // g), dtype=w.dtype)
         wt = np.ascontiguousarray(w.reshape(g, O // g, Cg * T).transpose(0, 2, 1))
-        jit[3](wt, _tap_matrix(m, N), U)
+        if panels is not None:  # the right panels of the compiled product
+            R = panels.panel_width(w.dtype)
+            U = np.empty(((m + 2) ** N, -(-O // R), Cg, R), dtype=w.dtype)
+            if O % R:
+                U[:, -1, :, O % R:] = 0  # columns past O (the kernel reads whole panels)
+            jit.kernel_transform_panels(wt, _tap_matrix(m, N), U)
+            return U
+        U = np.empty(((m + 2) ** N, g, Cg, O // g), dtype=w.dtype)
+        jit.kernel_transform(wt, _tap_matrix(m, N), U)
         return U
     wide = np.float64 if w.dtype == np.float32 else w.dtype
     # (T, g, Cg, Og): taps first, then U's own order of the channels.
@@ -224,13 +232,15 @@ def run(x, w, spec):
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     a = m + 2
     nT = tuple(-(-o // m) for o in spec.out_spatial)
-    U = _kernel_transform(w.astype(spec.dtype, copy=False), spec, m)
     rest = math.prod(nT[1:])
     row_bytes = a**N * max(C, O) * rest * spec.dtype.itemsize
     chunks = tile_chunks(B, nT, chunk_rows(B, nT, row_bytes, MIN_TILES))
     jit = _compiled(m)
     if jit is not None:
-        return _run_compiled(jit, x, U, spec, m, nT, chunks)
+        panels = _panels(spec)
+        U = _kernel_transform(w.astype(spec.dtype, copy=False), spec, m, panels)
+        return _run_compiled(jit, x, U, spec, m, nT, chunks, panels)
+    U = _kernel_transform(w.astype(spec.dtype, copy=False), spec, m)
     return _run_numpy(x, U, spec, m, nT, chunks)
 
 
@@ -323,13 +333,27 @@ def _compiled(m):
         return None
     if "k" not in _JIT:
         try:
-            from ._winograd_jit import (gather_transform, input_transform, kernel_transform,
-                                        output_transform)
+            from . import _winograd_jit
         except ImportError:  # no numba: pip install 'ndconv[jit]'
             _JIT["k"] = None
         else:
-            _JIT["k"] = (input_transform, output_transform, gather_transform, kernel_transform)
+            _JIT["k"] = _winograd_jit
     return _JIT["k"]
+
+
+def _panels(spec):
+    """:mod:`._winograd_gemm` (the compiled AVX-512 product) where it serves
+    ``spec`` (one group, float32/float64), or None (BLAS)."""
+    if spec.groups != 1 or spec.dtype not in (np.float32, np.float64):
+        return None
+    if "g" not in _JIT:
+        try:
+            from . import _winograd_gemm
+        except ImportError:  # no numba, no gemm kernel, or no AVX-512
+            _JIT["g"] = None
+        else:
+            _JIT["g"] = _winograd_gemm
+    return _JIT["g"]
 
 
 #: ``kind`` of :func:`._winograd_jit.lines` per tile size: B^T, A^T, A.
@@ -345,7 +369,7 @@ def _products(v, U, g):
     return np.ascontiguousarray(np.swapaxes(np.matmul(vg, U), 1, 2)).reshape(A, P, -1)
 
 
-def _run_compiled(jit, x, U, spec, m, nT, chunks):
+def _run_compiled(jit, x, U, spec, m, nT, chunks, panels=None):
     """``run`` with the compiled transforms of :mod:`._winograd_jit`.
 
     The input is copied padded and channels last, covering whole tiles (the
@@ -354,9 +378,10 @@ def _run_compiled(jit, x, U, spec, m, nT, chunks):
     copies its own rows, on its own thread, just before transforming them
     (a whole copy up front ran on one thread: 7 of 47 ms at 64 channels).
     The tiles of a chunk are located by their first element's row in that
-    copy flattened to ``(rows, C)``.
+    copy flattened to ``(rows, C)``. With ``panels`` (:mod:`._winograd_gemm`),
+    the tiles are written as the left panels of its product and ``U`` is its
+    right panels.
     """
-    input_transform, output_transform = jit[:2]
     N, g = spec.ndim, spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     a = m + 2
@@ -375,11 +400,21 @@ def _run_compiled(jit, x, U, spec, m, nT, chunks):
         else:
             xc, first = xl, origin
         rs = rows_strides(xc.shape)
-        v = np.empty((a**N, len(tb), C), dtype=spec.dtype)
-        input_transform(xc.reshape(-1, C), v, tb * rs[0] + first @ rs[1:], tile_offsets(rs, a),
-                        m, N)
-        output_transform(_products(v, U, g), of, tb + (b0 if per_chunk else 0), origin, s_out,
-                         m, N)
+        rows, offs = tb * rs[0] + first @ rs[1:], tile_offsets(rs, a)
+        P = len(tb)
+        if panels is not None:
+            MR = panels.MR
+            v = np.empty((a**N, -(-P // MR), C, MR), dtype=spec.dtype)
+            if P % MR:
+                v[:, -1] = 0  # the rows past P (the kernel reads whole panels)
+            jit.input_transform_panels(xc.reshape(-1, C), v, rows, offs, m, N)
+            mm = np.empty((a**N, P, O), dtype=spec.dtype)
+            panels.products(v, U, mm, False)
+        else:
+            v = np.empty((a**N, P, C), dtype=spec.dtype)
+            jit.input_transform(xc.reshape(-1, C), v, rows, offs, m, N)
+            mm = _products(v, U, g)
+        jit.output_transform(mm, of, tb + (b0 if per_chunk else 0), origin, s_out, m, N)
 
     _map_chunks(work, chunks)
     return out
