@@ -5,11 +5,11 @@ may run kernels narrower than the CPU's vectors (an environment can pin
 OpenBLAS to Haswell's AVX2 on an AVX-512 CPU): measured 100-110 GFLOP/s on
 one core. :mod:`._gemm_kernel` (the GEMM method's product on packed panels)
 reaches 170-230 GFLOP/s on the same shapes (64-256 channels, 64-400 tiles),
-so where it is importable and the CPU has AVX-512, the transforms write its
-packed layouts directly (:func:`._winograd_jit.input_transform_panels`,
-:func:`._winograd_jit.kernel_transform_panels`) and one compiled loop runs
-the products of every position. Importing this module fails (ImportError)
-without numba or without that kernel.
+so where it is importable and the CPU has AVX-512 (:func:`available`), the
+transforms write its packed layouts directly (:func:`._winograd_jit.input_transform`,
+:func:`._winograd_jit.kernel_transform_panels`,
+:func:`._winograd_jit.gather_transform`) and one compiled loop runs the
+products of every position (:func:`products`).
 """
 
 from __future__ import annotations
@@ -17,26 +17,34 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from . import _gemm_kernel as _gk
+try:
+    from . import _gemm_kernel as _gk
+except ImportError:  # a build without the compiled product
+    _gk = None
 
-if not _gk.available():
-    raise ImportError("no AVX-512: BLAS is the faster product")
 
-#: Rows of a left panel, and the columns of a right panel per dtype.
-MR = _gk.MR
+def available():
+    """Whether the compiled product is here and the CPU has AVX-512."""
+    return _gk is not None and bool(_gk.available())
+
+
+#: Rows of a left panel (None without the compiled product).
+MR = None if _gk is None else _gk.MR
 
 
 def panel_width(dtype):
     """Columns of a right panel for ``dtype``."""
-    return _gk.nr(dtype)
+    return _gk.nr(np.dtype(dtype))
 
 
-@njit(nogil=True, cache=True)
-def products(ap, bp, c, beta):
-    """``c[k] (+)= A_k @ B_k`` for every position ``k``, from packed panels.
+if _gk is not None:
+    @njit(nogil=True, cache=True)
+    def products(ap, bp, c, beta):
+        """``c[k] (+)= A_k @ B_k`` for every position ``k``, from packed panels.
 
-    ``ap``: ``(K, ceil(M/MR), inner, MR)``; ``bp``: ``(K, ceil(N/R), inner,
-    R)``; ``c``: ``(K, M, N)``; ``beta``: add instead of overwriting.
-    """
-    for k in range(c.shape[0]):
-        _gk.product(ap[k], bp[k], c[k], beta)
+        ``ap``: ``(K, ceil(M/MR), inner, MR)``; ``bp``: ``(K, ceil(N/R),
+        inner, R)``; ``c``: ``(K, M, N)``; ``beta``: add instead of
+        overwriting.
+        """
+        for k in range(c.shape[0]):
+            _gk.product(ap[k], bp[k], c[k], beta)

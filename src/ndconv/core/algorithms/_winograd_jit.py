@@ -27,6 +27,18 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _around(dims, axis):
+    # (outer, inner): the sizes of the dims before and after `axis`.
+    inner = 1
+    for i in range(axis + 1, dims.shape[0]):
+        inner *= dims[i]
+    outer = 1
+    for i in range(axis):
+        outer *= dims[i]
+    return outer, inner
+
+
+@njit(nogil=True, cache=True, inline="always")
 def lines(src, dst, dims, axis, kind, nch):
     # dst = the 1-D transform `kind` applied along `axis` of src; both are
     # (prod(dims), nch) in C order over dims, dst with dims[axis] replaced
@@ -35,13 +47,7 @@ def lines(src, dst, dims, axis, kind, nch):
     # of contiguous channel vectors with the coefficients as constants:
     # kind 0: B^T of F(4, 3); 1: A^T of F(4, 3); 2: B^T of F(2, 3); 3: A^T of F(2, 3),
     # the matrices of winograd._MATRICES (tests compare both paths).
-    n = dims.shape[0]
-    inner = 1
-    for i in range(axis + 1, n):
-        inner *= dims[i]
-    outer = 1
-    for i in range(axis):
-        outer *= dims[i]
+    outer, inner = _around(dims, axis)
     a = dims[axis]
     r = (6, 4, 4, 2)[kind]
     for o in range(outer):
@@ -102,13 +108,7 @@ def expand_lines(src, dst, dims, axis, kind, nch):
     # an output gradient's tile into the transformed domain for the weight
     # gradient (winograd_dual): kind 4: A of F(4, 3); 5: A of F(2, 3). (Kept
     # apart from lines: one function with all six kinds vectorised 3-5x worse.)
-    n = dims.shape[0]
-    inner = 1
-    for i in range(axis + 1, n):
-        inner *= dims[i]
-    outer = 1
-    for i in range(axis):
-        outer *= dims[i]
+    outer, inner = _around(dims, axis)
     a = dims[axis]
     r = 6 if kind == 4 else 4
     for o in range(outer):
@@ -156,28 +156,12 @@ def _row_tile(xl, base, pos_off, buf0, buf1, dims, kind, ndim):
 
 
 @njit(nogil=True, cache=True)
-def input_transform(xl, v, tile_base, pos_off, m, ndim):
-    # xl: padded input, channels last, flattened to (rows, C); v: (a^N, P, C);
-    # tile_base[p]: row of tile p's first element; pos_off[k]: row offset of
-    # the tile's k-th element (any order; the caller's is U's).
-    a = m + 2
-    kind = 0 if m == 4 else 2
-    A = pos_off.shape[0]
-    C = xl.shape[1]
-    buf0 = np.empty((A, C), xl.dtype)
-    buf1 = np.empty((A, C), xl.dtype)
-    dims = np.full(ndim, a, np.int64)
-    for p in range(tile_base.shape[0]):
-        src = _row_tile(xl, tile_base[p], pos_off, buf0, buf1, dims, kind, ndim)
-        for k in range(A):
-            for ch in range(C):
-                v[k, p, ch] = src[k, ch]
-
-
-@njit(nogil=True, cache=True)
-def input_transform_panels(xl, vp, tile_base, pos_off, m, ndim):
-    # As input_transform, into the left panels of a compiled product:
-    # vp (a^N, ceil(P/MR), C, MR), tile p at vp[:, p // MR, :, p % MR].
+def input_transform(xl, vp, tile_base, pos_off, m, ndim):
+    # xl: padded input, channels last, flattened to (rows, C); tile_base[p]:
+    # row of tile p's first element; pos_off[k]: row offset of the tile's
+    # k-th element (any order; the caller's is U's). vp: (a^N, ceil(P/MR), C,
+    # MR), tile p at vp[:, p // MR, :, p % MR]: the left panels of a compiled
+    # product, or (with MR = 1) the rows (a^N, P, C) of BLAS's.
     a = m + 2
     kind = 0 if m == 4 else 2
     A = pos_off.shape[0]
@@ -295,33 +279,15 @@ def _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf
 
 
 @njit(nogil=True, cache=True)
-def gather_transform(src, sb, sc, sp, lim, tile_b, tile_org, kind, v):
-    # v[:, p, :] = the 1-D transform `kind` along every dim of tile p, read
+def gather_transform(src, sb, sc, sp, lim, tile_b, tile_org, kind, v, C):
+    # v[:, ., p, .] = the 1-D transform `kind` along every dim of tile p, read
     # straight from the array (no padded copy, no change of layout): src is
     # its memory, element (b, c, i_0, ..) at b*sb + c*sc + sum_d i_d*sp[d];
     # lim[d]: its size along spatial dim d; tile p starts at (tile_b[p],
     # tile_org[p]) and elements outside [0, lim) (padding) read as zero.
-    # v: (n_out^N, P, C), channels innermost for the products.
-    ndim = sp.shape[0]
-    A_in = SIZES[kind][0] ** ndim
-    A_out, P, C = v.shape
-    buf0 = np.empty((max(A_in, A_out), C), v.dtype)
-    buf1 = np.empty((max(A_in, A_out), C), v.dtype)
-    off = np.empty(A_in, np.int64)
-    ok = np.empty(A_in, np.bool_)
-    dims = np.empty(ndim, np.int64)
-    for p in range(P):
-        s = _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf1,
-                           off, ok, dims)
-        for k in range(A_out):
-            for c in range(C):
-                v[k, p, c] = s[k, c]
-
-
-@njit(nogil=True, cache=True)
-def gather_transform_panels(src, sb, sc, sp, lim, tile_b, tile_org, kind, v, C):
-    # As gather_transform, into panels of a compiled product over the tiles:
-    # v (n_out^N, ceil(C/W), P, W), channel c of tile p at v[:, c // W, p, c % W].
+    # v: (n_out^N, ceil(C/W), P, W), channel c of tile p at v[:, c // W, p,
+    # c % W]: panels of a compiled product over the tiles, or (W = C) the
+    # rows (n_out^N, P, C) of BLAS's.
     ndim = sp.shape[0]
     A_in = SIZES[kind][0] ** ndim
     A_out, nb, P, W = v.shape
@@ -333,6 +299,11 @@ def gather_transform_panels(src, sb, sc, sp, lim, tile_b, tile_org, kind, v, C):
     for p in range(P):
         s = _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf1,
                            off, ok, dims)
+        if nb == 1:  # rows of channels (BLAS): one contiguous run per position
+            for k in range(A_out):
+                for c in range(C):
+                    v[k, 0, p, c] = s[k, c]
+            continue
         for k in range(A_out):
             for b in range(nb):
                 for j in range(min(W, C - b * W)):

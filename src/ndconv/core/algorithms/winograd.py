@@ -349,10 +349,10 @@ def _panels(spec):
     if "g" not in _JIT:
         try:
             from . import _winograd_gemm
-        except ImportError:  # no numba, no gemm kernel, or no AVX-512
+        except ImportError:  # no numba
             _JIT["g"] = None
-        else:
-            _JIT["g"] = _winograd_gemm
+        else:  # None without gemm's compiled product or without AVX-512
+            _JIT["g"] = _winograd_gemm if _winograd_gemm.available() else None
     return _JIT["g"]
 
 
@@ -407,12 +407,12 @@ def _run_compiled(jit, x, U, spec, m, nT, chunks, panels=None):
             v = np.empty((a**N, -(-P // MR), C, MR), dtype=spec.dtype)
             if P % MR:
                 v[:, -1] = 0  # the rows past P (the kernel reads whole panels)
-            jit.input_transform_panels(xc.reshape(-1, C), v, rows, offs, m, N)
+            jit.input_transform(xc.reshape(-1, C), v, rows, offs, m, N)
             mm = np.empty((a**N, P, O), dtype=spec.dtype)
             panels.products(v, U, mm, False)
         else:
             v = np.empty((a**N, P, C), dtype=spec.dtype)
-            jit.input_transform(xc.reshape(-1, C), v, rows, offs, m, N)
+            jit.input_transform(xc.reshape(-1, C), v[..., None], rows, offs, m, N)
             mm = _products(v, U, g)
         jit.output_transform(mm, of, tb + (b0 if per_chunk else 0), origin, s_out, m, N)
 

@@ -206,7 +206,7 @@ def _panel_parts(panels, jit, x, w, spec, m, nT, tiles):
                 dbuf[:A * nd * P * R].reshape(A, nd, P, R))
 
     kin, _, kexp = KINDS[m]
-    gather = jit.gather_transform_panels
+    gather = jit.gather_transform
     shares = _shares(x, w, spec, m, nT)
 
     def fill(chunk, v, d, t, T):
@@ -298,9 +298,9 @@ def _compiled_fill(jit, x, w, spec, m, nT):
 
     def fill(chunk, v, d, t, T):
         p0, p1, gargs, xargs = shares(chunk, t, T)
-        gather(*gargs, kexp, d[:, p0:p1])
+        gather(*gargs, kexp, d[:, None, p0:p1], d.shape[2])
         for gi, args in enumerate(xargs):
-            gather(*args, kin, v[:, gi, p0:p1])
+            gather(*args, kin, v[:, gi, None, p0:p1], v.shape[3])
 
     return fill
 
