@@ -251,7 +251,9 @@ def chunk_rows(B, nT, row_bytes, min_tiles):
     rest = math.prod(nT[1:])
     rows = B * nT[0]
     want = max(1, CHUNK_BYTES // max(row_bytes, 1), -(-min_tiles // rest))
-    want = min(want, max(1, -(-rows // get_num_threads())))
+    threads = get_num_threads()
+    if rows * rest >= threads * min_tiles:  # (a small layer is not worth a thread pool)
+        want = min(want, max(1, -(-rows // threads)))
     if want >= nT[0]:
         nb = want // nT[0]
         return -(-B // -(-B // nb)) * nT[0]
