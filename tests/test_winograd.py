@@ -77,7 +77,7 @@ def test_matrices_compute_a_3_tap_correlation_exactly(m):
 # the weight gradient (winograd_dual: F(m, 3) transposed) and the chunked forward
 
 torch = pytest.importorskip("torch")
-from ndconv.algorithms import winograd_dual  # noqa: E402
+from ndconv.algorithms import winograd_dual  # noqa: E402 (after the importorskip)
 
 _TORCH_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
                "circular": "circular"}

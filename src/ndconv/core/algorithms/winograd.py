@@ -394,7 +394,7 @@ def _run_compiled(jit, x, U, spec, m, nT, chunks, panels=None):
     s_out = np.asarray(spec.out_spatial, np.int64)
 
     def work(chunk):
-        b0, b1, i0, i1 = chunk
+        b0, _, i0, _ = chunk
         tb, origin = tile_grid(chunk, nT, m)
         if per_chunk:
             xc = _chunk_rows(x, spec, nT, m, chunk)

@@ -311,7 +311,7 @@ def _numpy_fill(xl, gl, spec, m, nT):
     from .winograd import _MATRICES, _combine
 
     N, g = spec.ndim, spec.groups
-    Bx, O = spec.batch, spec.out_channels
+    Bx = spec.batch
     Cg = spec.in_channels // g
     BT, _, AT = _MATRICES[m]
     At = np.asarray(AT, dtype=np.float64).T.tolist()  # A: m values to m + 2
