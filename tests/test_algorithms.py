@@ -234,8 +234,9 @@ def test_each_method_conv_and_backward_match_torch(method):
     gy = rng.standard_normal(y.shape).astype(np.float32)
     yt.backward(torch.from_numpy(gy.astype(np.float64)))
     np.testing.assert_allclose(y, yt.detach().numpy(), atol=1e-4)
-    # winograd and depthwise cannot take the weight gradient (its kernel is
-    # the 13x11 output gradient): conv_backward hands that one to 'auto'
+    # depthwise cannot take the weight gradient (its kernel is the 13x11
+    # output gradient): conv_backward hands that one to 'auto'; winograd takes
+    # it in its transposed form (a 3x3 output)
     gx, gw, _ = ndconv.conv_backward(gy, x, w, padding=1, groups=groups, method=method)
     np.testing.assert_allclose(gx, xt.grad.numpy(), atol=2e-4)
     np.testing.assert_allclose(gw, wt.grad.numpy(), atol=2e-3)

@@ -71,3 +71,228 @@ def test_matrices_compute_a_3_tap_correlation_exactly(m):
         d, g = rng.standard_normal(m + 2), rng.standard_normal(3)
         want = np.array([d[i:i + 3] @ g for i in range(m)])
         np.testing.assert_allclose(AT @ ((G @ g) * (BT @ d)), want, rtol=0, atol=1e-14)
+
+
+# --------------------------------------------------------------------------
+# the weight gradient (winograd_dual: F(m, 3) transposed) and the chunked forward
+
+torch = pytest.importorskip("torch")
+from ndconv.algorithms import winograd_dual  # noqa: E402 (after the importorskip)
+
+_TORCH_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
+               "circular": "circular"}
+
+GRAD_CASES = [  # x shape, w shape, padding (int or per-dim (lo, hi)), groups, padding_mode
+    ((2, 3, 9, 11), (4, 3, 3, 3), 1, 1, "zeros"),
+    ((1, 4, 7, 5), (6, 2, 3, 3), 0, 2, "zeros"),
+    ((3, 6, 13, 17), (6, 1, 3, 3), 1, 6, "zeros"),
+    ((2, 5, 3, 30), (3, 5, 3, 3), ((1, 0), (2, 1)), 1, "zeros"),
+    ((2, 3, 8, 10), (5, 3, 3, 3), 1, 1, "reflect"),
+    ((1, 2, 6, 7), (2, 2, 3, 3), 1, 1, "circular"),
+    ((3, 2, 10), (3, 2, 3), 1, 1, "zeros"),
+    ((1, 3, 23), (2, 3, 3), 0, 1, "replicate"),
+    ((2, 2, 6, 7, 5), (3, 2, 3, 3, 3), 1, 1, "zeros"),
+    ((1, 4, 5, 4, 6), (2, 2, 3, 3, 3), ((0, 1), (1, 1), (2, 0)), 2, "zeros"),
+]
+
+
+def _torch_grads(x, w, gy, padding, groups, mode):
+    n = x.ndim - 2
+    pairs = ((padding, padding),) * n if isinstance(padding, int) else padding
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
+    flat = [p for pr in pairs[::-1] for p in pr]
+    xp = torch.nn.functional.pad(xt, flat, mode=_TORCH_MODE[mode])
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+            torch.nn.functional.conv3d)[n - 1]
+    conv(xp, wt, groups=groups).backward(torch.from_numpy(gy.astype(np.float64)))
+    return xt.grad.numpy(), wt.grad.numpy()
+
+
+@pytest.fixture
+def dual_calls(monkeypatch):
+    """Counts the weight gradients winograd_dual computes (so that a test
+    fails if conv_backward quietly hands them to another method)."""
+    calls = []
+    run = winograd_dual.run
+
+    def counted(*args):
+        calls.append(args[2])
+        return run(*args)
+
+    monkeypatch.setattr(winograd_dual, "run", counted)
+    return calls
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("xs, ws, padding, groups, mode", GRAD_CASES)
+def test_weight_gradient_matches_torch(xs, ws, padding, groups, mode, dtype, compiled,
+                                       dual_calls, monkeypatch):
+    if not compiled:
+        _numpy_path(monkeypatch)
+    rng = np.random.default_rng(sum(xs) + len(ws))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    y = ndconv.conv(x, w, None, 1, padding, 1, groups, padding_mode=mode, method="winograd")
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    gx, gw, _ = ndconv.conv_backward(gy, x, w, 1, padding, 1, groups, padding_mode=mode,
+                                     method="winograd")
+    want_gx, want_gw = _torch_grads(x, w, gy, padding, groups, mode)
+    assert len(dual_calls) == 1  # the weight gradient went through winograd_dual
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert gw.dtype == dtype and gw.shape == w.shape
+    assert np.abs(gw - want_gw).max() <= tol * np.abs(want_gw).max()
+    assert np.abs(gx - want_gx).max() <= tol * np.abs(want_gx).max()
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_weight_gradient_in_chunks_on_threads(threads, dual_calls, monkeypatch):
+    # Many small chunks (a sum over chunks), split over threads: tiles per
+    # thread in the transforms, positions per thread in the products.
+    monkeypatch.setattr(winograd_dual, "MIN_TILES", 8)
+    monkeypatch.setattr(winograd_dual, "CHUNK_BYTES", 4096)
+    rng = np.random.default_rng(threads)
+    x = rng.standard_normal((3, 5, 29, 22))
+    w = rng.standard_normal((6, 5, 3, 3))
+    gy = rng.standard_normal((3, 6, 29, 22))
+    before = ndconv.get_num_threads()
+    ndconv.set_num_threads(threads)
+    try:
+        _, gw, _ = ndconv.conv_backward(gy, x, w, padding=1, method="winograd")
+    finally:
+        ndconv.set_num_threads(before)
+    _, want = _torch_grads(x, w, gy, 1, 1, "zeros")
+    assert len(dual_calls) == 1
+    np.testing.assert_allclose(gw, want, rtol=0, atol=1e-12 * np.abs(want).max())
+
+
+def test_weight_gradient_error_on_a_thread_is_raised(monkeypatch):
+    # One thread failing must not leave the others waiting at the barrier.
+    monkeypatch.setattr(winograd_dual, "MIN_TILES", 8)
+    monkeypatch.setattr(winograd_dual, "CHUNK_BYTES", 4096)
+    made = winograd_dual._shares
+
+    def failing(*args):
+        share = made(*args)
+
+        def f(chunk, t, T):
+            if t == 1:
+                raise RuntimeError("share 1 failed")
+            return share(chunk, t, T)
+
+        return f
+
+    monkeypatch.setattr(winograd_dual, "_shares", failing)
+    x = np.ones((2, 4, 40, 40))
+    w = np.ones((4, 4, 3, 3))
+    before = ndconv.get_num_threads()
+    ndconv.set_num_threads(2)
+    try:
+        with pytest.raises(RuntimeError, match="share 1 failed"):
+            ndconv.conv_backward(np.ones((2, 4, 40, 40)), x, w, padding=1, method="winograd")
+    finally:
+        ndconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_weight_gradient_float32_error_within_1e5_at_256_channels(compiled, monkeypatch):
+    if not compiled:
+        _numpy_path(monkeypatch)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 256, 14, 14)).astype(np.float32)
+    w = (rng.standard_normal((256, 256, 3, 3)) / np.sqrt(9 * 256)).astype(np.float32)
+    gy = rng.standard_normal((16, 256, 14, 14)).astype(np.float32)
+    _, gw, _ = ndconv.conv_backward(gy, x, w, padding=1, method="winograd")
+    _, ref, _ = ndconv.conv_backward(gy.astype(np.float64), x.astype(np.float64),
+                                     w.astype(np.float64), padding=1, method="gemm")
+    assert np.abs(gw - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("xs, ws", [((8, 128, 28, 28), (128, 128, 3, 3)),
+                                    ((16, 256, 14, 14), (256, 256, 3, 3))])
+def test_auto_computes_these_weight_gradients_with_winograd(xs, ws, dual_calls):
+    x = np.ones(xs, np.float32)
+    w = np.ones(ws, np.float32)
+    ndconv.conv_backward(np.ones(xs, np.float32), x, w, padding=1)
+    assert len(dual_calls) == 1
+
+
+@pytest.mark.parametrize("xs, ws, padding", [
+    ((2, 3, 7, 9), (4, 3, 5, 7), 0),  # a 3x3 output of a larger kernel
+    ((1, 2, 5, 6), (3, 2, 3, 4), ((0, 0), (0, 0))),  # one kernel dim of 3
+    ((2, 2, 3), (3, 2, 3), 1),  # 3 outputs of a 3-tap kernel: the forward form
+])
+def test_a_forward_with_a_3x3_output_takes_either_form(xs, ws, padding):
+    rng = np.random.default_rng(len(xs))
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    y = ndconv.conv(x, w, None, 1, padding, method="winograd")
+    ref = conv_ref(x, w, None, 1, padding)
+    assert y.shape == ref.shape and all(s == 3 for s in y.shape[2:])
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_forward_in_row_chunks_with_asymmetric_and_negative_padding(compiled, monkeypatch):
+    # Chunks of single tile rows: each copies its own padded rows from x.
+    if not compiled:
+        _numpy_path(monkeypatch)
+    monkeypatch.setattr(winograd, "MIN_TILES", 1)
+    monkeypatch.setattr(winograd, "CHUNK_BYTES", 2000)
+    rng = np.random.default_rng(7)
+    for xs, ws, padding in [((2, 3, 23, 9), (4, 3, 3, 3), 1),
+                            ((1, 2, 17, 5), (3, 2, 3, 3), ((3, 0), (0, 2))),
+                            ((2, 2, 19), (2, 2, 3), ((0, 4),))]:
+        x = rng.standard_normal(xs)
+        w = rng.standard_normal(ws)
+        y = ndconv.conv(x, w, None, 1, padding, method="winograd")
+        ref = conv_ref(x, w, None, 1, padding)
+        np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+    # conv_transpose with padding 3 > k - 1: its correlation crops the input
+    x = rng.standard_normal((2, 4, 21, 8))
+    w = rng.standard_normal((4, 3, 3, 3))
+    y = ndconv.conv_transpose(x, w, None, 1, 3, method="winograd")
+    ref = torch.nn.functional.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w),
+                                               None, 1, 3).numpy()
+    np.testing.assert_allclose(y, ref, rtol=0, atol=1e-12 * np.abs(ref).max())
+
+
+def _gemm_panels():
+    from ndconv.core.algorithms import _winograd_gemm
+
+    return _winograd_gemm if _winograd_gemm.available() else None
+
+
+@pytest.mark.skipif(_gemm_panels() is None,
+                    reason="no compiled AVX-512 product (gemm's _gemm_kernel, AVX-512)")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("xs, ws", [((3, 7, 13, 10), (5, 7, 3, 3)),  # few rows and columns
+                                    ((2, 70, 9, 9), (67, 70, 3, 3)),  # past one panel
+                                    ((1, 3, 30, 3), (2, 3, 3, 3))])
+def test_compiled_product_equals_blas(xs, ws, threads, dtype, monkeypatch):
+    # Forward and weight gradient on the packed panels of the compiled
+    # product, against the same transforms on BLAS; chunks small enough
+    # that the weight gradient sums several.
+    monkeypatch.setattr(winograd_dual, "MIN_TILES", 8)
+    monkeypatch.setattr(winograd_dual, "CHUNK_BYTES", 8192)
+    monkeypatch.setattr(winograd, "MIN_TILES", 4)
+    rng = np.random.default_rng(sum(xs))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    gy = rng.standard_normal((xs[0], ws[0], *xs[2:])).astype(dtype)
+    before = ndconv.get_num_threads()
+    ndconv.set_num_threads(threads)
+    try:
+        y = ndconv.conv(x, w, None, 1, 1, method="winograd")
+        assert winograd._JIT.get("g") is not None  # the compiled product ran
+        _, gw, _ = ndconv.conv_backward(gy, x, w, padding=1, method="winograd")
+        monkeypatch.setitem(winograd._JIT, "g", None)  # BLAS
+        y_blas = ndconv.conv(x, w, None, 1, 1, method="winograd")
+        _, gw_blas, _ = ndconv.conv_backward(gy, x, w, padding=1, method="winograd")
+    finally:
+        ndconv.set_num_threads(before)
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert np.abs(y - y_blas).max() <= tol * np.abs(y_blas).max()
+    assert np.abs(gw - gw_blas).max() <= tol * np.abs(gw_blas).max()

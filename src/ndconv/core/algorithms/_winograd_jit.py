@@ -11,6 +11,11 @@ contiguous channel vectors and vectorise. The output transform writes the
 ``m^N`` outputs of each tile straight into the ``(B, O, *S_out)`` result,
 dropping the positions of edge tiles that fall outside it.
 
+:func:`gather_transform` reads tiles straight from an array of any C-ordered
+layout (zero outside it), for the weight gradient (``winograd_dual``), where
+``x`` and ``grad_out`` are read transposed; :func:`kernel_transform` computes
+``U`` in float64 sums over the outputs.
+
 The kernels release the GIL and are sequential: ``winograd.run`` runs chunks
 of tiles on its own threads, each chunk's products on single-threaded BLAS.
 """
@@ -22,6 +27,18 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _around(dims, axis):
+    # (outer, inner): the sizes of the dims before and after `axis`.
+    inner = 1
+    for i in range(axis + 1, dims.shape[0]):
+        inner *= dims[i]
+    outer = 1
+    for i in range(axis):
+        outer *= dims[i]
+    return outer, inner
+
+
+@njit(nogil=True, cache=True, inline="always")
 def lines(src, dst, dims, axis, kind, nch):
     # dst = the 1-D transform `kind` applied along `axis` of src; both are
     # (prod(dims), nch) in C order over dims, dst with dims[axis] replaced
@@ -30,13 +47,7 @@ def lines(src, dst, dims, axis, kind, nch):
     # of contiguous channel vectors with the coefficients as constants:
     # kind 0: B^T of F(4, 3); 1: A^T of F(4, 3); 2: B^T of F(2, 3); 3: A^T of F(2, 3),
     # the matrices of winograd._MATRICES (tests compare both paths).
-    n = dims.shape[0]
-    inner = 1
-    for i in range(axis + 1, n):
-        inner *= dims[i]
-    outer = 1
-    for i in range(axis):
-        outer *= dims[i]
+    outer, inner = _around(dims, axis)
     a = dims[axis]
     r = (6, 4, 4, 2)[kind]
     for o in range(outer):
@@ -81,7 +92,7 @@ def lines(src, dst, dims, axis, kind, nch):
                     dst[d0 + inner, ch] = x1 + x2
                     dst[d0 + 2 * inner, ch] = x2 - x1
                     dst[d0 + 3 * inner, ch] = x1 - x3
-            else:
+            elif kind == 3:
                 for ch in range(nch):
                     x0 = src[s0, ch]
                     x1 = src[s0 + inner, ch]
@@ -91,32 +102,81 @@ def lines(src, dst, dims, axis, kind, nch):
                     dst[d0 + inner, ch] = x1 - x2 - x3
 
 
+@njit(nogil=True, cache=True, inline="always")
+def expand_lines(src, dst, dims, axis, kind, nch):
+    # As lines, for A (the transpose of A^T: m values to m + 2), which takes
+    # an output gradient's tile into the transformed domain for the weight
+    # gradient (winograd_dual): kind 4: A of F(4, 3); 5: A of F(2, 3). (Kept
+    # apart from lines: one function with all six kinds vectorised 3-5x worse.)
+    outer, inner = _around(dims, axis)
+    a = dims[axis]
+    r = 6 if kind == 4 else 4
+    for o in range(outer):
+        for q in range(inner):
+            s0 = o * a * inner + q
+            d0 = o * r * inner + q
+            if kind == 4:
+                for ch in range(nch):
+                    x0 = src[s0, ch]
+                    x1 = src[s0 + inner, ch]
+                    x2 = src[s0 + 2 * inner, ch]
+                    x3 = src[s0 + 3 * inner, ch]
+                    e = x0 + x2
+                    dst[d0, ch] = x0
+                    dst[d0 + inner, ch] = e + x1 + x3
+                    dst[d0 + 2 * inner, ch] = e - x1 - x3
+                    dst[d0 + 3 * inner, ch] = x0 + 2.0 * x1 + 4.0 * x2 + 8.0 * x3
+                    dst[d0 + 4 * inner, ch] = x0 - 0.5 * x1 + 0.25 * x2 - 0.125 * x3
+                    dst[d0 + 5 * inner, ch] = x3
+            else:
+                for ch in range(nch):
+                    x0 = src[s0, ch]
+                    x1 = src[s0 + inner, ch]
+                    dst[d0, ch] = x0
+                    dst[d0 + inner, ch] = x0 + x1
+                    dst[d0 + 2 * inner, ch] = x0 - x1
+                    dst[d0 + 3 * inner, ch] = -x1
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _row_tile(xl, base, pos_off, buf0, buf1, dims, kind, ndim):
+    # The transformed tile whose first element is row `base` of xl (rows,
+    # C): its rows gathered, then `kind` along each axis; returns the buffer
+    # holding the result (a^N, C).
+    C = xl.shape[1]
+    for k in range(pos_off.shape[0]):
+        row = base + pos_off[k]
+        for ch in range(C):
+            buf0[k, ch] = xl[row, ch]
+    src, dst = buf0, buf1
+    for axis in range(ndim):
+        lines(src, dst, dims, axis, kind, C)
+        src, dst = dst, src
+    return src
+
+
 @njit(nogil=True, cache=True)
-def input_transform(xl, v, tile_base, pos_off, m, ndim):
-    # xl: padded input, channels last, flattened to (rows, C); v: (a^N, P, C);
-    # tile_base[p]: row of tile p's first element; pos_off[k]: row offset of
-    # the tile's k-th element (any order; the caller's is U's).
+def input_transform(xl, vp, tile_base, pos_off, m, ndim):
+    # xl: padded input, channels last, flattened to (rows, C); tile_base[p]:
+    # row of tile p's first element; pos_off[k]: row offset of the tile's
+    # k-th element (any order; the caller's is U's). vp: (a^N, ceil(P/MR), C,
+    # MR), tile p at vp[:, p // MR, :, p % MR]: the left panels of a compiled
+    # product, or (with MR = 1) the rows (a^N, P, C) of BLAS's.
     a = m + 2
     kind = 0 if m == 4 else 2
     A = pos_off.shape[0]
     C = xl.shape[1]
-    P = tile_base.shape[0]
+    MR = vp.shape[3]
     buf0 = np.empty((A, C), xl.dtype)
     buf1 = np.empty((A, C), xl.dtype)
     dims = np.full(ndim, a, np.int64)
-    for p in range(P):
-        base = tile_base[p]
-        for k in range(A):
-            row = base + pos_off[k]
-            for ch in range(C):
-                buf0[k, ch] = xl[row, ch]
-        src, dst = buf0, buf1
-        for axis in range(ndim):
-            lines(src, dst, dims, axis, kind, C)
-            src, dst = dst, src
+    for p in range(tile_base.shape[0]):
+        src = _row_tile(xl, tile_base[p], pos_off, buf0, buf1, dims, kind, ndim)
+        pb, pr = p // MR, p % MR
         for k in range(A):
             for ch in range(C):
-                v[k, p, ch] = src[k, ch]
+                vp[k, pb, ch, pr] = src[k, ch]
+
 
 @njit(nogil=True, cache=True)
 def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):
@@ -166,3 +226,131 @@ def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):
                 continue
             for o in range(O):
                 out[b, o, flat] = src[q, o]
+
+
+#: Values per dim each kind reads and writes (the matrices' shapes).
+SIZES = ((6, 6), (6, 4), (4, 4), (4, 2), (4, 6), (2, 4))
+
+
+@njit(nogil=True, cache=True)
+def _tile_offsets(tile_org, p, n, lim, sp, off, ok):
+    # Element offset (and whether it lies inside the array) of every element
+    # of tile p (n per dim, first at tile_org[p]), C order over
+    # (k_{N-1}, ..., k_0): the first spatial dim fastest, the layout of U.
+    ndim = sp.shape[0]
+    for k in range(off.shape[0]):
+        r = k
+        o = 0
+        inside = True
+        for d in range(ndim):
+            i = tile_org[p, d] + r % n
+            r //= n
+            if i < 0 or i >= lim[d]:
+                inside = False
+            o += i * sp[d]
+        off[k] = o
+        ok[k] = inside
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf1, off, ok,
+                   dims):
+    # Tile p of gather_transform, transformed: returns the buffer holding it
+    # (n_out^N, C).
+    ndim = sp.shape[0]
+    n_in, n_out = SIZES[kind]
+    _tile_offsets(tile_org, p, n_in, lim, sp, off, ok)
+    base = tile_b[p] * sb
+    for c in range(C):  # one channel's window at a time: a few cache lines
+        bc = base + c * sc
+        for k in range(off.shape[0]):
+            buf0[k, c] = src[bc + off[k]] if ok[k] else 0
+    for d in range(ndim):
+        dims[d] = n_in
+    s, t = buf0, buf1
+    for axis in range(ndim):
+        if kind >= 4:
+            expand_lines(s, t, dims, axis, kind, C)
+        else:
+            lines(s, t, dims, axis, kind, C)
+        dims[axis] = n_out
+        s, t = t, s
+    return s
+
+
+@njit(nogil=True, cache=True)
+def gather_transform(src, sb, sc, sp, lim, tile_b, tile_org, kind, v, C):
+    # v[:, ., p, .] = the 1-D transform `kind` along every dim of tile p, read
+    # straight from the array (no padded copy, no change of layout): src is
+    # its memory, element (b, c, i_0, ..) at b*sb + c*sc + sum_d i_d*sp[d];
+    # lim[d]: its size along spatial dim d; tile p starts at (tile_b[p],
+    # tile_org[p]) and elements outside [0, lim) (padding) read as zero.
+    # v: (n_out^N, ceil(C/W), P, W), channel c of tile p at v[:, c // W, p,
+    # c % W]: panels of a compiled product over the tiles, or (W = C) the
+    # rows (n_out^N, P, C) of BLAS's.
+    ndim = sp.shape[0]
+    A_in = SIZES[kind][0] ** ndim
+    A_out, nb, P, W = v.shape
+    buf0 = np.empty((max(A_in, A_out), C), v.dtype)
+    buf1 = np.empty((max(A_in, A_out), C), v.dtype)
+    off = np.empty(A_in, np.int64)
+    ok = np.empty(A_in, np.bool_)
+    dims = np.empty(ndim, np.int64)
+    for p in range(P):
+        s = _gathered_tile(src, sb, sc, sp, lim, tile_b, tile_org, p, kind, C, buf0, buf1,
+                           off, ok, dims)
+        if nb == 1:  # rows of channels (BLAS): one contiguous run per position
+            for k in range(A_out):
+                for c in range(C):
+                    v[k, 0, p, c] = s[k, c]
+            continue
+        for k in range(A_out):
+            for b in range(nb):
+                for j in range(min(W, C - b * W)):
+                    v[k, b, p, j] = s[k, b * W + j]
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _kernel_row(wt, M, gi, c, k, acc):
+    # acc[o] = sum_t M[k, t] * wt[gi, c*T + t, o], in float64.
+    T = M.shape[1]
+    for o in range(acc.shape[0]):
+        acc[o] = 0.0
+    for t in range(T):
+        coef = M[k, t]
+        if coef != 0.0:
+            for o in range(acc.shape[0]):
+                acc[o] += coef * wt[gi, c * T + t, o]
+
+
+@njit(nogil=True, cache=True)
+def kernel_transform(wt, M, U):
+    # U[k, gi, c, o] = sum_t M[k, t] * wt[gi, c*T + t, o]: the kernel
+    # transform, accumulated in float64 and rounded once. wt: the kernel
+    # with its outputs last, (g, Cg*T, Og); M: (A, T) float64; U: (A, g, Cg,
+    # Og). Each position's row is a vector sum over the outputs, read and
+    # written in order (no float64 copy of all of w or U).
+    A, g, Cg, Og = U.shape
+    acc = np.empty(Og, np.float64)
+    for gi in range(g):
+        for c in range(Cg):
+            for k in range(A):
+                _kernel_row(wt, M, gi, c, k, acc)
+                for o in range(Og):
+                    U[k, gi, c, o] = acc[o]
+
+
+@njit(nogil=True, cache=True)
+def kernel_transform_panels(wt, M, Up):
+    # As kernel_transform for one group, into the right panels of a compiled
+    # product: Up (A, ceil(O/R), C, R), output o at Up[:, o // R, :, o % R]
+    # (columns past O are left as they are: the caller zeroes them).
+    A, nb, C, R = Up.shape
+    Og = wt.shape[2]
+    acc = np.empty(Og, np.float64)
+    for c in range(C):
+        for k in range(A):
+            _kernel_row(wt, M, 0, c, k, acc)
+            for b in range(nb):
+                for j in range(min(R, Og - b * R)):  # (no division per element: 3x faster)
+                    Up[k, b, c, j] = acc[b * R + j]

@@ -173,6 +173,14 @@ def map_chunks(work: Callable[[_T], _R], chunks: Sequence[_T]) -> list[_R]:
     if nthreads > 1 and len(chunks) > 1:
         from concurrent.futures import ThreadPoolExecutor
 
+        # NumPy's error state is per thread: the caller's (NaN and Inf are
+        # values inside an algorithm, see algorithms.execute) holds in ours too.
+        errs = np.geterr()
+
+        def run(chunk: _T) -> _R:
+            with np.errstate(**errs):
+                return work(chunk)
+
         with blas_single_thread(), ThreadPoolExecutor(min(nthreads, len(chunks))) as pool:
-            return list(pool.map(work, chunks))
+            return list(pool.map(run, chunks))
     return [work(c) for c in chunks]

@@ -19,9 +19,15 @@ F(4, 3) are compiled (:mod:`._winograd_jit`): one pass per tile in cache
 instead of one NumPy pass per coefficient.
 
 Work proceeds in chunks of tiles whose transformed buffers stay under
-:data:`CHUNK_BYTES` (cache-sized), so memory stays bounded whatever the input
-size; the chunks run on :func:`ndconv.get_num_threads` threads with BLAS on
-one thread each (2x faster than BLAS's own threads on these small products).
+:data:`CHUNK_BYTES` (but hold :data:`MIN_TILES` tiles where the input
+allows), so memory stays bounded whatever the input size; the chunks run on
+:func:`ndconv.get_num_threads` threads with BLAS on one thread each (2x
+faster than BLAS's own threads on these small products), each chunk copying
+its own padded rows of the input.
+
+A correlation with a 3x..x3 *output* and a larger kernel (the weight
+gradient of a 3x..x3 layer) is computed by the transposed algorithm of
+:mod:`.winograd_dual`, under the same method name.
 """
 
 from __future__ import annotations
@@ -32,10 +38,16 @@ import numpy as np
 
 from .._windows import pad
 from ._jit import numba_installed as _numba_installed
+from . import winograd_dual
 from .threads import blas_single_thread, get_num_threads, map_chunks as _map_chunks
 
 #: Upper bound on the transformed input of one chunk, in bytes.
 CHUNK_BYTES = 2 * 2**20
+
+#: Fewest tiles per chunk where the input allows (each thread keeping one):
+#: the products' row count, below which BLAS slows (measured at 256 channels,
+#: 1 thread: 91 GFLOP/s with 48 rows, 103-106 with 196-256).
+MIN_TILES = 192
 
 # (B^T, G, A^T) for F(m, 3), from Lavin & Gray, "Fast Algorithms for
 # Convolutional Neural Networks" (2015), section 4.
@@ -82,13 +94,22 @@ def supports(spec):
     if spec.compute_dtype.kind not in "fc":
         return False, (f"dtype {spec.dtype} is not floating point or complex (the "
                        "transforms have fractions)")
-    if any(k != 3 for k in spec.kernel_size):
-        return False, f"kernel {spec.kernel_size} is not 3 in every dim"
     if any(s != 1 for s in spec.stride):
         return False, f"stride {spec.stride} is not 1"
     if any(d != 1 for d in spec.dilation):
         return False, f"dilation {spec.dilation} is not 1"
+    if _dual(spec):
+        return True, "3x..x3 output, stride 1: Winograd's weight-gradient form"
+    if any(k != 3 for k in spec.kernel_size):
+        return False, f"kernel {spec.kernel_size} is not 3 in every dim"
     return True, "3x..x3 kernel, stride 1, dilation 1"
+
+
+def _dual(spec):
+    """Whether ``spec`` is served by :mod:`.winograd_dual` (a 3x..x3 output of a
+    larger kernel: a 3x..x3 layer's weight gradient) rather than F(m, 3)."""
+    return (any(k != 3 for k in spec.kernel_size) and all(o == 3 for o in spec.out_spatial)
+            and all(k >= 2 for k in spec.kernel_size))
 
 
 def _combine(arr, mat, axis, step=1, count=None, *, prepend=True):
@@ -146,19 +167,36 @@ def _combine(arr, mat, axis, step=1, count=None, *, prepend=True):
     return out
 
 
-def _kernel_transform(w, spec, m):
-    """``U`` of shape ``(a^N, g, Cg, Og)`` with ``a = m + 2``.
+def _kernel_transform(w, spec, m, panels=None):
+    """``U`` of shape ``(a^N, g, Cg, Og)`` with ``a = m + 2`` (with ``panels``,
+    :mod:`._winograd_gemm`: packed as its right panels, ``(a^N, ceil(O/R), C, R)``).
 
     ``U = M @ w`` over the taps, ``M`` (``a^N`` by ``3^N``) being ``G`` applied
     along every dim of each one-tap kernel (:func:`_tap_matrix`): one product
     over a copy of ``w`` with its taps first, instead of one strided pass per
     coefficient (measured: 9.4 ms of a 25 ms layer at 256 channels, now ~1).
-    Computed in float64 for float32 kernels, rounded once.
+    Computed in float64 for float32 kernels, rounded once. With numba, real
+    kernels take the compiled :func:`._winograd_jit.kernel_transform`
+    instead (measured 5-9 ms at 256 channels as NumPy's float64 copies and
+    product, ~1 ms compiled).
     """
     N = spec.ndim
     g = spec.groups
     O, Cg = w.shape[:2]
     T = 3**N
+    jit = _compiled(4)
+    if jit is not None and w.dtype.kind == "f":
+        wt = np.ascontiguousarray(w.reshape(g, O // g, Cg * T).transpose(0, 2, 1))
+        if panels is not None:  # the right panels of the compiled product
+            R = panels.panel_width(w.dtype)
+            U = np.empty(((m + 2) ** N, -(-O // R), Cg, R), dtype=w.dtype)
+            if O % R:
+                U[:, -1, :, O % R:] = 0  # columns past O (the kernel reads whole panels)
+            jit.kernel_transform_panels(wt, _tap_matrix(m, N), U)
+            return U
+        U = np.empty(((m + 2) ** N, g, Cg, O // g), dtype=w.dtype)
+        jit.kernel_transform(wt, _tap_matrix(m, N), U)
+        return U
     wide = np.float64 if w.dtype == np.float32 else w.dtype
     # (T, g, Cg, Og): taps first, then U's own order of the channels.
     wt = np.moveaxis(w.reshape(g, O // g, Cg, T), (3, 0, 2, 1), (0, 1, 2, 3))
@@ -187,44 +225,73 @@ def _tap_matrix(m, N):
 
 
 def run(x, w, spec):
+    m = tile_size(spec.ndim)
+    if _dual(spec):
+        return winograd_dual.run(x, w, spec, m, _compiled(m))
     N = spec.ndim
-    g = spec.groups
+    B, C, O = spec.batch, spec.in_channels, spec.out_channels
+    a = m + 2
+    nT = tuple(-(-o // m) for o in spec.out_spatial)
+    rest = math.prod(nT[1:])
+    row_bytes = a**N * max(C, O) * rest * spec.dtype.itemsize
+    chunks = tile_chunks(B, nT, chunk_rows(B, nT, row_bytes, MIN_TILES))
+    jit = _compiled(m)
+    if jit is not None:
+        panels = _panels(spec)
+        U = _kernel_transform(w.astype(spec.dtype, copy=False), spec, m, panels)
+        return _run_compiled(jit, x, U, spec, m, nT, chunks, panels)
+    U = _kernel_transform(w.astype(spec.dtype, copy=False), spec, m)
+    return _run_numpy(x, U, spec, m, nT, chunks)
+
+
+def chunk_rows(B, nT, row_bytes, min_tiles):
+    """Tile rows (of the first dim) per chunk: under :data:`CHUNK_BYTES` but at
+    least ``min_tiles`` tiles, at most an even share of all rows per thread,
+    then evened out so that the chunks are about the same size."""
+    rest = math.prod(nT[1:])
+    rows = B * nT[0]
+    want = max(1, CHUNK_BYTES // max(row_bytes, 1), -(-min_tiles // rest))
+    threads = get_num_threads()
+    if rows * rest >= threads * min_tiles:  # (a small layer is not worth a thread pool)
+        want = min(want, max(1, -(-rows // threads)))
+    if want >= nT[0]:
+        nb = want // nT[0]
+        return -(-B // -(-B // nb)) * nT[0]
+    return -(-nT[0] // -(-nT[0] // want))
+
+
+def tile_chunks(B, nT, per_chunk):
+    """``(b0, b1, i0, i1)``: batch items ``b0:b1``, tile rows ``i0:i1`` of the
+    first dim, about ``per_chunk`` tile rows each."""
+    if per_chunk >= nT[0]:
+        nb = max(1, per_chunk // nT[0])
+        return [(b0, min(B, b0 + nb), 0, nT[0]) for b0 in range(0, B, nb)]
+    return [(b, b + 1, i0, min(nT[0], i0 + per_chunk))
+            for b in range(B) for i0 in range(0, nT[0], per_chunk)]
+
+
+def tile_grid(chunk, nT, m):
+    """Batch index and first position (per dim) of each tile of a chunk, C order."""
+    b0, b1, i0, i1 = chunk
+    grids = np.meshgrid(np.arange(b0, b1), np.arange(i0, i1), *[np.arange(t) for t in nT[1:]],
+                        indexing="ij")
+    return grids[0].ravel(), np.stack([t.ravel() * m for t in grids[1:]], axis=1)
+
+
+def _run_numpy(x, U, spec, m, nT, chunks):
+    """``run`` with the NumPy passes of :func:`_combine` over a padded
+    channels-last copy of the input covering whole tiles."""
+    N, g = spec.ndim, spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     Cg = C // g
-    m = tile_size(N)
     a = m + 2
     BT, _, AT = _MATRICES[m]
     S_out = spec.out_spatial
-    nT = tuple(-(-o // m) for o in S_out)
-    need = tuple(t * m + 2 for t in nT)
-    Sp = spec.padded_spatial
     # Channels-last, so the transforms stream contiguous runs of channels and
     # the transformed tiles are the (tiles, C) left operand of the products.
-    if spec.padding_mode == "zeros":
-        # Extend the zero padding so that every tile is whole.
-        pairs = tuple((lo, hi + nd - sp) for (lo, hi), nd, sp in zip(spec.pairs, need, Sp))
-        xl = pad(x, pairs, lhs_dilation=spec.lhs_dilation, channels_last=True)
-    else:
-        xl = pad(x, spec.pairs, spec.padding_mode, channels_last=True)
-        xl = np.pad(xl, [(0, 0)] + [(0, nd - sp) for nd, sp in zip(need, Sp)] + [(0, 0)])
-    U = _kernel_transform(w.astype(spec.dtype, copy=False), spec, m)
-    rest = math.prod(nT[1:])
-    row_bytes = a**N * max(C, O) * rest * spec.dtype.itemsize
-    per_chunk = max(1, CHUNK_BYTES // max(row_bytes, 1))
+    xl = padded_rows(x, spec, nT, m)
     out = np.empty((B, O, *[t * m for t in nT]), dtype=spec.dtype)
-    if per_chunk >= nT[0]:
-        nb = max(1, per_chunk // nT[0])
-        chunks = [(b0, min(B, b0 + nb), 0, nT[0]) for b0 in range(0, B, nb)]
-    else:
-        chunks = [
-            (b, b + 1, i0, min(nT[0], i0 + per_chunk))
-            for b in range(B)
-            for i0 in range(0, nT[0], per_chunk)
-        ]
     ATd = np.asarray(AT, dtype=spec.dtype)
-    jit = _compiled(m)
-    if jit is not None:
-        return _run_compiled(jit, xl, U, spec, m, nT, chunks)
 
     def work(chunk):
         b0, b1, i0, i1 = chunk
@@ -268,14 +335,31 @@ def _compiled(m):
         return None
     if "k" not in _JIT:
         try:
-            from ._winograd_jit import input_transform, output_transform
+            from . import _winograd_jit
         except ImportError:  # no numba: pip install 'ndconv[jit]'
             _JIT["k"] = None
         else:
-            _JIT["k"] = (input_transform, output_transform)
+            _JIT["k"] = _winograd_jit
     return _JIT["k"]
 
 
+def _panels(spec):
+    """:mod:`._winograd_gemm` (the compiled AVX-512 product) where it serves
+    ``spec`` (one group, float32/float64), or None (BLAS)."""
+    if spec.groups != 1 or spec.dtype not in (np.float32, np.float64):
+        return None
+    if "g" not in _JIT:
+        try:
+            from . import _winograd_gemm
+        except ImportError:  # no numba
+            _JIT["g"] = None
+        else:  # None without gemm's compiled product or without AVX-512
+            _JIT["g"] = _winograd_gemm if _winograd_gemm.available() else None
+    return _JIT["g"]
+
+
+#: ``kind`` of :func:`._winograd_jit.lines` per tile size: B^T, A^T, A.
+KINDS = {4: (0, 1, 4), 2: (2, 3, 5)}
 
 
 def _products(v, U, g):
@@ -287,52 +371,114 @@ def _products(v, U, g):
     return np.ascontiguousarray(np.swapaxes(np.matmul(vg, U), 1, 2)).reshape(A, P, -1)
 
 
-def _run_compiled(jit, xl, U, spec, m, nT, chunks):
+def _run_compiled(jit, x, U, spec, m, nT, chunks, panels=None):
     """``run`` with the compiled transforms of :mod:`._winograd_jit`.
 
-    ``xl`` is the padded channels-last input covering whole tiles; the tiles
-    of each chunk are located by their first element's row in ``xl``
-    flattened to ``(rows, C)``.
+    The input is copied padded and channels last, covering whole tiles (the
+    tiles' rows are then contiguous channel vectors: measured 10-15% faster
+    than gathering them from ``x`` itself); with zero padding each chunk
+    copies its own rows, on its own thread, just before transforming them
+    (a whole copy up front ran on one thread: 7 of 47 ms at 64 channels).
+    The tiles of a chunk are located by their first element's row in that
+    copy flattened to ``(rows, C)``. With ``panels`` (:mod:`._winograd_gemm`),
+    the tiles are written as the left panels of its product and ``U`` is its
+    right panels.
     """
-    input_transform, output_transform = jit
     N, g = spec.ndim, spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels
     a = m + 2
-    S_out = np.asarray(spec.out_spatial, np.int64)
-    # Row strides of xl (B, *S, C) in units of C-vectors.
-    row_strides = np.ones(N + 1, np.int64)
-    for i in range(N - 1, -1, -1):
-        row_strides[i] = row_strides[i + 1] * xl.shape[i + 1]
-    # Row offset of every element of an a^N patch, in the layout of U: C order
-    # over (k_{N-1}, ..., k_0), the last spatial dim slowest (each step of
-    # _kernel_transform prepends its axis).
-    pos_off = np.zeros(1, np.int64)
-    for i in range(N - 1, -1, -1):
-        pos_off = (pos_off[:, None] + np.arange(a) * row_strides[i + 1]).ravel()
-    xf = xl.reshape(-1, C)
+    per_chunk = spec.padding_mode == "zeros" and all(r == 1 for r in spec.lhs_dilation)
+    xl = None if per_chunk else padded_rows(x, spec, nT, m)
     out = np.empty((B, O, *spec.out_spatial), dtype=spec.dtype)
     of = out.reshape(B, O, -1)
+    s_out = np.asarray(spec.out_spatial, np.int64)
 
     def work(chunk):
-        b0, b1, i0, i1 = chunk
-        # Tile grid of the chunk: batch, then tile index per dim, C order.
-        grids = np.meshgrid(np.arange(b0, b1), np.arange(i0, i1), *[np.arange(t) for t in nT[1:]],
-                            indexing="ij")
-        tb = grids[0].ravel()
-        origin = np.stack([t.ravel() * m for t in grids[1:]], axis=1)  # (P, N) first outputs
-        base = tb * row_strides[0] + origin @ row_strides[1:]
-        v = np.empty((a**N, len(tb), C), dtype=spec.dtype)
-        input_transform(xf, v, base, pos_off, m, N)
-        output_transform(_products(v, U, g), of, tb, origin, S_out, m, N)
+        b0, _, i0, _ = chunk
+        tb, origin = tile_grid(chunk, nT, m)
+        if per_chunk:
+            xc = _chunk_rows(x, spec, nT, m, chunk)
+            tb, first = tb - b0, origin - np.array([i0 * m] + [0] * (N - 1))
+        else:
+            xc, first = xl, origin
+        rs = rows_strides(xc.shape)
+        rows, offs = tb * rs[0] + first @ rs[1:], tile_offsets(rs, a)
+        P = len(tb)
+        if panels is not None:
+            MR = panels.MR
+            v = np.empty((a**N, -(-P // MR), C, MR), dtype=spec.dtype)
+            if P % MR:
+                v[:, -1] = 0  # the rows past P (the kernel reads whole panels)
+            jit.input_transform(xc.reshape(-1, C), v, rows, offs, m, N)
+            mm = np.empty((a**N, P, O), dtype=spec.dtype)
+            panels.products(v, U, mm, False)
+        else:
+            v = np.empty((a**N, P, C), dtype=spec.dtype)
+            jit.input_transform(xc.reshape(-1, C), v[..., None], rows, offs, m, N)
+            mm = _products(v, U, g)
+        jit.output_transform(mm, of, tb + (b0 if per_chunk else 0), origin, s_out, m, N)
 
     _map_chunks(work, chunks)
     return out
+
+
+def _chunk_rows(x, spec, nT, m, chunk):
+    """The rows of :func:`padded_rows` that the tiles of ``chunk`` read, copied
+    from ``x`` (zero padding, no input dilation): ``(b1-b0, rows, *S', C)``."""
+    b0, b1, i0, i1 = chunk
+    (lo0, hi0), S0 = spec.pairs[0], spec.in_spatial[0]
+    p0, p1 = i0 * m, i1 * m + 2  # the padded rows wanted
+    # x rows inside them (a negative padding crops: those rows are not read)
+    s0, s1 = max(0, p0 - lo0), min(S0 + min(0, hi0), p1 - lo0)
+    need = tuple(t * m + 2 for t in nT)
+    rest = tuple((lo, hi + nd - sp) for (lo, hi), nd, sp
+                 in zip(spec.pairs[1:], need[1:], spec.padded_spatial[1:]))
+    if s1 <= s0:  # all padding
+        shape = [sum(p) + n for p, n in zip(rest, spec.in_spatial[1:])]
+        return np.zeros((b1 - b0, p1 - p0, *shape, spec.in_channels), dtype=spec.dtype)
+    before = s0 - (p0 - lo0)
+    pairs = ((before, (p1 - p0) - before - (s1 - s0)),) + rest
+    return pad(x[b0:b1, :, s0:s1], pairs, channels_last=True)
+
+
+def padded_rows(x, spec, nT, m):
+    """``x`` padded (zeros beyond, so that ``nT`` tiles of ``m`` outputs per dim
+    are whole) and channels last: ``(B, *S', C)``."""
+    need = tuple(t * m + 2 for t in nT)
+    Sp = spec.padded_spatial
+    if spec.padding_mode == "zeros":
+        pairs = tuple((lo, hi + nd - sp) for (lo, hi), nd, sp in zip(spec.pairs, need, Sp))
+        return pad(x, pairs, lhs_dilation=spec.lhs_dilation, channels_last=True)
+    xl = pad(x, spec.pairs, spec.padding_mode, channels_last=True)
+    return np.pad(xl, [(0, 0)] + [(0, nd - sp) for nd, sp in zip(need, Sp)] + [(0, 0)])
+
+
+def rows_strides(shape):
+    """Strides, in rows of channels, of a channels-last ``(B, *S, C)``: batch, then per dim."""
+    n = len(shape) - 1
+    st = np.ones(n, np.int64)
+    for i in range(n - 2, -1, -1):
+        st[i] = st[i + 1] * shape[i + 1]
+    return st
+
+
+def tile_offsets(row_strides, size):
+    """Row offset of every element of a ``size^N`` tile, C order over
+    ``(k_{N-1}, ..., k_0)``: the first spatial dim fastest, the layout of U
+    (each step of :func:`_kernel_transform` prepends its axis)."""
+    off = np.zeros(1, np.int64)
+    for i in range(len(row_strides) - 1, 0, -1):
+        off = (off[:, None] + np.arange(size) * row_strides[i]).ravel()
+    return off
 
 
 def estimate(spec):
     """Estimated seconds (see :mod:`ndconv.algorithms.cost`)."""
     from .cost import RATES as r, gemm_eff
 
+    if _dual(spec):
+        m = tile_size(spec.ndim)
+        return winograd_dual.estimate(spec, m, m == 4 and _numba_installed())
     N = spec.ndim
     B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
     m = tile_size(N)
@@ -354,6 +500,9 @@ def estimate(spec):
 
 def reason(spec):
     m = tile_size(spec.ndim)
+    if _dual(spec):
+        return (f"3x..x3 output, stride 1: Winograd F({m},3) transposed (the weight "
+                "gradient's form), fewer multiplies than im2col")
     return f"3x..x3 stride 1: Winograd F({m},3) per dim, fewer multiplies than im2col"
 
 
@@ -382,6 +531,8 @@ ERROR_FACTOR = {4: 4.0, 2: 1.0}
 def magnitude_growth(spec):
     """Bound on the intermediates over ``max|x| * max|w|``: the transforms'
     largest row sums per dim, times the channels summed."""
+    if _dual(spec):
+        return winograd_dual.magnitude_growth(spec, tile_size(spec.ndim))
     BT, G, AT = _MATRICES[tile_size(spec.ndim)]
     per_dim = _row_sum(BT) * _row_sum(G) * _row_sum(AT)
     return float(spec.in_channels // spec.groups) * float(per_dim) ** spec.ndim
@@ -390,6 +541,8 @@ def magnitude_growth(spec):
 def workspace_bytes(spec):
     """Channels-last padded input (whole tiles), kernel transform, output, and
     each thread's chunk of transformed tiles."""
+    if _dual(spec):
+        return winograd_dual.workspace_bytes(spec, tile_size(spec.ndim))
     N = spec.ndim
     B, C, O, g = spec.batch, spec.in_channels, spec.out_channels, spec.groups
     it = spec.dtype.itemsize
@@ -400,7 +553,8 @@ def workspace_bytes(spec):
     kernel = a**N * (C // g) * O * it * 2
     out = B * O * math.prod(t * m for t in nT) * it
     row = a**N * max(C, O) * math.prod(nT[1:]) * it
-    chunk = max(CHUNK_BYTES, row) * 4 * get_num_threads()
+    rows = chunk_rows(B, nT, row, MIN_TILES) if B and nT[0] else 1
+    chunk = min(B * nT[0], rows) * row * 4 * get_num_threads()
     return padded + kernel + out + chunk
 
 
