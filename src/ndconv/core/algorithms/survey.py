@@ -17,7 +17,9 @@ before ``'auto'`` hands arrays to such a method it measures:
   ``||w||_2``, the direct bound with ``sum|w|``.
 
 The pass reads ``x`` once in slabs of :data:`SLAB_BYTES`, never a temporary as
-large as ``x``.
+large as ``x``; with numba installed, a real float ``x`` is read in one
+compiled pass instead (12 MP float32, 1 thread: 65 ms of NumPy passes -> a few
+ms), with the same statistics.
 """
 
 from __future__ import annotations
@@ -57,6 +59,99 @@ def _block_means(a: NDArray[Any], block: Shape, channels: int) -> NDArray[Any]:
     return sums / count
 
 
+_COMPILED = None
+
+
+def _compiled() -> Any:
+    """The compiled statistics pass, or None without numba."""
+    global _COMPILED
+    if _COMPILED is None:
+        from ._jit import numba_installed
+
+        _COMPILED = _build() if numba_installed() else False
+    return _COMPILED or None
+
+
+def _build() -> Any:
+    from numba import njit, prange
+
+    # No 'nnan'/'ninf': a NaN or Inf must survive into the totals; reassociation
+    # lets the sums vectorise.
+    @njit(parallel=True, fastmath={"reassoc", "nsz", "arcp", "contract"}, cache=True,
+          nogil=True)
+    def stats(x, b0, mid, mid_size, b_last, top, total, smallest):
+        # x: (P, S0, M, S_last), P = batch*channels planes grouped by batch
+        # (channels summed into each block); mid: the block of each of the M
+        # middle positions, mid_size: the positions in each such block. Per
+        # batch and block row r of b0 rows: top[., r] = max|x|, total[., r]
+        # = sum|x| (NaN or Inf if x holds one), smallest[., r] = the smallest
+        # block mean |x| (over the block's elements and the channels).
+        B, nrow = top.shape
+        C = x.shape[0] // B
+        S0, M, SL = x.shape[1], x.shape[2], x.shape[3]
+        nlast = (SL + b_last - 1) // b_last
+        for task in prange(B * nrow):
+            b = task // nrow
+            r = task - b * nrow
+            nmid = mid_size.shape[0]
+            cols = np.zeros((nmid, SL))  # sums |x| (float64) per middle block and last index
+            tops = np.zeros(SL, x.dtype)  # max |x| per last index
+            for c in range(C):
+                plane = x[b * C + c]
+                for i in range(r * b0, min(S0, (r + 1) * b0)):
+                    for m in range(M):
+                        row = plane[i, m]
+                        dst = cols[mid[m]]
+                        for j in range(SL):  # vectorised: no reduction, no gather
+                            a = abs(row[j])
+                            dst[j] += a
+                            if a > tops[j]:
+                                tops[j] = a
+            acc = np.zeros(nmid * nlast)
+            for k in range(nmid):
+                for j in range(SL):
+                    acc[k * nlast + j // b_last] += cols[k, j]
+            top[b, r] = tops.max()
+            total[b, r] = acc.sum()
+            rows = min(S0, (r + 1) * b0) - r * b0
+            least = np.inf
+            for k in range(nmid * nlast):
+                q = k % nlast
+                n = rows * mid_size[k // nlast] * min(b_last, SL - q * b_last) * C
+                least = min(least, acc[k] / n)
+            smallest[b, r] = least
+
+    return stats
+
+
+def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
+    """:attr:`Survey._x_stats` in one compiled pass, or None where it does not apply."""
+    if (x.dtype not in (np.float32, np.float64) or x.size == 0
+            or not x.flags.c_contiguous or _compiled() is None):
+        return None  # the slabs below (a copy of x would cost its memory)
+    from ._jit import set_threads
+    from .threads import get_num_threads
+
+    set_threads(get_num_threads())
+    B, C, S = x.shape[0], x.shape[1], x.shape[2:]
+    if len(S) == 1:  # one axis: one row, blocks along it
+        S, block = (1,) + S, (1,) + tuple(block)
+    mid_shape, bmid = S[1:-1], block[1:-1]
+    counts = [-(-n // b) for n, b in zip(mid_shape, bmid)]
+    grids = np.meshgrid(*[np.arange(n) // b for n, b in zip(mid_shape, bmid)], indexing="ij")
+    mid = (np.ravel_multi_index(tuple(grids), counts).ravel() if mid_shape
+           else np.zeros(1, np.intp)).astype(np.int64)
+    mid_size = np.bincount(mid, minlength=math.prod(counts)).astype(np.int64)
+    nrow = -(-S[0] // block[0])
+    xv = x.reshape(B * C, S[0], math.prod(mid_shape), S[-1])
+    top, total, smallest = (np.empty((B, nrow)) for _ in range(3))
+    _compiled()(xv, block[0], mid, mid_size, block[-1], top, total, smallest)
+    if not np.isfinite(total).all():
+        # NaN or Inf somewhere: max|x| as NumPy's max reports it
+        return (math.nan if np.isnan(total).any() else math.inf), 0.0
+    return float(top.max()), float(smallest.min())
+
+
 class Survey:
     """Finite-ness, dynamic range and kernel spread of ``(x, w)``, each computed
     on first use (a method that needs none of them costs nothing)."""
@@ -68,6 +163,9 @@ class Survey:
     def _x_stats(self) -> tuple[float, float]:
         """``(max|x|, smallest block mean |x|)``; NaN max where x holds NaN."""
         x, spec = self.x, self.spec
+        fast = _fast_x_stats(x, block_shape(spec))
+        if fast is not None:
+            return fast
         # Integers per slab in float64 (abs of the most negative int overflows).
         wide = x.dtype.kind not in "fc"
         B, C = x.shape[:2]
