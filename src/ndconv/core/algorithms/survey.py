@@ -79,63 +79,72 @@ def _build() -> Any:
     # lets the sums vectorise.
     @njit(parallel=True, fastmath={"reassoc", "nsz", "arcp", "contract"}, cache=True,
           nogil=True)
-    def stats(x, b0, mid, mid_size, b_last, top, total, smallest):
+    def stats(x, b0, per_task, mid, mid_size, b_last, top, total, smallest):
         # x: (P, S0, M, S_last), P = batch*channels planes grouped by batch
         # (channels summed into each block); mid: the block of each of the M
         # middle positions, mid_size: the positions in each such block. Per
-        # batch and block row r of b0 rows: top[., r] = max|x|, total[., r]
-        # = sum|x| (NaN or Inf if x holds one), smallest[., r] = the smallest
-        # block mean |x| (over the block's elements and the channels).
-        B, nrow = top.shape
+        # batch and task t (per_task block rows of b0 rows each): top[., t]
+        # = max|x|, total[., t] = sum|x| (NaN or Inf if x holds one),
+        # smallest[., t] = the smallest block mean |x| (over the block's
+        # elements and the channels).
+        B, ntask = top.shape
         C = x.shape[0] // B
         S0, M, SL = x.shape[1], x.shape[2], x.shape[3]
+        nmid = mid_size.shape[0]
         nlast = (SL + b_last - 1) // b_last
-        for task in prange(B * nrow):
-            b = task // nrow
-            r = task - b * nrow
-            nmid = mid_size.shape[0]
-            cols = np.zeros((nmid, SL))  # sums |x| (float64) per middle block and last index
+        last_size = np.empty(nlast, np.int64)
+        for q in range(nlast):
+            last_size[q] = min(b_last, SL - q * b_last)
+        for task in prange(B * ntask):
+            b = task // ntask
+            t = task - b * ntask
+            cols = np.empty((nmid, SL))  # sums |x| (float64) per middle block and last index
             tops = np.zeros(SL, x.dtype)  # max |x| per last index
-            for c in range(C):
-                plane = x[b * C + c]
-                for i in range(r * b0, min(S0, (r + 1) * b0)):
-                    for m in range(M):
-                        row = plane[i, m]
-                        dst = cols[mid[m]]
-                        for j in range(SL):  # vectorised: no reduction, no gather
-                            a = abs(row[j])
-                            dst[j] += a
-                            if a > tops[j]:
-                                tops[j] = a
-            acc = np.zeros(nmid * nlast)
-            for k in range(nmid):
-                for j in range(SL):
-                    acc[k * nlast + j // b_last] += cols[k, j]
-            top[b, r] = tops.max()
-            total[b, r] = acc.sum()
-            rows = min(S0, (r + 1) * b0) - r * b0
+            acc = np.empty(nlast)
+            sums = 0.0
             least = np.inf
-            for k in range(nmid * nlast):
-                q = k % nlast
-                n = rows * mid_size[k // nlast] * min(b_last, SL - q * b_last) * C
-                least = min(least, acc[k] / n)
-            smallest[b, r] = least
+            for r in range(t * per_task, min((t + 1) * per_task, (S0 + b0 - 1) // b0)):
+                cols[:] = 0
+                i0, i1 = r * b0, min(S0, (r + 1) * b0)
+                for c in range(C):
+                    plane = x[b * C + c]
+                    for i in range(i0, i1):
+                        for m in range(M):
+                            row = plane[i, m]
+                            dst = cols[mid[m]]
+                            for j in range(SL):  # vectorised: no reduction, no gather
+                                a = abs(row[j])
+                                dst[j] += a
+                                if a > tops[j]:
+                                    tops[j] = a
+                for k in range(nmid):
+                    acc[:] = 0
+                    ck = cols[k]
+                    for j in range(SL):
+                        acc[j // b_last] += ck[j]
+                    n = (i1 - i0) * mid_size[k] * C
+                    for q in range(nlast):
+                        sums += acc[q]
+                        least = min(least, acc[q] / (n * last_size[q]))
+            top[b, t] = tops.max()
+            total[b, t] = sums
+            smallest[b, t] = least
 
     return stats
 
 
 def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
     """:attr:`Survey._x_stats` in one compiled pass, or None where it does not apply."""
-    if (x.dtype not in (np.float32, np.float64) or x.size == 0
+    if (x.dtype not in (np.float32, np.float64) or x.size == 0 or x.ndim < 4
             or not x.flags.c_contiguous or _compiled() is None):
-        return None  # the slabs below (a copy of x would cost its memory)
+        # The slabs below: a copy of x would cost its memory; for one spatial
+        # dim NumPy's reduceat over long blocks is as fast.
+        return None
     from ._jit import set_threads
     from .threads import get_num_threads
 
     set_threads(get_num_threads())
     B, C, S = x.shape[0], x.shape[1], x.shape[2:]
-    if len(S) == 1:  # one axis: one row, blocks along it
-        S, block = (1,) + S, (1,) + tuple(block)
     mid_shape, bmid = S[1:-1], block[1:-1]
     counts = [-(-n // b) for n, b in zip(mid_shape, bmid)]
     grids = np.meshgrid(*[np.arange(n) // b for n, b in zip(mid_shape, bmid)], indexing="ij")
@@ -143,9 +152,13 @@ def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
            else np.zeros(1, np.intp)).astype(np.int64)
     mid_size = np.bincount(mid, minlength=math.prod(counts)).astype(np.int64)
     nrow = -(-S[0] // block[0])
+    # Tasks of at least 64 input rows (each holds rows of sums and maxima as
+    # wide as x), and enough of them for the threads.
+    per_task = max(1, min(-(-64 // block[0]), -(-nrow // (4 * get_num_threads()))))
+    ntask = -(-nrow // per_task)
     xv = x.reshape(B * C, S[0], math.prod(mid_shape), S[-1])
-    top, total, smallest = (np.empty((B, nrow)) for _ in range(3))
-    _compiled()(xv, block[0], mid, mid_size, block[-1], top, total, smallest)
+    top, total, smallest = (np.empty((B, ntask)) for _ in range(3))
+    _compiled()(xv, block[0], per_task, mid, mid_size, block[-1], top, total, smallest)
     if not np.isfinite(total).all():
         # NaN or Inf somewhere: max|x| as NumPy's max reports it
         return (math.nan if np.isnan(total).any() else math.inf), 0.0
