@@ -432,6 +432,8 @@ def _assert_same(got, want):
         assert type(got) is type(want) and len(got) == len(want)
         for g, w in zip(got, want):
             _assert_same(g, w)
+    elif isinstance(want, torch.dtype):  # a dtype kept as a value: NumPy's
+        assert isinstance(got, np.dtype) and str(got) == str(want).removeprefix("torch.")
     else:
         assert type(got) is type(want) and (got == want or got != got and want != want)
 
@@ -545,3 +547,17 @@ def test_a_storage_type_left_as_a_value_is_refused(tmp_path):
     assert type(torch_load(path)["a"]).__name__ == "StorageType"  # what torch returns
     with pytest.raises(ValueError, match="a torch storage stands where a value should be"):
         load_torch(path)
+
+
+def test_a_dtype_kept_as_a_value_is_the_numpy_dtype(tmp_path):
+    # {"dtype": torch.float16} in a checkpoint's metadata: torch hands back its
+    # dtype, ndconv NumPy's (never the unpickler's stand-in object).
+    pytest.importorskip("ml_dtypes")
+    path = tmp_path / "d.pt"
+    saved = {"dtypes": [torch.float16, torch.float32, torch.int64, torch.bool, torch.bfloat16],
+             "w": torch.ones(2, dtype=torch.float16)}
+    torch.save(saved, path)
+    got = load_torch(path)
+    assert [str(d) for d in got["dtypes"]] == ["float16", "float32", "int64", "bool", "bfloat16"]
+    assert all(isinstance(d, np.dtype) for d in got["dtypes"])
+    _assert_same(got, torch_load(path))

@@ -86,15 +86,6 @@ def _np_dtype(name: str) -> np.dtype[Any]:
     return _ml_dtype(code[3:]) if code.startswith("ml:") else np.dtype(code)
 
 
-class _DType:
-    """Stand-in for ``torch.float32`` and the other dtype globals."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-
 class _StorageType:
     """Stand-in for ``torch.FloatStorage`` etc.; ``untyped`` for ``torch.UntypedStorage``."""
 
@@ -171,9 +162,10 @@ def _rebuild_tensor_v2(storage: object, storage_offset: Any, size: Any, stride: 
 def _rebuild_tensor_v3(storage: object, storage_offset: Any, size: Any, stride: Any,
                        requires_grad: object, backward_hooks: object, dtype: object,
                        metadata: object = None) -> NDArray[Any] | None:
-    if not isinstance(dtype, _DType):
+    # Only find_class makes NumPy dtypes here (NumPy's own globals are refused).
+    if not isinstance(dtype, np.dtype):
         raise ValueError(f"_rebuild_tensor_v3: dtype argument is a {type(dtype).__name__}")
-    return _view(storage, storage_offset, size, stride, _np_dtype(dtype.name))
+    return _view(storage, storage_offset, size, stride, dtype)
 
 
 def _rebuild_parameter(data: object, requires_grad: object, backward_hooks: object,
@@ -316,7 +308,9 @@ class _Unpickler(pickle._Unpickler):
         if module == "torch.storage" and name == "UntypedStorage":
             return _StorageType(name)
         if module == "torch" and name in _DTYPES:
-            return _DType(name)
+            # torch.float32 etc.: the NumPy dtype, also where a checkpoint keeps
+            # one as a value ({"dtype": torch.float16} -> dtype('float16')).
+            return _np_dtype(name)
         raise ValueError(
             f"{self._where}: the pickle asks for the global {module}.{name}, which load_torch "
             "refuses (only tensors, OrderedDict and plain containers are read; nothing from "
@@ -561,8 +555,10 @@ def load_torch(path: str | os.PathLike[str]) -> Any:
     The saved object with every tensor (and ``nn.Parameter``) as an ndarray of
     its dtype (``bfloat16`` and ``float8_*`` as ml_dtypes' types), dicts,
     ``OrderedDict`` (a state dict), lists, tuples, numbers and strings as
-    saved; a ``torch.Size`` becomes a tuple and a ``torch.device`` its string. Tensors that shared a storage share memory, with PyTorch's offsets
-    and strides.
+    saved; a ``torch.Size`` becomes a tuple, a ``torch.device`` its string and
+    a dtype kept as a value (``torch.float16``) the NumPy dtype
+    (``dtype('float16')``). Tensors that shared a storage share memory, with
+    PyTorch's offsets and strides.
 
     Raises
     ------
