@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from ndconv import images
+from ndconv.images import kernels
 from ndconv.io import _files
 from test_cli import assert_refused, ndconv_inproc, snapshot
 
@@ -57,7 +58,7 @@ def test_streamed_tiff_is_the_written_image(tmp_path, kind, kernel, extra):
     kw = dict(padding_mode=mode, alpha=a.ndim == 3 and a.shape[2] == 4)
     if "--range" in extra:
         kw.update(value_range="rescale", stride=2, padding="valid")
-    want = images.filter_image(a, images.kernels.get(kernel), **kw)
+    want = images.filter_image(a, kernels.get(kernel), **kw)
     if want.ndim == 3 and want.shape[2] == 1:
         want = want[:, :, 0]
     assert (tmp_path / "out.tif").read_bytes() == _expected_bytes(want)
@@ -196,3 +197,34 @@ def test_a_run_killed_between_bands_keeps_the_old_output(tmp_path):
     r = ndconv_inproc("filter", "in.tif", "other.tif", "--kernel", "edge", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not any(_files._TEMP.match(n) for n in os.listdir(tmp_path))  # removed by the next run
+
+
+@pytest.mark.parametrize("kernel, kw", [
+    ("sharpen", {}),                                  # fused direct
+    ("box:31", {"padding_mode": "circular"}),         # fused separable
+    ("gaussian:8", {}),                               # bands through conv
+    ("edge", {"value_range": "rescale"}),             # two passes: bands of the second
+    ("sharpen", {"alpha": True}),                     # alpha joined at the end: one call
+])
+def test_on_band_hands_over_final_rows_in_order(kernel, kw, monkeypatch):
+    from ndconv.images import _fused
+
+    monkeypatch.setattr(_fused, "BAND_BYTES", 2000)  # many fused bands
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (97, 61, 4 if kw.get("alpha") else 3), dtype=np.uint8)
+    seen = []
+
+    def on_band(out, r0, r1):
+        seen.append((r0, r1, out[r0:r1].copy(), out))
+
+    got = images.filter_image(a, kernels.get(kernel), rows_per_tile=13,
+                              on_band=on_band, **kw)
+    assert seen[0][0] == 0 and seen[-1][1] == got.shape[0]
+    assert all(p[1] == q[0] for p, q in zip(seen, seen[1:]))  # contiguous, in order
+    assert all(s[3] is seen[0][3] for s in seen)
+    for r0, r1, rows, _ in seen:  # final when handed over
+        np.testing.assert_array_equal(rows, got[r0:r1])
+    if kw.get("alpha"):
+        assert len(seen) == 1
+    else:
+        assert len(seen) > 1
