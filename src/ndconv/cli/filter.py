@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> None:
     bar = _progress(image.shape[0])
     result: NDArray[Any] | None = None
 
-    def verify(tmp: str) -> None:
+    def verify(tmp: str) -> None:  # runs once the file is complete: result is set
+        assert result is not None
         images.verify_written(tmp, fmt, result)
 
     # Written, synced and read back under a temporary name; published without

@@ -79,7 +79,8 @@ def _build() -> Any:
     # lets the sums vectorise.
     @njit(parallel=True, fastmath={"reassoc", "nsz", "arcp", "contract"}, cache=True,
           nogil=True)
-    def stats(x, b0, per_task, mid, mid_size, b_last, top, total, smallest):
+    def stats(x: Any, b0: int, per_task: int, mid: Any, mid_size: Any, b_last: int,
+              top: Any, total: Any, smallest: Any) -> None:
         # x: (P, S0, M, S_last), P = batch*channels planes grouped by batch
         # (channels summed into each block); mid: the block of each of the M
         # middle positions, mid_size: the positions in each such block. Per
