@@ -73,11 +73,14 @@ def _compiled() -> Any:
 
 
 def _build() -> Any:
-    from numba import njit, prange
+    from numba import njit
 
     # No 'nnan'/'ninf': a NaN or Inf must survive into the totals; reassociation
-    # lets the sums vectorise.
-    @njit(parallel=True, fastmath={"reassoc", "nsz", "arcp", "contract"}, cache=True,
+    # lets the sums vectorise. One thread: the pass is memory-bound, and a
+    # parallel one left numba's OpenMP threads spinning on the cores that the
+    # method's own threads (scipy.fft's) then wanted (1024^2 k15 'same' on 2
+    # threads, interleaved under load: 1.6x the NumPy slabs' time in parallel, 1.06x serial).
+    @njit(fastmath={"reassoc", "nsz", "arcp", "contract"}, cache=True,
           nogil=True)
     def stats(x: Any, b0: int, per_task: int, mid: Any, mid_size: Any, b_last: int,
               top: Any, total: Any, smallest: Any) -> None:
@@ -96,7 +99,7 @@ def _build() -> Any:
         last_size = np.empty(nlast, np.int64)
         for q in range(nlast):
             last_size[q] = min(b_last, SL - q * b_last)
-        for task in prange(B * ntask):
+        for task in range(B * ntask):
             b = task // ntask
             t = task - b * ntask
             cols = np.empty((nmid, SL))  # sums |x| (float64) per middle block and last index
@@ -141,10 +144,6 @@ def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
         # The slabs below: a copy of x would cost its memory; for one spatial
         # dim NumPy's reduceat over long blocks is as fast.
         return None
-    from ._jit import set_threads
-    from .threads import get_num_threads
-
-    set_threads(get_num_threads())
     B, C, S = x.shape[0], x.shape[1], x.shape[2:]
     mid_shape, bmid = S[1:-1], block[1:-1]
     counts = [-(-n // b) for n, b in zip(mid_shape, bmid)]
@@ -153,9 +152,8 @@ def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
            else np.zeros(1, np.intp)).astype(np.int64)
     mid_size = np.bincount(mid, minlength=math.prod(counts)).astype(np.int64)
     nrow = -(-S[0] // block[0])
-    # Tasks of at least 64 input rows (each holds rows of sums and maxima as
-    # wide as x), and enough of them for the threads.
-    per_task = max(1, min(-(-64 // block[0]), -(-nrow // (4 * get_num_threads()))))
+    # Tasks of at least 64 input rows (each holds rows of sums and maxima as wide as x).
+    per_task = max(1, -(-64 // block[0]))
     ntask = -(-nrow // per_task)
     xv = x.reshape(B * C, S[0], math.prod(mid_shape), S[-1])
     top, total, smallest = (np.empty((B, ntask)) for _ in range(3))
