@@ -141,16 +141,16 @@ CASES = [  # x shape, w shape, stride, padding, dilation, groups, padding_mode
 ]
 
 
-@pytest.mark.parametrize("xs, ws, s, p, d, g, mode", CASES)
-def test_conv_and_gradients_against_torch(everywhere, xs, ws, s, p, d, g, mode):
-    """conv and conv_backward through the compiled paths (forward, input and
-    weight gradients), non-contiguous input, against float64 PyTorch."""
-    rng = np.random.default_rng(3)
-    xbig = rng.standard_normal(xs[:-1] + (2 * xs[-1],)).astype(np.float32)
+def check_against_torch(xs, ws, s, p, d, g, mode, dtype=np.float32, seed=3):
+    """conv and conv_backward with ``method='gemm'`` (forward, input and
+    weight gradients), non-contiguous input, against float64 PyTorch: within
+    1e-5 (float32) or 1e-12 (float64) of the largest value."""
+    rng = np.random.default_rng(seed)
+    xbig = rng.standard_normal(xs[:-1] + (2 * xs[-1],)).astype(dtype)
     x = xbig[..., ::2]  # non-contiguous
-    w = rng.standard_normal(ws).astype(np.float32)
+    w = rng.standard_normal(ws).astype(dtype)
     y = ndconv.conv(x, w, None, s, p, d, g, mode, method="gemm")
-    gy = rng.standard_normal(y.shape).astype(np.float32)
+    gy = rng.standard_normal(y.shape).astype(dtype)
     gx, gw, _ = ndconv.conv_backward(gy, x, w, s, p, d, g, mode, method="gemm")
     conv = {1: torch.nn.Conv1d, 2: torch.nn.Conv2d, 3: torch.nn.Conv3d}[len(ws) - 2]
     layer = conv(xs[1], ws[0], ws[2:], s, p, d, g, bias=False, padding_mode=mode).double()
@@ -159,9 +159,17 @@ def test_conv_and_gradients_against_torch(everywhere, xs, ws, s, p, d, g, mode):
     xt = torch.from_numpy(np.ascontiguousarray(x, np.float64)).requires_grad_(True)
     yt = layer(xt)
     yt.backward(torch.from_numpy(gy.astype(np.float64)))
-    assert _rel_err(y, yt.detach().numpy()) < 1e-5
-    assert _rel_err(gx, xt.grad.numpy()) < 1e-5
-    assert _rel_err(gw, layer.weight.grad.numpy()) < 1e-5
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    assert y.dtype == dtype and gx.dtype == dtype and gw.dtype == dtype
+    assert _rel_err(y, yt.detach().numpy()) < tol
+    assert _rel_err(gx, xt.grad.numpy()) < tol
+    assert _rel_err(gw, layer.weight.grad.numpy()) < tol
+
+
+@pytest.mark.parametrize("xs, ws, s, p, d, g, mode", CASES)
+def test_conv_and_gradients_against_torch(everywhere, xs, ws, s, p, d, g, mode):
+    """The compiled paths against PyTorch (:func:`check_against_torch`)."""
+    check_against_torch(xs, ws, s, p, d, g, mode)
 
 
 def test_auto_takes_packed_gemm_where_it_is_fastest():
