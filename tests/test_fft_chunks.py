@@ -29,3 +29,30 @@ def test_chunks_equal_the_direct_formula(monkeypatch, chunk, cin, cout, groups, 
                    dilation, groups)
     assert y.shape == ref.shape and y.flags.c_contiguous
     assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("chunk", [1, 200_000, 8 << 20])
+@pytest.mark.parametrize("shape, k, stride", [
+    ((1000,), (31,), (1,)),          # 1-D, the last block cropped
+    ((61, 45), (7, 5), (1, 2)),      # 2-D, cropped in both dims, strided
+    ((19, 23, 17), (4, 3, 5), (2, 1, 1)),  # 3-D
+])
+def test_short_blocks_cropped_at_the_end(monkeypatch, chunk, shape, k, stride):
+    # Blocks of about twice the kernel span in every dim, so that each dim
+    # has several blocks and a last one holding fewer outputs than the others.
+    from scipy.fft import next_fast_len
+
+    def short(n, span, st=1, extra=0.0):
+        L = next_fast_len(2 * span + 3, real=True)
+        return L, (L - span) // st + 1
+
+    monkeypatch.setattr(fft, "block_length", short)
+    monkeypatch.setattr(fft, "CHUNK_BYTES", chunk)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3) + shape)
+    w = rng.standard_normal((2, 3) + k)
+    pad = tuple(kk // 2 for kk in k)
+    y = ndconv.conv(x, w, None, stride, pad, 1, 1, method="fft")
+    ref = conv_ref(x, w, None, stride, tuple((p, p) for p in pad), 1, 1)
+    assert y.shape == ref.shape and y.flags.c_contiguous
+    assert np.abs(y - ref).max() <= 1e-10 * np.abs(ref).max()

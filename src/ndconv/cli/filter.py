@@ -94,23 +94,39 @@ def run(args: argparse.Namespace) -> None:
     alpha = image.ndim == 3 and image.shape[2] in (2, 4) and kernel.ndim == 2
 
     bar = _progress(image.shape[0])
-    try:
-        result = images.filter_image(
-            image, kernel, padding=args.padding, padding_mode=args.mode,
-            stride=args.stride, dilation=args.dilation, value_range=args.value_range,
-            rows_per_tile=args.tile_rows, progress=bar.update if bar else None,
-            alpha=alpha,
-        )
-    finally:
-        if bar:
-            bar.close()
-    if result.ndim == 3 and result.shape[2] == 1:
-        result = result[:, :, 0]
+    result: NDArray[Any] | None = None
+
+    def verify(tmp: str) -> None:  # runs once the file is complete: result is set
+        assert result is not None
+        images.verify_written(tmp, fmt, result)
+
     # Written, synced and read back under a temporary name; published without
-    # replacing a file that appeared meanwhile (unless --force).
-    with _io.atomic_output(args.output, force=args.force,
-                           verify=lambda tmp: images.verify_written(tmp, fmt, result)) as f:
-        images.write_image(result, f, fmt)
+    # replacing a file that appeared meanwhile (unless --force). A TIFF is
+    # written band by band while the next bands are filtered (the write and
+    # the disk's writeback overlap the computing); other formats once done.
+    with _io.atomic_output(args.output, force=args.force, verify=verify) as f:
+        bands = images.TiffBands(f) if fmt == "TIFF" and images.files.tifffile_installed() \
+            else None
+        try:
+            result = images.filter_image(
+                image, kernel, padding=args.padding, padding_mode=args.mode,
+                stride=args.stride, dilation=args.dilation, value_range=args.value_range,
+                rows_per_tile=args.tile_rows, progress=bar.update if bar else None,
+                alpha=alpha, on_band=bands.band if bands else None,
+            )
+            if result.ndim == 3 and result.shape[2] == 1:
+                result = result[:, :, 0]
+            if bands is not None:
+                bands.close()  # every band written; the writer's error, if any, raised
+            else:
+                images.write_image(result, f, fmt)
+        except BaseException:
+            if bands is not None:
+                bands.abort()  # the temporary file is then removed
+            raise
+        finally:
+            if bar:
+                bar.close()
     h, w = result.shape[:2]
     print(
         f"wrote {args.output}: {w}x{h} {fmt} from {image.shape[1]}x"

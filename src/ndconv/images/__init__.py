@@ -5,14 +5,17 @@
   memory, any padding, boundary mode, stride and dilation, and the value-range
   rules for integer outputs;
 - :mod:`ndconv.images.files`: :func:`read_image` / :func:`write_image`
-  (Pillow, tifffile), which change nothing silently;
+  (Pillow, tifffile), which change nothing silently, and :class:`TiffBands`,
+  which writes a TIFF band by band while it is filtered;
 - :mod:`ndconv.images.kernels`: the bank of named 2-D kernels
   (``sobel-x``, ``gaussian:8``, ...), also importable as ``ndconv.kernels``;
 - :mod:`ndconv.images.tiled`: :func:`filter_tiled`, for TIFF and Zarr files
   bigger than memory (through Dask), also importable as ``ndconv.tiled``.
 """
 
-from .files import output_format, read_image, tiff_log, verify_written, write_image
+from . import files
+from .files import (TiffBands, output_format, read_image, tiff_log, verify_written,
+                    write_image)
 from .filter import VALUE_RANGES, centre_delta, check_finite_band, filter_image
 
 __all__ = [
@@ -25,4 +28,5 @@ __all__ = [
     "output_format",
     "verify_written",
     "tiff_log",
+    "TiffBands",
 ]

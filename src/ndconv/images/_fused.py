@@ -39,6 +39,11 @@ SEPARABLE_TAPS = 128
 #: Output elements per chunk of a row: the accumulator stays in L1 for all taps.
 _CHUNK = 1024
 
+#: Output bytes per band (at least 8 kernel spans of rows): the fused path
+#: holds no float band, so its bands are short, and a caller that writes each
+#: finished band (the CLI) overlaps writing with computing the next.
+BAND_BYTES = 4 << 20
+
 _FUSED = None
 
 
@@ -290,10 +295,11 @@ def plan(kernel, value_range, dtype, largest, image_dtype):
 
 
 def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, hi,
-        value_range, out, progress):
+        value_range, out, done):
     """The 2-D kernel ``k`` on every channel alike, in one compiled pass per band:
     the image's rows are converted to ``dtype`` as the kernel reaches them, and
-    the sums are rounded and clipped into ``out`` (channels last) directly."""
+    the sums are rounded and clipped into ``out`` (channels last) directly.
+    ``done(r0, r1)`` is called after each band of output rows."""
     from ..core.algorithms._jit import set_threads
     from ..core.algorithms.threads import get_num_threads
 
@@ -332,8 +338,9 @@ def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, 
         # Strips of about _CHUNK outputs; blocks of rows several spans tall
         # (each block refills its ring of span rows).
         J = max(16, _CHUNK // C)
-    for r0 in range(0, H_out, rows_per_tile):
-        r1 = min(H_out, r0 + rows_per_tile)
+    step = min(rows_per_tile, max(8 * span // stride[0], BAND_BYTES // max(1, flat[0].nbytes)))
+    for r0 in range(0, H_out, max(1, step)):
+        r1 = min(H_out, r0 + step)
         if how[0] == "direct":
             block = max(16, -(-(r1 - r0) // (4 * threads)))
             direct(img, C, ridx, cidx, q0, q1, ta, tb, tw, span, stride[0], stride[1],
@@ -342,6 +349,5 @@ def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, 
             block = max(4 * span // stride[0], 16, -(-(r1 - r0) // (2 * threads)))
             separable(img, C, ridx, cidx, q0, q1, u, du, v, dv, span, stride[0], stride[1],
                       r0, r1, block, J, lo, hi, take_abs, rounding, flat[r0:r1])
-        if progress is not None:
-            progress(r1 - r0)
+        done(r0, r1)
     return out

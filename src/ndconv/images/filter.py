@@ -174,7 +174,9 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
                  dilation: IntOrTuple = 1, value_range: str = "clip",
                  max_tile_bytes: int = 64 << 20, rows_per_tile: int | None = None,
                  progress: Callable[[int], object] | None = None,
-                 alpha: bool = False) -> NDArray[Any]:
+                 alpha: bool = False,
+                 on_band: Callable[[NDArray[Any], int, int], object] | None = None,
+                 ) -> NDArray[Any]:
     """Correlate an image with a kernel, tile by tile, and bring it back to range.
 
     Parameters
@@ -202,6 +204,12 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
         centre tap (the same padding, boundary mode, stride and dilation), so
         with ``'same'`` padding it comes back unchanged. A 4-D kernel mixes
         every channel, alpha too, as given.
+    on_band : callable, optional
+        Called as ``on_band(out, r0, r1)`` once output rows ``r0..r1-1`` of
+        ``out`` (``(H_out, W_out, C_out)``, channels last; the array returned,
+        before a gray image's channel axis is dropped) are final, in order,
+        so that a caller can write them while the next are computed (the
+        ``ndconv filter`` CLI does). With ``alpha`` it is called once, at the end.
 
     Returns
     -------
@@ -222,10 +230,13 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
     """
     _check_image(image)
     if alpha and image.ndim == 3 and image.shape[2] >= 2 and np.ndim(kernel) == 2:
-        return _keep_alpha(image, kernel, padding=padding, padding_mode=padding_mode,
+        both = _keep_alpha(image, kernel, padding=padding, padding_mode=padding_mode,
                            stride=stride, dilation=dilation, value_range=value_range,
                            max_tile_bytes=max_tile_bytes, rows_per_tile=rows_per_tile,
                            progress=progress)
+        if on_band is not None:  # colour and alpha are joined at the end
+            on_band(both, 0, both.shape[0])
+        return both
     gray = image.ndim == 2
     chw = image[None] if gray else np.moveaxis(image, -1, 0)
     C, H, W = chw.shape
@@ -268,11 +279,18 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
     # Channels last, as images are stored: each band is written transposed
     # once, and the result needs no copy to be saved.
     out = np.empty((H_out, W_out, C_out), dtype=out_dtype)
+
+    def done(r0: int, r1: int) -> None:
+        if progress is not None:
+            progress(r1 - r0)
+        if on_band is not None:
+            on_band(out, r0, r1)
+
     how = (_fused.plan(w[0, 0], value_range, dtype, max(abs(lo), abs(hi)), image.dtype)
            if np.ndim(kernel) == 2 else None)
     if how is not None:
         _fused.run(image, w[0, 0], how, pairs, stride, dilation, mode, rows_per_tile, dtype,
-                   lo, hi, value_range, out, progress)
+                   lo, hi, value_range, out, done)
         return out[..., 0] if gray else out
 
     def tiles() -> Iterator[tuple[int, int, NDArray[Any]]]:
@@ -302,8 +320,7 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
             np.rint(band, out=band)
         np.clip(band, lo, hi, out=band)
         out[r0:r1] = np.moveaxis(band, 0, -1)
-        if progress is not None:
-            progress(r1 - r0)
+        done(r0, r1)
     # A gray image stays 2-D unless the kernel makes several channels of it.
     return out[..., 0] if gray and C_out == 1 else out
 

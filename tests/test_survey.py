@@ -1,0 +1,97 @@
+"""The survey's statistics (``method='auto'``'s read of the arrays), compiled
+pass and NumPy slabs alike, against a brute-force reading of their definition."""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from ndconv.core.algorithms import survey
+from ndconv.core.algorithms.spec import CorrSpec
+
+
+def _spec(xs, ks, dilation=None):
+    n = len(ks)
+    return CorrSpec(xs[0], xs[1], 1, 1, tuple(xs[2:]), tuple(ks), (1,) * n,
+                    tuple(dilation or (1,) * n), ((0, 0),) * n, (1,) * n, "zeros",
+                    np.dtype(np.float32))
+
+
+def _brute(x, block):
+    """max |x| and the smallest mean |x| over channels and blocks, one block at a time."""
+    a = np.abs(x.astype(np.float64))
+    S = x.shape[2:]
+    smallest = math.inf
+    for b in range(x.shape[0]):
+        for start in itertools.product(*[range(0, n, k) for n, k in zip(S, block)]):
+            idx = tuple(slice(s, s + k) for s, k in zip(start, block))
+            smallest = min(smallest, a[(b, slice(None)) + idx].mean())
+    return a.max(), smallest
+
+
+def _stats(x, spec, compiled):
+    w = np.ones((1, x.shape[1]) + spec.kernel_size, np.float32)
+    keep = survey._COMPILED
+    if not compiled:
+        survey._COMPILED = False
+    try:
+        return survey.Survey(x, w, spec)._x_stats
+    finally:
+        survey._COMPILED = keep
+
+
+CASES = [((1, 1, 1000), (31,)), ((2, 3, 17, 23), (5, 4)), ((1, 1, 61, 83), (15, 15)),
+         ((3, 2, 9, 10, 11), (3, 4, 5)), ((1, 4, 7), (1,)), ((2, 1, 5, 6, 7, 8), (2, 3, 2, 3))]
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs,ks", CASES)
+def test_stats_match_definition(xs, ks, dtype, compiled):
+    rng = np.random.default_rng(len(xs) * 7 + ks[0])
+    # values spread over orders of magnitude, so the smallest block stands out
+    x = (rng.standard_normal(xs) * np.exp(2 * rng.standard_normal(xs))).astype(dtype)
+    spec = _spec(xs, ks)
+    top, least = _stats(x, spec, compiled)
+    want_top, want_least = _brute(x, survey.block_shape(spec))
+    assert top == want_top
+    assert least == pytest.approx(want_least, rel=1e-9)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_is_seen(bad, compiled):
+    x = np.random.default_rng(0).standard_normal((2, 3, 40, 50)).astype(np.float32)
+    x[1, 2, 39, 17] = bad
+    top, _ = _stats(x, _spec(x.shape, (7, 7)), compiled)
+    assert math.isnan(top) if np.isnan(bad) else top == math.inf
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_huge_finite_values_are_finite(compiled):
+    # float32 values near the top of the range: sums must not overflow into 'not finite'
+    x = np.full((1, 8, 40, 40), 3e38, np.float32)
+    top, least = _stats(x, _spec(x.shape, (5, 5)), compiled)
+    assert top == np.float32(3e38) and least == pytest.approx(float(np.float32(3e38)))
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_zero_block_gives_infinite_range(compiled):
+    x = np.ones((1, 1, 50, 50), np.float32)
+    x[0, 0, 20:30, 20:30] = 0
+    spec = _spec(x.shape, (5, 5))
+    w = np.ones((1, 1, 5, 5), np.float32)
+    keep = survey._COMPILED
+    if not compiled:
+        survey._COMPILED = False
+    try:
+        assert survey.Survey(x, w, spec).dynamic_range == math.inf
+    finally:
+        survey._COMPILED = keep
+
+
+def test_non_contiguous_input_takes_the_slabs():
+    x = np.random.default_rng(3).standard_normal((1, 1, 40, 60)).astype(np.float32)[..., ::2]
+    spec = _spec(x.shape, (5, 5))
+    assert _stats(x, spec, True) == _stats(x, spec, False)
