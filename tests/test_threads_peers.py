@@ -28,6 +28,12 @@ print(torch.get_num_threads())
 
 _CALLS = {
     "depthwise": "ndconv.conv(x, w, None, 1, 1, 1, 8, method='depthwise')",
+    "stem (gemm)": "ndconv.conv(np.ones((1, 3, 64, 64), np.float32), "
+                   "np.ones((64, 3, 7, 7), np.float32), None, 2, 3)",
+    "few channels (direct)": "ndconv.conv(np.ones((64, 1, 28, 28), np.float32), "
+                             "np.ones((6, 1, 5, 5), np.float32), None, 1, 2)",
+    "stem backward": "ndconv.conv_backward(np.ones((1, 64, 32, 32), np.float32), "
+                     "np.ones((1, 3, 64, 64), np.float32), np.ones((64, 3, 7, 7), np.float32), 2, 3)",
     "image filter": "ndconv.images.filter_image(np.zeros((64, 64, 3), np.uint8), np.ones((3, 3)) / 9)",
 }
 
