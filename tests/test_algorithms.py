@@ -306,7 +306,7 @@ def test_depthwise_numpy_and_numba_paths_agree_with_reference(jit, monkeypatch):
     if jit:
         pytest.importorskip("numba")
     else:
-        monkeypatch.setattr(_jit, "_KERNEL", False)  # as if numba were absent
+        monkeypatch.setitem(_jit._KERNELS, "k", None)  # as if numba were absent
     for n, s, d in [(1, (2,), (1,)), (2, (1, 2), (2, 1)), (3, (1, 1, 2), (1, 2, 1))]:
         spec = CorrSpec(
             batch=2, in_channels=3, out_channels=6, groups=3, in_spatial=(9, 8, 7)[:n],

@@ -99,7 +99,7 @@ def test_numpy_paths_without_numba(monkeypatch):
     from ndconv.core.algorithms import _jit
 
     monkeypatch.setitem(_direct_jit._KERNELS, "k", None)
-    monkeypatch.setattr(_jit, "_KERNEL", False)
+    monkeypatch.setitem(_jit._KERNELS, "k", None)
     from ndconv.core import _pool_jit
 
     monkeypatch.setitem(_pool_jit._KERNELS, "k", None)

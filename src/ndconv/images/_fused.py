@@ -44,23 +44,18 @@ _CHUNK = 1024
 #: finished band (the CLI) overlaps writing with computing the next.
 BAND_BYTES = 4 << 20
 
-_FUSED = None
+#: The compiled kernels (see ``core.algorithms._jit.build_once``).
+_KERNELS: dict = {}
 
 
 def compiled():
     """``(direct, separable)`` compiled kernels, or None without numba."""
-    global _FUSED
-    if _FUSED is None:
-        try:
-            import numba
-        except ImportError:
-            _FUSED = False
-        else:
-            _FUSED = _build_fused(numba)
-    return _FUSED or None
+    from ..core.algorithms._jit import build_once
+
+    return build_once(_KERNELS, _build_fused)
 
 
-def _build_fused(numba):
+def _build_fused():
     from numba import njit, prange
 
     @njit(fastmath=True, nogil=True, cache=True)

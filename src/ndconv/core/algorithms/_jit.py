@@ -16,7 +16,8 @@ import importlib.util
 
 import numpy as np
 
-_KERNEL = None
+#: The compiled depthwise kernels (see :func:`build_once`).
+_KERNELS: dict = {}
 
 
 @functools.cache
@@ -25,7 +26,7 @@ def numba_installed() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _build(numba):
+def _build():
     from numba import njit, prange
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -151,15 +152,7 @@ def build_once(store, build):
 
 def taps_kernel():
     """``(padded_kernel, border_kernel)`` compiled, or None without numba."""
-    global _KERNEL
-    if _KERNEL is None:
-        try:
-            import numba
-        except ImportError:
-            _KERNEL = False
-        else:
-            _KERNEL = _build(numba)
-    return _KERNEL or None
+    return build_once(_KERNELS, _build)
 
 
 def set_threads(n):
