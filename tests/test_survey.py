@@ -41,7 +41,7 @@ def _stats(x, spec, compiled):
         survey._COMPILED = keep
 
 
-CASES = [((1, 1, 1000), (31,)), ((2, 3, 17, 23), (5, 4)), ((1, 1, 61, 83), (15, 15)),
+CASES = [((1, 1, 1000), (31,)), ((3, 2, 1001), (64,)), ((2, 1, 5), (9,)), ((2, 3, 17, 23), (5, 4)), ((1, 1, 61, 83), (15, 15)),
          ((3, 2, 9, 10, 11), (3, 4, 5)), ((1, 4, 7), (1,)), ((2, 1, 5, 6, 7, 8), (2, 3, 2, 3))]
 
 
@@ -61,18 +61,21 @@ def test_stats_match_definition(xs, ks, dtype, compiled):
 
 @pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nonfinite_is_seen(bad, compiled):
-    x = np.random.default_rng(0).standard_normal((2, 3, 40, 50)).astype(np.float32)
-    x[1, 2, 39, 17] = bad
-    top, _ = _stats(x, _spec(x.shape, (7, 7)), compiled)
+@pytest.mark.parametrize("shape,where,ks", [((2, 3, 40, 50), (1, 2, 39, 17), (7, 7)),
+                                            ((2, 3, 900), (1, 2, 899), (64,))])
+def test_nonfinite_is_seen(bad, compiled, shape, where, ks):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    x[where] = bad
+    top, _ = _stats(x, _spec(x.shape, ks), compiled)
     assert math.isnan(top) if np.isnan(bad) else top == math.inf
 
 
 @pytest.mark.parametrize("compiled", [True, False])
-def test_huge_finite_values_are_finite(compiled):
+@pytest.mark.parametrize("shape,ks", [((1, 8, 40, 40), (5, 5)), ((1, 8, 300), (9,))])
+def test_huge_finite_values_are_finite(compiled, shape, ks):
     # float32 values near the top of the range: sums must not overflow into 'not finite'
-    x = np.full((1, 8, 40, 40), 3e38, np.float32)
-    top, least = _stats(x, _spec(x.shape, (5, 5)), compiled)
+    x = np.full(shape, 3e38, np.float32)
+    top, least = _stats(x, _spec(x.shape, ks), compiled)
     assert top == np.float32(3e38) and least == pytest.approx(float(np.float32(3e38)))
 
 

@@ -107,9 +107,25 @@ def _build() -> Any:
             acc = np.empty(nlast)
             sums = 0.0
             least = np.inf
+            peak = x.dtype.type(0)
             for r in range(t * per_task, min((t + 1) * per_task, (S0 + b0 - 1) // b0)):
-                cols[:] = 0
                 i0, i1 = r * b0, min(S0, (r + 1) * b0)
+                if M == 1 and i1 - i0 == 1:
+                    # Blocks are pieces of one row (a 1-D signal): sum each
+                    # piece straight, no column buffer (3x fewer passes).
+                    for q in range(nlast):
+                        j0, j1 = q * b_last, min(SL, (q + 1) * b_last)
+                        s = 0.0
+                        for c in range(C):
+                            row = x[b * C + c, i0, 0]
+                            for j in range(j0, j1):
+                                a = abs(row[j])
+                                s += a
+                                peak = max(peak, a)
+                        sums += s
+                        least = min(least, s / ((j1 - j0) * C))
+                    continue
+                cols[:] = 0
                 for c in range(C):
                     plane = x[b * C + c]
                     for i in range(i0, i1):
@@ -130,7 +146,7 @@ def _build() -> Any:
                     for q in range(nlast):
                         sums += acc[q]
                         least = min(least, acc[q] / (n * last_size[q]))
-            top[b, t] = tops.max()
+            top[b, t] = max(tops.max(), peak)
             total[b, t] = sums
             smallest[b, t] = least
 
@@ -139,11 +155,13 @@ def _build() -> Any:
 
 def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
     """:attr:`Survey._x_stats` in one compiled pass, or None where it does not apply."""
-    if (x.dtype not in (np.float32, np.float64) or x.size == 0 or x.ndim < 4
+    if (x.dtype not in (np.float32, np.float64) or x.size == 0 or x.ndim < 3
             or not x.flags.c_contiguous or _compiled() is None):
-        # The slabs below: a copy of x would cost its memory; for one spatial
-        # dim NumPy's reduceat over long blocks is as fast.
-        return None
+        return None  # the slabs below: a copy of x would cost its memory
+    if x.ndim == 3:
+        # One spatial dim: a plane one row high, blocks one row high (the same
+        # blocks; NumPy's slabs took 4 ms of a 1-D 1M-sample FFT call's 19).
+        x, block = x[:, :, None], (1, *block)
     B, C, S = x.shape[0], x.shape[1], x.shape[2:]
     mid_shape, bmid = S[1:-1], block[1:-1]
     counts = [-(-n // b) for n, b in zip(mid_shape, bmid)]
