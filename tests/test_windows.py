@@ -71,3 +71,39 @@ def test_transposed_output_size_is_torchs():
         assert _args.transposed_output_size((S,), (k,), (s,), (p,), (op,), (d,)) == (want,)
     with pytest.raises(ValueError, match=r"spatial dim 0: .* = \(1-1\)\*1 - 2\*2"):
         _args.transposed_output_size((1,), (3,), (1,), (2,), (0,), (1,))
+
+
+def _reference_pad(x, pairs, value, r):
+    """Zero-dilate by ``r`` then pad (negative: crop) with ``value``, by hand."""
+    n = len(pairs)
+    lead = x.ndim - n
+    dil = np.full(x.shape[:lead] + tuple((s - 1) * ri + 1 for s, ri in zip(x.shape[lead:], r)),
+                  value, x.dtype)
+    dil[(Ellipsis, *[slice(None, None, ri) for ri in r])] = x
+    grow = [(0, 0)] * lead + [(max(lo, 0), max(hi, 0)) for lo, hi in pairs]
+    out = np.pad(dil, grow, constant_values=value)
+    crop = [slice(None)] * lead + [slice(max(-lo, 0), s - max(-hi, 0))
+                                   for (lo, hi), s in zip(pairs, out.shape[lead:])]
+    return out[tuple(crop)]
+
+
+@pytest.mark.parametrize("pairs,r", [
+    (((3, 5),), (1,)), (((0, 0), (2, 1)), (1, 1)), (((1, 2), (0, 3), (2, 0)), (1, 1, 1)),
+    (((-1, 2), (2, -2)), (1, 1)), (((2, 1), (1, 1)), (2, 3)), (((0, 0),), (1,)),
+])
+@pytest.mark.parametrize("value", [0.0, -np.inf, 7.5])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_pad_fills_every_border_element(pairs, r, value, channels_last):
+    # The border is written on its own (no full fill first): stale memory
+    # from np.empty must never show, whatever the dims, crops and dilations.
+    rng = np.random.default_rng(len(pairs))
+    shape = (2, 3) + tuple(5 + i for i in range(len(pairs)))
+    for _ in range(3):  # fresh allocations land on memory other arrays just freed
+        junk = np.full(4096, np.nan)
+        del junk
+        x = rng.standard_normal(shape)
+        got = _windows.pad(x, pairs, lhs_dilation=r, value=value, channels_last=channels_last)
+        want = _reference_pad(x, pairs, value, r)
+        if channels_last:
+            want = np.moveaxis(want, 1, -1)
+        np.testing.assert_array_equal(got, want)

@@ -89,16 +89,37 @@ def pad(
         dst.append(slice(d0, d0 + ((stop - 1) // ri - first // ri) * ri + 1, ri))
     lead_shape = list(x.shape[:lead])
     if channels_last:
-        out = np.full([lead_shape[0], *shape, *lead_shape[1:]], value, dtype=x.dtype)
+        out = _frame([lead_shape[0], *shape, *lead_shape[1:]], dst, 1, value, x.dtype)
         moved = np.moveaxis(x, 1, -1) if lead >= 2 else x
         # (index tuples named first: mypy reads ``a[(s, *t)]`` as 3.11's ``a[s, *t]``)
         to: tuple[Any, ...] = (slice(None), *dst)
         of: tuple[Any, ...] = (slice(None), *src)
         out[to] = moved[of]
     else:
-        out = np.full(lead_shape + shape, value, dtype=x.dtype)
+        out = _frame(lead_shape + shape, dst, lead, value, x.dtype)
         to, of = (Ellipsis, *dst), (Ellipsis, *src)
         out[to] = x[of]
+    return out
+
+
+def _frame(shape: list[int], dst: list[slice], first: int, value: Any,
+           dtype: Any) -> NDArray[Any]:
+    """An array of ``shape`` holding ``value`` everywhere but the boxes
+    ``dst`` (on dims ``first``...), which the caller then fills.
+
+    Where ``dst`` steps by 1 only the border is written (a full fill first
+    was a second pass over the whole array: 1-D 1M samples, 1 ms of a 19 ms
+    FFT call); a strided ``dst`` (input dilation) leaves holes: filled whole.
+    """
+    if any(d.step not in (None, 1) or d.start == d.stop for d in dst):
+        return np.full(shape, value, dtype=dtype)
+    out = np.empty(shape, dtype=dtype)
+    for i, d in enumerate(dst):
+        ax = first + i
+        lo: tuple[Any, ...] = (slice(None),) * ax + (slice(0, d.start),)
+        hi: tuple[Any, ...] = (slice(None),) * ax + (slice(d.stop, None),)
+        out[lo] = value
+        out[hi] = value
     return out
 
 
