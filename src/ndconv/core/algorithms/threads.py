@@ -10,6 +10,7 @@ FFT workers change and the BLAS count stays as the environment variables
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -158,6 +159,44 @@ def blas_single_thread() -> Iterator[None]:
                 reapply, _single["reapply"] = _single["reapply"], False
                 if reapply:  # set_num_threads ran inside: its value wins
                     _set_blas(_state["threads"])
+
+
+#: Products of fewer multiply-adds than this run with BLAS on one thread.
+#: OpenBLAS goes multi-threaded from 2**18 (M*N*K); below a few hundred
+#: microseconds of work, waking its second thread costs more than it saves,
+#: and on a busy machine the handoff waits for a core: (64, 128) @ (128, 64)
+#: took 22 us on one thread and 32 on two, (1024, 144) @ (144, 32) 0.19 ms
+#: and up to 20 ms (2 cores, load 6). The digits CNN's Linear layers and
+#: small im2col products were slower on 2 threads than on 1.
+BLAS_THREAD_MACS = 2**23
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``, with BLAS on one thread when the product is small.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Operands of ``np.matmul`` (at least 2-D; stacks broadcast).
+
+    Returns
+    -------
+    ndarray
+        ``np.matmul(a, b)``, the same values whichever thread count ran it.
+
+    Notes
+    -----
+    Below :data:`BLAS_THREAD_MACS` multiply-adds the product runs inside
+    :func:`blas_single_thread` (about 13 us to enter and leave), unless
+    ndconv is on one thread anyway.
+    """
+    if a.ndim >= 2 and b.ndim >= 2 and get_num_threads() > 1:
+        stack = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        macs = math.prod(stack) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        if macs < BLAS_THREAD_MACS:
+            with blas_single_thread():
+                return np.matmul(a, b)
+    return np.matmul(a, b)
 
 
 def map_chunks(work: Callable[[_T], _R], chunks: Sequence[_T]) -> list[_R]:
