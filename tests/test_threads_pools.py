@@ -171,3 +171,51 @@ def test_concurrent_small_products_correct_and_blas_count_restored(two_threads):
     # Overlapping one-thread sections from 8 threads: the last to leave put
     # back the 2 that set_num_threads gave.
     assert _blas_counts() == before == [(p, 2) for p, _ in before]
+
+
+def test_one_thread_sections_change_blas_only_from_the_main_thread(two_threads):
+    # OpenBLAS 0.3.30/0.3.31 ignore a thread count set from another thread: a
+    # section there must neither lower the count nor (on leaving) restore it.
+    before = _blas_counts()
+    seen = {}
+    with threads.blas_single_thread():
+        seen["main inside"] = _blas_counts()
+        with threads.blas_single_thread():  # nested: still 1, restored once
+            seen["nested"] = _blas_counts()
+        seen["after nested"] = _blas_counts()
+
+        def worker():
+            with threads.blas_single_thread():
+                pass
+            seen["worker left"] = _blas_counts()
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    one = [(p, 1) for p, _ in before]
+    assert seen == {"main inside": one, "nested": one, "after nested": one, "worker left": one}
+    assert _blas_counts() == before
+    t = threading.Thread(target=lambda: threads.matmul(np.ones((64, 64)), np.ones((64, 64))))
+    t.start()
+    t.join()
+    assert _blas_counts() == before
+
+
+def test_main_section_closing_before_a_worker_section_restores_blas(two_threads):
+    # The order that lost the restore: the main thread opens, a worker opens,
+    # the main thread closes, the worker closes last.
+    before = _blas_counts()
+    inside, main_closed = threading.Event(), threading.Event()
+
+    def worker():
+        with threads.blas_single_thread():
+            inside.set()
+            main_closed.wait(10)
+
+    t = threading.Thread(target=worker)
+    with threads.blas_single_thread():
+        t.start()
+        inside.wait(10)
+    main_closed.set()
+    t.join()
+    assert _blas_counts() == before == [(p, 2) for p, _ in before]
