@@ -24,7 +24,7 @@ _KERNELS: dict = {}
 
 
 def _build():
-    from numba import njit, prange
+    from numba import prange
 
     def body(gy, x, y, tab, gx):
         # gy, y: (planes, P); x, gx: (planes, S); tab: (P, T) input offset
@@ -73,9 +73,10 @@ def _build():
                 y[pl, q] = m
         return y
 
+    from .algorithms._jit import parallel_and_serial
+
     opts = dict(cache=True, nogil=True)
-    return (njit(parallel=True, **opts)(body), njit(**opts)(body),
-            njit(parallel=True, **opts)(forward), njit(**opts)(forward))
+    return parallel_and_serial(body, **opts) + parallel_and_serial(forward, **opts)
 
 
 def kernels():

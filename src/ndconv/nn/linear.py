@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core import _args
+from ..core.algorithms.threads import matmul
 from .init import as_dtype, as_rng, bias_uniform, check_parameters, kaiming_uniform
 from .module import Module, Parameter
 
@@ -71,7 +72,7 @@ class Linear(Module):
                 f"Linear input (dtype {x.dtype}) must have the weight's dtype "
                 f"({self.weight.data.dtype}); cast it with .astype()"
             )
-        y = x @ self.weight.data.T
+        y = matmul(x, self.weight.data.T)
         if self.bias is not None:
             y += self.bias.data
         self._cache = x
@@ -79,7 +80,7 @@ class Linear(Module):
 
     def backward(self, grad_out: ArrayLike) -> NDArray[Any]:
         g = self._backward_params(grad_out)
-        return g @ self.weight.data
+        return matmul(g, self.weight.data)
 
     def backward_params(self, grad_out: ArrayLike) -> None:
         """The weight and bias gradients only (no product for the input's)."""
@@ -96,7 +97,7 @@ class Linear(Module):
                 f"got {g.shape}"
             )
         g2 = g.reshape(-1, self.out_features)
-        self.weight.accumulate(g2.T @ x.reshape(-1, self.in_features))
+        self.weight.accumulate(matmul(g2.T, x.reshape(-1, self.in_features)))
         if self.bias is not None:
             self.bias.accumulate(g2.sum(axis=0))
         return g

@@ -286,12 +286,11 @@ def kernels():
 
 
 def _build():
-    from numba import njit
+    from ._jit import parallel_and_serial
 
     fwd, wts = _bodies()
     opts = dict(fastmath=_FAST, cache=True, nogil=True)
-    return (njit(parallel=True, **opts)(fwd), njit(**opts)(fwd),
-            njit(parallel=True, **opts)(wts), njit(**opts)(wts))
+    return parallel_and_serial(fwd, **opts) + parallel_and_serial(wts, **opts)
 
 
 def _layout(spec):

@@ -150,6 +150,35 @@ def build_once(store, build):
     return store["k"]
 
 
+def parallel_and_serial(fn, **opts):
+    """``fn`` compiled twice: with ``prange`` on numba's threads, and serially.
+
+    Each variant gets its own on-disk cache entries. numba's cache key is the
+    signature, the CPU and the function's bytecode (and closure), not the
+    ``parallel`` flag, and its file is named after ``fn.__qualname__``: two
+    ``njit(cache=True)`` of one function share the entries, and the second to
+    compile in a process loads the first's code. The serial variant then ran
+    the parallel one (waking numba's OpenMP threads at "1 thread", where a
+    call's own threads or torch's were meant to have the cores) or the
+    parallel one ran serially (2 threads no faster than 1). So the serial one
+    is compiled from a copy of ``fn`` with its own ``__qualname__``.
+
+    Returns
+    -------
+    tuple
+        ``(parallel, serial)`` numba dispatchers.
+    """
+    import types
+
+    from numba import njit
+
+    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                fn.__defaults__, fn.__closure__)
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    serial.__module__ = fn.__module__
+    return njit(parallel=True, **opts)(fn), njit(**opts)(serial)
+
+
 def taps_kernel():
     """``(padded_kernel, border_kernel)`` compiled, or None without numba."""
     return build_once(_KERNELS, _build)

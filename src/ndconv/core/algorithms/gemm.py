@@ -38,6 +38,7 @@ import math
 import numpy as np
 
 from .._windows import pad, source_index, windows
+from .threads import matmul
 from . import portable
 from ._jit import numba_installed as _numba_installed
 
@@ -160,9 +161,9 @@ def _run_gathered(x, w, spec, index, out_shape):
     # alike, which keeps a circular convolution exactly translation-equivariant
     # (as columns, BLAS's edge kernels round the last positions differently).
     if g == 1:
-        res = (cols.reshape(-1, cols.shape[-1]) @ wmat[0]).reshape(B, 1, -1, O)
+        res = matmul(cols.reshape(-1, cols.shape[-1]), wmat[0]).reshape(B, 1, -1, O)
     else:
-        res = np.matmul(cols, wmat)  # (B, g, P, Og)
+        res = matmul(cols, wmat)  # (B, g, P, Og)
     return res.transpose(0, 1, 3, 2).reshape(out_shape)
 
 
@@ -199,12 +200,12 @@ def run(x, w, spec):
         M = nb * ni * rest
         if g == 1:
             cols = blk.reshape(M, Kp * C)  # the im2col copy
-            res = cols @ wmat[0]  # (M, O)
+            res = matmul(cols, wmat[0])  # (M, O)
             res = res.reshape(nb, ni, *S_out[1:], O)
         else:
             blk = blk.reshape(nb, ni, *S_out[1:], *K, g, Cg)
             cols = np.moveaxis(blk, -2, 0).reshape(g, M, Kp * Cg)
-            res = np.matmul(cols, wmat)  # (g, M, Og)
+            res = matmul(cols, wmat)  # (g, M, Og)
             res = np.moveaxis(res, 0, -2).reshape(nb, ni, *S_out[1:], O)
         out[b0:b1, :, i0:i1] = np.moveaxis(res, -1, 1)
     return out

@@ -10,6 +10,7 @@ FFT workers change and the BLAS count stays as the environment variables
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -115,10 +116,8 @@ def fft_workers() -> int:
 
 _controller: dict[str, Any] = {}
 
-#: BLAS-on-one-thread sections in progress (all threads), and the limiter the
-#: first one opened. threadpoolctl's own contexts save "the limit before me"
-#: and restore it on exit; overlapping contexts from several threads exit in
-#: any order, and the last to exit restored the *other's* 1 for good.
+#: BLAS-on-one-thread sections in progress in the main thread (nested), and
+#: the limiter the outermost one opened (see :func:`blas_single_thread`).
 _single: dict[str, Any] = {"depth": 0, "limiter": None, "reapply": False}
 _lock = threading.Lock()
 
@@ -132,13 +131,22 @@ def blas_single_thread() -> Iterator[None]:
     BLAS must not start its own threads inside each, or the cores are
     oversubscribed. Without threadpoolctl this does nothing.
 
-    Safe across threads: the sections are reference-counted under a lock, the
-    first to enter lowers the BLAS threads and the last to leave restores
-    them, so concurrent calls never leave the process on one thread.
+    Only the main thread changes the count; in other threads this does
+    nothing. OpenBLAS 0.3.30 and 0.3.31 (NumPy's and SciPy's wheels) ignore
+    ``openblas_set_num_threads`` called from any other thread (measured: a
+    worker thread's set(1) and set(2) leave the count as it was), so a
+    section opened in the main thread and closed last in a worker (6 Python
+    threads calling Winograd) had its restore dropped and left the process
+    on one BLAS thread for good. The main thread's sections nest (a depth
+    count under a lock); worker threads run their BLAS calls on the count
+    the main thread set.
     """
     try:
         from threadpoolctl import ThreadpoolController
     except ImportError:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     with _lock:
@@ -160,6 +168,44 @@ def blas_single_thread() -> Iterator[None]:
                     _set_blas(_state["threads"])
 
 
+#: Products of fewer multiply-adds than this run with BLAS on one thread.
+#: OpenBLAS goes multi-threaded from 2**18 (M*N*K); below a few hundred
+#: microseconds of work, waking its second thread costs more than it saves,
+#: and on a busy machine the handoff waits for a core: (64, 128) @ (128, 64)
+#: took 22 us on one thread and 32 on two, (1024, 144) @ (144, 32) 0.19 ms
+#: and up to 20 ms (2 cores, load 6). The digits CNN's Linear layers and
+#: small im2col products were slower on 2 threads than on 1.
+BLAS_THREAD_MACS = 2**23
+
+
+def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b``, with BLAS on one thread when the product is small.
+
+    Parameters
+    ----------
+    a, b : ndarray
+        Operands of ``np.matmul`` (at least 2-D; stacks broadcast).
+
+    Returns
+    -------
+    ndarray
+        ``np.matmul(a, b)``, the same values whichever thread count ran it.
+
+    Notes
+    -----
+    Below :data:`BLAS_THREAD_MACS` multiply-adds the product runs inside
+    :func:`blas_single_thread` (about 13 us to enter and leave), unless
+    ndconv is on one thread anyway.
+    """
+    if a.ndim >= 2 and b.ndim >= 2 and get_num_threads() > 1:
+        stack = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        macs = math.prod(stack) * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        if macs < BLAS_THREAD_MACS:
+            with blas_single_thread():
+                return np.matmul(a, b)
+    return np.matmul(a, b)
+
+
 def map_chunks(work: Callable[[_T], _R], chunks: Sequence[_T]) -> list[_R]:
     """``[work(c) for c in chunks]``, on ndconv's threads with single-threaded BLAS.
 
@@ -167,7 +213,8 @@ def map_chunks(work: Callable[[_T], _R], chunks: Sequence[_T]) -> list[_R]:
     run on :func:`get_num_threads` Python threads (NumPy, BLAS and the
     compiled kernels release the GIL), BLAS on one thread inside each (small
     products scale badly on BLAS's own threads, and its threads inside ours
-    would oversubscribe the cores).
+    would oversubscribe the cores) when called from the main thread (see
+    :func:`blas_single_thread`).
     """
     nthreads = get_num_threads()
     if nthreads > 1 and len(chunks) > 1:

@@ -1,0 +1,221 @@
+"""Which thread pool runs what: the serial kernels stay serial, small products
+run on one BLAS thread, and thread counts are what they were afterwards.
+
+numba keys its on-disk cache by signature, CPU and bytecode, not by the
+``parallel`` flag: the serial and the ``prange`` variant of one function
+shared their entries, and the second to compile in a process ran the first's
+code (the "1 thread" path woke numba's OpenMP pool). Those cases run in fresh
+processes with their own cache folder, because a pool starts once per
+process and the cache lives on disk.
+"""
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import ndconv
+from ndconv.core.algorithms import threads
+
+_POOL_KERNELS = """
+import sys, numpy as np, numba.np.ufunc.parallel as par
+from ndconv.core import _pool_jit
+k = _pool_jit.kernels()
+x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+tab = _pool_jit.offsets((64,), (2,), (2,), (0,), (1,), (32,))
+y = np.empty((4, 32), np.float32)
+if sys.argv[1] == "both":
+    k[2](x, tab, y)  # the prange variant compiles (and saves) first
+k[3](x, tab, y)      # then the serial one
+print(bool(k[3].stats.cache_hits), par._is_initialized, float(np.abs(y - x.reshape(4, 32, 2).max(-1)).max()))
+"""
+
+_DIRECT_KERNELS = """
+import numpy as np, ndconv
+from ndconv.core.algorithms import _direct_jit
+img = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+k = np.ones((3, 3), np.float32)
+ndconv.set_num_threads(2)
+a = ndconv.correlate(img, k, mode="same")  # the prange variant (2**20 multiply-adds and more)
+ndconv.set_num_threads(1)
+b = ndconv.correlate(img, k, mode="same")  # the serial one
+print(bool(_direct_jit.kernels()[1].stats.cache_hits), bool(_direct_jit.kernels()[1].stats.cache_misses),
+      float(np.abs(a - b).max()))
+"""
+
+
+def _run(script, cache, *args):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                         timeout=600, env=env, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: numba's pool has one thread")
+def test_serial_pool_kernel_never_runs_the_prange_code(tmp_path):
+    pytest.importorskip("numba")
+    # One process compiles both variants: the serial one must not load the
+    # prange variant's cache entry (it did: the two shared one index file).
+    hit, _, err = _run(_POOL_KERNELS, tmp_path, "both")
+    assert hit == "False"
+    assert float(err) == 0.0
+    # A later process running only the serial variant loads its own entry
+    # from disk and never starts numba's thread pool.
+    hit, started, err = _run(_POOL_KERNELS, tmp_path, "serial")
+    assert (hit, started) == ("True", "False")
+    assert float(err) == 0.0
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: numba's pool has one thread")
+def test_serial_direct_kernel_compiles_its_own_code(tmp_path):
+    pytest.importorskip("numba")
+    hit, miss, diff = _run(_DIRECT_KERNELS, tmp_path)
+    assert (hit, miss) == ("False", "True")
+    assert float(diff) < 1e-5
+
+
+def test_parallel_and_serial_variants_have_their_own_names():
+    pytest.importorskip("numba")
+    from ndconv.core.algorithms._jit import parallel_and_serial
+
+    def f(a):
+        return a + 1
+
+    par, ser = parallel_and_serial(f, cache=False)
+    assert par.py_func.__qualname__ != ser.py_func.__qualname__
+    assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")
+    assert par(np.arange(3.0)).tolist() == ser(np.arange(3.0)).tolist() == [1.0, 2.0, 3.0]
+
+
+def _blas_counts():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    return [(i["filepath"], i["num_threads"]) for i in threadpoolctl.threadpool_info()
+            if i["user_api"] == "blas"]
+
+
+@pytest.fixture
+def two_threads():
+    ndconv.set_num_threads(2)
+    yield
+    ndconv.set_num_threads(None)
+
+
+@pytest.mark.parametrize("shape, single", [((64, 128, 64), True), ((512, 512, 512), False)])
+def test_matmul_picks_one_blas_thread_for_small_products_only(monkeypatch, two_threads, shape,
+                                                              single):
+    entered = []
+
+    @contextlib.contextmanager
+    def record():
+        entered.append(True)
+        yield
+
+    monkeypatch.setattr(threads, "blas_single_thread", record)
+    m, k, n = shape
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    np.testing.assert_allclose(threads.matmul(a, b), np.einsum("ik,kj->ij", a, b), rtol=1e-12,
+                               atol=1e-10)
+    assert bool(entered) == single
+
+
+def test_linear_same_values_on_one_and_two_threads_and_counts_restored():
+    before = _blas_counts()
+    rng = np.random.default_rng(1)
+    layer = ndconv.nn.Linear(128, 64, rng=0)
+    x = rng.standard_normal((64, 128)).astype(np.float32)
+    gy = rng.standard_normal((64, 64)).astype(np.float32)
+    w = layer.weight.data.astype(np.float64)
+    ref = x.astype(np.float64) @ w.T + layer.bias.data
+    got = {}
+    for n in (1, 2):
+        ndconv.set_num_threads(n)
+        try:
+            layer.weight.grad = None
+            y = layer(x)
+            gx = layer.backward(gy)
+            got[n] = (y, gx, layer.weight.grad.copy())
+            assert _blas_counts() == [(p, n) for p, _ in before]
+        finally:
+            ndconv.set_num_threads(None)
+    assert _blas_counts() == before
+    np.testing.assert_allclose(got[1][0], ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got[1][1], gy.astype(np.float64) @ w, rtol=1e-5, atol=1e-4)
+    for a, b in zip(got[1], got[2]):  # small products: one BLAS thread either way
+        np.testing.assert_array_equal(a, b)
+
+
+def test_concurrent_small_products_correct_and_blas_count_restored(two_threads):
+    before = _blas_counts()
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((8, 64, 96))
+    b = rng.standard_normal((96, 80))
+    ref = [np.einsum("ik,kj->ij", a[i], b) for i in range(len(a))]
+    errors = []
+
+    def work(i):
+        for _ in range(50):
+            if not np.allclose(threads.matmul(a[i], b), ref[i], rtol=1e-12, atol=1e-10):
+                errors.append(i)
+
+    pool = [threading.Thread(target=work, args=(i,)) for i in range(len(a))]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    assert errors == []
+    # Overlapping one-thread sections from 8 threads: the last to leave put
+    # back the 2 that set_num_threads gave.
+    assert _blas_counts() == before == [(p, 2) for p, _ in before]
+
+
+def test_one_thread_sections_change_blas_only_from_the_main_thread(two_threads):
+    # OpenBLAS 0.3.30/0.3.31 ignore a thread count set from another thread: a
+    # section there must neither lower the count nor (on leaving) restore it.
+    before = _blas_counts()
+    seen = {}
+    with threads.blas_single_thread():
+        seen["main inside"] = _blas_counts()
+        with threads.blas_single_thread():  # nested: still 1, restored once
+            seen["nested"] = _blas_counts()
+        seen["after nested"] = _blas_counts()
+
+        def worker():
+            with threads.blas_single_thread():
+                pass
+            seen["worker left"] = _blas_counts()
+
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    one = [(p, 1) for p, _ in before]
+    assert seen == {"main inside": one, "nested": one, "after nested": one, "worker left": one}
+    assert _blas_counts() == before
+    t = threading.Thread(target=lambda: threads.matmul(np.ones((64, 64)), np.ones((64, 64))))
+    t.start()
+    t.join()
+    assert _blas_counts() == before
+
+
+def test_main_section_closing_before_a_worker_section_restores_blas(two_threads):
+    # The order that lost the restore: the main thread opens, a worker opens,
+    # the main thread closes, the worker closes last.
+    before = _blas_counts()
+    inside, main_closed = threading.Event(), threading.Event()
+
+    def worker():
+        with threads.blas_single_thread():
+            inside.set()
+            main_closed.wait(10)
+
+    t = threading.Thread(target=worker)
+    with threads.blas_single_thread():
+        t.start()
+        inside.wait(10)
+    main_closed.set()
+    t.join()
+    assert _blas_counts() == before == [(p, 2) for p, _ in before]
