@@ -252,7 +252,8 @@ def packing(spec):
 
 
 #: Fewest outputs per group for the compiled product, per path: below, most
-#: of a register block (6 rows; 32 or 64 columns on the loop over taps) is
+#: of a register block (6 rows; on the loop over taps 32 or 64 columns on
+#: AVX-512, 8 or 16 on AVX2, which so never runs its narrow block) is
 #: padding, and BLAS or another method is faster (depthwise layers).
 KERNEL_MIN_OUTPUTS = {"positions": 3, "taps": 16}
 
