@@ -25,8 +25,39 @@ pytest.importorskip("numba")
 kernel = pytest.importorskip("ndconv.core.algorithms._gemm_kernel")
 torch = pytest.importorskip("torch")
 
-if not kernel.available():  # pragma: no cover - a CPU without AVX-512
-    pytest.skip("the compiled product needs AVX-512", allow_module_level=True)
+if not kernel.available():  # pragma: no cover - a CPU without AVX-512 or AVX2 + FMA
+    pytest.skip("the compiled product needs AVX-512 or AVX2 with FMA", allow_module_level=True)
+
+
+@pytest.mark.parametrize("features, want", [
+    ({"avx512f": True, "avx2": True, "fma": True}, "avx512"),
+    ({"avx512f": False, "avx2": True, "fma": True}, "avx2"),
+    ({"avx2": True, "fma": False}, None),  # no FMA: BLAS
+    ({"avx": True, "sse4.2": True}, None),
+    ({}, None),
+])
+def test_instruction_set_from_features(features, want):
+    assert kernel.isa(features) == want
+
+
+@pytest.mark.parametrize("isa, vector_bits, regs", [("avx512", 512, 32), ("avx2", 256, 16)])
+def test_block_shapes_fit_the_registers(isa, vector_bits, regs):
+    """Each block's accumulators, its loads of ``B`` and a broadcast fit the
+    ISA's vector registers (16 ymm, 32 zmm); the panel widths follow the
+    vector width per dtype, and so does the loop over taps' layout."""
+    shape = kernel.SHAPES[isa]
+    assert shape.vector_bytes * 8 == vector_bits
+    assert shape.mr * shape.nv + shape.nv + 1 <= regs
+    for dtype, size in ((np.float32, 4), (np.float64, 8)):
+        lanes = vector_bits // (8 * size)
+        assert kernel.lanes(dtype, shape) == lanes
+        R = kernel.nr(dtype, shape)
+        assert R == shape.nv * lanes
+        # Few outputs: the narrow block of 8 rows (8 row pointers), half the columns.
+        assert kernel.taps_layout(dtype, R // 2, shape) == (8, R // 2)
+        assert kernel.taps_layout(dtype, R // 2 + 1, shape) == (shape.mr, R)
+    # The host runs its own ISA's block.
+    assert kernel.SHAPE == kernel.SHAPES[kernel.ISA]
 
 
 def _rel_err(got, want):
@@ -89,7 +120,7 @@ def lines(request, monkeypatch):
     monkeypatch.setattr(gemm, "PACK_MIN_TAPS", 1)
     monkeypatch.setattr(gemm, "KERNEL_MIN_OUTPUTS", {"positions": 1, "taps": 1})
     rows = request.param == "rows"
-    monkeypatch.setattr(gemm, "_reads_rows", lambda W, R: rows)
+    monkeypatch.setattr(gemm, "_reads_rows", lambda W, R, lanes: rows)
     return request.param
 
 
@@ -114,15 +145,19 @@ def test_conv_and_gradients_against_torch(lines, dtype, xs, ws, s, p, d, g, mode
     check_against_torch(xs, ws, s, p, d, g, mode, dtype, seed=5)
 
 
-@pytest.mark.parametrize("og", [20, 40])
-def test_taps_wide_and_narrow_blocks(og):
-    """The weight gradient's loop over taps at the default thresholds: 20
-    outputs fill half a panel (the 8-row block), 40 more (the 6-row one);
-    a batch of 3 with 5 kernel positions leaves an edge of rows."""
+@pytest.mark.parametrize("part", [5 / 16, 5 / 8])
+def test_taps_wide_and_narrow_blocks(part, monkeypatch):
+    """The weight gradient's loop over taps: ``5/16`` of a panel of outputs
+    (20 on AVX-512, 5 on AVX2) fill at most half of it (the 8-row block),
+    ``5/8`` more (the 6-row one); a batch of 3 with 5 kernel positions
+    leaves an edge of rows."""
+    R = kernel.nr(np.float32)
+    og = int(R * part)
+    monkeypatch.setitem(gemm.KERNEL_MIN_OUTPUTS, "taps", 1)  # AVX2's narrow outputs
     rng = np.random.default_rng(og)
     spec = _spec((3, 2, 40, 45), (og, 2, 36, 41))
     assert gemm.packing(spec) == "taps" and gemm._kernel(spec) is kernel
-    assert kernel.taps_layout(spec.dtype, og)[0] == (8 if og <= 32 else kernel.MR)
+    assert kernel.taps_layout(spec.dtype, og)[0] == (8 if og <= R // 2 else kernel.MR)
     x = rng.standard_normal((3, 2, 40, 45)).astype(np.float32)
     w = rng.standard_normal((og, 2, 36, 41)).astype(np.float32)
     got = ndconv.algorithms.run(x, w, spec, "gemm")
@@ -232,3 +267,44 @@ def test_long_sums_stay_accurate():
     want = torch.nn.functional.conv2d(torch.from_numpy(x.astype(np.float64)),
                                       torch.from_numpy(w.astype(np.float64))).numpy()
     assert _rel_err(got, want) < 2e-6
+
+
+def test_the_other_instruction_sets_block(tmp_path):
+    """This file's checks of the product, of the three paths (``lines``) and
+    of the loop over taps' blocks on the other ISA's block shape, in a subprocess
+    that reports the other ISA's features to ``_gemm_kernel`` while numba
+    compiles for the real CPU (``NUMBA_CPU_FEATURES``; an empty cache): on
+    an AVX2 CPU the AVX-512 block's 16-lane vectors are split by LLVM into
+    two (slow, but the panels, edges and layouts are the AVX-512 ones); on
+    an AVX-512 CPU the AVX2 block runs as it would there."""
+    import os
+    import subprocess
+    import sys
+
+    import llvmlite.binding as llvm
+
+    other = "avx2" if kernel.ISA == "avx512" else "avx512"
+    script = f"""
+import sys
+import llvmlite.binding as llvm
+real = llvm.get_host_cpu_features
+def features():
+    f = real()
+    for name in list(f):
+        if name.startswith("avx512"):
+            f[name] = False
+    f["avx512f"] = {other == "avx512"}
+    return f
+llvm.get_host_cpu_features = features
+from ndconv.core.algorithms import _gemm_kernel
+assert _gemm_kernel.ISA == {other!r}, _gemm_kernel.ISA
+import pytest
+sys.exit(pytest.main(["-q", "-x", "-p", "no:cacheprovider", {__file__!r}, "-k",
+                      "product_against or taps_wide or nonfinite or threads_give "
+                      "or same_result_as_blas"]))
+"""
+    env = dict(os.environ, NUMBA_CPU_FEATURES=llvm.get_host_cpu_features().flatten(),
+               NUMBA_CACHE_DIR=str(tmp_path))
+    res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, timeout=1800, cwd=os.path.dirname(__file__))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

@@ -3,18 +3,26 @@
 Why not BLAS: OpenBLAS may run kernels narrower than the CPU's vectors (an
 environment can pin ``OPENBLAS_CORETYPE=Haswell``, AVX2, on an AVX-512 CPU),
 and each BLAS call packs its operands again. Here the product runs on the
-full 512-bit vectors and reads its operands where they already are: on the
+full vectors and reads its operands where they already are: on the
 development machine (AMD Zen 5, OpenBLAS pinned to Haswell) 200-250 GFLOP/s
 on one core against NumPy's 80-120 on the shapes of a ResNet stem, a 1-D and
-a 3-D layer.
+a 3-D layer. On a CPU with AVX2 and FMA but no AVX-512 the block is the
+smaller one of :data:`SHAPES` (16 registers of 8 float32 lanes): the product
+itself then runs at OpenBLAS's speed, and the layers gain from reading the
+input in place (no im2col) and from the loop over taps (AMD EPYC, 1 thread:
+the stem 1.2x, the 1-D and 3-D layers 1.1x and 1.45x faster forward, their
+gradients 1.2x, 1.4x and 1.5x).
 
 The layout (as in BLIS/GotoBLAS): ``C (M, N) = A (M, K) @ B (K, N)`` with
 ``A`` packed as ``(ceil(M/MR), K, MR)`` (a column of ``MR`` rows per ``k``)
 and ``B`` as ``(ceil(N/NR), K, NR)`` (a row of ``NR`` columns per ``k``), so
 that the micro-kernel streams both while an ``MR x NR`` block of ``C`` stays
 in registers: per ``k``, ``NR / W`` vector loads of ``B``, ``MR`` broadcasts
-of ``A`` and ``MR * NR / W`` fused multiply-adds (``W`` lanes: 16 float32 or
-8 float64; 24 of the 32 vector registers hold the block). Three uses:
+of ``A`` and ``MR * NR / W`` fused multiply-adds (``W`` lanes; on AVX-512
+16 float32 or 8 float64, 24 of the 32 vector registers hold the block; on
+AVX2 8 or 4, 12 of 16). The block's shape is the host's entry of
+:data:`SHAPES` (:data:`SHAPE`); every panel width and layout follows it.
+Three uses:
 
 - :func:`positions_rows`: ``B``'s rows are not packed at all but read from
   the padded input, one offset per (channel, tap), for the panels of one
@@ -34,7 +42,7 @@ padded rows and columns only ever reach dropped results.
 
 from __future__ import annotations
 
-import functools
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -44,35 +52,91 @@ from numba.extending import intrinsic
 
 from ._gemm_jit import line_start, pack_panels
 
-#: Rows of the register block (broadcasts of ``A``).
-MR = 6
+class Shape(NamedTuple):
+    """The register block of one instruction set.
 
-#: Vectors per row of the register block: ``NR = NV * W`` columns of ``B``.
-NV = 4
+    ``isa``: its name; ``vector_bytes``: bytes of one vector register;
+    ``mr``: rows of the block (broadcasts of ``A``); ``nv``: vectors per row
+    (``NR = nv * lanes`` columns of ``B``); ``flops``: the product's flop/s
+    on one core on whole blocks in the units of the cost estimates
+    (:data:`.cost.RATES`, whose BLAS rate is 2e11).
+    """
 
-#: Lanes of a 512-bit vector per dtype.
-LANES = {np.dtype(np.float32): 16, np.dtype(np.float64): 8}
-
-#: The product's inner size per pass over a block of ``C`` (the ``K`` chunk
-#: of the panels read while the block sits in registers: 256 x 64 float32
-#: columns of ``B`` are 64 kB, streamed from L2).
-KC = 256
-
-
-def nr(dtype):
-    """Columns of the register block (panel width of ``B``) for ``dtype``."""
-    return NV * LANES[np.dtype(dtype)]
+    isa: str
+    vector_bytes: int
+    mr: int
+    nv: int
+    flops: float
 
 
-@functools.cache
-def available():
-    """Whether the host CPU has AVX-512 (else BLAS is the faster product)."""
+#: The block per instruction set. AVX-512 (32 zmm registers): 6 x 4 vectors,
+#: 24 accumulators (development machine, AMD Zen 5: 200-250e9 flop/s on the
+#: stem, 1-D and 3-D layers' products). AVX2 + FMA (16 ymm registers): the
+#: 6 x 2 block of BLIS's Haswell/Zen kernels, 12 accumulators, 2 loads of
+#: ``B`` and a broadcast of ``A`` (AMD EPYC without AVX-512: 40-60e9 on one
+#: core, OpenBLAS's Haswell SGEMM alike; its ``flops`` is set so that the
+#: estimates rank it as measured against the BLAS methods there: the 1-D
+#: layer 64->64 k9 ran in half of ``implicit``'s time, 8.5e10 ranked it
+#: behind).
+SHAPES = {
+    "avx512": Shape("AVX-512", 64, 6, 4, 2.1e11),
+    "avx2": Shape("AVX2", 32, 6, 2, 1.5e11),
+}
+
+
+def isa(features):
+    """The key of :data:`SHAPES` for CPU ``features`` (a mapping of LLVM
+    feature names, as ``llvmlite.binding.get_host_cpu_features()``), or
+    None where neither instruction set is there (BLAS is then faster)."""
+    if features.get("avx512f", False):
+        return "avx512"
+    if features.get("avx2", False) and features.get("fma", False):
+        return "avx2"
+    return None
+
+
+def _host_isa():
     try:
         import llvmlite.binding as llvm
 
-        return bool(llvm.get_host_cpu_features().get("avx512f", False))
+        return isa(llvm.get_host_cpu_features())
     except Exception:  # noqa: BLE001 - any failure: no compiled product
-        return False
+        return None
+
+
+#: The host's instruction set (None: neither; the kernels then keep the
+#: AVX2 block, correct on any x86-64 CPU, but :func:`available` is False).
+ISA = _host_isa()
+
+#: The host's register block: every layout below follows it.
+SHAPE = SHAPES[ISA or "avx2"]
+
+#: Rows of the register block (broadcasts of ``A``).
+MR = SHAPE.mr
+
+#: Vectors per row of the register block: ``NR = NV * lanes`` columns of ``B``.
+NV = SHAPE.nv
+
+#: The product's inner size per pass over a block of ``C`` (the ``K`` chunk
+#: of the panels read while the block sits in registers: 256 x 64 float32
+#: columns of ``B`` are 64 kB on AVX-512, streamed from L2; 16 kB on AVX2).
+KC = 256
+
+
+def lanes(dtype, shape=SHAPE):
+    """Lanes of one vector of ``dtype`` in ``shape``'s registers."""
+    return shape.vector_bytes // np.dtype(dtype).itemsize
+
+
+def nr(dtype, shape=SHAPE):
+    """Columns of the register block (panel width of ``B``) for ``dtype``."""
+    return shape.nv * lanes(dtype, shape)
+
+
+def available():
+    """Whether the host CPU has AVX-512 or AVX2 with FMA (else BLAS is the
+    faster product)."""
+    return ISA is not None
 
 
 def _make_block(mr, nv, a_mode, b_mode, a_rows=None, b_vectors=None):
@@ -97,11 +161,12 @@ def _make_block(mr, nv, a_mode, b_mode, a_rows=None, b_vectors=None):
         ``beta`` nonzero: add to ``C``'s values."""
         dt = like.dtype
         if dt == types.float32:
-            ft, width, size = ir.FloatType(), 16, 4
+            ft, size = ir.FloatType(), 4
         elif dt == types.float64:
-            ft, width, size = ir.DoubleType(), 8, 8
+            ft, size = ir.DoubleType(), 8
         else:
             return None
+        width = SHAPE.vector_bytes // size
         u = types.uintp
         sig = types.void(like, u, u, u, u, u, u, types.intp, types.intp, types.intp)
 
@@ -183,34 +248,27 @@ def _edges(b_mode):
     ``B`` as ``b_mode``, and an ``njit`` function running the right one:
     ``run(like, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta)`` for ``mi`` rows
     (1..MR) by ``nvj`` vectors (1..NV), of which one is MR or NV."""
-    k = {(MR, v): _make_block(MR, v, "packed", b_mode, MR, NV) for v in range(1, NV + 1)}
-    k.update({(r, NV): _make_block(r, NV, "packed", b_mode, MR, NV) for r in range(1, MR)})
-    assert MR == 6 and NV == 4  # the branches below name every block
-    k64, k63, k62, k61 = k[6, 4], k[6, 3], k[6, 2], k[6, 1]
-    k54, k44, k34, k24, k14 = k[5, 4], k[4, 4], k[3, 4], k[2, 4], k[1, 4]
+    shapes = [(MR, v) for v in range(NV, 0, -1)] + [(r, NV) for r in range(MR - 1, 0, -1)]
+    run = None
+    # A chain of branches, the last shape first, each naming its block.
+    for mi, nvj in reversed(shapes):
+        run = _branch(_make_block(mi, nvj, "packed", b_mode, MR, NV), mi, nvj, run)
+    return run
 
-    @njit(nogil=True, inline="always")
-    def run(like, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta):
-        if mi == 6:
-            if nvj == 4:
-                k64(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-            elif nvj == 3:
-                k63(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-            elif nvj == 2:
-                k62(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+
+def _branch(block, mi0, nv0, rest):
+    """``block`` where ``(mi, nvj)`` is ``(mi0, nv0)`` (or ``rest`` is None), else ``rest``."""
+    if rest is None:
+        @njit(nogil=True, inline="always")
+        def run(like, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta):
+            block(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
+    else:
+        @njit(nogil=True, inline="always")
+        def run(like, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta):
+            if mi == mi0 and nvj == nv0:
+                block(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
             else:
-                k61(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-        elif mi == 5:
-            k54(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-        elif mi == 4:
-            k44(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-        elif mi == 3:
-            k34(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-        elif mi == 2:
-            k24(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-        else:
-            k14(like, pa, 0, 0, pb, pbo, pc, kc, ldc, beta)
-
+                rest(like, mi, nvj, pa, pb, pbo, pc, kc, ldc, beta)
     return run
 
 
@@ -347,15 +405,16 @@ _gather_wide = _make_block(MR, NV, "gather", "packed")
 _gather_narrow = _make_block(8, NV // 2, "gather", "packed")
 
 
-def taps_layout(dtype, og):
+def taps_layout(dtype, og, shape=SHAPE):
     """``(mr, R)`` of the loop over taps for ``og`` outputs per group: a
-    register block of ``MR`` rows by ``NR`` columns, or where ``og`` fills
-    only half of ``NR``, 8 rows by ``NR / 2`` columns (more rows run out of
-    general registers for their row pointers: 12 rows ran at half the speed)."""
-    r = nr(dtype)
+    register block of ``mr`` rows by ``nr`` columns of ``shape``, or where
+    ``og`` fills only half of them, 8 rows by half the columns (more rows
+    run out of general registers for their row pointers: 12 rows ran at
+    half the speed)."""
+    r = nr(dtype, shape)
     if og <= r // 2:
         return 8, r // 2
-    return MR, r
+    return shape.mr, r
 
 
 @njit(nogil=True, cache=True)
@@ -404,7 +463,7 @@ def taps(xf, roff, toff, wf, acc, tiles, n, mr, R):
                 for i0 in range(0, M, mr):
                     pc = acc.ctypes.data + (i0 * ldc + col) * it
                     pr = roff.ctypes.data + i0 * 8
-                    if R == NV * (64 // it):
+                    if R == NV * (SHAPE.vector_bytes // it):
                         _gather_wide(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)
                     else:
                         _gather_narrow(acc, abase, pr, po, pb, 0, pc, kc, ldc, 1)

@@ -14,9 +14,10 @@ run on :func:`ndconv.get_num_threads` threads, BLAS on one thread in each.
 The stem of a ResNet (3->64, 7x7, stride 2) ran 1.4x, a 3-D layer
 (16->32, 3x3x3) 1.6x faster than the NumPy path (1 thread).
 
-On a CPU with AVX-512 the products are not BLAS's but the compiled
-micro-kernel of :mod:`._gemm_kernel` (2x NumPy's SGEMM where OpenBLAS is held
-to AVX2), and it needs no im2col where output lines are long: its rows are
+On a CPU with AVX-512, or AVX2 with FMA, the products are not BLAS's but the
+compiled micro-kernel of :mod:`._gemm_kernel` (on AVX-512 2x NumPy's SGEMM
+where OpenBLAS is held to AVX2; on AVX2 as fast as OpenBLAS's Haswell
+kernels), and it needs no im2col where output lines are long: its rows are
 read straight from the padded input, one offset per (channel, tap). The
 weight gradient's loop over taps likewise gathers its rows from the input.
 The stem ran 1.7-1.9x, a 1-D layer (64->64, k9) 2.0x and the 3-D layer 2.3x
@@ -252,14 +253,15 @@ def packing(spec):
 
 
 #: Fewest outputs per group for the compiled product, per path: below, most
-#: of a register block (6 rows; 32 or 64 columns on the loop over taps) is
+#: of a register block (6 rows; on the loop over taps 32 or 64 columns on
+#: AVX-512, 8 or 16 on AVX2, which so never runs its narrow block) is
 #: padding, and BLAS or another method is faster (depthwise layers).
 KERNEL_MIN_OUTPUTS = {"positions": 3, "taps": 16}
 
 
 def _kernel(spec):
-    """The compiled product of :mod:`._gemm_kernel` where it runs (AVX-512,
-    float32/float64, enough outputs per group), else None: BLAS multiplies
+    """The compiled product of :mod:`._gemm_kernel` where it runs (AVX-512
+    or AVX2 with FMA, float32/float64, enough outputs per group), else None: BLAS multiplies
     the tiles."""
     path = packing(spec)
     if (path is None or spec.dtype not in (np.float32, np.float64)
@@ -284,13 +286,13 @@ def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_of
     g = spec.groups
     B, O = spec.batch, spec.out_channels
     P = math.prod(spec.out_spatial)
-    R = kernel.nr(spec.dtype)
+    R, lanes = kernel.nr(spec.dtype), kernel.lanes(spec.dtype)
     ap = kernel.pack_a(wmat, spec.dtype)
     of = out.reshape(B, O, P)
     W = spec.out_spatial[-1]
-    if _reads_rows(W, R):
+    if _reads_rows(W, R, lanes):
         C, L = xf.shape[1:]
-        if W % (R // kernel.NV):  # the last vector of a line reads past it: room
+        if W % lanes:  # the last vector of a line reads past it: room
             xr = np.empty((B, C * L + R), dtype=spec.dtype)
             xr[:, :C * L] = xf.reshape(B, C * L)
             xr[:, C * L:] = 0
@@ -352,13 +354,12 @@ def _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthread
     return out
 
 
-def _reads_rows(W, R):
+def _reads_rows(W, R, lanes):
     """Whether output lines of ``W`` positions are read from the input
     directly (panels of ``R`` positions, the last one of a line narrower),
     rather than packed into panels of columns spanning lines: where lines
-    fill at least half a panel and whole vectors (``R / 4`` lanes) but for
+    fill at least half a panel and whole vectors (of ``lanes``) but for
     at most 10%."""
-    lanes = R // 4
     return 2 * W >= R and -(-W // lanes) * lanes <= 1.1 * W
 
 
@@ -581,12 +582,6 @@ def estimate(spec):
     )
 
 
-#: Flop/s of the compiled product on one core of the development machine
-#: (AMD Zen 5, AVX-512: 200-250e9 on whole blocks, measured on the stem, 1-D
-#: and 3-D layers' products); the estimates count the blocks' waste on top.
-KERNEL_FLOPS = 2.1e11
-
-
 def _estimate_kernel(spec, path):
     """Estimated seconds of the compiled product's paths (:func:`_run_panels`,
     :func:`_run_taps`): the blocks' arithmetic, the padded copies, and the
@@ -599,20 +594,21 @@ def _estimate_kernel(spec, path):
     Og, T = O // g, spec.taps
     P = math.prod(spec.out_spatial)
     it = spec.dtype.itemsize
-    R = kernel.nr(spec.dtype)
+    R, lanes = kernel.nr(spec.dtype), kernel.lanes(spec.dtype)
+    flops = kernel.SHAPE.flops  # the host's block (the edges' waste counted below)
     split = 1 if (spec.stride if path == "positions" else spec.dilation)[-1] == 1 else 2
     padded = split * B * C * math.prod(spec.padded_spatial) * it
     if path == "positions":
         W = spec.out_spatial[-1]
-        rows = _reads_rows(W, R)
+        rows = _reads_rows(W, R, lanes)
         waste = -(-Og // kernel.MR) * kernel.MR / Og
         if rows:  # the last vector of a line
-            waste *= -(-W // (R // kernel.NV)) * (R // kernel.NV) / W
+            waste *= -(-W // lanes) * lanes / W
         else:  # packed columns, and part of the last panel of each tile
             n = -(-_pack_columns(C * T, spec, P) // R) * R
             waste *= -(-P // n) * n / P
         k = (C // g) * T  # a block's steps against its fixed cost (~24 loads and stores)
-        t = 2 * spec.macs * waste * (k + 24) / k / KERNEL_FLOPS + 3 * padded / r["copy"]
+        t = 2 * spec.macs * waste * (k + 24) / k / flops + 3 * padded / r["copy"]
         if not rows:
             t += B * P * C * T / r["pack"]
         calls = B * g * (P // W if rows else -(-P // n))
@@ -621,7 +617,7 @@ def _estimate_kernel(spec, path):
     M = B * P
     waste = -(-Og // R) * R / Og * (-(-M // mr) * mr / M)
     # The kernel (an output gradient) transposed into panels, once per channel.
-    return (2 * spec.macs * waste / KERNEL_FLOPS + 2 * padded / r["copy"]
+    return (2 * spec.macs * waste / flops + 2 * padded / r["copy"]
             + O * T * (C // g) / r["pack"] + C * r["step"])
 
 
@@ -629,8 +625,9 @@ def reason(spec):
     cg = spec.in_channels // spec.groups
     if not spec.numpy:
         return f"{spec.taps} taps x {cg} channels per group: stacked taps, one {spec.library} matmul"
-    if _kernel(spec) is not None:
-        return (f"{spec.taps} taps x {cg} channels per group: compiled AVX-512 product "
+    kernel = _kernel(spec)
+    if kernel is not None:
+        return (f"{spec.taps} taps x {cg} channels per group: compiled {kernel.SHAPE.isa} product "
                 f"({packing(spec)} path)")
     return f"{spec.taps} taps x {cg} channels per group: im2col + BLAS GEMM"
 
