@@ -28,6 +28,9 @@ the flat index of every column entry in the input, padding and input
 dilation included, is computed once per spec and kept (:func:`_gather_index`),
 so a call is one ``take`` and one matmul, not the dozen NumPy calls of
 padding, strided views and tiles, which cost more than the arithmetic there.
+With numba, the smallest of them (up to :data:`SMALL_MACS` multiply-adds:
+a small network's layers at batch 1) are one compiled call over the same
+index instead, the bias added as the output is written (:mod:`._small_jit`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,13 @@ TILE_BYTES = 32 * 2**20
 #: their gradients, batch 1-64, 1 thread).
 GATHER_ENTRIES = 2**16
 GATHER_BYTES = 192 * 2**10
+
+#: Most multiply-adds of a gathered correlation that the compiled kernel of
+#: :mod:`._small_jit` computes: there the five NumPy passes (copy, take,
+#: product, transpose, bias) cost more than the arithmetic (the digits CNN's
+#: convs at batch 1, 9k and 74k: 2-3x faster); above, BLAS's product wins
+#: (the same layers at batch 32-64 ran 1.5-2x slower compiled).
+SMALL_MACS = 2**18
 
 #: Bytes of one packed tile of columns of the compiled path (the L2 cache of
 #: the development machine; 0.5, 2 and 8 MiB measured, 2 the fastest by 5-20%
@@ -166,9 +176,57 @@ def _run_gathered(x, w, spec, index, out_shape):
     return res.transpose(0, 1, 3, 2).reshape(out_shape)
 
 
+@functools.lru_cache(maxsize=64)
+def _small_gather(spec):
+    """The gather index of ``spec`` where the compiled gathered path takes it, else None."""
+    if (spec.macs > SMALL_MACS or spec.dtype not in (np.float32, np.float64)
+            or not spec.numpy or not _numba_installed()):
+        return None
+    return _gather_index(spec)
+
+
+def _small(spec):
+    """``(kernel, index, out_shape)`` of the compiled gathered path for ``spec``, or None."""
+    gather = _small_gather(spec)
+    if gather is None:
+        return None
+    from ._small_jit import kernel
+
+    k = kernel()  # (looked up per call: a test may hide numba)
+    return None if k is None else (k, *gather)
+
+
+def _run_small(small, x, w, spec, bias):
+    k, index, out_shape = small
+    B, O = spec.batch, spec.out_channels
+    out = np.empty((B, O, index.shape[1]), dtype=spec.dtype)
+    xf = np.ascontiguousarray(x, dtype=spec.dtype).reshape(B, -1)
+    wf = np.ascontiguousarray(w, dtype=spec.dtype).reshape(O, -1)
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias, dtype=spec.dtype) if has_bias else wf[0, :0]
+    k(xf, index, wf, b, has_bias, _ZERO[spec.dtype.char], out)
+    return out.reshape(out_shape)
+
+
+#: The zero a padded position reads in the compiled gathered kernel, per dtype.
+_ZERO = {c: np.zeros(1, c) for c in "fd"}
+
+
+def run_bias(x, w, spec, bias):
+    """:func:`run` plus ``bias`` per output channel: in the compiled gathered
+    kernel where it runs, else added after."""
+    small = _small(spec) if bias is not None else None
+    if small is not None:
+        return _run_small(small, x, w, spec, bias)
+    return add_bias(run(x, w, spec), bias)
+
+
 def run(x, w, spec):
     if not spec.numpy:  # another array-API library: stacked taps, one matmul
         return portable.gemm(x, w, spec)
+    small = _small(spec)
+    if small is not None:
+        return _run_small(small, x, w, spec, None)
     gather = _gather_index(spec)
     if gather is not None:
         return _run_gathered(x, w, spec, *gather)
@@ -645,9 +703,9 @@ def workspace_bytes(spec):
     return padded_and_output_bytes(spec) + 2 * (tile + products)
 
 
-from .record import ARRAY_API, Algorithm, padded_and_output_bytes  # noqa: E402
+from .record import ARRAY_API, Algorithm, add_bias, padded_and_output_bytes  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="gemm", supports=supports, run=run, estimate=estimate, reason=reason,
-    workspace_bytes=workspace_bytes, arrays=("numpy", ARRAY_API),
+    workspace_bytes=workspace_bytes, run_bias=run_bias, arrays=("numpy", ARRAY_API),
 )
