@@ -177,17 +177,15 @@ def _run_gathered(x, w, spec, index, out_shape):
 
 
 @functools.lru_cache(maxsize=64)
-def _small_gather(spec):
-    """The gather index of ``spec`` where the compiled gathered path takes it, else None."""
-    if (spec.macs > SMALL_MACS or spec.dtype not in (np.float32, np.float64)
-            or not spec.numpy or not _numba_installed()):
-        return None
-    return _gather_index(spec)
+def _small_fits(spec):
+    """Whether the compiled gathered path could take ``spec`` (its size and dtype)."""
+    return (spec.macs <= SMALL_MACS and spec.dtype in (np.float32, np.float64)
+            and spec.numpy and _numba_installed())
 
 
 def _small(spec):
     """``(kernel, index, out_shape)`` of the compiled gathered path for ``spec``, or None."""
-    gather = _small_gather(spec)
+    gather = _gather_index(spec) if _small_fits(spec) else None
     if gather is None:
         return None
     from ._small_jit import kernel
