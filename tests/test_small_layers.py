@@ -213,9 +213,11 @@ def test_max_pool_plan_honours_a_memory_limit_set_later():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_relu_forward_against_torch_with_and_without_numba(dtype, monkeypatch):
     rng = np.random.default_rng(7)
-    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    x = rng.standard_normal((4, 16, 16, 16)).astype(dtype)  # large enough to compile
     x.reshape(-1)[:6] = [np.nan, 0.0, -0.0, np.inf, -np.inf, -1e-30]
     ref = torch.relu(torch.from_numpy(x)).numpy()
+    assert nn_jit.relu_forward(x) is not None
+    assert nn_jit.relu_forward(x[:1, :1]) is None  # a small one: NumPy's call is faster
     layer = nn.ReLU()
     y = layer(x)
     assert y.dtype == dtype and y.shape == x.shape

@@ -63,12 +63,19 @@ def _build_forward() -> Any:
     return njit(cache=True, nogil=True)(_relu_forward_body)
 
 
+#: Fewest elements for the compiled forward: below, the call costs more than
+#: NumPy's loop (measured: 4096 float32, 3.7 against 7.8 us; 16384, 10 against 7.7).
+RELU_MIN = 2**14
+
+
 def relu_forward(x: NDArray[Any]) -> NDArray[Any] | None:
-    """``np.maximum(x, 0)`` compiled, or None without numba or for other arrays."""
+    """``np.maximum(x, 0)`` compiled, or None without numba, for small or other arrays."""
+    if (x.size < RELU_MIN or x.dtype not in (np.float32, np.float64)
+            or not x.flags.c_contiguous):
+        return None
     from ..core.algorithms._jit import build_once, numba_installed
 
-    if (x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous
-            or not numba_installed()):
+    if not numba_installed():
         return None
     k = build_once(_FORWARD, _build_forward)
     if k is None:

@@ -206,6 +206,35 @@ def _run_small(small, x, w, spec, bias):
     return out.reshape(out_shape)
 
 
+def prepared(spec):
+    """The compiled gathered call for a repeating ``spec`` (see ``Algorithm.prepared``), or None."""
+    small = _small(spec)
+    if small is None:
+        return None
+    from . import _small_jit
+
+    _, index, out_shape = small
+    B, O = spec.batch, spec.out_channels
+    P = index.shape[1]
+    zero = _ZERO[spec.dtype.char]
+    dtype = spec.dtype
+
+    def call(x, w, bias):
+        k = _small_jit._KERNELS.get("k")  # (per call: a test may hide numba)
+        if k is None:
+            return None
+        out = np.empty((B, O, P), dtype=dtype)
+        xf = np.ascontiguousarray(x, dtype=dtype).reshape(B, -1)
+        wf = np.ascontiguousarray(w, dtype=dtype).reshape(O, -1)
+        if bias is None:
+            k(xf, index, wf, wf[0, :0], False, zero, out)
+        else:
+            k(xf, index, wf, np.ascontiguousarray(bias, dtype=dtype), True, zero, out)
+        return out.reshape(out_shape)
+
+    return call
+
+
 #: The zero a padded position reads in the compiled gathered kernel, per dtype.
 _ZERO = {c: np.zeros(1, c) for c in "fd"}
 
@@ -705,5 +734,6 @@ from .record import ARRAY_API, Algorithm, add_bias, padded_and_output_bytes  # n
 
 ALGORITHM = Algorithm(
     name="gemm", supports=supports, run=run, estimate=estimate, reason=reason,
-    workspace_bytes=workspace_bytes, run_bias=run_bias, arrays=("numpy", ARRAY_API),
+    workspace_bytes=workspace_bytes, run_bias=run_bias, prepared=prepared,
+    arrays=("numpy", ARRAY_API),
 )
