@@ -120,6 +120,44 @@ def test_only_small_correlations_take_the_compiled_kernel():
                               dict(padding=1))
 
 
+@pytest.mark.parametrize("xs, ws, kw", [
+    ((64, 16, 4, 4), (32, 16, 3, 3), dict(padding=1)),  # the second conv at batch 64
+    ((64, 8, 6, 6), (12, 4, 3, 3), dict(padding=1, groups=2, padding_mode="circular")),
+])
+def test_compiled_gather_columns_against_torch_and_take(xs, ws, kw, monkeypatch):
+    # Too large for the one-call kernel, gathered by the compiled gather for
+    # BLAS (the bias added in the transposing copy); with numba hidden, take.
+    rng = np.random.default_rng(8)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    spec = F._conv_spec(x, w, 1, kw["padding"], 1, kw.get("groups", 1),
+                        kw.get("padding_mode", "zeros"))
+    assert gemm._small(spec) is None and gemm._gather_index(spec) is not None
+    columns = spec.batch * spec.in_channels * spec.taps * int(np.prod(spec.out_spatial))
+    assert columns * 8 > gemm.GATHER_BYTES  # more than take's bound
+    for bias in (b, None):
+        ref = _torch_conv(x, w, bias, kw)
+        for _ in range(2):
+            np.testing.assert_allclose(F.conv(x, w, bias, **kw, method="gemm"), ref,
+                                       rtol=1e-12, atol=1e-12)
+        with monkeypatch.context() as m:
+            m.setitem(_small_jit._KERNELS, "k", None)
+            np.testing.assert_allclose(F.conv(x, w, bias, **kw, method="gemm"), ref,
+                                       rtol=1e-12, atol=1e-12)
+    gy = rng.standard_normal(ref.shape)
+    xt = torch.tensor(x, requires_grad=True)
+    wt = torch.tensor(w, requires_grad=True)
+    tconv = torch.nn.Conv2d(xs[1], ws[0], 3, bias=False, **kw).double()
+    with torch.no_grad():
+        tconv.weight.copy_(wt)
+    yt = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(xt, (1, 1, 1, 1), mode=kw.get("padding_mode", "zeros")
+                                .replace("zeros", "constant")), wt, groups=kw.get("groups", 1))
+    yt.backward(torch.tensor(gy))
+    gx, gw, _ = F.conv_backward(gy, x, w, **kw)
+    np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(gw, wt.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
 # -- a layer's answers follow its parameters, dtype and input shape ------------
 
 def test_conv_layer_never_stale():

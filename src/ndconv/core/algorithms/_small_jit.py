@@ -73,11 +73,36 @@ def _build():
                         of[ob + o * U(P)] = r
         return out
 
-    return gathered
+    @njit(cache=True, nogil=True)
+    def gather(x, index, zero, cols):
+        # The columns of gemm's gathered product: cols (B, g, P, J) = x (B, L)
+        # at index (g, P, J), zero[0] where the index is L (a padded zero).
+        B, L = x.shape
+        n = U(index.size)
+        xf, idx, cf = x.ravel(), index.ravel(), cols.ravel()
+        z = zero[0]
+        for b in range(U(B)):
+            xb = b * U(L)
+            cb = b * n
+            for e in range(n):
+                i = U(idx[e])
+                cf[cb + e] = xf[xb + i] if i < U(L) else z
+        return cols
+
+    return gathered, gather
 
 
 def kernel():
     """The compiled gathered correlation, or None without numba."""
     from ._jit import build_once
 
-    return build_once(_KERNELS, _build)
+    ks = build_once(_KERNELS, _build)
+    return None if ks is None else ks[0]
+
+
+def gather_kernel():
+    """The compiled gather of a gathered product's columns, or None without numba."""
+    from ._jit import build_once
+
+    ks = build_once(_KERNELS, _build)
+    return None if ks is None else ks[1]

@@ -62,6 +62,13 @@ GATHER_BYTES = 192 * 2**10
 #: (the same layers at batch 32-64 ran 1.5-2x slower compiled).
 SMALL_MACS = 2**18
 
+#: The bound on the gathered columns (bytes) where numba gathers them in one
+#: compiled pass (:func:`._small_jit.gather`, no ``take``) and no compiled
+#: packing path applies (few positions and taps): the digits CNN's second
+#: conv at batch 32-64 (300-600 kB of columns) and its gradients, where the
+#: tile path's padded copy, strided copy and bias pass cost as much as the product.
+GATHER_BYTES_COMPILED = 4 * 2**20
+
 #: Bytes of one packed tile of columns of the compiled path (the L2 cache of
 #: the development machine; 0.5, 2 and 8 MiB measured, 2 the fastest by 5-20%
 #: on the stem, 1-D and 3-D layers).
@@ -92,12 +99,26 @@ def _tiles(batch, rows, row_bytes):
 
 def _gathers(spec):
     """Whether ``spec`` is small enough for the one-gather path."""
-    entries = spec.in_channels * spec.taps * math.prod(spec.out_spatial)
+    P = math.prod(spec.out_spatial)
+    entries = spec.in_channels * spec.taps * P
+    limit = GATHER_BYTES
+    if (P < PACK_MIN_POSITIONS and spec.taps < PACK_MIN_TAPS and _compiled_gather(spec)
+            is not None):
+        limit = GATHER_BYTES_COMPILED
     # (positions in int64: a huge padding or stride, valid where its step is
     # never taken, stays on the strided path)
     return (entries <= GATHER_ENTRIES
-            and spec.batch * entries * spec.dtype.itemsize <= GATHER_BYTES
+            and spec.batch * entries * spec.dtype.itemsize <= limit
             and max(spec.padded_spatial) < 2**31 and max(spec.in_spatial) < 2**31)
+
+
+def _compiled_gather(spec):
+    """The compiled gather of :mod:`._small_jit` for ``spec``'s dtype, or None."""
+    if spec.dtype not in (np.float32, np.float64) or not spec.numpy or not _numba_installed():
+        return None
+    from ._small_jit import gather_kernel
+
+    return gather_kernel()
 
 
 def _axis_index(n, k, s, d, lo, r, o, mode):
@@ -156,13 +177,19 @@ def _kernel_matrix(w, spec):
     return w.reshape(g, Og, Cg, spec.taps).transpose(0, 3, 2, 1).reshape(g, spec.taps * Cg, Og)
 
 
-def _run_gathered(x, w, spec, index, out_shape):
+def _run_gathered(x, w, spec, index, out_shape, bias=None):
     B, g = spec.batch, spec.groups
-    size = x[0].size if B else 0
-    src = np.empty((B, size + 1), dtype=spec.dtype)
-    src[:, :size] = x.reshape(B, size)
-    src[:, size] = 0
-    cols = src.take(index, axis=1)  # (B, g, P, Cg*taps)
+    gather = _compiled_gather(spec)
+    if gather is not None:
+        cols = np.empty((B, *index.shape), dtype=spec.dtype)
+        gather(np.ascontiguousarray(x, dtype=spec.dtype).reshape(B, -1), index,
+               _ZERO[spec.dtype.char], cols)
+    else:
+        size = x[0].size if B else 0
+        src = np.empty((B, size + 1), dtype=spec.dtype)
+        src[:, :size] = x.reshape(B, size)
+        src[:, size] = 0
+        cols = src.take(index, axis=1)  # (B, g, P, Cg*taps)
     O = spec.out_channels
     wmat = w.reshape(g, O // g, -1).transpose(0, 2, 1)  # (g, Cg*taps, Og), a view
     # Output positions as the rows of the product, as in the tile path (one
@@ -173,7 +200,12 @@ def _run_gathered(x, w, spec, index, out_shape):
         res = (cols.reshape(-1, cols.shape[-1]) @ wmat[0]).reshape(B, 1, -1, O)
     else:
         res = np.matmul(cols, wmat)  # (B, g, P, Og)
-    return res.transpose(0, 1, 3, 2).reshape(out_shape)
+    out = np.empty((B, g, O // g, res.shape[2]), dtype=res.dtype)
+    if bias is None:
+        np.copyto(out, res.transpose(0, 1, 3, 2))
+    else:  # the bias in the same pass as the transposing copy
+        np.add(res.transpose(0, 1, 3, 2), bias.reshape(g, O // g, 1), out=out)
+    return out.reshape(out_shape)
 
 
 @functools.lru_cache(maxsize=64)
@@ -220,9 +252,10 @@ def prepared(spec):
     dtype = spec.dtype
 
     def call(x, w, bias):
-        k = _small_jit._KERNELS.get("k")  # (per call: a test may hide numba)
-        if k is None:
+        ks = _small_jit._KERNELS.get("k")  # (per call: a test may hide numba)
+        if ks is None:
             return None
+        k = ks[0]
         out = np.empty((B, O, P), dtype=dtype)
         xf = np.ascontiguousarray(x, dtype=dtype).reshape(B, -1)
         wf = np.ascontiguousarray(w, dtype=dtype).reshape(O, -1)
@@ -242,9 +275,14 @@ _ZERO = {c: np.zeros(1, c) for c in "fd"}
 def run_bias(x, w, spec, bias):
     """:func:`run` plus ``bias`` per output channel: in the compiled gathered
     kernel where it runs, else added after."""
-    small = _small(spec) if bias is not None else None
+    if bias is None or not spec.numpy:
+        return add_bias(run(x, w, spec), bias)
+    small = _small(spec)
     if small is not None:
         return _run_small(small, x, w, spec, bias)
+    gather = _gather_index(spec)
+    if gather is not None:
+        return _run_gathered(x, w, spec, *gather, bias=bias)
     return add_bias(run(x, w, spec), bias)
 
 
