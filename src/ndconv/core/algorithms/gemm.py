@@ -102,9 +102,9 @@ def _gathers(spec):
     P = math.prod(spec.out_spatial)
     entries = spec.in_channels * spec.taps * P
     limit = GATHER_BYTES
-    if (P < PACK_MIN_POSITIONS and spec.taps < PACK_MIN_TAPS and _compiled_gather(spec)
-            is not None):
-        limit = GATHER_BYTES_COMPILED
+    if (P < PACK_MIN_POSITIONS and spec.taps < PACK_MIN_TAPS and spec.numpy
+            and spec.dtype in (np.float32, np.float64) and _numba_installed()):
+        limit = GATHER_BYTES_COMPILED  # (asked without compiling: the chooser asks too)
     # (positions in int64: a huge padding or stride, valid where its step is
     # never taken, stays on the strided path)
     return (entries <= GATHER_ENTRIES
