@@ -246,24 +246,12 @@ def prepared(spec):
     from . import _small_jit
 
     _, index, out_shape = small
-    B, O = spec.batch, spec.out_channels
-    P = index.shape[1]
-    zero = _ZERO[spec.dtype.char]
-    dtype = spec.dtype
 
     def call(x, w, bias):
         ks = _small_jit._KERNELS.get("k")  # (per call: a test may hide numba)
         if ks is None:
             return None
-        k = ks[0]
-        out = np.empty((B, O, P), dtype=dtype)
-        xf = np.ascontiguousarray(x, dtype=dtype).reshape(B, -1)
-        wf = np.ascontiguousarray(w, dtype=dtype).reshape(O, -1)
-        if bias is None:
-            k(xf, index, wf, wf[0, :0], False, zero, out)
-        else:
-            k(xf, index, wf, np.ascontiguousarray(bias, dtype=dtype), True, zero, out)
-        return out.reshape(out_shape)
+        return _run_small((ks[0], index, out_shape), x, w, spec, bias)
 
     return call
 
