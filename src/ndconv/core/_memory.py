@@ -166,7 +166,7 @@ def get_memory_limit() -> tuple[int | None, str]:
 _ENVIRON = os.environ
 _ENV_DATA: dict[Any, Any] | None = getattr(os.environ, "_data", None)
 try:
-    _ENV_KEY: Any = os.environ.encodekey("NDCONV_MEMORY_LIMIT")  # type: ignore[attr-defined]
+    _ENV_KEY: Any = os.environ.encodekey("NDCONV_MEMORY_LIMIT")
 except AttributeError:
     _ENV_DATA = None
 
