@@ -158,9 +158,26 @@ def get_memory_limit() -> tuple[int | None, str]:
     return avail, "the memory available now"
 
 
+#: ``os.environ`` and, on CPython, the dict behind it with the variable's key
+#: in it: every remembered small call asks :func:`has_explicit_limit`, and
+#: ``os.environ.get`` of an unset variable raises and catches a KeyError
+#: inside (1-2 us, as much as a small layer's arithmetic). The same dict, so
+#: a variable set since (``os.environ[...] = ...``) is seen at once.
+_ENVIRON = os.environ
+_ENV_DATA: dict[Any, Any] | None = getattr(os.environ, "_data", None)
+try:
+    _ENV_KEY: Any = os.environ.encodekey("NDCONV_MEMORY_LIMIT")
+except AttributeError:
+    _ENV_DATA = None
+
+
 def has_explicit_limit() -> bool:
     """True when a limit was set (context, process-wide or environment)."""
-    return bool(_stack.get()) or _limit is not None or bool(os.environ.get("NDCONV_MEMORY_LIMIT"))
+    if _stack.get() or _limit is not None:
+        return True
+    if _ENV_DATA is not None and os.environ is _ENVIRON:
+        return bool(_ENV_DATA.get(_ENV_KEY))
+    return bool(os.environ.get("NDCONV_MEMORY_LIMIT"))
 
 
 def set_memory_limit(limit: int | float | str | None) -> None:

@@ -132,6 +132,45 @@ def max_forward(x, k, s, lo, d, out, threads):
     return y.reshape(*x.shape[:2], *out)
 
 
+class ForwardPlan:
+    """:func:`max_forward` for one input shape and geometry, its table and sizes
+    found once: a remembered call (a layer's, every step) is then one
+    allocation and one compiled call, which is what costs at batch 1.
+
+    Holds no values of any array; the kernels are looked up per call, so a
+    test that hides numba (``_KERNELS["k"] = None``) is obeyed (``None``).
+    """
+
+    __slots__ = ("shape", "tab", "planes", "size", "out_shape", "threaded")
+
+    def __init__(self, shape, k, s, lo, d, out):
+        spatial = tuple(shape[2:])
+        self.shape = tuple(shape)
+        self.tab = offsets(spatial, tuple(k), tuple(s), tuple(lo), tuple(d), tuple(out))
+        self.planes = shape[0] * shape[1]
+        self.size = math.prod(spatial)
+        self.out_shape = (*shape[:2], *out)
+        # as _threaded: the pool only for large calls (then the thread count is read)
+        self.threaded = self.planes * math.prod(out) * self.tab.shape[1] >= 2**18
+
+    def __call__(self, x):
+        """Max pooling of ``x`` (of ``shape``, float32/float64), or None without the kernels."""
+        ks = _KERNELS.get("k")
+        if ks is None:
+            return None
+        y = np.empty((self.planes, self.tab.shape[0]), x.dtype)
+        xf = np.ascontiguousarray(x).reshape(self.planes, self.size)
+        if self.threaded:
+            from .algorithms.threads import get_num_threads
+
+            threads = get_num_threads()
+            fn = _threaded(y.size * self.tab.shape[1], threads, 2)
+        else:
+            fn = ks[3]
+        fn(xf, self.tab, y)
+        return y.reshape(self.out_shape)
+
+
 def max_backward(gy, x, y, k, s, lo, d, threads):
     """Gradient of max pooling (windows ``k``, stride ``s``, padding ``lo`` before,
     dilation ``d``) for output gradient ``gy``, input ``x`` and output ``y``."""

@@ -682,14 +682,16 @@ def max_pool(
     key = _plain_key(x, "max_pool", kernel_size, stride, padding, dilation, ceil_mode, ndim)
     hit = None if key is None else _PREPARED.get(key)
     if hit is not None and not _memory.has_explicit_limit():
-        unbatched, (*_, pairs, padded, taps) = hit
+        unbatched, (*_, pairs, padded, taps), compiled = hit
         xa = cast("NDArray[Any]", x)  # (the key says: a float ndarray)
         xn = xa[None] if unbatched else xa
-        k, st, p, d, out = hit[1][:5]
-        if _pool_jit.applies(xn, out, k):
-            y = _pool_jit.max_forward(xn, k, st, p, d, out, get_num_threads())
-        else:
-            y = _running_max(pad(xn, pairs, value=-np.inf) if padded else xn, taps)
+        y = None if compiled is None else compiled(xn)
+        if y is None:
+            k, st, p, d, out = hit[1][:5]
+            if _pool_jit.applies(xn, out, k):
+                y = _pool_jit.max_forward(xn, k, st, p, d, out, get_num_threads())
+            else:
+                y = _running_max(pad(xn, pairs, value=-np.inf) if padded else xn, taps)
         return y[0, ...] if unbatched else y
     be = resolve(x=x)
     be.require("max_pool")
@@ -701,7 +703,9 @@ def max_pool(
     else:
         y = _max_forward_xp(be.xp, xb, k, s, p, d, out)
     if key is not None and nbytes <= _memory.GUARD_BYTES:
-        _PREPARED.put(key, (unbatched, _max_plan(xb, k, s, p, d, out)))
+        compiled = (_pool_jit.ForwardPlan(xb.shape, k, s, p, d, out)
+                    if _pool_jit.applies(xb, out, k) else None)
+        _PREPARED.put(key, (unbatched, _max_plan(xb, k, s, p, d, out), compiled))
     return y[0, ...] if unbatched else y
 
 

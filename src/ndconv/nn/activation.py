@@ -52,6 +52,9 @@ class ReLU(_Activation):
         x = np.asarray(x)
         # The input, not a mask: forward (inference) does no more than the maximum.
         self._cache = x
+        y = _jit.relu_forward(x)  # one compiled pass, where numba is installed
+        if y is not None:
+            return y
         return np.maximum(x, x.dtype.type(0))  # keeps NaN, as PyTorch
 
     def backward(self, grad_out: ArrayLike) -> NDArray[Any]:

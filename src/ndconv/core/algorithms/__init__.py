@@ -193,10 +193,13 @@ class Prepared:
         The algorithm that runs whatever the values; None: decide per call.
     """
 
-    __slots__ = ("spec", "method", "algo")
+    __slots__ = ("spec", "method", "algo", "call")
 
     def __init__(self, spec: CorrSpec, method: str, algo: Algorithm | None) -> None:
         self.spec, self.method, self.algo = spec, method, algo
+        #: ``algo.prepared(spec)``: the call that computes without the dispatcher, or None.
+        self.call = (None if algo is None or algo.prepared is None or algo.magnitude_growth
+                     else algo.prepared(spec))
 
 
 def _value_independent(algo: Algorithm, spec: CorrSpec) -> bool:
@@ -243,6 +246,10 @@ def run_prepared(prepared: Prepared, x: AnyArray, w: AnyArray,
     algo = prepared.algo
     if algo is None or _memory.has_explicit_limit():
         return add_bias(run(x, w, prepared.spec, prepared.method), bias)
+    if prepared.call is not None:
+        out = prepared.call(x, w, bias)
+        if out is not None:
+            return out
     return execute(algo, x, w, prepared.spec, bias=bias)
 
 

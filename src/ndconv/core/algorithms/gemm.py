@@ -29,6 +29,9 @@ the flat index of every column entry in the input, padding and input
 dilation included, is computed once per spec and kept (:func:`_gather_index`),
 so a call is one ``take`` and one matmul, not the dozen NumPy calls of
 padding, strided views and tiles, which cost more than the arithmetic there.
+With numba, the smallest of them (up to :data:`SMALL_MACS` multiply-adds:
+a small network's layers at batch 1) are one compiled call over the same
+index instead, the bias added as the output is written (:mod:`._small_jit`).
 """
 
 from __future__ import annotations
@@ -53,6 +56,20 @@ TILE_BYTES = 32 * 2**20
 #: their gradients, batch 1-64, 1 thread).
 GATHER_ENTRIES = 2**16
 GATHER_BYTES = 192 * 2**10
+
+#: Most multiply-adds of a gathered correlation that the compiled kernel of
+#: :mod:`._small_jit` computes: there the five NumPy passes (copy, take,
+#: product, transpose, bias) cost more than the arithmetic (the digits CNN's
+#: convs at batch 1, 9k and 74k: 2-3x faster); above, BLAS's product wins
+#: (the same layers at batch 32-64 ran 1.5-2x slower compiled).
+SMALL_MACS = 2**18
+
+#: The bound on the gathered columns (bytes) where numba gathers them in one
+#: compiled pass (:func:`._small_jit.gather`, no ``take``) and no compiled
+#: packing path applies (few positions and taps): the digits CNN's second
+#: conv at batch 32-64 (300-600 kB of columns) and its gradients, where the
+#: tile path's padded copy, strided copy and bias pass cost as much as the product.
+GATHER_BYTES_COMPILED = 4 * 2**20
 
 #: Bytes of one packed tile of columns of the compiled path (the L2 cache of
 #: the development machine; 0.5, 2 and 8 MiB measured, 2 the fastest by 5-20%
@@ -84,12 +101,26 @@ def _tiles(batch, rows, row_bytes):
 
 def _gathers(spec):
     """Whether ``spec`` is small enough for the one-gather path."""
-    entries = spec.in_channels * spec.taps * math.prod(spec.out_spatial)
+    P = math.prod(spec.out_spatial)
+    entries = spec.in_channels * spec.taps * P
+    limit = GATHER_BYTES
+    if (P < PACK_MIN_POSITIONS and spec.taps < PACK_MIN_TAPS and spec.numpy
+            and spec.dtype in (np.float32, np.float64) and _numba_installed()):
+        limit = GATHER_BYTES_COMPILED  # (asked without compiling: the chooser asks too)
     # (positions in int64: a huge padding or stride, valid where its step is
     # never taken, stays on the strided path)
     return (entries <= GATHER_ENTRIES
-            and spec.batch * entries * spec.dtype.itemsize <= GATHER_BYTES
+            and spec.batch * entries * spec.dtype.itemsize <= limit
             and max(spec.padded_spatial) < 2**31 and max(spec.in_spatial) < 2**31)
+
+
+def _compiled_gather(spec):
+    """The compiled gather of :mod:`._small_jit` for ``spec``'s dtype, or None."""
+    if spec.dtype not in (np.float32, np.float64) or not spec.numpy or not _numba_installed():
+        return None
+    from ._small_jit import gather_kernel
+
+    return gather_kernel()
 
 
 def _axis_index(n, k, s, d, lo, r, o, mode):
@@ -148,13 +179,19 @@ def _kernel_matrix(w, spec):
     return w.reshape(g, Og, Cg, spec.taps).transpose(0, 3, 2, 1).reshape(g, spec.taps * Cg, Og)
 
 
-def _run_gathered(x, w, spec, index, out_shape):
+def _run_gathered(x, w, spec, index, out_shape, bias=None):
     B, g = spec.batch, spec.groups
-    size = x[0].size if B else 0
-    src = np.empty((B, size + 1), dtype=spec.dtype)
-    src[:, :size] = x.reshape(B, size)
-    src[:, size] = 0
-    cols = src.take(index, axis=1)  # (B, g, P, Cg*taps)
+    gather = _compiled_gather(spec)
+    if gather is not None:
+        cols = np.empty((B, *index.shape), dtype=spec.dtype)
+        gather(np.ascontiguousarray(x, dtype=spec.dtype).reshape(B, -1), index,
+               _ZERO[spec.dtype.char], cols)
+    else:
+        size = x[0].size if B else 0
+        src = np.empty((B, size + 1), dtype=spec.dtype)
+        src[:, :size] = x.reshape(B, size)
+        src[:, size] = 0
+        cols = src.take(index, axis=1)  # (B, g, P, Cg*taps)
     O = spec.out_channels
     wmat = w.reshape(g, O // g, -1).transpose(0, 2, 1)  # (g, Cg*taps, Og), a view
     # Output positions as the rows of the product, as in the tile path (one
@@ -165,12 +202,86 @@ def _run_gathered(x, w, spec, index, out_shape):
         res = matmul(cols.reshape(-1, cols.shape[-1]), wmat[0]).reshape(B, 1, -1, O)
     else:
         res = matmul(cols, wmat)  # (B, g, P, Og)
-    return res.transpose(0, 1, 3, 2).reshape(out_shape)
+    out = np.empty((B, g, O // g, res.shape[2]), dtype=res.dtype)
+    if bias is None:
+        np.copyto(out, res.transpose(0, 1, 3, 2))
+    else:  # the bias in the same pass as the transposing copy
+        np.add(res.transpose(0, 1, 3, 2), bias.reshape(g, O // g, 1), out=out)
+    return out.reshape(out_shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _small_fits(spec):
+    """Whether the compiled gathered path could take ``spec`` (its size and dtype)."""
+    return (spec.macs <= SMALL_MACS and spec.dtype in (np.float32, np.float64)
+            and spec.numpy and _numba_installed())
+
+
+def _small(spec):
+    """``(kernel, index, out_shape)`` of the compiled gathered path for ``spec``, or None."""
+    gather = _gather_index(spec) if _small_fits(spec) else None
+    if gather is None:
+        return None
+    from ._small_jit import kernel
+
+    k = kernel()  # (looked up per call: a test may hide numba)
+    return None if k is None else (k, *gather)
+
+
+def _run_small(small, x, w, spec, bias):
+    k, index, out_shape = small
+    B, O = spec.batch, spec.out_channels
+    out = np.empty((B, O, index.shape[1]), dtype=spec.dtype)
+    xf = np.ascontiguousarray(x, dtype=spec.dtype).reshape(B, -1)
+    wf = np.ascontiguousarray(w, dtype=spec.dtype).reshape(O, -1)
+    has_bias = bias is not None
+    b = np.ascontiguousarray(bias, dtype=spec.dtype) if has_bias else wf[0, :0]
+    k(xf, index, wf, b, has_bias, _ZERO[spec.dtype.char], out)
+    return out.reshape(out_shape)
+
+
+def prepared(spec):
+    """The compiled gathered call for a repeating ``spec`` (see ``Algorithm.prepared``), or None."""
+    small = _small(spec)
+    if small is None:
+        return None
+    from . import _small_jit
+
+    _, index, out_shape = small
+
+    def call(x, w, bias):
+        ks = _small_jit._KERNELS.get("k")  # (per call: a test may hide numba)
+        if ks is None:
+            return None
+        return _run_small((ks[0], index, out_shape), x, w, spec, bias)
+
+    return call
+
+
+#: The zero a padded position reads in the compiled gathered kernel, per dtype.
+_ZERO = {c: np.zeros(1, c) for c in "fd"}
+
+
+def run_bias(x, w, spec, bias):
+    """:func:`run` plus ``bias`` per output channel: in the compiled gathered
+    kernel where it runs, else added after."""
+    if bias is None or not spec.numpy:
+        return add_bias(run(x, w, spec), bias)
+    small = _small(spec)
+    if small is not None:
+        return _run_small(small, x, w, spec, bias)
+    gather = _gather_index(spec)
+    if gather is not None:
+        return _run_gathered(x, w, spec, *gather, bias=bias)
+    return add_bias(run(x, w, spec), bias)
 
 
 def run(x, w, spec):
     if not spec.numpy:  # another array-API library: stacked taps, one matmul
         return portable.gemm(x, w, spec)
+    small = _small(spec)
+    if small is not None:
+        return _run_small(small, x, w, spec, None)
     gather = _gather_index(spec)
     if gather is not None:
         return _run_gathered(x, w, spec, *gather)
@@ -643,9 +754,10 @@ def workspace_bytes(spec):
     return padded_and_output_bytes(spec) + 2 * (tile + products)
 
 
-from .record import ARRAY_API, Algorithm, padded_and_output_bytes  # noqa: E402
+from .record import ARRAY_API, Algorithm, add_bias, padded_and_output_bytes  # noqa: E402
 
 ALGORITHM = Algorithm(
     name="gemm", supports=supports, run=run, estimate=estimate, reason=reason,
-    workspace_bytes=workspace_bytes, arrays=("numpy", ARRAY_API),
+    workspace_bytes=workspace_bytes, run_bias=run_bias, prepared=prepared,
+    arrays=("numpy", ARRAY_API),
 )

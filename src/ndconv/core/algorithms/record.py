@@ -105,6 +105,14 @@ class Algorithm:
         ``run_bias(x, w, spec, bias) -> ndarray``: ``run`` plus ``bias`` (C_out,)
         per output channel, added as the output is written (a compiled kernel:
         no second pass over the output). None: the bias is added after ``run``.
+    prepared : callable or None
+        ``prepared(spec) -> call or None``: for a correlation that repeats
+        (a layer's, every step), ``call(x, w, bias) -> ndarray`` computes
+        ``run_bias`` (``bias`` may be None) with whatever depends on ``spec``
+        alone found once (a compiled kernel and its index), and without the
+        dispatcher's NumPy error state (the call raises no floating-point
+        warnings); ``call`` returns None to decline (numba hidden since).
+        None: the prepared call goes through :func:`ndconv.algorithms.execute`.
     arrays : tuple of str
         The array libraries ``run`` computes on: ``("numpy",)`` for the CPU
         algorithms (BLAS, SciPy, numba, ``as_strided``), which need NumPy
@@ -125,6 +133,7 @@ class Algorithm:
     applies: Optional[Callable[[CorrSpec, Any], Optional[str]]] = None
     run_bias: Optional[Callable[[Any, Any, CorrSpec, Any], Any]] = None
     arrays: tuple[str, ...] = ("numpy",)
+    prepared: Optional[Callable[[CorrSpec], Optional[Callable[[Any, Any, Any], Any]]]] = None
 
     @property
     def needs_numpy(self) -> bool:
@@ -155,7 +164,7 @@ class Algorithm:
                     "be callable" + (" (a method without a cost estimate could never be "
                                      "chosen by 'auto')" if field == "estimate" else "")
                 )
-        for field in ("error_growth", "magnitude_growth", "applies"):
+        for field in ("error_growth", "magnitude_growth", "applies", "prepared"):
             value = getattr(self, field)
             if value is not None and not callable(value):
                 raise TypeError(
