@@ -56,6 +56,11 @@ def compiled():
 
 
 def _build_fused():
+    # The helpers become module globals, not variables of this function: a
+    # kernel that closes over other compiled functions is never found in
+    # numba's cache (their pickled dispatchers differ in every process), and
+    # each ``ndconv filter`` compiled its kernel again (10 s of CPU under load).
+    global load_row, store
     from numba import njit, prange
 
     @njit(fastmath=True, nogil=True, cache=True)

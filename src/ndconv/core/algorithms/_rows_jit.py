@@ -35,10 +35,17 @@ _KERNELS: dict = {}
 _FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
-def _build():
-    from numba import njit, prange
+#: Unsigned loop bounds: signed ones keep LLVM from vectorising.
+U = np.uint64
 
-    U = np.uint64  # unsigned loop bounds: signed ones keep LLVM from vectorising
+
+def _build():
+    # The helpers become module globals, not variables of this function: a
+    # kernel that closes over other compiled functions is never found in
+    # numba's cache (their pickled dispatchers differ in every process), so
+    # it would be compiled again in every process (20 s under load).
+    global row_sum, edge
+    from numba import njit, prange
 
     @njit(fastmath=_FAST, cache=True, nogil=True, inline="always")
     def row_sum(x, o, offs, ws, k0, k1, j0, n, first):
