@@ -9,8 +9,8 @@ the output once; zero padding is the taps that miss the input (whole rows
 skipped, the few edge columns summed one by one), so nothing is copied: the
 slab kernel of :mod:`._direct_jit` copies the input into a padded buffer and
 its accumulator out again, two more passes, which for a 3x3 filter of a
-12 MP image cost more than the nine multiply-adds (measured 1 thread, AVX2:
-that kernel 1.36x OpenCV's ``filter2D``, this one 0.88x).
+12 MP image cost more than the nine multiply-adds (measured 1 thread, AVX2,
+load 4.5: that kernel 1.28x OpenCV's ``filter2D``, this one 0.82x).
 
 Rows shorter than :data:`MIN_ROW` keep the slab kernel, which runs the
 vector units over many short rows at once.
