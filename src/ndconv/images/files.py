@@ -200,7 +200,7 @@ class ImageRows:
             raw.seek(offset)
             pos = 0
             while pos < total and not self._stop:
-                n = raw.readinto(memoryview(flat[pos:pos + self.CHUNK]))
+                n = raw.readinto(flat.data[pos:pos + self.CHUNK])
                 if not n:
                     raise ValueError(f"input image {self.path!r} is truncated or corrupt: "
                                      f"its pixels end after {pos} of {total} bytes")
