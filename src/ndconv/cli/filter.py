@@ -85,7 +85,19 @@ def run(args: argparse.Namespace) -> None:
         return _run_tiled(args)
     _io.check_output(args.output, inputs=[args.input], force=args.force)
     kernel, kdesc = load_kernel(args.kernel)
-    image = images.read_image(args.input)
+    # An uncompressed TIFF's rows are read in a thread while the first bands
+    # are filtered (filter_image waits for the rows each band reads).
+    rows = images.read_image_rows(args.input)
+    try:
+        _filter(args, rows, kernel, kdesc)
+    finally:
+        rows.close()
+
+
+def _filter(args: argparse.Namespace, rows: Any, kernel: NDArray[Any], kdesc: str) -> None:
+    from .. import images
+
+    image = rows.array
     channels_in = 1 if image.ndim == 2 else image.shape[2]
     channels_out = kernel.shape[0] if kernel.ndim == 4 else channels_in
     out_dtype = image.dtype if image.dtype.kind in "ui" else "float32"
@@ -112,7 +124,7 @@ def run(args: argparse.Namespace) -> None:
                 image, kernel, padding=args.padding, padding_mode=args.mode,
                 stride=args.stride, dilation=args.dilation, value_range=args.value_range,
                 rows_per_tile=args.tile_rows, progress=bar.update if bar else None,
-                alpha=alpha, on_band=bands.band if bands else None,
+                alpha=alpha, on_band=bands.band if bands else None, input_ready=rows.wait,
             )
             if result.ndim == 3 and result.shape[2] == 1:
                 result = result[:, :, 0]

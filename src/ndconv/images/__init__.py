@@ -14,8 +14,8 @@
 """
 
 from . import files
-from .files import (TiffBands, output_format, read_image, tiff_log, verify_written,
-                    write_image)
+from .files import (ImageRows, TiffBands, output_format, read_image, read_image_rows,
+                    tiff_log, verify_written, write_image)
 from .filter import VALUE_RANGES, centre_delta, check_finite_band, filter_image
 
 __all__ = [
@@ -24,6 +24,8 @@ __all__ = [
     "centre_delta",
     "VALUE_RANGES",
     "read_image",
+    "read_image_rows",
+    "ImageRows",
     "write_image",
     "output_format",
     "verify_written",

@@ -56,6 +56,11 @@ def compiled():
 
 
 def _build_fused():
+    # The helpers become module globals, not variables of this function: a
+    # kernel that closes over other compiled functions is never found in
+    # numba's cache (their pickled dispatchers differ in every process), and
+    # each ``ndconv filter`` compiled its kernel again (10 s of CPU under load).
+    global load_row, store
     from numba import njit, prange
 
     @njit(fastmath=True, nogil=True, cache=True)
@@ -290,11 +295,12 @@ def plan(kernel, value_range, dtype, largest, image_dtype):
 
 
 def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, hi,
-        value_range, out, done):
+        value_range, out, done, wait=None):
     """The 2-D kernel ``k`` on every channel alike, in one compiled pass per band:
     the image's rows are converted to ``dtype`` as the kernel reaches them, and
     the sums are rounded and clipped into ``out`` (channels last) directly.
-    ``done(r0, r1)`` is called after each band of output rows."""
+    ``wait(r0, r1)`` is called before each band of output rows (its input
+    rows are then there), ``done(r0, r1)`` after it."""
     from ..core.algorithms._jit import set_threads
     from ..core.algorithms.threads import get_num_threads
 
@@ -336,6 +342,8 @@ def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, 
     step = min(rows_per_tile, max(8 * span // stride[0], BAND_BYTES // max(1, flat[0].nbytes)))
     for r0 in range(0, H_out, max(1, step)):
         r1 = min(H_out, r0 + step)
+        if wait is not None:
+            wait(r0, r1)
         if how[0] == "direct":
             block = max(16, -(-(r1 - r0) // (4 * threads)))
             direct(img, C, ridx, cidx, q0, q1, ta, tb, tw, span, stride[0], stride[1],

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
     from ..core._typing import ArrayLike, DTypeLike, NDArray
 
-__all__ = ["read_image", "write_image", "output_format", "verify_written", "tiff_log",
-           "TiffBands"]
+__all__ = ["read_image", "read_image_rows", "write_image", "output_format", "verify_written",
+           "tiff_log", "TiffBands", "ImageRows"]
 
 # Formats Pillow writes, by file suffix.
 _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
@@ -44,6 +44,7 @@ _FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".ti
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_NATIVE = "<" if __import__("sys").byteorder == "little" else ">"
 
 
 def _pillow() -> Any:
@@ -161,6 +162,146 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
                 and head[25] in (2, 6):
             return _read_png16(path, head)
         return _read_pillow(f, path)
+
+
+class ImageRows:
+    """An image whose rows are still being read: ``array`` fills from the top.
+
+    :meth:`wait` ``(n)`` returns once rows ``0..n-1`` are in ``array`` (and
+    raises what the reading raised: a truncated file); :meth:`close` stops
+    the reading (a failed run) and waits for it. See :func:`read_image_rows`.
+    """
+
+    #: Bytes per read: big enough for few system calls, small enough that
+    #: the first band starts early.
+    CHUNK = 2 << 20
+
+    def __init__(self, f: IO[bytes] | None, path: str, offset: int, array: NDArray[Any]) -> None:
+        import threading
+
+        self.array = array
+        self.path = path
+        self._rows = 0 if f is not None else array.shape[0]
+        self._error: BaseException | None = None
+        self._stop = False
+        self._done = f is None
+        self._cond = threading.Condition()
+        self._thread = None
+        if f is not None:
+            self._thread = threading.Thread(target=self._read, args=(f, offset),
+                                            name="ndconv-image-rows", daemon=True)
+            self._thread.start()
+
+    def _read(self, f: Any, offset: int) -> None:
+        try:
+            flat = self.array.reshape(-1).view(np.uint8)
+            total, row = flat.size, self.array[0].nbytes
+            raw = getattr(f, "raw", f)  # unbuffered: straight into the array
+            raw.seek(offset)
+            pos = 0
+            while pos < total and not self._stop:
+                n = raw.readinto(flat.data[pos:pos + self.CHUNK])
+                if not n:
+                    raise ValueError(f"input image {self.path!r} is truncated or corrupt: "
+                                     f"its pixels end after {pos} of {total} bytes")
+                pos += n
+                with self._cond:
+                    self._rows = pos // row
+                    self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - raised by wait()
+            self._error = exc
+        finally:
+            f.close()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def wait(self, n: int) -> None:
+        """Return once rows ``0..n-1`` are read; raise the reader's error if
+        they never will be."""
+        n = min(n, self.array.shape[0])
+        with self._cond:
+            while self._rows < n and not self._done:
+                self._cond.wait()
+        if self._rows >= n:
+            return
+        if self._error is not None:
+            raise self._error
+        raise ValueError(f"input image {self.path!r}: reading was stopped")  # by close()
+
+    def close(self) -> None:
+        """Stop reading (if not done) and wait for the thread."""
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join()
+
+
+def read_image_rows(path: str | os.PathLike[str]) -> ImageRows:
+    """:func:`read_image`, but an uncompressed one-page integer TIFF is read in
+    a thread, rows in order, so that a caller filters the first rows while
+    the next are read (the ``ndconv filter`` CLI: ``filter_image(...,
+    input_ready=rows.wait)``). The array holds exactly what
+    :func:`read_image` returns; other files are read whole before this
+    returns (:meth:`ImageRows.wait` then never waits). The header is checked
+    as :func:`read_image` checks it, before this returns.
+    """
+    import os
+
+    from ..io import _files
+
+    path = os.fspath(path)
+    tifffile = _tifffile()
+    if tifffile is not None:
+        f = _files.open_regular(path, "input image")
+        try:
+            head = f.read(32)
+            f.seek(0)
+            layout = _tiff_rows_layout(f, path, tifffile) if head[:4] in _TIFF_MAGIC else None
+        except BaseException:
+            f.close()
+            raise
+        if layout is not None:
+            offset, shape, dtype = layout
+            _guard(path, shape, dtype)
+            return ImageRows(f, path, offset, np.empty(shape, dtype))  # f: the thread's now
+        f.close()
+    return ImageRows(None, path, 0, read_image(path))
+
+
+def _tiff_rows_layout(f: IO[bytes], path: str, tifffile: Any,
+                      ) -> tuple[int, tuple[int, ...], np.dtype[Any]] | None:
+    """``(offset, shape, dtype)`` of a TIFF whose pixels :func:`read_image`
+    would return as the file's bytes unchanged, stored in one piece; None
+    for any other file (compressed, tiled, several pages, big-endian,
+    float, oriented, planar, damaged...), which :func:`read_image` reads."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings(), tiff_log() as problems:
+            warnings.simplefilter("ignore")
+            with tifffile.TiffFile(f) as tf:
+                if len(tf.pages) != 1:
+                    return None
+                page = tf.pages[0]
+                shape, dtype = tuple(page.shape), page.dtype
+                tag = page.tags.get(274)  # Orientation
+                ok = (not problems and int(page.photometric) in (1, 2)
+                      and dtype is not None and dtype.kind in "ui"
+                      # the file's byte order is the machine's (page.dtype says native)
+                      and (dtype.itemsize == 1 or tf.byteorder == _NATIVE)
+                      and dtype != np.bool_
+                      and (len(shape) == 2 or len(shape) == 3 and shape[2] > 1
+                           and page.planarconfig == 1)
+                      and (tag is None or int(tag.value) == 1)
+                      and int(page.fillorder) == 1 and 322 not in page.tags  # no tiles
+                      and page.is_contiguous)
+                if not ok:
+                    return None
+                return int(page.dataoffsets[0]), shape, np.dtype(dtype)
+    except Exception:  # noqa: BLE001 - read_image reports what is wrong
+        return None
+    finally:
+        f.seek(0)
 
 
 def _read_pillow(f: IO[bytes], path: str) -> NDArray[Any]:

@@ -101,9 +101,10 @@ def _weight(kernel: ArrayLike, channels: int) -> tuple[NDArray[np.float64], int]
 
 
 def _tiles(chw: NDArray[Any], w: NDArray[Any], groups: int, pairs: Pairs, stride: Shape,
-           dilation: Shape, mode: str, rows_per_tile: int,
-           dtype: np.dtype[Any]) -> Iterator[tuple[int, int, NDArray[Any]]]:
-    """Yield ``(r0, r1, band)``: output rows r0..r1-1 as (C_out, r1-r0, W_out)."""
+           dilation: Shape, mode: str, rows_per_tile: int, dtype: np.dtype[Any],
+           wait: Callable[[int, int], object]) -> Iterator[tuple[int, int, NDArray[Any]]]:
+    """Yield ``(r0, r1, band)``: output rows r0..r1-1 as (C_out, r1-r0, W_out),
+    each after ``wait(r0, r1)`` (its input rows are there)."""
     C, H, W = chw.shape
     kh, kw = w.shape[2:]
     (lo_h, hi_h), (lo_w, hi_w) = pairs
@@ -118,6 +119,7 @@ def _tiles(chw: NDArray[Any], w: NDArray[Any], groups: int, pairs: Pairs, stride
         # Padded rows this band reads: its own plus the halo of the kernel.
         p0, p1 = r0 * sh - lo_h, (r1 - 1) * sh + dh * (kh - 1) + 1 - lo_h
         a, b = max(p0, 0), min(p1, H)
+        wait(r0, r1)
         if mode == "zeros" and a < b:
             # Zero padding is conv's own (no padded copy: the compiled
             # kernels skip the taps outside the input); the band is one
@@ -176,6 +178,7 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
                  progress: Callable[[int], object] | None = None,
                  alpha: bool = False,
                  on_band: Callable[[NDArray[Any], int, int], object] | None = None,
+                 input_ready: Callable[[int], object] | None = None,
                  ) -> NDArray[Any]:
     """Correlate an image with a kernel, tile by tile, and bring it back to range.
 
@@ -210,6 +213,14 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
         before a gray image's channel axis is dropped) are final, in order,
         so that a caller can write them while the next are computed (the
         ``ndconv filter`` CLI does). With ``alpha`` it is called once, at the end.
+    input_ready : callable, optional
+        Called as ``input_ready(n)`` before rows ``0..n-1`` of ``image`` are
+        read, to return once they hold their values: ``image`` may be
+        filled while it is filtered (:func:`ndconv.images.read_image_rows`
+        and the ``ndconv filter`` CLI). Called with ``H`` first (all rows)
+        where the whole image is needed before the first band: float images
+        (checked for NaN, their range measured), ``alpha``, boundary modes
+        other than ``'zeros'``.
 
     Returns
     -------
@@ -228,6 +239,11 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
     MemoryLimitError
         When a band or the output image would exceed the memory guard.
     """
+    if input_ready is not None and (
+            not isinstance(image, np.ndarray) or image.dtype.kind not in "ui" or alpha
+            or padding_mode != "zeros" or image.ndim not in (2, 3)):
+        input_ready(np.shape(image)[0] if np.ndim(image) else 0)
+        input_ready = None
     _check_image(image)
     if alpha and image.ndim == 3 and image.shape[2] >= 2 and np.ndim(kernel) == 2:
         both = _keep_alpha(image, kernel, padding=padding, padding_mode=padding_mode,
@@ -286,18 +302,22 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
         if on_band is not None:
             on_band(out, r0, r1)
 
+    def wait(r0: int, r1: int) -> None:  # the input rows output rows r0..r1-1 read
+        if input_ready is not None:
+            input_ready(min(H, (r1 - 1) * stride[0] + dilation[0] * (kh - 1) + 1 - pairs[0][0]))
+
     how = (_fused.plan(w[0, 0], value_range, dtype, max(abs(lo), abs(hi)), image.dtype)
            if np.ndim(kernel) == 2 else None)
     if how is not None:
         _fused.run(image, w[0, 0], how, pairs, stride, dilation, mode, rows_per_tile, dtype,
-                   lo, hi, value_range, out, done)
+                   lo, hi, value_range, out, done, wait)
         return out[..., 0] if gray else out
 
     def tiles() -> Iterator[tuple[int, int, NDArray[Any]]]:
         # Overflow is checked per band below (one clear error), not warned about.
         with np.errstate(over="ignore", invalid="ignore"):
             for r0, r1, band in _tiles(chw, w, groups, pairs, stride, dilation, mode,
-                                       rows_per_tile, dtype):
+                                       rows_per_tile, dtype, wait):
                 check_finite_band(band, r0, r1)
                 yield r0, r1, band
 

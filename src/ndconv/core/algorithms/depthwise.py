@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from .._windows import pad
-from . import _direct_jit
+from . import _direct_jit, _rows_jit
 from ._jit import numba_installed
 from .threads import get_num_threads
 
@@ -111,7 +111,19 @@ def _run_jit(kernel, x, w, spec):
     return out.reshape(B, O, *S_out)
 
 
+def _rows(x, w, spec):
+    """The compiled rows kernel where it applies (long rows, zero padding), else None."""
+    if not _rows_jit.eligible(spec):
+        return None
+    work = spec.batch * spec.out_channels * math.prod(spec.out_spatial) * spec.taps
+    return _rows_jit.run(x, w, spec, get_num_threads() if work >= 2**21 else 1)
+
+
 def run(x, w, spec):
+    # Long rows (an image): each output row straight from the input rows.
+    y = _rows(x, w, spec)
+    if y is not None:
+        return y
     # Stride 1: the compiled direct kernel, whose slabs are one long loop per
     # tap (a row at a time is too short for the vector units).
     compiled = _direct_jit.plan(spec)
@@ -175,6 +187,9 @@ def run(x, w, spec):
 
 def run_bias(x, w, spec, bias):
     """``run`` plus ``bias``: the compiled kernel adds it as it writes the output."""
+    y = _rows(x, w, spec)
+    if y is not None:
+        return add_bias(y, bias)
     compiled = _direct_jit.plan(spec)
     if compiled is not None and not compiled.dot:
         return _direct_jit.run(compiled, x, w, bias)
