@@ -37,7 +37,8 @@ print(bool(k[3].stats.cache_hits), par._is_initialized, float(np.abs(y - x.resha
 _DIRECT_KERNELS = """
 import numpy as np, ndconv
 from ndconv.core.algorithms import _direct_jit
-img = np.random.default_rng(0).standard_normal((512, 512)).astype(np.float32)
+# rows of 128 outputs: the slab kernel (rows of 256 and more take _rows_jit instead)
+img = np.random.default_rng(0).standard_normal((2048, 128)).astype(np.float32)
 k = np.ones((3, 3), np.float32)
 ndconv.set_num_threads(2)
 a = ndconv.correlate(img, k, mode="same")  # the prange variant (2**20 multiply-adds and more)
@@ -104,7 +105,8 @@ def two_threads():
     ndconv.set_num_threads(None)
 
 
-@pytest.mark.parametrize("shape, single", [((64, 128, 64), True), ((512, 512, 512), False)])
+@pytest.mark.parametrize("shape, single", [((64, 128, 64), True), ((512, 512, 512), False),
+                                           ((32, 64, 32), False)])  # OpenBLAS: one thread anyway
 def test_matmul_picks_one_blas_thread_for_small_products_only(monkeypatch, two_threads, shape,
                                                               single):
     entered = []

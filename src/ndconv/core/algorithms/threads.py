@@ -177,6 +177,12 @@ def blas_single_thread() -> Iterator[None]:
 #: small im2col products were slower on 2 threads than on 1.
 BLAS_THREAD_MACS = 2**23
 
+#: OpenBLAS runs a product of at most this many multiply-adds (each matrix of
+#: a stack) on one thread by itself (its GEMM_MULTITHREAD_THRESHOLD, 4 x
+#: 65536): no limiter is needed there, and entering one cost ~13 us per call
+#: (a batch-1 digits CNN's Linear layers, 2 threads).
+BLAS_SERIAL_MACS = 2**18
+
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """``a @ b``, with BLAS on one thread when the product is small.
@@ -195,12 +201,13 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     -----
     Below :data:`BLAS_THREAD_MACS` multiply-adds the product runs inside
     :func:`blas_single_thread` (about 13 us to enter and leave), unless
-    ndconv is on one thread anyway.
+    ndconv is on one thread anyway or each matrix product is one OpenBLAS
+    runs on one thread by itself (:data:`BLAS_SERIAL_MACS`).
     """
     if a.ndim >= 2 and b.ndim >= 2 and get_num_threads() > 1:
         stack = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-        macs = math.prod(stack) * a.shape[-2] * a.shape[-1] * b.shape[-1]
-        if macs < BLAS_THREAD_MACS:
+        one = a.shape[-2] * a.shape[-1] * b.shape[-1]
+        if BLAS_SERIAL_MACS < one and math.prod(stack) * one < BLAS_THREAD_MACS:
             with blas_single_thread():
                 return np.matmul(a, b)
     return np.matmul(a, b)
