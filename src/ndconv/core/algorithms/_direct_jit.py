@@ -34,6 +34,7 @@ import math
 import numpy as np
 
 from .._windows import pad
+from ._jit import FAST_MATH as _FAST
 from .record import add_bias
 
 _KERNELS: dict = {}
@@ -50,13 +51,6 @@ PLANE_BYTES = 32 * 2**20
 
 #: Below this many multiply-adds, one thread without the pool.
 THREAD_MACS = 2**20
-
-#: LLVM's fast-math flags the kernels use: reassociation (the dot products
-#: vectorise) and contraction into FMAs, but no assumption that NaN and Inf
-#: never occur (they are values here, as in PyTorch).
-_FAST = {"reassoc", "contract", "nsz", "arcp"}
-
-
 
 
 def kernels():

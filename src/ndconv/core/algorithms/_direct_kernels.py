@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._direct_jit import _FAST
+from ._jit import FAST_MATH as _FAST
 
 
 # fast-math without its no-NaN/no-Inf assumptions: NaN and Inf stay values.

@@ -19,6 +19,12 @@ import numpy as np
 #: The compiled depthwise kernels (see :func:`build_once`).
 _KERNELS: dict = {}
 
+#: LLVM's fast-math flags of the compiled correlation kernels (direct, rows,
+#: small): reassociation (the dot products vectorise) and contraction into
+#: FMAs, but no assumption that NaN and Inf never occur (they are values
+#: here, as in PyTorch).
+FAST_MATH = {"reassoc", "contract", "nsz", "arcp"}
+
 
 @functools.cache
 def numba_installed() -> bool:

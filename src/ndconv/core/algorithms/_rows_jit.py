@@ -23,6 +23,8 @@ import math
 
 import numpy as np
 
+from ._jit import FAST_MATH as _FAST
+
 #: Shortest output row (elements) this kernel takes.
 MIN_ROW = 256
 
@@ -30,9 +32,6 @@ MIN_ROW = 256
 _UNIT_ROWS = 8
 
 _KERNELS: dict = {}
-
-#: The fast-math flags of :mod:`._direct_jit`: NaN and Inf stay values.
-_FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 
 #: Unsigned loop bounds: signed ones keep LLVM from vectorising.

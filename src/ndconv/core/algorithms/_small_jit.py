@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-_KERNELS: dict = {}
+from ._jit import FAST_MATH as _FAST
 
-#: LLVM's fast-math flags: reassociation and contraction (the loop over output
-#: channels vectorises), no assumption that NaN and Inf never occur.
-_FAST = {"reassoc", "contract", "nsz", "arcp"}
+_KERNELS: dict = {}
 
 
 def _build():
