@@ -181,6 +181,13 @@ def browser():
         if os.environ.get("CI"):
             pytest.fail(f"browser tests must run in CI: {reason}")
         pytest.skip(reason)
+    from playwright.sync_api import expect
+
+    # A page request whose kernels numba has not compiled yet (a clean clone's
+    # first run: each stride/dilation/dtype path compiles once, 3-12 s, while the
+    # explorer's warm-up thread compiles others) outlasts Playwright's 5 s; CI
+    # failed once so (a click's readout after 5 s). Waits end as soon as they hold.
+    expect.set_options(timeout=30_000)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield b

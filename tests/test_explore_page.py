@@ -19,7 +19,7 @@ expect = pytest.importorskip("playwright.sync_api").expect
 
 def opened(page, srv):
     page.goto(srv.url)
-    expect(page.get_by_test_id("out-shape")).not_to_be_empty(timeout=20000)
+    expect(page.get_by_test_id("out-shape")).not_to_be_empty()
     return page
 
 
