@@ -433,6 +433,35 @@ def test_int32_tiff_comes_back_int32(tmp_path):
     np.testing.assert_array_equal(back, np.rint(sc).astype(np.int32))
 
 
+def test_float64_tiff_comes_back_float64(tmp_path):
+    """Values beyond float32's range (and float64's precision) survive the CLI:
+    it wrote float32 before (inf, with only a RuntimeWarning)."""
+    rng = np.random.default_rng(5)
+    img = rng.standard_normal((30, 41)) * 1e300
+    img[0, 0] = 1 / 3
+    tifffile.imwrite(tmp_path / "in.tif", img)
+    r = run(["filter", "in.tif", "o.tif", "--kernel", "box:3"], tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    back = tifffile.imread(tmp_path / "o.tif")
+    assert back.dtype == np.float64
+    sc = ndimage.correlate(img, np.full((3, 3), 1 / 9), mode="constant")
+    np.testing.assert_allclose(back, sc, rtol=1e-12, atol=0)
+
+
+def test_without_tifffile_float64_is_float32_or_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(images.files, "_tifffile", lambda: None)
+    ok = np.linspace(-3e38, 3e38, 12 * 10).reshape(12, 10)
+    with open(tmp_path / "ok.tif", "wb") as f:
+        images.write_image(ok, f, "TIFF")
+    with Image.open(tmp_path / "ok.tif") as im:
+        assert im.mode == "F"
+        np.testing.assert_array_equal(np.asarray(im), ok.astype(np.float32))
+    big = ok * 2  # |v| up to 6e38 > float32's 3.4e38
+    with open(tmp_path / "big.tif", "wb") as f:
+        with pytest.raises(ValueError, match=r"up to 6e\+38, beyond float32's range.*tifffile"):
+            images.write_image(big, f, "TIFF")
+
+
 def test_rgba_alpha_is_kept(tmp_path):
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, (20, 24, 4), dtype=np.uint8)

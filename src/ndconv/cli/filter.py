@@ -100,7 +100,9 @@ def _filter(args: argparse.Namespace, rows: Any, kernel: NDArray[Any], kdesc: st
     image = rows.array
     channels_in = 1 if image.ndim == 2 else image.shape[2]
     channels_out = kernel.shape[0] if kernel.ndim == 4 else channels_in
-    out_dtype = image.dtype if image.dtype.kind in "ui" else "float32"
+    # What filter_image returns: the input's int dtype, float32 or float64.
+    out_dtype = image.dtype if image.dtype.kind in "ui" or image.dtype == "float64" \
+        else "float32"
     fmt = images.output_format(args.output, out_dtype, channels_out)
     # RGBA (or gray + alpha): a 2-D kernel filters the colour, alpha is kept.
     alpha = image.ndim == 3 and image.shape[2] in (2, 4) and kernel.ndim == 2

@@ -480,18 +480,21 @@ def write_image(array: ArrayLike, fileobj: IO[bytes] | io.RawIOBase, fmt: str) -
     """Write ``array`` (as returned by :func:`filter_image`) to an open binary file.
 
     uint8 / uint16 / int32 / float images keep their dtype (16-bit colour as
-    16-bit PNG or TIFF). The file object must raise on a failed write (the
+    16-bit PNG or TIFF; float16/32/64 TIFF through tifffile). Without tifffile,
+    Pillow holds floats as float32 only: a float64 image is rounded to float32,
+    and one with values beyond float32's range is refused (ValueError) rather
+    than written as inf. The file object must raise on a failed write (the
     CLI's :class:`ndconv.io._files.CheckedFile` does).
     """
     a = np.ascontiguousarray(array)
     colour = a.ndim == 3
-    if a.dtype.kind == "f":
-        a = a.astype(np.float32)  # Pillow's mode 'F'; float32 TIFF
     if fmt == "PNG" and a.dtype == np.uint16 and colour:
         return _write_png16(a, fileobj)
     if fmt == "TIFF" and _tifffile() is not None:
         _write_tiff(fileobj, a.shape, a.dtype, _pieces(a))
         return None
+    if a.dtype.kind == "f":
+        a = _as_float32(a)  # Pillow's mode 'F'
     Image = _pillow()
     im = Image.fromarray(a)  # uint8 -> L/RGB/RGBA, uint16 -> I;16, int32 -> I, float32 -> F
     kwargs = {"quality": 95} if fmt == "JPEG" else {}
@@ -511,13 +514,22 @@ def _write_tiff(fileobj: IO[bytes] | io.RawIOBase, shape: tuple[int, ...], dtype
                 pieces: Iterator[NDArray[Any]]) -> None:
     """An uncompressed TIFF of ``shape`` whose rows ``pieces`` yields in order."""
     colour = len(shape) == 3
-    if np.dtype(dtype).kind == "f":
-        dtype = np.float32  # as write_image: float32 TIFF
-        pieces = (p.astype(np.float32, copy=False) for p in pieces)
     _tifffile().imwrite(fileobj, pieces, shape=shape, dtype=dtype,
                         photometric="rgb" if colour else "minisblack",
                         extrasamples=("unassalpha",) if colour and shape[2] == 4 else None,
                         planarconfig="contig" if colour else None)
+
+
+def _as_float32(a: NDArray[Any]) -> NDArray[np.float32]:
+    """``a`` as float32, or ValueError if a finite value would become inf."""
+    big, limit = float(np.abs(a[np.isfinite(a)]).max(initial=0.0)), float(np.finfo(np.float32).max)
+    if big > limit:
+        raise ValueError(
+            f"the image holds values up to {big:.6g}, beyond float32's range "
+            f"({limit:.6g}), and Pillow writes float images as float32 "
+            "only; install tifffile (pip install 'ndconv[dask]') for a float64 TIFF"
+        )
+    return a.astype(np.float32)
 
 
 class TiffBands:
@@ -641,8 +653,7 @@ def verify_written(path: str | os.PathLike[str], fmt: str, array: ArrayLike) -> 
                 warnings.simplefilter("ignore")
                 with tifffile.TiffFile(path) as tf:
                     page = tf.pages[0]
-                    ok = page.shape[:2] == (h, w) and (
-                        page.dtype == a.dtype or a.dtype.kind == "f" and page.dtype.kind == "f")
+                    ok = page.shape[:2] == (h, w) and page.dtype == a.dtype
         else:
             Image = _pillow()
             with warnings.catch_warnings():
