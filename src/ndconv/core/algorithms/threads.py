@@ -117,7 +117,8 @@ def fft_workers() -> int:
 _controller: dict[str, Any] = {}
 
 #: BLAS-on-one-thread sections in progress in the main thread (nested), and
-#: the limiter the outermost one opened (see :func:`blas_single_thread`).
+#: the (library, thread count) pairs the outermost one will restore (see
+#: :func:`blas_single_thread`).
 _single: dict[str, Any] = {"depth": 0, "limiter": None, "reapply": False}
 _lock = threading.Lock()
 
@@ -151,9 +152,15 @@ def blas_single_thread() -> Iterator[None]:
         return
     with _lock:
         if _single["depth"] == 0:
-            if "c" not in _controller:  # finding the BLAS libraries is slow: once
-                _controller["c"] = ThreadpoolController()
-            _single["limiter"] = _controller["c"].limit(limits=1, user_api="blas")
+            if "blas" not in _controller:  # finding the BLAS libraries is slow: once
+                _controller["blas"] = [lib for lib in ThreadpoolController().lib_controllers
+                                       if lib.user_api == "blas"]
+            # Each library's own get/set (a C call, ~1 us): threadpoolctl's
+            # limit() took ~30 us per section, a digits CNN's whole Linear layer.
+            libs = _controller["blas"]
+            _single["limiter"] = [(lib, lib.get_num_threads()) for lib in libs]
+            for lib in libs:
+                lib.set_num_threads(1)
         _single["depth"] += 1
     try:
         yield
@@ -161,7 +168,8 @@ def blas_single_thread() -> Iterator[None]:
         with _lock:
             _single["depth"] -= 1
             if _single["depth"] == 0:
-                _single["limiter"].restore_original_limits()
+                for lib, n in _single["limiter"]:
+                    lib.set_num_threads(n)
                 _single["limiter"] = None
                 reapply, _single["reapply"] = _single["reapply"], False
                 if reapply:  # set_num_threads ran inside: its value wins
@@ -200,7 +208,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Notes
     -----
     Below :data:`BLAS_THREAD_MACS` multiply-adds the product runs inside
-    :func:`blas_single_thread` (about 13 us to enter and leave), unless
+    :func:`blas_single_thread` (a few us to enter and leave), unless
     ndconv is on one thread anyway or each matrix product is one OpenBLAS
     runs on one thread by itself (:data:`BLAS_SERIAL_MACS`).
     """
