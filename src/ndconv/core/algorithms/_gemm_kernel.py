@@ -198,10 +198,10 @@ def _make_block(mr, nv, a_mode, b_mode, a_rows=None, b_vectors=None):
             prefetch = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                 "llvm.prefetch.p0")
-            for i in range(mr):
-                for p in {builder.bitcast(c_ptr(i, 0), i8p),
+            for i in range(mr):  # the row's first and last element (1 or 2 lines)
+                for p in (builder.bitcast(c_ptr(i, 0), i8p),
                           builder.bitcast(builder.gep(C, [builder.add(
-                              builder.mul(const(i), ldc_), const(nv * width - 1))]), i8p)}:
+                              builder.mul(const(i), ldc_), const(nv * width - 1))]), i8p)):
                     builder.call(prefetch, [p, ir.Constant(i32, 1), ir.Constant(i32, 3),
                                             ir.Constant(i32, 1)])
             # Accumulators as allocas: LLVM's mem2reg turns them into registers.
