@@ -53,6 +53,30 @@ def test_each_group_runs_in_a_process_of_its_own(capsys):
     assert "memory: peak extra" in r.stdout and "digits CNN inference, batch 1" in r.stdout
 
 
+def test_time_interleaved_counts_each_calls_page_faults():
+    """A call that touches fresh pages is counted (mmap'd anonymous memory: a
+    first write faults each page in), one that touches none is not."""
+    import mmap
+
+    pytest.importorskip("resource")
+    from ndconv.bench import timing
+
+    pages = 64
+
+    def fresh():
+        with mmap.mmap(-1, pages * mmap.PAGESIZE) as m:
+            for i in range(pages):
+                m[i * mmap.PAGESIZE] = 1
+
+    def none():
+        return sum(range(100))
+
+    t = timing.time_interleaved([("fresh", fresh), ("none", none)], repeats=3)
+    assert pages <= t.faults["fresh"] <= pages + 16, t.faults
+    assert t.faults["none"] <= 2, t.faults
+    assert set(t) == {"fresh", "none"} and t["fresh"] > 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--only", "nope"], "--only: unknown group(s) ['nope']"),
     (["--threads", "0"], "--threads (='0') must be comma-separated positive ints"),

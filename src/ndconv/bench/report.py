@@ -15,15 +15,17 @@ from .timing import Row
 
 def fmt_table(rows: Iterable[Row], markdown: bool) -> str:
     head = ["group", "case", "implementation", "median ms", "GFLOP/s", "% SGEMM peak",
-            "ndconv / this"]
+            "ndconv / this", "page faults / call"]
     body = []
     for r in rows:
         if r["ms"] is None:
-            body.append([r["group"], r["case"], r["impl"], "see summary", "", "", ""])
+            body.append([r["group"], r["case"], r["impl"], "see summary", "", "", "", ""])
             continue
+        faults = r.get("faults")
         body.append([
             r["group"], r["case"], r["impl"], f"{r['ms']:.2f}", f"{r['gflops']:.1f}",
             f"{100 * r['peak']:.1f}", "" if r["ratio"] is None else f"{r['ratio']:.2f}",
+            "" if faults is None else f"{faults:.0f}",
         ])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
