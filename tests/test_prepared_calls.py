@@ -10,8 +10,6 @@ of ``tests/reference.py``, after the memo was filled by an earlier call.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 
@@ -25,6 +23,7 @@ from ndconv.models import digits_cnn
 from ndconv.optim import SGD, Adam
 
 from reference import conv_ref
+from test_concurrency import _run_threads
 
 torch = pytest.importorskip("torch")
 
@@ -359,21 +358,12 @@ def test_threads_with_different_shapes_share_one_layer():
     tmodel = _torch_twin(model)
     inputs = [rng.standard_normal((b, 1, 8, 8)) for b in (1, 2, 3, 5)]
     wants = [tmodel(torch.tensor(x)).detach().numpy() for x in inputs]
-    errors = []
 
     def work(i):
-        try:
-            for _ in range(20):
-                np.testing.assert_allclose(model(inputs[i]), wants[i], rtol=1e-10, atol=1e-12)
-        except Exception as exc:  # noqa: BLE001  (reported below)
-            errors.append(exc)
+        for _ in range(20):
+            np.testing.assert_allclose(model(inputs[i]), wants[i], rtol=1e-10, atol=1e-12)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    _run_threads(work, len(inputs))  # raises the first thread's failure here
 
 
 def test_sgd_step_between_forward_calls_changes_the_output():

@@ -20,6 +20,7 @@ import pytest
 
 import ndconv
 from ndconv.core.algorithms import threads
+from test_concurrency import _run_threads
 
 _POOL_KERNELS = """
 import sys, numpy as np, numba.np.ufunc.parallel as par
@@ -157,19 +158,12 @@ def test_concurrent_small_products_correct_and_blas_count_restored(two_threads):
     a = rng.standard_normal((8, 64, 96))
     b = rng.standard_normal((96, 80))
     ref = [np.einsum("ik,kj->ij", a[i], b) for i in range(len(a))]
-    errors = []
 
     def work(i):
         for _ in range(50):
-            if not np.allclose(threads.matmul(a[i], b), ref[i], rtol=1e-12, atol=1e-10):
-                errors.append(i)
+            np.testing.assert_allclose(threads.matmul(a[i], b), ref[i], rtol=1e-12, atol=1e-10)
 
-    pool = [threading.Thread(target=work, args=(i,)) for i in range(len(a))]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    assert errors == []
+    _run_threads(work, len(a))  # raises the first thread's failure here
     # Overlapping one-thread sections from 8 threads: the last to leave put
     # back the 2 that set_num_threads gave.
     assert _blas_counts() == before == [(p, 2) for p, _ in before]

@@ -20,6 +20,9 @@ import numpy as np
 #: Most entries (outputs x taps) of the offsets table of one call's geometry.
 TABLE_ENTRIES = 2**22
 
+#: Fewest table entries (outputs x taps) for which the kernels run on numba's threads.
+THREAD_ENTRIES = 2**18
+
 _KERNELS: dict = {}
 
 
@@ -113,7 +116,7 @@ def applies(x, out, k) -> bool:
 
 def _threaded(size, threads, which):
     """The kernel ``which`` (0: gradient, 2: forward) on threads for large arrays."""
-    if threads > 1 and size >= 2**18:
+    if threads > 1 and size >= THREAD_ENTRIES:
         from .algorithms._jit import set_threads
 
         set_threads(threads)
@@ -151,7 +154,7 @@ class ForwardPlan:
         self.size = math.prod(spatial)
         self.out_shape = (*shape[:2], *out)
         # as _threaded: the pool only for large calls (then the thread count is read)
-        self.threaded = self.planes * math.prod(out) * self.tab.shape[1] >= 2**18
+        self.threaded = self.planes * math.prod(out) * self.tab.shape[1] >= THREAD_ENTRIES
 
     def __call__(self, x):
         """Max pooling of ``x`` (of ``shape``, float32/float64), or None without the kernels."""

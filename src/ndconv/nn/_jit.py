@@ -73,10 +73,8 @@ def relu_forward(x: NDArray[Any]) -> NDArray[Any] | None:
     if (x.size < RELU_MIN or x.dtype not in (np.float32, np.float64)
             or not x.flags.c_contiguous):
         return None
-    from ..core.algorithms._jit import build_once, numba_installed
+    from ..core.algorithms._jit import build_once
 
-    if not numba_installed():
-        return None
     k = build_once(_FORWARD, _build_forward)
     if k is None:
         return None

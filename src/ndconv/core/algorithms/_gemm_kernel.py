@@ -161,12 +161,12 @@ def _make_block(mr, nv, a_mode, b_mode, a_rows=None, b_vectors=None):
         ``beta`` nonzero: add to ``C``'s values."""
         dt = like.dtype
         if dt == types.float32:
-            ft, size = ir.FloatType(), 4
+            ft, dtype = ir.FloatType(), np.dtype(np.float32)
         elif dt == types.float64:
-            ft, size = ir.DoubleType(), 8
+            ft, dtype = ir.DoubleType(), np.dtype(np.float64)
         else:
             return None
-        width = SHAPE.vector_bytes // size
+        size, width = dtype.itemsize, lanes(dtype)
         u = types.uintp
         sig = types.void(like, u, u, u, u, u, u, types.intp, types.intp, types.intp)
 
