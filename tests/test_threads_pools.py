@@ -215,3 +215,72 @@ def test_main_section_closing_before_a_worker_section_restores_blas(two_threads)
     main_closed.set()
     t.join()
     assert _blas_counts() == before == [(p, 2) for p, _ in before]
+
+
+def test_map_chunks_results_in_order_on_the_kept_pool(two_threads):
+    seen = []
+
+    def work(i):
+        seen.append(threading.current_thread().name)
+        return i * i
+
+    assert threads.map_chunks(work, list(range(40))) == [i * i for i in range(40)]
+    pool = threads._pool_state["pool"]
+    assert threads.map_chunks(work, list(range(40))) == [i * i for i in range(40)]
+    assert threads._pool_state["pool"] is pool  # kept, not one per call
+    assert "MainThread" in seen  # the caller takes chunks too
+
+
+def test_map_chunks_raises_a_chunks_error_after_all_chunks_stopped(two_threads):
+    done = []
+
+    def work(i):
+        if i == 3:
+            raise ValueError("chunk 3")
+        done.append(i)
+
+    with pytest.raises(ValueError, match="chunk 3"):
+        threads.map_chunks(work, list(range(8)))
+    # every chunk that ran had finished when the error came (none still writing)
+    n = len(done)
+    threading.Event().wait(0.05)
+    assert len(done) == n
+
+
+def test_map_chunks_nested_and_from_many_threads_finishes(two_threads):
+    # Chunks that call map_chunks themselves, from 6 threads at once, on a
+    # pool of one thread: every call must finish (the caller runs what the
+    # pool has not started).
+    def inner(j):
+        return j + 1
+
+    def outer(i):
+        return sum(threads.map_chunks(inner, list(range(i, i + 5))))
+
+    def caller(k):
+        assert threads.map_chunks(outer, list(range(10))) == [5 * i + 15 for i in range(10)]
+
+    t = threading.Thread(target=_run_threads, args=(caller, 6))
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "map_chunks deadlocked"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_map_chunks_in_a_forked_child_has_threads_again(two_threads):
+    threads.map_chunks(abs, [-1, -2, -3])  # the parent's pool exists
+    pid = os.fork()
+    if pid == 0:  # the child: none of the parent's threads are here
+        import signal
+        import time
+        signal.alarm(30)  # a hang fails the test instead of stalling it
+
+        def work(i):
+            time.sleep(0.002)
+            return threading.current_thread().name
+
+        names = threads.map_chunks(work, list(range(40)))
+        # a pool of the child's own: some chunks ran on its thread
+        os._exit(0 if any(n != "MainThread" for n in names) else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
