@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -152,7 +153,15 @@ def blas_single_thread() -> Iterator[None]:
         return
     with _lock:
         if _single["depth"] == 0:
-            if "blas" not in _controller:  # finding the BLAS libraries is slow: once
+            # Finding the BLAS libraries is slow (~ms): again only after new
+            # modules were imported, which is how another BLAS arrives (OpenCV's
+            # wheel brings its own OpenBLAS, and one found before was never limited).
+            if _controller.get("modules") != len(sys.modules):
+                try:  # SciPy's own BLAS loaded now, so that it is among them
+                    import scipy.linalg  # noqa: F401
+                except ImportError:
+                    pass
+                _controller["modules"] = len(sys.modules)
                 _controller["blas"] = [lib for lib in ThreadpoolController().lib_controllers
                                        if lib.user_api == "blas"]
             # Each library's own get/set (a C call, ~1 us): threadpoolctl's
@@ -290,6 +299,14 @@ def map_chunks(work: Callable[[_T], _R], chunks: Sequence[_T]) -> list[_R]:
         if not f.cancelled() and f.exception() is not None:
             raise f.exception()  # type: ignore[misc]
     return results
+
+
+def plane_parts(n: int, threads: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` of ``min(threads, n)`` contiguous runs of ``n`` planes
+    (rows, units), about equal: the chunks of a compiled kernel for
+    :func:`map_chunks`."""
+    k = max(1, min(threads, n))
+    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
 
 
 #: The pool of :func:`map_chunks` (None until first needed) and its size.
