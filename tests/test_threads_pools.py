@@ -1,7 +1,12 @@
-"""Which thread pool runs what: compiled kernels on ndconv's own threads (never
-numba's OpenMP pool), small products on one BLAS thread, thread counts what
-they were afterwards, and :func:`ndconv.core.algorithms.threads.map_chunks`'s
-pool under nesting, errors, concurrent callers and fork.
+"""Which thread pool runs what: the serial kernels stay serial, small products
+run on one BLAS thread, and thread counts are what they were afterwards.
+
+numba keys its on-disk cache by signature, CPU and bytecode, not by the
+``parallel`` flag: the serial and the ``prange`` variant of one function
+shared their entries, and the second to compile in a process ran the first's
+code (the "1 thread" path woke numba's OpenMP pool). Those cases run in fresh
+processes with their own cache folder, because a pool starts once per
+process and the cache lives on disk.
 """
 
 import contextlib
@@ -17,51 +22,75 @@ import ndconv
 from ndconv.core.algorithms import threads
 from test_concurrency import _run_threads
 
-_NO_OPENMP = """
-import numpy as np, numba.np.ufunc.parallel as par, ndconv, ndconv.images
-from ndconv.core import pooling
-rng = np.random.default_rng(0)
-f32 = lambda *s: rng.standard_normal(s).astype(np.float32)
-x, xs, img, gy = f32(4, 8, 64, 64), f32(1, 3, 96, 96), f32(2, 1, 512, 512), f32(1, 64, 48, 48)
-wd, ws, w6, wr, gp = f32(8, 1, 3, 3), f32(64, 3, 7, 7), f32(6, 1, 5, 5), f32(1, 1, 5, 5), f32(4, 8, 31, 31)
-few, photo = f32(64, 1, 28, 28), rng.integers(0, 255, (256, 256, 3), np.uint8)
-xd, wdd = f32(8, 32, 96, 96), f32(32, 1, 3, 3)
-calls = [
-    lambda: ndconv.conv(xd, wdd, None, 2, 1, 1, 32),  # depthwise, strided (border kernel)
-    lambda: ndconv.conv(xd, wdd, None, 2, 1, 1, 32, padding_mode="reflect"),  # (padded kernel)
-    lambda: ndconv.conv(x, wd, None, 1, 1, 1, 8, method="depthwise"),
-    lambda: ndconv.conv(xs, ws, None, 2, 3),  # stem (gemm)
-    lambda: ndconv.conv_backward(gy, xs, ws, 2, 3),
-    lambda: ndconv.conv(few, w6, None, 1, 2),  # few channels (direct)
-    lambda: ndconv.conv(img, wr, None, 1, 2),  # long rows
-    lambda: ndconv.max_pool(x, (3, 3), 2),
-    lambda: pooling.max_pool_backward(gp, x, (3, 3), 2),
-    lambda: ndconv.images.filter_image(photo, np.ones((5, 5)) / 25),
-]
-ndconv.set_num_threads(1)
-one = [c() for c in calls]
+_POOL_KERNELS = """
+import sys, numpy as np, numba.np.ufunc.parallel as par
+from ndconv.core import _pool_jit
+k = _pool_jit.kernels()
+x = np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32)
+tab = _pool_jit.offsets((64,), (2,), (2,), (0,), (1,), (32,))
+y = np.empty((4, 32), np.float32)
+if sys.argv[1] == "both":
+    k[2](x, tab, y)  # the prange variant compiles (and saves) first
+k[3](x, tab, y)      # then the serial one
+print(bool(k[3].stats.cache_hits), par._is_initialized, float(np.abs(y - x.reshape(4, 32, 2).max(-1)).max()))
+"""
+
+_DIRECT_KERNELS = """
+import numpy as np, ndconv
+from ndconv.core.algorithms import _direct_jit
+# rows of 128 outputs: the slab kernel (rows of 256 and more take _rows_jit instead)
+img = np.random.default_rng(0).standard_normal((2048, 128)).astype(np.float32)
+k = np.ones((3, 3), np.float32)
 ndconv.set_num_threads(2)
-two = [c() for c in calls]
-diff = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
-           for r1, r2 in zip(one, two) for a, b in zip(r1 if isinstance(r1, tuple) else (r1,),
-                                                         r2 if isinstance(r2, tuple) else (r2,)))
-print(par._is_initialized, diff)
+a = ndconv.correlate(img, k, mode="same")  # the prange variant (2**20 multiply-adds and more)
+ndconv.set_num_threads(1)
+b = ndconv.correlate(img, k, mode="same")  # the serial one
+print(bool(_direct_jit.kernels()[1].stats.cache_hits), bool(_direct_jit.kernels()[1].stats.cache_misses),
+      float(np.abs(a - b).max()))
 """
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: one thread anyway")
-def test_compiled_paths_on_two_threads_never_start_numbas_openmp_pool():
-    # numba's OpenMP threads spin for milliseconds after each parallel loop
-    # and took a core from the BLAS and Python threads that ran next (the
-    # stem's backward 8 ms instead of 4.5 on 2 threads): every compiled
-    # kernel runs its chunks on ndconv's own threads instead. A fresh
-    # process, because numba's pool starts once per process.
+def _run(script, cache, *args):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    out = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True,
+                         timeout=600, env=env, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: numba's pool has one thread")
+def test_serial_pool_kernel_never_runs_the_prange_code(tmp_path):
     pytest.importorskip("numba")
-    out = subprocess.run([sys.executable, "-c", _NO_OPENMP], capture_output=True, text=True,
-                         timeout=900, check=True)
-    started, diff = out.stdout.split()
-    assert started == "False", out.stdout + out.stderr
-    assert float(diff) < 1e-4  # the same results as on one thread
+    # One process compiles both variants: the serial one must not load the
+    # prange variant's cache entry (it did: the two shared one index file).
+    hit, _, err = _run(_POOL_KERNELS, tmp_path, "both")
+    assert hit == "False"
+    assert float(err) == 0.0
+    # A later process running only the serial variant loads its own entry
+    # from disk and never starts numba's thread pool.
+    hit, started, err = _run(_POOL_KERNELS, tmp_path, "serial")
+    assert (hit, started) == ("True", "False")
+    assert float(err) == 0.0
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU: numba's pool has one thread")
+def test_serial_direct_kernel_compiles_its_own_code(tmp_path):
+    pytest.importorskip("numba")
+    hit, miss, diff = _run(_DIRECT_KERNELS, tmp_path)
+    assert (hit, miss) == ("False", "True")
+    assert float(diff) < 1e-5
+
+
+def test_parallel_and_serial_variants_have_their_own_names():
+    pytest.importorskip("numba")
+    from ndconv.core.algorithms._jit import parallel_and_serial
+
+    def f(a):
+        return a + 1
+
+    par, ser = parallel_and_serial(f, cache=False)
+    assert par.py_func.__qualname__ != ser.py_func.__qualname__
+    assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")
+    assert par(np.arange(3.0)).tolist() == ser(np.arange(3.0)).tolist() == [1.0, 2.0, 3.0]
 
 
 def _blas_counts():
@@ -188,70 +217,26 @@ def test_main_section_closing_before_a_worker_section_restores_blas(two_threads)
     assert _blas_counts() == before == [(p, 2) for p, _ in before]
 
 
-def test_map_chunks_results_in_order_on_the_kept_pool(two_threads):
-    seen = []
-
-    def work(i):
-        seen.append(threading.current_thread().name)
-        return i * i
-
-    assert threads.map_chunks(work, list(range(40))) == [i * i for i in range(40)]
-    pool = threads._pool_state["pool"]
-    assert threads.map_chunks(work, list(range(40))) == [i * i for i in range(40)]
-    assert threads._pool_state["pool"] is pool  # kept, not one per call
-    assert "MainThread" in seen  # the caller takes chunks too
-
-
-def test_map_chunks_raises_a_chunks_error_after_all_chunks_stopped(two_threads):
-    done = []
-
-    def work(i):
-        if i == 3:
-            raise ValueError("chunk 3")
-        done.append(i)
-
-    with pytest.raises(ValueError, match="chunk 3"):
-        threads.map_chunks(work, list(range(8)))
-    # every chunk that ran had finished when the error came (none still writing)
-    n = len(done)
-    threading.Event().wait(0.05)
-    assert len(done) == n
+_LATE_BLAS = """
+import numpy as np, ndconv
+from ndconv.core.algorithms import threads
+from threadpoolctl import threadpool_info
+ndconv.set_num_threads(2)
+with threads.blas_single_thread():  # the first section: finds the BLAS libraries loaded now
+    pass
+import cv2  # noqa: F401  (OpenCV's wheel brings an OpenBLAS of its own)
+with threads.blas_single_thread():
+    print(sorted({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}),
+          len([i for i in threadpool_info() if i["user_api"] == "blas"]))
+"""
 
 
-def test_map_chunks_nested_and_from_many_threads_finishes(two_threads):
-    # Chunks that call map_chunks themselves, from 6 threads at once, on a
-    # pool of one thread: every call must finish (the caller runs what the
-    # pool has not started).
-    def inner(j):
-        return j + 1
-
-    def outer(i):
-        return sum(threads.map_chunks(inner, list(range(i, i + 5))))
-
-    def caller(k):
-        assert threads.map_chunks(outer, list(range(10))) == [5 * i + 15 for i in range(10)]
-
-    t = threading.Thread(target=_run_threads, args=(caller, 6))
-    t.start()
-    t.join(120)
-    assert not t.is_alive(), "map_chunks deadlocked"
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
-def test_map_chunks_in_a_forked_child_has_threads_again(two_threads):
-    threads.map_chunks(abs, [-1, -2, -3])  # the parent's pool exists
-    pid = os.fork()
-    if pid == 0:  # the child: none of the parent's threads are here
-        import signal
-        import time
-        signal.alarm(30)  # a hang fails the test instead of stalling it
-
-        def work(i):
-            time.sleep(0.002)
-            return threading.current_thread().name
-
-        names = threads.map_chunks(work, list(range(40)))
-        # a pool of the child's own: some chunks ran on its thread
-        os._exit(0 if any(n != "MainThread" for n in names) else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+def test_one_thread_sections_limit_a_blas_loaded_after_the_first():
+    pytest.importorskip("cv2")
+    pytest.importorskip("threadpoolctl")
+    out = subprocess.run([sys.executable, "-c", _LATE_BLAS], capture_output=True, text=True,
+                         timeout=300, check=True)
+    counts, libs = out.stdout.rsplit(maxsplit=1)
+    if int(libs) < 3:
+        pytest.skip("this OpenCV wheel brings no BLAS of its own")
+    assert counts == "[1]", out.stdout  # every BLAS on one thread, OpenCV's too

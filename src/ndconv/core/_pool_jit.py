@@ -27,7 +27,7 @@ _KERNELS: dict = {}
 
 
 def _build():
-    from numba import njit
+    from numba import prange
 
     def body(gy, x, y, tab, gx):
         # gy, y: (planes, P); x, gx: (planes, S); tab: (P, T) input offset
@@ -35,7 +35,7 @@ def _build():
         # fastmath: the NaN tests must stay.
         planes, P = y.shape
         T = tab.shape[1]
-        for pl in range(planes):
+        for pl in prange(planes):
             gx[pl, :] = 0  # zeroed plane by plane, while it sits in cache
             for q in range(P):
                 yv = y[pl, q]
@@ -61,7 +61,7 @@ def _build():
         # if the window holds one (as np.maximum and PyTorch). No fastmath.
         planes, P = y.shape
         T = tab.shape[1]
-        for pl in range(planes):
+        for pl in prange(planes):
             for q in range(P):
                 m = -np.inf
                 for t in range(T):
@@ -76,13 +76,14 @@ def _build():
                 y[pl, q] = m
         return y
 
+    from .algorithms._jit import parallel_and_serial
+
     opts = dict(cache=True, nogil=True)
-    return njit(**opts)(body), njit(**opts)(forward)
+    return parallel_and_serial(body, **opts) + parallel_and_serial(forward, **opts)
 
 
 def kernels():
-    """``(gradient, forward)`` compiled (serial: :func:`_over_planes` runs them
-    on ndconv's threads), or None."""
+    """``(gradient, gradient_serial, forward, forward_serial)`` compiled, or None."""
     from .algorithms._jit import build_once
 
     return build_once(_KERNELS, _build)
@@ -113,17 +114,14 @@ def applies(x, out, k) -> bool:
             and math.prod(out) * math.prod(k) <= TABLE_ENTRIES)
 
 
-def _over_planes(kernel, planes, size, threads, call):
-    """``call(kernel, p0, p1)`` for runs of planes ``p0:p1``: on ``threads`` of
-    ndconv's threads where ``size`` (table entries) is at least
-    :data:`THREAD_ENTRIES`, else one call on this thread."""
-    from .algorithms.threads import map_chunks, plane_parts
+def _threaded(size, threads, which):
+    """The kernel ``which`` (0: gradient, 2: forward) on threads for large arrays."""
+    if threads > 1 and size >= THREAD_ENTRIES:
+        from .algorithms._jit import set_threads
 
-    n = threads if threads > 1 and size >= THREAD_ENTRIES else 1
-    if n == 1:
-        call(kernel, 0, planes)
-        return
-    map_chunks(lambda part: call(kernel, *part), plane_parts(planes, n))
+        set_threads(threads)
+        return kernels()[which]
+    return kernels()[which + 1]
 
 
 def max_forward(x, k, s, lo, d, out, threads):
@@ -132,9 +130,8 @@ def max_forward(x, k, s, lo, d, out, threads):
     tab = offsets(tuple(spatial), tuple(k), tuple(s), tuple(lo), tuple(d), tuple(out))
     planes = x.shape[0] * x.shape[1]
     y = np.empty((planes, math.prod(out)), x.dtype)
-    xf = np.ascontiguousarray(x).reshape(planes, math.prod(spatial))
-    _over_planes(kernels()[1], planes, y.size * tab.shape[1], threads,
-                 lambda k, p0, p1: k(xf[p0:p1], tab, y[p0:p1]))
+    _threaded(y.size * tab.shape[1], threads, 2)(
+        np.ascontiguousarray(x).reshape(planes, math.prod(spatial)), tab, y)
     return y.reshape(*x.shape[:2], *out)
 
 
@@ -156,7 +153,7 @@ class ForwardPlan:
         self.planes = shape[0] * shape[1]
         self.size = math.prod(spatial)
         self.out_shape = (*shape[:2], *out)
-        # as _over_planes: threads only for large calls (then the thread count is read)
+        # as _threaded: the pool only for large calls (then the thread count is read)
         self.threaded = self.planes * math.prod(out) * self.tab.shape[1] >= THREAD_ENTRIES
 
     def __call__(self, x):
@@ -169,11 +166,11 @@ class ForwardPlan:
         if self.threaded:
             from .algorithms.threads import get_num_threads
 
-            tab = self.tab
-            _over_planes(ks[1], self.planes, y.size * tab.shape[1], get_num_threads(),
-                         lambda k, p0, p1: k(xf[p0:p1], tab, y[p0:p1]))
+            threads = get_num_threads()
+            fn = _threaded(y.size * self.tab.shape[1], threads, 2)
         else:
-            ks[1](xf, self.tab, y)
+            fn = ks[3]
+        fn(xf, self.tab, y)
         return y.reshape(self.out_shape)
 
 
@@ -185,9 +182,7 @@ def max_backward(gy, x, y, k, s, lo, d, threads):
     planes = x.shape[0] * x.shape[1]
     gx = np.empty((planes, math.prod(spatial)), gy.dtype)
     P = math.prod(out)
-    gf = np.ascontiguousarray(gy).reshape(planes, P)
-    xf = np.ascontiguousarray(x).reshape(planes, gx.shape[1])
-    yf = np.ascontiguousarray(y).reshape(planes, P)
-    _over_planes(kernels()[0], planes, gx.size, threads,
-                 lambda k, p0, p1: k(gf[p0:p1], xf[p0:p1], yf[p0:p1], tab, gx[p0:p1]))
+    _threaded(gx.size, threads, 0)(np.ascontiguousarray(gy).reshape(planes, P),
+                                   np.ascontiguousarray(x).reshape(planes, gx.shape[1]),
+                                   np.ascontiguousarray(y).reshape(planes, P), tab, gx)
     return gx.reshape(x.shape)

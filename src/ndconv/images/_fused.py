@@ -61,7 +61,7 @@ def _build_fused():
     # numba's cache (their pickled dispatchers differ in every process), and
     # each ``ndconv filter`` compiled its kernel again (10 s of CPU under load).
     global load_row, store
-    from numba import njit
+    from numba import njit, prange
 
     @njit(fastmath=True, nogil=True, cache=True)
     def load_row(img, C, row, cidx, q0, q1, p0, p1, dst):
@@ -105,9 +105,9 @@ def _build_fused():
             for m in range(n):
                 dst[m] = min(max(ac[m], lo), hi)
 
-    @njit(fastmath=True, cache=True, nogil=True)
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
     def fused(img, C, ridx, cidx, q0, q1, ta, tb, tw, span, sh, sw, r0, r1, block, lo, hi,
-              take_abs, rounding, out, t0, t1):
+              take_abs, rounding, out):
         # img: (H, W*C) channels-last rows; out: (H_out, W_out*C). ridx / cidx:
         # the input row / column each padded row / column copies, -1 for a
         # zero of the padding; padded columns q0..q1-1 copy columns
@@ -119,8 +119,8 @@ def _build_fused():
         T = tw.shape[0]
         Wp = cidx.shape[0]
         M = out.shape[1]
-        # blocks t0..t1-1 of (r1 - r0) / block (one call per thread, see run)
-        for bi in range(t0, t1):
+        nblocks = (r1 - r0 + block - 1) // block
+        for bi in prange(nblocks):
             b0 = r0 + bi * block
             b1 = min(r1, b0 + block)
             ring = np.empty((span, Wp * C), dtype=tw.dtype)
@@ -175,9 +175,9 @@ def _build_fused():
                     store(ac, orow[m0:m0 + n], lo, hi, take_abs, rounding)
         return out
 
-    @njit(fastmath=True, cache=True, nogil=True)
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
     def fused_separable(img, C, ridx, cidx, q0, q1, u, du, v, dv, span, sh, sw, r0, r1,
-                        block, J, lo, hi, take_abs, rounding, out, t0, t1):
+                        block, J, lo, hi, take_abs, rounding, out):
         # A rank-1 kernel outer(u, v): per output row, the column pass (taps
         # u at padded-row offsets du) into a row, then the row pass (taps v at
         # padded-column offsets dv). The work is cut into blocks of rows times
@@ -186,8 +186,8 @@ def _build_fused():
         kh, kw = u.shape[0], v.shape[0]
         W_out = out.shape[1] // C
         nstrips = (W_out + J - 1) // J
-        # tasks t0..t1-1 of blocks x strips (one call per thread, see run)
-        for task in range(t0, t1):
+        nblocks = (r1 - r0 + block - 1) // block
+        for task in prange(nblocks * nstrips):
             bi = task // nstrips
             j0 = (task - bi * nstrips) * J
             j1 = min(W_out, j0 + J)
@@ -301,7 +301,8 @@ def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, 
     the sums are rounded and clipped into ``out`` (channels last) directly.
     ``wait(r0, r1)`` is called before each band of output rows (its input
     rows are then there), ``done(r0, r1)`` after it."""
-    from ..core.algorithms.threads import get_num_threads, map_chunks
+    from ..core.algorithms._jit import set_threads
+    from ..core.algorithms.threads import get_num_threads
 
     H, W = image.shape[:2]
     C = 1 if image.ndim == 2 else image.shape[2]
@@ -319,6 +320,7 @@ def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, 
     q0, q1 = (q0, q1) if q1 > q0 else (0, 0)
     direct, separable = compiled()
     threads = get_num_threads()
+    set_threads(threads)
     flat = out.reshape(H_out, W_out * out.shape[2])
     span = dilation[0] * (kh - 1) + 1
     lo, hi = dtype.type(lo), dtype.type(hi)
@@ -344,19 +346,11 @@ def run(image, k, how, pairs, stride, dilation, mode, rows_per_tile, dtype, lo, 
             wait(r0, r1)
         if how[0] == "direct":
             block = max(16, -(-(r1 - r0) // (4 * threads)))
-            tasks = -(-(r1 - r0) // block)
-            args = (img, C, ridx, cidx, q0, q1, ta, tb, tw, span, stride[0], stride[1],
-                    r0, r1, block, lo, hi, take_abs, rounding, flat[r0:r1])
-            kernel = direct
+            direct(img, C, ridx, cidx, q0, q1, ta, tb, tw, span, stride[0], stride[1],
+                   r0, r1, block, lo, hi, take_abs, rounding, flat[r0:r1])
         else:
             block = max(4 * span // stride[0], 16, -(-(r1 - r0) // (2 * threads)))
-            tasks = -(-(r1 - r0) // block) * -(-W_out // J)
-            args = (img, C, ridx, cidx, q0, q1, u, du, v, dv, span, stride[0], stride[1],
-                    r0, r1, block, J, lo, hi, take_abs, rounding, flat[r0:r1])
-            kernel = separable
-        if threads == 1:
-            kernel(*args, 0, tasks)
-        else:  # a task per call, taken in turn by ndconv's threads
-            map_chunks(lambda t: kernel(*args, t, t + 1), range(tasks))
+            separable(img, C, ridx, cidx, q0, q1, u, du, v, dv, span, stride[0], stride[1],
+                      r0, r1, block, J, lo, hi, take_abs, rounding, flat[r0:r1])
         done(r0, r1)
     return out

@@ -21,7 +21,7 @@ Two shapes of the same sum, by which side is long:
   (many taps) and the few kernel taps as its outputs: ``weights`` takes a
   dot product over the taps per output position instead.
 
-Both run on ndconv's threads (:func:`.threads.map_chunks`) over (batch item, group, slab) units, or in one
+Both run on numba's threads over (batch item, group, slab) units, or in one
 thread without the pool for small calls (waking it costs more).
 """
 
@@ -54,31 +54,19 @@ THREAD_MACS = 2**20
 
 
 def kernels():
-    """``(forward, weights)`` compiled, or None. Serial: a call computes chunks
-    ``c0:c1`` of ``nchunks``, and :func:`_chunked` runs one call per thread."""
+    """``(forward, forward_serial, weights, weights_serial)`` compiled, or None."""
     from ._jit import build_once
 
     return build_once(_KERNELS, _build)
 
 
 def _build():
-    from numba import njit
+    from ._jit import parallel_and_serial
 
     from ._direct_kernels import forward as fwd, weights as wts
 
     opts = dict(fastmath=_FAST, cache=True, nogil=True)
-    return njit(**opts)(fwd), njit(**opts)(wts)
-
-
-def _chunked(kernel, args, nchunks):
-    """``kernel(*args, nchunks, c, c + 1)`` for every chunk ``c``, on ndconv's
-    threads (:func:`.threads.map_chunks`)."""
-    from .threads import map_chunks
-
-    if nchunks == 1:
-        kernel(*args, 1, 0, 1)
-        return
-    map_chunks(lambda c: kernel(*args, nchunks, c, c + 1), range(nchunks))
+    return parallel_and_serial(fwd, **opts) + parallel_and_serial(wts, **opts)
 
 
 def _layout(spec):
@@ -147,7 +135,7 @@ def _forward_args(spec, threads):
 def forward(x, w, spec, bias=None, threads=1, args=None):
     """The correlation ``spec`` (stride 1, zero padding) of ``x`` with ``w``.
 
-    ``bias`` (O,) is added as the output is written. ``threads``: ndconv's
+    ``bias`` (O,) is added as the output is written. ``threads``: numba's
     threads to share the units among (1: no pool). ``args``: what
     :func:`_forward_args` gives for them, if known.
     """
@@ -156,9 +144,10 @@ def forward(x, w, spec, bias=None, threads=1, args=None):
         args = _forward_args(spec, threads)
     b = _zeros(O, spec.dtype) if bias is None else np.ascontiguousarray(bias, dtype=spec.dtype)
     out = np.empty(spec.out_shape, spec.dtype)
-    _chunked(kernels()[0], (np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
-                            np.ascontiguousarray(w, dtype=spec.dtype).reshape(-1), out.reshape(-1),
-                            B, C, O, *args[:-2], args[-2], b, spec.dtype.type(0)), args[-1])
+    fwd = kernels()[0 if threads > 1 else 1]
+    fwd(np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
+        np.ascontiguousarray(w, dtype=spec.dtype).reshape(-1), out.reshape(-1), B, C, O,
+        *args[:-2], args[-2], b, spec.dtype.type(0), args[-1])
     return out
 
 
@@ -187,9 +176,10 @@ def dot_form(x, k, spec, threads=1):
     args = _dot_args(spec, threads)
     n = args[-1]
     out = np.empty((n, Bn, O, len(args[6])), spec.dtype)
-    _chunked(kernels()[1], (np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
-                            np.ascontiguousarray(k, dtype=spec.dtype).reshape(-1), out, Bn, C, O,
-                            *args[:-1], spec.dtype.type(0)), n)
+    wts = kernels()[2 if threads > 1 else 3]
+    wts(np.ascontiguousarray(x, dtype=spec.dtype).reshape(-1),
+        np.ascontiguousarray(k, dtype=spec.dtype).reshape(-1), out, Bn, C, O, *args[:-1],
+        spec.dtype.type(0), args[-1])
     return out.sum(axis=0).reshape(spec.out_shape) if n > 1 else out[0].reshape(spec.out_shape)
 
 
@@ -280,12 +270,15 @@ def seconds(p: Plan) -> float:
 def run(p: Plan, x, w, bias=None):
     """Compute the correlation of :class:`Plan` ``p`` on ``x`` and ``w``, plus
     ``bias`` (C_out,) per output channel if given."""
+    from ._jit import set_threads
     from .threads import get_num_threads
 
     spec = p.spec
     if p.given is not None:
         x = pad(x, p.given.pairs, p.given.padding_mode)
     threads = get_num_threads() if p.macs >= THREAD_MACS else 1
+    if threads > 1:
+        set_threads(threads)
     if p.dot:
         return add_bias(dot_form(x, w, spec, threads), bias)
     args = p.args.get(threads)

@@ -11,7 +11,7 @@ helpers here are globals, which the key leaves out.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ._jit import FAST_MATH as _FAST
 
@@ -132,7 +132,7 @@ def copy_out(acc, aoff, out, obase, r0, nr, out_shape, pitch, bv):
 
 
 def forward(x, w, out, B, C, O, in_shape, in_pitch, out_shape, lo, ext, pitch, offs,
-            span0, tail, slab, nb, groups, bias, zero, nchunks, c0, c1):
+            span0, tail, slab, nb, groups, bias, zero, nchunks):
     # x: (B, C, prod(S_in)), w: (O, Cg, T), out: (B, O, prod(S_out)), all
     # flat. ext/pitch: the buffer's extents (ext[0] unused) and flat
     # strides; span0: extra input rows of a slab; tail: wide index of
@@ -153,7 +153,7 @@ def forward(x, w, out, B, C, O, in_shape, in_pitch, out_shape, lo, ext, pitch, o
     units = groups * stacks * per
     rows_in = slab + span0  # buffer rows of one item
     lb = nb * rows_in * pitch[0]
-    for ch in range(c0, c1):  # chunks c0..c1-1 of nchunks (one call per thread)
+    for ch in prange(nchunks):
         u0 = ch * units // nchunks
         u1 = (ch + 1) * units // nchunks
         buf = np.empty(cg * lb, x.dtype)
@@ -181,7 +181,7 @@ def forward(x, w, out, B, C, O, in_shape, in_pitch, out_shape, lo, ext, pitch, o
 
 
 def weights(x, k, out, Bn, C, O, in_shape, in_pitch, k_shape, lo, ext, pitch, poffs,
-            groups, zero, nchunks, c0, c1):
+            groups, zero, nchunks):
     # The correlation out[n, o, p] = sum_c sum_t k[o, c, t] * xpad[n, c, p + t]
     # with many taps t and few positions p (poffs: their flat offsets in
     # the buffer), as one dot product per kernel row: the buffer's
@@ -213,7 +213,7 @@ def weights(x, k, out, Bn, C, O, in_shape, in_pitch, k_shape, lo, ext, pitch, po
         rowoff[r] = dst
     nk = U(Wk)
     lb = ext[0] * pitch[0]
-    for ch in range(c0, c1):  # chunks c0..c1-1 of nchunks (one call per thread)
+    for ch in prange(nchunks):
         u0 = ch * units // nchunks
         u1 = (ch + 1) * units // nchunks
         buf = np.empty(lb, x.dtype)

@@ -2,8 +2,7 @@
 
 NumPy cannot fuse the per-tap multiply-adds of a depthwise or single-channel
 filter: each tap is a pass over memory. This kernel does all taps of one
-output row while the row sits in L1 cache, on all cores (runs of rows on
-ndconv's threads, :func:`.threads.map_chunks`). It is
+output row while the row sits in L1 cache, on all cores (``prange``). It is
 N-d like everything else: the padded input is flattened and each tap is a
 constant offset into it, so one loop serves every number of dims. Without
 numba (``pip install 'ndconv[jit]'``) the NumPy path in ``depthwise.py`` runs.
@@ -11,6 +10,7 @@ numba (``pip install 'ndconv[jit]'``) the NumPy path in ``depthwise.py`` runs.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 
@@ -33,12 +33,10 @@ def numba_installed() -> bool:
 
 
 def _build():
-    # Serial: the callers run runs of planes on ndconv's threads (see
-    # threads.map_chunks for why not numba's OpenMP threads).
-    from numba import njit
+    from numba import njit, prange
 
-    @njit(fastmath=True, cache=True, nogil=True)
-    def taps_kernel(xf, wt, offs, out, shape, gstr, s_last, plane_group, i0, i1):
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def taps_kernel(xf, wt, offs, out, shape, gstr, s_last, plane_group):
         # xf: (planes, L) padded input, flattened; wt: (groups, Og, T);
         # offs: flat offset of each tap; out: (planes, Og, Q, W), Q rows of W
         # outputs along the last dim; shape/gstr: the leading output dims and
@@ -46,7 +44,7 @@ def _build():
         planes, Og, Q, W = out.shape
         T = offs.shape[0]
         nd = shape.shape[0]
-        for idx in range(i0, i1):  # (plane, row) pairs i0..i1-1 of planes * Q
+        for idx in prange(planes * Q):
             p = idx // Q
             q = idx - p * Q
             base = 0
@@ -90,9 +88,9 @@ def _build():
                             row[j] += wv * xf[p, ot + j * s_last]
         return out
 
-    @njit(fastmath=True, cache=True, nogil=True)
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
     def border_kernel(xf, wt, tapidx, out, in_shape, in_gstr, out_shape, stride,
-                      dilation, lo, plane_group, i0, i1):
+                      dilation, lo, plane_group):
         # Zero padding without a padded copy: taps that fall outside the
         # input contribute nothing, so each (row, tap) keeps only the part of
         # the row whose inputs exist. xf: (planes, prod(S_in)); tapidx: (T, N)
@@ -101,7 +99,7 @@ def _build():
         T, N = tapidx.shape
         last = N - 1
         s, d, l0, n_last = stride[last], dilation[last], lo[last], in_shape[last]
-        for idx in range(i0, i1):  # (plane, row) pairs i0..i1-1 of planes * Q
+        for idx in prange(planes * Q):
             p = idx // Q
             q = idx - p * Q
             coord = np.empty(N, np.int64)
@@ -158,6 +156,86 @@ def build_once(store, build):
     return store["k"]
 
 
+def parallel_and_serial(fn, **opts):
+    """``fn`` compiled twice: with ``prange`` on numba's threads, and serially.
+
+    Each variant gets its own on-disk cache entries. numba's cache key is the
+    signature, the CPU and the function's bytecode (and closure), not the
+    ``parallel`` flag, and its file is named after ``fn.__qualname__``: two
+    ``njit(cache=True)`` of one function share the entries, and the second to
+    compile in a process loads the first's code. The serial variant then ran
+    the parallel one (waking numba's OpenMP threads at "1 thread", where a
+    call's own threads or torch's were meant to have the cores) or the
+    parallel one ran serially (2 threads no faster than 1). So the serial one
+    is compiled from a copy of ``fn`` with its own ``__qualname__``.
+
+    Returns
+    -------
+    tuple
+        ``(parallel, serial)`` numba dispatchers.
+    """
+    import types
+
+    from numba import njit
+
+    serial = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                fn.__defaults__, fn.__closure__)
+    serial.__qualname__ = fn.__qualname__ + "_serial"
+    serial.__module__ = fn.__module__
+    return njit(parallel=True, **opts)(fn), njit(**opts)(serial)
+
+
 def taps_kernel():
     """``(padded_kernel, border_kernel)`` compiled, or None without numba."""
     return build_once(_KERNELS, _build)
+
+
+def set_threads(n):
+    """Give numba's thread pool ``n`` threads (if numba is loaded).
+
+    The first call starts numba's pool. With numba's ``omp`` threading layer
+    that start calls ``omp_set_num_threads(NUMBA_NUM_THREADS)`` in an OpenMP
+    runtime PyTorch shares: a program that had run ``torch.set_num_threads(1)``
+    and one torch op found torch on every core after its first ndconv call
+    (the benchmark's "1 thread" column timed torch on 2 threads). So the
+    thread counts of the OpenMP runtimes loaded before are put back.
+    """
+    import sys
+
+    numba = sys.modules.get("numba")
+    if numba is None:
+        return
+    n = min(n, numba.config.NUMBA_NUM_THREADS)
+    if _LAUNCHED:
+        numba.set_num_threads(n)
+        return
+    with _openmp_threads_kept():
+        numba.set_num_threads(n)  # starts numba's pool
+    _LAUNCHED.append(True)
+
+
+#: Non-empty once numba's thread pool has been started by :func:`set_threads`.
+_LAUNCHED: list = []
+
+
+@contextlib.contextmanager
+def _openmp_threads_kept():
+    """Context: the thread counts of loaded OpenMP runtimes are the same after it."""
+    import sys
+
+    restore = []
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        pass
+    else:
+        for lib in ThreadpoolController().select(user_api="openmp").lib_controllers:
+            restore.append(functools.partial(lib.set_num_threads, lib.num_threads))
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "get_num_threads"):
+        restore.append(functools.partial(torch.set_num_threads, torch.get_num_threads()))
+    try:
+        yield
+    finally:
+        for put_back in restore:
+            put_back()

@@ -44,7 +44,7 @@ def _build():
     # numba's cache (their pickled dispatchers differ in every process), so
     # it would be compiled again in every process (20 s under load).
     global row_sum, edge
-    from numba import njit
+    from numba import njit, prange
 
     @njit(fastmath=_FAST, cache=True, nogil=True, inline="always")
     def row_sum(x, o, offs, ws, k0, k1, j0, n, first):
@@ -104,21 +104,20 @@ def _build():
                 s += ws[k] * x[offs[k] + j]
         return s
 
-    @njit(fastmath=_FAST, cache=True, nogil=True)
+    @njit(parallel=True, fastmath=_FAST, cache=True, nogil=True)
     def rows(xf, wt, tapidx, out, in_shape, in_pitch, out_lead, stride, dilation, lo,
-             plane_group, zero, nunits, u0, u1):
+             plane_group, zero, nunits):
         # xf: (planes, prod(S_in)) flat; wt: (groups, Og, T); tapidx: (T, N)
         # the kernel index of each tap per dim; out: (planes, Og, Q, W), Q
         # rows of W outputs (out_lead: the leading output dims, Q their
         # product); in_pitch: the flat stride of each input dim. The last
-        # dim's stride is 1. Units: runs of rows; this call computes units
-        # u0..u1-1 of nunits (one call per thread, see run).
+        # dim's stride is 1. Units: runs of rows, shared among the threads.
         planes, Og, Q, W = out.shape
         T, N = tapidx.shape
         last = N - 1
         n_in = in_shape[last]
         total = planes * Q
-        for u in range(u0, u1):
+        for u in prange(nunits):
             i0 = u * total // nunits
             i1 = (u + 1) * total // nunits
             coord = np.empty(max(last, 1), np.int64)
@@ -214,11 +213,11 @@ def _args(spec):
 
 def run(x, w, spec, threads):
     """The correlation ``spec`` (see :func:`eligible`) of ``x`` with ``w`` on
-    ``threads`` of ndconv's threads (:func:`.threads.map_chunks`); None without numba."""
+    ``threads`` of numba's threads; None without numba."""
     rows = kernel()
     if rows is None:
         return None
-    from .threads import map_chunks
+    from ._jit import set_threads
 
     g = spec.groups
     B, O = spec.batch, spec.out_channels
@@ -229,11 +228,8 @@ def run(x, w, spec, threads):
     out = np.empty((B * g, Og, math.prod(S_out[:-1]), S_out[-1]), dtype=spec.dtype)
     total = B * g * math.prod(S_out[:-1])
     # Units of rows: a few per thread (balance under load), never tiny.
-    nunits = max(1, min(total // _UNIT_ROWS, 4 * threads)) if threads > 1 else 1
+    nunits = max(1, min(total // _UNIT_ROWS, 4 * threads))
+    set_threads(threads if nunits > 1 else 1)
     tapidx, *rest = _args(spec)
-    args = (xf, wt, tapidx, out, *rest, np.arange(B * g) % g, spec.dtype.type(0), nunits)
-    if nunits == 1:
-        rows(*args, 0, 1)
-    else:
-        map_chunks(lambda u: rows(*args, u, u + 1), range(nunits))
+    rows(xf, wt, tapidx, out, *rest, np.arange(B * g) % g, spec.dtype.type(0), nunits)
     return out.reshape(B, O, *S_out)

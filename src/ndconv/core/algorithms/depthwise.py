@@ -19,7 +19,7 @@ import numpy as np
 from .._windows import pad
 from . import _direct_jit, _rows_jit
 from ._jit import numba_installed
-from .threads import get_num_threads, map_chunks, plane_parts
+from .threads import get_num_threads
 
 #: Size of one chunk's output, in bytes: small enough for L2 with its inputs.
 CHUNK_BYTES = 256 * 2**10
@@ -75,22 +75,13 @@ def _run_border(kernel, x, w, spec):
     wt = np.ascontiguousarray(w.reshape(g, Og, spec.taps))
     out = np.empty((B * g, Og, math.prod(S_out[:-1]), S_out[-1]), dtype=spec.dtype)
     i64 = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
-    _over_rows(kernel, xf, wt, tapidx, out, (i64(S_in), gs, i64(S_out), i64(spec.stride),
-                                              i64(spec.dilation), i64([lo for lo, _ in spec.pairs])),
-                 spec)
+    from ._jit import set_threads
+
+    work = B * O * math.prod(S_out) * spec.taps
+    set_threads(get_num_threads() if work >= 2**21 else 1)
+    kernel(xf, wt, tapidx, out, i64(S_in), gs, i64(S_out), i64(spec.stride),
+           i64(spec.dilation), i64([lo for lo, _ in spec.pairs]), np.arange(B * g) % g)
     return out.reshape(B, O, *S_out)
-
-
-def _over_rows(kernel, xf, wt, taps, out, rest, spec):
-    """``kernel(xf, wt, taps, out, *rest, plane_group, i0, i1)`` for runs
-    ``i0:i1`` of the output rows of all planes, on ndconv's threads when the
-    work is large (small problems on one thread: waking a thread costs more
-    than it saves)."""
-    work = spec.batch * spec.out_channels * math.prod(spec.out_spatial) * spec.taps
-    group = np.arange(xf.shape[0]) % spec.groups
-    rows = out.shape[0] * out.shape[2]
-    map_chunks(lambda run: kernel(xf, wt, taps, out, *rest, group, *run),
-               plane_parts(rows, get_num_threads() if work >= 2**21 else 1))
 
 
 def _run_jit(kernel, x, w, spec):
@@ -111,7 +102,12 @@ def _run_jit(kernel, x, w, spec):
     out = np.empty((B * g, Og, math.prod(S_out[:-1]), S_out[-1]), dtype=spec.dtype)
     shape = np.array(S_out[:-1], dtype=np.int64)
     gstr = np.array([s * st for s, st in zip(spec.stride[:-1], gs[:-1])], dtype=np.int64)
-    _over_rows(kernel, xf, wt, offs, out, (shape, gstr, spec.stride[-1]), spec)
+    from ._jit import set_threads
+
+    # Small problems on one thread: waking the pool costs more than it saves.
+    work = B * O * math.prod(S_out) * spec.taps
+    set_threads(get_num_threads() if work >= 2**21 else 1)
+    kernel(xf, wt, offs, out, shape, gstr, spec.stride[-1], np.arange(B * g) % g)
     return out.reshape(B, O, *S_out)
 
 
@@ -177,8 +173,12 @@ def run(x, w, spec):
                 np.multiply(src, wk, out=tmp)
                 acc += tmp
 
-    if out.nbytes >= THREAD_BYTES:
-        map_chunks(work, chunks)
+    nthreads = get_num_threads()
+    if nthreads > 1 and out.nbytes >= THREAD_BYTES and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(nthreads) as pool:
+            list(pool.map(work, chunks))
     else:
         for c in chunks:
             work(c)

@@ -42,7 +42,7 @@ import math
 import numpy as np
 
 from .._windows import pad, source_index, windows
-from .threads import map_chunks, matmul
+from .threads import matmul
 from . import portable
 from ._jit import numba_installed as _numba_installed
 
@@ -392,6 +392,8 @@ def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_of
     """The positions path with the compiled product, into the output in place:
     output lines read straight from the padded input (:func:`_reads_rows`),
     or tiles of ``n`` output positions packed into the product's panels."""
+    from ._jit import set_threads
+
     g = spec.groups
     B, O = spec.batch, spec.out_channels
     P = math.prod(spec.out_spatial)
@@ -409,25 +411,16 @@ def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_of
             xr = xf.reshape(B, C * L)
         offs = (np.arange(C, dtype=np.int64)[:, None] * L + tap_off[None, :]).reshape(g, -1)
         lines = _lines(B, P // W)
-        map_chunks(lambda part: kernel.positions_rows(xr, ap, offs, of, part, dims, pos_step, R),
-                   _deal(lines, nthreads))
+        nchunks = min(len(lines), nthreads)
+        set_threads(nchunks)
+        kernel.positions_rows_parallel(xr, ap, offs, of, lines, dims, pos_step, R, nchunks)
         return out
     n = -(-n // R) * R
     tiles = np.array([(b, p0) for b in range(B) for p0 in range(0, P, n)], np.int64)
-
-    def work(part):
-        bp = np.empty((g, n // R, ap.shape[2], R), dtype=spec.dtype)  # this chunk's panels
-        kernel.positions(xf, ap, bp, of, part, n, dims, pos_step, tap_off)
-
-    map_chunks(work, _deal(tiles, nthreads))
+    nchunks = min(len(tiles), nthreads)
+    set_threads(nchunks)
+    kernel.positions_parallel(xf, ap, of, tiles, n, dims, pos_step, tap_off, R, nchunks)
     return out
-
-
-def _deal(rows, n):
-    """``rows`` dealt into ``min(n, len(rows))`` parts, every n-th row to each
-    (neighbouring lines and tiles cost about the same), each C-contiguous."""
-    n = max(1, min(n, len(rows)))
-    return [np.ascontiguousarray(rows[i::n]) for i in range(n)]
 
 
 @functools.lru_cache(maxsize=64)
@@ -446,6 +439,8 @@ KERNEL_TAPS = 1024
 def _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthreads):
     """The loop over taps with the compiled product, rows of the product read
     from the padded input at their offsets (no im2col)."""
+    from ._jit import set_threads
+
     g = spec.groups
     B, C, O, T = spec.batch, spec.in_channels, spec.out_channels, spec.taps
     P = math.prod(spec.out_spatial)
@@ -458,10 +453,10 @@ def _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthread
     toff = _offsets(spec.kernel_size, spec.dilation, grid, run_step, plane)
     n = min(T, KERNEL_TAPS)
     tiles = np.array([(c, t0) for c in range(C) for t0 in range(0, T, n)], np.int64)
-    parts = _deal(tiles, nthreads)
-    accs = np.zeros((len(parts), len(roff), g * Ogp), dtype=spec.dtype)
-    map_chunks(lambda i: kernel.taps(xf, roff, toff, wf, accs[i], parts[i], n, mr, R),
-               range(len(parts)))
+    nchunks = min(len(tiles), nthreads)
+    accs = np.zeros((nchunks, len(roff), g * Ogp), dtype=spec.dtype)
+    set_threads(nchunks)
+    kernel.taps_parallel(xf, roff, toff, wf, accs, tiles, n, mr, R)
     total = accs[0]
     for part in accs[1:]:
         total += part
@@ -571,7 +566,7 @@ def _gemm_acc_t():
 
 def _run_packed(pack, x, w, spec):
     """:func:`run` through the compiled packing of :mod:`._gemm_jit`."""
-    from .threads import get_num_threads
+    from .threads import get_num_threads, map_chunks
 
     g = spec.groups
     B, C, O = spec.batch, spec.in_channels, spec.out_channels

@@ -155,7 +155,8 @@ def blas_single_thread() -> Iterator[None]:
         if _single["depth"] == 0:
             # Finding the BLAS libraries is slow (~ms): again only after new
             # modules were imported, which is how another BLAS arrives (OpenCV's
-            # wheel brings its own OpenBLAS, and one found before was never limited).
+            # wheel brings its own OpenBLAS: one loaded after the first section
+            # was never limited).
             if _controller.get("modules") != len(sys.modules):
                 try:  # SciPy's own BLAS loaded now, so that it is among them
                     import scipy.linalg  # noqa: F401
@@ -233,108 +234,25 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def map_chunks(work: Callable[[_T], _R], chunks: Sequence[_T]) -> list[_R]:
     """``[work(c) for c in chunks]``, on ndconv's threads with single-threaded BLAS.
 
-    Parameters
-    ----------
-    work : callable
-        Called once per chunk. Chunks must be independent and write disjoint
-        parts of the output.
-    chunks : sequence
-
-    Returns
-    -------
-    list
-        ``work``'s results in the order of ``chunks``.
-
-    Notes
-    -----
-    The calling thread and up to :func:`get_num_threads` - 1 threads of one
-    pool kept for the process take chunks in turn until none is left (NumPy,
-    BLAS and the compiled kernels release the GIL). BLAS runs on one thread
-    inside each (small products scale badly on BLAS's own threads, and its
-    threads inside ours would oversubscribe the cores) when called from the
-    main thread (see :func:`blas_single_thread`).
-
-    The pool's threads sleep while idle. numba's OpenMP threads (``prange``)
-    spin for milliseconds after each parallel loop instead, and a BLAS call
-    or Python threads right after one ran on half a core (measured: the
-    stem's backward on 2 threads 8 ms after its compiled forward and weight
-    gradient in ``prange``, 4.5 ms with OpenMP's threads told not to spin),
-    so ndconv's compiled products run their chunks here too. A pool kept
-    rather than one per call: starting threads cost ~100 us a call.
-
-    The caller works too, so a call made while the pool is busy (other
-    threads' calls, or a chunk's own nested call) still finishes: chunks no
-    pool thread has started by then are run by the caller.
+    Chunks must be independent and write disjoint parts of the output: they
+    run on :func:`get_num_threads` Python threads (NumPy, BLAS and the
+    compiled kernels release the GIL), BLAS on one thread inside each (small
+    products scale badly on BLAS's own threads, and its threads inside ours
+    would oversubscribe the cores) when called from the main thread (see
+    :func:`blas_single_thread`).
     """
-    nthreads = min(get_num_threads(), len(chunks))
-    if nthreads <= 1:
-        return [work(c) for c in chunks]
-    # NumPy's error state is per thread: the caller's (NaN and Inf are values
-    # inside an algorithm, see algorithms.execute) holds in ours too.
-    errs = np.geterr()
-    results: list[Any] = [None] * len(chunks)
-    order = iter(range(len(chunks)))
-    take = threading.Lock()
+    nthreads = get_num_threads()
+    if nthreads > 1 and len(chunks) > 1:
+        from concurrent.futures import ThreadPoolExecutor
 
-    def drain() -> None:
-        with np.errstate(**errs):
-            while True:
-                with take:
-                    i = next(order, None)
-                if i is None:
-                    return
-                results[i] = work(chunks[i])
+        # NumPy's error state is per thread: the caller's (NaN and Inf are
+        # values inside an algorithm, see algorithms.execute) holds in ours too.
+        errs = np.geterr()
 
-    with blas_single_thread():
-        helpers = [_pool(nthreads - 1).submit(drain) for _ in range(nthreads - 1)]
-        try:
-            drain()
-        finally:
-            # A helper not started yet has nothing left to do (the caller
-            # emptied the queue): cancelled, never waited for.
-            for f in helpers:
-                if not f.cancel():
-                    f.exception()
-    for f in helpers:
-        if not f.cancelled() and f.exception() is not None:
-            raise f.exception()  # type: ignore[misc]
-    return results
+        def run(chunk: _T) -> _R:
+            with np.errstate(**errs):
+                return work(chunk)
 
-
-def plane_parts(n: int, threads: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` of ``min(threads, n)`` contiguous runs of ``n`` planes
-    (rows, units), about equal: the chunks of a compiled kernel for
-    :func:`map_chunks`."""
-    k = max(1, min(threads, n))
-    return [(n * i // k, n * (i + 1) // k) for i in range(k)]
-
-
-#: The pool of :func:`map_chunks` (None until first needed) and its size.
-_pool_state: dict[str, Any] = {"pool": None, "size": 0}
-_pool_lock = threading.Lock()
-
-
-def _pool(workers: int) -> Any:
-    """The process's pool, with at least ``workers`` threads."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with _pool_lock:
-        if _pool_state["size"] < workers:
-            old = _pool_state["pool"]
-            _pool_state["pool"] = ThreadPoolExecutor(workers, thread_name_prefix="ndconv")
-            _pool_state["size"] = workers
-            if old is not None:  # its idle threads exit; running chunks finish
-                old.shutdown(wait=False)
-        return _pool_state["pool"]
-
-
-def _forget_pool() -> None:
-    # A forked child has none of the parent's threads: a pool inherited would
-    # queue chunks that no thread runs (and the lock may have been held).
-    global _pool_lock
-    _pool_state["pool"], _pool_state["size"] = None, 0
-    _pool_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+        with blas_single_thread(), ThreadPoolExecutor(min(nthreads, len(chunks))) as pool:
+            return list(pool.map(run, chunks))
+    return [work(c) for c in chunks]
