@@ -240,3 +240,35 @@ def test_one_thread_sections_limit_a_blas_loaded_after_the_first():
     if int(libs) < 3:
         pytest.skip("this OpenCV wheel brings no BLAS of its own")
     assert counts == "[1]", out.stdout  # every BLAS on one thread, OpenCV's too
+
+
+def test_scatter_product_runs_blas_on_one_thread(monkeypatch, two_threads):
+    # OpenBLAS's threads spin for tens of ms after a product and took a core
+    # from the compiled kernels' OpenMP threads (the stem's next forward: 8 ms
+    # instead of 1.1): the scatter's product runs BLAS on one thread.
+    from ndconv.core.algorithms import scatter
+
+    seen = []
+    real = np.matmul
+
+    class _NP:
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def matmul(a, b, **kw):
+            seen.append([n for _, n in _blas_counts()])
+            return real(a, b, **kw)
+
+    monkeypatch.setattr(scatter, "np", _NP())
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 3, 224, 224)).astype(np.float32)  # the stem
+    w = rng.standard_normal((64, 3, 7, 7)).astype(np.float32)
+    gy = rng.standard_normal((1, 64, 112, 112)).astype(np.float32)
+    gx = ndconv.conv_backward(gy, x, w, 2, 3)[0]  # auto: the scatter for the input gradient
+    assert seen and all(set(c) == {1} for c in seen)
+    assert _blas_counts() and all(n == 2 for _, n in _blas_counts())  # restored after
+    import torch
+
+    ref = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w), torch.from_numpy(gy), 2, 3)
+    np.testing.assert_allclose(gx, ref.numpy(), rtol=1e-4, atol=1e-3)

@@ -77,7 +77,7 @@ def run(x, w, spec):
         ob = out[b0:b1]
         for t0 in range(0, T, nt):
             t1 = min(T, t0 + nt)
-            contrib = np.matmul(wm[:, t0 * Og : t1 * Og], xr[b0:b1])  # (nb, g, nt*Og, Pin)
+            contrib = _product(wm[:, t0 * Og : t1 * Og], xr[b0:b1])  # (nb, g, nt*Og, Pin)
             contrib = contrib.reshape(b1 - b0, g, t1 - t0, Og, *S_in)
             for t in range(t0, t1):
                 if moves[t] is None:
@@ -86,6 +86,25 @@ def run(x, w, spec):
                 part = contrib[:, :, t - t0].reshape(b1 - b0, O, *S_in)
                 ob[(slice(None), slice(None), *dst)] += part[(slice(None), slice(None), *src)]
     return out
+
+
+def _product(a, b):
+    """``np.matmul(a, b)`` with BLAS on one thread.
+
+    Not BLAS's own threads: OpenBLAS's threads keep spinning for tens of
+    milliseconds after a product, and numba's OpenMP threads for a few after
+    a compiled kernel, each taking a core from the other's next call. The
+    stem's forward and backward (its weight gradient compiled, then this
+    product) took 17-20 ms on 2 threads, and the next forward alone 8 ms
+    instead of 1.1; with this product on one BLAS thread 5.6 ms and 0.7
+    (2-vCPU VM; 1 thread: 7.9 ms). Rows split over ndconv's own threads,
+    BLAS on one thread in each, measured 6.0-7.2 ms: the OpenMP threads'
+    spin takes one of them.
+    """
+    from .threads import blas_single_thread
+
+    with blas_single_thread():
+        return np.matmul(a, b)
 
 
 def estimate(spec):

@@ -84,16 +84,17 @@ def _build() -> Any:
           nogil=True)
     def stats(x: Any, b0: int, per_task: int, mid: Any, mid_size: Any, b_last: int,
               top: Any, total: Any, smallest: Any) -> None:
-        # x: (P, S0, M, S_last), P = batch*channels planes grouped by batch
-        # (channels summed into each block); mid: the block of each of the M
+        # x: (B, C, S0, M, S_last), any strides (the weight gradient's input
+        # is x with batch and channels swapped: a view); channels are summed
+        # into each block; mid: the block of each of the M
         # middle positions, mid_size: the positions in each such block. Per
         # batch and task t (per_task block rows of b0 rows each): top[., t]
         # = max|x|, total[., t] = sum|x| (NaN or Inf if x holds one),
         # smallest[., t] = the smallest block mean |x| (over the block's
         # elements and the channels).
         B, ntask = top.shape
-        C = x.shape[0] // B
-        S0, M, SL = x.shape[1], x.shape[2], x.shape[3]
+        C = x.shape[1]
+        S0, M, SL = x.shape[2], x.shape[3], x.shape[4]
         nmid = mid_size.shape[0]
         nlast = (SL + b_last - 1) // b_last
         last_size = np.empty(nlast, np.int64)
@@ -117,7 +118,7 @@ def _build() -> Any:
                         j0, j1 = q * b_last, min(SL, (q + 1) * b_last)
                         s = 0.0
                         for c in range(C):
-                            row = x[b * C + c, i0, 0]
+                            row = x[b, c, i0, 0]
                             for j in range(j0, j1):
                                 a = abs(row[j])
                                 s += a
@@ -127,7 +128,7 @@ def _build() -> Any:
                     continue
                 cols[:] = 0
                 for c in range(C):
-                    plane = x[b * C + c]
+                    plane = x[b, c]
                     for i in range(i0, i1):
                         for m in range(M):
                             row = plane[i, m]
@@ -156,8 +157,8 @@ def _build() -> Any:
 def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
     """:attr:`Survey._x_stats` in one compiled pass, or None where it does not apply."""
     if (x.dtype not in (np.float32, np.float64) or x.size == 0 or x.ndim < 3
-            or not x.flags.c_contiguous or _compiled() is None):
-        return None  # the slabs below: a copy of x would cost its memory
+            or _compiled() is None):
+        return None
     if x.ndim == 3:
         # One spatial dim: a plane one row high, blocks one row high (the same
         # blocks; NumPy's slabs took 4 ms of a 1-D 1M-sample FFT call's 19).
@@ -173,7 +174,10 @@ def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
     # Tasks of at least 64 input rows (each holds rows of sums and maxima as wide as x).
     per_task = max(1, -(-64 // block[0]))
     ntask = -(-nrow // per_task)
-    xv = x.reshape(B * C, S[0], math.prod(mid_shape), S[-1])
+    try:  # a view, whatever the batch and channel strides (never a copy of x)
+        xv = np.reshape(x, (B, C, S[0], math.prod(mid_shape), S[-1]), copy=False)
+    except ValueError:
+        return None  # planes not contiguous: the slabs below
     top, total, smallest = (np.empty((B, ntask)) for _ in range(3))
     _compiled()(xv, block[0], per_task, mid, mid_size, block[-1], top, total, smallest)
     if not np.isfinite(total).all():
