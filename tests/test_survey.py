@@ -94,7 +94,7 @@ def test_zero_block_gives_infinite_range(compiled):
         survey._COMPILED = keep
 
 
-def test_non_contiguous_input_takes_the_slabs():
+def test_strided_input_gives_the_same_stats_compiled_or_in_slabs():
     x = np.random.default_rng(3).standard_normal((1, 1, 40, 60)).astype(np.float32)[..., ::2]
     spec = _spec(x.shape, (5, 5))
     assert _stats(x, spec, True) == _stats(x, spec, False)
