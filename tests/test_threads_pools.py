@@ -268,7 +268,6 @@ def test_scatter_product_runs_blas_on_one_thread(monkeypatch, two_threads):
     gx = ndconv.conv_backward(gy, x, w, 2, 3)[0]  # auto: the scatter for the input gradient
     assert seen and all(set(c) == {1} for c in seen)
     assert _blas_counts() and all(n == 2 for _, n in _blas_counts())  # restored after
-    import torch
-
+    torch = pytest.importorskip("torch")
     ref = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w), torch.from_numpy(gy), 2, 3)
     np.testing.assert_allclose(gx, ref.numpy(), rtol=1e-4, atol=1e-3)
