@@ -82,7 +82,7 @@ def _build() -> Any:
     U = np.uint64  # unsigned loop bounds: signed ones keep LLVM from vectorising
 
     @njit(cache=True, nogil=True)
-    def _piece_bits(rb, mag, peak):
+    def _piece_bits(rb: Any, mag: Any, peak: Any) -> Any:
         # The largest ``rb[j] & mag``: the bits of |x| without the sign order
         # like |x| (NaN above Inf above every finite value), and an integer
         # maximum vectorises where numba's float max() does not (a loop over
