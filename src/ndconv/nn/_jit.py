@@ -36,10 +36,10 @@ def _build() -> Any:
 
 def relu_backward(x: NDArray[Any], g: NDArray[Any]) -> NDArray[Any] | None:
     """``np.where(x <= 0, 0, g)`` compiled, or None without numba or for other arrays."""
-    from ..core.algorithms._jit import build_once, numba_installed
+    from ..core.algorithms._jit import build_once
 
     if (x.dtype != g.dtype or x.dtype not in (np.float32, np.float64)
-            or not (x.flags.c_contiguous and g.flags.c_contiguous) or not numba_installed()):
+            or not (x.flags.c_contiguous and g.flags.c_contiguous)):
         return None
     k = build_once(_KERNELS, _build)
     if k is None:

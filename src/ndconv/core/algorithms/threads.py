@@ -102,12 +102,18 @@ def _set_blas(n: int | None) -> bool:
         from threadpoolctl import threadpool_limits
     except ImportError:
         return False
-    try:  # load SciPy's own BLAS now, so that the limit reaches it too
+    _load_scipy_blas()  # so that the limit reaches it too
+    _state["limiter"] = threadpool_limits(limits=n, user_api="blas")
+    return True
+
+
+def _load_scipy_blas() -> None:
+    """Load SciPy's own BLAS (a library of its own beside NumPy's), if SciPy is
+    installed: threadpoolctl only sees libraries already loaded."""
+    try:
         import scipy.linalg  # noqa: F401
     except ImportError:
         pass
-    _state["limiter"] = threadpool_limits(limits=n, user_api="blas")
-    return True
 
 
 def fft_workers() -> int:
@@ -158,10 +164,7 @@ def blas_single_thread() -> Iterator[None]:
             # wheel brings its own OpenBLAS: one loaded after the first section
             # was never limited).
             if _controller.get("modules") != len(sys.modules):
-                try:  # SciPy's own BLAS loaded now, so that it is among them
-                    import scipy.linalg  # noqa: F401
-                except ImportError:
-                    pass
+                _load_scipy_blas()  # so that it is among them
                 _controller["modules"] = len(sys.modules)
                 _controller["blas"] = [lib for lib in ThreadpoolController().lib_controllers
                                        if lib.user_api == "blas"]
