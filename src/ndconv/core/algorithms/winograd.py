@@ -183,19 +183,21 @@ def _kernel_transform(w, spec, m, panels=None):
     N = spec.ndim
     g = spec.groups
     O, Cg = w.shape[:2]
-    T = 3**N
+    Og, T, A = O // g, 3**N, (m + 2) ** N
     jit = _compiled(4)
     if jit is not None and w.dtype.kind == "f":
-        wt = np.ascontiguousarray(w.reshape(g, O // g, Cg * T).transpose(0, 2, 1))
-        if panels is not None:  # the right panels of the compiled product
+        if panels is not None:  # the right panels of the compiled product (g = 1)
             R = panels.panel_width(w.dtype)
-            U = np.empty(((m + 2) ** N, -(-O // R), Cg, R), dtype=w.dtype)
+            U = np.empty((A, -(-O // R), Cg, R), dtype=w.dtype)
             if O % R:
                 U[:, -1, :, O % R:] = 0  # columns past O (the kernel reads whole panels)
-            jit.kernel_transform_panels(wt, _tap_matrix(m, N), U)
-            return U
-        U = np.empty(((m + 2) ** N, g, Cg, O // g), dtype=w.dtype)
-        jit.kernel_transform(wt, _tap_matrix(m, N), U)
+            dst = U
+        else:
+            U = np.empty((A, g, Cg, Og), dtype=w.dtype)
+            dst = U.reshape(A, 1, g * Cg, Og)
+        # (T, g*Cg, Og): taps first, then U's own order of the channels
+        wt = np.ascontiguousarray(w.reshape(g, Og, Cg, T).transpose(3, 0, 2, 1))
+        jit.kernel_transform(wt.reshape(T, g * Cg, Og), _tap_matrix(m, N), dst)
         return U
     wide = np.float64 if w.dtype == np.float32 else w.dtype
     # (T, g, Cg, Og): taps first, then U's own order of the channels.
