@@ -341,7 +341,8 @@ def kernel_transform(wt, M, U):
     # only, the loops were short and their overhead took half the time, 256
     # channels 1.9 -> 1.1 ms); M: (A, T) float64; U: (A, ceil(Og/R), g*Cg, R),
     # the right panels of the compiled product, or (A, 1, g*Cg, Og) for BLAS
-    # (columns past Og are left as they are: the caller zeroes them).
+    # (columns past Og are left as they are: the caller zeroes them). With
+    # M = M^T it is the weight gradient's G^T (winograd_dual: wt = dU).
     A, nb, _, R = U.shape
     T, rows, Og = wt.shape
     w2 = wt.reshape(T, rows * Og)
