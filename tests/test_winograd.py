@@ -300,3 +300,41 @@ def test_compiled_product_equals_blas(xs, ws, threads, dtype, monkeypatch):
     tol = 1e-13 if dtype == np.float64 else 1e-5
     assert np.abs(y - y_blas).max() <= tol * np.abs(y_blas).max()
     assert np.abs(gw - gw_blas).max() <= tol * np.abs(gw_blas).max()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("O, Cg, g, N", [(70, 5, 1, 2), (8, 3, 4, 2), (130, 2, 1, 1), (3, 300, 1, 2)])
+def test_compiled_kernel_transform_and_its_transpose_within_one_rounding(O, Cg, g, N, dtype):
+    # The compiled sums (forward's U = M w, in every layout it writes, and the
+    # weight gradient's G^T = M^T dU) against float64 einsums: within one rounding to the dtype plus a float64 sum's own error (its
+    # order differs from the einsum's: 8 eps64 of the sum of |terms|).
+    from ndconv.core.algorithms import _winograd_jit as jit, winograd_dual
+
+    rng = np.random.default_rng(7)
+    T, A = 3**N, 6**N
+    M = winograd._tap_matrix(4, N)
+    w = rng.standard_normal((O, Cg) + (3,) * N).astype(dtype)
+    w64 = w.astype(np.float64).reshape(g, O // g, Cg, T)
+    exact = np.einsum("kt,goct->kgco", M, w64)
+
+    def bound(exact, terms):
+        return (np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
+                + 8 * np.finfo(np.float64).eps * terms)
+
+    spec = type("Spec", (), {"ndim": N, "groups": g, "dtype": np.dtype(dtype)})()
+    U = winograd._kernel_transform(w, spec, 4)  # (A, g, Cg, Og)
+    assert np.all(np.abs(U - exact) <= bound(exact, np.einsum("kt,goct->kgco", abs(M), abs(w64))))
+    if g == 1:  # the right panels of the compiled product, R outputs each
+        R = 8
+        Up = np.full((A, -(-O // R), Cg, R), np.nan, dtype)
+        wt = np.ascontiguousarray(w.reshape(1, O, Cg, T).transpose(3, 0, 2, 1))
+        jit.kernel_transform(wt.reshape(T, Cg, O), M, Up)
+        got = Up.transpose(0, 2, 1, 3).reshape(A, Cg, -1)[:, :, :O]
+        assert np.array_equal(got, U[:, 0])
+        if O % R:  # the columns past O are the caller's (left untouched)
+            assert np.isnan(Up[:, -1, :, O % R:]).all()
+    dU = rng.standard_normal((A, g, Cg, O // g)).astype(dtype)
+    exact_t = np.einsum("kt,kgbo->tgbo", M, dU.astype(np.float64))
+    r = winograd_dual._kernel_gradient(dU, 4, N, jit)
+    terms = np.einsum("kt,kgbo->tgbo", abs(M), abs(dU.astype(np.float64)))
+    assert np.all(np.abs(r - exact_t) <= bound(exact_t, terms))
