@@ -306,8 +306,9 @@ def test_compiled_product_equals_blas(xs, ws, threads, dtype, monkeypatch):
 @pytest.mark.parametrize("O, Cg, g, N", [(70, 5, 1, 2), (8, 3, 4, 2), (130, 2, 1, 1), (3, 300, 1, 2)])
 def test_compiled_kernel_transform_and_its_transpose_within_one_rounding(O, Cg, g, N, dtype):
     # The compiled sums (forward's U = M w, in every layout it writes, and the
-    # weight gradient's G^T = M^T dU) against float64 einsums: within one rounding to the dtype plus a float64 sum's own error (its
-    # order differs from the einsum's: 8 eps64 of the sum of |terms|).
+    # weight gradient's G^T = M^T dU) against float64 einsums: within one
+    # rounding to the dtype plus a float64 sum's own error (its order differs
+    # from the einsum's: 8 eps64 of the sum of |terms|).
     from ndconv.core.algorithms import _winograd_jit as jit, winograd_dual
 
     rng = np.random.default_rng(7)

@@ -148,9 +148,9 @@ def _row_tile(xl, base, pos_off, buf0, buf1, dims, kind, ndim):
     # holding the result (a^N, C).
     C = U64(xl.shape[1])
     for k in range(U64(pos_off.shape[0])):
-        src, dst = xl[base + pos_off[k]], buf0[k]
+        row, into = xl[base + pos_off[k]], buf0[k]
         for ch in range(C):
-            dst[ch] = src[ch]
+            into[ch] = row[ch]
     src, dst = buf0, buf1
     for axis in range(ndim):
         lines(src, dst, dims, axis, kind, C)

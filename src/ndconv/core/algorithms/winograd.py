@@ -184,6 +184,8 @@ def _kernel_transform(w, spec, m, panels=None):
     g = spec.groups
     O, Cg = w.shape[:2]
     Og, T, A = O // g, 3**N, (m + 2) ** N
+    # (T, g, Cg, Og): taps first, then U's own order of the channels (a view)
+    taps = w.reshape(g, Og, Cg, T).transpose(3, 0, 2, 1)
     jit = _compiled(4)
     if jit is not None and w.dtype.kind == "f":
         if panels is not None:  # the right panels of the compiled product (g = 1)
@@ -195,18 +197,15 @@ def _kernel_transform(w, spec, m, panels=None):
         else:
             U = np.empty((A, g, Cg, Og), dtype=w.dtype)
             dst = U.reshape(A, 1, g * Cg, Og)
-        # (T, g*Cg, Og): taps first, then U's own order of the channels
-        wt = np.ascontiguousarray(w.reshape(g, Og, Cg, T).transpose(3, 0, 2, 1))
-        jit.kernel_transform(wt.reshape(T, g * Cg, Og), _tap_matrix(m, N), dst)
+        wt = np.ascontiguousarray(taps).reshape(T, g * Cg, Og)
+        jit.kernel_transform(wt, _tap_matrix(m, N), dst)
         return U
     wide = np.float64 if w.dtype == np.float32 else w.dtype
-    # (T, g, Cg, Og): taps first, then U's own order of the channels.
-    wt = np.moveaxis(w.reshape(g, O // g, Cg, T), (3, 0, 2, 1), (0, 1, 2, 3))
     # BLAS's own threads thrash on this flat product (K = 3^N): measured 4-30 ms
     # on 2 threads under load against ~1 ms on one.
     with blas_single_thread():
-        u = _tap_matrix(m, N).astype(wide) @ wt.reshape(T, -1).astype(wide)
-    return u.astype(w.dtype, copy=False).reshape(-1, g, Cg, O // g)
+        u = _tap_matrix(m, N).astype(wide) @ taps.reshape(T, -1).astype(wide)
+    return u.astype(w.dtype, copy=False).reshape(-1, g, Cg, Og)
 
 
 _TAP_MATRICES = {}

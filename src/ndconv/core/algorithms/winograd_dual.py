@@ -111,8 +111,9 @@ def _kernel_gradient(dU, m, N, compiled):
     forward's kernel transform, in float64 for float32. With numba, that
     transform's own compiled sums with ``M^T`` (reading ``dU`` as the kernel
     with its taps first; 128 channels 0.55 -> 0.34 ms, 256: 2.8 -> 2.2 against
-    NumPy's float64 copies and products); else BLAS over blocks of columns (a float64 copy of all
-    of dU took longer than the products at 512 channels)."""
+    NumPy's float64 copies and products); else BLAS over blocks of columns
+    (a float64 copy of all of dU took longer than the products at 512
+    channels)."""
     from .winograd import _tap_matrix
 
     A, g, Bx, Og = dU.shape
