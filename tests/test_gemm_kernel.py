@@ -145,6 +145,34 @@ def test_conv_and_gradients_against_torch(lines, dtype, xs, ws, s, p, d, g, mode
     check_against_torch(xs, ws, s, p, d, g, mode, dtype, seed=5)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, s, p, g", [
+    ((3, 8, 301), (16, 8, 9), 1, 0, 1),  # no padding: x read in place, lines end mid-vector
+    ((2, 4, 20, 37), (6, 2, 3, 3), 1, 0, 2),  # groups, the last item's lines in a roomy copy
+    ((1, 3, 40, 81), (16, 3, 7, 7), 2, 0, 1),  # a stride along the last dim (split copy)
+    ((2, 5, 17, 33), (7, 5, 3, 3), 1, 1, 1),  # padded
+])
+def test_bias_and_unpadded_input_against_torch(lines, dtype, xs, ws, s, p, g):
+    """A bias (added per panel on the lines path, after the others) and a
+    C-contiguous input needing no padding (read in place, never written),
+    against float64 PyTorch with the same bias; the first call and the
+    second (which takes the prepared decision, the bias in ``run_bias``)."""
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = (10 * rng.standard_normal(ws[0])).astype(dtype)
+    before = x.copy()
+    ys = [ndconv.conv(x, w, b, s, p, 1, g, method="gemm") for _ in range(2)]
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d}[len(ws) - 2]
+    want = conv(*(torch.from_numpy(a.astype(np.float64)) for a in (x, w, b)), stride=s,
+                padding=p, groups=g).numpy()
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for y in ys:
+        assert y.dtype == dtype and y.shape == want.shape
+        assert np.abs(y - want).max() < tol * np.abs(want).max()
+    np.testing.assert_array_equal(x, before)
+
+
 @pytest.mark.parametrize("part", [5 / 16, 5 / 8])
 def test_taps_wide_and_narrow_blocks(part, monkeypatch):
     """The weight gradient's loop over taps: ``5/16`` of a panel of outputs

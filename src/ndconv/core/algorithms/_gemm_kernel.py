@@ -376,30 +376,37 @@ def positions(xf, ap, bp, of, tiles, n, out_shape, pos_step, tap_off):
 
 
 @njit(nogil=True, cache=True)
-def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
+def positions_rows(xf, xtail, ap, offs, of, lines, out_shape, pos_step, R, bias):
     """The product read straight from the padded input, no im2col: for
     output lines ``(b, q)`` (``q``: the index of a line along the last output
     dim), each panel of ``R`` positions of the line is one block of ``B``
     whose row ``c * T + t`` starts at ``xf[b]``'s flat offset ``base + offs``
     (the line's runs are contiguous in the input: a stride along the last
-    dim is split into planes first). ``xf``: ``(B, C * L)``, plus room for
-    ``R`` values where a line does not end on a whole vector (its last
-    vector is read whole; the values past the line land in dropped columns);
-    ``offs``: ``(G, Cg * T)`` int64; ``of``: ``(B, O, P)``."""
+    dim is split into planes first). ``xf``: ``(B, C * L)``; where a line
+    does not end on a whole vector its last vector is read whole (the values
+    past the line land in dropped columns), which past the last batch item
+    would read beyond ``xf``: that item's lines read ``xtail`` instead, a copy
+    of ``xf[B - 1]`` with room for ``R`` values (or ``xf[B - 1:]`` itself
+    where no room is needed). ``offs``: ``(G, Cg * T)`` int64; ``of``:
+    ``(B, O, P)``; ``bias``: ``(O,)`` added to each panel while it is in
+    cache, or empty (none)."""
     G = ap.shape[0]
     K = ap.shape[2]
     Og = of.shape[1] // G
     N = out_shape.shape[0]
     W = out_shape[N - 1]
     it = of.itemsize
-    ldc = of.strides[1] // it
+    last = of.shape[0] - 1
     scratch = np.empty((MR, R), dtype=of.dtype)
     lanes = R // NV
     for li in range(lines.shape[0]):
         b = lines[li, 0]
         q = lines[li, 1]
         base = line_start(q, out_shape, pos_step)
-        xb = xf.ctypes.data + (b * xf.shape[1] + base) * it
+        if b == last:
+            xb = xtail.ctypes.data + base * it
+        else:
+            xb = xf.ctypes.data + (b * xf.shape[1] + base) * it
         for gi in range(G):
             c = of[b, gi * Og:(gi + 1) * Og, q * W:(q + 1) * W]
             pa0 = ap.ctypes.data + gi * ap.shape[1] * K * MR * it
@@ -414,6 +421,11 @@ def positions_rows(xf, ap, offs, of, lines, out_shape, pos_step, R):
                         pa = pa0 + ((i0 // MR) * K + k0) * MR * it
                         _blocks(c, i0, j0, mi, nj, lanes, pa, xb + j0 * it, po0 + k0 * 8, kc,
                                 acc, scratch, True)
+                if bias.shape[0]:
+                    for o in range(Og):
+                        bo = bias[gi * Og + o]
+                        for j in range(j0, j0 + nj):
+                            c[o, j] += bo
 
 
 _gather_wide = _make_block(MR, NV, "gather", "packed")
@@ -490,10 +502,12 @@ def taps(xf, roff, toff, wf, acc, tiles, n, mr, R):
 
 
 @njit(nogil=True, cache=True, parallel=True)
-def positions_rows_parallel(xf, ap, offs, of, lines, out_shape, pos_step, R, nchunks):
+def positions_rows_parallel(xf, xtail, ap, offs, of, lines, out_shape, pos_step, R, bias,
+                            nchunks):
     """:func:`positions_rows` on ``nchunks`` threads."""
     for ci in prange(nchunks):
-        positions_rows(xf, ap, offs, of, lines[ci::nchunks], out_shape, pos_step, R)
+        positions_rows(xf, xtail, ap, offs, of, lines[ci::nchunks], out_shape, pos_step, R,
+                       bias)
 
 
 @njit(nogil=True, cache=True, parallel=True)

@@ -273,6 +273,9 @@ def run_bias(x, w, spec, bias):
     gather = _gather_index(spec)
     if gather is not None:
         return _run_gathered(x, w, spec, *gather, bias=bias)
+    pack = _compiled(spec)
+    if pack is not None:
+        return _run_packed(pack, x, w, spec, bias)
     return add_bias(run(x, w, spec), bias)
 
 
@@ -388,10 +391,11 @@ def _kernel(spec):
     return _JIT["kernel"]
 
 
-def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_off):
+def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_off, bias=None):
     """The positions path with the compiled product, into the output in place:
-    output lines read straight from the padded input (:func:`_reads_rows`),
-    or tiles of ``n`` output positions packed into the product's panels."""
+    output lines read straight from the padded input (:func:`_reads_rows`;
+    ``bias`` added there as each panel is written), or tiles of ``n`` output
+    positions packed into the product's panels (``bias`` added after)."""
     from ._jit import set_threads
 
     g = spec.groups
@@ -403,24 +407,33 @@ def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_of
     W = spec.out_spatial[-1]
     if _reads_rows(W, R, lanes):
         C, L = xf.shape[1:]
-        if W % lanes:  # the last vector of a line reads past it: room
-            xr = np.empty((B, C * L + R), dtype=spec.dtype)
-            xr[:, :C * L] = xf.reshape(B, C * L)
-            xr[:, C * L:] = 0
+        xr = xf.reshape(B, C * L)
+        if W % lanes:
+            # The last vector of a line reads past it; past the last item's
+            # last line that is past xr: room there, in a copy of that item
+            # only (a roomy copy of all of xr was 3 of a 51 ms 1-D layer).
+            tail = np.empty((1, C * L + R), dtype=spec.dtype)
+            tail[:, :C * L] = xr[B - 1:]
+            tail[:, C * L:] = 0
         else:
-            xr = xf.reshape(B, C * L)
+            tail = xr[B - 1:]
+        # (added per panel while it is in cache: a pass over the output after
+        # was 1.4 ms of that layer)
+        b = (np.ascontiguousarray(bias, dtype=spec.dtype) if bias is not None
+             else np.empty(0, spec.dtype))
         offs = (np.arange(C, dtype=np.int64)[:, None] * L + tap_off[None, :]).reshape(g, -1)
         lines = _lines(B, P // W)
         nchunks = min(len(lines), nthreads)
         set_threads(nchunks)
-        kernel.positions_rows_parallel(xr, ap, offs, of, lines, dims, pos_step, R, nchunks)
+        kernel.positions_rows_parallel(xr, tail, ap, offs, of, lines, dims, pos_step, R, b,
+                                       nchunks)
         return out
     n = -(-n // R) * R
     tiles = np.array([(b, p0) for b in range(B) for p0 in range(0, P, n)], np.int64)
     nchunks = min(len(tiles), nthreads)
     set_threads(nchunks)
     kernel.positions_parallel(xf, ap, of, tiles, n, dims, pos_step, tap_off, R, nchunks)
-    return out
+    return add_bias(out, bias)
 
 
 @functools.lru_cache(maxsize=64)
@@ -564,8 +577,18 @@ def _gemm_acc_t():
     return acc
 
 
-def _run_packed(pack, x, w, spec):
-    """:func:`run` through the compiled packing of :mod:`._gemm_jit`."""
+def _unpadded(x, spec):
+    """Whether ``x`` itself is the padded input ``_run_packed`` reads (no
+    padding, no input dilation, C order, the compute dtype): no copy then
+    (a copy of a 1-D layer's 16 MB input was 3 of its 51 ms)."""
+    return (all(lo == 0 and hi == 0 for lo, hi in spec.pairs)
+            and all(r == 1 for r in spec.lhs_dilation)
+            and x.dtype == spec.dtype and x.flags.c_contiguous)
+
+
+def _run_packed(pack, x, w, spec, bias=None):
+    """:func:`run` through the compiled packing of :mod:`._gemm_jit`, plus
+    ``bias`` (None: none)."""
     from .threads import get_num_threads, map_chunks
 
     g = spec.groups
@@ -576,8 +599,9 @@ def _run_packed(pack, x, w, spec):
     path = packing(spec)
     # The step of the runs along the last dim: split into that many planes.
     run_step = (spec.stride if path == "positions" else spec.dilation)[-1]
-    xp, plane = _split_last(np.ascontiguousarray(
-        pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation)), run_step)
+    xp = x if _unpadded(x, spec) else np.ascontiguousarray(
+        pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation))
+    xp, plane = _split_last(xp, run_step)
     Sp = xp.shape[2:]
     xf = xp.reshape(B, C, -1)
     grid = [math.prod(Sp[i + 1:]) for i in range(spec.ndim)]
@@ -597,7 +621,7 @@ def _run_packed(pack, x, w, spec):
         kernel = _kernel(spec)
         if kernel is not None:
             return _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step,
-                               tap_off)
+                               tap_off, bias)
 
         def work(chunk):
             buf = np.empty((C * T, n), dtype=spec.dtype)
@@ -610,7 +634,7 @@ def _run_packed(pack, x, w, spec):
                               out=of[b, gi * Og:(gi + 1) * Og, p0:p1])
 
         map_chunks(work, [tiles[i::nchunks] for i in range(nchunks)])
-        return out
+        return add_bias(out, bias)
     # Taps: the roles of positions and taps swap. For input channel c and
     # taps t0..t1, row b * P + p of the columns holds x[b, c] at output
     # position p and tap t; (Og, n) @ columns.T adds those taps' terms to
@@ -620,7 +644,8 @@ def _run_packed(pack, x, w, spec):
     wf = np.ascontiguousarray(w, dtype=spec.dtype).reshape(O, Cg, T)
     kernel = _kernel(spec)
     if kernel is not None:
-        return _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthreads)
+        return add_bias(
+            _run_taps(kernel, xf, wf, out, spec, grid, run_step, plane, pos_off, nthreads), bias)
     n = _pack_columns(B * P, spec, T, TAPS_LEAST, TAPS_BUDGET)
     tiles = [(c, t0) for c in range(C) for t0 in range(0, T, n)]
     nchunks = min(len(tiles), nthreads)
@@ -644,7 +669,7 @@ def _run_packed(pack, x, w, spec):
     for part in parts[1:]:
         total += part
     out.reshape(B, O, P)[...] = np.moveaxis(total.reshape(O, B, P), 1, 0)
-    return out
+    return add_bias(out, bias)
 
 
 def estimate(spec):
