@@ -388,8 +388,8 @@ def positions_rows(xf, xtail, ap, offs, of, lines, out_shape, pos_step, R, bias)
     would read beyond ``xf``: that item's lines read ``xtail`` instead, a copy
     of ``xf[B - 1]`` with room for ``R`` values (or ``xf[B - 1:]`` itself
     where no room is needed). ``offs``: ``(G, Cg * T)`` int64; ``of``:
-    ``(B, O, P)``; ``bias``: ``(O,)`` added to each panel while it is in
-    cache, or empty (none)."""
+    ``(B, O, P)``; ``bias``: ``(O,)`` added to each line's block while it is
+    in cache, or empty (none)."""
     G = ap.shape[0]
     K = ap.shape[2]
     Og = of.shape[1] // G
@@ -397,6 +397,8 @@ def positions_rows(xf, xtail, ap, offs, of, lines, out_shape, pos_step, R, bias)
     W = out_shape[N - 1]
     it = of.itemsize
     last = of.shape[0] - 1
+    P = of.shape[2]
+    flat = of.reshape(-1)  # (rows of the bias pass as contiguous 1-D slices)
     scratch = np.empty((MR, R), dtype=of.dtype)
     lanes = R // NV
     for li in range(lines.shape[0]):
@@ -421,11 +423,12 @@ def positions_rows(xf, xtail, ap, offs, of, lines, out_shape, pos_step, R, bias)
                         pa = pa0 + ((i0 // MR) * K + k0) * MR * it
                         _blocks(c, i0, j0, mi, nj, lanes, pa, xb + j0 * it, po0 + k0 * 8, kc,
                                 acc, scratch, True)
-                if bias.shape[0]:
-                    for o in range(Og):
-                        bo = bias[gi * Og + o]
-                        for j in range(j0, j0 + nj):
-                            c[o, j] += bo
+            if bias.shape[0]:  # the line's block is still in cache
+                for o in range(Og):
+                    bo = bias[gi * Og + o]
+                    row = flat[((b * of.shape[1] + gi * Og + o) * P + q * W):][:W]
+                    for j in range(np.uint64(W)):  # (unsigned: vectorised)
+                        row[j] += bo
 
 
 _gather_wide = _make_block(MR, NV, "gather", "packed")
