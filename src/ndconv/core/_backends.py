@@ -172,7 +172,10 @@ class Backend:
         self, x: AnyArray, w: AnyArray, spec: CorrSpec, method: str,
         bias: AnyArray | None = None,
     ) -> AnyArray:
-        """``spec``'s correlation of ``x`` with ``w`` by ``method``, plus ``bias`` per channel."""
+        """``spec``'s correlation of ``x`` with ``w`` by ``method``, plus ``bias`` per channel
+        (NumPy: by the method itself where it can, e.g. as each block is written)."""
+        if spec.numpy:
+            return _run(x, w, spec, method, bias)
         return self.add_bias(_run(x, w, spec, method), bias)
 
     def add_bias(self, out: AnyArray, bias: AnyArray | None) -> AnyArray:

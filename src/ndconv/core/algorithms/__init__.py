@@ -122,27 +122,33 @@ def _scaled_run(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpe
     return np.ldexp(out, ex + ew, out=out)
 
 
-def run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str = "auto") -> AnyArray:
+def run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str = "auto",
+        bias: AnyArray | None = None) -> AnyArray:
     """Compute the correlation described by ``spec`` with ``method``.
 
     Half-precision arrays (float16, bfloat16) are computed in float32 and the
     result rounded back once (:func:`ndconv.core._dtypes.compute_dtype`); every
     algorithm therefore sees float32, float64, complex or integer specs only.
+    ``bias`` (C_out,), NumPy arrays only: added per output channel, by the
+    algorithm's ``run_bias`` where it has one (see :func:`execute`).
     """
+    if bias is not None and not spec.numpy:
+        raise TypeError("`bias` is added here for NumPy arrays only")
     cdt = _dtypes.compute_dtype(spec.dtype)
     if cdt != spec.dtype:
         if spec.numpy:
             out = run(x.astype(cdt), w.astype(cdt), dataclasses.replace(spec, dtype=cdt),
-                      method)
+                      method, None if bias is None else bias.astype(cdt))
             return out.astype(spec.dtype)
         xp, lib_cdt = spec.xp, getattr(spec.xp, cdt.name)
         out = run(xp.astype(x, lib_cdt), xp.astype(w, lib_cdt),
                   dataclasses.replace(spec, dtype=cdt), method)
         return xp.astype(out, x.dtype)
-    return _run(x, w, spec, method)
+    return _run(x, w, spec, method, bias)
 
 
-def _run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str) -> AnyArray:
+def _run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str,
+         bias: AnyArray | None) -> AnyArray:
     from .choose import choose_for
 
     check_memory(spec, x=x)
@@ -152,7 +158,7 @@ def _run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str) -> AnyArray:
     data = None
     if method == "auto":
         if empty:
-            return _zeros(spec, x)
+            return add_bias(_zeros(spec, x), bias)
         method, _, data = choose_for(spec, x, w)
     algo = ALGORITHMS.get(method)
     if algo is None:
@@ -163,13 +169,13 @@ def _run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str) -> AnyArray:
     if not ok:
         raise ValueError(f"`method`={method!r} cannot compute this correlation: {why}")
     if empty:
-        return _zeros(spec, x)
+        return add_bias(_zeros(spec, x), bias)
     if algo.applies is not None:
         note = algo.applies(spec, w)
         if note:
             raise ValueError(f"`method`={method!r} cannot compute this correlation: {note}")
     check_memory(spec, algo, x)
-    return execute(algo, x, w, spec, data)
+    return execute(algo, x, w, spec, data, bias)
 
 
 class Prepared:
@@ -245,7 +251,7 @@ def run_prepared(prepared: Prepared, x: AnyArray, w: AnyArray,
     """
     algo = prepared.algo
     if algo is None or _memory.has_explicit_limit():
-        return add_bias(run(x, w, prepared.spec, prepared.method), bias)
+        return run(x, w, prepared.spec, prepared.method, bias)
     if prepared.call is not None:
         out = prepared.call(x, w, bias)
         if out is not None:
