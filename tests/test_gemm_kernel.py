@@ -153,7 +153,7 @@ def test_conv_and_gradients_against_torch(lines, dtype, xs, ws, s, p, d, g, mode
     ((2, 5, 17, 33), (7, 5, 3, 3), 1, 1, 1),  # padded
 ])
 def test_bias_and_unpadded_input_against_torch(lines, dtype, xs, ws, s, p, g):
-    """A bias (added per panel on the lines path, after the others) and a
+    """A bias (added per line on the lines path, after the others) and a
     C-contiguous input needing no padding (read in place, never written),
     against float64 PyTorch with the same bias; the first call and the
     second (which takes the prepared decision, the bias in ``run_bias``)."""

@@ -394,7 +394,7 @@ def _kernel(spec):
 def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_off, bias=None):
     """The positions path with the compiled product, into the output in place:
     output lines read straight from the padded input (:func:`_reads_rows`;
-    ``bias`` added there as each panel is written), or tiles of ``n`` output
+    ``bias`` added there as each line is written), or tiles of ``n`` output
     positions packed into the product's panels (``bias`` added after)."""
     from ._jit import set_threads
 
@@ -417,16 +417,16 @@ def _run_panels(kernel, xf, wmat, out, spec, n, nthreads, dims, pos_step, tap_of
             tail[:, C * L:] = 0
         else:
             tail = xr[B - 1:]
-        # (added per panel while it is in cache: a pass over the output after
+        # (added per line while it is in cache: a pass over the output after
         # was 1.4 ms of that layer)
-        b = (np.ascontiguousarray(bias, dtype=spec.dtype) if bias is not None
-             else np.empty(0, spec.dtype))
+        line_bias = (np.ascontiguousarray(bias, dtype=spec.dtype) if bias is not None
+                     else np.empty(0, spec.dtype))
         offs = (np.arange(C, dtype=np.int64)[:, None] * L + tap_off[None, :]).reshape(g, -1)
         lines = _lines(B, P // W)
         nchunks = min(len(lines), nthreads)
         set_threads(nchunks)
-        kernel.positions_rows_parallel(xr, tail, ap, offs, of, lines, dims, pos_step, R, b,
-                                       nchunks)
+        kernel.positions_rows_parallel(xr, tail, ap, offs, of, lines, dims, pos_step, R,
+                                       line_bias, nchunks)
         return out
     n = -(-n // R) * R
     tiles = np.array([(b, p0) for b in range(B) for p0 in range(0, P, n)], np.int64)
