@@ -339,3 +339,74 @@ def test_compiled_kernel_transform_and_its_transpose_within_one_rounding(O, Cg, 
     r = winograd_dual._kernel_gradient(dU, 4, N, jit)
     terms = np.einsum("kt,kgbo->tgbo", abs(M), abs(dU.astype(np.float64)))
     assert np.all(np.abs(r - exact_t) <= bound(exact_t, terms))
+
+
+def _counting_transforms(monkeypatch):
+    """Count the kernel transforms actually computed (cache misses)."""
+    calls = []
+    real = winograd._transform_kernel
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(winograd, "_transform_kernel", counted)
+    monkeypatch.setattr(winograd, "_U_CACHE", type(winograd._U_CACHE)())
+    return calls
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_kernel_cache_serves_equal_kernels_and_never_a_changed_one(compiled, monkeypatch):
+    if not compiled:
+        _numpy_path(monkeypatch)
+    calls = _counting_transforms(monkeypatch)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32)
+
+    def check(w):
+        y = ndconv.conv(x.astype(w.dtype), w, None, 1, 1, method="winograd")
+        ref = conv_ref(x.astype(np.float64), w.astype(np.float64), None, 1, 1)
+        assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+
+    check(w)
+    check(w.copy())  # equal values in another array: served
+    check(np.asfortranarray(w))  # and in another memory order
+    assert len(calls) == 1
+    w[3, 2, 1, 0] += 1.0  # changed in place (an optimizer step): transformed again
+    check(w)
+    assert len(calls) == 2
+    # one value changed where the cache's key does not sample: still a miss
+    unsampled = np.setdiff1d(np.arange(w.size), winograd._sample_positions(w.size))[7]
+    w.reshape(-1)[unsampled] *= 2
+    check(w)
+    assert len(calls) == 3
+    w[0, 0, 0, 0] = 0.0
+    check(w)
+    w[0, 0, 0, 0] = -0.0  # equal as numbers, not as bits: a different kernel
+    check(w)
+    assert len(calls) == 5
+    check(w.astype(np.float64))  # another dtype: its own entry
+    assert len(calls) == 6
+
+
+def test_kernel_cache_keeps_at_most_its_bytes_least_recent_out(monkeypatch):
+    calls = _counting_transforms(monkeypatch)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
+    w1, w2 = (rng.standard_normal((8, 8, 3, 3)).astype(np.float32) for _ in range(2))
+    ndconv.conv(x, w1, None, 1, 1, method="winograd")
+    ((kept, U),) = winograd._U_CACHE.values()
+    one = kept.nbytes + U.nbytes
+    monkeypatch.setattr(winograd, "KERNEL_CACHE_BYTES", one)  # room for one entry
+    for w in (w2, w1, w1, w2):
+        y = ndconv.conv(x, w, None, 1, 1, method="winograd")
+        ref = conv_ref(x.astype(np.float64), w.astype(np.float64), None, 1, 1)
+        assert np.abs(y - ref).max() <= 1e-5 * np.abs(ref).max()
+    assert len(calls) == 4  # w1, w2 (w1 out), w1 (w2 out), w1 served, w2
+    assert sum(k.nbytes + u.nbytes for k, u in winograd._U_CACHE.values()) <= one
+    monkeypatch.setattr(winograd, "KERNEL_CACHE_BYTES", 0)  # off: nothing kept
+    winograd._U_CACHE.clear()
+    ndconv.conv(x, w1, None, 1, 1, method="winograd")
+    ndconv.conv(x, w1, None, 1, 1, method="winograd")
+    assert len(calls) == 6 and not winograd._U_CACHE

@@ -32,7 +32,10 @@ gradient of a 3x..x3 layer) is computed by the transposed algorithm of
 
 from __future__ import annotations
 
+import collections
+import functools
 import math
+import threading
 
 import numpy as np
 
@@ -167,7 +170,66 @@ def _combine(arr, mat, axis, step=1, count=None, *, prepend=True):
     return out
 
 
+#: Bytes of transformed kernels (with the kernels they came from) that
+#: :func:`_kernel_transform` keeps for the next call with an equal kernel; 0
+#: turns the cache off.
+KERNEL_CACHE_BYTES = 64 * 2**20
+
+#: key -> (a copy of the kernel, its U), least recently used first.
+_U_CACHE = collections.OrderedDict()
+_U_LOCK = threading.Lock()
+
+
 def _kernel_transform(w, spec, m, panels=None):
+    """:func:`_transform_kernel`, or its result for an equal kernel kept from
+    an earlier call (shared: callers only read it).
+
+    A layer's kernel is the same array from call to call in inference and in
+    every forward and backward of one training step, and transforming it is
+    serial work (3.4 of a 2-thread 18 ms layer at 256 channels: a transposing
+    copy and the float64 sums). The cache compares the kernel's bits with a
+    copy of the one each ``U`` came from (0.2 ms at 256 channels), never the
+    array's identity: a kernel changed in place (an optimizer step) is a
+    different kernel (and -0.0 is not 0.0). Most recently used entries are
+    kept, up to :data:`KERNEL_CACHE_BYTES` in all.
+    """
+    R = panels.panel_width(w.dtype) if panels is not None else None
+    bits = np.dtype(f"u{w.dtype.itemsize}") if w.dtype.kind == "f" else w.dtype
+    wb = w.view(bits)
+    # Keyed by a sample of the kernel's values too: layers of one shape (a
+    # network's repeated blocks) each keep their own entry, and a changed
+    # kernel (training) usually misses here, before the whole comparison.
+    # (whether compiled: the NumPy path's own U when numba is switched off)
+    sample = wb[np.unravel_index(_sample_positions(w.size), w.shape)].tobytes()
+    key = (w.shape, w.dtype.str, spec.ndim, spec.groups, m, R, _compiled(4) is not None, sample)
+    with _U_LOCK:
+        hit = _U_CACHE.get(key)
+        if hit is not None:
+            _U_CACHE.move_to_end(key)
+    if hit is not None and np.array_equal(hit[0], wb):
+        return hit[1]
+    U = _transform_kernel(w, spec, m, panels)
+    if wb.nbytes + U.nbytes <= KERNEL_CACHE_BYTES:
+        # (not flagged read-only: numba would compile every kernel taking it
+        # once more, for read-only arrays)
+        kept = np.array(wb, order="C")
+        with _U_LOCK:
+            _U_CACHE[key] = (kept, U)
+            _U_CACHE.move_to_end(key)
+            total = sum(k.nbytes + u.nbytes for k, u in _U_CACHE.values())
+            while total > KERNEL_CACHE_BYTES:
+                _, (k, u) = _U_CACHE.popitem(last=False)
+                total -= k.nbytes + u.nbytes
+    return U
+
+
+@functools.lru_cache(maxsize=256)
+def _sample_positions(size):
+    """Flat positions of at most 256 values spread over a kernel of ``size``."""
+    return np.unique(np.linspace(0, size - 1, min(size, 256)).astype(np.int64))
+
+
+def _transform_kernel(w, spec, m, panels=None):
     """``U`` of shape ``(a^N, g, Cg, Og)`` with ``a = m + 2`` (with ``panels``,
     :mod:`._winograd_gemm`: packed as its right panels, ``(a^N, ceil(O/R), C, R)``).
 
