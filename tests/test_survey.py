@@ -117,3 +117,32 @@ def test_swapped_batch_and_channels_view_takes_the_compiled_pass(xs, ks):
     want_top, want_least = _brute(np.ascontiguousarray(xt), survey.block_shape(spec))
     assert top == want_top
     assert least == pytest.approx(want_least, rel=1e-9)
+
+
+@pytest.mark.parametrize("xs,ks,planes", [
+    ((2, 128, 28, 28), (3, 3), True),   # a layer's short rows: the channels summed as runs
+    ((3, 5, 9, 10, 11), (3, 4, 5), True),
+    ((4, 64, 500), (9,), True),         # a 1-D layer's short blocks
+    ((1, 3, 50, 90), (7, 7), False),    # rows of 64 or more: stats' own loops
+    ((2, 3, 2000), (129,), False),
+])
+def test_contiguous_planes_take_the_run_pass_with_the_same_stats(xs, ks, planes, monkeypatch):
+    stats, plane_stats = survey._compiled()
+    called = []
+
+    def counted(*args):
+        called.append(True)
+        return plane_stats(*args)
+
+    monkeypatch.setattr(survey, "_COMPILED", (stats, counted))
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(xs) * np.exp(2 * rng.standard_normal(xs))).astype(np.float32)
+    x[0, 1, 2] *= 1e-6  # one quiet row: the smallest block is there
+    spec = _spec(xs, ks)
+    top, least = survey._fast_x_stats(x, survey.block_shape(spec))
+    assert bool(called) == planes
+    want_top, want_least = _brute(x, survey.block_shape(spec))
+    assert top == want_top
+    assert least == pytest.approx(want_least, rel=1e-9)
+    x[-1, -1, -1] = np.nan  # and a NaN in the last plane is seen
+    assert math.isnan(survey._fast_x_stats(x, survey.block_shape(spec))[0])
