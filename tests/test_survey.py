@@ -146,3 +146,27 @@ def test_contiguous_planes_take_the_run_pass_with_the_same_stats(xs, ks, planes,
     assert least == pytest.approx(want_least, rel=1e-9)
     x[-1, -1, -1] = np.nan  # and a NaN in the last plane is seen
     assert math.isnan(survey._fast_x_stats(x, survey.block_shape(spec))[0])
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_max_abs_is_numpys_largest_magnitude(dtype, compiled, monkeypatch):
+    if not compiled:
+        monkeypatch.setattr(survey, "_COMPILED", False)
+    rng = np.random.default_rng(8)
+    a = rng.standard_normal((6, 5, 7)).astype(dtype)
+    a[2, 3, 4] = -40.0  # the largest magnitude is negative
+    for arr in (a, np.asfortranarray(a), a[:, ::2], a.swapaxes(0, 2), np.array([-0.0], dtype)):
+        assert survey.max_abs(arr) == np.abs(arr).max()
+    for bad in (np.inf, -np.inf, np.nan):
+        b = a.copy()
+        b[5, 4, 6] = bad
+        got = survey.max_abs(b)
+        assert math.isnan(got) if np.isnan(bad) else got == math.inf
+    # and the survey's finite-ness reads it for the kernel
+    spec = _spec((1, 5, 9, 9), (3, 3))
+    x = np.ones((1, 5, 9, 9), dtype)
+    w = np.ones((1, 5, 3, 3), dtype)
+    assert survey.Survey(x, w, spec).finite
+    w[0, 4, 2, 2] = np.nan
+    assert not survey.Survey(x, w, spec).finite

@@ -72,12 +72,6 @@ def check_memory(spec: CorrSpec, algo: Algorithm | None = None, x: AnyArray = No
                       f"{spec.padded_spatial} and output {spec.out_shape}", free)
 
 
-def _max_abs(a: NDArray[Any]) -> float:
-    """``max |a|`` without a temporary (NaN where ``a`` holds NaN)."""
-    with np.errstate(invalid="ignore"):
-        return float(max(np.max(a), -np.min(a)))
-
-
 def execute(
     algo: Algorithm,
     x: NDArray[Any],
@@ -110,8 +104,10 @@ def _scaled_run(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpe
     """The body of :func:`execute` (inside its ``errstate``), without the bias."""
     if algo.magnitude_growth is None or spec.dtype.kind != "f":
         return algo.run(x, w, spec)
-    mx = data.max_abs if data is not None else _max_abs(x)
-    mw = _max_abs(w)
+    from .survey import max_abs
+
+    mx = data.max_abs if data is not None else max_abs(x)
+    mw = data.w_max_abs if data is not None else max_abs(w)
     if not (math.isfinite(mx) and math.isfinite(mw)) or mx == 0 or mw == 0:
         return algo.run(x, w, spec)
     if mx * mw * algo.magnitude_growth(spec) <= np.finfo(spec.dtype).max / 4:

@@ -254,6 +254,23 @@ def _build() -> Any:
     return stats, plane_stats
 
 
+def max_abs(a: NDArray[Any]) -> float:
+    """``max |a|`` of a real array without a temporary (NaN where ``a`` holds NaN).
+
+    With numba, a contiguous float array's largest magnitude is found on its
+    bits (as :func:`_fast_x_stats` does): one vectorised integer pass, where
+    NumPy takes a maximum and a minimum.
+    """
+    if (a.dtype in (np.float32, np.float64) and a.size
+            and (a.flags.c_contiguous or a.flags.f_contiguous) and _compiled() is not None):
+        bits = np.dtype(f"u{a.itemsize}")
+        mag = bits.type(np.iinfo(bits).max >> 1)
+        peak = _piece_bits(a.ravel(order="K").view(bits), mag, mag ^ mag)
+        return float(np.array(peak, bits).view(a.dtype))
+    with np.errstate(invalid="ignore"):
+        return float(max(np.max(a), -np.min(a)))
+
+
 def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
     """:attr:`Survey._x_stats` in one compiled pass, or None where it does not apply."""
     if (x.dtype not in (np.float32, np.float64) or x.size == 0 or x.ndim < 3
@@ -372,13 +389,24 @@ class Survey:
         """No NaN or Inf in ``x`` or ``w``."""
         if self.x.dtype.kind not in "fc" and self.w.dtype.kind not in "fc":
             return True
-        with np.errstate(over="ignore", invalid="ignore"):
-            w_ok = bool(np.isfinite(np.sum(self.w)))
+        if self.w.dtype.kind == "f":
+            w_ok = math.isfinite(self.w_max_abs)
+        else:
+            with np.errstate(over="ignore", invalid="ignore"):
+                w_ok = bool(np.isfinite(np.sum(self.w)))
         return w_ok and math.isfinite(self._x_stats[0])
 
     @property
     def max_abs(self) -> float:
         return self._x_stats[0]
+
+    @functools.cached_property
+    def w_max_abs(self) -> float:
+        """``max|w|`` (NaN where ``w`` holds NaN), for :attr:`finite` and the
+        dispatcher's overflow check alike: one pass over ``w``, where a sum
+        (finite-ness) and a maximum and a minimum were three (0.8 ms of a
+        128-channel backward, whose weight gradient's kernel is grad_out)."""
+        return max_abs(self.w)
 
     @functools.cached_property
     def dynamic_range(self) -> float:
