@@ -410,3 +410,32 @@ def test_kernel_cache_keeps_at_most_its_bytes_least_recent_out(monkeypatch):
     ndconv.conv(x, w1, None, 1, 1, method="winograd")
     ndconv.conv(x, w1, None, 1, 1, method="winograd")
     assert len(calls) == 6 and not winograd._U_CACHE
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("xs, ws, groups", [
+    ((2, 16, 20, 20), (24, 16, 3, 3), 1),    # the compiled product's panels
+    ((3, 6, 13, 17), (6, 2, 3, 3), 3),       # groups: BLAS
+    ((2, 4, 6, 7, 8), (5, 4, 3, 3, 3), 1),   # 3-D: F(2, 3)
+    ((2, 3, 30), (4, 3, 3), 1),
+])
+def test_bias_is_added_as_the_output_is_written(xs, ws, groups, dtype):
+    rng = np.random.default_rng(sum(xs))
+    x = rng.standard_normal(xs).astype(dtype)
+    w = rng.standard_normal(ws).astype(dtype)
+    b = (100 * rng.standard_normal(ws[0])).astype(dtype)  # large: a missed bias shows
+    conv = {1: torch.nn.functional.conv1d, 2: torch.nn.functional.conv2d,
+            3: torch.nn.functional.conv3d}[len(ws) - 2]
+    ref = conv(*(torch.from_numpy(a.astype(np.float64)) for a in (x, w, b)), padding=1,
+               groups=groups).numpy()
+    y = ndconv.conv(x, w, b, 1, 1, 1, groups, method="winograd")
+    tol = 1e-13 if dtype == np.float64 else 1e-5
+    assert np.abs(y - ref).max() <= tol * np.abs(ref).max()
+    # values that need scaling (their transforms would overflow): bias after it
+    big = np.finfo(dtype).max / 8
+    xb = x / np.abs(x).max() * np.sqrt(big)
+    wb = w / np.abs(w).max() * np.sqrt(big)
+    yb = ndconv.conv(xb, wb, b, 1, 1, 1, groups, method="winograd")
+    refb = ndconv.conv(xb, wb, b, 1, 1, 1, groups, method="direct")
+    assert np.all(np.isfinite(yb))
+    assert np.abs(yb - refb).max() <= 1e-4 * np.abs(refb).max()

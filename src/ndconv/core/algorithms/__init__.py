@@ -92,30 +92,38 @@ def execute(
     """
     # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
     with np.errstate(invalid="ignore", over="ignore"):
-        if bias is None:
-            return _scaled_run(algo, x, w, spec, data)
-        if algo.run_bias is not None and algo.magnitude_growth is None:
-            return algo.run_bias(x, w, spec, bias)
-        return add_bias(_scaled_run(algo, x, w, spec, data), bias)
+        return _scaled_run(algo, x, w, spec, data, bias)
+
+
+def _unscaled_run(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpec,
+                  bias: NDArray[Any] | None) -> NDArray[Any]:
+    """``algo``'s correlation plus ``bias`` (None: none), by its ``run_bias`` if any."""
+    if bias is None:
+        return algo.run(x, w, spec)
+    if algo.run_bias is not None:
+        return algo.run_bias(x, w, spec, bias)
+    return add_bias(algo.run(x, w, spec), bias)
 
 
 def _scaled_run(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpec,
-                data: Survey | None) -> NDArray[Any]:
-    """The body of :func:`execute` (inside its ``errstate``), without the bias."""
+                data: Survey | None, bias: NDArray[Any] | None) -> NDArray[Any]:
+    """The body of :func:`execute` (inside its ``errstate``)."""
     if algo.magnitude_growth is None or spec.dtype.kind != "f":
-        return algo.run(x, w, spec)
+        return _unscaled_run(algo, x, w, spec, bias)
     from .survey import max_abs
 
     mx = data.max_abs if data is not None else max_abs(x)
     mw = data.w_max_abs if data is not None else max_abs(w)
     if not (math.isfinite(mx) and math.isfinite(mw)) or mx == 0 or mw == 0:
-        return algo.run(x, w, spec)
+        return _unscaled_run(algo, x, w, spec, bias)
     if mx * mw * algo.magnitude_growth(spec) <= np.finfo(spec.dtype).max / 4:
-        return algo.run(x, w, spec)
+        return _unscaled_run(algo, x, w, spec, bias)
+    # (the bias after scaling back: scaled, it could fall below the normal range)
     ex, ew = math.frexp(mx)[1], math.frexp(mw)[1]
     out = algo.run(np.ldexp(x, -ex).astype(spec.dtype, copy=False),
                    np.ldexp(w, -ew).astype(spec.dtype, copy=False), spec)
-    return np.ldexp(out, ex + ew, out=out)
+    out = np.ldexp(out, ex + ew, out=out)
+    return out if bias is None else add_bias(out, bias)
 
 
 def run(x: AnyArray, w: AnyArray, spec: CorrSpec, method: str = "auto",

@@ -183,11 +183,12 @@ def input_transform(xl, vp, tile_base, pos_off, m, ndim):
 
 
 @njit(nogil=True, cache=True)
-def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):
+def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim, bias):
     # mm: (a^N, P, O) products, a^N in C order over (k_{N-1}, ..., k_0);
     # out: (B, O, prod(S_out)); tile_origin[p]:
     # first output coordinate of tile p per dim. Positions past S_out
-    # (edge tiles) are dropped.
+    # (edge tiles) are dropped. bias: (O,) added as each value is written, or
+    # empty for none (a branch, not + 0: -0.0 stays -0.0).
     a = m + 2
     kind = 1 if m == 4 else 3
     A, P, O = mm.shape
@@ -230,8 +231,12 @@ def output_transform(mm, out, tile_b, tile_origin, s_out, m, ndim):
             if not inside:
                 continue
             row = src[q]
-            for o in range(U64(O)):
-                out[b, o, flat] = row[o]
+            if bias.shape[0]:
+                for o in range(U64(O)):
+                    out[b, o, flat] = row[o] + bias[o]
+            else:
+                for o in range(U64(O)):
+                    out[b, o, flat] = row[o]
 
 
 #: Values per dim each kind reads and writes (the matrices' shapes).
