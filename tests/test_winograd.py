@@ -439,3 +439,46 @@ def test_bias_is_added_as_the_output_is_written(xs, ws, groups, dtype):
     refb = ndconv.conv(xb, wb, b, 1, 1, 1, groups, method="direct")
     assert np.all(np.isfinite(yb))
     assert np.abs(yb - refb).max() <= 1e-4 * np.abs(refb).max()
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_weight_gradient_reads_grad_out_in_place_others_get_a_contiguous_copy(compiled,
+                                                                               monkeypatch):
+    # The weight gradient's kernel is grad_out with its batch and channel axes
+    # swapped: Winograd (any_kernel_layout) reads that view in place; a method
+    # that does not declare it gets a C-contiguous kernel from the dispatcher.
+    if not compiled:
+        _numpy_path(monkeypatch)
+    from ndconv.algorithms import ALGORITHMS
+
+    assert ALGORITHMS["winograd"].any_kernel_layout
+    assert not ALGORITHMS["gemm"].any_kernel_layout
+    import dataclasses
+
+    seen = {}
+    for name in ("winograd", "gemm"):
+        real = ALGORITHMS[name].run
+
+        def spy(x, w, spec, real=real, name=name):
+            seen.setdefault(name, []).append(w)
+            return real(x, w, spec)
+
+        monkeypatch.setitem(ALGORITHMS, name, dataclasses.replace(
+            ALGORITHMS[name], run=spy, run_bias=None, prepared=None))
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((4, 3, 10, 10))
+    w = rng.standard_normal((5, 3, 3, 3))
+    gy = rng.standard_normal((4, 5, 10, 10))
+    ref = _torch_grads(x, w, gy, 1, 1, "zeros")
+    for method in ("winograd", "gemm"):
+        gx, gw, gb = ndconv.conv_backward(gy, x, w, 1, 1, method=method)
+        for got, want in zip((gx, gw), ref):
+            assert np.abs(got - want).max() <= 1e-12 * np.abs(want).max()
+        kernels = seen[method]
+        grad_out_kernel = [k for k in kernels if k.shape == (5, 4, 10, 10)]
+        assert len(grad_out_kernel) == 1
+        if method == "winograd":
+            assert np.shares_memory(grad_out_kernel[0], gy)
+            assert not grad_out_kernel[0].flags.c_contiguous
+        else:
+            assert grad_out_kernel[0].flags.c_contiguous

@@ -92,7 +92,14 @@ def execute(
     """
     # NaN, Inf and overflow are values here, as in PyTorch: no RuntimeWarning.
     with np.errstate(invalid="ignore", over="ignore"):
-        return _scaled_run(algo, x, w, spec, data, bias)
+        return _scaled_run(algo, x, _kernel_for(algo, w), spec, data, bias)
+
+
+def _kernel_for(algo: Algorithm, w: AnyArray) -> AnyArray:
+    """``w`` as ``algo`` reads it: C-contiguous unless it takes any layout."""
+    if type(w) is np.ndarray and not (algo.any_kernel_layout or w.flags.c_contiguous):
+        return np.ascontiguousarray(w)
+    return w
 
 
 def _unscaled_run(algo: Algorithm, x: NDArray[Any], w: NDArray[Any], spec: CorrSpec,
@@ -257,7 +264,7 @@ def run_prepared(prepared: Prepared, x: AnyArray, w: AnyArray,
     if algo is None or _memory.has_explicit_limit():
         return run(x, w, prepared.spec, prepared.method, bias)
     if prepared.call is not None:
-        out = prepared.call(x, w, bias)
+        out = prepared.call(x, _kernel_for(algo, w), bias)
         if out is not None:
             return out
     return execute(algo, x, w, prepared.spec, bias=bias)

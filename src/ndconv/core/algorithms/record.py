@@ -113,6 +113,11 @@ class Algorithm:
         dispatcher's NumPy error state (the call raises no floating-point
         warnings); ``call`` returns None to decline (numba hidden since).
         None: the prepared call goes through :func:`ndconv.algorithms.execute`.
+    any_kernel_layout : bool
+        True when ``run`` reads a NumPy kernel of any memory layout in place
+        (the weight gradient's kernel is ``grad_out`` with its batch and
+        channel axes swapped, a view). False: the dispatcher hands it a
+        C-contiguous kernel, copying one that is not.
     arrays : tuple of str
         The array libraries ``run`` computes on: ``("numpy",)`` for the CPU
         algorithms (BLAS, SciPy, numba, ``as_strided``), which need NumPy
@@ -132,6 +137,7 @@ class Algorithm:
     workspace_bytes: Callable[[CorrSpec], int] = padded_and_output_bytes
     applies: Optional[Callable[[CorrSpec, Any], Optional[str]]] = None
     run_bias: Optional[Callable[[Any, Any, CorrSpec, Any], Any]] = None
+    any_kernel_layout: bool = False
     arrays: tuple[str, ...] = ("numpy",)
     prepared: Optional[Callable[[CorrSpec], Optional[Callable[[Any, Any, Any], Any]]]] = None
 

@@ -261,11 +261,12 @@ def max_abs(a: NDArray[Any]) -> float:
     bits (as :func:`_fast_x_stats` does): one vectorised integer pass, where
     NumPy takes a maximum and a minimum.
     """
-    if (a.dtype in (np.float32, np.float64) and a.size
-            and (a.flags.c_contiguous or a.flags.f_contiguous) and _compiled() is not None):
+    flat = (_flat_memory(a) if a.dtype in (np.float32, np.float64) and a.size
+            and _compiled() is not None else None)
+    if flat is not None:
         bits = np.dtype(f"u{a.itemsize}")
         mag = bits.type(np.iinfo(bits).max >> 1)
-        peak = _piece_bits(a.ravel(order="K").view(bits), mag, mag ^ mag)
+        peak = _piece_bits(flat.view(bits), mag, mag ^ mag)
         return float(np.array(peak, bits).view(a.dtype))
     with np.errstate(invalid="ignore"):
         return float(max(np.max(a), -np.min(a)))
@@ -339,14 +340,20 @@ def _planes_memory(x: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]] | None:
         if n > 1 and st != step:
             return None
         step *= n
-    order = sorted(range(x.ndim), key=lambda i: -x.strides[i])
-    xt = x.transpose(order)
-    if not xt.flags.c_contiguous:
+    flat = _flat_memory(x)
+    if flat is None:
         return None
     step = np.array(x.strides[:2], np.int64) // x.itemsize
     offs = (np.arange(x.shape[0], dtype=np.int64)[:, None] * step[0]
             + np.arange(x.shape[1], dtype=np.int64)[None, :] * step[1])
-    return xt.reshape(-1), offs
+    return flat, offs
+
+
+def _flat_memory(a: NDArray[Any]) -> NDArray[Any] | None:
+    """A 1-D view of the memory of ``a`` where ``a`` is a C-ordered array with
+    its axes permuted (a transposed view, a Fortran-ordered array), else None."""
+    at = a.transpose(sorted(range(a.ndim), key=lambda i: -a.strides[i]))
+    return at.reshape(-1) if at.flags.c_contiguous else None
 
 
 class Survey:

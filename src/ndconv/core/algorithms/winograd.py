@@ -644,5 +644,5 @@ from .record import Algorithm, add_bias, always  # noqa: E402
 ALGORITHM = Algorithm(
     name="winograd", supports=supports, run=run, estimate=estimate, reason=reason,
     mixes_nonfinite=always, error_growth=error_growth, magnitude_growth=magnitude_growth,
-    workspace_bytes=workspace_bytes, run_bias=run_bias,
+    workspace_bytes=workspace_bytes, run_bias=run_bias, any_kernel_layout=True,
 )
