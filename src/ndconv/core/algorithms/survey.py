@@ -61,6 +61,9 @@ def _block_means(a: NDArray[Any], block: Shape, channels: int) -> NDArray[Any]:
 
 _COMPILED = None
 
+#: The bits' maximum of a 1-D piece (compiled, set by :func:`_build`).
+_piece_bits: Any = None
+
 
 def _compiled() -> Any:
     """The compiled statistics pass, or None without numba."""
@@ -343,9 +346,9 @@ def _planes_memory(x: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]] | None:
     flat = _flat_memory(x)
     if flat is None:
         return None
-    step = np.array(x.strides[:2], np.int64) // x.itemsize
-    offs = (np.arange(x.shape[0], dtype=np.int64)[:, None] * step[0]
-            + np.arange(x.shape[1], dtype=np.int64)[None, :] * step[1])
+    sb, sc = x.strides[0] // x.itemsize, x.strides[1] // x.itemsize
+    offs = (np.arange(x.shape[0], dtype=np.int64)[:, None] * sb
+            + np.arange(x.shape[1], dtype=np.int64)[None, :] * sc)
     return flat, offs
 
 
