@@ -271,3 +271,75 @@ def test_scatter_product_runs_blas_on_one_thread(monkeypatch, two_threads):
     torch = pytest.importorskip("torch")
     ref = torch.nn.grad.conv2d_input(x.shape, torch.from_numpy(w), torch.from_numpy(gy), 2, 3)
     np.testing.assert_allclose(gx, ref.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_side_by_side_runs_each_piece_on_one_thread_of_its_own(two_threads):
+    before = _blas_counts()
+    seen = []
+    gate = threading.Barrier(2, timeout=20)  # both pieces must be running at once
+
+    def piece(tag):
+        def run():
+            gate.wait()
+            seen.append((tag, threading.get_ident(), ndconv.get_num_threads(),
+                         [n for _, n in _blas_counts()]))
+            return tag
+        return run
+
+    assert threads.side_by_side(piece("a"), piece("b")) == ("a", "b")
+    (_, ta, na, blas_a), (_, tb, nb, blas_b) = sorted(seen)
+    assert ta != tb and na == nb == 1
+    assert set(blas_a) == set(blas_b) == {1}  # BLAS on one thread meanwhile
+    assert _blas_counts() == before and ndconv.get_num_threads() == 2
+
+
+def test_side_by_side_raises_the_error_and_runs_serially_on_one_thread(two_threads):
+    def boom():
+        raise ValueError("second piece failed")
+
+    with pytest.raises(ValueError, match="second piece failed"):
+        threads.side_by_side(lambda: 1, boom)
+    ndconv.set_num_threads(1)
+    order = []
+    assert threads.side_by_side(lambda: order.append(threading.get_ident()) or 1,
+                                lambda: order.append(threading.get_ident()) or 2) == (1, 2)
+    assert order == [threading.get_ident()] * 2  # one thread set: in the caller, in order
+
+
+@pytest.mark.parametrize("xs, ws, stride, padding", [
+    ((8, 64, 30, 30), (64, 64, 3, 3), 1, 1),       # Winograd's gradients
+    ((4, 32, 2100), (48, 32, 9), 1, 0),            # gemm's (1-D)
+    ((2, 8, 18, 36, 36), (16, 8, 3, 3, 3), 2, 1),  # strided 3-D
+])
+def test_backward_gradients_side_by_side_match_torch(monkeypatch, two_threads, xs, ws,
+                                                     stride, padding):
+    torch = pytest.importorskip("torch")
+    from ndconv.core import functional
+
+    calls = []
+    real = threads.side_by_side
+
+    def counted(a, b):
+        calls.append(True)
+        return real(a, b)
+
+    monkeypatch.setattr(threads, "side_by_side", counted)
+    monkeypatch.setattr(functional, "BOTH_GRADS_MACS", 2**20)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = (rng.standard_normal(ws) / np.sqrt(np.prod(ws[1:]))).astype(np.float32)
+    y = ndconv.conv(x, w, None, stride, padding)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    xt, wt = (torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w))
+    conv = (torch.nn.functional.conv1d, torch.nn.functional.conv2d,
+            torch.nn.functional.conv3d)[len(ws) - 3]
+    conv(xt, wt, None, stride, padding).backward(torch.from_numpy(gy.astype(np.float64)))
+    for _ in range(2):  # the first call, then the prepared one
+        gx, gw, gb = ndconv.conv_backward(gy, x, w, stride, padding)
+        for got, want in ((gx, xt.grad.numpy()), (gw, wt.grad.numpy()),
+                          (gb, gy.astype(np.float64).sum(axis=(0, *range(2, gy.ndim))))):
+            assert np.abs(got - want).max() <= 2e-5 * np.abs(want).max()
+    assert len(calls) == 2
+    _, gw1, _ = ndconv.conv_backward(gy, x, w, stride, padding, input_grad=False)
+    assert len(calls) == 2  # one gradient: nothing beside it (on both threads)
+    assert np.abs(gw1 - wt.grad.numpy()).max() <= 2e-5 * np.abs(wt.grad.numpy()).max()

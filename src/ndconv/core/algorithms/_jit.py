@@ -214,6 +214,15 @@ def set_threads(n):
     _LAUNCHED.append(True)
 
 
+def numba_threads():
+    """numba's thread count in the calling thread, or None before its pool
+    was started by :func:`set_threads` (or without numba)."""
+    import sys
+
+    numba = sys.modules.get("numba")
+    return numba.get_num_threads() if numba is not None and _LAUNCHED else None
+
+
 #: Non-empty once numba's thread pool has been started by :func:`set_threads`.
 _LAUNCHED: list = []
 

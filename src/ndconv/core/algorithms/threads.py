@@ -42,9 +42,90 @@ def get_num_threads() -> int:
     Returns
     -------
     int
-        The value given to :func:`set_num_threads`, or the usable CPU count.
+        The value given to :func:`set_num_threads`, or the usable CPU count
+        (inside :func:`threads_here`, in that thread: its count).
     """
-    return _state["threads"] or _cpu_count()
+    return getattr(_here, "threads", None) or _state["threads"] or _cpu_count()
+
+
+#: Per Python thread: the thread count of a :func:`threads_here` section.
+_here = threading.local()
+
+
+@contextlib.contextmanager
+def threads_here(n: int) -> Iterator[None]:
+    """Context: ndconv's algorithms run on ``n`` threads in the calling thread.
+
+    For independent pieces of work run side by side (:func:`side_by_side`):
+    each piece's methods then take their share of the cores (their chunks,
+    numba's loops, ``scipy.fft``'s workers); BLAS's count is process-wide
+    and the caller's to set (:func:`blas_single_thread`). Other threads keep
+    the process setting.
+    """
+    from ._jit import numba_threads, set_threads
+
+    keep, keep_numba = getattr(_here, "threads", None), numba_threads()
+    _here.threads = n
+    set_threads(n)  # numba's count is per thread too
+    try:
+        yield
+    finally:
+        _here.threads = keep
+        if keep_numba:
+            set_threads(keep_numba)
+
+
+def side_by_side(first: Callable[[], _R], second: Callable[[], _R]) -> tuple[_R, _R]:
+    """``(first(), second())``, the two at once, each on half of ndconv's threads.
+
+    Two independent computations that each scale poorly on 2 cores (a
+    backward pass's weight and input gradients: their survey passes, copies
+    and serial transforms leave a core idle) finish sooner side by side than
+    one after the other on all cores. Called from the main thread with more
+    than one thread set; otherwise (or if a thread cannot start) one after
+    the other, as called. BLAS is on one thread meanwhile; NumPy's error
+    state is the caller's in both; the first error raised is re-raised.
+    """
+    n = get_num_threads()
+    if n < 2 or threading.current_thread() is not threading.main_thread():
+        return first(), second()
+    errs = np.geterr()
+    out: list[Any] = [None, None]
+    errors: list[BaseException] = []
+
+    def run(i: int, fn: Callable[[], _R]) -> None:
+        try:
+            with np.errstate(**errs), threads_here(n // 2 if i == 0 else n - n // 2):
+                out[i] = fn()
+        except BaseException as e:  # noqa: BLE001 (re-raised below)
+            errors.append(e)
+
+    with blas_single_thread():
+        try:
+            done = _helper().submit(run, 1, second)
+        except RuntimeError:  # no thread to be had: one after the other
+            return first(), second()
+        try:
+            run(0, first)
+        finally:
+            done.result()
+    if errors:
+        raise errors[0]
+    return out[0], out[1]
+
+
+_helpers: list[Any] = []
+
+
+def _helper() -> Any:
+    """The one kept thread :func:`side_by_side` runs its second piece on (a
+    thread per call would start and end one for every backward pass)."""
+    with _lock:
+        if not _helpers:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _helpers.append(ThreadPoolExecutor(1, thread_name_prefix="ndconv-side"))
+        return _helpers[0]
 
 
 def set_num_threads(n: int | None) -> bool:
