@@ -343,3 +343,21 @@ def test_backward_gradients_side_by_side_match_torch(monkeypatch, two_threads, x
     _, gw1, _ = ndconv.conv_backward(gy, x, w, stride, padding, input_grad=False)
     assert len(calls) == 2  # one gradient: nothing beside it (on both threads)
     assert np.abs(gw1 - wt.grad.numpy()).max() <= 2e-5 * np.abs(wt.grad.numpy()).max()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_side_by_side_in_a_child_forked_after_it_ran(two_threads):
+    # The child inherits the kept helper thread's executor but not the thread:
+    # side_by_side there must start its own, not wait on the parent's forever.
+    assert threads.side_by_side(lambda: 1, lambda: 2) == (1, 2)  # the helper exists
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(_side_by_side_in_child)
+        assert result.get(timeout=60) == (3, 4)
+
+
+def _side_by_side_in_child():
+    ndconv.set_num_threads(2)
+    return threads.side_by_side(lambda: 3, lambda: 4)

@@ -114,18 +114,23 @@ def side_by_side(first: Callable[[], _R], second: Callable[[], _R]) -> tuple[_R,
     return out[0], out[1]
 
 
-_helpers: list[Any] = []
+#: ``{process id: executor}`` of :func:`_helper`.
+_helpers: dict[int, Any] = {}
 
 
 def _helper() -> Any:
     """The one kept thread :func:`side_by_side` runs its second piece on (a
-    thread per call would start and end one for every backward pass)."""
+    thread per call would start and end one for every backward pass), per
+    process: a child forked after it was started inherits the executor but
+    not its thread, and work handed to it would wait forever."""
+    pid = os.getpid()
     with _lock:
-        if not _helpers:
+        if pid not in _helpers:
             from concurrent.futures import ThreadPoolExecutor
 
-            _helpers.append(ThreadPoolExecutor(1, thread_name_prefix="ndconv-side"))
-        return _helpers[0]
+            _helpers.clear()  # (a parent's, in a forked child: its thread is not here)
+            _helpers[pid] = ThreadPoolExecutor(1, thread_name_prefix="ndconv-side")
+        return _helpers[pid]
 
 
 def set_num_threads(n: int | None) -> bool:
