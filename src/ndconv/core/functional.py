@@ -784,12 +784,8 @@ def conv_backward(
     if not input_grad:
         return None, _weight_grad(be, gyb, xc, spec, method), gb
     wc = be.conj(w)
-    if be.numpy:
-        gw, gx = _both_grads(spec, lambda: _weight_grad(be, gyb, xc, spec, method),
-                             lambda: _input_grad(be, gyb, wc, spec, method, gradient=True))
-    else:
-        gw = _weight_grad(be, gyb, xc, spec, method)
-        gx = _input_grad(be, gyb, wc, spec, method, gradient=True)
+    gw, gx = _both_grads(spec, lambda: _weight_grad(be, gyb, xc, spec, method),
+                         lambda: _input_grad(be, gyb, wc, spec, method, gradient=True))
     return (gx[0, ...] if unbatched else gx), gw, gb
 
 
@@ -800,9 +796,9 @@ BOTH_GRADS_MACS = 2**27
 
 def _both_grads(spec: CorrSpec, weight: Callable[[], Any],
                 inp: Callable[[], Any]) -> tuple[Any, Any]:
-    """``(weight(), inp())``: the weight and input gradients of a NumPy
-    backward pass, side by side on two threads (each on one thread inside)
-    for a layer of :data:`BOTH_GRADS_MACS` or more.
+    """``(weight(), inp())``: the weight and input gradients of a backward
+    pass, side by side (each on half of the threads) for NumPy arrays and a
+    layer of :data:`BOTH_GRADS_MACS` or more; other libraries' one after the other.
 
     On 2 cores each gradient alone scales poorly (its survey of grad_out,
     the kernel copies and transforms are serial; a 128-channel 28x28 layer's
@@ -816,8 +812,8 @@ def _both_grads(spec: CorrSpec, weight: Callable[[], Any],
     from .algorithms import GUARD_BYTES, padded_and_output_bytes
     from .algorithms.threads import side_by_side
 
-    if (spec.macs < BOTH_GRADS_MACS or padded_and_output_bytes(spec) > GUARD_BYTES
-            or _memory.has_explicit_limit()):
+    if (not spec.numpy or spec.macs < BOTH_GRADS_MACS
+            or padded_and_output_bytes(spec) > GUARD_BYTES or _memory.has_explicit_limit()):
         return weight(), inp()
     return side_by_side(weight, inp)
 

@@ -265,7 +265,7 @@ def max_abs(a: NDArray[Any]) -> float:
     bits (as :func:`_fast_x_stats` does): one vectorised integer pass, where
     NumPy takes a maximum and a minimum.
     """
-    flat = (_flat_memory(a) if a.dtype in (np.float32, np.float64) and a.size
+    flat = (flat_memory(a) if a.dtype in (np.float32, np.float64) and a.size
             and _compiled() is not None else None)
     if flat is not None:
         bits = np.dtype(f"u{a.itemsize}")
@@ -303,7 +303,8 @@ def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
     bits = np.dtype(f"u{x.dtype.itemsize}")
     mag = bits.type(np.iinfo(bits).max >> 1)
     stats, plane_stats = _compiled()
-    run = math.prod(mid_shape) * S[-1]
+    M = math.prod(mid_shape)
+    run = M * S[-1]
     # Rows of 64 or more vectorise in stats' own loops, with fewer passes;
     # 1-D signals' short blocks do not (16 x 64 x 4096 in blocks of 5: 12.6 ms
     # there).
@@ -315,8 +316,8 @@ def _fast_x_stats(x: NDArray[Any], block: Shape) -> tuple[float, float] | None:
         ntask = -(-nrow // per_task)
         top_bits = np.empty((B, ntask), bits)
         total, smallest = np.empty((B, ntask)), np.empty((B, ntask))
-        plane_stats(flat, flat.view(bits), mag, offs, S[0], math.prod(mid_shape), S[-1],
-                    block[0], per_task, mid, mid_size, block[-1], top_bits, total, smallest)
+        plane_stats(flat, flat.view(bits), mag, offs, S[0], M, S[-1], block[0], per_task,
+                    mid, mid_size, block[-1], top_bits, total, smallest)
         top = np.zeros(1, x.dtype)
     else:
         top, top_bits = np.empty((B, ntask), x.dtype), np.empty((B, ntask), bits)
@@ -344,7 +345,7 @@ def _planes_memory(x: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]] | None:
         if n > 1 and st != step:
             return None
         step *= n
-    flat = _flat_memory(x)
+    flat = flat_memory(x)
     if flat is None:
         return None
     sb, sc = x.strides[0] // x.itemsize, x.strides[1] // x.itemsize
@@ -353,9 +354,10 @@ def _planes_memory(x: NDArray[Any]) -> tuple[NDArray[Any], NDArray[Any]] | None:
     return flat, offs
 
 
-def _flat_memory(a: NDArray[Any]) -> NDArray[Any] | None:
+def flat_memory(a: NDArray[Any]) -> NDArray[Any] | None:
     """A 1-D view of the memory of ``a`` where ``a`` is a C-ordered array with
-    its axes permuted (a transposed view, a Fortran-ordered array), else None."""
+    its axes permuted (a transposed view, a Fortran-ordered array), else None
+    (the one home of that test: :mod:`.winograd_dual` reads its arrays so too)."""
     at = a.transpose(sorted(range(a.ndim), key=lambda i: -a.strides[i]))
     return at.reshape(-1) if at.flags.c_contiguous else None
 

@@ -252,11 +252,12 @@ def _memory(a):
     """``(flat, strides)``: a 1-D view of the memory of ``a`` and its strides in
     elements, so that compiled kernels read any C-ordered permutation (such as
     a transposed view) in place; other layouts are copied first."""
-    order = sorted(range(a.ndim), key=lambda i: -a.strides[i])
-    if not a.transpose(order).flags.c_contiguous:
+    from .survey import flat_memory
+
+    flat = flat_memory(a)
+    if flat is None:
         a = np.ascontiguousarray(a)
-        order = list(range(a.ndim))
-    flat = a.transpose(order).reshape(-1)
+        flat = a.reshape(-1)
     return flat, np.array([s // a.itemsize for s in a.strides], np.int64)
 
 
