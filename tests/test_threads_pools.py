@@ -113,8 +113,8 @@ def test_matmul_picks_one_blas_thread_for_small_products_only(monkeypatch, two_t
     entered = []
 
     @contextlib.contextmanager
-    def record():
-        entered.append(True)
+    def record(numpy_only=False):
+        entered.append(numpy_only)  # np.matmul alone: only NumPy's BLAS to limit
         yield
 
     monkeypatch.setattr(threads, "blas_single_thread", record)
@@ -123,7 +123,31 @@ def test_matmul_picks_one_blas_thread_for_small_products_only(monkeypatch, two_t
     a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
     np.testing.assert_allclose(threads.matmul(a, b), np.einsum("ik,kj->ij", a, b), rtol=1e-12,
                                atol=1e-10)
-    assert bool(entered) == single
+    assert entered == ([True] if single else [])
+
+
+def test_numpy_only_section_limits_numpys_blas_alone_and_nests_under_a_full_one(two_threads):
+    pytest.importorskip("scipy.linalg")  # a second OpenBLAS, SciPy's own
+    before = _blas_counts()
+    numpys = [p for p, _ in before  # the wheel's OpenBLAS, in numpy.libs (or numpy/)
+              if any(os.sep + d + os.sep in p for d in ("numpy.libs", "numpy"))]
+    if len(before) < 2 or len(numpys) != 1:
+        pytest.skip("NumPy's BLAS is not a library of its own here")
+    seen = {}
+    with threads.blas_single_thread(numpy_only=True):
+        seen["numpy only"] = _blas_counts()
+        with threads.blas_single_thread():  # a full section inside: every library
+            seen["full inside"] = _blas_counts()
+        seen["after full"] = _blas_counts()
+    seen["after"] = _blas_counts()
+    assert seen["numpy only"] == [(p, 1 if p in numpys else 2) for p, _ in before]
+    assert seen["full inside"] == seen["after full"] == [(p, 1) for p, _ in before]
+    assert seen["after"] == before == [(p, 2) for p, _ in before]
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((300, 128)), rng.standard_normal((128, 96))
+    np.testing.assert_allclose(threads.matmul(a, b), np.einsum("ik,kj->ij", a, b), rtol=1e-12,
+                               atol=1e-10)
+    assert _blas_counts() == before
 
 
 def test_linear_same_values_on_one_and_two_threads_and_counts_restored():

@@ -217,8 +217,15 @@ _lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def blas_single_thread() -> Iterator[None]:
+def blas_single_thread(numpy_only: bool = False) -> Iterator[None]:
     """Context: BLAS on one thread, while ndconv runs its own threads around it.
+
+    ``numpy_only``: limit only the BLAS that NumPy's own products call, for a
+    section that runs nothing but ``np.matmul`` (:func:`matmul`): each
+    library costs a get and a set each way, and with OpenCV and SciPy
+    loaded there are three (measured: 6.5 us a section against 1.2, 2
+    threads, Zen 5), against a 10 us product. Where NumPy's BLAS cannot be
+    told apart (one shared library) every library is limited.
 
     Algorithms that split work into independent chunks (Winograd) run the
     chunks on :func:`get_num_threads` Python threads (NumPy releases the GIL);
@@ -252,13 +259,18 @@ def blas_single_thread() -> Iterator[None]:
             if _controller.get("modules") != len(sys.modules):
                 _load_scipy_blas()  # so that it is among them
                 _controller["modules"] = len(sys.modules)
-                _controller["blas"] = [lib for lib in ThreadpoolController().lib_controllers
-                                       if lib.user_api == "blas"]
+                blas = [lib for lib in ThreadpoolController().lib_controllers
+                        if lib.user_api == "blas"]
+                _controller["blas"] = blas
+                _controller["numpy"] = [lib for lib in blas if _is_numpys(lib.filepath)] or blas
             # Each library's own get/set (a C call, ~1 us): threadpoolctl's
             # limit() took ~30 us per section, a digits CNN's whole Linear layer.
-            libs = _controller["blas"]
-            _single["limiter"] = [(lib, lib.get_num_threads()) for lib in libs]
-            for lib in libs:
+            _single["limiter"] = []
+        # A section inside a NumPy-only one may need the other libraries too.
+        held = {id(lib) for lib, _ in _single["limiter"]}
+        for lib in _controller["numpy" if numpy_only else "blas"]:
+            if id(lib) not in held:
+                _single["limiter"].append((lib, lib.get_num_threads()))
                 lib.set_num_threads(1)
         _single["depth"] += 1
     try:
@@ -273,6 +285,14 @@ def blas_single_thread() -> Iterator[None]:
                 reapply, _single["reapply"] = _single["reapply"], False
                 if reapply:  # set_num_threads ran inside: its value wins
                     _set_blas(_state["threads"])
+
+
+def _is_numpys(path: str) -> bool:
+    """Whether the library at ``path`` ships inside NumPy (its wheel puts its
+    OpenBLAS in ``numpy.libs`` beside the package, or inside it)."""
+    root = os.path.dirname(os.path.realpath(np.__file__))
+    path = os.path.realpath(path)
+    return any(os.path.commonpath([path, d]) == d for d in (root, root + ".libs"))
 
 
 #: Products of fewer multiply-adds than this run with BLAS on one thread.
@@ -315,7 +335,7 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         stack = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
         one = a.shape[-2] * a.shape[-1] * b.shape[-1]
         if BLAS_SERIAL_MACS < one and math.prod(stack) * one < BLAS_THREAD_MACS:
-            with blas_single_thread():
+            with blas_single_thread(numpy_only=True):
                 return np.matmul(a, b)
     return np.matmul(a, b)
 
