@@ -35,9 +35,10 @@ from .threads import fft_workers
 _PER_BLOCK = 256
 
 #: Relative cost within which :func:`block_length` takes the shortest block.
-#: 1-D, 1M samples, 2048 taps, 1 thread (Zen 5, L2 1 MiB): the model's best
-#: length, 27000, cost 5.3 ms against 3.8-4.0 for 15360-25600 (model within
-#: 1% of each other); lengths above ~26000 ran 4.5-5.4 ms on 1 and 2 threads.
+#: 1-D, 1M samples 'same', 2048 taps, 1 thread (Zen 5, L2 1 MiB), each length
+#: forced: the model's best, 23328, took 4.9 ms, 15360-20480 3.8-4.2 (the
+#: model within 1% of each other from ~15k to ~32k), 26244-28125 5.2-5.4;
+#: alike on 2 threads. The transforms alone differ by ~10% among them.
 TIE = 0.01
 
 #: Upper bound on the complex buffers of one chunk of blocks, in bytes: small
