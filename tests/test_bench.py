@@ -128,3 +128,9 @@ def test_time_interleaved_times_each_call_after_its_own_settling_call(monkeypatc
     got = timing.time_interleaved([("j", jit_like)], repeats=2)
     assert log == ["j", "j", "j", "j", "j", "j"]
     assert got == {"j": 0.5}
+    # One shorter than WAKE_S gets two settling calls in every round.
+    log.clear()
+    monkeypatch.setattr(timing, "WAKE_S", 1.0)
+    got = timing.time_interleaved([("a", make("a", 0.5)), ("b", make("b", 2.0))], repeats=2)
+    assert log == ["a", "a", "b", "b", "a", "a", "a", "b", "a", "a", "a", "b"]
+    assert got == {"a": 0.5, "b": 2.0}

@@ -73,6 +73,10 @@ SLOW_S = 3.0
 #: A call shorter than this gets one untimed call before its timed one in every round.
 SETTLE_S = 0.25
 
+#: A call shorter than this gets two: the call after the one that woke the
+#: threads from their sleep paid a host tick (4 ms) on the development VM.
+WAKE_S = 0.02
+
 #: Seconds of sleep before each library's turn in a round, so that the threads
 #: the library before it left spinning (OpenMP, OpenBLAS) have gone to sleep.
 PAUSE_S = 0.03
@@ -106,7 +110,8 @@ def time_interleaved(
 
     In every round each callable's turn starts with a pause of
     :data:`PAUSE_S`, and one shorter than :data:`SETTLE_S` is then called
-    twice, only the second call timed. Thread pools keep spinning on the
+    once untimed before its timed call (twice if shorter than
+    :data:`WAKE_S`). Thread pools keep spinning on the
     cores for milliseconds after a call returns (PyTorch's OpenMP threads,
     numba's, OpenBLAS's), and the next library's call on 2 threads ran up to
     2x slower because of it (the stem layer: ndconv 1.9 ms after its own
@@ -115,6 +120,17 @@ def time_interleaved(
     calls one after another, so each is timed as it runs after itself, still
     in the same rounds, under the same load.
 
+    The pause has a cost of its own on a VM: an idle vCPU's threads wake
+    late. On the Zen 5 development VM (cpuidle haltpoll) the first two calls
+    after a 30 ms pause each took one 4.0 ms host tick more in about half of
+    the rounds, in runs that came and went, whatever the library: a numba
+    ``prange`` loop of 0.05 ms, ``torch.sin`` of 0.1 ms on 2 threads, ndconv's
+    1->6 k5 layer (0.16 ms after itself, 4.14 ms timed after one settling
+    call); the third call never did. With ``GOMP_SPINCOUNT=0`` or ``1000``
+    libgomp's threads sleep at once and wake in 0.15 ms: the tick is paid by
+    threads that spun and were descheduled by the host. Calls that short
+    therefore get a second settling call.
+
     The minor page faults of each timed call are counted too (the result's
     ``faults``): fresh pages cost ~6 us each on the development VM, and
     whether a library's buffers come from fresh pages depends on what ran
@@ -122,7 +138,7 @@ def time_interleaved(
     per call, 3.8-4.5 ms with none).
     """
     rounds = {}
-    settle = {}
+    settle: dict[str, int] = {}
     for name, fn in impls:
         t0 = time.perf_counter()
         fn()
@@ -136,7 +152,7 @@ def time_interleaved(
             fn()
             took = time.perf_counter() - t0
         rounds[name] = 1 if took > SLOW_S else repeats
-        settle[name] = took < SETTLE_S
+        settle[name] = 2 if took < WAKE_S else 1 if took < SETTLE_S else 0
     times: dict[str, list[float]] = {name: [] for name, _ in impls}
     faults: dict[str, list[int]] = {name: [] for name, _ in impls}
     for r in range(repeats):
@@ -144,7 +160,7 @@ def time_interleaved(
             if r >= rounds[name]:
                 continue
             time.sleep(PAUSE_S)
-            if settle[name]:
+            for _ in range(settle[name]):
                 fn()
             f0 = _minor_faults()
             t0 = time.perf_counter()
