@@ -12,6 +12,8 @@ cropping, batch 1, non-contiguous input); the float32 bound is 1e-5 of
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -210,3 +212,38 @@ def test_threads_give_the_same_result(everywhere):
             np.testing.assert_allclose(one, two, rtol=0, atol=1e-5 * np.abs(one).max())
     finally:
         ndconv.set_num_threads(before)
+
+
+@pytest.mark.parametrize("xs, pairs, phases", [
+    ((1, 3, 224, 224), ((3, 3), (3, 3)), 2),  # the stem layer
+    ((2, 3, 9, 11), ((0, 2), (1, 3)), 3),
+    ((1, 2, 7), ((2, 0),), 4),  # more phases than padding on the left
+    ((1, 1, 4, 5, 6), ((1, 1), (0, 2), (3, 1)), 2),
+    ((1, 1, 3, 1), ((0, 0), (2, 2)), 2),  # one column
+])
+def test_padded_planes_is_pad_then_split(xs, pairs, phases):
+    # The one-pass layout against the two passes it replaces (np.pad's zeros,
+    # then the split of the last dim into planes).
+    x = np.random.default_rng(0).standard_normal(xs).astype(np.float32)
+    # (the fields of a CorrSpec that it reads)
+    spec = SimpleNamespace(pairs=pairs, padding_mode="zeros", lhs_dilation=(1,) * len(pairs),
+                           dtype=np.dtype(np.float32))
+    got, plane = gemm._padded_planes(x, spec, phases)
+    ref = np.pad(x, [(0, 0), (0, 0), *pairs])
+    L = ref.shape[-1]
+    want_plane = -(-L // phases)
+    ref = np.pad(ref, [(0, 0)] * (ref.ndim - 1) + [(0, want_plane * phases - L)])
+    want = np.concatenate([ref[..., ph::phases] for ph in range(phases)], axis=-1)
+    assert plane == want_plane
+    np.testing.assert_array_equal(got, want)
+
+
+def test_padded_planes_leaves_other_forms_to_pad():
+    x = np.ones((1, 1, 4, 4), np.float32)
+    form = dict(pairs=((1, 1), (1, 1)), padding_mode="zeros", lhs_dilation=(1, 1),
+                dtype=np.dtype(np.float32))
+    assert gemm._padded_planes(x, SimpleNamespace(**form), 2) is not None
+    for change in (dict(padding_mode="reflect"), dict(lhs_dilation=(1, 2)),
+                   dict(pairs=((1, 1), (-1, 1)))):
+        assert gemm._padded_planes(x, SimpleNamespace(**{**form, **change}), 2) is None
+    assert gemm._padded_planes(x, SimpleNamespace(**form), 1) is None

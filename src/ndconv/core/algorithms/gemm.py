@@ -545,6 +545,37 @@ def _split_last(xp, phases):
     return xs.reshape(*lead, phases * plane), plane
 
 
+def _padded_planes(x, spec, phases):
+    """``(xs, plane)``: ``x`` zero-padded by ``spec`` and split as by
+    :func:`_split_last`, in one pass, or None where that does not apply
+    (other padding modes, cropping, input dilation, one phase).
+
+    Padding, then splitting, copies the input twice: 0.08 of the stem
+    layer's 0.63 ms on 2 threads (3->64 k7 s2 on 224x224); here each phase
+    is one strided copy into its plane of a zeroed array.
+    """
+    pairs = spec.pairs
+    if (phases == 1 or spec.padding_mode != "zeros" or any(r != 1 for r in spec.lhs_dilation)
+            or any(lo < 0 or hi < 0 for lo, hi in pairs)):
+        return None
+    n = len(pairs)
+    S = x.shape[-n:]
+    Sp = [s + lo + hi for s, (lo, hi) in zip(S, pairs)]
+    plane = -(-Sp[-1] // phases)
+    xs = np.zeros((*x.shape[:-n], *Sp[:-1], phases * plane), dtype=spec.dtype)
+    inner = tuple(slice(lo, lo + s) for s, (lo, _) in zip(S[:-1], pairs[:-1]))
+    lo, L = pairs[-1][0], S[-1]
+    for ph in range(phases):
+        # padded column j * phases + ph holds input column j * phases + ph - lo
+        j0 = max(0, -(-(lo - ph) // phases))
+        j1 = min(plane, (L - 1 + lo - ph) // phases + 1)
+        if j1 > j0:
+            c0 = j0 * phases + ph - lo
+            xs[(Ellipsis, *inner, slice(ph * plane + j0, ph * plane + j1))] = (
+                x[(Ellipsis, *(slice(None),) * (n - 1), slice(c0, None, phases))][..., :j1 - j0])
+    return xs, plane
+
+
 def _pack_columns(rows, spec, total, least=64, budget=None):
     """Columns per packed tile of ``rows`` rows: ``budget`` bytes (default
     :data:`PACK_BYTES`), at least ``least``, at most ``total``."""
@@ -599,9 +630,12 @@ def _run_packed(pack, x, w, spec, bias=None):
     path = packing(spec)
     # The step of the runs along the last dim: split into that many planes.
     run_step = (spec.stride if path == "positions" else spec.dilation)[-1]
-    xp = x if _unpadded(x, spec) else np.ascontiguousarray(
-        pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation))
-    xp, plane = _split_last(xp, run_step)
+    planes = None if _unpadded(x, spec) else _padded_planes(x, spec, run_step)
+    if planes is None:
+        xp = x if _unpadded(x, spec) else np.ascontiguousarray(
+            pad(x, spec.pairs, spec.padding_mode, lhs_dilation=spec.lhs_dilation))
+        planes = _split_last(xp, run_step)
+    xp, plane = planes
     Sp = xp.shape[2:]
     xf = xp.reshape(B, C, -1)
     grid = [math.prod(Sp[i + 1:]) for i in range(spec.ndim)]
