@@ -17,6 +17,8 @@ import math
 
 import numpy as np
 
+from .algorithms._jit import build_once
+
 #: Most entries (outputs x taps) of the offsets table of one call's geometry.
 TABLE_ENTRIES = 2**22
 
@@ -84,8 +86,6 @@ def _build():
 
 def kernels():
     """``(gradient, gradient_serial, forward, forward_serial)`` compiled, or None."""
-    from .algorithms._jit import build_once
-
     return build_once(_KERNELS, _build)
 
 

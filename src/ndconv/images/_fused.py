@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core._windows import source_index
+from ..core.algorithms._jit import build_once
 
 #: Nonzero taps up to which one compiled pass beats the bands through
 #: ``conv`` (a band converts the image to float, ``conv`` correlates it, and
@@ -50,8 +51,6 @@ _KERNELS: dict = {}
 
 def compiled():
     """``(direct, separable)`` compiled kernels, or None without numba."""
-    from ..core.algorithms._jit import build_once
-
     return build_once(_KERNELS, _build_fused)
 
 

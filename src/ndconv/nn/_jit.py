@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..core.algorithms._jit import build_once
+
 if TYPE_CHECKING:
     from ..core._typing import NDArray
 
@@ -36,8 +38,6 @@ def _build() -> Any:
 
 def relu_backward(x: NDArray[Any], g: NDArray[Any]) -> NDArray[Any] | None:
     """``np.where(x <= 0, 0, g)`` compiled, or None without numba or for other arrays."""
-    from ..core.algorithms._jit import build_once
-
     if (x.dtype != g.dtype or x.dtype not in (np.float32, np.float64)
             or not (x.flags.c_contiguous and g.flags.c_contiguous)):
         return None
@@ -73,8 +73,6 @@ def relu_forward(x: NDArray[Any]) -> NDArray[Any] | None:
     if (x.size < RELU_MIN or x.dtype not in (np.float32, np.float64)
             or not x.flags.c_contiguous):
         return None
-    from ..core.algorithms._jit import build_once
-
     k = build_once(_FORWARD, _build_forward)
     if k is None:
         return None

@@ -35,6 +35,7 @@ import numpy as np
 
 from .._windows import pad
 from ._jit import FAST_MATH as _FAST
+from ._jit import build_once
 from .record import add_bias
 
 _KERNELS: dict = {}
@@ -55,8 +56,6 @@ THREAD_MACS = 2**20
 
 def kernels():
     """``(forward, forward_serial, weights, weights_serial)`` compiled, or None."""
-    from ._jit import build_once
-
     return build_once(_KERNELS, _build)
 
 

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from ._jit import FAST_MATH as _FAST
+from ._jit import build_once
 
 #: Shortest output row (elements) this kernel takes.
 MIN_ROW = 256
@@ -182,8 +183,6 @@ def _build():
 
 def kernel():
     """The compiled kernel, or None without numba."""
-    from ._jit import build_once
-
     return build_once(_KERNELS, _build)
 
 

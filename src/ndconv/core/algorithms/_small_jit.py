@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import FAST_MATH as _FAST
+from ._jit import build_once
 
 _KERNELS: dict = {}
 
@@ -48,27 +49,41 @@ def _build():
             for o in range(Og):
                 for j in range(U(J)):
                     wt[(gi * U(J) + j) * Og + o] = wf[(gi * Og + o) * U(J) + j]
-        acc = np.empty(Og, w.dtype)
+        # Four positions at a time: each row of weights loaded feeds four
+        # products (one position at a time, the loads bound the loop: 9.4 us
+        # against 5.8 for the digits CNN's 16->32 layer at batch 1). A block
+        # past the last position repeats it (same sums, written once).
+        acc = np.empty((4, Og), w.dtype)
+        pos = np.empty(4, np.uint64)
         z = zero[0]
         for b in range(U(B)):
             xb = b * U(L)
             for gi in range(U(g)):
-                for p in range(U(P)):
-                    for o in range(Og):
-                        acc[o] = 0
-                    ib = (gi * U(P) + p) * U(J)
+                for p0 in range(U(0), U(P), U(4)):
+                    for q in range(4):
+                        pos[q] = (gi * U(P) + min(p0 + U(q), U(P) - U(1))) * U(J)
+                    acc[:] = 0
                     for j in range(U(J)):
-                        i = U(idx[ib + j])
-                        v = xf[xb + i] if i < U(L) else z
+                        i0, i1 = U(idx[pos[0] + j]), U(idx[pos[1] + j])
+                        i2, i3 = U(idx[pos[2] + j]), U(idx[pos[3] + j])
+                        v0 = xf[xb + i0] if i0 < U(L) else z
+                        v1 = xf[xb + i1] if i1 < U(L) else z
+                        v2 = xf[xb + i2] if i2 < U(L) else z
+                        v3 = xf[xb + i3] if i3 < U(L) else z
                         wb = (gi * U(J) + j) * Og
                         for o in range(Og):
-                            acc[o] += wt[wb + o] * v
-                    ob = (b * U(O) + gi * Og) * U(P) + p
-                    for o in range(Og):
-                        r = acc[o]
-                        if has_bias:
-                            r += bias[gi * Og + o]
-                        of[ob + o * U(P)] = r
+                            wv = wt[wb + o]
+                            acc[0, o] += wv * v0
+                            acc[1, o] += wv * v1
+                            acc[2, o] += wv * v2
+                            acc[3, o] += wv * v3
+                    for q in range(min(U(4), U(P) - p0)):
+                        ob = (b * U(O) + gi * Og) * U(P) + p0 + U(q)
+                        for o in range(Og):
+                            r = acc[q, o]
+                            if has_bias:
+                                r += bias[gi * Og + o]
+                            of[ob + o * U(P)] = r
         return out
 
     @njit(cache=True, nogil=True)
@@ -92,15 +107,11 @@ def _build():
 
 def kernel():
     """The compiled gathered correlation, or None without numba."""
-    from ._jit import build_once
-
     ks = build_once(_KERNELS, _build)
     return None if ks is None else ks[0]
 
 
 def gather_kernel():
     """The compiled gather of a gathered product's columns, or None without numba."""
-    from ._jit import build_once
-
     ks = build_once(_KERNELS, _build)
     return None if ks is None else ks[1]
