@@ -102,7 +102,25 @@ def _build():
                 cf[cb + e] = xf[xb + i] if i < U(L) else z
         return cols
 
-    return gathered, gather
+    @njit(fastmath=_FAST, cache=True, nogil=True)
+    def positions_last(res, bias, has_bias, out):
+        # The gathered product (B, g, P, Og) into the output's layout
+        # (B, g, Og, P), plus bias (g, Og): one pass (NumPy's transposing
+        # np.add took 18 us at the digits CNN's 16->32 layer, batch 64).
+        B, g, P, Og = res.shape
+        for b in range(B):
+            for gi in range(g):
+                for o in range(Og):
+                    if has_bias:
+                        bv = bias[gi, o]
+                        for p in range(P):
+                            out[b, gi, o, p] = res[b, gi, p, o] + bv
+                    else:  # (a copy: -0.0 stays -0.0)
+                        for p in range(P):
+                            out[b, gi, o, p] = res[b, gi, p, o]
+        return out
+
+    return gathered, gather, positions_last
 
 
 def kernel():
@@ -115,3 +133,9 @@ def gather_kernel():
     """The compiled gather of a gathered product's columns, or None without numba."""
     ks = build_once(_KERNELS, _build)
     return None if ks is None else ks[1]
+
+
+def positions_last_kernel():
+    """The compiled copy of a gathered product into the output's layout, or None."""
+    ks = build_once(_KERNELS, _build)
+    return None if ks is None else ks[2]

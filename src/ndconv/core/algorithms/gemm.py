@@ -203,6 +203,15 @@ def _run_gathered(x, w, spec, index, out_shape, bias=None):
     else:
         res = matmul(cols, wmat)  # (B, g, P, Og)
     out = np.empty((B, g, O // g, res.shape[2]), dtype=res.dtype)
+    if gather is not None:  # (numba is there: the compiled transposing copy)
+        from ._small_jit import positions_last_kernel
+
+        move = positions_last_kernel()
+        if move is not None:
+            b = (np.ascontiguousarray(bias, dtype=res.dtype) if bias is not None
+                 else np.zeros(O, res.dtype)).reshape(g, O // g)
+            move(res.reshape(B, g, -1, O // g), b, bias is not None, out)
+            return out.reshape(out_shape)
     if bias is None:
         np.copyto(out, res.transpose(0, 1, 3, 2))
     else:  # the bias in the same pass as the transposing copy
