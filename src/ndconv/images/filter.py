@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..core import _args, _memory
+from ..core import _args, _memory, _pages
 from ..core._windows import source_index
 from ..core.functional import conv
 from . import _fused
@@ -293,8 +293,8 @@ def filter_image(image: NDArray[Any], kernel: ArrayLike, *, padding: Padding = "
     _memory.check(np.dtype(out_dtype).itemsize * C_out * H_out * W_out,
                   f"the output image ({H_out}x{W_out} pixels x {C_out} channels, {out_dtype})")
     # Channels last, as images are stored: each band is written transposed
-    # once, and the result needs no copy to be saved.
-    out = np.empty((H_out, W_out, C_out), dtype=out_dtype)
+    # once, and the result needs no copy to be saved (on whole huge pages).
+    out = _pages.empty((H_out, W_out, C_out), out_dtype)
 
     def done(r0: int, r1: int) -> None:
         if progress is not None:
