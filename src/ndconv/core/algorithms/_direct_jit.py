@@ -50,8 +50,11 @@ ROW_BYTES = 2 * 2**20
 #: Largest padded plane the dot shape (which holds one per thread) takes.
 PLANE_BYTES = 32 * 2**20
 
-#: Below this many multiply-adds, one thread without the pool.
-THREAD_MACS = 2**20
+#: Below this many multiply-adds, one thread without the pool. The digits
+#: CNN's first layer at batch 64 (1->16 k3 on 8x8, 590k multiply-adds) took
+#: 49-50 us on one thread and 28-29 on two (AMD EPYC VM, quiet; torch 40):
+#: from 2**18 the second thread pays for its wake-up.
+THREAD_MACS = 2**18
 
 
 def kernels():
