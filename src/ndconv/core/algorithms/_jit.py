@@ -191,7 +191,7 @@ def taps_kernel():
 
 
 def set_threads(n):
-    """Give numba's thread pool ``n`` threads (if numba is loaded).
+    """Give numba's thread pool ``n`` threads (if numba is installed).
 
     The first call starts numba's pool. With numba's ``omp`` threading layer
     that start calls ``omp_set_num_threads(NUMBA_NUM_THREADS)`` in an OpenMP
@@ -204,7 +204,12 @@ def set_threads(n):
 
     numba = sys.modules.get("numba")
     if numba is None:
-        return
+        # Not imported yet: the kernel about to run will import it, and its
+        # first parallel launch would start the pool without the counts put
+        # back (the depthwise layer's first call left torch on 2 threads).
+        if not numba_installed():
+            return
+        import numba
     n = min(n, numba.config.NUMBA_NUM_THREADS)
     if _LAUNCHED:
         numba.set_num_threads(n)
