@@ -64,8 +64,10 @@ def test_a_fresh_12mp_output_takes_few_page_faults():
         return sorted(counts)[2]
 
     plain, aligned = faults(np.empty), faults(_pages.empty)
-    if plain < 200:
-        pytest.skip(f"np.empty took {plain} faults: memory reused, nothing to compare")
+    # (about 12,000 faults: the kernel had no huge page free, both get 4 KiB
+    # pages; under 200: the memory was reused, nothing was faulted)
+    if not 200 <= plain < 2000:
+        pytest.skip(f"np.empty took {plain} faults: no huge pages to compare")
     assert aligned < plain / 4
 
 
