@@ -257,23 +257,12 @@ def prepared(spec):
     from ._small_jit import kernel
 
     _, index, out_shape = small
-    # What _run_small derives from the spec, once: at batch 1 the digits
-    # CNN's layers compute in 1-6 us, and each lookup is a fraction of one.
-    B, O, dt = spec.batch, spec.out_channels, spec.dtype
-    shape3, zero, no_bias = (B, O, index.shape[1]), _ZERO[dt.char], np.empty(0, dt)
 
     def call(x, w, bias):
         k = kernel()  # (per call: a test may hide numba)
         if k is None:
             return None
-        out = np.empty(shape3, dtype=dt)
-        xf = np.ascontiguousarray(x, dtype=dt).reshape(B, -1)
-        wf = np.ascontiguousarray(w, dtype=dt).reshape(O, -1)
-        if bias is None:
-            k(xf, index, wf, no_bias, False, zero, out)
-        else:
-            k(xf, index, wf, np.ascontiguousarray(bias, dtype=dt), True, zero, out)
-        return out.reshape(out_shape)
+        return _run_small((k, index, out_shape), x, w, spec, bias)
 
     return call
 
