@@ -50,7 +50,7 @@ def test_thp_detection_follows_the_kernel_setting(monkeypatch, tmp_path):
     assert _pages._thp_available() is False
 
 
-@pytest.mark.skipif(not _pages._THP, reason="no transparent huge pages on this machine")
+@pytest.mark.skipif(not _pages._thp_available(), reason="no transparent huge pages on this machine")
 def test_a_fresh_12mp_output_takes_few_page_faults():
     # 48 MB from mmap: unaligned, ~480 faults (4 KiB pages at both ends);
     # aligned, ~24 (one per 2 MiB page) where the kernel has huge pages free.

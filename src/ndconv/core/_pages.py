@@ -53,7 +53,8 @@ def _thp_available() -> bool:
         return True
 
 
-_THP = _thp_available()
+#: :func:`_thp_available`, read on the first large allocation (not at import).
+_THP: bool | None = None
 
 
 def empty(shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
@@ -63,9 +64,14 @@ def empty(shape: tuple[int, ...], dtype: DTypeLike) -> NDArray[Any]:
     :data:`MIN_BYTES` or more on Linux with transparent huge pages it is a
     view of a block one huge page larger (its ``base``).
     """
+    global _THP
     dt = np.dtype(dtype)
     nbytes = math.prod(shape) * dt.itemsize
-    if not _THP or nbytes < MIN_BYTES or dt.hasobject:
+    if nbytes < MIN_BYTES or dt.hasobject:
+        return np.empty(shape, dt)
+    if _THP is None:
+        _THP = _thp_available()
+    if not _THP:
         return np.empty(shape, dt)
     raw = np.empty(nbytes + HUGE_PAGE, np.uint8)
     start = -raw.ctypes.data % HUGE_PAGE
